@@ -1,0 +1,1 @@
+//! The engine's error type, wrapping each stage's error.

@@ -1,0 +1,1 @@
+//! Events: the engine's only way to reach a terminal.

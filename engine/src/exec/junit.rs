@@ -1,0 +1,1 @@
+//! JUnit XML test reports: parsed after a task with `junit` runs.

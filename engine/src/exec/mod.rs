@@ -1,0 +1,5 @@
+//! `Plan` → outcomes: the scheduler, processes, LLM calls and test reports.
+
+pub mod coverage;
+pub mod junit;
+pub mod llm;

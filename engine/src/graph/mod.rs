@@ -1,0 +1,1 @@
+//! `TaskFile` + rules → `Graph`: names resolved, for-each expanded, globs compiled, acyclic.

@@ -1,0 +1,22 @@
+//! clab's engine: everything but argument parsing and terminal drawing.
+//!
+//! ```text
+//! tasks.kdl ──syntax──▶ TaskFile ──graph──▶ Graph ──plan──▶ Plan ──exec──▶ Outcome
+//!  *.mdc ────rules───▶ RuleFile ───┘          │                 │
+//!                                            store (cache.db + cas/) ◀─┘
+//!                                   every stage reports through event::Reporter
+//! ```
+//!
+//! Each stage takes the previous stage's type and returns the next; none reaches back up the
+//! pipeline. Rules (`*.mdc`) and LLM steps enter the graph as node kinds, not side systems.
+#![warn(missing_docs)]
+
+pub mod source;
+pub mod syntax;
+pub mod rules;
+pub mod graph;
+pub mod plan;
+pub mod exec;
+pub mod store;
+pub mod event;
+pub mod error;

@@ -1,0 +1,1 @@
+//! `Graph` + store → `Plan`: per node a cache key and whether it is fresh.

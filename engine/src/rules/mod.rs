@@ -1,0 +1,2 @@
+//! Cursor rule files (`*.mdc`): lenient parsing, precise validation, compilation into check
+//! nodes and LLM context.

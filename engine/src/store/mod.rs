@@ -1,0 +1,1 @@
+//! The cache store: `cache.db` (SQLite) and the content-addressed blob store.

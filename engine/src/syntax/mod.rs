@@ -1,0 +1,1 @@
+//! `tasks.kdl` → [`TaskFile`]: the typed model, every value spanned, no semantic checks.
