@@ -1,1 +1,8 @@
+//! End-to-end tests: each drives the real `clab` binary on a project in a temp directory.
+//!
+//! One test binary for all of them (`autotests = false` in cli/Cargo.toml) so CI links once.
 
+mod diagnostics;
+mod run;
+mod schemas;
+mod test;

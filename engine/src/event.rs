@@ -1,1 +1,113 @@
 //! Events: the engine's only way to reach a terminal.
+//!
+//! The engine never prints. Every stage reports what happens as an [`Event`] to a
+//! [`Reporter`]; the cli renders them as progress bars, prefixed lines, GitHub Actions groups,
+//! NDJSON (`--json`, schema in `schemas/events.schema.json`) or a Chrome trace. Events carry
+//! display ids, never paths to secrets or keys.
+
+use serde::Serialize;
+
+/// Something that happened during a run.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run begins.
+    RunStarted {
+        /// The targets asked for.
+        targets: Vec<String>,
+        /// How many nodes the run covers (aggregates excluded).
+        total: usize,
+        /// The parallelism.
+        jobs: usize,
+    },
+    /// A node starts executing (cache hits never start).
+    TaskStarted {
+        /// The node's display id.
+        task: String,
+        /// Why it runs although it ran before, in a few words (`src/a.py changed`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A line a running node printed (stdout and stderr, interleaved as written).
+    TaskOutput {
+        /// The node's display id.
+        task: String,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// A node is done, one way or another.
+    TaskFinished {
+        /// The node's display id.
+        task: String,
+        /// How it ended.
+        status: Status,
+        /// Time spent, in milliseconds (for a cache hit: the time the original run took).
+        duration_ms: u64,
+        /// The captured output: for failures, and for cache hits (replayed).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        log: Option<String>,
+    },
+    /// A node did not run.
+    TaskSkipped {
+        /// The node's display id.
+        task: String,
+        /// Why: a failed dependency, fail-fast, an interrupt.
+        reason: String,
+    },
+    /// Something the user should know that is not a failure.
+    Warning {
+        /// The message.
+        message: String,
+    },
+    /// The run ends.
+    RunFinished(Summary),
+}
+
+/// How a node ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Status {
+    /// It ran and succeeded.
+    Succeeded,
+    /// Its result came from the cache.
+    Cached,
+    /// It ran and failed.
+    Failed {
+        /// What went wrong, in a few words: `exit 2`, `timed out after 5s`.
+        message: String,
+    },
+    /// It was stopped by Ctrl-C or by fail-fast.
+    Interrupted,
+}
+
+/// The totals of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Summary {
+    /// Nodes that ran and succeeded.
+    pub succeeded: usize,
+    /// Nodes restored from the cache.
+    pub cached: usize,
+    /// Nodes that failed.
+    pub failed: usize,
+    /// Nodes that did not run.
+    pub skipped: usize,
+    /// Whether Ctrl-C stopped the run.
+    pub interrupted: bool,
+    /// Wall time of the run, in milliseconds.
+    pub wall_ms: u64,
+    /// Time the cache saved: the recorded durations of the cache hits, in milliseconds.
+    pub saved_ms: u64,
+}
+
+/// Receives events. Called from many tasks at once, so it must be cheap and thread-safe.
+pub trait Reporter: Send + Sync {
+    /// Handle one event.
+    fn report(&self, event: &Event);
+}
+
+/// A reporter that drops everything, for callers that do not watch.
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn report(&self, _event: &Event) {}
+}

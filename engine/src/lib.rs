@@ -11,12 +11,13 @@
 //! pipeline. Rules (`*.mdc`) and LLM steps enter the graph as node kinds, not side systems.
 #![warn(missing_docs)]
 
-pub mod source;
-pub mod syntax;
-pub mod rules;
+pub mod error;
+pub mod event;
+pub mod exec;
 pub mod graph;
 pub mod plan;
-pub mod exec;
+pub mod project;
+pub mod rules;
+pub mod source;
 pub mod store;
-pub mod event;
-pub mod error;
+pub mod syntax;

@@ -23,7 +23,11 @@ pub struct SourceFile {
 
 impl SourceFile {
     /// A source file from text already in memory; `name` is how diagnostics show it.
-    pub fn new(path: impl Into<PathBuf>, name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
+    pub fn new(
+        path: impl Into<PathBuf>,
+        name: impl Into<String>,
+        text: impl Into<Arc<str>>,
+    ) -> Self {
         SourceFile {
             path: path.into(),
             name: name.into(),
@@ -70,7 +74,9 @@ impl SourceFile {
 
 impl fmt::Debug for SourceFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SourceFile").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("SourceFile")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

@@ -3,3 +3,6 @@
 pub mod coverage;
 pub mod junit;
 pub mod llm;
+pub mod process;
+pub mod runner;
+pub mod scheduler;

@@ -1,1 +1,446 @@
-//! `TaskFile` + rules → `Graph`: names resolved, for-each expanded, globs compiled, acyclic.
+//! [`TaskFile`](crate::syntax::TaskFile) → [`Graph`]: names resolved, `for-each` expanded,
+//! placeholders rendered, globs checked, and no cycles.
+//!
+//! A [`Graph`] can only be made by [`build`], so holding one means the file was valid: later
+//! stages never re-check names or look for cycles. Edges run from a dependency to its
+//! dependent. Node ids display the same way everywhere: `lint`, `gen-tests[src/pkg/a.py]`,
+//! `rule:no-pip-install`.
+
+mod build;
+mod cycle;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use petgraph::{
+    Direction,
+    graph::{DiGraph, NodeIndex},
+};
+use serde::Serialize;
+
+pub use self::build::build;
+use crate::syntax::{LlmStepDecl, TaskFile};
+
+/// A node's index in its [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(NodeIndex);
+
+impl NodeId {
+    /// The dense index of the node, `0..graph.len()`.
+    pub fn index(self) -> usize {
+        self.0.index()
+    }
+}
+
+/// What a node does when it runs.
+#[derive(Clone, Debug)]
+pub enum NodeKind {
+    /// Shell commands, run in order with `sh -c`.
+    Command {
+        /// The rendered command lines.
+        run: Vec<String>,
+    },
+    /// An LLM step.
+    Llm(Box<LlmNode>),
+    /// No work of its own: done when its dependencies are.
+    Aggregate,
+}
+
+impl NodeKind {
+    /// A short name for listings and JSON: `command`, `llm`, `aggregate`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            NodeKind::Command { .. } => "command",
+            NodeKind::Llm(_) => "llm",
+            NodeKind::Aggregate => "aggregate",
+        }
+    }
+}
+
+/// An LLM step with its placeholders rendered for this node.
+#[derive(Clone, Debug)]
+pub struct LlmNode {
+    /// The declaration, with spans, as written.
+    pub decl: LlmStepDecl,
+    /// The rendered `output` path, relative to the root.
+    pub output: String,
+    /// The rendered `context` globs.
+    pub context: Vec<String>,
+    /// The rendered `check` command (`{{output}}` still in place: it names a temp file).
+    pub check: Option<String>,
+    /// Values of the file placeholders for this node, for rendering prompts.
+    pub vars: BTreeMap<String, String>,
+}
+
+/// `coverage "PATH" fail-under=N` after rendering.
+#[derive(Clone, Debug)]
+pub struct Coverage {
+    /// The report's path, relative to the root.
+    pub path: String,
+    /// The gate.
+    pub fail_under: Option<f64>,
+    /// Show missing line ranges.
+    pub show_missing: bool,
+    /// Leave fully covered files out of the table.
+    pub skip_covered: bool,
+}
+
+/// One unit of work: a task, or one file of a `for-each` task.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The display id: `lint`, `gen-tests[src/pkg/a.py]`.
+    pub name: String,
+    /// The task it comes from.
+    pub task: String,
+    /// The file of a `for-each` node.
+    pub item: Option<String>,
+    /// What it does.
+    pub kind: NodeKind,
+    /// `description`.
+    pub description: Option<String>,
+    /// Rendered input globs, relative to the root (`!` excludes).
+    pub inputs: Vec<String>,
+    /// Rendered output globs, relative to the root.
+    pub outputs: Vec<String>,
+    /// The environment it sets: the file's `env`, then the task's.
+    pub env: BTreeMap<String, String>,
+    /// Where its commands run, relative to the root (empty: the root).
+    pub cwd: String,
+    /// Whether results may be cached (`cache #false` and no `inputs` turn it off).
+    pub cache: bool,
+    /// Kill the process group after this long.
+    pub timeout: Option<Duration>,
+    /// Extra attempts for a failing command.
+    pub retry: u32,
+    /// A long-running server.
+    pub persistent: bool,
+    /// A JUnit report to read afterwards.
+    pub junit: Option<String>,
+    /// A coverage report and gate.
+    pub coverage: Option<Coverage>,
+    /// The span of the task's name in tasks.kdl.
+    pub span: SourceSpan,
+}
+
+impl Node {
+    /// Whether the node is cached at all: it must declare inputs and not opt out.
+    pub fn is_cacheable(&self) -> bool {
+        self.cache && !self.inputs.is_empty() && !matches!(self.kind, NodeKind::Aggregate)
+    }
+}
+
+/// The validated, acyclic task graph.
+#[derive(Debug)]
+pub struct Graph {
+    dag: DiGraph<Node, ()>,
+    ids: HashMap<String, NodeId>,
+    tasks: BTreeMap<String, Vec<NodeId>>,
+    root: PathBuf,
+    file: Arc<TaskFile>,
+}
+
+impl Graph {
+    /// The project root every relative path is resolved against.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The parsed file the graph was built from.
+    pub fn file(&self) -> &TaskFile {
+        &self.file
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.dag.node_count()
+    }
+
+    /// Whether the graph has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.dag.node_count() == 0
+    }
+
+    /// The node behind an id.
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.dag[id.0]
+    }
+
+    /// Every node id, in insertion order (tasks in file order).
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = NodeId> + '_ {
+        self.dag.node_indices().map(NodeId)
+    }
+
+    /// The node with this display id.
+    pub fn find(&self, name: &str) -> Option<NodeId> {
+        self.ids.get(name).copied()
+    }
+
+    /// Task names with their nodes, sorted by name.
+    pub fn tasks(&self) -> &BTreeMap<String, Vec<NodeId>> {
+        &self.tasks
+    }
+
+    /// What `id` depends on, sorted by display id.
+    pub fn dependencies(&self, id: NodeId) -> Vec<NodeId> {
+        self.neighbours(id, Direction::Incoming)
+    }
+
+    /// What depends on `id`, sorted by display id.
+    pub fn dependents(&self, id: NodeId) -> Vec<NodeId> {
+        self.neighbours(id, Direction::Outgoing)
+    }
+
+    fn neighbours(&self, id: NodeId, direction: Direction) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .dag
+            .neighbors_directed(id.0, direction)
+            .map(NodeId)
+            .collect();
+        ids.sort_by(|a, b| self.node(*a).name.cmp(&self.node(*b).name));
+        ids.dedup();
+        ids
+    }
+
+    /// Resolve names given on the command line: a task name selects all its nodes, a display
+    /// id one node.
+    pub fn resolve_targets(&self, names: &[String]) -> Result<Vec<NodeId>, UnknownTarget> {
+        let mut targets = Vec::new();
+        for name in names {
+            if let Some(ids) = self.tasks.get(name) {
+                targets.extend(ids);
+            } else if let Some(&id) = self.ids.get(name) {
+                targets.push(id);
+            } else {
+                let help = crate::syntax::did_you_mean(name, self.tasks.keys().map(String::as_str))
+                    .map(|close| format!("did you mean `{close}`?"))
+                    .unwrap_or_else(|| "`clab list` shows the tasks".to_owned());
+                return Err(UnknownTarget {
+                    name: name.clone(),
+                    help,
+                });
+            }
+        }
+        targets.sort();
+        targets.dedup();
+        Ok(targets)
+    }
+
+    /// The targets and everything they depend on, in topological order (dependencies first).
+    pub fn closure(&self, targets: &[NodeId]) -> Vec<NodeId> {
+        let mut wanted = vec![false; self.len()];
+        let mut stack: Vec<NodeId> = targets.to_vec();
+        while let Some(id) = stack.pop() {
+            if !std::mem::replace(&mut wanted[id.index()], true) {
+                stack.extend(
+                    self.dag
+                        .neighbors_directed(id.0, Direction::Incoming)
+                        .map(NodeId),
+                );
+            }
+        }
+        self.topological_order()
+            .into_iter()
+            .filter(|id| wanted[id.index()])
+            .collect()
+    }
+
+    /// All nodes, dependencies before dependents.
+    pub fn topological_order(&self) -> Vec<NodeId> {
+        // `build` refused cycles, so the sort cannot fail; fall back to insertion order
+        // rather than panic if that invariant were ever broken.
+        petgraph::algo::toposort(&self.dag, None)
+            .map(|order| order.into_iter().map(NodeId).collect())
+            .unwrap_or_else(|_| self.ids().collect())
+    }
+
+    /// For each node, the length of the longest chain of work from it to the end of the graph
+    /// (itself included): the scheduler starts the largest first, so the critical path is
+    /// never left waiting behind short side branches.
+    pub fn critical_path_lengths(&self) -> Vec<u32> {
+        let mut length = vec![0u32; self.len()];
+        for id in self.topological_order().into_iter().rev() {
+            let own = u32::from(!matches!(self.node(id).kind, NodeKind::Aggregate));
+            let tail = self
+                .dag
+                .neighbors_directed(id.0, Direction::Outgoing)
+                .map(|next| length[next.index()])
+                .max()
+                .unwrap_or(0);
+            length[id.index()] = own + tail;
+        }
+        length
+    }
+}
+
+/// A problem that needs the whole file to see: names, cycles, globs, files.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum Error {
+    /// `deps` names a task that does not exist.
+    #[error("task `{task}` depends on unknown task `{name}`")]
+    #[diagnostic(code(clab::tasks::unknown_dep))]
+    UnknownDep {
+        /// The task whose `deps` is wrong.
+        task: String,
+        /// The name written.
+        name: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("no task is called this")]
+        span: SourceSpan,
+        /// "did you mean".
+        #[help]
+        help: String,
+    },
+
+    /// Tasks that depend on each other in a circle.
+    #[error("dependency cycle: {path}")]
+    #[diagnostic(
+        code(clab::tasks::cycle),
+        help("a task cannot wait for itself: remove one of these `deps`")
+    )]
+    Cycle {
+        /// `a → b → c → a`.
+        path: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Each `deps` entry on the cycle.
+        #[label(collection)]
+        spans: Vec<miette::LabeledSpan>,
+    },
+
+    /// A glob that does not compile.
+    #[error("invalid glob `{glob}`")]
+    #[diagnostic(code(clab::tasks::bad_glob))]
+    BadGlob {
+        /// The glob.
+        glob: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("{reason}")]
+        span: SourceSpan,
+        /// What globset said.
+        reason: String,
+    },
+
+    /// A path that would leave the project root.
+    #[error("`{path}` is outside the project")]
+    #[diagnostic(
+        code(clab::tasks::outside_root),
+        help("paths in tasks.kdl are relative to the project root and stay inside it")
+    )]
+    OutsideRoot {
+        /// The path.
+        path: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("leaves the project root")]
+        span: SourceSpan,
+    },
+
+    /// The project tree could not be walked to expand `for-each`.
+    #[error("cannot list files for `for-each` of task `{task}`")]
+    #[diagnostic(code(clab::tasks::walk))]
+    Walk {
+        /// The task.
+        task: String,
+        /// The cause.
+        #[source]
+        source: ignore::Error,
+    },
+}
+
+/// A name on the command line that is neither a task nor a node.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("no task named `{name}`")]
+#[diagnostic(code(clab::tasks::unknown_target))]
+pub struct UnknownTarget {
+    /// The name given.
+    pub name: String,
+    /// "did you mean" or where to look.
+    #[help]
+    pub help: String,
+}
+
+/// Every problem found while building the graph.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{} in `{file}`", crate::syntax::plural(errors.len(), "problem"))]
+#[diagnostic(code(clab::tasks::invalid))]
+pub struct Diagnostics {
+    /// The file's display name.
+    pub file: String,
+    /// The problems.
+    #[related]
+    pub errors: Vec<Error>,
+}
+
+/// The `clab graph --format json` document.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct GraphJson {
+    /// The project name, if the file gives one.
+    pub project: Option<String>,
+    /// Every node, in topological order.
+    pub nodes: Vec<NodeJson>,
+}
+
+/// One node of [`GraphJson`].
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct NodeJson {
+    /// Display id.
+    pub id: String,
+    /// Task name.
+    pub task: String,
+    /// `command`, `llm`, `rule` or `aggregate`.
+    pub kind: String,
+    /// `description`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Display ids of the direct dependencies.
+    pub deps: Vec<String>,
+    /// Input globs.
+    pub inputs: Vec<String>,
+    /// Output globs.
+    pub outputs: Vec<String>,
+    /// Whether results are cached.
+    pub cached: bool,
+}
+
+impl Graph {
+    /// The graph as the JSON document `clab graph --format json` prints, limited to `nodes`.
+    pub fn to_json(&self, nodes: &[NodeId]) -> GraphJson {
+        GraphJson {
+            project: self.file.project.as_ref().map(|p| p.value.clone()),
+            nodes: nodes
+                .iter()
+                .map(|&id| {
+                    let node = self.node(id);
+                    NodeJson {
+                        id: node.name.clone(),
+                        task: node.task.clone(),
+                        kind: node.kind.label().to_owned(),
+                        description: node.description.clone(),
+                        deps: self
+                            .dependencies(id)
+                            .into_iter()
+                            .map(|dep| self.node(dep).name.clone())
+                            .collect(),
+                        inputs: node.inputs.clone(),
+                        outputs: node.outputs.clone(),
+                        cached: node.is_cacheable(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}

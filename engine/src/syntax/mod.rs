@@ -1,1 +1,408 @@
-//! `tasks.kdl` → [`TaskFile`]: the typed model, every value spanned, no semantic checks.
+//! `tasks.kdl` → [`TaskFile`]: the typed model of the file, every value spanned.
+//!
+//! This stage checks only what can be seen in one node at a time: the KDL syntax, node and
+//! property names, argument counts and types, durations, and placeholders. Names are not
+//! resolved here (an unknown dependency is the graph's error), so every value keeps the span
+//! a later stage needs to point at it.
+
+mod duration;
+mod kdl;
+pub mod placeholders;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+
+pub use self::duration::{format_duration, parse_duration};
+pub use self::kdl::parse_task_file;
+use crate::source::{SourceFile, Spanned};
+
+/// A parsed `tasks.kdl`.
+#[derive(Debug, Clone)]
+pub struct TaskFile {
+    /// The file the model was parsed from.
+    pub source: SourceFile,
+    /// `project "NAME"`.
+    pub project: Option<Spanned<String>>,
+    /// Top-level `env KEY="value"`: set for every task and part of every hash.
+    pub env: BTreeMap<String, Spanned<String>>,
+    /// `env-inputs "CC" …`: inherited variables whose values are hashed.
+    pub env_inputs: Vec<Spanned<String>>,
+    /// `rules "DIR" …`: where `*.mdc` rule files live (none written: `.cursor/rules`).
+    pub rules_dirs: Vec<Spanned<String>>,
+    /// The unnamed top-level `llm { … }` block: defaults for every LLM step.
+    pub llm_defaults: Option<LlmSettings>,
+    /// Named `llm "NAME" { … }` profiles.
+    pub llm_profiles: BTreeMap<String, LlmSettings>,
+    /// The tasks, in file order.
+    pub tasks: Vec<TaskDecl>,
+}
+
+/// One `task "NAME" { … }` node.
+#[derive(Debug, Clone)]
+pub struct TaskDecl {
+    /// The task's name and where it is written.
+    pub name: Spanned<String>,
+    /// The span of the whole node.
+    pub span: SourceSpan,
+    /// `description "…"`.
+    pub description: Option<Spanned<String>>,
+    /// `run "…"` lines, in order; each is a `sh -c` command.
+    pub run: Vec<Spanned<String>>,
+    /// `deps "…"`: names of tasks that must finish first.
+    pub deps: Vec<Spanned<String>>,
+    /// `inputs "GLOB" …`: files whose content the cache key hashes; `!` excludes.
+    pub inputs: Vec<Spanned<String>>,
+    /// `outputs "GLOB" …`: files the task writes, stored in and restored from the cache.
+    pub outputs: Vec<Spanned<String>>,
+    /// `env KEY="value"`: variables set for this task.
+    pub env: BTreeMap<String, Spanned<String>>,
+    /// `cwd "DIR"`: where commands run, relative to the project root.
+    pub cwd: Option<Spanned<String>>,
+    /// `cache #false` turns caching off for the task.
+    pub cache: Option<Spanned<bool>>,
+    /// `timeout "5m"`: the task's process group is killed after this long.
+    pub timeout: Option<Spanned<Duration>>,
+    /// `retry N`: run a failing command up to N more times.
+    pub retry: Option<Spanned<u32>>,
+    /// `persistent #true`: a long-running server, kept alive in watch mode.
+    pub persistent: Option<Spanned<bool>>,
+    /// `for-each "GLOB" …`: one node per matching file.
+    pub for_each: Vec<Spanned<String>>,
+    /// `junit "PATH"`: a JUnit XML report to read after the task.
+    pub junit: Option<Spanned<String>>,
+    /// `coverage "PATH" fail-under=N`: a coverage report and its gate.
+    pub coverage: Option<CoverageDecl>,
+    /// `llm { … }`: the task is an LLM step.
+    pub llm: Option<LlmStepDecl>,
+}
+
+/// `coverage "PATH" fail-under=80 show-missing=#true skip-covered=#true`.
+#[derive(Debug, Clone)]
+pub struct CoverageDecl {
+    /// The report's path.
+    pub path: Spanned<String>,
+    /// The minimum total percentage.
+    pub fail_under: Option<Spanned<f64>>,
+    /// List missing line ranges in the table (default on).
+    pub show_missing: bool,
+    /// Leave fully covered files out of the table.
+    pub skip_covered: bool,
+}
+
+/// A scalar written in tasks.kdl.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// A string.
+    String(String),
+    /// A whole number.
+    Integer(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// `#true` or `#false`.
+    Bool(bool),
+}
+
+/// Provider settings of an `llm` block: every field optional so that layers can merge.
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    /// The span of the block, for errors about the block as a whole.
+    pub span: SourceSpan,
+    /// Setting name (`model`, `base-url`, …) → value.
+    pub values: BTreeMap<&'static str, Spanned<Scalar>>,
+}
+
+/// The `llm { … }` block of a task: what to ask, where to write, how to check.
+#[derive(Debug, Clone)]
+pub struct LlmStepDecl {
+    /// The span of the block.
+    pub span: SourceSpan,
+    /// `profile "NAME"`: settings from a named top-level `llm` block.
+    pub profile: Option<Spanned<String>>,
+    /// Provider settings written in the step itself.
+    pub settings: LlmSettings,
+    /// `prompt "…"`: the user prompt, inline.
+    pub prompt: Option<Spanned<String>>,
+    /// `prompt-file "PATH"`.
+    pub prompt_file: Option<Spanned<String>>,
+    /// `system "…"`.
+    pub system: Option<Spanned<String>>,
+    /// `system-file "PATH"`.
+    pub system_file: Option<Spanned<String>>,
+    /// `context "GLOB" …`: files bundled into `{{context}}`.
+    pub context: Vec<Spanned<String>>,
+    /// `output "PATH"`: where the answer is written.
+    pub output: Option<Spanned<String>>,
+    /// `extract "code"|"text"`.
+    pub extract: Option<Spanned<String>>,
+    /// `check "COMMAND"`: must pass before the answer is accepted.
+    pub check: Option<Spanned<String>>,
+    /// `attempts N`: how many answers to try when the check fails.
+    pub attempts: Option<Spanned<u32>>,
+    /// `max-context-tokens N`: the budget of `{{context}}`.
+    pub max_context_tokens: Option<Spanned<u32>>,
+    /// `rules "NAME" …`: manual rules to attach.
+    pub rules: Vec<Spanned<String>>,
+}
+
+/// The settings an `llm` block may hold, in both the top-level and the task form.
+pub const LLM_SETTINGS: &[&str] = &[
+    "provider",
+    "base-url",
+    "model",
+    "api-key-env",
+    "temperature",
+    "max-tokens",
+    "timeout",
+    "requests-per-minute",
+    "max-concurrent",
+    "command",
+];
+
+/// A problem in tasks.kdl, pointing at the span that causes it.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read `{path}`")]
+    #[diagnostic(code(clab::tasks::io))]
+    Io {
+        /// The path that failed.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The KDL itself does not parse.
+    #[error("{message}")]
+    #[diagnostic(code(clab::tasks::syntax))]
+    Syntax {
+        /// What the KDL parser said.
+        message: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("{label}")]
+        span: SourceSpan,
+        /// The label text.
+        label: String,
+        /// The parser's hint, if any.
+        #[help]
+        help: Option<String>,
+    },
+
+    /// A node name that is not part of the format.
+    #[error("unknown {context} `{name}`")]
+    #[diagnostic(code(clab::tasks::unknown_node))]
+    UnknownNode {
+        /// The name written.
+        name: String,
+        /// Where it was: `node`, `task child`, `llm setting` …
+        context: &'static str,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("not a known {context}")]
+        span: SourceSpan,
+        /// "did you mean" or the list of valid names.
+        #[help]
+        help: String,
+    },
+
+    /// A property (`key=value`) the node does not take.
+    #[error("unknown property `{name}` on `{node}`")]
+    #[diagnostic(code(clab::tasks::unknown_property))]
+    UnknownProperty {
+        /// The property written.
+        name: String,
+        /// The node it was written on.
+        node: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("unknown property")]
+        span: SourceSpan,
+        /// "did you mean" or the valid properties.
+        #[help]
+        help: String,
+    },
+
+    /// A node has the wrong number or type of arguments.
+    #[error("`{node}` {expected}")]
+    #[diagnostic(code(clab::tasks::bad_argument))]
+    BadArgument {
+        /// The node.
+        node: String,
+        /// What it takes: "takes one string", "takes #true or #false" …
+        expected: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("{found}")]
+        span: SourceSpan,
+        /// What was found.
+        found: String,
+    },
+
+    /// Two tasks with one name.
+    #[error("task `{name}` is defined twice")]
+    #[diagnostic(code(clab::tasks::duplicate_task), help("rename one of them"))]
+    DuplicateTask {
+        /// The name.
+        name: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// The second definition.
+        #[label("defined again here")]
+        span: SourceSpan,
+        /// The first definition.
+        #[label("first defined here")]
+        first: SourceSpan,
+    },
+
+    /// A duration that does not parse.
+    #[error("invalid duration `{value}`")]
+    #[diagnostic(
+        code(clab::tasks::bad_duration),
+        help("write a number with a unit: `500ms`, `30s`, `5m`, `1h30m`")
+    )]
+    BadDuration {
+        /// The text written.
+        value: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("not a duration")]
+        span: SourceSpan,
+    },
+
+    /// `run` and `llm` in one task.
+    #[error("task `{task}` has both `run` and `llm`")]
+    #[diagnostic(
+        code(clab::tasks::run_and_llm),
+        help(
+            "a task either runs commands or asks an LLM: split it into two tasks and make one depend on the other"
+        )
+    )]
+    RunAndLlm {
+        /// The task.
+        task: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// The `run` node.
+        #[label("commands here")]
+        run: SourceSpan,
+        /// The `llm` node.
+        #[label("LLM step here")]
+        llm: SourceSpan,
+    },
+
+    /// A placeholder that is not defined where it is used.
+    #[error("unknown placeholder `{{{{{name}}}}}`")]
+    #[diagnostic(code(clab::tasks::unknown_placeholder))]
+    UnknownPlaceholder {
+        /// The name between the braces.
+        name: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("not available here")]
+        span: SourceSpan,
+        /// What is available.
+        #[help]
+        help: String,
+    },
+
+    /// Something that looks like an API key, written into the file.
+    #[error("an API key is written in `{file}`")]
+    #[diagnostic(
+        code(clab::tasks::api_key_in_file),
+        help(
+            "keys come from the environment only: remove it, rotate it, and name its variable with `api-key-env \"OPENAI_API_KEY\"`"
+        )
+    )]
+    ApiKeyInFile {
+        /// The file name.
+        file: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where (the value itself is never printed in the message).
+        #[label("this looks like a secret")]
+        span: SourceSpan,
+    },
+
+    /// An `llm` step that is missing something it needs.
+    #[error("the `llm` step of task `{task}` {problem}")]
+    #[diagnostic(code(clab::tasks::bad_llm_step))]
+    BadLlmStep {
+        /// The task.
+        task: String,
+        /// What is wrong.
+        problem: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("here")]
+        span: SourceSpan,
+    },
+}
+
+/// Every problem found in one file: the parser collects them instead of stopping at the first.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{} in `{file}`", plural(errors.len(), "problem"))]
+#[diagnostic(code(clab::tasks::invalid))]
+pub struct Diagnostics {
+    /// The file's display name.
+    pub file: String,
+    /// The problems, in file order.
+    #[related]
+    pub errors: Vec<Error>,
+}
+
+/// `1 problem`, `2 problems`.
+pub(crate) fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The closest of `candidates` to `name`, when it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::damerau_levenshtein(name, candidate), candidate))
+        .filter(|&(distance, _)| distance <= limit)
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// A help line: "did you mean `x`?" or the list of what is valid.
+pub(crate) fn suggestion(name: &str, valid: &[&str]) -> String {
+    match did_you_mean(name, valid.iter().copied()) {
+        Some(close) => format!("did you mean `{close}`?"),
+        None => format!(
+            "expected one of {}",
+            valid
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}

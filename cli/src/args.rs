@@ -1,0 +1,108 @@
+//! Command-line arguments: clap derives only, no logic.
+
+use std::path::PathBuf;
+
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
+
+/// clab: a declarative task runner and build-graph engine for AI-assisted development.
+#[derive(Debug, Parser)]
+#[command(name = "clab", version, about, max_term_width = 100)]
+pub struct Args {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+
+    /// Use FILE instead of looking for tasks.kdl.
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Run at most N tasks at once [default: number of cores].
+    #[arg(short = 'j', long = "jobs", global = true, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Show task output as it happens and replay cached logs.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only failures and the summary.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// When to use colors (NO_COLOR is respected with `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colors on a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run tasks and what they depend on.
+    Run(RunArgs),
+    /// List the tasks.
+    List,
+    /// Validate tasks.kdl without running anything.
+    Check,
+    /// Print the task graph.
+    Graph(GraphArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `clab run`.
+#[derive(Debug, ClapArgs)]
+pub struct RunArgs {
+    /// Tasks to run (task names or node ids such as `gen[src/a.py]`); none: `default`.
+    pub tasks: Vec<String>,
+
+    /// Run everything that does not depend on a failed task.
+    #[arg(short, long)]
+    pub keep_going: bool,
+
+    /// Write events as JSON lines to stdout instead of a human report.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write a Chrome trace of the run (open it in Perfetto or chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+}
+
+/// `clab graph`.
+#[derive(Debug, ClapArgs)]
+pub struct GraphArgs {
+    /// Only this task and what it depends on.
+    pub task: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+}
+
+/// `clab graph --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+    /// JSON (schema: schemas/graph.schema.json).
+    Json,
+}

@@ -1,0 +1,54 @@
+//! `clab list`: the tasks, their descriptions and dependencies.
+
+use std::io::Write;
+
+use engine::{graph::Graph, project::Project};
+
+use crate::exit::{Done, Failure};
+
+/// Print the tasks of the project.
+pub fn list(project: &Project) -> Result<Done, Failure> {
+    let graph = project.load()?;
+    let mut out = std::io::stdout().lock();
+    write_list(&graph, &mut out)?;
+    Ok(Done::Success)
+}
+
+/// The listing, also shown by `clab run` when no task is given and there is no `default`.
+pub fn write_list(graph: &Graph, out: &mut impl Write) -> std::io::Result<()> {
+    let file = graph.file();
+    let width = file
+        .tasks
+        .iter()
+        .map(|t| t.name.value.chars().count())
+        .max()
+        .unwrap_or(0);
+    writeln!(out, "Tasks:")?;
+    for task in &file.tasks {
+        let nodes = graph.tasks().get(&task.name.value).map_or(0, Vec::len);
+        let mut notes = Vec::new();
+        if let Some(description) = &task.description {
+            notes.push(description.value.clone());
+        }
+        if !task.deps.is_empty() {
+            let deps: Vec<&str> = task.deps.iter().map(|d| d.value.as_str()).collect();
+            notes.push(format!("after {}", deps.join(", ")));
+        }
+        if !task.for_each.is_empty() {
+            notes.push(format!("for each of {nodes} files"));
+        }
+        let aggregate = task.run.is_empty() && task.llm.is_none();
+        if !aggregate && task.inputs.is_empty() && task.llm.is_none() {
+            notes.push("not cached: no inputs".to_owned());
+        } else if task.cache.as_ref().is_some_and(|c| !c.value) {
+            notes.push("not cached".to_owned());
+        }
+        let name = &task.name.value;
+        if notes.is_empty() {
+            writeln!(out, "    {name}")?;
+        } else {
+            writeln!(out, "    {name:width$}  # {}", notes.join("; "))?;
+        }
+    }
+    Ok(())
+}

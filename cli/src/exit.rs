@@ -1,0 +1,66 @@
+//! Results to exit codes, in one place: 0 success, 1 a task failed (or the environment
+//! did), 2 usage or configuration, 130 interrupted. A closed stdout (`clab list | head`)
+//! is not an error.
+
+use std::process::ExitCode;
+
+use engine::error::Kind;
+
+/// How a command ended when it did not fail outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// Everything succeeded.
+    Success,
+    /// A task failed.
+    TaskFailed,
+    /// The user asked for something that does not exist or cannot run (exit 2).
+    Usage,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// An error that ends a command.
+#[derive(Debug)]
+pub enum Failure {
+    /// An engine error, classified by its kind.
+    Engine(engine::error::Error),
+    /// Writing to stdout failed.
+    Output(std::io::Error),
+}
+
+impl From<engine::error::Error> for Failure {
+    fn from(err: engine::error::Error) -> Self {
+        Failure::Engine(err)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(err: std::io::Error) -> Self {
+        Failure::Output(err)
+    }
+}
+
+/// The exit code for a command's result; errors are printed here.
+pub fn code(result: Result<Done, Failure>) -> ExitCode {
+    match result {
+        Ok(Done::Success) => ExitCode::SUCCESS,
+        Ok(Done::TaskFailed) => ExitCode::from(1),
+        Ok(Done::Usage) => ExitCode::from(2),
+        Ok(Done::Interrupted) => ExitCode::from(130),
+        Err(Failure::Output(err)) if err.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Output(err)) => {
+            eprintln!("error: cannot write output: {err}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Engine(err)) => {
+            let kind = err.kind();
+            eprintln!("{:?}", miette::Report::new(err));
+            match kind {
+                Kind::Input => ExitCode::from(2),
+                Kind::Environment => ExitCode::from(1),
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! `--json`: every event as one line of JSON on stdout (schema: schemas/events.schema.json).
+
+use std::io::Write;
+
+use engine::event::{Event, Reporter};
+
+/// The NDJSON reporter.
+pub struct Json;
+
+impl Reporter for Json {
+    fn report(&self, event: &Event) {
+        let mut out = std::io::stdout().lock();
+        if serde_json::to_writer(&mut out, event).is_ok() {
+            let _ = writeln!(out);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Reporters: how events reach a person or a program.
+//!
+//! - [`tty`]: progress bars on an interactive terminal.
+//! - [`plain`]: `[task] line` prefixes for CI and pipes; GitHub Actions groups and annotations.
+//! - [`json`]: one JSON event per line (`--json`).
+//! - [`trace`]: a Chrome trace file (`--profile`), beside any of the above.
+
+pub mod json;
+pub mod plain;
+pub mod trace;
+pub mod tty;
+
+use std::{io::IsTerminal, sync::Arc, time::Duration};
+
+use engine::event::{Event, Reporter, Summary};
+
+use crate::args::Args;
+
+/// Sends every event to each reporter in turn.
+pub struct Fanout(pub Vec<Arc<dyn Reporter>>);
+
+impl Reporter for Fanout {
+    fn report(&self, event: &Event) {
+        for reporter in &self.0 {
+            reporter.report(event);
+        }
+    }
+}
+
+/// The human-facing reporter for this environment: bars on a terminal, lines elsewhere.
+pub fn human(args: &Args) -> Arc<dyn Reporter> {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+    let no_progress = std::env::var_os("CLAB_NO_PROGRESS").is_some();
+    let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    if std::io::stderr().is_terminal() && !ci && !no_progress {
+        Arc::new(tty::Tty::new(args.verbose > 0, args.quiet))
+    } else {
+        Arc::new(plain::Plain::new(args.quiet, github))
+    }
+}
+
+/// `1.2s`, `850ms`, `2m05s`.
+pub fn duration(ms: u64) -> String {
+    engine::syntax::format_duration(Duration::from_millis(ms))
+}
+
+/// The last line of every run: counts, wall time, time saved.
+pub fn summary_line(summary: &Summary) -> String {
+    let total = summary.succeeded + summary.cached + summary.failed + summary.skipped;
+    let mut parts = vec![format!("{} ran", summary.succeeded + summary.failed)];
+    if summary.cached > 0 {
+        parts.push(format!("{} cached", summary.cached));
+    }
+    if summary.failed > 0 {
+        parts.push(format!("{} failed", summary.failed));
+    }
+    if summary.skipped > 0 {
+        parts.push(format!("{} skipped", summary.skipped));
+    }
+    let mut line = format!(
+        "{total} task{}: {} in {}",
+        if total == 1 { "" } else { "s" },
+        parts.join(", "),
+        duration(summary.wall_ms)
+    );
+    if summary.saved_ms > 0 {
+        line.push_str(&format!(
+            ", {} saved by the cache",
+            duration(summary.saved_ms)
+        ));
+    }
+    if summary.interrupted {
+        line.push_str(" (interrupted)");
+    }
+    line
+}

@@ -1,0 +1,132 @@
+//! Line-oriented output for CI logs and pipes: `[task] line` as tasks print, one status line
+//! per finished task. Under GitHub Actions each task's output is folded into a group and
+//! failures become `::error` annotations.
+
+use std::{collections::HashMap, io::Write, sync::Mutex};
+
+use console::style;
+use engine::event::{Event, Reporter, Status};
+
+use super::{duration, summary_line};
+
+/// The plain reporter.
+pub struct Plain {
+    quiet: bool,
+    github: bool,
+    /// Under GitHub Actions: output held back until the task finishes, to print as a group.
+    held: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Plain {
+    /// A reporter that prints only failures and the summary when `quiet`.
+    pub fn new(quiet: bool, github: bool) -> Self {
+        Plain {
+            quiet,
+            github,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn print(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout must not abort the run; the tasks still finish and are cached.
+        let _ = writeln!(out, "{text}");
+    }
+}
+
+impl Reporter for Plain {
+    fn report(&self, event: &Event) {
+        match event {
+            Event::TaskStarted {
+                task,
+                reason: Some(reason),
+            } if !self.quiet && !self.github => {
+                self.print(&format!(
+                    "{} runs: {reason}",
+                    style(format!("[{task}]")).dim()
+                ));
+            }
+            Event::TaskOutput { task, line } => {
+                if self.github {
+                    if let Ok(mut held) = self.held.lock() {
+                        held.entry(task.clone()).or_default().push(line.clone());
+                    }
+                } else if !self.quiet {
+                    self.print(&format!("{} {line}", style(format!("[{task}]")).dim()));
+                }
+            }
+            Event::TaskFinished {
+                task,
+                status,
+                duration_ms,
+                log,
+            } => {
+                let line = status_line(task, status, *duration_ms);
+                let failed = matches!(status, Status::Failed { .. });
+                if self.github {
+                    let held = self
+                        .held
+                        .lock()
+                        .ok()
+                        .and_then(|mut held| held.remove(task))
+                        .unwrap_or_default();
+                    self.print(&format!("::group::{line}"));
+                    for text in held {
+                        self.print(&text);
+                    }
+                    if let (Status::Cached, Some(log)) = (status, log) {
+                        self.print(log.trim_end());
+                    }
+                    self.print("::endgroup::");
+                    if let Status::Failed { message } = status {
+                        self.print(&format!("::error title=clab task failed::{task} {message}"));
+                    }
+                    return;
+                }
+                if self.quiet && !failed {
+                    return;
+                }
+                if self.quiet
+                    && let Some(log) = log
+                {
+                    for text in log.lines() {
+                        self.print(&format!("[{task}] {text}"));
+                    }
+                }
+                self.print(&line);
+            }
+            Event::TaskSkipped { task, reason } => {
+                if !self.quiet {
+                    self.print(&format!("{} {task} skipped: {reason}", style("-").dim()));
+                }
+            }
+            Event::Warning { message } => {
+                self.print(&format!("{} {message}", style("warning:").yellow().bold()));
+            }
+            Event::RunFinished(summary) => {
+                let line = summary_line(summary);
+                let styled = if summary.failed > 0 || summary.interrupted {
+                    style(line).red().bold()
+                } else {
+                    style(line).green().bold()
+                };
+                self.print(&styled.to_string());
+            }
+            Event::RunStarted { .. } | Event::TaskStarted { .. } => {}
+        }
+    }
+}
+
+/// `✓ lint 1.2s`, `✗ test exit 1 (0.4s)`, `⚡ build cached`.
+pub fn status_line(task: &str, status: &Status, duration_ms: u64) -> String {
+    match status {
+        Status::Succeeded => format!("{} {task} {}", style("✓").green(), duration(duration_ms)),
+        Status::Cached => format!("{} {task} cached", style("⚡").cyan()),
+        Status::Failed { message } => format!(
+            "{} {task} {message} ({})",
+            style("✗").red().bold(),
+            duration(duration_ms)
+        ),
+        Status::Interrupted => format!("{} {task} interrupted", style("✗").red()),
+    }
+}

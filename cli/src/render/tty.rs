@@ -1,0 +1,129 @@
+//! Progress bars for an interactive terminal: one overall bar, a spinner per running task
+//! with its elapsed time, a line per finished task, and the full log of each failure.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use console::style;
+use engine::event::{Event, Reporter, Status};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{plain::status_line, summary_line};
+
+/// The terminal reporter.
+pub struct Tty {
+    verbose: bool,
+    quiet: bool,
+    multi: MultiProgress,
+    overall: ProgressBar,
+    running: Mutex<HashMap<String, ProgressBar>>,
+    cached: Mutex<usize>,
+}
+
+impl Tty {
+    /// A reporter drawing to stderr.
+    pub fn new(verbose: bool, quiet: bool) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Tty {
+            verbose,
+            quiet,
+            multi,
+            overall,
+            running: Mutex::new(HashMap::new()),
+            cached: Mutex::new(0),
+        }
+    }
+
+    fn println(&self, text: &str) {
+        // Only fails when the terminal is gone; nothing useful to do then.
+        let _ = self.multi.println(text);
+    }
+}
+
+impl Reporter for Tty {
+    fn report(&self, event: &Event) {
+        match event {
+            Event::RunStarted { total, .. } => self.overall.set_length(*total as u64),
+            Event::TaskStarted { task, reason } => {
+                let spinner = self
+                    .multi
+                    .insert_before(&self.overall, ProgressBar::new_spinner());
+                spinner.set_style(
+                    ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                let message = match reason {
+                    Some(reason) => format!("{task} {}", style(format!("({reason})")).dim()),
+                    None => task.clone(),
+                };
+                spinner.set_message(message);
+                spinner.enable_steady_tick(Duration::from_millis(100));
+                if let Ok(mut running) = self.running.lock() {
+                    running.insert(task.clone(), spinner);
+                }
+            }
+            Event::TaskOutput { task, line } => {
+                if self.verbose {
+                    self.println(&format!("{} {line}", style(format!("[{task}]")).dim()));
+                }
+            }
+            Event::TaskFinished {
+                task,
+                status,
+                duration_ms,
+                log,
+            } => {
+                if let Some(spinner) = self.running.lock().ok().and_then(|mut r| r.remove(task)) {
+                    spinner.finish_and_clear();
+                    self.multi.remove(&spinner);
+                }
+                self.overall.inc(1);
+                if *status == Status::Cached
+                    && let Ok(mut cached) = self.cached.lock()
+                {
+                    *cached += 1;
+                    self.overall.set_message(format!("{cached} cached"));
+                }
+                let failed = matches!(status, Status::Failed { .. });
+                if !self.quiet || failed {
+                    self.println(&status_line(task, status, *duration_ms));
+                }
+                match (status, log) {
+                    (Status::Failed { .. }, Some(log)) if !self.verbose => {
+                        for line in log.lines() {
+                            self.println(&format!("  {line}"));
+                        }
+                    }
+                    (Status::Cached, Some(log)) if self.verbose => {
+                        for line in log.lines() {
+                            self.println(&format!("  {}", style(line).dim()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::TaskSkipped { task, reason } => {
+                if !self.quiet {
+                    self.println(&format!("{} {task} skipped: {reason}", style("-").dim()));
+                }
+            }
+            Event::Warning { message } => {
+                self.println(&format!("{} {message}", style("warning:").yellow().bold()));
+            }
+            Event::RunFinished(summary) => {
+                self.overall.finish_and_clear();
+                let line = summary_line(summary);
+                let styled = if summary.failed > 0 || summary.interrupted {
+                    style(line).red().bold()
+                } else {
+                    style(line).green().bold()
+                };
+                self.println(&styled.to_string());
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The scheduler: starts ready nodes, at most `jobs` at a time, critical path first.
+//!
+//! It knows the graph's shape and nothing about what a node does: each node is handed to a
+//! [`Visitor`], whose [`Outcome`] decides what becomes ready next. Aggregates complete the
+//! moment their dependencies do and take no job slot.
+//!
+//! Failure policy: by default the first failure stops new nodes from starting while running
+//! ones finish; a second failure stops those too. With `keep_going`, everything that does not
+//! depend on a failure still runs. An interrupt stops everything.
+
+use std::{
+    collections::BinaryHeap,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::{sync::watch, task::JoinSet};
+
+use crate::{
+    event::{Event, Reporter, Summary},
+    graph::{Graph, NodeId, NodeKind},
+};
+
+/// How a visited node ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It ran and succeeded.
+    Succeeded,
+    /// It was restored from the cache; `saved` is how long it took when it really ran.
+    Cached {
+        /// The recorded duration of the run that produced the cached result.
+        saved: Duration,
+    },
+    /// It failed.
+    Failed,
+    /// It was stopped before it could finish.
+    Interrupted,
+}
+
+impl Outcome {
+    fn unblocks_dependents(&self) -> bool {
+        matches!(self, Outcome::Succeeded | Outcome::Cached { .. })
+    }
+}
+
+/// What the scheduler calls for each node that is not an aggregate.
+pub trait Visitor: Send + Sync + 'static {
+    /// Execute (or restore) node `id`. `stop` turns true when running work must end now.
+    fn visit(
+        self: Arc<Self>,
+        id: NodeId,
+        stop: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
+}
+
+/// Scheduling options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How many nodes may run at once.
+    pub jobs: usize,
+    /// Run everything that does not depend on a failure.
+    pub keep_going: bool,
+}
+
+/// Run `nodes` (a dependency-closed set, e.g. [`Graph::closure`]) to completion.
+///
+/// `interrupt` turning true (Ctrl-C) stops the run: no new nodes start, running ones are
+/// told to stop, and the summary says it was interrupted.
+pub async fn schedule<V: Visitor>(
+    graph: &Graph,
+    nodes: &[NodeId],
+    targets: Vec<String>,
+    options: &Options,
+    visitor: Arc<V>,
+    reporter: &dyn Reporter,
+    mut interrupt: watch::Receiver<bool>,
+) -> Summary {
+    let started = Instant::now();
+    let jobs = options.jobs.max(1);
+    let count = graph.len();
+    let mut wanted = vec![false; count];
+    for id in nodes {
+        wanted[id.index()] = true;
+    }
+    let is_aggregate = |id: NodeId| matches!(graph.node(id).kind, NodeKind::Aggregate);
+    reporter.report(&Event::RunStarted {
+        targets,
+        total: nodes.iter().filter(|&&id| !is_aggregate(id)).count(),
+        jobs,
+    });
+
+    let priority = graph.critical_path_lengths();
+    let mut waiting_on: Vec<usize> = vec![0; count];
+    let mut ready = BinaryHeap::new();
+    for &id in nodes {
+        waiting_on[id.index()] = graph.dependencies(id).len();
+        if waiting_on[id.index()] == 0 {
+            ready.push(Ready::new(id, &priority));
+        }
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut done = vec![false; count];
+    let mut blocked_by: Vec<Option<NodeId>> = vec![None; count];
+    let mut running: JoinSet<(NodeId, Outcome)> = JoinSet::new();
+    let mut summary = Summary::default();
+    let mut stopping = false;
+    let mut listening = true;
+
+    loop {
+        while !stopping && let Some(Ready { id, .. }) = ready.pop() {
+            if is_aggregate(id) {
+                // Aggregates finish at once; their dependents may become ready in turn.
+                complete(graph, id, &wanted, &mut waiting_on, &mut ready, &priority);
+                done[id.index()] = true;
+                continue;
+            }
+            if running.len() >= jobs {
+                ready.push(Ready::new(id, &priority));
+                break;
+            }
+            let visit = Arc::clone(&visitor).visit(id, stop_rx.clone());
+            running.spawn(async move { (id, visit.await) });
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = running.join_next() => {
+                let Some(joined) = joined else { break };
+                let (id, outcome) = match joined {
+                    Ok(result) => result,
+                    // A visitor that panicked is a bug; its node is reported as skipped below.
+                    Err(_) => continue,
+                };
+                done[id.index()] = true;
+                match &outcome {
+                    Outcome::Succeeded => summary.succeeded += 1,
+                    Outcome::Cached { saved } => {
+                        summary.cached += 1;
+                        summary.saved_ms += saved.as_millis() as u64;
+                    }
+                    Outcome::Failed => summary.failed += 1,
+                    Outcome::Interrupted => summary.skipped += 1,
+                }
+                if outcome.unblocks_dependents() {
+                    complete(graph, id, &wanted, &mut waiting_on, &mut ready, &priority);
+                } else {
+                    block_dependents(graph, id, &wanted, &mut blocked_by);
+                    if outcome == Outcome::Failed && !options.keep_going {
+                        if stopping && summary.failed >= 2 {
+                            let _ = stop_tx.send(true);
+                        }
+                        stopping = true;
+                    }
+                }
+            }
+            changed = interrupt.changed(), if listening => {
+                listening = changed.is_ok();
+                if listening && *interrupt.borrow_and_update() {
+                    summary.interrupted = true;
+                    stopping = true;
+                    let _ = stop_tx.send(true);
+                }
+            }
+        }
+    }
+
+    for &id in nodes {
+        if done[id.index()] || is_aggregate(id) {
+            continue;
+        }
+        let reason = match blocked_by[id.index()] {
+            Some(failed) => format!("dependency `{}` did not succeed", graph.node(failed).name),
+            None if summary.interrupted => "interrupted".to_owned(),
+            None => "stopped after a failure (--keep-going runs the rest)".to_owned(),
+        };
+        summary.skipped += 1;
+        reporter.report(&Event::TaskSkipped {
+            task: graph.node(id).name.clone(),
+            reason,
+        });
+    }
+    summary.wall_ms = started.elapsed().as_millis() as u64;
+    reporter.report(&Event::RunFinished(summary.clone()));
+    summary
+}
+
+/// A node waiting for a job slot, ordered by critical-path length, then file order.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Ready {
+    priority: u32,
+    order: std::cmp::Reverse<NodeId>,
+    id: NodeId,
+}
+
+impl Ready {
+    fn new(id: NodeId, priority: &[u32]) -> Self {
+        Ready {
+            priority: priority[id.index()],
+            order: std::cmp::Reverse(id),
+            id,
+        }
+    }
+}
+
+fn complete(
+    graph: &Graph,
+    id: NodeId,
+    wanted: &[bool],
+    waiting_on: &mut [usize],
+    ready: &mut BinaryHeap<Ready>,
+    priority: &[u32],
+) {
+    for next in graph.dependents(id) {
+        if !wanted[next.index()] {
+            continue;
+        }
+        let count = &mut waiting_on[next.index()];
+        *count -= 1;
+        if *count == 0 {
+            ready.push(Ready::new(next, priority));
+        }
+    }
+}
+
+/// Mark everything downstream of `failed` so the end-of-run report can say why it did not run.
+fn block_dependents(
+    graph: &Graph,
+    failed: NodeId,
+    wanted: &[bool],
+    blocked_by: &mut [Option<NodeId>],
+) {
+    let mut stack = vec![failed];
+    while let Some(id) = stack.pop() {
+        for next in graph.dependents(id) {
+            if wanted[next.index()] && blocked_by[next.index()].is_none() {
+                blocked_by[next.index()] = Some(failed);
+                stack.push(next);
+            }
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! Building the graph: resolve `deps`, refuse cycles, expand `for-each`, render placeholders.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Component, Path},
+    sync::Arc,
+};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use miette::LabeledSpan;
+use petgraph::graph::DiGraph;
+
+use super::{Coverage, Diagnostics, Error, Graph, LlmNode, Node, NodeId, NodeKind, cycle};
+use crate::{
+    source::Spanned,
+    syntax::{TaskDecl, TaskFile, did_you_mean, placeholders},
+};
+
+/// Build the graph of `file`, whose relative paths are resolved against `root`.
+pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
+    let mut errors = Vec::new();
+    let src = || file.source.named_source();
+    let by_name: HashMap<&str, usize> = file
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, task)| (task.name.value.as_str(), i))
+        .collect();
+
+    // Resolve names first: cycles and expansion need them.
+    let mut deps: Vec<Vec<(usize, miette::SourceSpan)>> = Vec::with_capacity(file.tasks.len());
+    for task in &file.tasks {
+        let mut resolved = Vec::new();
+        for dep in &task.deps {
+            match by_name.get(dep.value.as_str()) {
+                Some(&index) => resolved.push((index, dep.span)),
+                None => errors.push(Error::UnknownDep {
+                    task: task.name.value.clone(),
+                    name: dep.value.clone(),
+                    src: src(),
+                    span: dep.span,
+                    help: did_you_mean(&dep.value, by_name.keys().copied())
+                        .map(|close| format!("did you mean `{close}`?"))
+                        .unwrap_or_else(|| "define it with `task \"NAME\" { … }`".to_owned()),
+                }),
+            }
+        }
+        deps.push(resolved);
+    }
+    for found in cycle::find_cycles(&deps) {
+        let names: Vec<&str> = found
+            .tasks
+            .iter()
+            .map(|&t| file.tasks[t].name.value.as_str())
+            .collect();
+        let mut path = names.join(" → ");
+        path.push_str(" → ");
+        path.push_str(names[0]);
+        let spans = found
+            .spans
+            .iter()
+            .enumerate()
+            .map(|(step, &span)| {
+                let from = names[step];
+                let to = names[(step + 1) % names.len()];
+                LabeledSpan::new_with_span(Some(format!("`{from}` depends on `{to}`")), span)
+            })
+            .collect();
+        errors.push(Error::Cycle {
+            path,
+            src: src(),
+            spans,
+        });
+    }
+    for task in &file.tasks {
+        check_paths(task, &file, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(Diagnostics {
+            file: file.source.name().to_owned(),
+            errors,
+        });
+    }
+
+    // Expand: one node per task, or per file of a `for-each` task.
+    let mut dag = DiGraph::with_capacity(file.tasks.len(), file.tasks.len());
+    let mut ids = HashMap::new();
+    let mut tasks: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
+    for task in &file.tasks {
+        let items = if task.for_each.is_empty() {
+            vec![None]
+        } else {
+            match for_each_files(root, task) {
+                Ok(files) => files.into_iter().map(Some).collect(),
+                Err(source) => {
+                    errors.push(Error::Walk {
+                        task: task.name.value.clone(),
+                        source,
+                    });
+                    continue;
+                }
+            }
+        };
+        let nodes = tasks.entry(task.name.value.clone()).or_default();
+        for item in items {
+            let node = make_node(&file, task, item, root);
+            let id = NodeId(dag.add_node(node));
+            ids.insert(dag[id.0].name.clone(), id);
+            nodes.push(id);
+        }
+    }
+    for (task, resolved) in file.tasks.iter().zip(&deps) {
+        let Some(dependents) = tasks.get(&task.name.value) else {
+            continue;
+        };
+        for &(dep, _) in resolved {
+            let Some(dependencies) = tasks.get(&file.tasks[dep].name.value) else {
+                continue;
+            };
+            for &from in dependencies {
+                for &to in dependents {
+                    dag.update_edge(from.0, to.0, ());
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Diagnostics {
+            file: file.source.name().to_owned(),
+            errors,
+        });
+    }
+    Ok(Graph {
+        dag,
+        ids,
+        tasks,
+        root: root.to_path_buf(),
+        file: Arc::new(file),
+    })
+}
+
+/// Globs must compile and paths must stay inside the root. Placeholders are rendered with a
+/// stand-in first, so `out/{{stem}}.txt` is checked as the glob it will become.
+fn check_paths(task: &TaskDecl, file: &TaskFile, errors: &mut Vec<Error>) {
+    let stand_in = |text: &str| {
+        placeholders::render(text, |name| (name != "root").then(|| "x".to_owned()))
+            .unwrap_or_else(|_| text.to_owned())
+    };
+    let globs = task
+        .inputs
+        .iter()
+        .chain(&task.outputs)
+        .chain(&task.for_each)
+        .chain(task.llm.iter().flat_map(|llm| &llm.context));
+    for glob in globs {
+        let pattern = stand_in(&glob.value);
+        let pattern = pattern.strip_prefix('!').unwrap_or(&pattern);
+        if let Err(err) = Glob::new(pattern) {
+            errors.push(Error::BadGlob {
+                glob: glob.value.clone(),
+                src: file.source.named_source(),
+                span: glob.span,
+                reason: err.kind().to_string(),
+            });
+        } else if escapes_root(pattern) {
+            errors.push(outside_root(glob, file));
+        }
+    }
+    let paths = task
+        .cwd
+        .iter()
+        .chain(&task.junit)
+        .chain(task.coverage.iter().map(|c| &c.path))
+        .chain(task.llm.iter().flat_map(|llm| &llm.output));
+    for path in paths {
+        if escapes_root(&stand_in(&path.value)) {
+            errors.push(outside_root(path, file));
+        }
+    }
+}
+
+fn outside_root(path: &Spanned<String>, file: &TaskFile) -> Error {
+    Error::OutsideRoot {
+        path: path.value.clone(),
+        src: file.source.named_source(),
+        span: path.span,
+    }
+}
+
+/// Absolute, or climbing above the root with `..`.
+fn escapes_root(path: &str) -> bool {
+    let mut depth = 0i32;
+    for component in Path::new(path).components() {
+        match component {
+            Component::Prefix(_) | Component::RootDir => return true,
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+        }
+        if depth < 0 {
+            return true;
+        }
+    }
+    false
+}
+
+/// The files a `for-each` task runs over, sorted, as `/`-separated paths relative to the root.
+fn for_each_files(root: &Path, task: &TaskDecl) -> Result<Vec<String>, ignore::Error> {
+    let mut include = GlobSetBuilder::new();
+    let mut exclude = GlobSetBuilder::new();
+    for pattern in &task.for_each {
+        // Patterns were checked by `check_paths`; a failure here cannot happen, skip it.
+        match pattern.value.strip_prefix('!') {
+            Some(negated) => Glob::new(negated).map(|g| exclude.add(g)),
+            None => Glob::new(&pattern.value).map(|g| include.add(g)),
+        }
+        .ok();
+    }
+    let include = include.build().unwrap_or_else(|_| GlobSet::empty());
+    let exclude = exclude.build().unwrap_or_else(|_| GlobSet::empty());
+    let mut files = Vec::new();
+    let walker = ignore::WalkBuilder::new(root)
+        .hidden(false)
+        .require_git(false)
+        .filter_entry(|entry| !matches!(entry.file_name().to_str(), Some(".git" | ".clab")))
+        .build();
+    for entry in walker {
+        let entry = entry?;
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let Ok(relative) = entry.path().strip_prefix(root) else {
+            continue;
+        };
+        let relative = relative.to_string_lossy().replace('\\', "/");
+        if include.is_match(&relative) && !exclude.is_match(&relative) {
+            files.push(relative);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The values of the placeholders for one node.
+fn placeholder_values(root: &Path, item: Option<&str>) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    vars.insert("root".to_owned(), root.display().to_string());
+    if let Some(file) = item {
+        let path = Path::new(file);
+        let text = |s: Option<&std::ffi::OsStr>| s.map(|s| s.to_string_lossy().into_owned());
+        vars.insert("file".to_owned(), file.to_owned());
+        vars.insert(
+            "stem".to_owned(),
+            text(path.file_stem()).unwrap_or_default(),
+        );
+        vars.insert(
+            "name".to_owned(),
+            text(path.file_name()).unwrap_or_default(),
+        );
+        let dir = path
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| ".".to_owned());
+        vars.insert("dir".to_owned(), dir);
+    }
+    vars
+}
+
+fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path) -> Node {
+    let vars = placeholder_values(root, item.as_deref());
+    // Placeholders were checked at parse time; `{{output}}` stays for the LLM check to fill.
+    let render = |text: &str| {
+        placeholders::render(text, |name| {
+            vars.get(name)
+                .cloned()
+                .or_else(|| (name == "output").then(|| "{{output}}".to_owned()))
+        })
+        .unwrap_or_else(|_| text.to_owned())
+    };
+    let render_all = |items: &[Spanned<String>]| items.iter().map(|s| render(&s.value)).collect();
+    let name = match &item {
+        Some(file) => format!("{}[{file}]", task.name.value),
+        None => task.name.value.clone(),
+    };
+    let kind = if let Some(llm) = &task.llm {
+        NodeKind::Llm(Box::new(LlmNode {
+            decl: llm.clone(),
+            output: llm
+                .output
+                .as_ref()
+                .map(|o| render(&o.value))
+                .unwrap_or_default(),
+            context: render_all(&llm.context),
+            check: llm.check.as_ref().map(|c| render(&c.value)),
+            vars: vars.clone(),
+        }))
+    } else if task.run.is_empty() {
+        NodeKind::Aggregate
+    } else {
+        NodeKind::Command {
+            run: render_all(&task.run),
+        }
+    };
+    let mut env: BTreeMap<String, String> = file
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    env.extend(task.env.iter().map(|(k, v)| (k.clone(), render(&v.value))));
+    Node {
+        name,
+        task: task.name.value.clone(),
+        item,
+        kind,
+        description: task.description.as_ref().map(|d| d.value.clone()),
+        inputs: render_all(&task.inputs),
+        outputs: render_all(&task.outputs),
+        env,
+        cwd: task
+            .cwd
+            .as_ref()
+            .map(|c| render(&c.value))
+            .unwrap_or_default(),
+        cache: task.cache.as_ref().is_none_or(|c| c.value),
+        timeout: task.timeout.as_ref().map(|t| t.value),
+        retry: task.retry.as_ref().map_or(0, |r| r.value),
+        persistent: task.persistent.as_ref().is_some_and(|p| p.value),
+        junit: task.junit.as_ref().map(|j| render(&j.value)),
+        coverage: task.coverage.as_ref().map(|c| Coverage {
+            path: render(&c.path.value),
+            fail_under: c.fail_under.as_ref().map(|f| f.value),
+            show_missing: c.show_missing,
+            skip_covered: c.skip_covered,
+        }),
+        span: task.name.span,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{source::SourceFile, syntax::parse_task_file};
+
+    fn graph(text: &str, root: &Path) -> Result<Graph, Diagnostics> {
+        let file = parse_task_file(SourceFile::new("tasks.kdl", "tasks.kdl", text)).unwrap();
+        build(file, root)
+    }
+
+    fn messages(text: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        graph(text, dir.path())
+            .err()
+            .map(|d| d.errors.iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn diamond_orders_dependencies_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = graph(
+            r#"
+task "d" { deps "b" "c"; run "d" }
+task "b" { deps "a"; run "b" }
+task "c" { deps "a"; run "c" }
+task "a" { run "a" }
+"#,
+            dir.path(),
+        )
+        .unwrap();
+        let d = g.resolve_targets(&["d".into()]).unwrap();
+        let order: Vec<&str> = g
+            .closure(&d)
+            .iter()
+            .map(|&id| g.node(id).name.as_str())
+            .collect();
+        assert_eq!(order.first(), Some(&"a"));
+        assert_eq!(order.last(), Some(&"d"));
+        assert_eq!(order.len(), 4);
+        let lengths = g.critical_path_lengths();
+        assert_eq!(lengths[g.find("a").unwrap().index()], 3);
+        assert_eq!(lengths[g.find("d").unwrap().index()], 1);
+    }
+
+    #[test]
+    fn reports_unknown_deps_and_cycles() {
+        assert_eq!(
+            messages(r#"task "a" { deps "bulid" }; task "build" { run "x" }"#),
+            ["task `a` depends on unknown task `bulid`"]
+        );
+        assert_eq!(
+            messages(r#"task "a" { deps "b" }; task "b" { deps "c" }; task "c" { deps "a" }"#),
+            ["dependency cycle: a → b → c → a"]
+        );
+    }
+
+    #[test]
+    fn refuses_paths_outside_the_root_and_bad_globs() {
+        assert_eq!(
+            messages(r#"task "a" { run "x"; outputs "../x" "/etc/passwd" "a[" }"#),
+            [
+                "`../x` is outside the project",
+                "`/etc/passwd` is outside the project",
+                "invalid glob `a[`"
+            ]
+        );
+    }
+
+    #[test]
+    fn for_each_expands_one_node_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src/pkg")).unwrap();
+        for name in ["a.py", "b.py", "c.txt"] {
+            std::fs::write(dir.path().join("src/pkg").join(name), "").unwrap();
+        }
+        let g = graph(
+            r#"
+task "setup" { run "true" }
+task "gen" { deps "setup"; for-each "src/pkg/*.py"; run "cat {{file}} > out/{{stem}}.txt" }
+"#,
+            dir.path(),
+        )
+        .unwrap();
+        let names: Vec<&str> = g.tasks()["gen"]
+            .iter()
+            .map(|&id| g.node(id).name.as_str())
+            .collect();
+        assert_eq!(names, ["gen[src/pkg/a.py]", "gen[src/pkg/b.py]"]);
+        let node = g.node(g.find("gen[src/pkg/b.py]").unwrap());
+        let NodeKind::Command { run } = &node.kind else {
+            panic!("expected a command");
+        };
+        assert_eq!(run, &["cat src/pkg/b.py > out/b.txt"]);
+        assert_eq!(
+            g.dependencies(g.find("gen[src/pkg/a.py]").unwrap()).len(),
+            1
+        );
+    }
+}

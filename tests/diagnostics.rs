@@ -1,0 +1,84 @@
+//! Snapshots of the diagnostics `clab check` prints for broken tasks.kdl files.
+
+use crate::test::Test;
+
+#[track_caller]
+fn check(tasks: &str) -> String {
+    let run = Test::new()
+        .file("tasks.kdl", tasks)
+        .args(&["check"])
+        .run()
+        .status(2);
+    run.stderr
+}
+
+#[test]
+fn cycle() {
+    insta::assert_snapshot!(check(
+        r#"
+        task "a" { deps "b"; run "true" }
+        task "b" { deps "c"; run "true" }
+        task "c" { deps "a"; run "true" }
+        "#
+    ));
+}
+
+#[test]
+fn unknown_dependency_with_a_close_name() {
+    insta::assert_snapshot!(check(
+        r#"
+        task "build" { run "cargo build" }
+        task "test" {
+            deps "biuld"
+            run "cargo test"
+        }
+        "#
+    ));
+}
+
+#[test]
+fn unknown_property() {
+    insta::assert_snapshot!(check(
+        r#"
+        task "cov" {
+            run "pytest"
+            coverage "build/coverage.xml" fail-undr=80
+        }
+        "#
+    ));
+}
+
+#[test]
+fn kdl_syntax_error() {
+    insta::assert_snapshot!(check(
+        r#"
+        task "a" {
+            run "echo "unbalanced"
+        }
+        "#
+    ));
+}
+
+#[test]
+fn several_problems_at_once() {
+    insta::assert_snapshot!(check(
+        r#"
+        task "a" { run "x"; timeout "soon"; retry "twice" }
+        task "a" { rnu "y" }
+        task "g" {
+            run "x"
+            llm { prompt "hi"; output "out.txt" }
+        }
+        "#
+    ));
+}
+
+#[test]
+fn check_accepts_a_valid_file() {
+    Test::new()
+        .file("tasks.kdl", r#"task "a" { run "true" }"#)
+        .args(&["check"])
+        .run()
+        .status(0)
+        .stdout_has("tasks.kdl: 1 task, 1 node, no problems");
+}
