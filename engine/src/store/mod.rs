@@ -1,1 +1,1440 @@
 //! The cache store: `cache.db` (SQLite) and the content-addressed blob store.
+//!
+//! In: a cache directory (`<root>/.clab/`, or `CLAB_CACHE_DIR`, chosen by the caller). Out: a
+//! `Store` that saves and loads task results by cache key, puts and restores output files and
+//! logs, keeps the stat cache, the inputs manifest of each task's last run, run history and the
+//! LLM call log, and locks keys across processes.
+//!
+//! ```text
+//! <cache dir>/
+//!   cache.db            SQLite, WAL; schema in `db` (SCHEMA_VERSION)
+//!   cas/ab/cdef…        blobs by blake3 hex; layout in `cas` (CAS_VERSION)
+//!   cas/.tmp-*          in-flight writes (never read; swept by prune)
+//!   locks/<key>         flock files, one per cache key being built (`key_lock`)
+//! ```
+//!
+//! Invariants:
+//! - A result row is committed only after every blob it names is in the CAS
+//!   (`save_result` checks), so a reader that finds a row finds its blobs, short of `prune` or
+//!   a user deleting files; `load_result` treats a row with a missing blob as a miss.
+//! - Every file the store writes (blobs, restored outputs) goes to a temp file in the same
+//!   directory tree and is renamed into place.
+//! - Two clab processes may share one store: SQLite's WAL and busy timeout order writers, and
+//!   `lock_key` keeps the same key from being built twice at once.
+//! - `Store` is `Send + Sync`; its methods are synchronous (call them from `spawn_blocking`).
+
+pub mod byte_size;
+pub mod cached_result;
+pub mod cas;
+pub mod db;
+pub mod digest;
+pub mod key_lock;
+pub mod llm_call;
+pub mod run_record;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use byte_size::{ByteSize, SizeError};
+pub use cached_result::{CachedResult, OutputEntry, RestoreReport};
+pub use cas::Cas;
+pub use digest::Digest;
+pub use key_lock::KeyLock;
+pub use llm_call::LlmCall;
+pub use run_record::RunRecord;
+
+use crate::plan::stat_cache::{FileStat, StatCache, StatEntry, now_ns};
+
+/// The default cache directory name under the project root.
+pub const DEFAULT_DIR: &str = ".clab";
+
+/// How long a blob or temp file is protected from `prune` after it was written or re-put, so
+/// that a concurrent writer's result can still reference it.
+pub const BLOB_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    /// A file system operation failed.
+    #[error("cannot {action} `{}`", path.display())]
+    #[diagnostic(code(clab::store::io))]
+    Io {
+        /// What we tried to do (`read`, `create`, `rename a temp file to`, …).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+
+    /// SQLite failed.
+    #[error("cache database `{}` failed", path.display())]
+    #[diagnostic(code(clab::store::sqlite))]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<rusqlite::Error>,
+    },
+
+    /// The database is still corrupt after being rebuilt (should not happen).
+    #[error("cache database `{}` is corrupt: {reason}", path.display())]
+    #[diagnostic(
+        code(clab::store::corrupt_db),
+        help("delete the cache directory to start a fresh cache")
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite reported.
+        reason: String,
+    },
+
+    /// The database was written by a newer clab.
+    #[error(
+        "cache database `{}` has schema version {found}, newer than this clab supports ({supported})",
+        path.display()
+    )]
+    #[diagnostic(
+        code(clab::store::newer_schema),
+        help("use a newer clab, or move the cache directory away to start a fresh cache")
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: u32,
+        /// `db::SCHEMA_VERSION`.
+        supported: u32,
+    },
+
+    /// A blob's content does not hash to its name.
+    #[error("blob `{digest}` is corrupt: its content hashes to `{actual}`")]
+    #[diagnostic(
+        code(clab::store::corrupt_blob),
+        help("run `clab cache clean`; the task will run again")
+    )]
+    CorruptBlob {
+        /// The expected digest (its name).
+        digest: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+        /// The blob file.
+        path: PathBuf,
+    },
+
+    /// A blob is not in the CAS.
+    #[error("blob `{digest}` is not in the cache")]
+    #[diagnostic(code(clab::store::missing_blob))]
+    MissingBlob {
+        /// Its digest.
+        digest: Digest,
+    },
+
+    /// `flock` failed (not merely busy).
+    #[error("cannot lock `{}`", path.display())]
+    #[diagnostic(code(clab::store::lock))]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: nix::errno::Errno,
+    },
+
+    /// A cache key that cannot be a lock file name.
+    #[error("cache key `{key}` is not a valid lock name")]
+    #[diagnostic(
+        code(clab::store::bad_key),
+        help("keys are hex digests: letters, digits, `-`, `_` and `.`")
+    )]
+    BadKey {
+        /// The key.
+        key: String,
+    },
+
+    /// An output path escapes the project root.
+    #[error("output `{path}` is outside the project root")]
+    #[diagnostic(
+        code(clab::store::outside_root),
+        help("outputs are paths relative to the project root, without `..`")
+    )]
+    OutsideRoot {
+        /// The path as given.
+        path: String,
+    },
+
+    /// An output is not a regular file.
+    #[error("output `{path}` is not a regular file")]
+    #[diagnostic(code(clab::store::not_a_file))]
+    NotAFile {
+        /// The path relative to the root.
+        path: String,
+    },
+
+    /// A JSON column could not be decoded.
+    #[error("cannot decode {what} in the cache database")]
+    #[diagnostic(
+        code(clab::store::bad_row),
+        help("run `clab cache clean` to start a fresh cache")
+    )]
+    Json {
+        /// Which column.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Error {
+        Error::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn sqlite(path: &Path, source: rusqlite::Error) -> Error {
+        Error::Sqlite {
+            path: path.to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    fn blob_io(digest: &Digest, path: &Path, source: io::Error) -> Error {
+        if source.kind() == io::ErrorKind::NotFound {
+            Error::MissingBlob { digest: *digest }
+        } else {
+            Error::io("read", path, source)
+        }
+    }
+}
+
+/// Something went wrong but the run can go on.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Warning {
+    /// `cache.db` was unreadable and has been replaced by an empty one.
+    #[error(
+        "cache database `{}` was corrupt ({reason}); moved it to `{}` and started an empty cache",
+        path.display(),
+        moved_to.display()
+    )]
+    #[diagnostic(code(clab::store::corrupt_db_recovered), severity(Warning))]
+    CorruptDatabase {
+        /// The database file.
+        path: PathBuf,
+        /// Where the damaged file went.
+        moved_to: PathBuf,
+        /// What SQLite reported.
+        reason: String,
+    },
+}
+
+/// A freshly opened store and what happened while opening it.
+#[derive(Debug)]
+pub struct Opened {
+    /// The store.
+    pub store: Store,
+    /// Warnings to show once (e.g. a corrupt database was rebuilt).
+    pub warnings: Vec<Warning>,
+}
+
+/// The inputs manifest saved for a task's last run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedManifest {
+    /// The cache key of that run.
+    pub key: String,
+    /// The caller's JSON, verbatim.
+    pub json: String,
+    /// When it was saved (Unix ms).
+    pub updated_ms: i64,
+}
+
+/// Figures for `clab cache stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Cached results.
+    pub entries: u64,
+    /// Blobs in the CAS.
+    pub blobs: u64,
+    /// Bytes of blobs in the CAS.
+    pub blob_bytes: u64,
+    /// Bytes of `cache.db` and its WAL.
+    pub db_bytes: u64,
+    /// `load_result` calls that found an entry.
+    pub hits: u64,
+    /// `load_result` calls that found none.
+    pub misses: u64,
+}
+
+impl StoreStats {
+    /// Hits over lookups, or `None` before the first lookup.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let total = self.hits + self.misses;
+        (total > 0).then(|| self.hits as f64 / total as f64)
+    }
+}
+
+/// What `prune` or `clean` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Result entries removed.
+    pub entries: u64,
+    /// Blobs (and stale temp files) removed.
+    pub blobs: u64,
+    /// Bytes freed in the CAS.
+    pub freed_bytes: u64,
+    /// Bytes left in the CAS.
+    pub remaining_bytes: u64,
+}
+
+/// The cache store of one project.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    db_path: PathBuf,
+    cas: Cas,
+    conn: Mutex<Connection>,
+    stat_cache: OnceLock<StatCache>,
+    blob_grace: Duration,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. A corrupt `cache.db` is moved aside and
+    /// rebuilt, with one warning in `Opened::warnings`.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Opened, Error> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|source| Error::io("create", &dir, source))?;
+        let db_path = dir.join("cache.db");
+        let (conn, warning) = db::open(&db_path)?;
+        let store = Store {
+            cas: Cas::new(dir.join("cas")),
+            dir,
+            db_path,
+            conn: Mutex::new(conn),
+            stat_cache: OnceLock::new(),
+            blob_grace: BLOB_GRACE,
+        };
+        Ok(Opened {
+            store,
+            warnings: warning.into_iter().collect(),
+        })
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The blob store.
+    pub fn cas(&self) -> &Cas {
+        &self.cas
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection half-used: every write
+        // is one statement or one transaction that SQLite rolls back.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sql<T>(&self, result: rusqlite::Result<T>) -> Result<T, Error> {
+        result.map_err(|e| Error::sqlite(&self.db_path, e))
+    }
+
+    // ── blobs ────────────────────────────────────────────────────────────────────────────────
+
+    /// Puts the output file `root/rel` in the CAS and returns its manifest entry (with its
+    /// permission bits). Also records its hash in the stat cache.
+    pub fn store_output(&self, root: &Path, rel: &str) -> Result<OutputEntry, Error> {
+        let rel = normalize_rel(rel)?;
+        let abs = root.join(&rel);
+        let started_ns = now_ns();
+        let meta = fs::metadata(&abs).map_err(|source| Error::io("read", &abs, source))?;
+        if !meta.is_file() {
+            return Err(Error::NotAFile { path: rel });
+        }
+        let stat = FileStat::from_metadata(&meta);
+        let (hash, size) = self.cas.put_file(&abs)?;
+        if size == stat.size {
+            self.stat_cache()?.record(&abs, &stat, hash, started_ns);
+        }
+        Ok(OutputEntry {
+            path: rel,
+            hash,
+            size,
+            mode: meta.permissions().mode() & 0o7777,
+        })
+    }
+
+    /// Puts a captured log in the CAS.
+    pub fn put_log(&self, bytes: &[u8]) -> Result<Digest, Error> {
+        self.cas.put_bytes(bytes)
+    }
+
+    /// Reads a log (or any blob), verifying its digest.
+    pub fn read_log(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
+        self.cas.read(digest)
+    }
+
+    // ── results ──────────────────────────────────────────────────────────────────────────────
+
+    /// Saves a successful result under `key`, replacing any previous one. Fails with
+    /// `missing_blob` unless every output and the log are already in the CAS.
+    pub fn save_result(&self, key: &str, result: &CachedResult) -> Result<(), Error> {
+        let mut size = 0u64;
+        for digest in result.blobs().collect::<BTreeSet<_>>() {
+            let path = self.cas.path_of(&digest);
+            let meta =
+                fs::metadata(&path).map_err(|source| Error::blob_io(&digest, &path, source))?;
+            size += meta.len();
+        }
+        let mut outputs = result.outputs.clone();
+        outputs.sort();
+        let outputs = serde_json::to_string(&outputs).map_err(|source| Error::Json {
+            what: "an output manifest",
+            source,
+        })?;
+        let now = now_ms();
+        let conn = self.conn();
+        self.sql(conn.execute(
+            "INSERT OR REPLACE INTO results
+             (key, task, status, duration_ms, outputs, log_hash, created_ms, last_used_ms, size)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+            params![
+                key,
+                result.task,
+                result.status,
+                result.duration_ms as i64,
+                outputs,
+                result.log.map(|d| d.to_hex()),
+                now,
+                size as i64,
+            ],
+        ))?;
+        Ok(())
+    }
+
+    /// Loads the result saved under `key` and marks it used; counts a hit or a miss. A result
+    /// whose blobs are gone is deleted and reported as a miss.
+    pub fn load_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
+        let conn = self.conn();
+        let row = self.sql(
+            conn.query_row(
+                "SELECT task, status, duration_ms, outputs, log_hash, created_ms, last_used_ms
+                 FROM results WHERE key = ?1",
+                params![key],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                        row.get::<_, i64>(5)?,
+                        row.get::<_, i64>(6)?,
+                    ))
+                },
+            )
+            .optional(),
+        )?;
+        let result = match row {
+            None => None,
+            Some((task, status, duration_ms, outputs, log, created_ms, last_used_ms)) => {
+                let outputs: Vec<OutputEntry> =
+                    serde_json::from_str(&outputs).map_err(|source| Error::Json {
+                        what: "an output manifest",
+                        source,
+                    })?;
+                let log = log.as_deref().and_then(Digest::from_hex);
+                Some(CachedResult {
+                    task,
+                    status,
+                    duration_ms: duration_ms.max(0) as u64,
+                    outputs,
+                    log,
+                    created_ms,
+                    last_used_ms,
+                })
+            }
+        };
+        let result = match result {
+            Some(r) if r.blobs().all(|d| self.cas.contains(&d)) => Some(r),
+            Some(_) => {
+                self.sql(conn.execute("DELETE FROM results WHERE key = ?1", params![key]))?;
+                None
+            }
+            None => None,
+        };
+        let counter = if result.is_some() { "hits" } else { "misses" };
+        self.sql(conn.execute(
+            "INSERT INTO counters (name, value) VALUES (?1, 1)
+             ON CONFLICT (name) DO UPDATE SET value = value + 1",
+            params![counter],
+        ))?;
+        let Some(mut result) = result else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        self.sql(conn.execute(
+            "UPDATE results SET last_used_ms = ?2 WHERE key = ?1",
+            params![key, now],
+        ))?;
+        result.last_used_ms = now;
+        Ok(Some(result))
+    }
+
+    /// Makes the outputs of `result` present under `root`: an output that already has the
+    /// recorded hash (checked through the stat cache) and mode is left alone; a missing or
+    /// changed one is written from the CAS (verified while copying) to a temp file beside it,
+    /// given its mode, and renamed into place.
+    pub fn restore_outputs(
+        &self,
+        root: &Path,
+        result: &CachedResult,
+    ) -> Result<RestoreReport, Error> {
+        let stat_cache = self.stat_cache()?;
+        let mut report = RestoreReport::default();
+        for output in &result.outputs {
+            let rel = normalize_rel(&output.path)?;
+            let abs = root.join(&rel);
+            if output_is_current(stat_cache, &abs, output) {
+                report.kept.push(rel);
+                continue;
+            }
+            let parent = abs.parent().unwrap_or(root);
+            fs::create_dir_all(parent).map_err(|source| Error::io("create", parent, source))?;
+            let mut temp = tempfile::Builder::new()
+                .prefix(".clab-restore-")
+                .tempfile_in(parent)
+                .map_err(|source| Error::io("create a temp file in", parent, source))?;
+            let started_ns = now_ns();
+            let temp_path = temp.path().to_owned();
+            self.cas
+                .copy_to(&output.hash, temp.as_file_mut(), &temp_path)?;
+            fs::set_permissions(&temp_path, fs::Permissions::from_mode(output.mode))
+                .map_err(|source| Error::io("set the mode of", &temp_path, source))?;
+            temp.persist(&abs)
+                .map_err(|e| Error::io("rename a temp file to", &abs, e.error))?;
+            if let Ok(meta) = fs::metadata(&abs) {
+                stat_cache.record(
+                    &abs,
+                    &FileStat::from_metadata(&meta),
+                    output.hash,
+                    started_ns,
+                );
+            }
+            report.restored.push(rel);
+        }
+        Ok(report)
+    }
+
+    // ── manifests ────────────────────────────────────────────────────────────────────────────
+
+    /// Saves the inputs manifest (opaque JSON) of `task`'s latest run, with its key.
+    pub fn save_manifest(&self, task: &str, key: &str, json: &str) -> Result<(), Error> {
+        let conn = self.conn();
+        self.sql(conn.execute(
+            "INSERT OR REPLACE INTO manifests (task, key, json, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![task, key, json, now_ms()],
+        ))?;
+        Ok(())
+    }
+
+    /// The inputs manifest of `task`'s latest run, if any.
+    pub fn load_manifest(&self, task: &str) -> Result<Option<SavedManifest>, Error> {
+        let conn = self.conn();
+        self.sql(
+            conn.query_row(
+                "SELECT key, json, updated_ms FROM manifests WHERE task = ?1",
+                params![task],
+                |row| {
+                    Ok(SavedManifest {
+                        key: row.get(0)?,
+                        json: row.get(1)?,
+                        updated_ms: row.get(2)?,
+                    })
+                },
+            )
+            .optional(),
+        )
+    }
+
+    // ── history ──────────────────────────────────────────────────────────────────────────────
+
+    /// Appends a run to the history; returns its id.
+    pub fn record_run(&self, run: &RunRecord) -> Result<i64, Error> {
+        let targets = serde_json::to_string(&run.targets).map_err(|source| Error::Json {
+            what: "run targets",
+            source,
+        })?;
+        let extra = run.extra.as_ref().map(|v| v.to_string());
+        let conn = self.conn();
+        self.sql(conn.execute(
+            "INSERT INTO runs (started_ms, targets, ran, cached, failed, duration_ms, extra)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                run.started_ms,
+                targets,
+                run.ran,
+                run.cached,
+                run.failed,
+                run.duration_ms as i64,
+                extra
+            ],
+        ))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The `n` most recent runs, newest first.
+    pub fn recent_runs(&self, n: usize) -> Result<Vec<RunRecord>, Error> {
+        let conn = self.conn();
+        let mut statement = self.sql(conn.prepare_cached(
+            "SELECT started_ms, targets, ran, cached, failed, duration_ms, extra
+             FROM runs ORDER BY id DESC LIMIT ?1",
+        ))?;
+        let rows = self.sql(
+            statement
+                .query_map(params![n as i64], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, u32>(2)?,
+                        row.get::<_, u32>(3)?,
+                        row.get::<_, u32>(4)?,
+                        row.get::<_, i64>(5)?,
+                        row.get::<_, Option<String>>(6)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
+        )?;
+        rows.into_iter()
+            .map(
+                |(started_ms, targets, ran, cached, failed, duration_ms, extra)| {
+                    Ok(RunRecord {
+                        started_ms,
+                        targets: decode_json("run targets", &targets)?,
+                        ran,
+                        cached,
+                        failed,
+                        duration_ms: duration_ms.max(0) as u64,
+                        extra: extra
+                            .as_deref()
+                            .map(|e| decode_json("run totals", e))
+                            .transpose()?,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Appends one LLM call to the log.
+    pub fn record_llm_call(&self, call: &LlmCall) -> Result<(), Error> {
+        let conn = self.conn();
+        self.sql(conn.execute(
+            "INSERT INTO llm_calls (task, provider, model, attempt, tokens_in, tokens_out,
+                                    latency_ms, status, cache_hit, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                call.task,
+                call.provider,
+                call.model,
+                call.attempt,
+                call.tokens_in.map(|t| t as i64),
+                call.tokens_out.map(|t| t as i64),
+                call.latency_ms as i64,
+                call.status,
+                call.cache_hit,
+                call.at_ms
+            ],
+        ))?;
+        Ok(())
+    }
+
+    /// Every logged LLM call, oldest first.
+    pub fn llm_calls(&self) -> Result<Vec<LlmCall>, Error> {
+        let conn = self.conn();
+        let mut statement = self.sql(conn.prepare_cached(
+            "SELECT task, provider, model, attempt, tokens_in, tokens_out, latency_ms, status,
+                    cache_hit, at_ms
+             FROM llm_calls ORDER BY id",
+        ))?;
+        self.sql(
+            statement
+                .query_map([], |row| {
+                    Ok(LlmCall {
+                        task: row.get(0)?,
+                        provider: row.get(1)?,
+                        model: row.get(2)?,
+                        attempt: row.get(3)?,
+                        tokens_in: row.get::<_, Option<i64>>(4)?.map(|t| t.max(0) as u64),
+                        tokens_out: row.get::<_, Option<i64>>(5)?.map(|t| t.max(0) as u64),
+                        latency_ms: row.get::<_, i64>(6)?.max(0) as u64,
+                        status: row.get(7)?,
+                        cache_hit: row.get(8)?,
+                        at_ms: row.get(9)?,
+                    })
+                })
+                .and_then(|rows| rows.collect()),
+        )
+    }
+
+    // ── stat cache ───────────────────────────────────────────────────────────────────────────
+
+    /// The stat cache, loaded from `cache.db` on first use and shared by every caller.
+    pub fn stat_cache(&self) -> Result<&StatCache, Error> {
+        if let Some(cache) = self.stat_cache.get() {
+            return Ok(cache);
+        }
+        let entries = self.load_stat_entries()?;
+        Ok(self
+            .stat_cache
+            .get_or_init(|| StatCache::from_entries(entries)))
+    }
+
+    fn load_stat_entries(&self) -> Result<Vec<(PathBuf, StatEntry)>, Error> {
+        let conn = self.conn();
+        let mut statement = self.sql(conn.prepare(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, hash, written_ns FROM stat_cache",
+        ))?;
+        let rows = self.sql(
+            statement
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, i64>(3)?,
+                        row.get::<_, i64>(4)?,
+                        row.get::<_, Vec<u8>>(5)?,
+                        row.get::<_, i64>(6)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(
+                |(path, size, mtime_ns, ctime_ns, inode, hash, written_ns)| {
+                    Some((
+                        PathBuf::from(path),
+                        StatEntry {
+                            size: size as u64,
+                            mtime_ns,
+                            ctime_ns,
+                            inode: inode as u64,
+                            hash: Digest::from_slice(&hash)?,
+                            written_ns,
+                        },
+                    ))
+                },
+            )
+            .collect())
+    }
+
+    /// Writes the stat-cache entries recorded since the last flush, in one transaction;
+    /// returns how many. Call it once at the end of a run.
+    pub fn flush_stat_cache(&self) -> Result<usize, Error> {
+        let Some(cache) = self.stat_cache.get() else {
+            return Ok(0);
+        };
+        let dirty = cache.take_dirty();
+        if dirty.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn();
+        let tx = self.sql(conn.transaction())?;
+        let mut written = 0;
+        {
+            let mut statement = self.sql(tx.prepare(
+                "INSERT OR REPLACE INTO stat_cache
+                 (path, size, mtime_ns, ctime_ns, inode, hash, written_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            ))?;
+            for (path, e) in &dirty {
+                let Some(path) = path.to_str() else { continue };
+                self.sql(statement.execute(params![
+                    path,
+                    e.size as i64,
+                    e.mtime_ns,
+                    e.ctime_ns,
+                    e.inode as i64,
+                    &e.hash.as_bytes()[..],
+                    e.written_ns
+                ]))?;
+                written += 1;
+            }
+        }
+        self.sql(tx.commit())?;
+        Ok(written)
+    }
+
+    // ── locks ────────────────────────────────────────────────────────────────────────────────
+
+    /// Locks `key` against other clab processes and threads, blocking until it is free.
+    pub fn lock_key(&self, key: &str) -> Result<KeyLock, Error> {
+        KeyLock::acquire(&self.dir.join("locks"), key, || {})
+    }
+
+    /// Like `lock_key`, but calls `on_wait` once if the key is held by someone else (so the
+    /// caller can report "waiting for another clab") before blocking.
+    pub fn lock_key_with(&self, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock, Error> {
+        KeyLock::acquire(&self.dir.join("locks"), key, on_wait)
+    }
+
+    // ── maintenance ──────────────────────────────────────────────────────────────────────────
+
+    /// Entry count, CAS size, database size and hit rate.
+    pub fn stats(&self) -> Result<StoreStats, Error> {
+        let blobs = self.cas.list()?;
+        let conn = self.conn();
+        let entries: i64 =
+            self.sql(conn.query_row("SELECT count(*) FROM results", [], |r| r.get(0)))?;
+        let counter = |name: &str| -> Result<u64, Error> {
+            let value: Option<i64> = self.sql(
+                conn.query_row(
+                    "SELECT value FROM counters WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional(),
+            )?;
+            Ok(value.unwrap_or(0).max(0) as u64)
+        };
+        let db_bytes = ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| fs::metadata(self.dir.join(format!("cache.db{suffix}"))).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(StoreStats {
+            entries: entries.max(0) as u64,
+            blobs: blobs.len() as u64,
+            blob_bytes: blobs.iter().map(|b| b.size).sum(),
+            db_bytes,
+            hits: counter("hits")?,
+            misses: counter("misses")?,
+        })
+    }
+
+    /// Removes every result, manifest, stat-cache entry, counter and blob. Run history and the
+    /// LLM call log are kept: they are records, not cache.
+    pub fn clean(&self) -> Result<PruneReport, Error> {
+        let blobs = self.cas.list()?;
+        let entries = {
+            let mut conn = self.conn();
+            let tx = self.sql(conn.transaction())?;
+            let entries = self.sql(tx.execute("DELETE FROM results", []))?;
+            self.sql(tx.execute_batch(
+                "DELETE FROM manifests; DELETE FROM stat_cache; DELETE FROM counters;",
+            ))?;
+            self.sql(tx.commit())?;
+            entries
+        };
+        if let Some(cache) = self.stat_cache.get() {
+            cache.clear();
+        }
+        match fs::remove_dir_all(self.cas.root()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::io("remove", self.cas.root(), source)),
+        }
+        Ok(PruneReport {
+            entries: entries as u64,
+            blobs: blobs.len() as u64,
+            freed_bytes: blobs.iter().map(|b| b.size).sum(),
+            remaining_bytes: 0,
+        })
+    }
+
+    /// Shrinks the CAS to at most `max_bytes`: removes results least recently used first, then
+    /// every blob no result references. Blobs and temp files younger than the grace period
+    /// (`BLOB_GRACE`) are kept, since a concurrent writer may be about to reference them.
+    pub fn prune(&self, max_bytes: u64) -> Result<PruneReport, Error> {
+        let cutoff = SystemTime::now()
+            .checked_sub(self.blob_grace)
+            .unwrap_or(UNIX_EPOCH);
+        let blobs: HashMap<Digest, (u64, bool)> = self
+            .cas
+            .list()?
+            .into_iter()
+            .map(|b| (b.digest, (b.size, b.modified < cutoff)))
+            .collect();
+        let rows = {
+            let conn = self.conn();
+            let mut statement = self.sql(conn.prepare(
+                "SELECT key, outputs, log_hash FROM results ORDER BY last_used_ms, created_ms, key",
+            ))?;
+            self.sql(
+                statement
+                    .query_map([], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, Option<String>>(2)?,
+                        ))
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
+            )?
+        };
+        let mut referenced: Vec<(String, BTreeSet<Digest>)> = Vec::new();
+        let mut refs: HashMap<Digest, usize> = HashMap::new();
+        for (key, outputs, log) in rows {
+            let outputs: Vec<OutputEntry> =
+                serde_json::from_str(&outputs).map_err(|source| Error::Json {
+                    what: "an output manifest",
+                    source,
+                })?;
+            let digests: BTreeSet<Digest> = outputs
+                .iter()
+                .map(|o| o.hash)
+                .chain(log.as_deref().and_then(Digest::from_hex))
+                .collect();
+            for d in &digests {
+                *refs.entry(*d).or_default() += 1;
+            }
+            referenced.push((key, digests));
+        }
+
+        let mut total: u64 = blobs.values().map(|(size, _)| size).sum();
+        let mut doomed: Vec<Digest> = Vec::new();
+        let free = |digest: &Digest, total: &mut u64, doomed: &mut Vec<Digest>| {
+            if let Some((size, true)) = blobs.get(digest) {
+                *total -= size;
+                doomed.push(*digest);
+            }
+        };
+        for digest in blobs.keys() {
+            if !refs.contains_key(digest) {
+                free(digest, &mut total, &mut doomed);
+            }
+        }
+        let mut removed_keys = Vec::new();
+        for (key, digests) in &referenced {
+            if total <= max_bytes {
+                break;
+            }
+            removed_keys.push(key.clone());
+            for d in digests {
+                if let Some(count) = refs.get_mut(d) {
+                    *count -= 1;
+                    if *count == 0 {
+                        free(d, &mut total, &mut doomed);
+                    }
+                }
+            }
+        }
+        {
+            let mut conn = self.conn();
+            let tx = self.sql(conn.transaction())?;
+            for key in &removed_keys {
+                self.sql(tx.execute("DELETE FROM results WHERE key = ?1", params![key]))?;
+            }
+            self.sql(tx.commit())?;
+        }
+        let mut report = PruneReport {
+            entries: removed_keys.len() as u64,
+            ..PruneReport::default()
+        };
+        for digest in &doomed {
+            self.cas.remove(digest)?;
+            report.blobs += 1;
+            report.freed_bytes += blobs.get(digest).map_or(0, |(size, _)| *size);
+        }
+        for temp in self.cas.stale_temp_files(cutoff)? {
+            if fs::remove_file(&temp).is_ok() {
+                report.blobs += 1;
+            }
+        }
+        report.remaining_bytes = total;
+        Ok(report)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Best effort: keep the hashing work of a run that forgot to flush. Errors are
+        // reported only by an explicit `flush_stat_cache`.
+        let _ = self.flush_stat_cache();
+    }
+}
+
+/// Whether `abs` already holds `output` (hash via the stat cache, and mode).
+fn output_is_current(stat_cache: &StatCache, abs: &Path, output: &OutputEntry) -> bool {
+    let Ok(meta) = fs::symlink_metadata(abs) else {
+        return false;
+    };
+    if !meta.is_file() || meta.permissions().mode() & 0o7777 != output.mode {
+        return false;
+    }
+    matches!(stat_cache.hash_file(abs), Ok((hash, _)) if hash == output.hash)
+}
+
+/// Checks that `rel` stays inside the root and returns it with `/` separators.
+fn normalize_rel(rel: &str) -> Result<String, Error> {
+    let mut parts = Vec::new();
+    for component in Path::new(rel).components() {
+        match component {
+            Component::Normal(part) => match part.to_str() {
+                Some(part) => parts.push(part),
+                None => {
+                    return Err(Error::OutsideRoot {
+                        path: rel.to_owned(),
+                    });
+                }
+            },
+            Component::CurDir => {}
+            _ => {
+                return Err(Error::OutsideRoot {
+                    path: rel.to_owned(),
+                });
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(Error::OutsideRoot {
+            path: rel.to_owned(),
+        });
+    }
+    Ok(parts.join("/"))
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|source| Error::Json { what, source })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> Store {
+        let opened = Store::open(dir.join(".clab")).unwrap();
+        assert!(opened.warnings.is_empty());
+        opened.store
+    }
+
+    fn write(root: &Path, rel: &str, text: &str, mode: u32) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn backdate(path: &Path) {
+        let file = fs::File::options().append(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+    }
+
+    #[test]
+    fn output_round_trip_keeps_content_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        write(dir.path(), "bin/tool", "#!/bin/sh\necho hi\n", 0o755);
+        write(dir.path(), "out/data.txt", "data", 0o640);
+        let tool = store.store_output(dir.path(), "bin/tool").unwrap();
+        let data = store.store_output(dir.path(), "./out/data.txt").unwrap();
+        assert_eq!(tool.mode, 0o755);
+        assert_eq!(data.mode, 0o640);
+        assert_eq!(data.path, "out/data.txt");
+        assert_eq!(data.hash, Digest::of_bytes(b"data"));
+        let log = store.put_log(b"building...\n").unwrap();
+        let result = CachedResult::new(
+            "build",
+            "ok",
+            42,
+            vec![tool.clone(), data.clone()],
+            Some(log),
+        );
+        store.save_result("k1", &result).unwrap();
+
+        fs::remove_dir_all(dir.path().join("bin")).unwrap();
+        fs::remove_dir_all(dir.path().join("out")).unwrap();
+        let loaded = store.load_result("k1").unwrap().unwrap();
+        assert_eq!(loaded.outputs, vec![tool, data]);
+        assert_eq!(loaded.duration_ms, 42);
+        let report = store.restore_outputs(dir.path(), &loaded).unwrap();
+        assert_eq!(report.restored, ["bin/tool", "out/data.txt"]);
+        let meta = fs::metadata(dir.path().join("bin/tool")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("bin/tool")).unwrap(),
+            "#!/bin/sh\necho hi\n"
+        );
+        assert_eq!(store.read_log(&log).unwrap(), b"building...\n");
+    }
+
+    #[test]
+    fn restore_leaves_correct_file_alone_and_fixes_changed_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for name in ["same", "changed", "missing"] {
+            write(dir.path(), name, name, 0o644);
+            backdate(&dir.path().join(name));
+        }
+        let outputs = ["same", "changed", "missing"]
+            .iter()
+            .map(|n| store.store_output(dir.path(), n).unwrap())
+            .collect();
+        let result = CachedResult::new("t", "ok", 1, outputs, None);
+        store.save_result("k", &result).unwrap();
+        write(dir.path(), "changed", "CHANGED", 0o644);
+        fs::remove_file(dir.path().join("missing")).unwrap();
+        let same = dir.path().join("same");
+        let inode_before = fs::metadata(&same).unwrap().ino_for_test();
+        let hashed_before = store.stat_cache().unwrap().counts().hashed;
+
+        let report = store.restore_outputs(dir.path(), &result).unwrap();
+        assert_eq!(report.kept, ["same"]);
+        assert_eq!(report.restored, ["changed", "missing"]);
+        // Untouched: same inode, and not even read again (the stat cache knew it).
+        assert_eq!(fs::metadata(&same).unwrap().ino_for_test(), inode_before);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("changed")).unwrap(),
+            "changed"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("missing")).unwrap(),
+            "missing"
+        );
+        // Only `changed` was read to find it differs.
+        assert_eq!(
+            store.stat_cache().unwrap().counts().hashed,
+            hashed_before + 1
+        );
+        // No restore temp files remain.
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".clab-restore-")
+            })
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    trait InoForTest {
+        fn ino_for_test(&self) -> u64;
+    }
+    impl InoForTest for fs::Metadata {
+        fn ino_for_test(&self) -> u64 {
+            std::os::unix::fs::MetadataExt::ino(self)
+        }
+    }
+
+    #[test]
+    fn restore_refuses_a_corrupt_blob_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        write(dir.path(), "out.txt", "good", 0o644);
+        let entry = store.store_output(dir.path(), "out.txt").unwrap();
+        let result = CachedResult::new("t", "ok", 1, vec![entry.clone()], None);
+        fs::write(store.cas().path_of(&entry.hash), "evil").unwrap();
+        fs::remove_file(dir.path().join("out.txt")).unwrap();
+        let err = store.restore_outputs(dir.path(), &result).unwrap_err();
+        assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
+        assert!(!dir.path().join("out.txt").exists());
+    }
+
+    #[test]
+    fn save_result_requires_blobs_and_load_counts_hits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let ghost = OutputEntry {
+            path: "a".into(),
+            hash: Digest::of_bytes(b"never stored"),
+            size: 12,
+            mode: 0o644,
+        };
+        let err = store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![ghost], None))
+            .unwrap_err();
+        assert!(matches!(err, Error::MissingBlob { .. }), "{err:?}");
+        assert!(store.load_result("k").unwrap().is_none());
+
+        let log = store.put_log(b"log").unwrap();
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(log)))
+            .unwrap();
+        assert!(store.load_result("k").unwrap().is_some());
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.entries, stats.hits, stats.misses), (1, 1, 1));
+        assert_eq!(stats.hit_rate(), Some(0.5));
+        assert_eq!(stats.blobs, 1);
+        assert_eq!(stats.blob_bytes, 3);
+
+        // A result whose blob vanished is a miss, and is forgotten.
+        store.cas().remove(&log).unwrap();
+        assert!(store.load_result("k").unwrap().is_none());
+        assert_eq!(store.stats().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn corrupt_database_is_recovered_with_one_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join(".clab");
+        {
+            let store = Store::open(&cache).unwrap().store;
+            store.save_manifest("t", "k", "{}").unwrap();
+        }
+        fs::write(cache.join("cache.db"), vec![0xA5u8; 8192]).unwrap();
+        let opened = Store::open(&cache).unwrap();
+        assert_eq!(opened.warnings.len(), 1);
+        let message = opened.warnings[0].to_string();
+        assert!(message.contains("was corrupt"), "{message}");
+        assert!(message.contains("cache.db.corrupt-"), "{message}");
+        // A fresh, working database.
+        assert!(opened.store.load_manifest("t").unwrap().is_none());
+        opened.store.save_manifest("t", "k2", "{\"a\":1}").unwrap();
+        let saved = opened.store.load_manifest("t").unwrap().unwrap();
+        assert_eq!(
+            (saved.key.as_str(), saved.json.as_str()),
+            ("k2", "{\"a\":1}")
+        );
+        let aside = fs::read_dir(&cache)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("cache.db.corrupt-")
+            })
+            .count();
+        assert!(aside >= 1);
+    }
+
+    #[test]
+    fn stat_cache_persists_across_opens_in_one_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "src/a.txt", "a", 0o644);
+        write(dir.path(), "src/b.txt", "b", 0o644);
+        for f in ["src/a.txt", "src/b.txt"] {
+            backdate(&dir.path().join(f));
+        }
+        let patterns = ["src/**"];
+        {
+            let store = open(dir.path());
+            let cache = store.stat_cache().unwrap();
+            crate::plan::inputs::collect(dir.path(), &patterns, cache).unwrap();
+            assert_eq!(cache.counts().hashed, 2);
+            assert_eq!(store.flush_stat_cache().unwrap(), 2);
+            assert_eq!(store.flush_stat_cache().unwrap(), 0);
+        }
+        let store = open(dir.path());
+        let cache = store.stat_cache().unwrap();
+        let files = crate::plan::inputs::collect(dir.path(), &patterns, cache).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(cache.counts().hashed, 0, "no file is read on the warm pass");
+        assert_eq!(cache.counts().reused, 2);
+    }
+
+    #[test]
+    fn manifests_runs_and_llm_calls_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for i in 0..3 {
+            store
+                .record_run(&RunRecord {
+                    started_ms: 1000 + i,
+                    targets: vec!["test".into()],
+                    ran: i as u32,
+                    cached: 1,
+                    failed: 0,
+                    duration_ms: 50,
+                    extra: (i == 2).then(|| serde_json::json!({"tests": {"passed": 3}})),
+                })
+                .unwrap();
+        }
+        let runs = store.recent_runs(2).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.started_ms).collect::<Vec<_>>(),
+            [1002, 1001]
+        );
+        assert_eq!(
+            runs[0].extra,
+            Some(serde_json::json!({"tests": {"passed": 3}}))
+        );
+        let call = LlmCall {
+            task: "gen-tests[a.py]".into(),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            attempt: 2,
+            tokens_in: Some(100),
+            tokens_out: None,
+            latency_ms: 830,
+            status: "ok".into(),
+            cache_hit: false,
+            at_ms: 5,
+        };
+        store.record_llm_call(&call).unwrap();
+        assert_eq!(store.llm_calls().unwrap(), vec![call]);
+    }
+
+    #[test]
+    fn prune_removes_least_recently_used_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.blob_grace = Duration::ZERO;
+        let shared = store.put_log(&[b's'; 100]).unwrap();
+        for (key, byte, last_used) in [("a", b'a', 1), ("b", b'b', 3), ("c", b'c', 2)] {
+            write(
+                dir.path(),
+                key,
+                &String::from(byte as char).repeat(1000),
+                0o644,
+            );
+            let out = store.store_output(dir.path(), key).unwrap();
+            store
+                .save_result(
+                    key,
+                    &CachedResult::new(key, "ok", 1, vec![out], Some(shared)),
+                )
+                .unwrap();
+            store
+                .conn()
+                .execute(
+                    "UPDATE results SET last_used_ms = ?2 WHERE key = ?1",
+                    params![key, last_used],
+                )
+                .unwrap();
+        }
+        let orphan = store.put_log(b"orphan").unwrap();
+        assert_eq!(store.stats().unwrap().blob_bytes, 3106);
+
+        let report = store.prune(2300).unwrap();
+        assert_eq!((report.entries, report.blobs), (1, 2), "a and the orphan");
+        assert_eq!(report.remaining_bytes, 2100);
+        assert!(!store.cas().contains(&orphan));
+        let keys = |store: &Store| -> Vec<String> {
+            let conn = store.conn();
+            let mut s = conn
+                .prepare("SELECT key FROM results ORDER BY key")
+                .unwrap();
+            s.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(keys(&store), ["b", "c"]);
+
+        store.prune(1200).unwrap();
+        assert_eq!(keys(&store), ["b"]);
+        assert!(store.cas().contains(&shared));
+        assert!(store.load_result("b").unwrap().is_some());
+
+        let report = store.prune(0).unwrap();
+        assert_eq!(report.remaining_bytes, 0);
+        assert!(keys(&store).is_empty());
+        assert_eq!(store.stats().unwrap().blobs, 0);
+    }
+
+    #[test]
+    fn prune_keeps_young_blobs_and_clean_empties_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let young = store.put_log(b"just written by someone").unwrap();
+        let report = store.prune(0).unwrap();
+        assert_eq!(report.blobs, 0);
+        assert!(store.cas().contains(&young));
+
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(young)))
+            .unwrap();
+        store
+            .record_run(&RunRecord {
+                started_ms: 1,
+                targets: vec![],
+                ran: 0,
+                cached: 0,
+                failed: 0,
+                duration_ms: 0,
+                extra: None,
+            })
+            .unwrap();
+        let report = store.clean().unwrap();
+        assert_eq!((report.entries, report.blobs), (1, 1));
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.entries, stats.blobs, stats.hits), (0, 0, 0));
+        assert_eq!(
+            store.recent_runs(10).unwrap().len(),
+            1,
+            "history survives clean"
+        );
+    }
+
+    #[test]
+    fn lock_key_excludes_a_second_process_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let held = store.lock_key("deadbeef").unwrap();
+        // A separate process (flock(1)) cannot take it while we hold it…
+        let status = std::process::Command::new("flock")
+            .args(["-n", "-E", "75"])
+            .arg(held.path())
+            .arg("true")
+            .status();
+        let Ok(status) = status else {
+            return; // util-linux `flock` is not installed; the thread test in key_lock covers it
+        };
+        assert_eq!(status.code(), Some(75));
+        drop(held);
+        // …and can once we let go.
+        let status = std::process::Command::new("flock")
+            .args(["-n", "-E", "75"])
+            .arg(dir.path().join(".clab/locks/deadbeef"))
+            .arg("true")
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+
+    #[test]
+    fn outputs_outside_the_root_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for rel in ["../x", "/etc/passwd", "", "a/../../b"] {
+            let err = store.store_output(dir.path(), rel).unwrap_err();
+            assert!(matches!(err, Error::OutsideRoot { .. }), "{rel}: {err:?}");
+        }
+        let evil = CachedResult::new(
+            "t",
+            "ok",
+            1,
+            vec![OutputEntry {
+                path: "../escape".into(),
+                hash: store.put_log(b"x").unwrap(),
+                size: 1,
+                mode: 0o644,
+            }],
+            None,
+        );
+        assert!(matches!(
+            store.restore_outputs(dir.path(), &evil).unwrap_err(),
+            Error::OutsideRoot { .. }
+        ));
+    }
+}

@@ -1,0 +1,739 @@
+//! Input collection: which files a task reads, and their content hashes.
+//!
+//! In: the project root and input patterns (relative to the root; `!pattern` excludes).
+//! Out: per task a sorted `Vec<InputFile>` (path with `/` separators, blake3 digest, size,
+//! executable bit). A task with no include pattern has no inputs.
+//!
+//! One walk serves every task: `InputIndex::build` takes the patterns of all tasks, walks the
+//! tree once (only below the literal prefixes of the globs: `src/**/*.py` walks `src/`), matches
+//! every walked file against all globs at once (one `GlobSet`), and hashes each distinct
+//! matched file once, in parallel (rayon), through the `StatCache`. `InputIndex::select` then
+//! answers one task from precomputed per-pattern lists, applying that task's excludes.
+//!
+//! Pattern semantics:
+//! - Globs use `globset` with `literal_separator`: `*` stays within one directory, `**` spans
+//!   any number. A trailing `/` means everything below (`build/` = `build/**`).
+//! - A pattern without glob characters (`*?[]{}`) is a literal path: resolved by `stat`, not by
+//!   walking, so it is found even when gitignored; a missing one is an error naming it.
+//! - `!pattern` removes matches; an exclude also removes everything below a matching directory
+//!   (`!**/__pycache__` = `!**/__pycache__/**` too).
+//! - The walk respects `.gitignore`, `.git/info/exclude` and `.ignore` files, also outside a git
+//!   repository, but not the user's global gitignore (keys must not depend on the machine). It
+//!   includes hidden files, never enters `.git/` or `.clab/` directories, and does not follow
+//!   symlinks: a symlinked file is an input (hashed through its target) only if its target lies
+//!   inside the root; symlinks out of the root are skipped, and a literal one is an error.
+//! - Paths that are not UTF-8 are skipped.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+
+use super::stat_cache::StatCache;
+use crate::store::Digest;
+
+/// One input file of a task.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct InputFile {
+    /// Path relative to the project root, `/`-separated.
+    pub path: String,
+    /// blake3 of its contents.
+    pub hash: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether any execute bit is set.
+    pub executable: bool,
+}
+
+/// Errors of input collection.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    /// A literal input path does not exist.
+    #[error("input `{path}` does not exist")]
+    #[diagnostic(
+        code(clab::inputs::missing),
+        help("create it, fix the path, or use a glob if the file is optional")
+    )]
+    Missing {
+        /// The path as written, relative to the root.
+        path: String,
+    },
+
+    /// A literal input names a directory.
+    #[error("input `{path}` is a directory")]
+    #[diagnostic(
+        code(clab::inputs::directory),
+        help("write `{path}/**` to take every file below it")
+    )]
+    Directory {
+        /// The path as written.
+        path: String,
+    },
+
+    /// A pattern points outside the project root (absolute, `..`, or a symlink leaving it).
+    #[error("input `{pattern}` is outside the project root")]
+    #[diagnostic(
+        code(clab::inputs::outside_root),
+        help("inputs are paths relative to the project root")
+    )]
+    OutsideRoot {
+        /// The pattern as written.
+        pattern: String,
+    },
+
+    /// A glob does not compile.
+    #[error("invalid input glob `{pattern}`")]
+    #[diagnostic(code(clab::inputs::bad_glob))]
+    BadGlob {
+        /// The pattern as written.
+        pattern: String,
+        /// What globset says.
+        #[source]
+        source: globset::Error,
+    },
+
+    /// A pattern was selected that `InputIndex::build` was not given (an engine bug).
+    #[error("input pattern `{pattern}` was not indexed")]
+    #[diagnostic(
+        code(clab::inputs::not_indexed),
+        help("pass every task's patterns to `InputIndex::build` (this is a bug in clab)")
+    )]
+    NotIndexed {
+        /// The pattern.
+        pattern: String,
+    },
+
+    /// The walk failed (an unreadable directory, a broken ignore file).
+    #[error("cannot list input files under `{}`", root.display())]
+    #[diagnostic(code(clab::inputs::walk))]
+    Walk {
+        /// The project root.
+        root: PathBuf,
+        /// The walker's error, with its path.
+        #[source]
+        source: ignore::Error,
+    },
+
+    /// A file could not be read or stat'ed.
+    #[error("cannot read input `{path}`")]
+    #[diagnostic(code(clab::inputs::io))]
+    Io {
+        /// The path relative to the root.
+        path: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A parsed input pattern.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Pattern {
+    /// A path without glob characters, normalized.
+    Literal(String),
+    /// A glob, normalized.
+    Glob(String),
+}
+
+/// One task's pattern, include or exclude.
+#[derive(Debug, Clone)]
+struct TaskPattern {
+    exclude: bool,
+    pattern: Pattern,
+}
+
+fn parse_pattern(text: &str) -> Result<TaskPattern, Error> {
+    let (exclude, body) = match text.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let mut body = body.trim_start_matches("./").to_owned();
+    if body.ends_with('/') {
+        body.push_str("**");
+    }
+    let outside = || Error::OutsideRoot {
+        pattern: text.to_owned(),
+    };
+    if body.is_empty() || body.starts_with('/') {
+        return Err(outside());
+    }
+    if body.split('/').any(|c| c == "..") {
+        return Err(outside());
+    }
+    let is_glob = body.contains(['*', '?', '[', ']', '{', '}']);
+    let pattern = if is_glob {
+        compile_glob(&body, text)?;
+        Pattern::Glob(body)
+    } else {
+        // Collapse `a//b` and `a/./b`.
+        let normalized: Vec<&str> = body
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        Pattern::Literal(normalized.join("/"))
+    };
+    Ok(TaskPattern { exclude, pattern })
+}
+
+fn compile_glob(glob: &str, original: &str) -> Result<Glob, Error> {
+    GlobBuilder::new(glob)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map_err(|source| Error::BadGlob {
+            pattern: original.to_owned(),
+            source,
+        })
+}
+
+/// The directory a glob's matches must live under: its leading components without glob
+/// characters, minus the last component.
+fn glob_base(glob: &str) -> String {
+    let components: Vec<&str> = glob.split('/').collect();
+    let literal: Vec<&str> = components[..components.len() - 1]
+        .iter()
+        .take_while(|c| !c.contains(['*', '?', '[', ']', '{', '}', '\\']))
+        .copied()
+        .collect();
+    literal.join("/")
+}
+
+/// What a literal pattern resolved to.
+#[derive(Debug, Clone)]
+enum Literal {
+    Found(usize),
+    Missing,
+    Directory,
+    OutsideRoot,
+}
+
+/// Work counters of one `InputIndex::build`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Files seen by the walk.
+    pub walked: usize,
+    /// Distinct files selected by at least one pattern (each hashed or looked up once).
+    pub files: usize,
+}
+
+/// Every input file of every task, hashed once; answers each task's selection.
+#[derive(Debug)]
+pub struct InputIndex {
+    files: Vec<InputFile>,
+    globs: HashMap<String, Vec<usize>>,
+    literals: HashMap<String, Literal>,
+    stats: IndexStats,
+}
+
+impl InputIndex {
+    /// Walks `root` once for all `patterns` (of all tasks; excludes may be included or not),
+    /// hashing every selected file once through `stat_cache`.
+    pub fn build<I, S>(
+        root: &Path,
+        patterns: I,
+        stat_cache: &StatCache,
+    ) -> Result<InputIndex, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut globs = BTreeSet::new();
+        let mut literals = BTreeSet::new();
+        for text in patterns {
+            let parsed = parse_pattern(text.as_ref())?;
+            if parsed.exclude {
+                continue;
+            }
+            match parsed.pattern {
+                Pattern::Glob(g) => globs.insert(g),
+                Pattern::Literal(l) => literals.insert(l),
+            };
+        }
+        let canonical_root = fs::canonicalize(root).map_err(|source| Error::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
+
+        // 1. Walk below the glob bases, matching every file against every glob at once.
+        let glob_list: Vec<String> = globs.into_iter().collect();
+        let mut set = GlobSetBuilder::new();
+        for g in &glob_list {
+            set.add(compile_glob(g, g)?);
+        }
+        let set = set.build().map_err(|source| Error::BadGlob {
+            pattern: glob_list.join(", "),
+            source,
+        })?;
+        let mut candidates: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut matched: Vec<Vec<String>> = vec![Vec::new(); glob_list.len()];
+        let mut walked = 0;
+        if !glob_list.is_empty() {
+            let bases = walk_bases(&glob_list);
+            let mut buffer = Vec::new();
+            for (rel, abs) in walk(root, &canonical_root, &bases)? {
+                walked += 1;
+                set.matches_into(&rel, &mut buffer);
+                if buffer.is_empty() {
+                    continue;
+                }
+                for &i in &buffer {
+                    matched[i].push(rel.clone());
+                }
+                candidates.insert(rel, abs);
+            }
+        }
+
+        // 2. Resolve literals by stat.
+        let mut literal_state: HashMap<String, Literal> = HashMap::new();
+        for lit in &literals {
+            let abs = root.join(lit);
+            let state = match fs::symlink_metadata(&abs) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Literal::Missing,
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: lit.clone(),
+                        source,
+                    });
+                }
+                Ok(_) => match fs::canonicalize(&abs) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Literal::Missing,
+                    Err(source) => {
+                        return Err(Error::Io {
+                            path: lit.clone(),
+                            source,
+                        });
+                    }
+                    Ok(real) if !real.starts_with(&canonical_root) => Literal::OutsideRoot,
+                    Ok(real) if real.is_dir() => Literal::Directory,
+                    Ok(_) => {
+                        candidates.insert(lit.clone(), abs);
+                        Literal::Found(usize::MAX)
+                    }
+                },
+            };
+            literal_state.insert(lit.clone(), state);
+        }
+
+        // 3. Hash every distinct candidate once, in parallel.
+        let candidates: Vec<(String, PathBuf)> = candidates.into_iter().collect();
+        let files = candidates
+            .par_iter()
+            .map(|(rel, abs)| {
+                let (hash, stat) = stat_cache.hash_file(abs).map_err(|source| Error::Io {
+                    path: rel.clone(),
+                    source,
+                })?;
+                Ok(InputFile {
+                    path: rel.clone(),
+                    hash,
+                    size: stat.size,
+                    executable: stat.executable(),
+                })
+            })
+            .collect::<Result<Vec<InputFile>, Error>>()?;
+        let index_of: HashMap<&str, usize> = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.path.as_str(), i))
+            .collect();
+
+        let globs = glob_list
+            .into_iter()
+            .zip(matched)
+            .map(|(g, paths)| {
+                let ids = paths
+                    .iter()
+                    .filter_map(|p| index_of.get(p.as_str()).copied())
+                    .collect();
+                (g, ids)
+            })
+            .collect();
+        for (lit, state) in literal_state.iter_mut() {
+            if let Literal::Found(i) = state {
+                *i = index_of.get(lit.as_str()).copied().unwrap_or(usize::MAX);
+            }
+        }
+        let stats = IndexStats {
+            walked,
+            files: files.len(),
+        };
+        Ok(InputIndex {
+            files,
+            globs,
+            literals: literal_state,
+            stats,
+        })
+    }
+
+    /// The inputs of one task: files matching any include pattern and no exclude, sorted by
+    /// path. Every include pattern must have been given to `build`.
+    pub fn select<S: AsRef<str>>(&self, patterns: &[S]) -> Result<Vec<InputFile>, Error> {
+        let mut chosen = BTreeSet::new();
+        let mut excludes = GlobSetBuilder::new();
+        let mut any_exclude = false;
+        for text in patterns {
+            let text = text.as_ref();
+            let parsed = parse_pattern(text)?;
+            if parsed.exclude {
+                let body = match &parsed.pattern {
+                    Pattern::Literal(p) | Pattern::Glob(p) => p.clone(),
+                };
+                excludes.add(compile_glob(&body, text)?);
+                excludes.add(compile_glob(&format!("{body}/**"), text)?);
+                any_exclude = true;
+                continue;
+            }
+            match &parsed.pattern {
+                Pattern::Glob(g) => {
+                    let ids = self.globs.get(g).ok_or_else(|| Error::NotIndexed {
+                        pattern: text.to_owned(),
+                    })?;
+                    chosen.extend(ids.iter().copied());
+                }
+                Pattern::Literal(l) => match self.literals.get(l) {
+                    Some(Literal::Found(i)) if *i < self.files.len() => {
+                        chosen.insert(*i);
+                    }
+                    Some(Literal::Found(_)) | Some(Literal::Missing) => {
+                        return Err(Error::Missing { path: l.clone() });
+                    }
+                    Some(Literal::Directory) => return Err(Error::Directory { path: l.clone() }),
+                    Some(Literal::OutsideRoot) => {
+                        return Err(Error::OutsideRoot {
+                            pattern: text.to_owned(),
+                        });
+                    }
+                    None => {
+                        return Err(Error::NotIndexed {
+                            pattern: text.to_owned(),
+                        });
+                    }
+                },
+            }
+        }
+        let excludes = if any_exclude {
+            Some(excludes.build().map_err(|source| {
+                Error::BadGlob {
+                    pattern: patterns
+                        .iter()
+                        .map(|p| p.as_ref())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    source,
+                }
+            })?)
+        } else {
+            None
+        };
+        // `chosen` iterates in index order, and `files` is sorted by path.
+        Ok(chosen
+            .into_iter()
+            .map(|i| &self.files[i])
+            .filter(|f| {
+                excludes
+                    .as_ref()
+                    .is_none_or(|set: &GlobSet| !set.is_match(&f.path))
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// Every file selected by some pattern, sorted by path.
+    pub fn files(&self) -> &[InputFile] {
+        &self.files
+    }
+
+    /// How much work the build did.
+    pub fn stats(&self) -> IndexStats {
+        self.stats
+    }
+}
+
+/// Collects one task's inputs with its own walk (tests and one-off use; prefer `InputIndex`).
+pub fn collect<S: AsRef<str>>(
+    root: &Path,
+    patterns: &[S],
+    stat_cache: &StatCache,
+) -> Result<Vec<InputFile>, Error> {
+    InputIndex::build(root, patterns.iter().map(|p| p.as_ref()), stat_cache)?.select(patterns)
+}
+
+/// The minimal set of directories to walk: glob bases, without any that lie below another.
+fn walk_bases(globs: &[String]) -> Vec<String> {
+    let mut bases: Vec<String> = globs.iter().map(|g| glob_base(g)).collect();
+    bases.sort();
+    bases.dedup();
+    let mut kept: Vec<String> = Vec::new();
+    for base in bases {
+        let covered = kept
+            .iter()
+            .any(|k| k.is_empty() || base == *k || base.starts_with(&format!("{k}/")));
+        if !covered {
+            kept.push(base);
+        }
+    }
+    kept
+}
+
+/// Walks `bases` below `root`, yielding (relative `/` path, absolute path) of each file.
+fn walk(
+    root: &Path,
+    canonical_root: &Path,
+    bases: &[String],
+) -> Result<Vec<(String, PathBuf)>, Error> {
+    let dirs: Vec<PathBuf> = bases
+        .iter()
+        .map(|b| {
+            if b.is_empty() {
+                root.to_owned()
+            } else {
+                root.join(b)
+            }
+        })
+        .filter(|d| d.is_dir())
+        .collect();
+    let Some((first, rest)) = dirs.split_first() else {
+        return Ok(Vec::new());
+    };
+    let mut builder = ignore::WalkBuilder::new(first);
+    for dir in rest {
+        builder.add(dir);
+    }
+    builder
+        .hidden(false)
+        .parents(true)
+        .ignore(true)
+        .git_ignore(true)
+        .git_exclude(true)
+        .git_global(false)
+        .require_git(false)
+        .follow_links(false)
+        .filter_entry(|entry| {
+            let skip = entry.file_type().is_some_and(|t| t.is_dir())
+                && matches!(entry.file_name().to_str(), Some(".git") | Some(".clab"));
+            !skip
+        });
+    let mut out = Vec::new();
+    for entry in builder.build() {
+        let entry = entry.map_err(|source| Error::Walk {
+            root: root.to_owned(),
+            source,
+        })?;
+        let Some(file_type) = entry.file_type() else {
+            continue;
+        };
+        let path = entry.path();
+        if file_type.is_symlink() {
+            match fs::canonicalize(path) {
+                Ok(real) if real.starts_with(canonical_root) && real.is_file() => {}
+                _ => continue,
+            }
+        } else if !file_type.is_file() {
+            continue;
+        }
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let Some(rel) = relative_string(rel) else {
+            continue;
+        };
+        out.push((rel, path.to_owned()));
+    }
+    Ok(out)
+}
+
+fn relative_string(rel: &Path) -> Option<String> {
+    let mut parts = Vec::new();
+    for component in rel.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_str()?),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let abs = dir.path().join(path);
+            fs::create_dir_all(abs.parent().unwrap()).unwrap();
+            fs::write(abs, text).unwrap();
+        }
+        dir
+    }
+
+    fn paths(files: &[InputFile]) -> Vec<&str> {
+        files.iter().map(|f| f.path.as_str()).collect()
+    }
+
+    #[test]
+    fn walk_respects_gitignore_excludes_and_skips_clab_and_git() {
+        let dir = tree(&[
+            (".gitignore", "ignored.py\nbuild/\n"),
+            ("src/a.py", "a"),
+            ("src/ignored.py", "x"),
+            ("src/pkg/b.py", "b"),
+            ("src/pkg/__pycache__/b.cpython.py", "c"),
+            ("src/.ignore", "local.py\n"),
+            ("src/local.py", "l"),
+            ("src/.hidden.py", "h"),
+            ("build/out.py", "o"),
+            (".clab/cas/x.py", "cached"),
+            (".git/hooks/pre.py", "hook"),
+            ("notes.txt", "n"),
+        ]);
+        let cache = StatCache::new();
+        let files = collect(
+            dir.path(),
+            &["**/*.py", "!**/__pycache__", "notes.txt"],
+            &cache,
+        )
+        .unwrap();
+        assert_eq!(
+            paths(&files),
+            ["notes.txt", "src/.hidden.py", "src/a.py", "src/pkg/b.py"]
+        );
+        assert_eq!(files[2].hash, Digest::of_bytes(b"a"));
+        assert_eq!(files[2].size, 1);
+    }
+
+    #[test]
+    fn literal_is_found_by_stat_even_when_ignored_and_missing_is_an_error() {
+        let dir = tree(&[
+            (".gitignore", "secret.env\n"),
+            ("secret.env", "k=v"),
+            ("dir/f", "f"),
+        ]);
+        let cache = StatCache::new();
+        let files = collect(dir.path(), &["./secret.env"], &cache).unwrap();
+        assert_eq!(paths(&files), ["secret.env"]);
+        let err = collect(dir.path(), &["nope.txt"], &cache).unwrap_err();
+        assert!(
+            matches!(&err, Error::Missing { path } if path == "nope.txt"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "input `nope.txt` does not exist");
+        let err = collect(dir.path(), &["dir"], &cache).unwrap_err();
+        assert!(matches!(err, Error::Directory { .. }));
+        assert_eq!(
+            paths(&collect(dir.path(), &["dir/"], &cache).unwrap()),
+            ["dir/f"]
+        );
+        assert!(matches!(
+            collect(dir.path(), &["../x"], &cache).unwrap_err(),
+            Error::OutsideRoot { .. }
+        ));
+        assert!(matches!(
+            collect(dir.path(), &["src/[a"], &cache).unwrap_err(),
+            Error::BadGlob { .. }
+        ));
+    }
+
+    #[test]
+    fn no_patterns_means_no_inputs() {
+        let dir = tree(&[("a.txt", "a")]);
+        let none: [&str; 0] = [];
+        assert!(
+            collect(dir.path(), &none, &StatCache::new())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn star_stays_in_one_directory() {
+        let dir = tree(&[("src/a.rs", ""), ("src/deep/b.rs", "")]);
+        let cache = StatCache::new();
+        assert_eq!(
+            paths(&collect(dir.path(), &["src/*.rs"], &cache).unwrap()),
+            ["src/a.rs"]
+        );
+        assert_eq!(
+            paths(&collect(dir.path(), &["src/**/*.rs"], &cache).unwrap()),
+            ["src/a.rs", "src/deep/b.rs"]
+        );
+    }
+
+    #[test]
+    fn one_index_serves_many_tasks_and_hashes_each_file_once() {
+        let dir = tree(&[
+            ("shared/lib.py", "lib"),
+            ("pkg/a.py", "a"),
+            ("pkg/b.py", "b"),
+            ("pkg/c.txt", "c"),
+        ]);
+        let tasks: Vec<Vec<&str>> = vec![
+            vec!["pkg/a.py", "shared/**"],
+            vec!["pkg/b.py", "shared/**"],
+            vec!["pkg/*.py", "!pkg/b.py"],
+        ];
+        let cache = StatCache::new();
+        let index = InputIndex::build(dir.path(), tasks.iter().flatten(), &cache).unwrap();
+        assert_eq!(index.stats().files, 3);
+        assert_eq!(cache.counts().hashed, 3);
+        assert_eq!(
+            paths(&index.select(&tasks[0]).unwrap()),
+            ["pkg/a.py", "shared/lib.py"]
+        );
+        assert_eq!(
+            paths(&index.select(&tasks[1]).unwrap()),
+            ["pkg/b.py", "shared/lib.py"]
+        );
+        assert_eq!(paths(&index.select(&tasks[2]).unwrap()), ["pkg/a.py"]);
+        assert!(matches!(
+            index.select(&["other/**"]).unwrap_err(),
+            Error::NotIndexed { .. }
+        ));
+    }
+
+    #[test]
+    fn executable_bit_is_reported() {
+        let dir = tree(&[("run.sh", "#!/bin/sh"), ("data", "d")]);
+        fs::set_permissions(dir.path().join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+        let files = collect(dir.path(), &["*"], &StatCache::new()).unwrap();
+        assert_eq!(paths(&files), ["data", "run.sh"]);
+        assert!(!files[0].executable);
+        assert!(files[1].executable);
+    }
+
+    #[test]
+    fn symlinks_out_of_the_root_are_not_followed() {
+        let outside = tree(&[("secret.txt", "s"), ("dir/x.txt", "x")]);
+        let dir = tree(&[("in.txt", "i")]);
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.txt"),
+            dir.path().join("out.txt"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("dir"), dir.path().join("outdir")).unwrap();
+        std::os::unix::fs::symlink("in.txt", dir.path().join("alias.txt")).unwrap();
+        let cache = StatCache::new();
+        let files = collect(dir.path(), &["**"], &cache).unwrap();
+        assert_eq!(paths(&files), ["alias.txt", "in.txt"]);
+        assert_eq!(files[0].hash, files[1].hash);
+        assert!(matches!(
+            collect(dir.path(), &["out.txt"], &cache).unwrap_err(),
+            Error::OutsideRoot { .. }
+        ));
+    }
+
+    #[test]
+    fn glob_bases_are_minimal() {
+        let globs = ["src/**/*.py", "src/pkg/*.py", "tests/**", "docs/*.md"].map(String::from);
+        assert_eq!(walk_bases(&globs), ["docs", "src", "tests"]);
+        assert_eq!(
+            walk_bases(&["**/*.rs".to_owned(), "src/*.rs".to_owned()]),
+            [""]
+        );
+    }
+}

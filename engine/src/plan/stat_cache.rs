@@ -1,0 +1,366 @@
+//! `StatCache`: remembers the content hash of files by their `stat`, so an unchanged file is
+//! never read twice.
+//!
+//! In: a file path and its metadata. Out: its blake3 `Digest`, from the cache when the file's
+//! size, mtime, ctime and inode all match the entry and the entry is not racy, else by hashing
+//! the file (files of `MMAP_THRESHOLD` bytes or more through blake3's mmap + rayon path).
+//!
+//! Persistence lives in the store (`stat_cache` table of `cache.db`, see `store::db`):
+//! `Store::stat_cache()` loads it once, `Store::flush_stat_cache()` writes the new and changed
+//! entries back in one transaction. Entries are keyed by absolute path, so two projects that
+//! share one `CLAB_CACHE_DIR` never trust each other's entries.
+//!
+//! The racy-git rule. A file written in the same clock tick as (or after) the moment we hashed
+//! it can change again without its size or mtime changing, so its stat proves nothing. Each
+//! entry therefore records `written_ns`: the wall-clock time taken *before* the file was
+//! stat'ed and read, minus `RACY_MARGIN_NS` (1 s), because the kernel stamps mtimes with a
+//! coarse clock that can lag the fine one by a tick. An entry is trusted only if the file's
+//! mtime is strictly older than `written_ns`; otherwise ("racily clean") it is rehashed on the
+//! next lookup. A file edited a moment before a run is thus hashed again on the next run, which
+//! costs one read of a recently touched file and never serves a stale hash.
+//!
+//! Invariants: the cache is safe to share between threads (`&self` methods); lookups never
+//! return a hash for a file whose stat differs from the entry.
+
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::store::Digest;
+
+/// Files this large or larger are hashed with blake3's mmap + rayon path; smaller ones are read
+/// into memory (measured in `docs/cache.md`: below ~1 MiB the thread fan-out costs more than it
+/// saves).
+pub const MMAP_THRESHOLD: u64 = 1 << 20;
+
+/// Safety margin subtracted from the entry's write time for the racy-git rule.
+pub const RACY_MARGIN_NS: i64 = 1_000_000_000;
+
+/// The parts of a file's `stat` that decide whether a cached hash still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Inode change time, nanoseconds since the Unix epoch (not settable by `touch`).
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub inode: u64,
+    /// Permission bits and file type (`st_mode`).
+    pub mode: u32,
+}
+
+impl FileStat {
+    /// Reads the fields from `metadata`.
+    pub fn from_metadata(metadata: &Metadata) -> FileStat {
+        FileStat {
+            size: metadata.size(),
+            mtime_ns: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
+            ctime_ns: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
+            inode: metadata.ino(),
+            mode: metadata.mode(),
+        }
+    }
+
+    /// Whether any execute bit is set.
+    pub fn executable(&self) -> bool {
+        self.mode & 0o111 != 0
+    }
+}
+
+/// One remembered hash and the stat it was taken with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatEntry {
+    /// Size in bytes when hashed.
+    pub size: u64,
+    /// mtime when hashed (ns).
+    pub mtime_ns: i64,
+    /// ctime when hashed (ns).
+    pub ctime_ns: i64,
+    /// Inode when hashed.
+    pub inode: u64,
+    /// The content hash.
+    pub hash: Digest,
+    /// When the entry was taken, already reduced by `RACY_MARGIN_NS` (ns since the epoch).
+    pub written_ns: i64,
+}
+
+impl StatEntry {
+    /// Whether this entry proves that a file with `stat` has `self.hash` (the racy-git rule).
+    pub fn matches(&self, stat: &FileStat) -> bool {
+        self.size == stat.size
+            && self.mtime_ns == stat.mtime_ns
+            && self.ctime_ns == stat.ctime_ns
+            && self.inode == stat.inode
+            && stat.mtime_ns < self.written_ns
+    }
+}
+
+/// Counters of one cache's work, to prove that unchanged files are not read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatCounts {
+    /// Files whose contents were read and hashed.
+    pub hashed: u64,
+    /// Files whose hash came from an entry.
+    pub reused: u64,
+}
+
+/// The stat cache: persisted entries plus the ones recorded during this run.
+#[derive(Debug, Default)]
+pub struct StatCache {
+    entries: RwLock<HashMap<PathBuf, StatEntry>>,
+    dirty: Mutex<HashMap<PathBuf, StatEntry>>,
+    hashed: AtomicU64,
+    reused: AtomicU64,
+}
+
+impl StatCache {
+    /// An empty cache (nothing is trusted, every file is hashed once).
+    pub fn new() -> StatCache {
+        StatCache::default()
+    }
+
+    /// A cache holding `entries` (as loaded from `cache.db`).
+    pub fn from_entries(entries: impl IntoIterator<Item = (PathBuf, StatEntry)>) -> StatCache {
+        StatCache {
+            entries: RwLock::new(entries.into_iter().collect()),
+            ..StatCache::default()
+        }
+    }
+
+    /// The cached hash of `path` if its entry still matches `stat`.
+    pub fn lookup(&self, path: &Path, stat: &FileStat) -> Option<Digest> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(path)
+            .filter(|entry| entry.matches(stat))
+            .map(|entry| entry.hash)
+    }
+
+    /// Remembers that `path`, with `stat`, hashed to `hash`; `started_ns` is the wall-clock time
+    /// taken before the file was stat'ed.
+    pub fn record(&self, path: &Path, stat: &FileStat, hash: Digest, started_ns: i64) {
+        let entry = StatEntry {
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
+            ctime_ns: stat.ctime_ns,
+            inode: stat.inode,
+            hash,
+            written_ns: started_ns - RACY_MARGIN_NS,
+        };
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.get(path) == Some(&entry) {
+            return;
+        }
+        entries.insert(path.to_owned(), entry);
+        drop(entries);
+        let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        dirty.insert(path.to_owned(), entry);
+    }
+
+    /// Stats and hashes the file at `path` (following symlinks), using and updating the cache.
+    pub fn hash_file(&self, path: &Path) -> io::Result<(Digest, FileStat)> {
+        let started_ns = now_ns();
+        let stat = FileStat::from_metadata(&fs::metadata(path)?);
+        if let Some(hash) = self.lookup(path, &stat) {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+            return Ok((hash, stat));
+        }
+        let hash = hash_contents(path, stat.size)?;
+        self.hashed.fetch_add(1, Ordering::Relaxed);
+        self.record(path, &stat, hash, started_ns);
+        Ok((hash, stat))
+    }
+
+    /// How many files were hashed and how many were served from entries so far.
+    pub fn counts(&self) -> StatCounts {
+        StatCounts {
+            hashed: self.hashed.load(Ordering::Relaxed),
+            reused: self.reused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The number of entries held.
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes the entries recorded since the last call, sorted by path, for persisting.
+    pub fn take_dirty(&self) -> Vec<(PathBuf, StatEntry)> {
+        let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken: Vec<_> = dirty.drain().collect();
+        taken.sort_by(|a, b| a.0.cmp(&b.0));
+        taken
+    }
+
+    /// Forgets every entry (after `clab cache clean`).
+    pub fn clear(&self) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.dirty.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Hashes a file's contents: through mmap + rayon when `size >= MMAP_THRESHOLD`, else with one
+/// buffered read.
+pub fn hash_contents(path: &Path, size: u64) -> io::Result<Digest> {
+    let mut hasher = blake3::Hasher::new();
+    if size >= MMAP_THRESHOLD {
+        hasher.update_mmap_rayon(path)?;
+    } else {
+        let mut file = fs::File::open(path)?;
+        let mut buffer = Vec::with_capacity(size as usize + 1);
+        file.read_to_end(&mut buffer)?;
+        hasher.update(&buffer);
+    }
+    Ok(Digest::from(hasher.finalize()))
+}
+
+/// The wall-clock time in nanoseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn backdate(path: &Path, seconds: u64) {
+        let file = fs::File::options().append(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(seconds))
+            .unwrap();
+    }
+
+    #[test]
+    fn unchanged_file_is_hashed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        fs::write(&path, "alpha").unwrap();
+        backdate(&path, 3600);
+        let cache = StatCache::new();
+        let (h1, _) = cache.hash_file(&path).unwrap();
+        let (h2, _) = cache.hash_file(&path).unwrap();
+        assert_eq!(h1, Digest::of_bytes(b"alpha"));
+        assert_eq!(h1, h2);
+        assert_eq!(
+            cache.counts(),
+            StatCounts {
+                hashed: 1,
+                reused: 1
+            }
+        );
+        // Survives a round trip through persisted entries.
+        let reloaded = StatCache::from_entries(cache.take_dirty());
+        reloaded.hash_file(&path).unwrap();
+        assert_eq!(
+            reloaded.counts(),
+            StatCounts {
+                hashed: 0,
+                reused: 1
+            }
+        );
+    }
+
+    #[test]
+    fn changed_file_is_rehashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        fs::write(&path, "alpha").unwrap();
+        backdate(&path, 3600);
+        let cache = StatCache::new();
+        cache.hash_file(&path).unwrap();
+        // Same size, different content, mtime moved: must not be served from the entry.
+        fs::write(&path, "bravo").unwrap();
+        backdate(&path, 1800);
+        let (hash, _) = cache.hash_file(&path).unwrap();
+        assert_eq!(hash, Digest::of_bytes(b"bravo"));
+        assert_eq!(cache.counts().hashed, 2);
+    }
+
+    #[test]
+    fn racily_clean_entry_is_rehashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fresh.txt");
+        // Written just now: its mtime is not older than the entry's write time.
+        fs::write(&path, "fresh").unwrap();
+        let cache = StatCache::new();
+        cache.hash_file(&path).unwrap();
+        cache.hash_file(&path).unwrap();
+        assert_eq!(
+            cache.counts(),
+            StatCounts {
+                hashed: 2,
+                reused: 0
+            }
+        );
+        // Once the file is old relative to a new entry, the entry is trusted.
+        backdate(&path, 60);
+        cache.hash_file(&path).unwrap();
+        cache.hash_file(&path).unwrap();
+        assert_eq!(
+            cache.counts(),
+            StatCounts {
+                hashed: 3,
+                reused: 1
+            }
+        );
+    }
+
+    #[test]
+    fn entry_rule_is_strict() {
+        let stat = FileStat {
+            size: 1,
+            mtime_ns: 100,
+            ctime_ns: 100,
+            inode: 7,
+            mode: 0o644,
+        };
+        let mut entry = StatEntry {
+            size: 1,
+            mtime_ns: 100,
+            ctime_ns: 100,
+            inode: 7,
+            hash: Digest([0; 32]),
+            written_ns: 101,
+        };
+        assert!(entry.matches(&stat));
+        entry.written_ns = 100;
+        assert!(!entry.matches(&stat), "mtime equal to write time is racy");
+        entry.written_ns = 101;
+        assert!(!entry.matches(&FileStat { inode: 8, ..stat }));
+        assert!(!entry.matches(&FileStat { size: 2, ..stat }));
+        assert!(!entry.matches(&FileStat {
+            ctime_ns: 99,
+            ..stat
+        }));
+    }
+
+    #[test]
+    fn large_file_uses_mmap_path_with_same_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        let data: Vec<u8> = (0..(MMAP_THRESHOLD as usize + 4097))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        fs::write(&path, &data).unwrap();
+        let hash = hash_contents(&path, data.len() as u64).unwrap();
+        assert_eq!(hash, Digest::of_bytes(&data));
+    }
+}

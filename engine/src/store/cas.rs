@@ -1,0 +1,339 @@
+//! `Cas`: the content-addressed blob store under `<cache dir>/cas/`.
+//!
+//! In: bytes or a file. Out: its `Digest`; the blob lives at `cas/ab/cdef…` (the first two hex
+//! characters of the blake3 digest name the shard directory, the other 62 the file).
+//!
+//! Invariants:
+//! - A blob file, once at its final path, holds exactly the bytes its name hashes to. Writers
+//!   stream into a temp file named `.tmp-*` inside `cas/` and rename it into its shard, so a
+//!   reader never sees a half-written blob; a temp file left by a killed writer is never read
+//!   (nothing looks up `.tmp-*` names) and is swept by `prune` once it is older than the grace
+//!   period.
+//! - Putting a blob that exists is a no-op apart from refreshing its mtime, which tells `prune`
+//!   that a writer may be about to reference it (see `Store::prune`).
+//! - Readers verify: every read hashes what it returns and fails with
+//!   `clab::store::corrupt_blob` on a mismatch, so a flipped bit on disk is never restored.
+//!
+//! Layout version: `CAS_VERSION` (1). Blobs hold raw bytes, uncompressed; the file mode of an
+//! output is kept in the result's manifest, not on the blob.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::Error;
+use super::digest::Digest;
+
+/// The version of the on-disk CAS layout described in this module's documentation.
+pub const CAS_VERSION: u32 = 1;
+
+/// Prefix of temp files; names starting with it are never blobs.
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
+
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// A blob found on disk by [`Cas::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// Its content digest (from its file name).
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its last modification time (written or re-put).
+    pub modified: SystemTime,
+}
+
+/// The content-addressed blob store rooted at one directory.
+#[derive(Debug, Clone)]
+pub struct Cas {
+    root: PathBuf,
+}
+
+impl Cas {
+    /// A store rooted at `root` (usually `<cache dir>/cas`); nothing is created until a put.
+    pub fn new(root: impl Into<PathBuf>) -> Cas {
+        Cas { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob with `digest` lives (whether or not it exists).
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.root.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Whether the blob exists.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path_of(digest).is_file()
+    }
+
+    /// Stores `bytes`, returning their digest. Idempotent.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, Error> {
+        let digest = Digest::of_bytes(bytes);
+        let dest = self.path_of(&digest);
+        if self.refresh_existing(&dest) {
+            return Ok(digest);
+        }
+        let mut temp = self.temp_file()?;
+        temp.write_all(bytes)
+            .map_err(|source| Error::io("write", temp.path(), source))?;
+        self.finish(temp, &digest)?;
+        Ok(digest)
+    }
+
+    /// Stores the file at `path` (read once: copied to a temp file while hashing), returning its
+    /// digest and size. Idempotent.
+    pub fn put_file(&self, path: &Path) -> Result<(Digest, u64), Error> {
+        let mut source = File::open(path).map_err(|source| Error::io("open", path, source))?;
+        let mut temp = self.temp_file()?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buffer = vec![0u8; COPY_BUFFER];
+        let mut size = 0u64;
+        loop {
+            let n = match source.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(Error::io("read", path, source)),
+            };
+            hasher.update(&buffer[..n]);
+            temp.write_all(&buffer[..n])
+                .map_err(|source| Error::io("write", temp.path(), source))?;
+            size += n as u64;
+        }
+        let digest = Digest::from(hasher.finalize());
+        if self.refresh_existing(&self.path_of(&digest)) {
+            // The temp file is removed when dropped.
+            return Ok((digest, size));
+        }
+        self.finish(temp, &digest)?;
+        Ok((digest, size))
+    }
+
+    /// Reads a whole blob, verifying its digest.
+    pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
+        let path = self.path_of(digest);
+        let bytes = fs::read(&path).map_err(|source| Error::blob_io(digest, &path, source))?;
+        let actual = Digest::of_bytes(&bytes);
+        if actual != *digest {
+            return Err(Error::CorruptBlob {
+                digest: *digest,
+                actual,
+                path,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Streams a blob into `out` while hashing it; fails with `corrupt_blob` (after writing) if
+    /// the bytes do not match, so the caller must discard `out` on error. Returns the size.
+    pub fn copy_to(
+        &self,
+        digest: &Digest,
+        out: &mut impl Write,
+        out_path: &Path,
+    ) -> Result<u64, Error> {
+        let path = self.path_of(digest);
+        let mut file = File::open(&path).map_err(|source| Error::blob_io(digest, &path, source))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buffer = vec![0u8; COPY_BUFFER];
+        let mut size = 0u64;
+        loop {
+            let n = match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(Error::io("read", &path, source)),
+            };
+            hasher.update(&buffer[..n]);
+            out.write_all(&buffer[..n])
+                .map_err(|source| Error::io("write", out_path, source))?;
+            size += n as u64;
+        }
+        let actual = Digest::from(hasher.finalize());
+        if actual != *digest {
+            return Err(Error::CorruptBlob {
+                digest: *digest,
+                actual,
+                path,
+            });
+        }
+        Ok(size)
+    }
+
+    /// Deletes a blob; a blob that is already gone is not an error.
+    pub fn remove(&self, digest: &Digest) -> Result<(), Error> {
+        let path = self.path_of(digest);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::io("remove", &path, source)),
+        }
+    }
+
+    /// Every blob on disk, skipping temp files and anything whose name is not a digest.
+    pub fn list(&self) -> Result<Vec<BlobInfo>, Error> {
+        let mut blobs = Vec::new();
+        for shard in read_dir_or_empty(&self.root)? {
+            let shard_name = shard.file_name();
+            let Some(prefix) = shard_name.to_str().filter(|s| s.len() == 2) else {
+                continue;
+            };
+            for entry in read_dir_or_empty(&shard.path())? {
+                let name = entry.file_name();
+                let Some(rest) = name.to_str() else { continue };
+                let Some(digest) = Digest::from_hex(&format!("{prefix}{rest}")) else {
+                    continue;
+                };
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                blobs.push(BlobInfo {
+                    digest,
+                    size: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            }
+        }
+        blobs.sort_by_key(|b| b.digest);
+        Ok(blobs)
+    }
+
+    /// Temp files (`.tmp-*`) in `cas/` older than `cutoff`: left behind by killed writers.
+    pub fn stale_temp_files(&self, cutoff: SystemTime) -> Result<Vec<PathBuf>, Error> {
+        let mut stale = Vec::new();
+        for entry in read_dir_or_empty(&self.root)? {
+            let is_temp = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(TEMP_PREFIX));
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+            if is_temp && old {
+                stale.push(entry.path());
+            }
+        }
+        Ok(stale)
+    }
+
+    fn temp_file(&self) -> Result<tempfile::NamedTempFile, Error> {
+        fs::create_dir_all(&self.root).map_err(|source| Error::io("create", &self.root, source))?;
+        tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&self.root)
+            .map_err(|source| Error::io("create a temp file in", &self.root, source))
+    }
+
+    /// If the blob exists, refresh its mtime (a writer is about to reference it) and say so.
+    fn refresh_existing(&self, dest: &Path) -> bool {
+        if !dest.is_file() {
+            return false;
+        }
+        if let Ok(file) = File::options().append(true).open(dest) {
+            // Best effort: a failed touch only makes the blob look older to `prune`.
+            let _ = file.set_modified(SystemTime::now());
+        }
+        true
+    }
+
+    fn finish(&self, temp: tempfile::NamedTempFile, digest: &Digest) -> Result<(), Error> {
+        let dest = self.path_of(digest);
+        if let Some(shard) = dest.parent() {
+            fs::create_dir_all(shard).map_err(|source| Error::io("create", shard, source))?;
+        }
+        temp.persist(&dest)
+            .map_err(|e| Error::io("rename a temp file to", &dest, e.error))?;
+        Ok(())
+    }
+}
+
+fn read_dir_or_empty(dir: &Path) -> Result<Vec<fs::DirEntry>, Error> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.filter_map(Result::ok).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(Error::io("read", dir, source)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_read_round_trip_and_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(dir.path().join("cas"));
+        let digest = cas.put_bytes(b"hello blob").unwrap();
+        let hex = digest.to_hex();
+        let expected = dir.path().join("cas").join(&hex[..2]).join(&hex[2..]);
+        assert_eq!(cas.path_of(&digest), expected);
+        assert!(expected.is_file());
+        assert_eq!(cas.read(&digest).unwrap(), b"hello blob");
+        // Idempotent: a second put returns the same digest and leaves one blob.
+        assert_eq!(cas.put_bytes(b"hello blob").unwrap(), digest);
+        assert_eq!(cas.list().unwrap().len(), 1);
+        // No temp files remain.
+        assert!(
+            cas.stale_temp_files(SystemTime::now() + std::time::Duration::from_secs(60))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn put_file_matches_put_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(dir.path().join("cas"));
+        let src = dir.path().join("big.bin");
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&src, &data).unwrap();
+        let (digest, size) = cas.put_file(&src).unwrap();
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(digest, Digest::of_bytes(&data));
+        assert_eq!(cas.read(&digest).unwrap(), data);
+    }
+
+    #[test]
+    fn corrupt_blob_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(dir.path().join("cas"));
+        let digest = cas.put_bytes(b"original").unwrap();
+        fs::write(cas.path_of(&digest), b"tampered").unwrap();
+        let err = cas.read(&digest).unwrap_err();
+        assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
+        let mut out = Vec::new();
+        let err = cas
+            .copy_to(&digest, &mut out, Path::new("out"))
+            .unwrap_err();
+        assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn temp_file_left_by_killed_writer_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(dir.path().join("cas"));
+        let digest = Digest::of_bytes(b"complete content");
+        // A writer died after writing half of the blob into its temp file.
+        fs::create_dir_all(cas.root()).unwrap();
+        let leftover = cas.root().join(format!("{TEMP_PREFIX}killed"));
+        fs::write(&leftover, b"complete").unwrap();
+        assert!(!cas.contains(&digest));
+        assert!(cas.read(&digest).is_err());
+        assert!(cas.list().unwrap().is_empty());
+        // A later writer of the same content succeeds and reads back the whole blob.
+        assert_eq!(cas.put_bytes(b"complete content").unwrap(), digest);
+        assert_eq!(cas.read(&digest).unwrap(), b"complete content");
+        assert_eq!(cas.list().unwrap().len(), 1);
+        // The leftover is reported as stale once it is older than the cutoff.
+        let later = SystemTime::now() + std::time::Duration::from_secs(60);
+        assert_eq!(cas.stale_temp_files(later).unwrap(), vec![leftover]);
+    }
+}
