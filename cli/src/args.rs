@@ -59,6 +59,20 @@ pub enum Command {
     Check,
     /// Print the task graph.
     Graph(GraphArgs),
+    /// Say why a task would run, or that it is up to date.
+    Explain {
+        /// The task (or node id) to explain.
+        task: String,
+    },
+    /// Inspect or trim the cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Recent runs.
+    History {
+        /// How many runs to show.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -83,6 +97,33 @@ pub struct RunArgs {
     /// Write a Chrome trace of the run (open it in Perfetto or chrome://tracing).
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+
+    /// Run every task even when the cache has its result (results are still stored).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Print what would run and why, without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `clab cache …`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Entries, size and hit rate.
+    Stats,
+    /// Remove everything cached.
+    Clean,
+    /// Remove least recently used entries until the cache fits in SIZE (`500M`, `5G`).
+    Prune {
+        /// The size to fit in.
+        #[arg(long, value_name = "SIZE")]
+        max_size: String,
+    },
 }
 
 /// `clab graph`.

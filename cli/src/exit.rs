@@ -24,6 +24,10 @@ pub enum Done {
 pub enum Failure {
     /// An engine error, classified by its kind.
     Engine(engine::error::Error),
+    /// The cache store failed (`clab cache`, `clab history`).
+    Store(Box<engine::store::Error>),
+    /// A bad argument value.
+    Usage(String),
     /// Writing to stdout failed.
     Output(std::io::Error),
 }
@@ -53,6 +57,14 @@ pub fn code(result: Result<Done, Failure>) -> ExitCode {
         Err(Failure::Output(err)) => {
             eprintln!("error: cannot write output: {err}");
             ExitCode::from(1)
+        }
+        Err(Failure::Store(err)) => {
+            eprintln!("{:?}", miette::Report::new(*err));
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
         }
         Err(Failure::Engine(err)) => {
             let kind = err.kind();

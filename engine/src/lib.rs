@@ -11,13 +11,14 @@
 //! pipeline. Rules (`*.mdc`) and LLM steps enter the graph as node kinds, not side systems.
 #![warn(missing_docs)]
 
-pub mod error;
-pub mod event;
-pub mod exec;
+pub mod source;
+pub mod project;
+pub mod syntax;
+pub mod rules;
 pub mod graph;
 pub mod plan;
-pub mod project;
-pub mod rules;
-pub mod source;
+pub mod exec;
 pub mod store;
-pub mod syntax;
+pub mod event;
+pub mod error;
+pub mod atomic_write;

@@ -1,6 +1,8 @@
 //! One module per subcommand; [`run`] dispatches.
 
+mod cache;
 mod check;
+mod explain;
 mod graph;
 mod list;
 mod run;
@@ -21,6 +23,9 @@ pub fn run(args: Args) -> Result<Done, Failure> {
         Command::List => list::list(&project(&args)?),
         Command::Check => check::check(&project(&args)?),
         Command::Graph(graph_args) => graph::graph(&project(&args)?, graph_args),
+        Command::Explain { task } => explain::explain(&project(&args)?, task),
+        Command::Cache(command) => cache::cache(&project(&args)?, command),
+        Command::History { limit } => cache::history(&project(&args)?, *limit),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Args::command();
@@ -28,6 +33,12 @@ pub fn run(args: Args) -> Result<Done, Failure> {
             Ok(Done::Success)
         }
     }
+}
+
+/// The project's cache directory: `CLAB_CACHE_DIR` (relative to the root) or `.clab/`.
+fn cache_dir(project: &Project) -> PathBuf {
+    let dir = std::env::var_os("CLAB_CACHE_DIR").map(PathBuf::from);
+    engine::exec::cache_dir(&project.root, dir.as_deref())
 }
 
 /// The project the global `-C` and `-f` flags point at.

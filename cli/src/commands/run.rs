@@ -1,13 +1,13 @@
 //! `clab run`: load the graph, pick the targets, schedule, report, exit.
 
-use std::{sync::Arc, time::Duration};
+use std::{io::Write, path::PathBuf, sync::Arc, time::Duration};
 
 use engine::{
     event::Reporter,
-    exec::{
-        runner::{Runner, RunnerOptions},
-        scheduler::{Options, schedule},
-    },
+    exec::{RunOptions, runner::CacheMode},
+    graph::{Graph, NodeId},
+    plan::{PlanStatus, Planner},
+    store::Store,
 };
 use tokio::sync::watch;
 
@@ -36,6 +36,10 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
         .map_err(engine::error::Error::from)?;
     let nodes = graph.closure(&targets);
 
+    if run_args.dry_run {
+        return dry_run(args, run_args, &graph, &nodes);
+    }
+
     let mut reporters: Vec<Arc<dyn Reporter>> = Vec::new();
     reporters.push(if run_args.json {
         Arc::new(render::json::Json)
@@ -50,6 +54,16 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let options = RunOptions {
+        jobs,
+        keep_going: run_args.keep_going,
+        cache: CacheMode {
+            read: !run_args.no_cache && !run_args.force,
+            write: !run_args.no_cache,
+        },
+        cache_dir: std::env::var_os("CLAB_CACHE_DIR").map(PathBuf::from),
+        grace: Duration::from_secs(3),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(jobs.clamp(1, 4))
         .enable_all()
@@ -60,27 +74,7 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
             wait_for_interrupt().await;
             let _ = interrupt_tx.send(true);
         });
-        let runner = Arc::new(Runner::new(
-            Arc::clone(&graph),
-            Arc::clone(&reporter),
-            RunnerOptions {
-                grace: Duration::from_secs(3),
-            },
-        ));
-        let options = Options {
-            jobs,
-            keep_going: run_args.keep_going,
-        };
-        schedule(
-            &graph,
-            &nodes,
-            names,
-            &options,
-            runner,
-            &*reporter,
-            interrupt_rx,
-        )
-        .await
+        engine::exec::run(graph, names, nodes, &options, reporter, interrupt_rx).await
     });
     // Leave no task behind: anything still running was told to stop and has been reaped.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -109,4 +103,65 @@ async fn wait_for_interrupt() {
         // Without signal handlers, Ctrl-C keeps its default meaning: the process ends.
         _ => std::future::pending().await,
     }
+}
+
+/// `--dry-run`: what would run and why, from the cache, executing nothing.
+fn dry_run(
+    args: &Args,
+    run_args: &RunArgs,
+    graph: &Graph,
+    nodes: &[NodeId],
+) -> Result<Done, Failure> {
+    let project = super::project(args)?;
+    let dir = super::cache_dir(&project);
+    let store = if run_args.no_cache || !dir.join("cache.db").exists() {
+        None
+    } else {
+        Store::open(&dir).ok().map(|opened| opened.store)
+    };
+    let fresh = engine::plan::stat_cache::StatCache::new();
+    let stat_cache = store
+        .as_ref()
+        .and_then(|s| s.stat_cache().ok())
+        .unwrap_or(&fresh);
+    let planner =
+        Planner::new(graph, nodes, stat_cache).map_err(|err| Failure::Usage(err.to_string()))?;
+    let mut decisions = planner.predict(graph, nodes, store.as_ref(), stat_cache);
+    if run_args.force {
+        for decision in &mut decisions {
+            if let PlanStatus::Cached { key } = &decision.status {
+                decision.status = PlanStatus::Run {
+                    reason: "forced".to_owned(),
+                    key: Some(key.clone()),
+                };
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if run_args.json {
+        for decision in &decisions {
+            serde_json::to_writer(&mut out, decision).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        return Ok(Done::Success);
+    }
+    let (mut run, mut cached) = (0, 0);
+    for decision in &decisions {
+        match &decision.status {
+            PlanStatus::Cached { .. } => {
+                cached += 1;
+                writeln!(out, "⚡ {} cached", decision.task)?;
+            }
+            PlanStatus::Run { reason, .. } => {
+                run += 1;
+                writeln!(out, "▶ {} would run: {reason}", decision.task)?;
+            }
+            PlanStatus::Aggregate => {}
+        }
+    }
+    writeln!(
+        out,
+        "dry run: {run} would run, {cached} cached; nothing was executed"
+    )?;
+    Ok(Done::Success)
 }

@@ -1,4 +1,8 @@
-//! `Plan` → outcomes: the scheduler, processes, LLM calls and test reports.
+//! `Graph` → outcomes: the scheduler, processes, LLM calls and test reports.
+//!
+//! [`run`] is the whole of `clab run` below the command line: open the cache, hash the
+//! inputs, schedule the nodes through the [`runner::Runner`], flush the stat cache and record
+//! the run in the history.
 
 pub mod coverage;
 pub mod junit;
@@ -6,3 +10,149 @@ pub mod llm;
 pub mod process;
 pub mod runner;
 pub mod scheduler;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::sync::watch;
+
+use self::{
+    runner::{Cache, CacheMode, Runner, RunnerOptions},
+    scheduler::{Options, schedule},
+};
+use crate::{
+    event::{Event, Reporter, Summary},
+    graph::{Graph, NodeId},
+    plan::Planner,
+    store::{Store, run_record::RunRecord},
+};
+
+/// Everything `clab run` decides from its flags.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Parallelism.
+    pub jobs: usize,
+    /// Run what does not depend on a failure.
+    pub keep_going: bool,
+    /// How the cache is used.
+    pub cache: CacheMode,
+    /// Where the cache lives (`CLAB_CACHE_DIR`); `None`: `.clab/` in the root.
+    pub cache_dir: Option<PathBuf>,
+    /// Time between SIGINT/SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+/// The cache directory of a project: `override_dir` (relative to the root) or `.clab/`.
+pub fn cache_dir(root: &Path, override_dir: Option<&Path>) -> PathBuf {
+    match override_dir {
+        Some(dir) => root.join(dir),
+        None => root.join(".clab"),
+    }
+}
+
+/// Open the store, reporting what went wrong as warnings: a cache that cannot be opened
+/// means a run without a cache, not a failed run.
+pub fn open_store(dir: &Path, reporter: &dyn Reporter) -> Option<Arc<Store>> {
+    match Store::open(dir) {
+        Ok(opened) => {
+            for warning in opened.warnings {
+                reporter.report(&Event::Warning {
+                    message: warning.to_string(),
+                });
+            }
+            // Keep the cache out of version control without touching the user's .gitignore.
+            let ignore = dir.join(".gitignore");
+            if !ignore.exists() {
+                let _ = crate::atomic_write::write_atomic(&ignore, b"# created by clab\n*\n");
+            }
+            Some(Arc::new(opened.store))
+        }
+        Err(err) => {
+            reporter.report(&Event::Warning {
+                message: format!("cache unavailable, running without it: {err}"),
+            });
+            None
+        }
+    }
+}
+
+/// Run `nodes` (the closure of `targets`) with the cache, and record the run.
+pub async fn run(
+    graph: Arc<Graph>,
+    targets: Vec<String>,
+    nodes: Vec<NodeId>,
+    options: &RunOptions,
+    reporter: Arc<dyn Reporter>,
+    interrupt: watch::Receiver<bool>,
+) -> Summary {
+    let started_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut cache = None;
+    if options.cache.read || options.cache.write {
+        let dir = cache_dir(graph.root(), options.cache_dir.as_deref());
+        if let Some(store) = open_store(&dir, &*reporter) {
+            let planner = store
+                .stat_cache()
+                .map_err(|err| err.to_string())
+                .and_then(|stats| {
+                    Planner::new(&graph, &nodes, stats).map_err(|err| err.to_string())
+                });
+            match planner {
+                Ok(planner) => cache = Some(Cache { store, planner }),
+                Err(err) => reporter.report(&Event::Warning {
+                    message: format!("cannot hash inputs, running without the cache: {err}"),
+                }),
+            }
+        }
+    }
+    let store = cache.as_ref().map(|cache| Arc::clone(&cache.store));
+    let runner = Arc::new(Runner::new(
+        Arc::clone(&graph),
+        Arc::clone(&reporter),
+        RunnerOptions {
+            grace: options.grace,
+            cache: options.cache,
+        },
+        cache,
+    ));
+    let scheduling = Options {
+        jobs: options.jobs,
+        keep_going: options.keep_going,
+    };
+    let summary = schedule(
+        &graph,
+        &nodes,
+        targets.clone(),
+        &scheduling,
+        runner,
+        &*reporter,
+        interrupt,
+    )
+    .await;
+    if let Some(store) = store {
+        let record = RunRecord {
+            started_ms,
+            targets,
+            ran: (summary.succeeded + summary.failed) as u32,
+            cached: summary.cached as u32,
+            failed: summary.failed as u32,
+            duration_ms: summary.wall_ms,
+            extra: None,
+        };
+        let saved = tokio::task::spawn_blocking(move || {
+            store.flush_stat_cache()?;
+            store.record_run(&record)
+        })
+        .await;
+        if let Ok(Err(err)) = saved {
+            reporter.report(&Event::Warning {
+                message: format!("cannot record the run in the cache: {err}"),
+            });
+        }
+    }
+    summary
+}

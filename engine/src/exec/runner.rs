@@ -1,10 +1,22 @@
-//! The [`Visitor`] that does the work of each node: run its commands and report.
+//! The [`Visitor`] that does the work of each node: look it up in the cache, restore it or
+//! run it, store what it produced, report.
+//!
+//! Per cacheable node: inputs → [`KeyParts`] → key. A hit restores the outputs that are
+//! missing or changed and replays the log. A miss says why (from the last recorded run),
+//! takes the key's lock so two clab processes never build the same key at once, checks the
+//! cache again (the other process may have just finished), runs, and on success stores the
+//! outputs, the log, the result and the key parts, in that order. Failures are not cached.
+//!
+//! Every node leaves the digest of its outputs behind for its dependents' keys (early
+//! cutoff), and whether it touched files this run (so dependents walk their inputs again
+//! instead of trusting the index built before anything ran).
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     path::PathBuf,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -17,21 +29,60 @@ use super::{
 use crate::{
     event::{Event, Reporter, Status},
     graph::{Graph, NodeId, NodeKind},
+    plan::{
+        Planner,
+        cache_key::{KeyParts, digest_files},
+        outputs::{collect_outputs, digest_entries},
+        stat_cache::StatCache,
+    },
+    store::{Digest, Store, cached_result::CachedResult, key_lock::KeyLock},
 };
+
+/// How the cache is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheMode {
+    /// Look results up (`--force` turns this off).
+    pub read: bool,
+    /// Store results (`--no-cache` turns this and `read` off).
+    pub write: bool,
+}
 
 /// Settings of the runner that do not come from tasks.kdl.
 #[derive(Clone, Debug)]
 pub struct RunnerOptions {
     /// Time between the polite signal (SIGINT, SIGTERM) and SIGKILL.
     pub grace: Duration,
+    /// How the cache is used.
+    pub cache: CacheMode,
 }
 
 impl Default for RunnerOptions {
     fn default() -> Self {
         RunnerOptions {
             grace: Duration::from_secs(3),
+            cache: CacheMode {
+                read: true,
+                write: true,
+            },
         }
     }
+}
+
+/// The store and the run's key computer.
+pub struct Cache {
+    /// The store.
+    pub store: Arc<Store>,
+    /// Keys for this run's nodes.
+    pub planner: Planner,
+}
+
+/// What each finished node left for its dependents.
+#[derive(Clone, Copy, Default)]
+struct Left {
+    /// The digest of its outputs, when it succeeded.
+    digest: Option<Digest>,
+    /// Whether it (or something before it) wrote files during this run.
+    touched: bool,
 }
 
 /// Runs nodes for the scheduler.
@@ -39,25 +90,98 @@ pub struct Runner {
     graph: Arc<Graph>,
     reporter: Arc<dyn Reporter>,
     options: RunnerOptions,
+    cache: Option<Cache>,
+    left: Mutex<Vec<Left>>,
+    empty_stats: StatCache,
+}
+
+/// A node's key, decided before it runs.
+struct Keyed {
+    key: String,
+    parts: KeyParts,
 }
 
 impl Runner {
-    /// A runner for `graph` that reports to `reporter`.
-    pub fn new(graph: Arc<Graph>, reporter: Arc<dyn Reporter>, options: RunnerOptions) -> Self {
+    /// A runner for `graph` that reports to `reporter`, with a cache or without.
+    pub fn new(
+        graph: Arc<Graph>,
+        reporter: Arc<dyn Reporter>,
+        options: RunnerOptions,
+        cache: Option<Cache>,
+    ) -> Self {
+        let count = graph.len();
         Runner {
             graph,
             reporter,
             options,
+            cache,
+            left: Mutex::new(vec![Left::default(); count]),
+            empty_stats: StatCache::new(),
         }
     }
 
-    async fn run_node(&self, id: NodeId, stop: watch::Receiver<bool>) -> Outcome {
+    fn stat_cache(&self) -> &StatCache {
+        self.cache
+            .as_ref()
+            .and_then(|cache| cache.store.stat_cache().ok())
+            .unwrap_or(&self.empty_stats)
+    }
+
+    fn left(&self, id: NodeId) -> Left {
+        self.left
+            .lock()
+            .map(|left| left[id.index()])
+            .unwrap_or_default()
+    }
+
+    fn leave(&self, id: NodeId, digest: Option<Digest>, touched: bool) {
+        if let Ok(mut left) = self.left.lock() {
+            left[id.index()] = Left { digest, touched };
+        }
+    }
+
+    /// The dependencies whose outputs a node sees: aggregates are looked through, since
+    /// they produce nothing of their own.
+    fn upstream(&self, id: NodeId) -> Vec<NodeId> {
+        let mut found = Vec::new();
+        let mut stack = self.graph.dependencies(id);
+        while let Some(dep) = stack.pop() {
+            if matches!(self.graph.node(dep).kind, NodeKind::Aggregate) {
+                stack.extend(self.graph.dependencies(dep));
+            } else if !found.contains(&dep) {
+                found.push(dep);
+            }
+        }
+        found
+    }
+
+    fn warn(&self, message: String) {
+        self.reporter.report(&Event::Warning { message });
+    }
+
+    async fn run_node(self: Arc<Self>, id: NodeId, stop: watch::Receiver<bool>) -> Outcome {
         let node = self.graph.node(id);
-        let started = Instant::now();
+        let upstream_touched = self.upstream(id).iter().any(|&dep| self.left(dep).touched);
+
+        let mut keyed = None;
+        if node.is_cacheable() && self.cache.is_some() {
+            let this = Arc::clone(&self);
+            let prepared = tokio::task::spawn_blocking(move || this.prepare(id, upstream_touched))
+                .await
+                .unwrap_or_else(|_| Err("internal error while computing the cache key".into()));
+            match prepared {
+                Err(message) => return self.finish_failed(id, message, Vec::new(), Duration::ZERO),
+                Ok(Prepared::Hit(outcome)) => return outcome,
+                Ok(Prepared::Miss(miss)) => keyed = Some(*miss),
+            }
+        }
+
+        let reason = keyed.as_ref().map(|(_, reason, _)| reason.clone());
         self.reporter.report(&Event::TaskStarted {
             task: node.name.clone(),
-            reason: None,
+            reason,
         });
+        let started = Instant::now();
         let result = match &node.kind {
             NodeKind::Command { run } => self.run_commands(id, run, stop).await,
             NodeKind::Llm(_) => Err((
@@ -68,29 +192,232 @@ impl Runner {
             )),
             NodeKind::Aggregate => Ok(Vec::new()),
         };
-        let duration_ms = started.elapsed().as_millis() as u64;
-        let (status, log, outcome) = match result {
-            Ok(_) => (Status::Succeeded, None, Outcome::Succeeded),
+        let duration = started.elapsed();
+        match result {
+            Err((Status::Interrupted, log)) => {
+                drop(keyed);
+                self.finish(id, Status::Interrupted, duration, Some(log));
+                Outcome::Interrupted
+            }
             Err((status, log)) => {
-                let outcome = if status == Status::Interrupted {
-                    Outcome::Interrupted
-                } else {
-                    Outcome::Failed
-                };
-                (
-                    status,
-                    Some(String::from_utf8_lossy(&log).into_owned()),
-                    outcome,
-                )
+                drop(keyed);
+                self.finish(id, status, duration, Some(log));
+                Outcome::Failed
+            }
+            Ok(log) => {
+                let this = Arc::clone(&self);
+                let digest = tokio::task::spawn_blocking(move || {
+                    this.after_success(
+                        id,
+                        keyed.map(|(keyed, _, lock)| (keyed, lock)),
+                        &log,
+                        duration,
+                    )
+                })
+                .await
+                .unwrap_or(None);
+                self.leave(id, digest, true);
+                self.finish(id, Status::Succeeded, duration, None);
+                Outcome::Succeeded
+            }
+        }
+    }
+
+    /// Compute the key and look it up; on a hit restore and report; on a miss take the lock.
+    fn prepare(&self, id: NodeId, rescan: bool) -> Result<Prepared, String> {
+        let Some(cache) = &self.cache else {
+            return Err("no cache".into());
+        };
+        let node = self.graph.node(id);
+        let stat_cache = self.stat_cache();
+        let inputs = cache
+            .planner
+            .inputs(&self.graph, id, rescan, stat_cache)
+            .map_err(|err| format!("{err}"))?;
+        let deps = self
+            .upstream(id)
+            .into_iter()
+            .filter_map(|dep| {
+                let digest = self.left(dep).digest?;
+                Some((self.graph.node(dep).name.clone(), digest))
+            })
+            .collect::<BTreeMap<_, _>>();
+        let parts = cache.planner.key_parts(&self.graph, id, &inputs, deps);
+        let key = parts.key().to_string();
+
+        if self.options.cache.read
+            && let Some(outcome) = self.try_restore(id, &key)
+        {
+            return Ok(Prepared::Hit(outcome));
+        }
+        let reason = if self.options.cache.read {
+            crate::plan::why(Some(&cache.store), &node.name, &parts)
+        } else {
+            "forced".to_owned()
+        };
+        let lock = if self.options.cache.write {
+            let name = node.name.clone();
+            let reporter = Arc::clone(&self.reporter);
+            match cache.store.lock_key_with(&key, || {
+                reporter.report(&Event::Warning {
+                    message: format!("`{name}` is being built by another clab; waiting for it"),
+                });
+            }) {
+                Ok(lock) => Some(lock),
+                Err(err) => {
+                    self.warn(format!("cannot lock `{}` in the cache: {err}", node.name));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // The other process may have stored the result while we waited for the lock.
+        if self.options.cache.read
+            && lock.is_some()
+            && let Some(outcome) = self.try_restore(id, &key)
+        {
+            return Ok(Prepared::Hit(outcome));
+        }
+        Ok(Prepared::Miss(Box::new((Keyed { key, parts }, reason, lock))))
+    }
+
+    /// Restore a cached result for `key`, if there is one and it restores cleanly.
+    fn try_restore(&self, id: NodeId, key: &str) -> Option<Outcome> {
+        let cache = self.cache.as_ref()?;
+        let node = self.graph.node(id);
+        let result = match cache.store.load_result(key) {
+            Ok(result) => result?,
+            Err(err) => {
+                self.warn(format!("cache lookup for `{}` failed: {err}", node.name));
+                return None;
             }
         };
+        let report = match cache.store.restore_outputs(self.graph.root(), &result) {
+            Ok(report) => report,
+            Err(err) => {
+                self.warn(format!(
+                    "cannot restore `{}` from the cache, running it: {err}",
+                    node.name
+                ));
+                return None;
+            }
+        };
+        let log = result
+            .log
+            .and_then(|digest| cache.store.read_log(&digest).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .filter(|text| !text.is_empty());
+        self.leave(
+            id,
+            Some(digest_entries(&result.outputs)),
+            !report.restored.is_empty(),
+        );
         self.reporter.report(&Event::TaskFinished {
             task: node.name.clone(),
-            status,
-            duration_ms,
+            status: Status::Cached,
+            duration_ms: result.duration_ms,
             log,
         });
-        outcome
+        Some(Outcome::Cached {
+            saved: Duration::from_millis(result.duration_ms),
+        })
+    }
+
+    /// Store what a successful node produced; return the digest of its outputs.
+    fn after_success(
+        &self,
+        id: NodeId,
+        keyed: Option<(Keyed, Option<KeyLock>)>,
+        log: &[u8],
+        duration: Duration,
+    ) -> Option<Digest> {
+        let node = self.graph.node(id);
+        let root = self.graph.root();
+        let files = match collect_outputs(root, &node.outputs) {
+            Ok(files) => files,
+            Err(err) => {
+                self.warn(format!("cannot list the outputs of `{}`: {err}", node.name));
+                return None;
+            }
+        };
+        for pattern in &node.outputs {
+            let literal = !pattern.starts_with('!') && !pattern.contains(['*', '?', '[', '{']);
+            if literal && !root.join(pattern.trim_end_matches('/')).exists() {
+                self.warn(format!(
+                    "`{}` did not write its declared output `{pattern}`",
+                    node.name
+                ));
+            }
+        }
+        let (Some(cache), Some((keyed, _lock))) = (&self.cache, keyed) else {
+            return self.digest_uncached(&files);
+        };
+        if !self.options.cache.write {
+            return self.digest_uncached(&files);
+        }
+        let store = &cache.store;
+        let stored = files
+            .iter()
+            .map(|file| store.store_output(root, file))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|entries| {
+                let log = store.put_log(log)?;
+                let result = CachedResult::new(
+                    node.name.clone(),
+                    "ok",
+                    duration.as_millis() as u64,
+                    entries.clone(),
+                    Some(log),
+                );
+                store.save_result(&keyed.key, &result)?;
+                let json = serde_json::to_string(&keyed.parts).unwrap_or_default();
+                store.save_manifest(&node.name, &keyed.key, &json)?;
+                Ok(entries)
+            });
+        match stored {
+            Ok(entries) => Some(digest_entries(&entries)),
+            Err(err) => {
+                self.warn(format!("cannot store `{}` in the cache: {err}", node.name));
+                self.digest_uncached(&files)
+            }
+        }
+    }
+
+    /// The digest of outputs that are not stored: hashed in place.
+    fn digest_uncached(&self, files: &[String]) -> Option<Digest> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = self.graph.root();
+        let stat_cache = self.stat_cache();
+        let mut hashed = Vec::with_capacity(files.len());
+        for file in files {
+            let path = root.join(file);
+            let (digest, _) = stat_cache.hash_file(&path).ok()?;
+            let mode = std::fs::metadata(&path).ok()?.permissions().mode() & 0o7777;
+            hashed.push((file.as_str(), digest, mode));
+        }
+        Some(digest_files(hashed.iter().map(|(p, d, m)| (*p, d, *m))))
+    }
+
+    fn finish_failed(
+        &self,
+        id: NodeId,
+        message: String,
+        log: Vec<u8>,
+        duration: Duration,
+    ) -> Outcome {
+        self.finish(id, Status::Failed { message }, duration, Some(log));
+        Outcome::Failed
+    }
+
+    fn finish(&self, id: NodeId, status: Status, duration: Duration, log: Option<Vec<u8>>) {
+        let log = log.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        self.reporter.report(&Event::TaskFinished {
+            task: self.graph.node(id).name.clone(),
+            status,
+            duration_ms: duration.as_millis() as u64,
+            log,
+        });
     }
 
     /// Run the command lines in order, the whole sequence again on failure up to `retry`
@@ -148,18 +475,24 @@ impl Runner {
                     }
                     return Err((Status::Failed { message }, log));
                 }
-                Some(exit) => self.reporter.report(&Event::Warning {
-                    message: format!(
-                        "`{}` failed ({}), retrying ({attempt}/{})",
-                        node.name,
-                        exit.describe(),
-                        attempts - 1
-                    ),
-                }),
+                Some(exit) => self.warn(format!(
+                    "`{}` failed ({}), retrying ({attempt}/{})",
+                    node.name,
+                    exit.describe(),
+                    attempts - 1
+                )),
             }
         }
         Ok(log)
     }
+}
+
+/// The result of looking a node up before running it.
+enum Prepared {
+    /// Restored from the cache.
+    Hit(Outcome),
+    /// Must run: the key, why, and the key's lock.
+    Miss(Box<(Keyed, String, Option<KeyLock>)>),
 }
 
 impl Visitor for Runner {
@@ -168,6 +501,6 @@ impl Visitor for Runner {
         id: NodeId,
         stop: watch::Receiver<bool>,
     ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
-        Box::pin(async move { self.run_node(id, stop).await })
+        Box::pin(self.run_node(id, stop))
     }
 }

@@ -1,4 +1,265 @@
-//! `Graph` + store → `Plan`: per node a cache key and whether it is fresh.
+//! `Graph` + store → keys and decisions: what each node's result depends on, and whether the
+//! cache already holds it.
+//!
+//! The [`Planner`] hashes inputs once for the whole run ([`inputs::InputIndex`], one walk,
+//! each file hashed once through the [`stat_cache::StatCache`]) and turns a node plus its
+//! dependencies' output digests into [`cache_key::KeyParts`]. Keys are computed when a node
+//! becomes ready, because early cutoff needs the digests of what its dependencies actually
+//! wrote; `--dry-run` predicts them from the cache instead ([`Planner::predict`]).
 
+pub mod cache_key;
+pub mod explain;
 pub mod inputs;
+pub mod outputs;
 pub mod stat_cache;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use self::{
+    cache_key::{KEY_VERSION, KeyParts},
+    inputs::{InputFile, InputIndex},
+    stat_cache::StatCache,
+};
+use crate::{
+    graph::{Graph, NodeId, NodeKind},
+    store::{Digest, Store},
+};
+
+/// A problem computing a key: an input that cannot be read, a glob the index refuses.
+pub type Error = inputs::Error;
+
+/// Computes cache keys for the nodes of one run.
+pub struct Planner {
+    index: InputIndex,
+    env_inputs: BTreeMap<String, Option<String>>,
+}
+
+impl Planner {
+    /// Walk and hash the inputs of `nodes` once.
+    pub fn new(graph: &Graph, nodes: &[NodeId], stat_cache: &StatCache) -> Result<Planner, Error> {
+        let patterns = nodes
+            .iter()
+            .map(|&id| graph.node(id))
+            .filter(|node| node.is_cacheable())
+            .flat_map(|node| node.inputs.iter().map(String::as_str));
+        let index = InputIndex::build(graph.root(), patterns, stat_cache)?;
+        let env_inputs = graph
+            .file()
+            .env_inputs
+            .iter()
+            .map(|name| {
+                // Values are hashed: an env-input may well be a secret.
+                let value = std::env::var(&name.value).ok();
+                let hashed = value.map(|v| Digest::of_bytes(v.as_bytes()).to_hex());
+                (name.value.clone(), hashed)
+            })
+            .collect();
+        Ok(Planner { index, env_inputs })
+    }
+
+    /// The input files of a node. With `rescan`, walk its patterns again instead of using
+    /// the run's index: a dependency that ran may have written files the index has not seen.
+    pub fn inputs(
+        &self,
+        graph: &Graph,
+        id: NodeId,
+        rescan: bool,
+        stat_cache: &StatCache,
+    ) -> Result<Vec<InputFile>, Error> {
+        let node = graph.node(id);
+        if rescan {
+            inputs::collect(graph.root(), &node.inputs, stat_cache)
+        } else {
+            self.index.select(&node.inputs)
+        }
+    }
+
+    /// The key parts of a node, given its inputs and its dependencies' output digests.
+    pub fn key_parts(
+        &self,
+        graph: &Graph,
+        id: NodeId,
+        inputs: &[InputFile],
+        deps: BTreeMap<String, Digest>,
+    ) -> KeyParts {
+        let node = graph.node(id);
+        let commands = match &node.kind {
+            NodeKind::Command { run } => run.clone(),
+            NodeKind::Llm(llm) => llm.check.iter().cloned().collect(),
+            NodeKind::Aggregate => Vec::new(),
+        };
+        KeyParts {
+            version: KEY_VERSION,
+            platform: KeyParts::platform(),
+            task: node.name.clone(),
+            kind: node.kind.label().to_owned(),
+            commands,
+            cwd: node.cwd.clone(),
+            outputs: node.outputs.clone(),
+            env: node.env.clone(),
+            env_inputs: self.env_inputs.clone(),
+            inputs: inputs
+                .iter()
+                .map(|file| (file.path.clone(), file.hash))
+                .collect(),
+            deps,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Predict what a run would do without running anything (`--dry-run`): in dependency
+    /// order, a node is fresh when its key — computed from the recorded outputs of fresh
+    /// dependencies — has a cached result; a node behind a dependency that must run is stale.
+    pub fn predict(
+        &self,
+        graph: &Graph,
+        nodes: &[NodeId],
+        store: Option<&Store>,
+        stat_cache: &StatCache,
+    ) -> Vec<Decision> {
+        let mut digests: BTreeMap<NodeId, Option<Digest>> = BTreeMap::new();
+        let mut decisions = Vec::with_capacity(nodes.len());
+        for &id in nodes {
+            let node = graph.node(id);
+            let mut deps = BTreeMap::new();
+            let mut blocked = None;
+            for dep in graph.dependencies(id) {
+                match digests.get(&dep).copied().flatten() {
+                    Some(digest) => {
+                        deps.insert(graph.node(dep).name.clone(), digest);
+                    }
+                    None => blocked = blocked.or(Some(graph.node(dep).name.clone())),
+                }
+            }
+            let mut key_parts = None;
+            let (status, digest) = if matches!(node.kind, NodeKind::Aggregate) {
+                let digest = blocked.is_none().then(|| aggregate_digest(&deps));
+                (PlanStatus::Aggregate, digest)
+            } else if !node.is_cacheable() {
+                let reason = if node.cache {
+                    "not cached: no inputs"
+                } else {
+                    "not cached: cache #false"
+                };
+                (
+                    PlanStatus::Run {
+                        reason: reason.to_owned(),
+                        key: None,
+                    },
+                    None,
+                )
+            } else if let Some(dep) = blocked {
+                // The key cannot be known yet, but the parts we do know help `explain`.
+                key_parts = self
+                    .inputs(graph, id, false, stat_cache)
+                    .ok()
+                    .map(|inputs| self.key_parts(graph, id, &inputs, deps));
+                let reason = format!("dep {dep} will run");
+                (PlanStatus::Run { reason, key: None }, None)
+            } else {
+                match self.inputs(graph, id, false, stat_cache) {
+                    Err(err) => (
+                        PlanStatus::Run {
+                            reason: err.to_string(),
+                            key: None,
+                        },
+                        None,
+                    ),
+                    Ok(inputs) => {
+                        let parts = self.key_parts(graph, id, &inputs, deps);
+                        let key = parts.key();
+                        let hit =
+                            store.and_then(|s| s.load_result(&key.to_string()).ok().flatten());
+                        key_parts = Some(parts.clone());
+                        match hit {
+                            Some(result) => {
+                                let digest = outputs::digest_entries(&result.outputs);
+                                (
+                                    PlanStatus::Cached {
+                                        key: key.to_string(),
+                                    },
+                                    Some(digest),
+                                )
+                            }
+                            None => {
+                                let reason = why(store, &node.name, &parts);
+                                (
+                                    PlanStatus::Run {
+                                        reason,
+                                        key: Some(key.to_string()),
+                                    },
+                                    None,
+                                )
+                            }
+                        }
+                    }
+                }
+            };
+            digests.insert(id, digest);
+            decisions.push(Decision {
+                task: node.name.clone(),
+                status,
+                parts: key_parts,
+            });
+        }
+        decisions
+    }
+}
+
+/// Why a node with these key parts must run, from its last recorded run.
+pub fn why(store: Option<&Store>, task: &str, parts: &KeyParts) -> String {
+    let previous = store
+        .and_then(|s| s.load_manifest(task).ok().flatten())
+        .and_then(|saved| serde_json::from_str::<KeyParts>(&saved.json).ok());
+    match previous {
+        None => "no previous run".to_owned(),
+        Some(old) => explain::short_reason(&explain::diff(&old, parts))
+            .unwrap_or_else(|| "no cached result (last run failed or was pruned)".to_owned()),
+    }
+}
+
+/// An aggregate passes its dependencies through: its digest is that of theirs.
+pub fn aggregate_digest(deps: &BTreeMap<String, Digest>) -> Digest {
+    let mut hasher = blake3::Hasher::new();
+    for (name, digest) in deps {
+        hasher.update(name.as_bytes());
+        hasher.update(digest.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+/// What `--dry-run` says about one node.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct Decision {
+    /// Display id.
+    pub task: String,
+    /// What would happen.
+    #[serde(flatten)]
+    pub status: PlanStatus,
+    /// The key parts, when they could be computed (for `clab explain`).
+    #[serde(skip)]
+    pub parts: Option<KeyParts>,
+}
+
+/// What would happen to a node.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum PlanStatus {
+    /// Restored from the cache.
+    Cached {
+        /// The cache key.
+        key: String,
+    },
+    /// Executed.
+    Run {
+        /// Why, in a few words.
+        reason: String,
+        /// The cache key, when it can be known before the run.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
+    /// Nothing to do of its own.
+    Aggregate,
+}

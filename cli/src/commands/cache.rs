@@ -1,0 +1,146 @@
+//! `clab cache stats|clean|prune` and `clab history`.
+
+use std::io::Write;
+
+use engine::{
+    project::Project,
+    store::{Store, byte_size::ByteSize},
+};
+
+use crate::{
+    args::CacheCommand,
+    exit::{Done, Failure},
+};
+
+/// Open the project's store for inspection (errors are final here: there is nothing to run).
+fn store(project: &Project) -> Result<Store, Failure> {
+    let dir = super::cache_dir(project);
+    let opened = Store::open(&dir).map_err(|err| Failure::Store(Box::new(err)))?;
+    for warning in opened.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(opened.store)
+}
+
+/// `clab cache …`.
+pub fn cache(project: &Project, command: &CacheCommand) -> Result<Done, Failure> {
+    let store = store(project)?;
+    let mut out = std::io::stdout().lock();
+    let fail = |err| Failure::Store(Box::new(err));
+    match command {
+        CacheCommand::Stats => {
+            let stats = store.stats().map_err(fail)?;
+            writeln!(out, "cache:    {}", store.dir().display())?;
+            writeln!(out, "entries:  {}", stats.entries)?;
+            writeln!(
+                out,
+                "blobs:    {} ({})",
+                stats.blobs,
+                ByteSize(stats.blob_bytes)
+            )?;
+            writeln!(out, "database: {}", ByteSize(stats.db_bytes))?;
+            match stats.hit_rate() {
+                Some(rate) => writeln!(
+                    out,
+                    "hit rate: {:.1}% ({} hits, {} misses)",
+                    rate * 100.0,
+                    stats.hits,
+                    stats.misses
+                )?,
+                None => writeln!(out, "hit rate: no lookups yet")?,
+            }
+        }
+        CacheCommand::Clean => {
+            let report = store.clean().map_err(fail)?;
+            writeln!(
+                out,
+                "removed {} entries and {} blobs ({})",
+                report.entries,
+                report.blobs,
+                ByteSize(report.freed_bytes)
+            )?;
+        }
+        CacheCommand::Prune { max_size } => {
+            let size: ByteSize =
+                max_size
+                    .parse()
+                    .map_err(|err: engine::store::byte_size::SizeError| {
+                        Failure::Usage(err.to_string())
+                    })?;
+            let report = store.prune(size.0).map_err(fail)?;
+            writeln!(
+                out,
+                "removed {} entries and {} blobs ({}); {} left",
+                report.entries,
+                report.blobs,
+                ByteSize(report.freed_bytes),
+                ByteSize(report.remaining_bytes)
+            )?;
+        }
+    }
+    Ok(Done::Success)
+}
+
+/// `clab history`.
+pub fn history(project: &Project, limit: usize) -> Result<Done, Failure> {
+    let store = store(project)?;
+    let runs = store
+        .recent_runs(limit)
+        .map_err(|err| Failure::Store(Box::new(err)))?;
+    let mut out = std::io::stdout().lock();
+    if runs.is_empty() {
+        writeln!(out, "no runs recorded yet")?;
+        return Ok(Done::Success);
+    }
+    writeln!(
+        out,
+        "{:<20} {:>4} {:>6} {:>6} {:>9}  targets",
+        "when (UTC)", "ran", "cached", "failed", "time"
+    )?;
+    for run in runs {
+        writeln!(
+            out,
+            "{:<20} {:>4} {:>6} {:>6} {:>9}  {}",
+            format_utc(run.started_ms),
+            run.ran,
+            run.cached,
+            run.failed,
+            crate::render::duration(run.duration_ms),
+            run.targets.join(" ")
+        )?;
+    }
+    Ok(Done::Success)
+}
+
+/// `2026-11-24 06:27:52` from Unix milliseconds (civil-from-days, proleptic Gregorian).
+fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(1_795_501_672_000), "2026-11-24 06:27:52");
+        assert_eq!(format_utc(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}

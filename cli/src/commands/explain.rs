@@ -1,0 +1,94 @@
+//! `clab explain TASK`: why a task would run — every input, variable, command or dependency
+//! that differs from its last recorded run — or that it is up to date.
+
+use std::io::Write;
+
+use engine::{
+    plan::{
+        PlanStatus, Planner,
+        cache_key::KeyParts,
+        explain::{Change, diff},
+    },
+    project::Project,
+    store::Store,
+};
+
+use crate::exit::{Done, Failure};
+
+/// Explain each node of `task`.
+pub fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
+    let graph = project.load()?;
+    let targets = graph
+        .resolve_targets(&[task.to_owned()])
+        .map_err(engine::error::Error::from)?;
+    let nodes = graph.closure(&targets);
+    let dir = super::cache_dir(project);
+    let store = if dir.join("cache.db").exists() {
+        let opened = Store::open(&dir).map_err(|err| Failure::Store(Box::new(err)))?;
+        Some(opened.store)
+    } else {
+        None
+    };
+    let stats = engine::plan::stat_cache::StatCache::new();
+    let stat_cache = match &store {
+        Some(store) => store
+            .stat_cache()
+            .map_err(|err| Failure::Store(Box::new(err)))?,
+        None => &stats,
+    };
+    let planner =
+        Planner::new(&graph, &nodes, stat_cache).map_err(|err| Failure::Usage(err.to_string()))?;
+    let decisions = planner.predict(&graph, &nodes, store.as_ref(), stat_cache);
+    let mut out = std::io::stdout().lock();
+    for &target in &targets {
+        let name = &graph.node(target).name;
+        let Some(decision) = decisions.iter().find(|d| &d.task == name) else {
+            continue;
+        };
+        match &decision.status {
+            PlanStatus::Aggregate => writeln!(out, "{name}: an aggregate; it runs nothing itself")?,
+            PlanStatus::Cached { key } => {
+                writeln!(out, "{name}: up to date (cached as {})", &key[..12])?
+            }
+            PlanStatus::Run { reason, .. } => {
+                let previous = store
+                    .as_ref()
+                    .and_then(|s| s.load_manifest(name).ok().flatten())
+                    .and_then(|saved| serde_json::from_str::<KeyParts>(&saved.json).ok());
+                match (previous, &decision.parts) {
+                    (Some(old), Some(new)) => {
+                        writeln!(out, "{name}: would run")?;
+                        let waiting: Vec<String> = graph
+                            .dependencies(target)
+                            .into_iter()
+                            .filter(|&dep| {
+                                decisions.iter().any(|d| {
+                                    d.task == graph.node(dep).name
+                                        && matches!(d.status, PlanStatus::Run { .. })
+                                })
+                            })
+                            .map(|dep| graph.node(dep).name.clone())
+                            .collect();
+                        for change in diff(&old, new) {
+                            let line = match &change {
+                                Change::Dep { name } if waiting.contains(name) => {
+                                    format!("dep {name} will run first; its outputs decide")
+                                }
+                                Change::InputChanged { path, old, new } => {
+                                    format!("{path} changed ({old} → {new})")
+                                }
+                                other => other.describe(),
+                            };
+                            writeln!(out, "  {line}")?;
+                        }
+                        if reason.starts_with("no cached result") {
+                            writeln!(out, "  {reason}")?;
+                        }
+                    }
+                    _ => writeln!(out, "{name}: would run: {reason}")?,
+                }
+            }
+        }
+    }
+    Ok(Done::Success)
+}

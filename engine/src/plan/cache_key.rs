@@ -1,0 +1,130 @@
+//! The cache key of a node: one serializable struct, hashed whole, printable by `explain`.
+//!
+//! # Encoding (version [`KEY_VERSION`])
+//!
+//! The key is the blake3 hash of the compact JSON serialization of [`KeyParts`]: fields in
+//! declaration order, maps as JSON objects with keys in sorted (`BTreeMap`) order, digests as
+//! lowercase hex. Bump [`KEY_VERSION`] whenever a field is added, removed or changes meaning:
+//! every old entry then misses instead of being misread.
+//!
+//! What goes in: the format version, the platform, the node's display id and kind, its
+//! commands, working directory and declared outputs, the environment it sets, the hashed
+//! values of `env-inputs` variables (hashed, so a secret passed that way never reaches
+//! `cache.db`), each input file's path and content hash, and — the early cutoff — the digest
+//! of each dependency's *outputs*, not its key: a dependency that reruns but writes the same
+//! bytes leaves its dependents' keys unchanged.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::Digest;
+
+/// The version of the key encoding.
+pub const KEY_VERSION: u32 = 1;
+
+/// Everything a node's result depends on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyParts {
+    /// [`KEY_VERSION`].
+    pub version: u32,
+    /// `linux-x86_64`: results do not travel between platforms.
+    pub platform: String,
+    /// The node's display id.
+    pub task: String,
+    /// `command`, `llm`, `rule`.
+    pub kind: String,
+    /// The rendered commands (or the LLM step's check), in order.
+    pub commands: Vec<String>,
+    /// The working directory, relative to the root.
+    pub cwd: String,
+    /// Declared output globs: a change in what is stored is a change in the result.
+    pub outputs: Vec<String>,
+    /// Variables the task sets (top-level and task `env`).
+    pub env: BTreeMap<String, String>,
+    /// `env-inputs` variables: the blake3 hex of each value, `None` when unset.
+    pub env_inputs: BTreeMap<String, Option<String>>,
+    /// Input path → content hash.
+    pub inputs: BTreeMap<String, Digest>,
+    /// Dependency display id → digest of its outputs.
+    pub deps: BTreeMap<String, Digest>,
+    /// Extra parts of other node kinds (LLM settings and prompts, rule definitions), by name.
+    pub extra: BTreeMap<String, String>,
+}
+
+/// A node's cache key: the blake3 of its [`KeyParts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CacheKey(pub Digest);
+
+impl std::fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl KeyParts {
+    /// The platform string of this build of clab.
+    pub fn platform() -> String {
+        format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+    }
+
+    /// Hash the parts into the key.
+    pub fn key(&self) -> CacheKey {
+        // Serializing plain data with string keys cannot fail.
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        CacheKey(Digest::of_bytes(&bytes))
+    }
+}
+
+/// The digest of a set of files (a node's outputs): paths, modes and contents, in path order.
+pub fn digest_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a Digest, u32)>) -> Digest {
+    let mut hasher = blake3::Hasher::new();
+    for (path, hash, mode) in files {
+        hasher.update(path.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(hash.as_bytes());
+        hasher.update(&mode.to_le_bytes());
+    }
+    hasher.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts() -> KeyParts {
+        KeyParts {
+            version: KEY_VERSION,
+            platform: "linux-x86_64".into(),
+            task: "build".into(),
+            kind: "command".into(),
+            commands: vec!["make".into()],
+            inputs: BTreeMap::from([("src/a.c".into(), Digest::of_bytes(b"int a;"))]),
+            ..KeyParts::default()
+        }
+    }
+
+    #[test]
+    fn key_is_stable_and_sensitive() {
+        let base = parts();
+        assert_eq!(base.key(), parts().key());
+        let mut changed = parts();
+        changed.commands[0] = "make all".into();
+        assert_ne!(base.key(), changed.key());
+        let mut changed = parts();
+        changed
+            .inputs
+            .insert("src/a.c".into(), Digest::of_bytes(b"int b;"));
+        assert_ne!(base.key(), changed.key());
+    }
+
+    #[test]
+    fn file_digest_covers_path_content_and_mode() {
+        let hash = Digest::of_bytes(b"x");
+        let one = digest_files([("a", &hash, 0o644)]);
+        assert_eq!(one, digest_files([("a", &hash, 0o644)]));
+        assert_ne!(one, digest_files([("b", &hash, 0o644)]));
+        assert_ne!(one, digest_files([("a", &hash, 0o755)]));
+        assert_ne!(one, digest_files(std::iter::empty()));
+    }
+}

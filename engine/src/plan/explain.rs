@@ -1,0 +1,193 @@
+//! Why a node runs: the difference between the key parts of its last recorded run and now.
+//!
+//! `clab explain` prints every [`Change`]; a running task's line shows the first one in a
+//! few words ([`short_reason`]), because an unexplained cache miss is the complaint users of
+//! build caches make most.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::cache_key::KeyParts;
+
+/// One difference between two sets of key parts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// An input file appeared.
+    InputAdded {
+        /// Its path.
+        path: String,
+    },
+    /// An input file is gone.
+    InputRemoved {
+        /// Its path.
+        path: String,
+    },
+    /// An input file's content changed.
+    InputChanged {
+        /// Its path.
+        path: String,
+        /// The old content hash, short.
+        old: String,
+        /// The new content hash, short.
+        new: String,
+    },
+    /// A variable the task sets, or an `env-inputs` variable, changed.
+    Env {
+        /// The variable.
+        name: String,
+    },
+    /// The commands changed.
+    Command,
+    /// The working directory changed.
+    Cwd,
+    /// The declared outputs changed.
+    Outputs,
+    /// A dependency's outputs changed (or it was added or removed).
+    Dep {
+        /// The dependency's display id.
+        name: String,
+    },
+    /// Another part (LLM prompt, model, rule text …) changed.
+    Other {
+        /// Its name.
+        name: String,
+    },
+    /// The platform or the key format changed.
+    Platform,
+}
+
+impl Change {
+    /// A few words: `src/a.py changed`, `env CC changed`, `dep gen's outputs changed`.
+    pub fn describe(&self) -> String {
+        match self {
+            Change::InputAdded { path } => format!("{path} added"),
+            Change::InputRemoved { path } => format!("{path} removed"),
+            Change::InputChanged { path, .. } => format!("{path} changed"),
+            Change::Env { name } => format!("env {name} changed"),
+            Change::Command => "command changed".to_owned(),
+            Change::Cwd => "cwd changed".to_owned(),
+            Change::Outputs => "outputs changed".to_owned(),
+            Change::Dep { name } => format!("dep {name}'s outputs changed"),
+            Change::Other { name } => format!("{name} changed"),
+            Change::Platform => "platform or clab version changed".to_owned(),
+        }
+    }
+}
+
+/// Every change from `old` to `new`, inputs first, in path order.
+pub fn diff(old: &KeyParts, new: &KeyParts) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if old.version != new.version || old.platform != new.platform {
+        changes.push(Change::Platform);
+    }
+    let short = |d: &crate::store::Digest| d.to_hex()[..10].to_owned();
+    let paths: BTreeSet<&String> = old.inputs.keys().chain(new.inputs.keys()).collect();
+    for path in paths {
+        match (old.inputs.get(path), new.inputs.get(path)) {
+            (None, Some(_)) => changes.push(Change::InputAdded { path: path.clone() }),
+            (Some(_), None) => changes.push(Change::InputRemoved { path: path.clone() }),
+            (Some(a), Some(b)) if a != b => changes.push(Change::InputChanged {
+                path: path.clone(),
+                old: short(a),
+                new: short(b),
+            }),
+            _ => {}
+        }
+    }
+    let env_names: BTreeSet<&String> = old
+        .env
+        .keys()
+        .chain(new.env.keys())
+        .chain(old.env_inputs.keys())
+        .chain(new.env_inputs.keys())
+        .collect();
+    for name in env_names {
+        if old.env.get(name) != new.env.get(name)
+            || old.env_inputs.get(name) != new.env_inputs.get(name)
+        {
+            changes.push(Change::Env { name: name.clone() });
+        }
+    }
+    if old.commands != new.commands {
+        changes.push(Change::Command);
+    }
+    if old.cwd != new.cwd {
+        changes.push(Change::Cwd);
+    }
+    if old.outputs != new.outputs {
+        changes.push(Change::Outputs);
+    }
+    let deps: BTreeSet<&String> = old.deps.keys().chain(new.deps.keys()).collect();
+    for name in deps {
+        if old.deps.get(name) != new.deps.get(name) {
+            changes.push(Change::Dep { name: name.clone() });
+        }
+    }
+    let extra: BTreeSet<&String> = old.extra.keys().chain(new.extra.keys()).collect();
+    for name in extra {
+        if old.extra.get(name) != new.extra.get(name) {
+            changes.push(Change::Other { name: name.clone() });
+        }
+    }
+    changes
+}
+
+/// The reason shown on a running task's line: the first change, and how many more.
+pub fn short_reason(changes: &[Change]) -> Option<String> {
+    let first = changes.first()?.describe();
+    Some(match changes.len() {
+        1 => first,
+        n => format!("{first}, +{} more", n - 1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::store::Digest;
+
+    #[test]
+    fn names_each_kind_of_change() {
+        let old = KeyParts {
+            inputs: BTreeMap::from([
+                ("a.py".into(), Digest::of_bytes(b"1")),
+                ("gone.py".into(), Digest::of_bytes(b"2")),
+            ]),
+            env: BTreeMap::from([("CC".into(), "gcc".into())]),
+            commands: vec!["x".into()],
+            deps: BTreeMap::from([("gen".into(), Digest::of_bytes(b"out"))]),
+            ..KeyParts::default()
+        };
+        let new = KeyParts {
+            inputs: BTreeMap::from([
+                ("a.py".into(), Digest::of_bytes(b"changed")),
+                ("new.py".into(), Digest::of_bytes(b"3")),
+            ]),
+            env: BTreeMap::from([("CC".into(), "clang".into())]),
+            commands: vec!["y".into()],
+            deps: BTreeMap::from([("gen".into(), Digest::of_bytes(b"other"))]),
+            ..KeyParts::default()
+        };
+        let described: Vec<String> = diff(&old, &new).iter().map(Change::describe).collect();
+        assert_eq!(
+            described,
+            [
+                "a.py changed",
+                "gone.py removed",
+                "new.py added",
+                "env CC changed",
+                "command changed",
+                "dep gen's outputs changed"
+            ]
+        );
+        assert_eq!(
+            short_reason(&diff(&old, &new)).unwrap(),
+            "a.py changed, +5 more"
+        );
+        assert!(diff(&new, &new).is_empty());
+    }
+}
