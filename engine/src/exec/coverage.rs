@@ -1235,4 +1235,54 @@ TOTAL                 23     11    52%
         assert!(matches!(err, Error::NoData { .. }));
         insta::assert_snapshot!("no_data", render(&err));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC*") {
+            if let Ok(r) = parse_str(&text, "x") {
+                let _ = render_table(&r, TableOptions { show_missing: true, ..TableOptions::default() });
+            }
+        }
+
+        #[test]
+        fn report_like_documents_keep_the_invariants(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "SF:a.py\n", "SF:/r/b.rs\n", "DA:1,0\n", "DA:2,5\n", "DA:3,-1\n", "DA:x\n",
+                "BRDA:1,0,0,-\n", "BRDA:1,0,1,2\n", "LF:9\n", "end_of_record\n", "\n",
+                "<coverage>", "</coverage>", "<class filename=\"a.py\">", "</class>",
+                "<methods>", "</methods>", "<line number=\"4\" hits=\"0\"/>",
+                "<line number=\"5\" hits=\"1\" branch=\"true\" condition-coverage=\"50% (1/2)\"/>",
+                "<source>/r</source>",
+            ]), 0..40),
+        ) {
+            if let Ok(mut r) = parse_str(&parts.concat(), "x") {
+                r.relative_to(Path::new("/r"));
+                let sum: u64 = r.files.iter().map(FileCoverage::statements).sum();
+                proptest::prop_assert_eq!(r.totals.statements, sum);
+                proptest::prop_assert!(r.totals.missed <= r.totals.statements);
+                let pc = r.percent();
+                proptest::prop_assert!((0.0..=100.0).contains(&pc));
+                for f in &r.files {
+                    proptest::prop_assert_eq!(f.missing().len() as u64, f.missed());
+                }
+            }
+        }
+
+        #[test]
+        fn ranges_cover_exactly_the_missing_lines(
+            lines in proptest::collection::btree_map(1u32..60, proptest::bool::ANY, 0..40),
+        ) {
+            let statements: Vec<u32> = lines.keys().copied().collect();
+            let missing: Vec<u32> = lines.iter().filter(|(_, m)| **m).map(|(l, _)| *l).collect();
+            let text = collapse_ranges(&statements, &missing);
+            // Expand the ranges back over the statements: exactly the missing ones come back.
+            let mut back = Vec::new();
+            for part in text.split(", ").filter(|p| !p.is_empty()) {
+                let (a, b) = part.split_once('-').unwrap_or((part, part));
+                let (a, b): (u32, u32) = (a.parse().unwrap_or(0), b.parse().unwrap_or(0));
+                back.extend(statements.iter().copied().filter(|l| (a..=b).contains(l)));
+            }
+            proptest::prop_assert_eq!(back, missing);
+        }
+    }
 }

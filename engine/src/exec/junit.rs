@@ -1023,4 +1023,31 @@ mod tests {
         };
         assert!(matches!(err, Error::NotJunit { ref root, .. } if root.is_empty()));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC*") {
+            let _ = parse_str(&text, "x.xml");
+        }
+
+        #[test]
+        fn junit_like_documents_keep_the_invariants(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "<testsuites>", "</testsuites>", "<testsuite name=\"s\" time=\"1\">",
+                "</testsuite>", "<testcase name=\"a\" classname=\"c\" time=\"0.1\">",
+                "</testcase>", "<testcase name=\"b\" file=\"x.py\"/>",
+                "<failure message=\"m\">", "</failure>", "<error>", "</error>", "<skipped/>",
+                "<flakyFailure>", "</flakyFailure>", "text", "&amp;", "&#10;", "&bogus;",
+                "<![CDATA[x]]>", "panicked at src/a.rs:3:4", "tests/x.py:7: E", "\n",
+            ]), 0..40),
+        ) {
+            if let Ok(r) = parse_str(&parts.concat(), "x.xml") {
+                let t = r.totals;
+                proptest::prop_assert_eq!(t.tests, r.cases.len());
+                proptest::prop_assert_eq!(t.tests, t.passed + t.failed + t.errors + t.skipped);
+                proptest::prop_assert!(t.time >= 0.0);
+                proptest::prop_assert_eq!(r.github_annotations(None).len(), t.failed + t.errors);
+            }
+        }
+    }
 }
