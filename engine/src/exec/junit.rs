@@ -74,9 +74,11 @@ pub enum Error {
         /// The report's text.
         #[source_code]
         src: Arc<NamedSource<Arc<str>>>,
-        /// Where the reader stopped.
-        #[label("here")]
+        /// Where the reader stopped, or the element left open.
+        #[label("{label}")]
         span: SourceSpan,
+        /// What the label says.
+        label: &'static str,
     },
     /// The report is XML but its root is neither `<testsuites>` nor `<testsuite>`.
     #[error("`{name}` is not a JUnit report: the root element is `<{root}>`")]
@@ -257,6 +259,7 @@ pub fn parse_str(text: &str, name: &str) -> Result<TestReport, Error> {
         reason,
         src: Arc::new(NamedSource::new(name, Arc::from(text))),
         span: point_span(text, at),
+        label: "here",
     };
     // Open elements: name and the span of the start tag, to point at an unclosed one.
     let mut open: Vec<(String, SourceSpan)> = Vec::new();
@@ -327,6 +330,7 @@ pub fn parse_str(text: &str, name: &str) -> Result<TestReport, Error> {
             reason: format!("the document ends before `<{tag}>` is closed"),
             src: Arc::new(NamedSource::new(name, Arc::from(text))),
             span,
+            label: "opened here, never closed",
         });
     }
     Ok(parser.finish())
