@@ -1,0 +1,5 @@
+"""{{name}}."""
+
+from {{module}}.core import mean
+
+__all__ = ["mean"]
