@@ -2,6 +2,7 @@
 //!
 //! One test binary for all of them (`autotests = false` in cli/Cargo.toml) so CI links once.
 
+mod cache;
 mod diagnostics;
 mod run;
 mod schemas;

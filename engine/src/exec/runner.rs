@@ -279,7 +279,11 @@ impl Runner {
         {
             return Ok(Prepared::Hit(outcome));
         }
-        Ok(Prepared::Miss(Box::new((Keyed { key, parts }, reason, lock))))
+        Ok(Prepared::Miss(Box::new((
+            Keyed { key, parts },
+            reason,
+            lock,
+        ))))
     }
 
     /// Restore a cached result for `key`, if there is one and it restores cleanly.

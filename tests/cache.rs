@@ -1,0 +1,325 @@
+//! The incremental cache, end to end: hits, misses and why, restores, early cutoff,
+//! concurrency and recovery. Cache hits are proven with counter files, never with timing.
+
+use crate::test::{Test, wait_for_file};
+
+/// gen → (upper, count) → check, each appending its name to `counter` when it really runs.
+fn pipeline() -> Test {
+    Test::new().file("src/data.txt", "b\na\n").file(
+        "tasks.kdl",
+        r#"
+            task "gen" {
+                inputs "src/*.txt"
+                outputs "build/sorted.txt"
+                run "echo gen >> counter" "mkdir -p build" "sort src/*.txt > build/sorted.txt"
+            }
+            task "upper" {
+                deps "gen"
+                inputs "tasks.kdl"
+                outputs "build/upper.txt"
+                run "echo upper >> counter" "tr a-z A-Z < build/sorted.txt > build/upper.txt"
+            }
+            task "count" {
+                deps "gen"
+                inputs "tasks.kdl"
+                outputs "build/count.txt"
+                run "echo count >> counter" "wc -l < build/sorted.txt > build/count.txt"
+            }
+            task "check" {
+                deps "upper" "count"
+                inputs "tasks.kdl"
+                run "echo check >> counter" "cat build/upper.txt build/count.txt"
+            }
+            "#,
+    )
+}
+
+fn runs(test: &Test) -> Vec<String> {
+    let mut lines: Vec<String> = test.read("counter").lines().map(str::to_owned).collect();
+    lines.sort();
+    std::fs::remove_file(test.path().join("counter")).ok();
+    lines
+}
+
+#[test]
+fn second_run_executes_nothing() {
+    let test = pipeline();
+    test.run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("[gen] runs: no previous run");
+    assert_eq!(runs(&test), ["check", "count", "gen", "upper"]);
+    test.run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("⚡ check cached")
+        .stdout_has("4 tasks: 0 ran, 4 cached");
+    assert!(runs(&test).is_empty());
+}
+
+#[test]
+fn a_changed_input_reruns_the_task_and_its_dependents_and_says_why() {
+    let test = pipeline();
+    test.run_with(&["run", "check"]).status(0);
+    runs(&test);
+    test.write("src/data.txt", "c\nb\na\n");
+    test.run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("[gen] runs: src/data.txt changed")
+        .stdout_has("[upper] runs: dep gen's outputs changed");
+    assert_eq!(runs(&test), ["check", "count", "gen", "upper"]);
+}
+
+#[test]
+fn identical_outputs_stop_the_rerun_early_cutoff() {
+    let test = pipeline();
+    test.run_with(&["run", "check"]).status(0);
+    runs(&test);
+    // A new input file that sorts into the same bytes: gen reruns, its output is unchanged.
+    test.write("src/data.txt", "a\n");
+    test.write("src/more.txt", "b\n");
+    test.run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("⚡ upper cached");
+    assert_eq!(runs(&test), ["gen"]);
+}
+
+#[test]
+fn deleted_outputs_are_restored_without_running() {
+    let test = pipeline();
+    test.run_with(&["run", "check"]).status(0);
+    runs(&test);
+    let before = test.read("build/upper.txt");
+    std::fs::remove_file(test.path().join("build/upper.txt")).unwrap();
+    std::fs::write(test.path().join("build/count.txt"), "tampered").unwrap();
+    test.run_with(&["run", "check"]).status(0);
+    assert!(runs(&test).is_empty());
+    assert_eq!(test.read("build/upper.txt"), before);
+    assert_eq!(test.read("build/count.txt").trim(), "2");
+}
+
+#[test]
+fn restored_outputs_keep_their_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "tool" {
+            inputs "tasks.kdl"
+            outputs "bin/tool"
+            run "mkdir -p bin" "printf '#!/bin/sh\necho hi\n' > bin/tool" "chmod 755 bin/tool"
+        }
+        "#,
+    );
+    test.run_with(&["run", "tool"]).status(0);
+    std::fs::remove_dir_all(test.path().join("bin")).unwrap();
+    test.run_with(&["run", "tool"])
+        .status(0)
+        .stdout_has("⚡ tool cached");
+    let mode = std::fs::metadata(test.path().join("bin/tool"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+}
+
+#[test]
+fn force_dry_run_and_no_cache() {
+    let test = pipeline();
+    test.run_with(&["run", "check", "--dry-run"])
+        .status(0)
+        .stdout_has("▶ gen would run: no previous run")
+        .stdout_has("dry run: 4 would run, 0 cached");
+    assert!(runs(&test).is_empty(), "--dry-run executed something");
+    test.run_with(&["run", "check"]).status(0);
+    runs(&test);
+    let plan = test
+        .run_with(&["run", "check", "--dry-run", "--json"])
+        .status(0);
+    let statuses: Vec<String> = plan
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["status"].to_string())
+        .collect();
+    assert_eq!(statuses, ["\"cached\""; 4]);
+    test.run_with(&["run", "check", "--force"])
+        .status(0)
+        .stdout_has("[gen] runs: forced");
+    assert_eq!(runs(&test).len(), 4);
+    test.run_with(&["run", "check", "--no-cache"]).status(0);
+    assert_eq!(runs(&test).len(), 4);
+}
+
+#[test]
+fn explain_names_the_changed_file() {
+    let test = pipeline();
+    test.run_with(&["explain", "gen"])
+        .status(0)
+        .stdout_has("gen: would run: no previous run");
+    test.run_with(&["run", "check"]).status(0);
+    test.run_with(&["explain", "gen"])
+        .status(0)
+        .stdout_has("gen: up to date");
+    test.write("src/data.txt", "z\n");
+    let run = test.run_with(&["explain", "gen"]).status(0);
+    assert!(
+        run.stdout
+            .starts_with("gen: would run\n  src/data.txt changed ("),
+        "{}",
+        run.stdout
+    );
+    test.run_with(&["explain", "upper"])
+        .status(0)
+        .stdout_has("dep gen will run first");
+}
+
+#[test]
+fn failures_are_not_cached() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "flaky" { inputs "tasks.kdl"; run "echo x >> counter" "test -f ok" }
+        "#,
+    );
+    test.run_with(&["run", "flaky"]).status(1);
+    test.write("ok", "");
+    test.run_with(&["run", "flaky"]).status(0);
+    test.run_with(&["run", "flaky"])
+        .status(0)
+        .stdout_has("cached");
+    assert_eq!(test.read("counter").lines().count(), 2);
+}
+
+#[test]
+fn a_task_without_inputs_always_runs() {
+    let test = Test::new().file("tasks.kdl", r#"task "t" { run "echo x >> counter" }"#);
+    test.run_with(&["run", "t"]).status(0);
+    test.run_with(&["run", "t"]).status(0);
+    assert_eq!(test.read("counter").lines().count(), 2);
+}
+
+#[test]
+fn env_inputs_are_part_of_the_key() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        env-inputs "MY_FLAG"
+        task "t" { inputs "tasks.kdl"; run "echo x >> counter" }
+        "#,
+    );
+    let run = |value: &str| {
+        test.command(&["run", "t"])
+            .env("MY_FLAG", value)
+            .output()
+            .unwrap()
+    };
+    run("1");
+    run("1");
+    let third = run("2");
+    assert!(String::from_utf8_lossy(&third.stdout).contains("env MY_FLAG changed"));
+    assert_eq!(test.read("counter").lines().count(), 2);
+    // The value itself never reaches the cache.
+    let db = std::fs::read(test.path().join(".clab/cache.db")).unwrap();
+    assert!(
+        !db.windows(b"MY_FLAG\":\"2".len())
+            .any(|w| w == b"MY_FLAG\":\"2")
+    );
+}
+
+#[test]
+fn a_killed_run_leaves_a_usable_cache() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "fast" { inputs "tasks.kdl"; outputs "fast.txt"; run "echo fast >> counter; echo 1 > fast.txt" }
+        task "slow" {
+            deps "fast"
+            inputs "tasks.kdl"
+            outputs "slow.txt"
+            inputs "tasks.kdl" "delay"
+            run "echo slow >> counter; echo started > started; sleep $(cat delay); echo 2 > slow.txt"
+        }
+        "#,
+    )
+    .file("delay", "30");
+    let mut child = test.command(&["run", "slow"]).spawn().expect("spawn");
+    wait_for_file(&test.path().join("started"));
+    child.kill().expect("SIGKILL clab");
+    child.wait().unwrap();
+    // The orphaned `sleep` of the killed run must not matter: finish the job properly.
+    std::fs::remove_file(test.path().join("started")).unwrap();
+    test.write("delay", "0");
+    test.run_with(&["run", "slow"])
+        .status(0)
+        .stdout_has("⚡ fast cached");
+    assert_eq!(test.read("slow.txt"), "2\n");
+    assert_eq!(runs(&test), ["fast", "slow", "slow"]);
+}
+
+#[test]
+fn a_garbage_cache_db_is_moved_aside_and_rebuilt() {
+    let test = pipeline();
+    test.run_with(&["run", "check"]).status(0);
+    runs(&test);
+    std::fs::write(
+        test.path().join(".clab/cache.db"),
+        b"this is not a database at all",
+    )
+    .unwrap();
+    for suffix in ["-wal", "-shm"] {
+        std::fs::remove_file(test.path().join(format!(".clab/cache.db{suffix}"))).ok();
+    }
+    test.run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("warning: cache database");
+    assert_eq!(runs(&test).len(), 4);
+    test.run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 cached");
+}
+
+#[test]
+fn two_processes_do_not_build_the_same_key_twice() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "slow" { inputs "tasks.kdl"; outputs "out.txt"; run "echo x >> counter; sleep 1; echo done > out.txt" }
+        "#,
+    );
+    let spawn = || {
+        test.command(&["run", "slow"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let a = first.wait_with_output().unwrap();
+    let b = second.wait_with_output().unwrap();
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(
+        test.read("counter").lines().count(),
+        1,
+        "the task ran twice"
+    );
+    assert_eq!(test.read("out.txt"), "done\n");
+}
+
+#[test]
+fn cache_dir_override_stats_prune_clean_and_history() {
+    let test = pipeline().env("CLAB_CACHE_DIR", "elsewhere");
+    test.run().status(2);
+    test.run_with(&["run", "check"]).status(0);
+    assert!(test.exists("elsewhere/cache.db"));
+    assert!(!test.exists(".clab"));
+    let run = test.run_with(&["cache", "stats"]).status(0);
+    assert!(run.stdout.contains("entries:  4"), "{}", run.stdout);
+    test.run_with(&["history"]).status(0).stdout_has("check");
+    test.run_with(&["cache", "prune", "--max-size", "lots"])
+        .status(2)
+        .stderr_has("lots");
+    test.run_with(&["cache", "prune", "--max-size", "0"])
+        .status(0)
+        .stdout_has("removed");
+    test.run_with(&["cache", "clean"]).status(0);
+    test.run_with(&["run", "check"])
+        .status(0)
+        .stdout_lacks("cached");
+}
