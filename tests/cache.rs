@@ -232,9 +232,8 @@ fn a_killed_run_leaves_a_usable_cache() {
         task "fast" { inputs "tasks.kdl"; outputs "fast.txt"; run "echo fast >> counter; echo 1 > fast.txt" }
         task "slow" {
             deps "fast"
-            inputs "tasks.kdl"
-            outputs "slow.txt"
             inputs "tasks.kdl" "delay"
+            outputs "slow.txt"
             run "echo slow >> counter; echo started > started; sleep $(cat delay); echo 2 > slow.txt"
         }
         "#,
