@@ -6,4 +6,5 @@ mod cache;
 mod diagnostics;
 mod run;
 mod schemas;
+mod testing;
 mod test;

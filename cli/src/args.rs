@@ -73,6 +73,18 @@ pub enum Command {
         #[arg(short = 'n', long, default_value_t = 20)]
         limit: usize,
     },
+    /// Write a working tasks.kdl (and a starter project) from a template.
+    Init {
+        /// The template.
+        #[arg(long, value_enum, default_value_t = Template::Blank)]
+        template: Template,
+        /// The project name [default: the directory's name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -146,4 +158,15 @@ pub enum GraphFormat {
     Mermaid,
     /// JSON (schema: schemas/graph.schema.json).
     Json,
+}
+
+/// `clab init --template`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Template {
+    /// uv workspace: sync, ruff, basedpyright, pytest with coverage, an LLM test generator.
+    PythonUv,
+    /// cargo: fmt, clippy, tests (nextest JUnit when available), coverage with cargo-llvm-cov.
+    Rust,
+    /// A commented minimal tasks.kdl.
+    Blank,
 }

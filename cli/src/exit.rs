@@ -28,6 +28,13 @@ pub enum Failure {
     Store(Box<engine::store::Error>),
     /// A bad argument value.
     Usage(String),
+    /// A file could not be written.
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// Writing to stdout failed.
     Output(std::io::Error),
 }
@@ -60,6 +67,10 @@ pub fn code(result: Result<Done, Failure>) -> ExitCode {
         }
         Err(Failure::Store(err)) => {
             eprintln!("{:?}", miette::Report::new(*err));
+            ExitCode::from(1)
+        }
+        Err(Failure::Io { path, source }) => {
+            eprintln!("error: cannot write `{path}`: {source}");
             ExitCode::from(1)
         }
         Err(Failure::Usage(message)) => {

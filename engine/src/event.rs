@@ -54,6 +54,37 @@ pub enum Event {
         /// Why: a failed dependency, fail-fast, an interrupt.
         reason: String,
     },
+    /// A task's JUnit report, read after it ran (or was restored).
+    TestReport {
+        /// The node's display id.
+        task: String,
+        /// Test cases in the report.
+        tests: usize,
+        /// Passed cases.
+        passed: usize,
+        /// Failed cases.
+        failed: usize,
+        /// Errored cases.
+        errors: usize,
+        /// Skipped cases.
+        skipped: usize,
+        /// The failures and errors, in report order.
+        failures: Vec<TestFailure>,
+        /// The plain-text summary (totals, failures, slowest tests).
+        text: String,
+    },
+    /// A task's coverage report, read after it ran (or was restored).
+    CoverageReport {
+        /// The node's display id.
+        task: String,
+        /// Total line coverage, in percent.
+        percent: f64,
+        /// The gate, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fail_under: Option<f64>,
+        /// The per-file table.
+        table: String,
+    },
     /// Something the user should know that is not a failure.
     Warning {
         /// The message.
@@ -61,6 +92,22 @@ pub enum Event {
     },
     /// The run ends.
     RunFinished(Summary),
+}
+
+/// One failed or errored test of a [`Event::TestReport`].
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct TestFailure {
+    /// `classname::name`.
+    pub name: String,
+    /// The failure message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The source file, when the report names it (relative to the root when inside it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The line, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
 }
 
 /// How a node ended.

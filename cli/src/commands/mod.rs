@@ -4,6 +4,7 @@ mod cache;
 mod check;
 mod explain;
 mod graph;
+mod init;
 mod list;
 mod run;
 
@@ -26,6 +27,14 @@ pub fn run(args: Args) -> Result<Done, Failure> {
         Command::Explain { task } => explain::explain(&project(&args)?, task),
         Command::Cache(command) => cache::cache(&project(&args)?, command),
         Command::History { limit } => cache::history(&project(&args)?, *limit),
+        Command::Init {
+            template,
+            name,
+            force,
+        } => {
+            let dir = args.directory.clone().unwrap_or_else(|| PathBuf::from("."));
+            init::init(&dir, *template, name.as_deref(), *force)
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Args::command();

@@ -100,6 +100,26 @@ impl Reporter for Plain {
                     self.print(&format!("{} {task} skipped: {reason}", style("-").dim()));
                 }
             }
+            Event::TestReport {
+                task,
+                text,
+                failures,
+                ..
+            } => {
+                for line in text.lines() {
+                    self.print(&format!("{} {line}", style(format!("[{task}]")).dim()));
+                }
+                if self.github {
+                    for failure in failures {
+                        self.print(&annotation(task, failure));
+                    }
+                }
+            }
+            Event::CoverageReport { task, table, .. } => {
+                for line in table.lines() {
+                    self.print(&format!("{} {line}", style(format!("[{task}]")).dim()));
+                }
+            }
             Event::Warning { message } => {
                 self.print(&format!("{} {message}", style("warning:").yellow().bold()));
             }
@@ -129,4 +149,23 @@ pub fn status_line(task: &str, status: &Status, duration_ms: u64) -> String {
         ),
         Status::Interrupted => format!("{} {task} interrupted", style("✗").red()),
     }
+}
+
+/// A GitHub Actions `::error` annotation for a failed test, placed on its file and line
+/// when the report knows them.
+fn annotation(task: &str, failure: &engine::event::TestFailure) -> String {
+    use engine::exec::junit::{escape_data, escape_property};
+    let mut properties = Vec::new();
+    if let Some(file) = &failure.file {
+        properties.push(format!("file={}", escape_property(file)));
+        if let Some(line) = failure.line {
+            properties.push(format!("line={line}"));
+        }
+    }
+    properties.push(format!(
+        "title={}",
+        escape_property(&format!("{task}: {}", failure.name))
+    ));
+    let message = failure.message.as_deref().unwrap_or("test failed");
+    format!("::error {}::{}", properties.join(","), escape_data(message))
 }

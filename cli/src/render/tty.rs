@@ -111,6 +111,16 @@ impl Reporter for Tty {
                     self.println(&format!("{} {task} skipped: {reason}", style("-").dim()));
                 }
             }
+            Event::TestReport { text, .. } => {
+                for line in text.lines() {
+                    self.println(&format!("  {line}"));
+                }
+            }
+            Event::CoverageReport { table, .. } => {
+                for line in table.lines() {
+                    self.println(&format!("  {line}"));
+                }
+            }
             Event::Warning { message } => {
                 self.println(&format!("{} {message}", style("warning:").yellow().bold()));
             }

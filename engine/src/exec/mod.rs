@@ -8,6 +8,7 @@ pub mod coverage;
 pub mod junit;
 pub mod llm;
 pub mod process;
+pub mod report_totals;
 pub mod runner;
 pub mod scheduler;
 
@@ -128,11 +129,12 @@ pub async fn run(
         &nodes,
         targets.clone(),
         &scheduling,
-        runner,
+        Arc::clone(&runner),
         &*reporter,
         interrupt,
     )
     .await;
+    let reports = runner.report_totals();
     if let Some(store) = store {
         let record = RunRecord {
             started_ms,
@@ -141,7 +143,7 @@ pub async fn run(
             cached: summary.cached as u32,
             failed: summary.failed as u32,
             duration_ms: summary.wall_ms,
-            extra: None,
+            extra: (!reports.is_empty()).then(|| serde_json::json!({ "reports": reports })),
         };
         let saved = tokio::task::spawn_blocking(move || {
             store.flush_stat_cache()?;

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use super::{
     process::{CommandSpec, Exit, run_command},
+    report_totals::{ReportTotals, read_reports},
     scheduler::{Outcome, Visitor},
 };
 use crate::{
@@ -92,6 +93,7 @@ pub struct Runner {
     options: RunnerOptions,
     cache: Option<Cache>,
     left: Mutex<Vec<Left>>,
+    reports: Mutex<Vec<ReportTotals>>,
     empty_stats: StatCache,
 }
 
@@ -116,6 +118,7 @@ impl Runner {
             options,
             cache,
             left: Mutex::new(vec![Left::default(); count]),
+            reports: Mutex::new(Vec::new()),
             empty_stats: StatCache::new(),
         }
     }
@@ -153,6 +156,24 @@ impl Runner {
             }
         }
         found
+    }
+
+    /// The test and coverage totals of every node that had reports, in finishing order.
+    pub fn report_totals(&self) -> Vec<ReportTotals> {
+        self.reports.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Read the node's reports, if it declares any; `Err` is why it must fail.
+    fn read_reports(&self, id: NodeId) -> Result<(), String> {
+        let node = self.graph.node(id);
+        if node.junit.is_none() && node.coverage.is_none() {
+            return Ok(());
+        }
+        let (totals, result) = read_reports(self.graph.root(), node, &*self.reporter);
+        if let Ok(mut reports) = self.reports.lock() {
+            reports.push(totals);
+        }
+        result
     }
 
     fn warn(&self, message: String) {
@@ -193,6 +214,18 @@ impl Runner {
             NodeKind::Aggregate => Ok(Vec::new()),
         };
         let duration = started.elapsed();
+        // Reports are read whether the commands passed or not: failing tests are the point.
+        let result = match result {
+            Err((Status::Interrupted, log)) => Err((Status::Interrupted, log)),
+            Err((status, log)) => {
+                let _ = self.read_reports(id);
+                Err((status, log))
+            }
+            Ok(log) => match self.read_reports(id) {
+                Ok(()) => Ok(log),
+                Err(message) => Err((Status::Failed { message }, log)),
+            },
+        };
         match result {
             Err((Status::Interrupted, log)) => {
                 drop(keyed);
@@ -323,6 +356,13 @@ impl Runner {
             duration_ms: result.duration_ms,
             log,
         });
+        // Only passing results are cached, so the reports passed too; show them again.
+        if let Err(message) = self.read_reports(id) {
+            self.warn(format!(
+                "the restored reports of `{}`: {message}",
+                node.name
+            ));
+        }
         Some(Outcome::Cached {
             saved: Duration::from_millis(result.duration_ms),
         })

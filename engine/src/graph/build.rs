@@ -308,6 +308,18 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
     env.extend(task.env.iter().map(|(k, v)| (k.clone(), render(&v.value))));
+    // Reports are outputs too: a cache hit restores them and shows them again.
+    let mut outputs: Vec<String> = render_all(&task.outputs);
+    let reports = task
+        .junit
+        .iter()
+        .chain(task.coverage.iter().map(|c| &c.path));
+    for report in reports {
+        let path = render(&report.value);
+        if !outputs.contains(&path) {
+            outputs.push(path);
+        }
+    }
     Node {
         name,
         task: task.name.value.clone(),
@@ -315,7 +327,7 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
         kind,
         description: task.description.as_ref().map(|d| d.value.clone()),
         inputs: render_all(&task.inputs),
-        outputs: render_all(&task.outputs),
+        outputs,
         env,
         cwd: task
             .cwd

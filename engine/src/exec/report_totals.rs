@@ -1,0 +1,128 @@
+//! Reading a node's `junit` and `coverage` reports after it ran or was restored: report them
+//! as events, apply the coverage gate, and keep the totals for the run's history.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    coverage::{self, TableOptions},
+    junit,
+};
+use crate::{
+    event::{Event, Reporter, TestFailure},
+    graph::Node,
+};
+
+/// What one node's reports said, as kept in the run history (`clab stats`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportTotals {
+    /// The node's display id.
+    pub task: String,
+    /// JUnit totals, when the node has a `junit` report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tests: Option<junit::Totals>,
+    /// Total line coverage in percent, when the node has a `coverage` report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
+}
+
+/// Read the reports `node` declares; report them; `Err` says why the node must fail: a
+/// report that is missing or malformed, failing tests the commands did not catch, or coverage
+/// under the gate.
+pub fn read_reports(
+    root: &Path,
+    node: &Node,
+    reporter: &dyn Reporter,
+) -> (ReportTotals, Result<(), String>) {
+    let mut totals = ReportTotals {
+        task: node.name.clone(),
+        ..ReportTotals::default()
+    };
+    let mut problems = Vec::new();
+    if let Some(path) = &node.junit {
+        match junit::parse(&root.join(path)) {
+            Ok(report) => {
+                let failures = report
+                    .failures()
+                    .map(|case| TestFailure {
+                        name: case.id(),
+                        message: case.message.clone(),
+                        file: case.file.as_deref().map(|file| relative(root, file)),
+                        line: case.line,
+                    })
+                    .collect();
+                let t = report.totals;
+                reporter.report(&Event::TestReport {
+                    task: node.name.clone(),
+                    tests: t.tests,
+                    passed: t.passed,
+                    failed: t.failed,
+                    errors: t.errors,
+                    skipped: t.skipped,
+                    failures,
+                    text: report.render_summary(5),
+                });
+                if !t.is_success() {
+                    problems.push(format!(
+                        "{} of {} tests failed",
+                        t.failed + t.errors,
+                        t.tests
+                    ));
+                }
+                totals.tests = Some(t);
+            }
+            Err(err) => problems.push(report_error(&err)),
+        }
+    }
+    if let Some(gate) = &node.coverage {
+        match coverage::parse(&root.join(&gate.path)) {
+            Ok(mut report) => {
+                report.relative_to(root);
+                let percent = report.percent();
+                let table = coverage::render_table(
+                    &report,
+                    TableOptions {
+                        show_missing: gate.show_missing,
+                        skip_covered: gate.skip_covered,
+                        precision: 1,
+                    },
+                );
+                reporter.report(&Event::CoverageReport {
+                    task: node.name.clone(),
+                    percent,
+                    fail_under: gate.fail_under,
+                    table,
+                });
+                if let Some(threshold) = gate.fail_under
+                    && let Err(err) = coverage::check_fail_under(percent, threshold)
+                {
+                    problems.push(err.to_string());
+                }
+                totals.coverage = Some(percent);
+            }
+            Err(err) => problems.push(report_error(&err)),
+        }
+    }
+    let result = if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    };
+    (totals, result)
+}
+
+/// An error with its help, on one line: the task's failure message.
+fn report_error(err: &dyn miette::Diagnostic) -> String {
+    match err.help() {
+        Some(help) => format!("{err} ({help})"),
+        None => err.to_string(),
+    }
+}
+
+fn relative(root: &Path, file: &str) -> String {
+    Path::new(file)
+        .strip_prefix(root)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| file.to_owned())
+}
