@@ -4,6 +4,7 @@
 
 mod cache;
 mod diagnostics;
+mod examples;
 mod run;
 mod schemas;
 mod testing;

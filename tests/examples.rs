@@ -1,0 +1,65 @@
+//! The shipped examples run green from a fresh copy.
+
+use std::path::Path;
+
+use crate::test::Test;
+
+/// Copy an example into a fresh temp project, leaving out what a run leaves behind.
+fn copy_example(name: &str) -> Test {
+    let test = Test::new();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    copy_dir(&source, test.path());
+    test
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if matches!(
+            name.to_str(),
+            Some(".venv" | "build" | ".clab" | "__pycache__")
+        ) {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn quickstart_runs_and_then_replays_from_the_cache() {
+    let test = copy_example("quickstart");
+    test.run_with(&["run"])
+        .status(0)
+        .stdout_has("5 rows checked")
+        .stdout_has("4 tasks: 4 ran");
+    test.run_with(&["run"])
+        .status(0)
+        .stdout_has("4 tasks: 0 ran, 4 cached");
+}
+
+#[test]
+fn python_uv_example_runs_green_where_uv_is_installed() {
+    let uv = std::process::Command::new("uv").arg("--version").output();
+    if !uv.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: `uv` is not installed (`pip install uv`); .ci/run installs it");
+        return;
+    }
+    let test = copy_example("python-uv");
+    test.run_with(&["run", "ci"])
+        .status(0)
+        .stdout_has("12 passed")
+        .stdout_has("TOTAL")
+        .stdout_has("4 tasks: 4 ran");
+    test.run_with(&["run", "ci"])
+        .status(0)
+        .stdout_has("4 cached");
+}
