@@ -7,6 +7,7 @@
 
 use miette::SourceSpan;
 
+use super::validate::FILTER_TYPES;
 use super::{
     rule_diagnostic::{Issue, Kind},
     yaml_node::{SourceLine, YamlNode, YamlValue, parse_yaml, split_lines},
@@ -343,12 +344,18 @@ fn read_rule(
     };
     let content_end = content_end.max(content_start);
     let (node, errors) = parse_yaml(&text[content_start..content_end], content_start);
-    for e in errors {
-        issues.push(Issue::new(
-            Kind::RuleSyntax,
-            e.span,
-            format!("in `<rule>`: {}", e.message),
-        ));
+    // One diagnostic per block: a block that stops being YAML (prose pasted inside `<rule>`)
+    // would otherwise report every following line.
+    if let Some(first) = errors.first() {
+        let more = match errors.len() - 1 {
+            0 => String::new(),
+            1 => " (and 1 more line that does not read as yaml)".to_owned(),
+            n => format!(" (and {n} more lines that do not read as yaml)"),
+        };
+        issues.push(
+            Issue::new(Kind::RuleSyntax, first.span, format!("in `<rule>`: {}{more}", first.message))
+                .with_help("the content of a `<rule>` block is yaml: `key: value` lines, `- ` lists, `|` blocks"),
+        );
     }
     let mut block = RuleBlock {
         span: SourceSpan::from((tag.offset(), block_end.saturating_sub(tag.offset()))),
@@ -405,12 +412,19 @@ fn read_rule(
             continue;
         }
         require(&filter.kind, item.span, "the filter has no `type`", issues);
-        require(
-            &filter.pattern,
-            item.span,
-            "the filter has no `pattern`",
-            issues,
-        );
+        // Only the filter types clab knows need a pattern; it ignores the others anyway.
+        let known = filter
+            .kind
+            .as_ref()
+            .is_some_and(|k| FILTER_TYPES.contains(&k.value.as_str()));
+        if known {
+            require(
+                &filter.pattern,
+                item.span,
+                "the filter has no `pattern`",
+                issues,
+            );
+        }
         block.filters.push(filter);
     }
     for item in node.get("actions").map(YamlNode::items).unwrap_or_default() {
@@ -562,7 +576,11 @@ mod tests {
         let text = "<rule>\nname: x\nthis line is prose\nfilters:\n  - type: content\n    pattern: \"unclosed\n</rule>\n";
         let (body, issues) = parse_body(text, 0);
         assert_eq!(body.rules.len(), 1);
-        assert_eq!(kinds(&issues), vec![Kind::RuleSyntax, Kind::RuleSyntax]);
+        assert_eq!(kinds(&issues), vec![Kind::RuleSyntax]);
+        assert_eq!(
+            issues[0].message,
+            "in `<rule>`: expected `key: value` (and 1 more line that does not read as yaml)"
+        );
         assert_eq!(body.rules[0].filters.len(), 1);
     }
 

@@ -7,7 +7,7 @@
 //! Semantics:
 //! - Selection: the front matter globs (if any) AND any one of the path filters
 //!   (`file_extension`, `file_path`/`path`, `file_name`; if any). Other filter types (`event`,
-//!   …) are kept for display and select nothing.
+//!   `message`, `context`, unknown ones) are kept for display and select nothing.
 //! - Candidacy: with `content` filters, a file is scanned only if one of them matches.
 //! - Findings: `reject` gives errors, `suggest` and `warn` warnings. Each action condition's
 //!   regex is searched line by line (first match per line and condition); an action without

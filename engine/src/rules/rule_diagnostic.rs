@@ -54,9 +54,11 @@ pub enum Kind {
     FancyRegex,
     /// Two rules with the same name.
     DuplicateName,
-    /// A filter type clab does not know.
+    /// A filter type clab does not know: an error when it looks like a typo of a known type,
+    /// else a warning (clab ignores the filter).
     UnknownFilterType,
-    /// An action type clab does not know.
+    /// An action type clab does not know: an error when it looks like a typo of a known type,
+    /// else a warning (clab ignores the action).
     UnknownActionType,
     /// An `@file` or `mdc:` reference to a file that does not exist.
     MissingFile,
@@ -96,7 +98,7 @@ impl Kind {
         format!("clab::rules::{}", self.name())
     }
 
-    /// The fixed severity of this kind.
+    /// The usual severity of this kind (see [`Issue::severity`] for the exceptions).
     pub fn severity(self) -> Severity {
         match self {
             Kind::FrontMatterSyntax
@@ -126,6 +128,9 @@ impl Kind {
 pub struct Issue {
     /// What kind of problem.
     pub kind: Kind,
+    /// How bad; the kind's own severity unless a check knows better (an unknown type that
+    /// looks like a typo of a known one is an error, any other unknown type a warning).
+    pub severity: Severity,
     /// Where it is.
     pub span: SourceSpan,
     /// One lowercase line, names in backticks, no trailing period.
@@ -139,10 +144,17 @@ impl Issue {
     pub fn new(kind: Kind, span: SourceSpan, message: impl Into<String>) -> Self {
         Issue {
             kind,
+            severity: kind.severity(),
             span,
             message: message.into(),
             help: None,
         }
+    }
+
+    /// Override the kind's severity.
+    pub fn with_severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
     }
 
     /// Add a help line.
@@ -179,9 +191,9 @@ impl RuleDiagnostic {
         }
     }
 
-    /// The fixed severity of the issue's kind.
+    /// The issue's severity.
     pub fn severity(&self) -> Severity {
-        self.issue.kind.severity()
+        self.issue.severity
     }
 
     /// The flat, serializable form.

@@ -16,11 +16,12 @@ use miette::SourceSpan;
 use super::{
     Error, RuleFile,
     compiled_rule::Pattern,
-    rule_diagnostic::{Issue, Kind, RuleDiagnostic},
+    rule_diagnostic::{Issue, Kind, RuleDiagnostic, Severity},
     rule_globs::{compile_one, normalize},
 };
 
-/// Filter types clab understands (`event` is kept but selects nothing).
+/// Filter types clab understands. `event`, `message` and `context` (about the editor event
+/// or the chat, not files) are kept for display and select nothing.
 pub(crate) const FILTER_TYPES: &[&str] = &[
     "file_extension",
     "file_path",
@@ -28,6 +29,8 @@ pub(crate) const FILTER_TYPES: &[&str] = &[
     "file_name",
     "content",
     "event",
+    "message",
+    "context",
 ];
 
 /// Action types clab understands.
@@ -147,9 +150,7 @@ pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleD
                     ));
                     continue;
                 }
-                if kind.value != "event"
-                    && let Some(pattern) = &filter.pattern
-                {
+                if let Some(pattern) = &filter.pattern {
                     check_regex(pattern, &mut issues);
                 }
             }
@@ -189,28 +190,37 @@ fn unknown_type(
     value: &crate::source::Spanned<String>,
     known: &[&str],
 ) -> Issue {
+    // A typo (at most two edits from a known type) is an error: the author meant that type.
+    // Anything further off is a type of the author's own, which clab ignores.
     let best = known
         .iter()
-        .map(|k| (*k, strsim::jaro_winkler(&value.value, k)))
-        .filter(|(_, s)| *s > 0.8)
-        .max_by(|a, b| a.1.total_cmp(&b.1));
-    let help = match best {
-        Some((k, _)) => format!("did you mean `{k}`?"),
-        None => format!(
-            "known {what} types: {}",
-            known
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    Issue::new(
-        kind,
-        value.span,
-        format!("unknown {what} type `{}`", value.value),
-    )
-    .with_help(help)
+        .map(|k| (*k, strsim::damerau_levenshtein(&value.value, k)))
+        .filter(|(_, d)| *d <= 2)
+        .min_by_key(|(_, d)| *d);
+    let known_list = known
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match best {
+        Some((k, _)) => Issue::new(
+            kind,
+            value.span,
+            format!("unknown {what} type `{}`", value.value),
+        )
+        .with_help(format!("did you mean `{k}`?"))
+        .with_severity(Severity::Error),
+        None => Issue::new(
+            kind,
+            value.span,
+            format!(
+                "unknown {what} type `{}`; clab ignores this {what}",
+                value.value
+            ),
+        )
+        .with_help(format!("known {what} types: {known_list}"))
+        .with_severity(Severity::Warning),
+    }
 }
 
 fn check_regex(pattern: &crate::source::Spanned<String>, issues: &mut Vec<Issue>) {
@@ -550,6 +560,113 @@ mod tests {
         let got = validate(&[file("n", "# no front matter\n")], None);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].issue.kind, Kind::MissingFrontMatter);
-        assert_eq!(got[0].severity(), super::super::Severity::Warning);
+        assert_eq!(got[0].severity(), Severity::Warning);
+    }
+
+    /// Every `.mdc` and `.mdc.md` under `dir`, sorted.
+    fn corpus_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                corpus_files(&path, out);
+            } else if path.to_string_lossy().ends_with(".mdc")
+                || path.to_string_lossy().ends_with(".mdc.md")
+            {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The measurement in `docs/rules.md`: parse and validate every file of the shared corpus,
+    /// print the time and the findings by kind (and every error, for spot checks).
+    /// `CLAB_MDC_CORPUS=/work/shared/corpus/mdc cargo test -p clab-engine --lib rules::validate::tests::corpus_tally -- --ignored --nocapture`
+    #[test]
+    #[ignore = "needs the shared corpus; run by hand"]
+    fn corpus_tally() {
+        let root = std::env::var("CLAB_MDC_CORPUS")
+            .unwrap_or_else(|_| "/work/shared/corpus/mdc".to_owned());
+        let root = PathBuf::from(root);
+        let mut paths = Vec::new();
+        corpus_files(&root, &mut paths);
+        paths.sort();
+        let started = std::time::Instant::now();
+        let mut files = Vec::new();
+        for path in &paths {
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .into_owned();
+            let source = SourceFile::read(path, name.clone()).unwrap();
+            files.push(RuleFile::parse(name, source));
+        }
+        let parsed = started.elapsed();
+        // Duplicate names are checked per rule set (a `rules` folder, or a drafts folder), as
+        // `discover` would see them; the drafts copy `.cursor/rules`.
+        let set_of = |f: &RuleFile| {
+            let parts: Vec<&str> = f.id.split('/').collect();
+            let end = parts
+                .iter()
+                .position(|p| {
+                    matches!(
+                        *p,
+                        "rules" | "cursor_rules" | "cursor_rules_v2" | "disabled"
+                    )
+                })
+                .unwrap_or(0);
+            parts[..=end].join("/")
+        };
+        let mut sets: BTreeMap<String, Vec<RuleFile>> = BTreeMap::new();
+        for f in &files {
+            sets.entry(set_of(f)).or_default().push(f.clone());
+        }
+        let diagnostics: Vec<RuleDiagnostic> =
+            sets.values().flat_map(|set| validate(set, None)).collect();
+        let total = started.elapsed();
+        println!(
+            "rule sets: {:?}",
+            sets.iter()
+                .map(|(k, v)| (k.as_str(), v.len()))
+                .collect::<Vec<_>>()
+        );
+        let mut by_kind: BTreeMap<(String, &str), usize> = BTreeMap::new();
+        for d in &diagnostics {
+            let sev = match d.severity() {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            *by_kind
+                .entry((d.issue.kind.name().to_owned(), sev))
+                .or_default() += 1;
+        }
+        let blocks: usize = files.iter().map(|f| f.body.rules.len()).sum();
+        let compiled = super::super::CompiledRule::compile_all(&files);
+        println!(
+            "files: {}, rule blocks: {blocks}, compiled rules: {}",
+            files.len(),
+            compiled.len()
+        );
+        println!("parse: {parsed:?}, parse+validate: {total:?}");
+        let mut types: BTreeMap<super::super::RuleType, usize> = BTreeMap::new();
+        for f in &files {
+            *types.entry(f.rule_type()).or_default() += 1;
+        }
+        println!("types: {types:?}");
+        for ((kind, sev), n) in &by_kind {
+            println!("| `{kind}` | {sev} | {n} |");
+        }
+        for d in &diagnostics {
+            let flat = d.flat();
+            if std::env::var("CLAB_SHOW").is_ok_and(|k| k == "all" || flat.code.ends_with(&k)) {
+                println!(
+                    "{}:{}:{} {} {}",
+                    flat.file, flat.line, flat.col, flat.code, flat.message
+                );
+            }
+        }
+        assert_eq!(files.len(), paths.len());
     }
 }
