@@ -384,4 +384,84 @@ mod tests {
             ]
         );
     }
+
+    /// Parse, validate, compile, scan and render one text; checks every span is inside the
+    /// text. Panics (failing the property) on any violation.
+    fn exercise(text: &str) {
+        let f = file("p", text);
+        for issue in &f.issues {
+            assert!(
+                issue.span.offset() + issue.span.len() <= text.len(),
+                "{issue:?}"
+            );
+        }
+        let diagnostics = validate(std::slice::from_ref(&f), None);
+        let _ = validate::tests::render(&diagnostics);
+        for d in &diagnostics {
+            let _ = d.flat();
+        }
+        for rule in CompiledRule::compile_all(std::slice::from_ref(&f)) {
+            let _ = rule.scan("a.py", text);
+            let _ = rule.definition_hash();
+        }
+        let _ = render_rules(&attached_rules(std::slice::from_ref(&f), &["a.py"], &["p"]));
+    }
+
+    /// Fragments that steer random input into the parser's deeper paths.
+    fn fragment() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("---\n".to_owned()),
+            Just("\r\n".to_owned()),
+            Just("\n".to_owned()),
+            Just("\u{feff}".to_owned()),
+            Just("description: ".to_owned()),
+            Just("globs: ".to_owned()),
+            Just("alwaysApply: true\n".to_owned()),
+            Just("<rule>\n".to_owned()),
+            Just("</rule>\n".to_owned()),
+            Just("```\n".to_owned()),
+            Just("<example>\n".to_owned()),
+            Just("name: ".to_owned()),
+            Just("filters:\n".to_owned()),
+            Just("actions:\n".to_owned()),
+            Just("  - type: ".to_owned()),
+            Just("    pattern: ".to_owned()),
+            Just("    conditions:\n".to_owned()),
+            Just("      - pattern: ".to_owned()),
+            Just("- ".to_owned()),
+            Just(": ".to_owned()),
+            Just("|\n".to_owned()),
+            Just(">-\n".to_owned()),
+            Just("\"".to_owned()),
+            Just("'".to_owned()),
+            Just("[".to_owned()),
+            Just("]".to_owned()),
+            Just("{a,b}".to_owned()),
+            Just("@docs/a.md ".to_owned()),
+            Just("[x](mdc:".to_owned()),
+            Just("<!--".to_owned()),
+            Just("-->".to_owned()),
+            Just("(?<=a)".to_owned()),
+            Just("\u{202E}\u{200D}\u{E0041}🏴".to_owned()),
+            Just("\\".to_owned()),
+            "[ -~]{0,6}".prop_map(|s| s),
+            "[ \t]{1,8}".prop_map(|s| s),
+            any::<char>().prop_map(|c| c.to_string()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        #[test]
+        fn no_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            exercise(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn no_panic_on_rule_shaped_text(parts in proptest::collection::vec(fragment(), 0..60)) {
+            exercise(&parts.concat());
+        }
+    }
 }

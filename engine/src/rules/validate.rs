@@ -451,7 +451,7 @@ fn check_invisible(text: &str, issues: &mut Vec<Issue>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::source::SourceFile;
 
@@ -668,5 +668,123 @@ mod tests {
             }
         }
         assert_eq!(files.len(), paths.len());
+    }
+
+    /// Render diagnostics the way the snapshots show them: colorless, 100 columns.
+    pub(crate) fn render(diagnostics: &[RuleDiagnostic]) -> String {
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                .with_width(100);
+        let mut out = String::new();
+        for d in diagnostics {
+            if handler.render_report(&mut out, d).is_err() {
+                out.push_str("<render failed>\n");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn snapshot_of(text: &str) -> String {
+        render(&validate(&[file("rules/case", text)], None))
+    }
+
+    #[test]
+    fn snapshot_bad_regex() {
+        insta::assert_snapshot!(snapshot_of(
+            "---\ndescription: d\nglobs: *.py\n---\n<rule>\nname: r\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"print\\\\((\"\n        message: no print\n</rule>\n"
+        ));
+    }
+
+    #[test]
+    fn snapshot_bad_glob() {
+        insta::assert_snapshot!(snapshot_of(
+            "---\ndescription: d\nglobs: src/**/*.{ts,tsx}, lib/[a-\n---\nbody\n"
+        ));
+    }
+
+    #[test]
+    fn snapshot_duplicate_name() {
+        let a = file(
+            "a",
+            "---\ndescription: a\n---\n<rule>\nname: no-print\n</rule>\n",
+        );
+        let b = file(
+            "python/b",
+            "---\ndescription: b\n---\nIntro.\n\n<rule>\nname: no-print\n</rule>\n",
+        );
+        insta::assert_snapshot!(render(&validate(&[a, b], None)));
+    }
+
+    #[test]
+    fn snapshot_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("present.md"), "").unwrap();
+        let project = ProjectFiles::from_paths(dir.path(), ["present.md".to_owned()]);
+        let f = RuleFile::parse(
+            "refs",
+            SourceFile::new(
+                dir.path().join(".cursor/rules/refs.mdc"),
+                ".cursor/rules/refs.mdc",
+                "---\ndescription: d\n---\nFollow @present.md and @docs/missing.md.\nSee [layout](mdc:src/gone.py).\n",
+            ),
+        );
+        insta::assert_snapshot!(render(&validate(&[f], Some(&project))));
+    }
+
+    #[test]
+    fn snapshot_unknown_filter_type() {
+        insta::assert_snapshot!(snapshot_of(
+            "---\ndescription: d\n---\n<rule>\nname: r\nfilters:\n  - type: file_extention\n    pattern: \"\\\\.py$\"\n  - type: file_size\n    max: 10\n</rule>\n"
+        ));
+    }
+
+    #[test]
+    fn snapshot_invisible_unicode() {
+        insta::assert_snapshot!(snapshot_of(
+            "---\ndescription: Python style\n---\nAlways use type hints.\u{200B}\u{202E}\u{2066}\nAlso\u{E0069}\u{E0067}\u{E006E}\u{E006F}\u{E0072}\u{E0065} this.\n"
+        ));
+    }
+
+    /// The copied corpus fixtures (`engine/tests/fixtures/rules/corpus/`): every diagnostic,
+    /// flat, per rule set. A change here is a change in what users see on real files.
+    #[test]
+    fn corpus_fixtures() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules/corpus");
+        let mut out = String::new();
+        let mut count = 0;
+        for set in ["awesome-cursorrules", "codegen-lab", "codegen-lab-drafts"] {
+            let found = crate::rules::discover(&root, &[Path::new(set)]).unwrap();
+            count += found.len();
+            for d in validate(&found, None) {
+                let f = d.flat();
+                out.push_str(&format!(
+                    "{}:{}:{} {:?} {} {}\n",
+                    f.file, f.line, f.col, f.severity, f.code, f.message
+                ));
+            }
+        }
+        assert_eq!(count, 26);
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn corpus_fixture_uv_rule_scans() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules/corpus");
+        let found = crate::rules::discover(&root, &[Path::new("codegen-lab")]).unwrap();
+        let rules = super::super::CompiledRule::compile_all(&found);
+        let uv = rules.iter().find(|r| r.name == "uv").unwrap();
+        assert!(uv.selects("src/pkg/a.py"));
+        assert!(uv.selects("Makefile"));
+        assert!(!uv.selects("README.md"));
+        let findings = uv.scan("src/pkg/a.py", "import os\n# then pip install requests\n");
+        assert_eq!(findings.len(), 1);
+        assert_eq!((findings[0].line, findings[0].col), (2, 8));
+        assert_eq!(findings[0].message, "UV Best Practices");
+        let location = rules
+            .iter()
+            .find(|r| r.name == "cursor_rules_location")
+            .unwrap();
+        assert!(location.is_check());
     }
 }
