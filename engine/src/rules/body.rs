@@ -142,9 +142,12 @@ pub fn parse_body(text: &str, start: usize) -> (Body, Vec<Issue>) {
             fence = Some((c, n));
             continue;
         }
-        let opens = content.matches("<example>").count()
-            + content.matches("<example ").count()
-            + content.matches("<examples>").count();
+        // Block-level `<example>` tags only: `test_<example>.py` in prose opens nothing.
+        let opens = usize::from(
+            content.starts_with("<example>")
+                || content.starts_with("<example ")
+                || content.starts_with("<examples>"),
+        );
         let closes = content.matches("</example>").count() + content.matches("</examples>").count();
         if opens > 0 || closes > 0 || example_depth > 0 {
             example_depth = (example_depth + opens).saturating_sub(closes);
@@ -290,12 +293,13 @@ fn scan_refs(line: &SourceLine<'_>, code: &[(usize, usize)], refs: &mut Vec<File
 
 fn is_file_like(token: &str) -> bool {
     let name = token.rsplit('/').next().unwrap_or(token);
-    match name.rsplit_once('.') {
-        Some((stem, ext)) => {
-            !stem.is_empty() && FILE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
-        }
-        None => false,
-    }
+    let Some((stem, ext)) = name.rsplit_once('.') else {
+        return false;
+    };
+    // `@Next.js` and `@Vue.js` are Cursor's documentation references, not files.
+    let product =
+        !token.contains('/') && ext == "js" && stem.starts_with(|c: char| c.is_ascii_uppercase());
+    !stem.is_empty() && !product && FILE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
 }
 
 /// Read the `<rule>` block opening at line `open`; returns it and the index of the first line
@@ -586,7 +590,7 @@ mod tests {
 
     #[test]
     fn references_and_comments() {
-        let text = "See @docs/a.md and @pytest.fixture, `@b.md`, x@y.md, [l](mdc:src/c.py), [u](mdc:https:/x.com/a.md).\n<!-- hidden\nmore -->\n```\n@d.md <!-- no -->\n```\n";
+        let text = "See @docs/a.md and @Next.js and @pytest.fixture, `@b.md`, x@y.md, [l](mdc:src/c.py), [u](mdc:https:/x.com/a.md).\n<!-- hidden\nmore -->\n```\n@d.md <!-- no -->\n```\n";
         let (body, _) = parse_body(text, 0);
         let refs: Vec<_> = body
             .references

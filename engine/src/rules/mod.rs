@@ -385,6 +385,34 @@ mod tests {
         );
     }
 
+    #[test]
+    fn crlf_and_bom_whole_file() {
+        let text = "\u{feff}---\r\ndescription: d\r\nglobs: *.py\r\n---\r\n# T\r\n<rule>\r\nname: crlf\r\nfilters:\r\n  - type: content\r\n    pattern: \"x\"\r\nactions:\r\n  - type: reject\r\n    conditions:\r\n      - pattern: \"x$\"\r\n        message: |\r\n          no x\r\n</rule>\r\n";
+        let f = file("crlf", text);
+        assert!(f.issues.is_empty(), "{:?}", f.issues);
+        assert!(validate(std::slice::from_ref(&f), None).is_empty());
+        let rule = &f.body.rules[0];
+        let name = rule.name.as_ref().unwrap();
+        assert_eq!(
+            &text[name.span.offset()..name.span.offset() + name.span.len()],
+            "crlf"
+        );
+        let message = rule.actions[0].conditions[0].message.as_ref().unwrap();
+        assert_eq!(message.value, "no x\n");
+        let compiled = CompiledRule::compile(&f, rule).unwrap();
+        let findings = compiled.scan("a.py", "ok\r\nax\r\n");
+        assert_eq!(findings.len(), 1);
+        assert_eq!(
+            (
+                findings[0].line,
+                findings[0].col,
+                findings[0].message.as_str()
+            ),
+            (2, 2, "no x")
+        );
+        assert_eq!(f.body_text(), &text[text.find("# T").unwrap()..]);
+    }
+
     /// Parse, validate, compile, scan and render one text; checks every span is inside the
     /// text. Panics (failing the property) on any violation.
     fn exercise(text: &str) {

@@ -667,6 +667,30 @@ pub(crate) mod tests {
                 );
             }
         }
+        if std::env::var("CLAB_SHOW").is_ok_and(|k| k == "refs") {
+            for f in &files {
+                for r in &f.body.references {
+                    println!("{}: {:?} {}", f.id, r.style, r.path.value);
+                }
+            }
+        }
+        if std::env::var("CLAB_SHOW").is_ok_and(|k| k == "blocks") {
+            for f in &files {
+                let tags = f
+                    .source
+                    .text()
+                    .lines()
+                    .filter(|l| l.starts_with("<rule>"))
+                    .count();
+                if tags != f.body.rules.len() {
+                    println!(
+                        "{}: {tags} `<rule>` lines, {} blocks",
+                        f.id,
+                        f.body.rules.len()
+                    );
+                }
+            }
+        }
         assert_eq!(files.len(), paths.len());
     }
 
