@@ -620,4 +620,17 @@ mod tests {
         assert_eq!(body.rules.len(), 1);
         assert_eq!(kinds(&issues), vec![Kind::RuleSyntax]);
     }
+
+    #[test]
+    fn mdc_inside_rule_regexes_is_not_a_reference() {
+        let text = "<rule>\nname: links\nactions:\n  - type: warn\n    conditions:\n      - pattern: \"\\\\]\\\\(mdc:[^)]+\\\\)\"\n        message: \"see [x](mdc:docs/x.md)\"\n</rule>\n";
+        let (body, issues) = parse_body(text, 0);
+        assert!(issues.is_empty(), "{issues:?}");
+        assert!(body.references.is_empty());
+        let p = body.rules[0].actions[0].conditions[0]
+            .pattern
+            .as_ref()
+            .unwrap();
+        assert_eq!(p.value, "\\]\\(mdc:[^)]+\\)");
+    }
 }

@@ -50,6 +50,7 @@ impl ProjectFiles {
         let mut files = Vec::new();
         let walker = ignore::WalkBuilder::new(root)
             .hidden(false)
+            .require_git(false)
             .filter_entry(|e| e.file_name() != ".git")
             .build();
         for entry in walker {
@@ -453,7 +454,7 @@ fn check_invisible(text: &str, issues: &mut Vec<Issue>) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::source::SourceFile;
+    use crate::{rules::FlatDiagnostic, source::SourceFile};
 
     fn file(id: &str, text: &str) -> RuleFile {
         RuleFile::parse(
@@ -810,5 +811,37 @@ pub(crate) mod tests {
             .find(|r| r.name == "cursor_rules_location")
             .unwrap();
         assert!(location.is_check());
+    }
+
+    #[test]
+    fn project_walk_honours_gitignore_and_keeps_hidden_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".github/workflows")).unwrap();
+        std::fs::create_dir_all(dir.path().join("target")).unwrap();
+        std::fs::write(dir.path().join(".gitignore"), "target/\n").unwrap();
+        std::fs::write(dir.path().join(".github/workflows/ci.yml"), "").unwrap();
+        std::fs::write(dir.path().join("target/out.py"), "").unwrap();
+        std::fs::write(dir.path().join("a.py"), "").unwrap();
+        let project = ProjectFiles::walk(dir.path()).unwrap();
+        assert_eq!(
+            project.files(),
+            [".github/workflows/ci.yml", ".gitignore", "a.py"]
+        );
+    }
+
+    #[test]
+    fn json_forms() {
+        let f = file(
+            "j",
+            "---\ndescription: d\nglobs: \"*.py\"\n---\n<rule>\nname: j\nfilters:\n  - type: content\n    pattern: \"(\"\n</rule>\n",
+        );
+        let diagnostics = validate(&[f], None);
+        let flat: Vec<FlatDiagnostic> = diagnostics.iter().map(RuleDiagnostic::flat).collect();
+        insta::assert_json_snapshot!(flat);
+        let mut miette_json = String::new();
+        miette::JSONReportHandler::new()
+            .render_report(&mut miette_json, &diagnostics[1])
+            .unwrap();
+        insta::assert_snapshot!(miette_json);
     }
 }
