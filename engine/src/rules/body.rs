@@ -9,7 +9,7 @@ use miette::SourceSpan;
 
 use super::validate::FILTER_TYPES;
 use super::{
-    rule_diagnostic::{Issue, Kind},
+    rule_diagnostic::{Issue, Kind, Severity},
     yaml_node::{SourceLine, YamlNode, YamlValue, parse_yaml, split_lines},
 };
 use crate::source::Spanned;
@@ -348,6 +348,33 @@ fn read_rule(
     };
     let content_end = content_end.max(content_start);
     let (node, errors) = parse_yaml(&text[content_start..content_end], content_start);
+    let mut block = RuleBlock {
+        span: SourceSpan::from((tag.offset(), block_end.saturating_sub(tag.offset()))),
+        tag,
+        name: None,
+        description: None,
+        filters: Vec::new(),
+        actions: Vec::new(),
+        examples: None,
+        metadata: None,
+    };
+    // Tolerant fallback: a block with none of the structural keys is prose inside `<rule>`
+    // tags. Cursor passes it to the model as text, which is fine; clab compiles nothing.
+    let structured = ["name", "filters", "actions"]
+        .iter()
+        .any(|k| node.get(k).is_some());
+    if !structured {
+        issues.push(
+            Issue::new(
+                Kind::RuleSyntax,
+                tag,
+                "the `<rule>` block is prose, not yaml; clab compiles no check from it",
+            )
+            .with_help("a check needs `name:`, `filters:` and `actions:` keys")
+            .with_severity(Severity::Warning),
+        );
+        return (block, next);
+    }
     // One diagnostic per block: a block that stops being YAML (prose pasted inside `<rule>`)
     // would otherwise report every following line.
     if let Some(first) = errors.first() {
@@ -360,27 +387,6 @@ fn read_rule(
             Issue::new(Kind::RuleSyntax, first.span, format!("in `<rule>`: {}{more}", first.message))
                 .with_help("the content of a `<rule>` block is yaml: `key: value` lines, `- ` lists, `|` blocks"),
         );
-    }
-    let mut block = RuleBlock {
-        span: SourceSpan::from((tag.offset(), block_end.saturating_sub(tag.offset()))),
-        tag,
-        name: None,
-        description: None,
-        filters: Vec::new(),
-        actions: Vec::new(),
-        examples: None,
-        metadata: None,
-    };
-    if !matches!(node.value, YamlValue::Map(_)) {
-        issues.push(
-            Issue::new(
-                Kind::RuleSyntax,
-                tag,
-                "the `<rule>` block is not a yaml mapping",
-            )
-            .with_help("a rule block holds `name:`, `filters:` and `actions:` keys"),
-        );
-        return (block, next);
     }
     block.name = scalar(node.get("name"), "name", issues);
     block.description = scalar(node.get("description"), "description", issues);
@@ -615,10 +621,14 @@ mod tests {
     }
 
     #[test]
-    fn non_yaml_block_is_reported() {
-        let (body, issues) = parse_body("<rule>\nJust prose here\n</rule>\n", 0);
+    fn prose_block_is_a_warning_and_compiles_nothing() {
+        let text =
+            "<rule>\nJust prose here.\nNote: this line looks like yaml.\n  - and a list\n</rule>\n";
+        let (body, issues) = parse_body(text, 0);
         assert_eq!(body.rules.len(), 1);
+        assert_eq!(body.rules[0].name, None);
         assert_eq!(kinds(&issues), vec![Kind::RuleSyntax]);
+        assert_eq!(issues[0].severity, Severity::Warning);
     }
 
     #[test]

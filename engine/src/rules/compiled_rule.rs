@@ -13,6 +13,8 @@
 //!   regex is searched line by line (first match per line and condition); an action without
 //!   conditions reports once per candidate file at the first `content` match, and nothing
 //!   when the rule has no `content` filter. Other action types report nothing.
+//! - Patterns that match the empty string (`.*`, `^(?!…)`) would match every empty line:
+//!   such conditions are left out, and such `content` filters gate nothing and anchor nothing.
 //! - Patterns that do not compile are left out (the validator reports them); patterns with
 //!   look-around or backreferences run on `fancy-regex`.
 
@@ -45,6 +47,12 @@ impl Pattern {
                 Err(_) => Err(err.to_string()),
             },
         }
+    }
+
+    /// Whether the pattern matches the empty string (`.*`, `^(?!x)`): searched line by line it
+    /// would match every empty line, so it cannot be a line check.
+    pub fn matches_empty(&self) -> bool {
+        self.find("").is_some()
     }
 
     /// Whether the pattern runs on `fancy-regex`.
@@ -122,6 +130,8 @@ impl SelectFilter {
 #[derive(Clone, Debug)]
 struct CompiledAction {
     severity: Severity,
+    /// The action had no `conditions` at all (not: all of them were left out).
+    unconditioned: bool,
     message: Option<String>,
     conditions: Vec<(Pattern, Option<String>)>,
 }
@@ -210,11 +220,13 @@ impl CompiledRule {
                 .iter()
                 .filter_map(|c| {
                     let pattern = Pattern::compile(&c.pattern.as_ref()?.value).ok()?;
+                    let pattern = (!pattern.matches_empty()).then_some(pattern)?;
                     Some((pattern, c.message.as_ref().map(|m| m.value.clone())))
                 })
                 .collect();
             actions.push(CompiledAction {
                 severity,
+                unconditioned: action.conditions.is_empty(),
                 message: action.message.as_ref().map(|m| m.value.clone()),
                 conditions,
             });
@@ -277,9 +289,10 @@ impl CompiledRule {
     /// Whether scanning can report anything: some `reject`/`suggest`/`warn` action with
     /// conditions, or with a `content` filter to anchor it.
     pub fn is_check(&self) -> bool {
+        let anchored = self.content.iter().any(|p| !p.matches_empty());
         self.actions
             .iter()
-            .any(|a| !a.conditions.is_empty() || !self.content.is_empty())
+            .any(|a| !a.conditions.is_empty() || (a.unconditioned && anchored))
     }
 
     /// blake3 over a canonical encoding of the rule's definition (name, globs, filters,
@@ -307,13 +320,19 @@ impl CompiledRule {
         let anchor = if self.content.is_empty() {
             None
         } else {
-            match self.content.iter().filter_map(|p| p.find(text)).min() {
-                Some((start, _)) => Some(start),
-                None => return findings,
+            if !self.content.iter().any(|p| p.find(text).is_some()) {
+                return findings;
             }
+            // `.*`-like filters let every file through but anchor nothing.
+            self.content
+                .iter()
+                .filter(|p| !p.matches_empty())
+                .filter_map(|p| p.find(text))
+                .min()
+                .map(|(start, _)| start)
         };
         for action in &self.actions {
-            if action.conditions.is_empty() {
+            if action.unconditioned {
                 if let Some(at) = anchor {
                     let (line, col) = crate::source::line_col(text, at);
                     findings.push(self.finding(rel_path, line, col, action, None));
@@ -480,5 +499,14 @@ actions:
             Pattern::compile("\\_test\\.py$").map(|p| p.find("a_test.py").is_some()),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn empty_matching_patterns_do_not_flood() {
+        let text = "---\nglobs: *.mdc\n---\n<rule>\nname: loc\nfilters:\n  - type: content\n    pattern: \".*\"\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"^(?!\\\\./\\\\.cursor/rules/)\"\n        message: wrong place\n  - type: suggest\n    message: use tags\n</rule>\n";
+        let file = RuleFile::parse("loc", SourceFile::new("loc.mdc", "loc.mdc", text));
+        let rule = CompiledRule::compile(&file, &file.body.rules[0]).unwrap();
+        assert!(!rule.is_check());
+        assert!(rule.scan("a.mdc", "one\n\ntwo\n").is_empty());
     }
 }

@@ -52,6 +52,8 @@ pub enum Kind {
     BadRegex,
     /// A regex that needs `fancy-regex` (look-around, backreferences).
     FancyRegex,
+    /// A condition regex that matches the empty string, so it would report every line.
+    MatchesEmpty,
     /// Two rules with the same name.
     DuplicateName,
     /// A filter type clab does not know: an error when it looks like a typo of a known type,
@@ -84,6 +86,7 @@ impl Kind {
             Kind::RuleSyntax => "rule_syntax",
             Kind::BadRegex => "bad_regex",
             Kind::FancyRegex => "fancy_regex",
+            Kind::MatchesEmpty => "matches_empty",
             Kind::DuplicateName => "duplicate_name",
             Kind::UnknownFilterType => "unknown_filter_type",
             Kind::UnknownActionType => "unknown_action_type",
@@ -118,6 +121,7 @@ impl Kind {
             | Kind::QuotedGlobs
             | Kind::AlwaysApplyWithGlobs
             | Kind::FancyRegex
+            | Kind::MatchesEmpty
             | Kind::HtmlComment => Severity::Warning,
         }
     }
@@ -264,6 +268,7 @@ fn label_for(kind: Kind) -> &'static str {
         Kind::RuleSyntax => "here",
         Kind::BadRegex => "bad regex",
         Kind::FancyRegex => "needs fancy-regex",
+        Kind::MatchesEmpty => "matches an empty line",
         Kind::DuplicateName => "duplicate",
         Kind::UnknownFilterType => "unknown filter type",
         Kind::UnknownActionType => "unknown action type",

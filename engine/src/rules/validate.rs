@@ -170,6 +170,19 @@ pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleD
                 for condition in &action.conditions {
                     if let Some(pattern) = &condition.pattern {
                         check_regex(pattern, &mut issues);
+                        if Pattern::compile(&pattern.value).is_ok_and(|p| p.matches_empty()) {
+                            issues.push(
+                                Issue::new(
+                                    Kind::MatchesEmpty,
+                                    pattern.span,
+                                    format!(
+                                        "`{}` matches an empty line, so it would report every line; clab does not scan with it",
+                                        pattern.value
+                                    ),
+                                )
+                                .with_help("conditions are searched line by line; a pattern meant for the file path belongs in a `file_path` filter"),
+                            );
+                        }
                     }
                 }
             }
@@ -645,6 +658,31 @@ pub(crate) mod tests {
         }
         let blocks: usize = files.iter().map(|f| f.body.rules.len()).sum();
         let compiled = super::super::CompiledRule::compile_all(&files);
+        // Scanning speed: every compiled rule over every corpus file's text, as if the corpus
+        // were the project.
+        let scan_started = std::time::Instant::now();
+        let mut scanned = 0;
+        let mut findings: BTreeMap<String, usize> = BTreeMap::new();
+        for rule in &compiled {
+            for f in &files {
+                let path = f.id.trim_end_matches(".md");
+                if rule.selects(path) {
+                    scanned += 1;
+                    for finding in rule.scan(path, f.source.text()) {
+                        *findings.entry(finding.rule).or_default() += 1;
+                    }
+                }
+            }
+        }
+        println!(
+            "scan: {} rules x {} files, {scanned} selected pairs, {} findings from {} rules in {:?}",
+            compiled.len(),
+            files.len(),
+            findings.values().sum::<usize>(),
+            findings.len(),
+            scan_started.elapsed()
+        );
+        println!("findings by rule: {findings:?}");
         println!(
             "files: {}, rule blocks: {blocks}, compiled rules: {}",
             files.len(),
