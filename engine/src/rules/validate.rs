@@ -169,8 +169,8 @@ pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleD
                 }
                 for condition in &action.conditions {
                     if let Some(pattern) = &condition.pattern {
-                        check_regex(pattern, &mut issues);
-                        if Pattern::compile(&pattern.value).is_ok_and(|p| p.matches_empty()) {
+                        let compiled = check_regex(pattern, &mut issues);
+                        if compiled.is_some_and(|p| p.matches_empty()) {
                             issues.push(
                                 Issue::new(
                                     Kind::MatchesEmpty,
@@ -237,8 +237,13 @@ fn unknown_type(
     }
 }
 
-fn check_regex(pattern: &crate::source::Spanned<String>, issues: &mut Vec<Issue>) {
-    match Pattern::compile(&pattern.value) {
+/// Report a pattern that does not compile or needs `fancy-regex`; the compiled pattern.
+fn check_regex(
+    pattern: &crate::source::Spanned<String>,
+    issues: &mut Vec<Issue>,
+) -> Option<Pattern> {
+    let compiled = Pattern::compile(&pattern.value);
+    match &compiled {
         Ok(p) if p.is_fancy() => issues.push(
             Issue::new(
                 Kind::FancyRegex,
@@ -266,6 +271,7 @@ fn check_regex(pattern: &crate::source::Spanned<String>, issues: &mut Vec<Issue>
             issues.push(Issue::new(Kind::BadRegex, pattern.span, message));
         }
     }
+    compiled.ok()
 }
 
 fn check_front_matter(file: &RuleFile, project: Option<&ProjectFiles>, issues: &mut Vec<Issue>) {
