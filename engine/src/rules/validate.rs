@@ -712,6 +712,21 @@ pub(crate) mod tests {
                 );
             }
         }
+        // The project checks on the one set whose project folder exists in the corpus (it holds
+        // only rule files, so globs over source files are expected to match nothing).
+        if let Some(set) = sets.get("codegen-lab/.cursor/rules")
+            && let Ok(project) = ProjectFiles::walk(&root.join("codegen-lab"))
+        {
+            for d in validate(set, Some(&project)) {
+                if matches!(d.issue.kind, Kind::MissingFile | Kind::GlobMatchesNothing) {
+                    let f = d.flat();
+                    println!(
+                        "project check: {}:{}:{} {} {}",
+                        f.file, f.line, f.col, f.code, f.message
+                    );
+                }
+            }
+        }
         if std::env::var("CLAB_SHOW").is_ok_and(|k| k == "refs") {
             for f in &files {
                 for r in &f.body.references {
