@@ -1,0 +1,512 @@
+//! A `<rule>` block compiled for scanning: what a `rule:NAME` check node runs.
+//!
+//! In: a [`RuleFile`] and one of its [`RuleBlock`]s. Out: a [`CompiledRule`] that says which
+//! files it takes as input ([`CompiledRule::selects`]) and what it finds in one file's text
+//! ([`CompiledRule::scan`], pure, no I/O), plus a hash of its definition for the cache.
+//!
+//! Semantics:
+//! - Selection: the front matter globs (if any) AND any one of the path filters
+//!   (`file_extension`, `file_path`/`path`, `file_name`; if any). Other filter types (`event`,
+//!   `message`, `context`, unknown ones) are kept for display and select nothing.
+//! - Candidacy: with `content` filters, a file is scanned only if one of them matches.
+//! - Findings: `reject` gives errors, `suggest` and `warn` warnings. Each action condition's
+//!   regex is searched line by line (first match per line and condition); an action without
+//!   conditions reports once per candidate file at the first `content` match, and nothing
+//!   when the rule has no `content` filter. Other action types report nothing.
+//! - Patterns that match the empty string (`.*`, `^(?!…)`) would match every empty line:
+//!   such conditions are left out, and such `content` filters gate nothing and anchor nothing.
+//! - Patterns that do not compile are left out (the validator reports them); patterns with
+//!   look-around or backreferences run on `fancy-regex`.
+
+use serde::Serialize;
+
+use super::{RuleFile, body::RuleBlock, rule_diagnostic::Severity, rule_globs::RuleGlobs};
+
+/// Bump when the hashed encoding or the scanning semantics change.
+const DEFINITION_VERSION: u32 = 1;
+
+/// A compiled regex, on whichever engine accepts it.
+#[derive(Clone, Debug)]
+pub enum Pattern {
+    /// Compiled by `regex` (linear time).
+    Regex(regex::Regex),
+    /// Needs `fancy-regex` (look-around, backreferences).
+    Fancy(fancy_regex::Regex),
+}
+
+impl Pattern {
+    /// Compile `source` with `regex`, falling back to `fancy-regex`. Cursor's `mdc:` link
+    /// rewriting (`[a.py](mdc:a.py)` for `a.py`) is undone first. The error is `regex`'s
+    /// message when both engines reject the pattern.
+    pub fn compile(source: &str) -> Result<Pattern, String> {
+        let source = undo_mdc_links(source);
+        match regex::Regex::new(&source) {
+            Ok(re) => Ok(Pattern::Regex(re)),
+            Err(err) => match fancy_regex::Regex::new(&source) {
+                Ok(re) => Ok(Pattern::Fancy(re)),
+                Err(_) => Err(err.to_string()),
+            },
+        }
+    }
+
+    /// Whether the pattern matches the empty string (`.*`, `^(?!x)`): searched line by line it
+    /// would match every empty line, so it cannot be a line check.
+    pub fn matches_empty(&self) -> bool {
+        self.find("").is_some()
+    }
+
+    /// Whether the pattern runs on `fancy-regex`.
+    pub fn is_fancy(&self) -> bool {
+        matches!(self, Pattern::Fancy(_))
+    }
+
+    /// The pattern's source.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Pattern::Regex(re) => re.as_str(),
+            Pattern::Fancy(re) => re.as_str(),
+        }
+    }
+
+    /// The byte range of the first match in `text`.
+    pub fn find(&self, text: &str) -> Option<(usize, usize)> {
+        match self {
+            Pattern::Regex(re) => re.find(text).map(|m| (m.start(), m.end())),
+            // A backtracking limit hit counts as no match.
+            Pattern::Fancy(re) => re.find(text).ok().flatten().map(|m| (m.start(), m.end())),
+        }
+    }
+}
+
+/// `[x](mdc:x)` → `x`: Cursor's editor turns paths into links even inside regexes.
+fn undo_mdc_links(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let link = after.find("](mdc:").and_then(|close| {
+            let text = &after[..close];
+            let target_at = close + "](mdc:".len();
+            let end = after[target_at..].find(')')?;
+            (after[target_at..target_at + end] == *text).then_some((text, target_at + end + 1))
+        });
+        match link {
+            Some((text, consumed)) => {
+                out.push_str(&rest[..open]);
+                out.push_str(text);
+                rest = &after[consumed..];
+            }
+            None => {
+                out.push_str(&rest[..=open]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A path filter that selects files.
+#[derive(Clone, Debug)]
+pub enum SelectFilter {
+    /// `file_extension`: searched in the file name.
+    Extension(Pattern),
+    /// `file_path` / `path`: searched in the relative path.
+    Path(Pattern),
+    /// `file_name`: searched in the file name.
+    Name(Pattern),
+}
+
+impl SelectFilter {
+    fn selects(&self, path: &str) -> bool {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        match self {
+            SelectFilter::Extension(p) | SelectFilter::Name(p) => p.find(name).is_some(),
+            SelectFilter::Path(p) => p.find(path).is_some(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct CompiledAction {
+    severity: Severity,
+    /// The action had no `conditions` at all (not: all of them were left out).
+    unconditioned: bool,
+    message: Option<String>,
+    conditions: Vec<(Pattern, Option<String>)>,
+}
+
+/// One thing a rule found in a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The rule's name.
+    pub rule: String,
+    /// The scanned file, relative to the project root.
+    pub path: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub col: usize,
+    /// What to tell the user.
+    pub message: String,
+    /// `error` for `reject`, `warning` for `suggest`/`warn`.
+    pub severity: Severity,
+}
+
+/// `(type, message, [(pattern, message)])` of one action, as hashed.
+type ActionDefinition<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
+/// The canonical, hashed form of a rule's definition.
+#[derive(Serialize)]
+struct Definition<'a> {
+    version: u32,
+    name: &'a str,
+    globs: Vec<&'a str>,
+    filters: Vec<(&'a str, &'a str)>,
+    actions: Vec<ActionDefinition<'a>>,
+}
+
+/// A rule ready to select and scan files.
+#[derive(Clone, Debug)]
+pub struct CompiledRule {
+    /// The `<rule>` name; the check node is `rule:NAME`.
+    pub name: String,
+    /// The id of the file the rule is in.
+    pub file_id: String,
+    /// Filter types that select nothing (`event`, …), as `(type, pattern)`, for display.
+    pub inert_filters: Vec<(String, String)>,
+    globs: RuleGlobs,
+    selectors: Vec<SelectFilter>,
+    content: Vec<Pattern>,
+    actions: Vec<CompiledAction>,
+    hash: blake3::Hash,
+}
+
+impl CompiledRule {
+    /// Compile one block of `file`; `None` when the block has no name.
+    pub fn compile(file: &RuleFile, block: &RuleBlock) -> Option<CompiledRule> {
+        let name = block
+            .name
+            .as_ref()
+            .map(|n| n.value.trim())
+            .filter(|n| !n.is_empty())?;
+        let (globs, _) = RuleGlobs::compile(&file.front_matter.globs);
+        let mut selectors = Vec::new();
+        let mut content = Vec::new();
+        let mut inert_filters = Vec::new();
+        for filter in &block.filters {
+            let (Some(kind), Some(pattern)) = (&filter.kind, &filter.pattern) else {
+                continue;
+            };
+            let compiled = Pattern::compile(&pattern.value);
+            match (kind.value.as_str(), compiled) {
+                ("file_extension", Ok(p)) => selectors.push(SelectFilter::Extension(p)),
+                ("file_path" | "path", Ok(p)) => selectors.push(SelectFilter::Path(p)),
+                ("file_name", Ok(p)) => selectors.push(SelectFilter::Name(p)),
+                ("content", Ok(p)) => content.push(p),
+                ("file_extension" | "file_path" | "path" | "file_name" | "content", Err(_)) => {}
+                (other, _) => inert_filters.push((other.to_owned(), pattern.value.clone())),
+            }
+        }
+        let mut actions = Vec::new();
+        for action in &block.actions {
+            let severity = match action.kind.as_ref().map(|k| k.value.as_str()) {
+                Some("reject") => Severity::Error,
+                Some("suggest" | "warn") => Severity::Warning,
+                _ => continue,
+            };
+            let conditions = action
+                .conditions
+                .iter()
+                .filter_map(|c| {
+                    let pattern = Pattern::compile(&c.pattern.as_ref()?.value).ok()?;
+                    let pattern = (!pattern.matches_empty()).then_some(pattern)?;
+                    Some((pattern, c.message.as_ref().map(|m| m.value.clone())))
+                })
+                .collect();
+            actions.push(CompiledAction {
+                severity,
+                unconditioned: action.conditions.is_empty(),
+                message: action.message.as_ref().map(|m| m.value.clone()),
+                conditions,
+            });
+        }
+        let definition = Definition {
+            version: DEFINITION_VERSION,
+            name,
+            globs: file
+                .front_matter
+                .globs
+                .iter()
+                .map(|g| g.value.as_str())
+                .collect(),
+            filters: block
+                .filters
+                .iter()
+                .map(|f| (opt(&f.kind), opt(&f.pattern)))
+                .collect(),
+            actions: block
+                .actions
+                .iter()
+                .map(|a| {
+                    let conditions = a
+                        .conditions
+                        .iter()
+                        .map(|c| (opt(&c.pattern), opt(&c.message)))
+                        .collect();
+                    (opt(&a.kind), opt(&a.message), conditions)
+                })
+                .collect(),
+        };
+        // Serializing plain structs, strings and vectors cannot fail; an empty encoding would
+        // only make the hash constant, never wrong about equality of equal rules.
+        let encoded = serde_json::to_vec(&definition).unwrap_or_default();
+        Some(CompiledRule {
+            name: name.to_owned(),
+            file_id: file.id.clone(),
+            inert_filters,
+            globs,
+            selectors,
+            content,
+            actions,
+            hash: blake3::hash(&encoded),
+        })
+    }
+
+    /// Every named rule in `files`, in file order.
+    pub fn compile_all(files: &[RuleFile]) -> Vec<CompiledRule> {
+        files
+            .iter()
+            .flat_map(|f| {
+                f.body
+                    .rules
+                    .iter()
+                    .filter_map(move |b| CompiledRule::compile(f, b))
+            })
+            .collect()
+    }
+
+    /// Whether scanning can report anything: some `reject`/`suggest`/`warn` action with
+    /// conditions, or with a `content` filter to anchor it.
+    pub fn is_check(&self) -> bool {
+        let anchored = self.content.iter().any(|p| !p.matches_empty());
+        self.actions
+            .iter()
+            .any(|a| !a.conditions.is_empty() || (a.unconditioned && anchored))
+    }
+
+    /// blake3 over a canonical encoding of the rule's definition (name, globs, filters,
+    /// actions): changes exactly when the rule's behaviour may change.
+    pub fn definition_hash(&self) -> blake3::Hash {
+        self.hash
+    }
+
+    /// Whether this rule takes `rel_path` (relative, `/`-separated) as input.
+    pub fn selects(&self, rel_path: &str) -> bool {
+        let rel_path = rel_path.trim_start_matches("./");
+        if !self.globs.is_empty() && !self.globs.matches(rel_path) {
+            return false;
+        }
+        self.selectors.is_empty() || self.selectors.iter().any(|s| s.selects(rel_path))
+    }
+
+    /// Scan one file's text; pure and without I/O. Files the rule does not select yield
+    /// nothing.
+    pub fn scan(&self, rel_path: &str, text: &str) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        if !self.selects(rel_path) {
+            return findings;
+        }
+        let anchor = if self.content.is_empty() {
+            None
+        } else {
+            if !self.content.iter().any(|p| p.find(text).is_some()) {
+                return findings;
+            }
+            // `.*`-like filters let every file through but anchor nothing.
+            self.content
+                .iter()
+                .filter(|p| !p.matches_empty())
+                .filter_map(|p| p.find(text))
+                .min()
+                .map(|(start, _)| start)
+        };
+        for action in &self.actions {
+            if action.unconditioned {
+                if let Some(at) = anchor {
+                    let (line, col) = crate::source::line_col(text, at);
+                    findings.push(self.finding(rel_path, line, col, action, None));
+                }
+                continue;
+            }
+            for (index, line) in text.split('\n').enumerate() {
+                let line = line.strip_suffix('\r').unwrap_or(line);
+                for (pattern, message) in &action.conditions {
+                    if let Some((start, _)) = pattern.find(line) {
+                        let col = line[..start].chars().count() + 1;
+                        findings.push(self.finding(
+                            rel_path,
+                            index + 1,
+                            col,
+                            action,
+                            message.as_deref(),
+                        ));
+                    }
+                }
+            }
+        }
+        findings
+    }
+
+    fn finding(
+        &self,
+        path: &str,
+        line: usize,
+        col: usize,
+        action: &CompiledAction,
+        message: Option<&str>,
+    ) -> Finding {
+        let message = message
+            .or(action.message.as_deref())
+            .map(first_line)
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| format!("matches rule `{}`", self.name));
+        Finding {
+            rule: self.name.clone(),
+            path: path.to_owned(),
+            line,
+            col,
+            message,
+            severity: action.severity,
+        }
+    }
+}
+
+fn opt(field: &Option<crate::source::Spanned<String>>) -> &str {
+    field.as_ref().map_or("", |f| f.value.as_str())
+}
+
+/// The first non-empty line of a (possibly Markdown) message, without heading marks.
+fn first_line(message: &str) -> String {
+    message
+        .lines()
+        .map(|l| l.trim().trim_start_matches('#').trim())
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    const UV: &str = r#"---
+description: uv
+globs: *.py, pyproject.toml, Makefile
+---
+<rule>
+name: no-pip
+filters:
+  - type: file_extension
+    pattern: "\\.py$"
+  - type: file_path
+    pattern: "(Makefile|.*\\.mk)$"
+  - type: content
+    pattern: "pip install"
+  - type: event
+    pattern: file_create
+actions:
+  - type: reject
+    conditions:
+      - pattern: "(?<!uv )pip install"
+        message: "Use `uv add` instead of pip install"
+  - type: suggest
+    message: |
+      # Prefer uv
+      More text.
+</rule>
+"#;
+
+    fn compile(text: &str) -> CompiledRule {
+        let file = RuleFile::parse("uv", SourceFile::new("uv.mdc", "uv.mdc", text));
+        assert!(file.issues.is_empty(), "{:?}", file.issues);
+        CompiledRule::compile(&file, &file.body.rules[0]).unwrap()
+    }
+
+    #[test]
+    fn selects_by_globs_and_any_path_filter() {
+        let rule = compile(UV);
+        assert!(rule.selects("src/a.py"));
+        assert!(rule.selects("Makefile"));
+        assert!(
+            !rule.selects("pyproject.toml"),
+            "globs match but no path filter does"
+        );
+        assert!(!rule.selects("a.rs"));
+        assert_eq!(
+            rule.inert_filters,
+            vec![("event".to_owned(), "file_create".to_owned())]
+        );
+        assert!(rule.is_check());
+    }
+
+    #[test]
+    fn scan_reports_lines_columns_and_severities() {
+        let rule = compile(UV);
+        let text = "import os\r\n  x = 'pip install a'\nuv pip install b\n";
+        let findings = rule.scan("a.py", text);
+        let got: Vec<_> = findings
+            .iter()
+            .map(|f| (f.line, f.col, f.severity, f.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, 8, Severity::Error, "Use `uv add` instead of pip install"),
+                (2, 8, Severity::Warning, "Prefer uv"),
+            ]
+        );
+        assert!(
+            rule.scan("a.py", "nothing here\n").is_empty(),
+            "content filter gates the file"
+        );
+        assert!(rule.scan("a.rs", text).is_empty());
+    }
+
+    #[test]
+    fn hash_changes_with_the_definition_only() {
+        let a = compile(UV);
+        let b = compile(&format!("{UV}\nProse after the block.\n"));
+        let c = compile(&UV.replace("instead of", "not"));
+        assert_eq!(a.definition_hash(), b.definition_hash());
+        assert_ne!(a.definition_hash(), c.definition_hash());
+    }
+
+    #[test]
+    fn patterns_fall_back_and_undo_mdc_links() {
+        assert!(!Pattern::compile("a+").unwrap().is_fancy());
+        assert!(Pattern::compile("^(?!x)").unwrap().is_fancy());
+        assert!(Pattern::compile("(a").is_err());
+        assert_eq!(
+            Pattern::compile("[src/a.py](mdc:src/a.py)$")
+                .unwrap()
+                .as_str(),
+            "src/a.py$"
+        );
+        assert_eq!(Pattern::compile("[ab](x)").unwrap().as_str(), "[ab](x)");
+        assert_eq!(
+            Pattern::compile("\\_test\\.py$").map(|p| p.find("a_test.py").is_some()),
+            Ok(true)
+        );
+    }
+
+    #[test]
+    fn empty_matching_patterns_do_not_flood() {
+        let text = "---\nglobs: *.mdc\n---\n<rule>\nname: loc\nfilters:\n  - type: content\n    pattern: \".*\"\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"^(?!\\\\./\\\\.cursor/rules/)\"\n        message: wrong place\n  - type: suggest\n    message: use tags\n</rule>\n";
+        let file = RuleFile::parse("loc", SourceFile::new("loc.mdc", "loc.mdc", text));
+        let rule = CompiledRule::compile(&file, &file.body.rules[0]).unwrap();
+        assert!(!rule.is_check());
+        assert!(rule.scan("a.mdc", "one\n\ntwo\n").is_empty());
+    }
+}
