@@ -494,4 +494,46 @@ mod tests {
         let err = client.complete("gen", &hello()).await.unwrap_err();
         assert!(matches!(err, Error::Transport { tries: 3, .. }), "{err:?}");
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shared_limiter_caps_concurrent_requests() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(openai_answer("ok"))
+                    .set_delay(Duration::from_millis(200)),
+            )
+            .expect(6)
+            .mount(&server)
+            .await;
+        let config = Settings {
+            base_url: Some(format!("{}/v1", server.uri())),
+            model: Some("m".into()),
+            max_concurrent: Some(2),
+            ..Settings::default()
+        }
+        .resolve("gen")
+        .unwrap();
+        let registry = LimiterRegistry::new();
+        let started = Instant::now();
+        let mut calls = Vec::new();
+        for i in 0..6 {
+            // One client per node, as the scheduler builds them: the registry shares the limiter.
+            let client = Client::from_config(&config, Path::new("."), "gen", &registry, &|_| {
+                Some("k-123".to_owned())
+            })
+            .unwrap();
+            calls.push(tokio::spawn(async move {
+                client.complete(&format!("gen[{i}]"), &hello()).await
+            }));
+        }
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap().completion.text, "ok");
+        }
+        // Six 200 ms requests, two at a time: three rounds.
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(590), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    }
 }

@@ -238,4 +238,16 @@ mod tests {
         assert_eq!(estimate_tokens(8), 2);
         assert_eq!(estimate_tokens(9), 3);
     }
+
+    proptest::proptest! {
+        /// Whatever a file holds (backtick runs, fences of either kind), the block around it
+        /// comes back out intact through `extract "code"`.
+        #[test]
+        fn a_bundled_file_survives_extraction(text in "([a-z `~\n]|```|~~~|````){0,60}") {
+            let rendered = bundle(&[("f.md", &text)]).render();
+            let back = crate::exec::llm::extract(crate::exec::llm::Extract::Code, &rendered).unwrap();
+            let expected = format!("{}\n", text.trim_end_matches('\n'));
+            proptest::prop_assert_eq!(back, expected);
+        }
+    }
 }
