@@ -117,11 +117,17 @@ impl Client {
             url: self.provider.endpoint().to_owned(),
         });
         if failure.is_quota_exhausted() {
-            let message = match failure {
-                Failure::Status { message, .. } => message,
-                other => other.to_string(),
+            let (status, message) = match failure {
+                Failure::Status {
+                    status, message, ..
+                } => (status, message),
+                other => (429, other.to_string()),
             };
-            return Error::QuotaExhausted { call, message };
+            return Error::QuotaExhausted {
+                call,
+                status,
+                message,
+            };
         }
         match failure {
             Failure::Status {
@@ -535,5 +541,57 @@ mod tests {
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_millis(590), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn retry_after_ms_is_preferred() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("retry-after", "30")
+                    .insert_header("retry-after-ms", "50"),
+            )
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(openai_answer("ok")))
+            .mount(&server)
+            .await;
+        let started = Instant::now();
+        let exchange = client(&server, ProviderKind::OpenAi, "sk-test-key-123456")
+            .complete("gen", &hello())
+            .await
+            .unwrap();
+        assert_eq!(exchange.tries, 2);
+        // `fast()` caps Retry-After at 5 s: waiting for the 30 s header would show here.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn command_provider_failures_become_errors_naming_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Settings {
+            provider: Some(ProviderKind::Command),
+            command: Some("cat >/dev/null; echo 'no such model' >&2; exit 2".into()),
+            ..Settings::default()
+        }
+        .resolve("gen")
+        .unwrap();
+        let client =
+            Client::from_config(&config, dir.path(), "gen", &LimiterRegistry::new(), &|_| {
+                None
+            })
+            .unwrap();
+        let err = client.complete("gen", &hello()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "llm command `cat >/dev/null; echo 'no such model' >&2; exit 2` for task `gen` failed (exit status 2):\nno such model"
+        );
     }
 }

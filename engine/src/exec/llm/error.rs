@@ -110,7 +110,7 @@ pub enum Error {
 
     /// A 429 with `insufficient_quota`: retrying cannot help.
     #[error(
-        "llm quota exhausted: `{}` refused task `{}` (model `{}`) with HTTP 429 at `{}`: {message}",
+        "llm quota exhausted: `{}` refused task `{}` (model `{}`) with HTTP {status} at `{}`: {message}",
         .call.provider, .call.task, .call.model, .call.url
     )]
     #[diagnostic(
@@ -122,6 +122,8 @@ pub enum Error {
     QuotaExhausted {
         /// Which call.
         call: Box<CallContext>,
+        /// 429 (`insufficient_quota`) or 402.
+        status: u16,
         /// The server's message.
         message: String,
     },

@@ -159,10 +159,27 @@ pub async fn generate(
                 repair
             }
             Ok(text) => {
-                let candidate = write_candidate(&request.task, &request.output, &text)?;
-                let outcome = match check {
-                    Some(check) => Some(check.run(candidate.path()).await?),
-                    None => None,
+                let judged = match write_candidate(&request.task, &request.output, &text) {
+                    Ok(candidate) => match check {
+                        Some(check) => check
+                            .run(candidate.path())
+                            .await
+                            .map(|o| (candidate, Some(o))),
+                        None => Ok((candidate, None)),
+                    },
+                    Err(err) => Err(err),
+                };
+                let (candidate, outcome) = match judged {
+                    Ok(judged) => judged,
+                    Err(err) => {
+                        calls.push(record(
+                            attempt,
+                            Some(&exchange),
+                            latency_ms,
+                            CallOutcome::Error,
+                        ));
+                        return Err(err);
+                    }
                 };
                 match outcome {
                     Some(outcome) if !outcome.passed => {
@@ -179,13 +196,14 @@ pub async fn generate(
                         repair
                     }
                     _ => {
-                        persist(&request.task, candidate, &request.output)?;
-                        calls.push(record(
-                            attempt,
-                            Some(&exchange),
-                            latency_ms,
-                            CallOutcome::Passed,
-                        ));
+                        let kept = persist(&request.task, candidate, &request.output);
+                        let outcome = if kept.is_ok() {
+                            CallOutcome::Passed
+                        } else {
+                            CallOutcome::Error
+                        };
+                        calls.push(record(attempt, Some(&exchange), latency_ms, outcome));
+                        kept?;
                         return Ok(Generated {
                             text,
                             attempts: attempt,

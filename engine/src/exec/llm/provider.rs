@@ -138,9 +138,18 @@ impl Failure {
         }
     }
 
-    /// A 429 whose code or type is `insufficient_quota`: final, retrying cannot help.
+    /// A 429 whose code or type is `insufficient_quota` (OpenAI), or a 402 Payment Required
+    /// (OpenRouter and others when credit runs out): final, retrying cannot help.
     pub fn is_quota_exhausted(&self) -> bool {
-        matches!(self, Failure::Status { status: 429, code: Some(code), .. } if code == "insufficient_quota")
+        match self {
+            Failure::Status { status: 402, .. } => true,
+            Failure::Status {
+                status: 429,
+                code: Some(code),
+                ..
+            } => code == "insufficient_quota",
+            _ => false,
+        }
     }
 
     /// The server's requested delay, if any.
@@ -223,6 +232,15 @@ pub(crate) async fn send_json(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_retry_after(value, std::time::SystemTime::now()));
+    // OpenAI also sends `retry-after-ms`, finer-grained; prefer it when present.
+    let retry_after = response
+        .headers()
+        .get("retry-after-ms")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map(|ms| Duration::from_secs_f64(ms.min(86_400_000.0) / 1000.0))
+        .or(retry_after);
     let body = response.text().await.map_err(transport_failure)?;
     let redact = |text: &str| match key {
         Some(key) => key.redact(text),
@@ -353,6 +371,9 @@ mod tests {
         assert!(status(429, Some("rate_limit_exceeded")).is_retryable());
         assert!(!status(429, Some("insufficient_quota")).is_retryable());
         assert!(status(429, Some("insufficient_quota")).is_quota_exhausted());
+        assert!(status(402, None).is_quota_exhausted());
+        assert!(!status(402, None).is_retryable());
+        assert!(!status(429, None).is_quota_exhausted());
         assert!(status(500, None).is_retryable());
         assert!(status(529, Some("overloaded_error")).is_retryable());
         assert!(!status(400, None).is_retryable());
