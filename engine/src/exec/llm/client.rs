@@ -594,4 +594,41 @@ mod tests {
             "llm command `cat >/dev/null; echo 'no such model' >&2; exit 2` for task `gen` failed (exit status 2):\nno such model"
         );
     }
+
+    #[tokio::test]
+    async fn the_key_never_appears_in_any_error() {
+        let key = "sk-proj-LEAKCHECK0123456789abcdef";
+        let echo = format!("key {key} rejected");
+        let answers = [
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"error": {"message": echo, "code": "invalid_api_key"}})),
+            ResponseTemplate::new(429)
+                .set_body_json(json!({"error": {"message": echo, "code": "insufficient_quota"}})),
+            ResponseTemplate::new(500).set_body_string(echo.clone()),
+            ResponseTemplate::new(400).set_body_json(json!({"detail": echo})),
+            ResponseTemplate::new(200).set_body_string(format!("<html>{echo}</html>")),
+            ResponseTemplate::new(200).set_body_json(json!({"choices": [], "note": echo})),
+        ];
+        for answer in answers {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .respond_with(answer)
+                .mount(&server)
+                .await;
+            let client = client(&server, ProviderKind::OpenAi, key).with_policy(RetryPolicy {
+                max_retries: 1,
+                ..fast()
+            });
+            let err = client.complete("gen", &hello()).await.unwrap_err();
+            let shown = [
+                err.to_string(),
+                format!("{err:?}"),
+                render::graphical(&err),
+                render::json(&err),
+            ];
+            for text in shown {
+                assert!(!text.contains(key), "key leaked: {text}");
+            }
+        }
+    }
 }

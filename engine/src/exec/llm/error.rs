@@ -372,6 +372,26 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the error is in the user's configuration (`tasks.kdl`, the config file, the
+    /// environment's `CLAB_LLM_*` or key variables) rather than in a call: the CLI exits 2 for
+    /// these, and watch mode keeps waiting for an edit instead of retrying.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Error::UnknownProvider { .. }
+                | Error::InvalidSetting { .. }
+                | Error::MissingModel { .. }
+                | Error::MissingCommand { .. }
+                | Error::ConfigRead { .. }
+                | Error::ConfigParse(_)
+                | Error::MissingKey { .. }
+                | Error::OutputOutsideProject { .. }
+                | Error::ContextBudget { .. }
+        )
+    }
+}
+
 /// Which call failed: the context every provider error carries (boxed, to keep [`Error`]
 /// small).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -401,6 +421,38 @@ pub struct ConfigParseError {
     /// Where the problem is.
     #[label("here")]
     pub span: Option<SourceSpan>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_errors_are_told_apart_from_call_errors() {
+        let config = Error::MissingModel {
+            task: "t".into(),
+            provider: "openai".into(),
+        };
+        assert!(config.is_config());
+        let call = Error::CheckFailed {
+            task: "t".into(),
+            command: "false".into(),
+            attempts: 1,
+            output: String::new(),
+        };
+        assert!(!call.is_config());
+    }
+
+    #[test]
+    fn the_error_stays_small() {
+        // Results of `Error` are returned along every path; keep the enum under clippy's
+        // `result_large_err` threshold by boxing large payloads.
+        assert!(
+            std::mem::size_of::<Error>() <= 128,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,23 @@
 //!                                   └──── repair message (check output) ◀┘
 //! ```
 //!
+//! Typical use by the scheduler, for one LLM node:
+//!
+//! ```text
+//! let config = Settings::stack([cli, Settings::from_env(&env)?, task, profile, defaults,
+//!                               ConfigFile::load(&path)?.layer(profile_name)]).resolve(&node)?;
+//! let client = Client::from_config(&config, root, &node, &registry, &env)?;   // share per config
+//! let context = ContextBundle::read(&node, root, &files)?.render_within(&node, budget)?;
+//! let output = confine_output(&node, root, &rendered_output)?;
+//! let check = ShellCheck::new(&node, rendered_check, root, check_timeout);
+//! let mut calls = Vec::new();
+//! let result = generate(&client, &request, Some(&check), &mut calls).await;  // log `calls`
+//! ```
+//!
+//! A [`Client`] is cheap to clone and takes the task name per call, so build one per distinct
+//! [`LlmConfig`] and share it: nodes then share its HTTP connection pool as well as the
+//! [`LimiterRegistry`]'s limiter.
+//!
 //! Invariants: the API key lives only in a [`Secret`], is read from the environment variable
 //! named by `api-key-env` and nowhere else, and is exposed only where the request header is
 //! built; no error, record or `Debug` output contains it. Nothing is written outside the
