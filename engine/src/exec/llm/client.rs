@@ -374,6 +374,7 @@ mod tests {
         assert!(graphical.contains("TEST_KEY"), "{graphical}");
         insta::with_settings!({ filters => filters() }, {
             insta::assert_snapshot!("unauthorized", graphical);
+            insta::assert_snapshot!("unauthorized_json", render::json(&err));
         });
     }
 

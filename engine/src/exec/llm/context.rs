@@ -14,7 +14,7 @@
 
 use std::path::Path;
 
-use super::Error;
+use super::{Error, output_path::confine};
 
 /// One context file: its project-relative path and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,17 +33,23 @@ pub struct ContextBundle {
 }
 
 impl ContextBundle {
-    /// Read `paths` (relative to `root`); `task` names the task in errors.
+    /// Read `paths` (relative to `root`); `task` names the task in errors. A path that leaves
+    /// the project (absolute, `..`, a symlink out) is refused: context is sent to a server, so
+    /// it must not pick up files from elsewhere on the machine.
     pub fn read(task: &str, root: &Path, paths: &[String]) -> Result<ContextBundle, Error> {
         let files = paths
             .iter()
             .map(|path| {
-                let bytes =
-                    std::fs::read(root.join(path)).map_err(|source| Error::ContextRead {
-                        task: task.to_owned(),
-                        path: path.clone(),
-                        source,
-                    })?;
+                let full = confine(root, path).map_err(|reason| Error::ContextOutsideProject {
+                    task: task.to_owned(),
+                    path: path.clone(),
+                    reason,
+                })?;
+                let bytes = std::fs::read(full).map_err(|source| Error::ContextRead {
+                    task: task.to_owned(),
+                    path: path.clone(),
+                    source,
+                })?;
                 Ok(ContextFile {
                     path: path.clone(),
                     text: String::from_utf8_lossy(&bytes).into_owned(),
@@ -208,6 +214,12 @@ mod tests {
             err.to_string(),
             "cannot read context file `nope.txt` of task `t`"
         );
+        let outside =
+            ContextBundle::read("t", dir.path(), &["../etc/passwd".to_owned()]).unwrap_err();
+        assert_eq!(
+            outside.to_string(),
+            "context file `../etc/passwd` of task `t` is outside the project: its `..` climbs above the project root"
+        );
     }
 
     #[test]
@@ -229,6 +241,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         insta::assert_snapshot!("context_budget", render::graphical(&err));
+        insta::assert_snapshot!("context_budget_json", render::json(&err));
     }
 
     #[test]

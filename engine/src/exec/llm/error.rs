@@ -254,6 +254,21 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A context file outside the project root.
+    #[error("context file `{path}` of task `{task}` is outside the project: {reason}")]
+    #[diagnostic(
+        code(clab::llm::context_outside_project),
+        help("context files are sent to the model's server, so they must lie inside the project")
+    )]
+    ContextOutsideProject {
+        /// The task.
+        task: String,
+        /// The path as written.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
+
     /// The context bundle is larger than `max-context-tokens`.
     #[error(
         "context of task `{task}` is about {estimated} tokens, over its budget of {budget} (`max-context-tokens`)"
@@ -388,6 +403,7 @@ impl Error {
                 | Error::MissingKey { .. }
                 | Error::OutputOutsideProject { .. }
                 | Error::ContextBudget { .. }
+                | Error::ContextOutsideProject { .. }
         )
     }
 }

@@ -586,6 +586,7 @@ mod tests {
         let second = String::from_utf8_lossy(&requests[1].body).into_owned();
         assert!(second.contains("no fenced code block"), "{second}");
         insta::assert_snapshot!("missing_fence", render::graphical(&err));
+        insta::assert_snapshot!("missing_fence_json", render::json(&err));
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Output path confinement: an LLM step writes only inside the project root.
+//! Path confinement: an LLM step writes (and reads context) only inside the project root.
 //!
 //! In: the project root and the output path as written (after placeholders). Out: an absolute
 //! path under the canonical root, or an error saying why not. Refused: absolute paths, paths
@@ -12,18 +12,31 @@ use super::Error;
 
 /// Where `output` lands under `root`, or why it may not be written; `task` names the task.
 pub fn confine_output(task: &str, root: &Path, output: &str) -> Result<PathBuf, Error> {
-    let refuse = |reason: &str| Error::OutputOutsideProject {
+    let refuse = |reason: String| Error::OutputOutsideProject {
         task: task.to_owned(),
         path: output.to_owned(),
-        reason: reason.to_owned(),
+        reason,
         root: root.display().to_string(),
     };
-    if output.trim().is_empty() {
-        return Err(refuse("it is empty"));
+    let target = confine(root, output).map_err(refuse)?;
+    if std::fs::metadata(&target)
+        .map(|m| m.is_dir())
+        .unwrap_or(false)
+    {
+        return Err(refuse("it is a directory".to_owned()));
     }
-    let written = Path::new(output);
+    Ok(target)
+}
+
+/// `path` (relative, as written) resolved under `root`, or the reason it leaves the project:
+/// the check shared by outputs and context files.
+pub(crate) fn confine(root: &Path, path: &str) -> Result<PathBuf, String> {
+    if path.trim().is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    let written = Path::new(path);
     if written.is_absolute() || written.has_root() {
-        return Err(refuse("it is an absolute path"));
+        return Err("it is an absolute path".to_owned());
     }
     let mut relative = PathBuf::new();
     for component in written.components() {
@@ -32,48 +45,41 @@ pub fn confine_output(task: &str, root: &Path, output: &str) -> Result<PathBuf, 
             Component::CurDir => {}
             Component::ParentDir => {
                 if !relative.pop() {
-                    return Err(refuse("its `..` climbs above the project root"));
+                    return Err("its `..` climbs above the project root".to_owned());
                 }
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(refuse("it is an absolute path"));
+                return Err("it is an absolute path".to_owned());
             }
         }
     }
     if relative.as_os_str().is_empty() {
-        return Err(refuse("it names the project root itself"));
+        return Err("it names the project root itself".to_owned());
     }
     let root = root
         .canonicalize()
-        .map_err(|_| refuse("the project root cannot be resolved"))?;
+        .map_err(|_| "the project root cannot be resolved".to_owned())?;
     let target = root.join(&relative);
     // Walk up to the deepest ancestor that exists (a symlink counts, dangling or not).
     let mut existing = target.as_path();
     while std::fs::symlink_metadata(existing).is_err() {
         existing = match existing.parent() {
             Some(parent) => parent,
-            None => return Err(refuse("no part of it exists")),
+            None => return Err("no part of it exists".to_owned()),
         };
     }
     let resolved = existing.canonicalize().map_err(|_| {
-        refuse(&format!(
+        format!(
             "`{}` is a dangling symlink",
             display_relative(&root, existing)
-        ))
+        )
     })?;
     if !resolved.starts_with(&root) {
-        return Err(refuse(&format!(
-            "`{}` is a symlink to `{}`",
+        return Err(format!(
+            "`{}` leads to `{}` through a symlink",
             display_relative(&root, existing),
             resolved.display()
-        )));
-    }
-    if existing == target
-        && std::fs::metadata(&resolved)
-            .map(|m| m.is_dir())
-            .unwrap_or(false)
-    {
-        return Err(refuse("it is a directory"));
+        ));
     }
     Ok(target)
 }
@@ -148,7 +154,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
         let why = reason(confine_output("t", dir.path(), "link/new/file.py"));
-        assert!(why.starts_with("`link` is a symlink to `"), "{why}");
+        assert!(why.starts_with("`link` leads to `"), "{why}");
+        assert!(why.ends_with("` through a symlink"), "{why}");
         std::os::unix::fs::symlink(outside.path().join("f.py"), dir.path().join("file-link.py"))
             .unwrap();
         let dangling = reason(confine_output("t", dir.path(), "file-link.py"));
