@@ -71,7 +71,7 @@ impl ShellRun {
             command.env(name, value);
         }
         let mut child = command.spawn()?;
-        let pid = child.id();
+        let mut group = GroupKill(child.id().and_then(|pid| i32::try_from(pid).ok()));
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
             // A command that does not read its stdin closes the pipe early; that is its business.
             tokio::spawn(async move {
@@ -81,6 +81,7 @@ impl ShellRun {
         }
         match tokio::time::timeout(timeout, child.wait_with_output()).await {
             Ok(output) => {
+                group.disarm();
                 let output = output?;
                 Ok(ShellRun {
                     code: output.status.code(),
@@ -90,12 +91,7 @@ impl ShellRun {
                 })
             }
             Err(_) => {
-                if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
+                drop(group);
                 Ok(ShellRun {
                     code: None,
                     stdout: Vec::new(),
@@ -103,6 +99,29 @@ impl ShellRun {
                     timed_out: Some(timeout),
                 })
             }
+        }
+    }
+}
+
+/// Kills the child's whole process group when dropped while armed: on a timeout, and when the
+/// caller drops the future (Ctrl-C, fail-fast), so nothing the command started outlives it.
+struct GroupKill(Option<i32>);
+
+impl GroupKill {
+    /// The command finished by itself: leave its group alone.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // The group may already be gone; nothing useful to do with that error.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
@@ -176,6 +195,41 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3));
         assert_eq!(slow.status(), "timed out after 200ms");
         assert!(!slow.success());
+    }
+
+    /// Whether `pid` still runs (a zombie counts as gone).
+    fn alive(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z'),
+            Err(_) => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_the_future_kills_grandchildren() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = "sleep 30 & echo $! > grandchild.pid; wait";
+        let run = ShellRun::run(script, dir.path(), None, &[], Duration::from_secs(60), true);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), run)
+                .await
+                .is_err()
+        );
+        let pid: i32 = std::fs::read_to_string(dir.path().join("grandchild.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(pid), "grandchild {pid} survived");
     }
 
     #[test]
