@@ -18,7 +18,7 @@ use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use super::Error;
+use super::{Error, looks_like_api_key};
 
 /// Which wire protocol to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -162,6 +162,80 @@ impl Settings {
         }
     }
 
+    /// The keys a settings layer accepts, as written in `tasks.kdl` and the config file (for
+    /// "unknown key, did you mean" messages).
+    pub const KEYS: [&'static str; 11] = [
+        "provider",
+        "base-url",
+        "model",
+        "api-key-env",
+        "temperature",
+        "max-tokens",
+        "timeout",
+        "requests-per-minute",
+        "max-concurrent",
+        "command",
+        "max-retries",
+    ];
+
+    /// Set `key` (one of [`Settings::KEYS`]) from its text as written; `origin` says where it
+    /// was written, for errors. Returns `Ok(false)` when `key` is not a settings key, so the
+    /// caller can handle its own keys (`prompt`, `output` …) or report an unknown one. An
+    /// `api-key-env` that looks like a key itself is refused without echoing it.
+    pub fn set(&mut self, key: &str, value: &str, origin: &str) -> Result<bool, Error> {
+        let invalid = |help: &str| Error::InvalidSetting {
+            field: key.to_owned(),
+            value: value.to_owned(),
+            origin: origin.to_owned(),
+            help: help.to_owned(),
+        };
+        let whole = |help: &str| value.trim().parse::<u32>().map_err(|_| invalid(help));
+        match key {
+            "provider" => {
+                self.provider = Some(value.parse().map_err(|err| match err {
+                    Error::UnknownProvider { help, .. } => invalid(&help),
+                    other => other,
+                })?)
+            }
+            "base-url" => self.base_url = Some(value.to_owned()),
+            "model" => self.model = Some(value.to_owned()),
+            "api-key-env" => {
+                if looks_like_api_key(value) {
+                    return Err(Error::InvalidSetting {
+                        field: key.to_owned(),
+                        value: "****".to_owned(),
+                        origin: origin.to_owned(),
+                        help: API_KEY_ENV_HELP.to_owned(),
+                    });
+                }
+                self.api_key_env = Some(value.to_owned())
+            }
+            "temperature" => {
+                self.temperature = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| invalid("use a number from 0 to 2"))?,
+                )
+            }
+            "max-tokens" => self.max_tokens = Some(whole("use a positive whole number")?),
+            "timeout" => {
+                self.timeout =
+                    Some(parse_duration(value).ok_or_else(|| {
+                        invalid("write a duration such as `30s`, `500ms` or `2m`")
+                    })?)
+            }
+            "requests-per-minute" => {
+                self.requests_per_minute = Some(whole("use a positive whole number")?)
+            }
+            "max-concurrent" => self.max_concurrent = Some(whole("use a positive whole number")?),
+            "command" => self.command = Some(value.to_owned()),
+            "max-retries" => self.max_retries = Some(whole("use a whole number")?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// Merge layers given highest precedence first.
     pub fn stack(layers: impl IntoIterator<Item = Settings>) -> Settings {
         layers
@@ -211,6 +285,10 @@ impl Settings {
             origin: format!("the llm settings of task `{task}`"),
             help: help.to_owned(),
         };
+        if self.api_key_env.as_deref().is_some_and(looks_like_api_key) {
+            // Never echo the value: it is a key.
+            return Err(invalid("api-key-env", "****".to_owned(), API_KEY_ENV_HELP));
+        }
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
         {
@@ -291,6 +369,8 @@ impl Settings {
         })
     }
 }
+
+const API_KEY_ENV_HELP: &str = "`api-key-env` names the environment variable that holds the key, such as `OPENAI_API_KEY`; never write the key itself where it can be committed";
 
 /// Complete settings for one provider, defaults filled in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -630,6 +710,60 @@ mod tests {
         )])));
         assert!(!ai_enabled(&env(&[("CLAB_AI", "off")])));
         assert!(ai_enabled(&env(&[("CLAB_AI", "on")])));
+    }
+
+    #[test]
+    fn set_parses_each_key_and_refuses_keys_in_api_key_env() {
+        let mut settings = Settings::default();
+        let pairs = [
+            ("provider", "anthropic"),
+            ("base-url", "http://localhost:11434/v1"),
+            ("model", "m"),
+            ("api-key-env", "MY_KEY"),
+            ("temperature", "0.5"),
+            ("max-tokens", "100"),
+            ("timeout", "30s"),
+            ("requests-per-minute", "60"),
+            ("max-concurrent", "2"),
+            ("command", "llm"),
+            ("max-retries", "1"),
+        ];
+        for (key, value) in pairs {
+            assert!(Settings::KEYS.contains(&key));
+            assert_eq!(
+                settings
+                    .set(key, value, "tasks.kdl")
+                    .map_err(|e| e.to_string()),
+                Ok(true),
+                "{key}"
+            );
+        }
+        assert_eq!(settings.provider, Some(ProviderKind::Anthropic));
+        assert_eq!(settings.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(settings.max_retries, Some(1));
+        assert_eq!(
+            settings
+                .set("prompt", "x", "tasks.kdl")
+                .map_err(|e| e.to_string()),
+            Ok(false)
+        );
+        assert!(matches!(
+            settings.set("max-tokens", "lots", "tasks.kdl"),
+            Err(Error::InvalidSetting { .. })
+        ));
+
+        let key = "sk-proj-Abc123def456ghi789jkl012mno345";
+        let err = settings.set("api-key-env", key, "tasks.kdl").unwrap_err();
+        assert!(!err.to_string().contains(key), "{err}");
+        assert!(!format!("{err:?}").contains(key));
+        let written = Settings {
+            api_key_env: Some(key.to_owned()),
+            model: Some("m".into()),
+            ..Settings::default()
+        };
+        let err = written.resolve("t").unwrap_err();
+        assert!(matches!(err, Error::InvalidSetting { .. }), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains(key));
     }
 
     #[test]
