@@ -309,6 +309,19 @@ pub enum Error {
         answer_head: String,
     },
 
+    /// Every answer was empty.
+    #[error("the llm answers for task `{task}` were empty (after {attempts} attempts)")]
+    #[diagnostic(
+        code(clab::llm::empty_answer),
+        help("check the model's settings (`max-tokens`, content filters) and the prompt")
+    )]
+    EmptyAnswer {
+        /// The task.
+        task: String,
+        /// How many answers were tried.
+        attempts: u32,
+    },
+
     /// `extract "code"` and the first fenced block is never closed.
     #[error(
         "the llm answer for task `{task}` opens a code block it never closes (after {attempts} attempts)"

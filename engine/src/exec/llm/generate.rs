@@ -16,13 +16,13 @@
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use serde::Serialize;
 
 use super::{
-    ChatRequest, Check, Client, Error, Extract, Message, context::fence_for, extract,
+    ChatRequest, Check, Client, Error, Exchange, Extract, Message, context::fence_for, extract,
     extract::Problem, provider::head, shell_run::tail,
 };
 
@@ -104,8 +104,24 @@ pub struct CallRecord {
     pub outcome: CallOutcome,
 }
 
-enum Last {
+/// What one answer led to.
+enum Step {
+    /// It passed and was renamed into place; the text written.
+    Kept(String),
+    /// It was refused; ask again with `message`.
+    Repair {
+        /// The repair request for the model.
+        message: String,
+        /// Why, for the final error if no later answer passes.
+        failure: Refusal,
+    },
+}
+
+/// Why an answer was refused.
+enum Refusal {
+    /// Nothing usable could be extracted (the answer is kept for the error message).
     Extract(Problem, String),
+    /// The check failed with this output (tail).
     Check(String),
 }
 
@@ -117,18 +133,6 @@ pub async fn generate(
     calls: &mut Vec<CallRecord>,
 ) -> Result<Generated, Error> {
     let attempts = request.attempts.max(1);
-    let provider = client.provider();
-    let record = |attempt, exchange: Option<&super::Exchange>, latency_ms, outcome| CallRecord {
-        task: request.task.clone(),
-        provider: provider.kind().to_string(),
-        model: provider.model().to_owned(),
-        attempt,
-        tokens_in: exchange.and_then(|e| e.completion.tokens_in),
-        tokens_out: exchange.and_then(|e| e.completion.tokens_out),
-        latency_ms,
-        tries: exchange.map(|e| e.tries).unwrap_or(0),
-        outcome,
-    };
     let mut messages = vec![Message::user(request.prompt.clone())];
     let mut last = None;
     for attempt in 1..=attempts {
@@ -140,106 +144,129 @@ pub async fn generate(
         let exchange = match client.complete(&request.task, &chat).await {
             Ok(exchange) => exchange,
             Err(err) => {
-                calls.push(record(attempt, None, millis(started), CallOutcome::Error));
+                let latency_ms = millis(started.elapsed());
+                calls.push(record(
+                    client,
+                    request,
+                    attempt,
+                    None,
+                    latency_ms,
+                    CallOutcome::Error,
+                ));
                 return Err(err);
             }
         };
-        let latency_ms = u64::try_from(exchange.latency.as_millis()).unwrap_or(u64::MAX);
         let answer = exchange.completion.text.clone();
-        let repair = match extract(request.extract, &answer) {
-            Err(problem) => {
-                calls.push(record(
-                    attempt,
-                    Some(&exchange),
-                    latency_ms,
-                    CallOutcome::ExtractFailed,
-                ));
-                let repair = problem.repair_request().to_owned();
-                last = Some(Last::Extract(problem, answer.clone()));
-                repair
+        let (outcome, step) = judge(request, check, &answer).await;
+        let latency_ms = millis(exchange.latency);
+        calls.push(record(
+            client,
+            request,
+            attempt,
+            Some(&exchange),
+            latency_ms,
+            outcome,
+        ));
+        match step? {
+            Step::Kept(text) => {
+                return Ok(Generated {
+                    text,
+                    attempts: attempt,
+                });
             }
-            Ok(text) => {
-                let judged = match write_candidate(&request.task, &request.output, &text) {
-                    Ok(candidate) => match check {
-                        Some(check) => check
-                            .run(candidate.path())
-                            .await
-                            .map(|o| (candidate, Some(o))),
-                        None => Ok((candidate, None)),
-                    },
-                    Err(err) => Err(err),
-                };
-                let (candidate, outcome) = match judged {
-                    Ok(judged) => judged,
-                    Err(err) => {
-                        calls.push(record(
-                            attempt,
-                            Some(&exchange),
-                            latency_ms,
-                            CallOutcome::Error,
-                        ));
-                        return Err(err);
-                    }
-                };
-                match outcome {
-                    Some(outcome) if !outcome.passed => {
-                        calls.push(record(
-                            attempt,
-                            Some(&exchange),
-                            latency_ms,
-                            CallOutcome::CheckFailed,
-                        ));
-                        let output = tail(outcome.output.as_bytes(), CHECK_OUTPUT_LIMIT);
-                        let command = check.map(|c| c.describe()).unwrap_or_default();
-                        let repair = repair_request(command, &output, request.extract);
-                        last = Some(Last::Check(output));
-                        repair
-                    }
-                    _ => {
-                        let kept = persist(&request.task, candidate, &request.output);
-                        let outcome = if kept.is_ok() {
-                            CallOutcome::Passed
-                        } else {
-                            CallOutcome::Error
-                        };
-                        calls.push(record(attempt, Some(&exchange), latency_ms, outcome));
-                        kept?;
-                        return Ok(Generated {
-                            text,
-                            attempts: attempt,
-                        });
-                    }
-                }
+            Step::Repair { message, failure } => {
+                messages.push(Message::assistant(answer));
+                messages.push(Message::user(message));
+                last = Some(failure);
             }
-        };
-        messages.push(Message::assistant(answer));
-        messages.push(Message::user(repair));
+        }
     }
     let task = request.task.clone();
     Err(match last {
-        Some(Last::Extract(Problem::Unclosed, _)) => Error::UnclosedFence { task, attempts },
-        Some(Last::Extract(_, answer)) => Error::MissingFence {
-            task,
-            attempts,
-            answer_head: indent(&head_lines(&answer)),
-        },
-        Some(Last::Check(output)) => Error::CheckFailed {
+        Some(Refusal::Extract(Problem::Unclosed, _)) => Error::UnclosedFence { task, attempts },
+        Some(Refusal::Extract(Problem::Empty, _)) => Error::EmptyAnswer { task, attempts },
+        Some(Refusal::Check(output)) => Error::CheckFailed {
             task,
             command: check.map(|c| c.describe().to_owned()).unwrap_or_default(),
             attempts,
             output,
         },
-        // The loop runs at least once and every path that does not return sets `last`.
-        None => Error::MissingFence {
+        Some(Refusal::Extract(Problem::NoFence, answer)) => Error::MissingFence {
             task,
             attempts,
-            answer_head: String::new(),
+            answer_head: indent(&head_lines(&answer)),
         },
+        // Unreachable: the loop runs at least once, and each pass returns or sets `last`.
+        None => Error::EmptyAnswer { task, attempts },
     })
 }
 
-fn millis(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+/// Extract, write the candidate, check it, and keep it if it passes.
+async fn judge(
+    request: &GenerateRequest,
+    check: Option<&dyn Check>,
+    answer: &str,
+) -> (CallOutcome, Result<Step, Error>) {
+    let text = match extract(request.extract, answer) {
+        Ok(text) => text,
+        Err(problem) => {
+            let message = problem.repair_request().to_owned();
+            let failure = Refusal::Extract(problem, answer.to_owned());
+            return (
+                CallOutcome::ExtractFailed,
+                Ok(Step::Repair { message, failure }),
+            );
+        }
+    };
+    let candidate = match write_candidate(&request.task, &request.output, &text) {
+        Ok(candidate) => candidate,
+        Err(err) => return (CallOutcome::Error, Err(err)),
+    };
+    if let Some(check) = check {
+        match check.run(candidate.path()).await {
+            Ok(outcome) if !outcome.passed => {
+                let output = tail(outcome.output.as_bytes(), CHECK_OUTPUT_LIMIT);
+                let message = repair_request(check.describe(), &output, request.extract);
+                let failure = Refusal::Check(output);
+                return (
+                    CallOutcome::CheckFailed,
+                    Ok(Step::Repair { message, failure }),
+                );
+            }
+            Ok(_) => {}
+            Err(err) => return (CallOutcome::Error, Err(err)),
+        }
+    }
+    match persist(&request.task, candidate, &request.output) {
+        Ok(()) => (CallOutcome::Passed, Ok(Step::Kept(text))),
+        Err(err) => (CallOutcome::Error, Err(err)),
+    }
+}
+
+fn record(
+    client: &Client,
+    request: &GenerateRequest,
+    attempt: u32,
+    exchange: Option<&Exchange>,
+    latency_ms: u64,
+    outcome: CallOutcome,
+) -> CallRecord {
+    let provider = client.provider();
+    CallRecord {
+        task: request.task.clone(),
+        provider: provider.kind().to_string(),
+        model: provider.model().to_owned(),
+        attempt,
+        tokens_in: exchange.and_then(|e| e.completion.tokens_in),
+        tokens_out: exchange.and_then(|e| e.completion.tokens_out),
+        latency_ms,
+        tries: exchange.map(|e| e.tries).unwrap_or(0),
+        outcome,
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The message that asks for a corrected answer.
@@ -314,7 +341,7 @@ fn persist(task: &str, candidate: tempfile::NamedTempFile, output: &Path) -> Res
 
 #[cfg(test)]
 mod tests {
-    use std::{sync::Mutex, time::Duration};
+    use std::sync::Mutex;
 
     use serde_json::json;
     use wiremock::{
@@ -614,5 +641,44 @@ mod tests {
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].outcome, CallOutcome::Error);
         assert!(!serde_json::to_string(&calls).unwrap().contains(KEY));
+    }
+
+    #[tokio::test]
+    async fn text_mode_keeps_the_whole_answer_and_refuses_empty_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(openai_answer("   ")))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(openai_answer("\n# Notes\n\nAll good.\n\n")),
+            )
+            .mount(&server)
+            .await;
+        let output = confine_output("notes", dir.path(), "docs/notes.md").unwrap();
+        let text_request = |attempts| GenerateRequest {
+            extract: Extract::Text,
+            ..request("notes", output.clone(), "summarise".into(), attempts)
+        };
+        let mut calls = Vec::new();
+        let err = generate(&client(&server), &text_request(1), None, &mut calls)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::EmptyAnswer { attempts: 1, .. }),
+            "{err:?}"
+        );
+        let generated = generate(&client(&server), &text_request(1), None, &mut calls)
+            .await
+            .unwrap();
+        assert_eq!(generated.text, "# Notes\n\nAll good.\n");
+        assert_eq!(
+            std::fs::read_to_string(&output).unwrap(),
+            "# Notes\n\nAll good.\n"
+        );
     }
 }
