@@ -22,8 +22,12 @@ use super::{
 pub struct Exchange {
     /// The answer.
     pub completion: Completion,
-    /// Wall time of the whole call, waits between retries included.
+    /// Wall time of the call, retries and the waits between them included, but not the
+    /// time spent queueing for the limiter (that is [`Exchange::queued`]), so latency
+    /// percentiles describe the provider rather than the run's parallelism.
     pub latency: Duration,
+    /// Time spent waiting for the limiter (concurrency slot and rate token).
+    pub queued: Duration,
     /// Requests sent (1 when the first try succeeded).
     pub tries: u32,
 }
@@ -84,18 +88,22 @@ impl Client {
     /// Send `request` for `task`, retrying what may succeed on another try.
     pub async fn complete(&self, task: &str, request: &ChatRequest) -> Result<Exchange, Error> {
         let started = Instant::now();
+        let mut queued = Duration::ZERO;
         let mut tries = 0;
         loop {
             tries += 1;
             let result = {
+                let asked = Instant::now();
                 let _permit = self.limiter.acquire().await;
+                queued += asked.elapsed();
                 self.provider.complete(request).await
             };
             let failure = match result {
                 Ok(completion) => {
                     return Ok(Exchange {
                         completion,
-                        latency: started.elapsed(),
+                        latency: started.elapsed().saturating_sub(queued),
+                        queued,
                         tries,
                     });
                 }
@@ -535,11 +543,25 @@ mod tests {
                 client.complete(&format!("gen[{i}]"), &hello()).await
             }));
         }
+        let mut exchanges = Vec::new();
         for call in calls {
-            assert_eq!(call.await.unwrap().unwrap().completion.text, "ok");
+            let exchange = call.await.unwrap().unwrap();
+            assert_eq!(exchange.completion.text, "ok");
+            exchanges.push(exchange);
         }
         // Six 200 ms requests, two at a time: three rounds.
         let elapsed = started.elapsed();
+        let exchanges: Vec<Exchange> = exchanges;
+        let queued = exchanges
+            .iter()
+            .filter(|e| e.queued >= Duration::from_millis(150))
+            .count();
+        assert_eq!(queued, 4, "four of six requests had to wait for a slot");
+        assert!(
+            exchanges
+                .iter()
+                .all(|e| e.latency < Duration::from_millis(400))
+        );
         assert!(elapsed >= Duration::from_millis(590), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
     }

@@ -96,8 +96,10 @@ pub struct CallRecord {
     pub tokens_in: Option<u64>,
     /// Answer tokens, when reported.
     pub tokens_out: Option<u64>,
-    /// Wall time of the provider call, retries included.
+    /// Wall time of the provider call, retries included, limiter queueing excluded.
     pub latency_ms: u64,
+    /// Time spent queueing for the provider's limiter.
+    pub queued_ms: u64,
     /// HTTP requests sent for this attempt.
     pub tries: u32,
     /// How it ended.
@@ -260,6 +262,7 @@ fn record(
         tokens_in: exchange.and_then(|e| e.completion.tokens_in),
         tokens_out: exchange.and_then(|e| e.completion.tokens_out),
         latency_ms,
+        queued_ms: exchange.map(|e| millis(e.queued)).unwrap_or(0),
         tries: exchange.map(|e| e.tries).unwrap_or(0),
         outcome,
     }
