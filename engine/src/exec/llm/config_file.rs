@@ -50,29 +50,55 @@ struct RawFile {
     llm: RawLlm,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawLlm {
-    #[serde(flatten)]
-    settings: RawSettings,
-    #[serde(default)]
-    profiles: BTreeMap<String, RawSettings>,
+/// Declares a settings table with the eleven settings keys plus `$extra` fields. serde's
+/// `deny_unknown_fields` does not combine with `flatten`, so `[llm]` (which also holds
+/// `profiles`) and a profile table are two structs with the same keys.
+macro_rules! settings_table {
+    ($name:ident { $($extra:tt)* }) => {
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        struct $name {
+            provider: Option<String>,
+            base_url: Option<String>,
+            model: Option<String>,
+            api_key_env: Option<String>,
+            temperature: Option<f64>,
+            max_tokens: Option<u32>,
+            timeout: Option<String>,
+            requests_per_minute: Option<u32>,
+            max_concurrent: Option<u32>,
+            command: Option<String>,
+            max_retries: Option<u32>,
+            $($extra)*
+        }
+    };
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-struct RawSettings {
-    provider: Option<String>,
-    base_url: Option<String>,
-    model: Option<String>,
-    api_key_env: Option<String>,
-    temperature: Option<f64>,
-    max_tokens: Option<u32>,
-    timeout: Option<String>,
-    requests_per_minute: Option<u32>,
-    max_concurrent: Option<u32>,
-    command: Option<String>,
-    max_retries: Option<u32>,
+settings_table!(RawLlm {
+    #[serde(default)]
+    profiles: BTreeMap<String, RawSettings>,
+});
+
+settings_table!(RawSettings {});
+
+impl RawLlm {
+    /// The `[llm]` table's own settings and its profiles.
+    fn split(self) -> (RawSettings, BTreeMap<String, RawSettings>) {
+        let settings = RawSettings {
+            provider: self.provider,
+            base_url: self.base_url,
+            model: self.model,
+            api_key_env: self.api_key_env,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            timeout: self.timeout,
+            requests_per_minute: self.requests_per_minute,
+            max_concurrent: self.max_concurrent,
+            command: self.command,
+            max_retries: self.max_retries,
+        };
+        (settings, self.profiles)
+    }
 }
 
 impl ConfigFile {
@@ -114,10 +140,9 @@ impl ConfigFile {
             }))
         })?;
         let origin = format!("`{}`", path.display());
-        let llm = convert(raw.llm.settings, &origin)?;
-        let profiles = raw
-            .llm
-            .profiles
+        let (settings, profiles) = raw.llm.split();
+        let llm = convert(settings, &origin)?;
+        let profiles = profiles
             .into_iter()
             .map(|(name, raw)| {
                 let origin = format!("`{}` (profile `{name}`)", path.display());
@@ -216,6 +241,18 @@ temperature = 0.0
             ConfigFile::parse(Path::new("c.toml"), "[llm]\napi-key = \"sk-123\"\n").unwrap_err();
         assert!(matches!(key, Error::ConfigParse(_)), "{key:?}");
         assert!(!key.to_string().contains("sk-123"), "{key}");
+        let in_profile =
+            ConfigFile::parse(Path::new("c.toml"), "[llm.profiles.fast]\nmodle = \"x\"\n")
+                .unwrap_err();
+        assert!(
+            matches!(in_profile, Error::ConfigParse(_)),
+            "{in_profile:?}"
+        );
+        assert!(in_profile.to_string().contains("modle"), "{in_profile}");
+        insta::assert_snapshot!(
+            "config_unknown_key",
+            crate::exec::llm::error::render::graphical(&in_profile)
+        );
         let timeout =
             ConfigFile::parse(Path::new("c.toml"), "[llm]\ntimeout = \"later\"\n").unwrap_err();
         assert!(
