@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
@@ -217,6 +218,10 @@ pub struct IndexStats {
     pub walked: usize,
     /// Distinct files selected by at least one pattern (each hashed or looked up once).
     pub files: usize,
+    /// Time spent walking and matching.
+    pub walk_time: Duration,
+    /// Time spent stat'ing and hashing (in parallel).
+    pub hash_time: Duration,
 }
 
 /// Every input file of every task, hashed once; answers each task's selection.
@@ -257,6 +262,7 @@ impl InputIndex {
             source,
         })?;
 
+        let walk_start = Instant::now();
         // 1. Walk below the glob bases, matching every file against every glob at once.
         let glob_list: Vec<String> = globs.into_iter().collect();
         let mut set = GlobSetBuilder::new();
@@ -318,6 +324,8 @@ impl InputIndex {
         }
 
         // 3. Hash every distinct candidate once, in parallel.
+        let walk_time = walk_start.elapsed();
+        let hash_start = Instant::now();
         let candidates: Vec<(String, PathBuf)> = candidates.into_iter().collect();
         let files = candidates
             .par_iter()
@@ -334,6 +342,7 @@ impl InputIndex {
                 })
             })
             .collect::<Result<Vec<InputFile>, Error>>()?;
+        let hash_time = hash_start.elapsed();
         let index_of: HashMap<&str, usize> = files
             .iter()
             .enumerate()
@@ -359,6 +368,8 @@ impl InputIndex {
         let stats = IndexStats {
             walked,
             files: files.len(),
+            walk_time,
+            hash_time,
         };
         Ok(InputIndex {
             files,
@@ -516,33 +527,40 @@ fn walk(
                 && matches!(entry.file_name().to_str(), Some(".git") | Some(".clab"));
             !skip
         });
+    // The sequential walker: on 2 cores the parallel one measured no faster (docs/cache.md).
     let mut out = Vec::new();
     for entry in builder.build() {
         let entry = entry.map_err(|source| Error::Walk {
             root: root.to_owned(),
             source,
         })?;
-        let Some(file_type) = entry.file_type() else {
-            continue;
-        };
-        let path = entry.path();
-        if file_type.is_symlink() {
-            match fs::canonicalize(path) {
-                Ok(real) if real.starts_with(canonical_root) && real.is_file() => {}
-                _ => continue,
-            }
-        } else if !file_type.is_file() {
-            continue;
-        }
-        let Ok(rel) = path.strip_prefix(root) else {
-            continue;
-        };
-        let Some(rel) = relative_string(rel) else {
-            continue;
-        };
-        out.push((rel, path.to_owned()));
+        out.extend(walked_file(&entry, root, canonical_root));
     }
+    // Bases are disjoint, but keep the index sorted and duplicate-free regardless.
+    out.sort_unstable();
+    out.dedup_by(|a, b| a.0 == b.0);
     Ok(out)
+}
+
+/// The (relative, absolute) path of a walked entry that is an input candidate: a regular file,
+/// or a symlink to a file inside the root.
+fn walked_file(
+    entry: &ignore::DirEntry,
+    root: &Path,
+    canonical_root: &Path,
+) -> Option<(String, PathBuf)> {
+    let file_type = entry.file_type()?;
+    let path = entry.path();
+    if file_type.is_symlink() {
+        let real = fs::canonicalize(path).ok()?;
+        if !(real.starts_with(canonical_root) && real.is_file()) {
+            return None;
+        }
+    } else if !file_type.is_file() {
+        return None;
+    }
+    let rel = relative_string(path.strip_prefix(root).ok()?)?;
+    Some((rel, path.to_owned()))
 }
 
 fn relative_string(rel: &Path) -> Option<String> {
