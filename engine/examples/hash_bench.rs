@@ -3,6 +3,7 @@
 //! ```text
 //! hash_bench gen DIR FILES SIZE     write FILES files of SIZE bytes under DIR (1000 per dir)
 //! hash_bench run DIR CACHE [PAT…]   cold pass (empty stat cache), flush, reopen, warm pass
+//! hash_bench scale DIR CACHE GLOB 2,000 tasks × (20 own files + a shared GLOB) on a `gen` tree
 //! hash_bench threshold DIR          time read+hash vs mmap+rayon for several file sizes
 //! ```
 //!
@@ -24,6 +25,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("gen") if args.len() == 4 => generate(Path::new(&args[1]), &args[2], &args[3]),
         Some("run") if args.len() >= 3 => run(Path::new(&args[1]), Path::new(&args[2]), &args[3..]),
+        Some("scale") if args.len() == 4 => {
+            scale(Path::new(&args[1]), Path::new(&args[2]), &args[3])
+        }
         Some("threshold") if args.len() == 2 => threshold(Path::new(&args[1])),
         _ => Err(
             "usage: hash_bench gen DIR FILES SIZE | run DIR CACHE [PATTERN…] | threshold DIR"
@@ -128,6 +132,46 @@ fn run(dir: &Path, cache: &Path, patterns: &[String]) -> Result<(), String> {
         start.elapsed().as_secs_f64() * 1000.0
     );
     timed("warm", &store)?;
+    Ok(())
+}
+
+fn scale(dir: &Path, cache: &Path, shared: &str) -> Result<(), String> {
+    let _ = fs::remove_dir_all(cache);
+    let tasks: Vec<Vec<String>> = (0..2000u64)
+        .map(|t| {
+            let mut patterns: Vec<String> = (0..20)
+                .map(|j| {
+                    let i = t * 20 + j;
+                    format!("d{:03}/f{i:06}.bin", i / 1000)
+                })
+                .collect();
+            patterns.push(shared.to_owned());
+            patterns.push("!d000/f000999.bin".to_owned());
+            patterns
+        })
+        .collect();
+    let store = Store::open(cache.to_path_buf())
+        .map_err(|e| e.to_string())?
+        .store;
+    let stat = store.stat_cache().map_err(|e| e.to_string())?;
+    for label in ["cold", "warm"] {
+        let start = Instant::now();
+        let index =
+            InputIndex::build(dir, tasks.iter().flatten(), stat).map_err(|e| e.to_string())?;
+        let built = start.elapsed();
+        let mut selected = 0;
+        for task in &tasks {
+            selected += index.select(task).map_err(|e| e.to_string())?.len();
+        }
+        println!(
+            "{label}: build {:.1} ms (walk {:.1}, hash {:.1}), select 2000 tasks {:.1} ms, {selected} inputs, {} distinct files",
+            built.as_secs_f64() * 1000.0,
+            index.stats().walk_time.as_secs_f64() * 1000.0,
+            index.stats().hash_time.as_secs_f64() * 1000.0,
+            (start.elapsed() - built).as_secs_f64() * 1000.0,
+            index.files().len(),
+        );
+    }
     Ok(())
 }
 

@@ -139,6 +139,41 @@ enum Pattern {
     Glob(String),
 }
 
+impl Pattern {
+    /// The normalized text.
+    fn body(&self) -> &str {
+        match self {
+            Pattern::Literal(p) | Pattern::Glob(p) => p,
+        }
+    }
+}
+
+/// For each exclude body, which of `files` it removes (the body itself, or anything below it).
+fn exclusion_masks(
+    files: &[InputFile],
+    excludes: BTreeSet<String>,
+) -> Result<HashMap<String, Vec<bool>>, Error> {
+    let excludes: Vec<String> = excludes.into_iter().collect();
+    let mut set = GlobSetBuilder::new();
+    for body in &excludes {
+        set.add(compile_glob(body, body)?);
+        set.add(compile_glob(&format!("{body}/**"), body)?);
+    }
+    let set = set.build().map_err(|source| Error::BadGlob {
+        pattern: excludes.join(", "),
+        source,
+    })?;
+    let mut masks = vec![vec![false; files.len()]; excludes.len()];
+    let mut buffer = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        set.matches_into(&file.path, &mut buffer);
+        for &m in &buffer {
+            masks[m / 2][i] = true;
+        }
+    }
+    Ok(excludes.into_iter().zip(masks).collect())
+}
+
 /// One task's pattern, include or exclude.
 #[derive(Debug, Clone)]
 struct TaskPattern {
@@ -165,8 +200,8 @@ fn parse_pattern(text: &str) -> Result<TaskPattern, Error> {
         return Err(outside());
     }
     let is_glob = body.contains(['*', '?', '[', ']', '{', '}']);
+    // Globs are compiled (and so validated) by `InputIndex::build`, once per distinct glob.
     let pattern = if is_glob {
-        compile_glob(&body, text)?;
         Pattern::Glob(body)
     } else {
         // Collapse `a//b` and `a/./b`.
@@ -229,6 +264,8 @@ pub struct IndexStats {
 pub struct InputIndex {
     files: Vec<InputFile>,
     globs: HashMap<String, Vec<usize>>,
+    /// Per exclude pattern (normalized body): which of `files` it removes.
+    excluded: HashMap<String, Vec<bool>>,
     literals: HashMap<String, Literal>,
     stats: IndexStats,
 }
@@ -247,15 +284,23 @@ impl InputIndex {
     {
         let mut globs = BTreeSet::new();
         let mut literals = BTreeSet::new();
+        let mut exclude_list = BTreeSet::new();
         for text in patterns {
-            let parsed = parse_pattern(text.as_ref())?;
-            if parsed.exclude {
+            let text = text.as_ref();
+            let parsed = parse_pattern(text)?;
+            let body = parsed.pattern.body();
+            let seen = if parsed.exclude {
+                &mut exclude_list
+            } else if matches!(parsed.pattern, Pattern::Glob(_)) {
+                &mut globs
+            } else {
+                literals.insert(body.to_owned());
                 continue;
-            }
-            match parsed.pattern {
-                Pattern::Glob(g) => globs.insert(g),
-                Pattern::Literal(l) => literals.insert(l),
             };
+            if !seen.contains(body) {
+                compile_glob(body, text)?;
+                seen.insert(body.to_owned());
+            }
         }
         let canonical_root = fs::canonicalize(root).map_err(|source| Error::Io {
             path: root.display().to_string(),
@@ -292,34 +337,21 @@ impl InputIndex {
             }
         }
 
-        // 2. Resolve literals by stat.
+        // 2. Resolve literals by stat (canonicalizing each parent directory once).
         let mut literal_state: HashMap<String, Literal> = HashMap::new();
+        let mut dirs_inside: HashMap<PathBuf, bool> = HashMap::new();
         for lit in &literals {
             let abs = root.join(lit);
-            let state = match fs::symlink_metadata(&abs) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Literal::Missing,
-                Err(source) => {
-                    return Err(Error::Io {
+            let state =
+                resolve_literal(&abs, &canonical_root, &mut dirs_inside).map_err(|source| {
+                    Error::Io {
                         path: lit.clone(),
                         source,
-                    });
-                }
-                Ok(_) => match fs::canonicalize(&abs) {
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Literal::Missing,
-                    Err(source) => {
-                        return Err(Error::Io {
-                            path: lit.clone(),
-                            source,
-                        });
                     }
-                    Ok(real) if !real.starts_with(&canonical_root) => Literal::OutsideRoot,
-                    Ok(real) if real.is_dir() => Literal::Directory,
-                    Ok(_) => {
-                        candidates.insert(lit.clone(), abs);
-                        Literal::Found(usize::MAX)
-                    }
-                },
-            };
+                })?;
+            if let Literal::Found(_) = state {
+                candidates.insert(lit.clone(), abs);
+            }
             literal_state.insert(lit.clone(), state);
         }
 
@@ -360,6 +392,7 @@ impl InputIndex {
                 (g, ids)
             })
             .collect();
+        let excluded = exclusion_masks(&files, exclude_list)?;
         for (lit, state) in literal_state.iter_mut() {
             if let Literal::Found(i) = state {
                 *i = index_of.get(lit.as_str()).copied().unwrap_or(usize::MAX);
@@ -374,6 +407,7 @@ impl InputIndex {
         Ok(InputIndex {
             files,
             globs,
+            excluded,
             literals: literal_state,
             stats,
         })
@@ -381,18 +415,21 @@ impl InputIndex {
 
     /// The inputs of one task: files matching any include pattern and no exclude, sorted by
     /// path. Every include pattern must have been given to `build`.
-    pub fn select<S: AsRef<str>>(&self, patterns: &[S]) -> Result<Vec<InputFile>, Error> {
-        let mut chosen = BTreeSet::new();
+    pub fn select<S: AsRef<str>>(&self, patterns: &[S]) -> Result<Vec<&InputFile>, Error> {
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut masks: Vec<&Vec<bool>> = Vec::new();
         let mut excludes = GlobSetBuilder::new();
         let mut any_exclude = false;
         for text in patterns {
             let text = text.as_ref();
             let parsed = parse_pattern(text)?;
             if parsed.exclude {
-                let body = match &parsed.pattern {
-                    Pattern::Literal(p) | Pattern::Glob(p) => p.clone(),
-                };
-                excludes.add(compile_glob(&body, text)?);
+                let body = parsed.pattern.body();
+                if let Some(mask) = self.excluded.get(body) {
+                    masks.push(mask);
+                    continue;
+                }
+                excludes.add(compile_glob(body, text)?);
                 excludes.add(compile_glob(&format!("{body}/**"), text)?);
                 any_exclude = true;
                 continue;
@@ -406,7 +443,7 @@ impl InputIndex {
                 }
                 Pattern::Literal(l) => match self.literals.get(l) {
                     Some(Literal::Found(i)) if *i < self.files.len() => {
-                        chosen.insert(*i);
+                        chosen.push(*i);
                     }
                     Some(Literal::Found(_)) | Some(Literal::Missing) => {
                         return Err(Error::Missing { path: l.clone() });
@@ -439,16 +476,18 @@ impl InputIndex {
         } else {
             None
         };
-        // `chosen` iterates in index order, and `files` is sorted by path.
+        // `files` is sorted by path, so index order is path order.
+        chosen.sort_unstable();
+        chosen.dedup();
         Ok(chosen
             .into_iter()
+            .filter(|&i| !masks.iter().any(|mask| mask[i]))
             .map(|i| &self.files[i])
             .filter(|f| {
                 excludes
                     .as_ref()
                     .is_none_or(|set: &GlobSet| !set.is_match(&f.path))
             })
-            .cloned()
             .collect())
     }
 
@@ -469,7 +508,47 @@ pub fn collect<S: AsRef<str>>(
     patterns: &[S],
     stat_cache: &StatCache,
 ) -> Result<Vec<InputFile>, Error> {
-    InputIndex::build(root, patterns.iter().map(|p| p.as_ref()), stat_cache)?.select(patterns)
+    let index = InputIndex::build(root, patterns.iter().map(|p| p.as_ref()), stat_cache)?;
+    Ok(index.select(patterns)?.into_iter().cloned().collect())
+}
+
+/// Resolves a literal input by `stat`. A regular file is inside the root when its parent
+/// directory is (memoized in `dirs_inside`); a symlink is resolved all the way.
+fn resolve_literal(
+    abs: &Path,
+    canonical_root: &Path,
+    dirs_inside: &mut HashMap<PathBuf, bool>,
+) -> io::Result<Literal> {
+    let meta = match fs::symlink_metadata(abs) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Literal::Missing),
+        Err(e) => return Err(e),
+    };
+    let (inside, is_dir) = if meta.file_type().is_symlink() {
+        match fs::canonicalize(abs) {
+            Ok(real) => (real.starts_with(canonical_root), real.is_dir()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Literal::Missing),
+            Err(e) => return Err(e),
+        }
+    } else {
+        let parent = abs.parent().unwrap_or(abs).to_owned();
+        let inside = match dirs_inside.get(&parent) {
+            Some(inside) => *inside,
+            None => {
+                let inside = fs::canonicalize(&parent)?.starts_with(canonical_root);
+                dirs_inside.insert(parent, inside);
+                inside
+            }
+        };
+        (inside, meta.is_dir())
+    };
+    Ok(if !inside {
+        Literal::OutsideRoot
+    } else if is_dir {
+        Literal::Directory
+    } else {
+        Literal::Found(usize::MAX)
+    })
 }
 
 /// The minimal set of directories to walk: glob bases, without any that lie below another.
@@ -590,8 +669,8 @@ mod tests {
         dir
     }
 
-    fn paths(files: &[InputFile]) -> Vec<&str> {
-        files.iter().map(|f| f.path.as_str()).collect()
+    fn paths<F: std::borrow::Borrow<InputFile>>(files: &[F]) -> Vec<&str> {
+        files.iter().map(|f| f.borrow().path.as_str()).collect()
     }
 
     #[test]
