@@ -297,6 +297,8 @@ pub struct PruneReport {
     pub freed_bytes: u64,
     /// Bytes left in the CAS.
     pub remaining_bytes: u64,
+    /// Stat-cache entries dropped because their file is gone.
+    pub stat_entries: u64,
 }
 
 /// The cache store of one project.
@@ -779,6 +781,33 @@ impl Store {
         Ok(written)
     }
 
+    /// Deletes stat-cache rows whose file no longer exists; returns how many.
+    fn prune_stat_cache(&self) -> Result<u64, Error> {
+        let paths: Vec<String> = {
+            let conn = self.conn();
+            let mut statement = self.sql(conn.prepare("SELECT path FROM stat_cache"))?;
+            self.sql(
+                statement
+                    .query_map([], |row| row.get(0))
+                    .and_then(|rows| rows.collect()),
+            )?
+        };
+        let gone: Vec<String> = paths
+            .into_iter()
+            .filter(|p| matches!(fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound))
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn();
+        let tx = self.sql(conn.transaction())?;
+        for path in &gone {
+            self.sql(tx.execute("DELETE FROM stat_cache WHERE path = ?1", params![path]))?;
+        }
+        self.sql(tx.commit())?;
+        Ok(gone.len() as u64)
+    }
+
     // ── locks ────────────────────────────────────────────────────────────────────────────────
 
     /// Locks `key` against other clab processes and threads, blocking until it is free.
@@ -853,6 +882,7 @@ impl Store {
             blobs: blobs.len() as u64,
             freed_bytes: blobs.iter().map(|b| b.size).sum(),
             remaining_bytes: 0,
+            stat_entries: 0,
         })
     }
 
@@ -955,6 +985,7 @@ impl Store {
                 report.blobs += 1;
             }
         }
+        report.stat_entries = self.prune_stat_cache()?;
         report.remaining_bytes = total;
         Ok(report)
     }
@@ -1410,6 +1441,50 @@ mod tests {
             .status()
             .unwrap();
         assert_eq!(status.code(), Some(0));
+    }
+
+    #[test]
+    fn two_stores_on_one_directory_write_concurrently() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join(".clab");
+        Store::open(&cache).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let cache = cache.clone();
+                std::thread::spawn(move || {
+                    // Each thread has its own connection, as a second clab process would.
+                    let store = Store::open(&cache).unwrap().store;
+                    for i in 0..40 {
+                        let log = store.put_log(format!("log {t} {i}").as_bytes()).unwrap();
+                        let key = format!("k{t}-{i}");
+                        store
+                            .save_result(&key, &CachedResult::new("t", "ok", 1, vec![], Some(log)))
+                            .unwrap();
+                        assert!(store.load_result(&key).unwrap().is_some());
+                        store.save_manifest("shared", &key, "{}").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let store = Store::open(&cache).unwrap().store;
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.entries, stats.blobs, stats.hits), (160, 160, 160));
+    }
+
+    #[test]
+    fn prune_forgets_stat_entries_of_deleted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a", "a", 0o644);
+        write(dir.path(), "b", "b", 0o644);
+        let store = open(dir.path());
+        crate::plan::inputs::collect(dir.path(), &["a", "b"], store.stat_cache().unwrap()).unwrap();
+        store.flush_stat_cache().unwrap();
+        fs::remove_file(dir.path().join("a")).unwrap();
+        assert_eq!(store.prune(u64::MAX).unwrap().stat_entries, 1);
+        assert_eq!(store.prune(u64::MAX).unwrap().stat_entries, 0);
     }
 
     #[test]
