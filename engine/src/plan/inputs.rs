@@ -31,7 +31,6 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
-use rayon::prelude::*;
 
 use super::stat_cache::StatCache;
 use crate::store::Digest;
@@ -359,10 +358,12 @@ impl InputIndex {
         let walk_time = walk_start.elapsed();
         let hash_start = Instant::now();
         let candidates: Vec<(String, PathBuf)> = candidates.into_iter().collect();
+        let abs_paths: Vec<&Path> = candidates.iter().map(|(_, abs)| abs.as_path()).collect();
         let files = candidates
-            .par_iter()
-            .map(|(rel, abs)| {
-                let (hash, stat) = stat_cache.hash_file(abs).map_err(|source| Error::Io {
+            .iter()
+            .zip(stat_cache.hash_files(&abs_paths))
+            .map(|((rel, _), result)| {
+                let (hash, stat) = result.map_err(|source| Error::Io {
                     path: rel.clone(),
                     source,
                 })?;
