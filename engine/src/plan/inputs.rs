@@ -301,10 +301,13 @@ impl InputIndex {
                 seen.insert(body.to_owned());
             }
         }
+        // Walk from the canonical root so that stat-cache keys are absolute and stable however
+        // the caller spelled the root (`.`, a symlinked checkout).
         let canonical_root = fs::canonicalize(root).map_err(|source| Error::Io {
             path: root.display().to_string(),
             source,
         })?;
+        let root = canonical_root.as_path();
 
         let walk_start = Instant::now();
         // 1. Walk below the glob bases, matching every file against every glob at once.
@@ -823,6 +826,20 @@ mod tests {
             collect(dir.path(), &["out.txt"], &cache).unwrap_err(),
             Error::OutsideRoot { .. }
         ));
+    }
+
+    #[test]
+    fn stat_cache_keys_are_canonical_however_the_root_is_spelled() {
+        let dir = tree(&[("src/a.txt", "a")]);
+        let link = tempfile::tempdir().unwrap();
+        let via_link = link.path().join("checkout");
+        std::os::unix::fs::symlink(dir.path(), &via_link).unwrap();
+        let cache = StatCache::new();
+        let files = collect(&via_link.join("."), &["src/*.txt"], &cache).unwrap();
+        assert_eq!(paths(&files), ["src/a.txt"]);
+        let canonical = fs::canonicalize(dir.path()).unwrap();
+        let keys: Vec<PathBuf> = cache.take_dirty().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(keys, [canonical.join("src/a.txt")]);
     }
 
     #[test]

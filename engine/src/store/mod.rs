@@ -360,7 +360,7 @@ impl Store {
     /// permission bits). Also records its hash in the stat cache.
     pub fn store_output(&self, root: &Path, rel: &str) -> Result<OutputEntry, Error> {
         let rel = normalize_rel(rel)?;
-        let abs = root.join(&rel);
+        let abs = absolute_root(root)?.join(&rel);
         let started_ns = now_ns();
         let meta = fs::metadata(&abs).map_err(|source| Error::io("read", &abs, source))?;
         if !meta.is_file() {
@@ -450,16 +450,18 @@ impl Store {
             )
             .optional(),
         )?;
+        let had_row = row.is_some();
         let result = match row {
             None => None,
             Some((task, status, duration_ms, outputs, log, created_ms, last_used_ms)) => {
-                let outputs: Vec<OutputEntry> =
-                    serde_json::from_str(&outputs).map_err(|source| Error::Json {
-                        what: "an output manifest",
-                        source,
-                    })?;
-                let log = log.as_deref().and_then(Digest::from_hex);
-                Some(CachedResult {
+                // A row this build cannot decode is treated like a row whose blobs are gone.
+                let outputs: Option<Vec<OutputEntry>> = serde_json::from_str(&outputs).ok();
+                let log = match log.as_deref().map(Digest::from_hex) {
+                    None => Some(None),
+                    Some(Some(d)) => Some(Some(d)),
+                    Some(None) => None,
+                };
+                outputs.zip(log).map(|(outputs, log)| CachedResult {
                     task,
                     status,
                     duration_ms: duration_ms.max(0) as u64,
@@ -472,11 +474,11 @@ impl Store {
         };
         let result = match result {
             Some(r) if r.blobs().all(|d| self.cas.contains(&d)) => Some(r),
-            Some(_) => {
+            _ if had_row => {
                 self.sql(conn.execute("DELETE FROM results WHERE key = ?1", params![key]))?;
                 None
             }
-            None => None,
+            _ => None,
         };
         let counter = if result.is_some() { "hits" } else { "misses" };
         self.sql(conn.execute(
@@ -506,6 +508,8 @@ impl Store {
         result: &CachedResult,
     ) -> Result<RestoreReport, Error> {
         let stat_cache = self.stat_cache()?;
+        let root = absolute_root(root)?;
+        let root = root.as_path();
         let mut report = RestoreReport::default();
         for output in &result.outputs {
             let rel = normalize_rel(&output.path)?;
@@ -1010,6 +1014,11 @@ fn output_is_current(stat_cache: &StatCache, abs: &Path, output: &OutputEntry) -
     matches!(stat_cache.hash_file(abs), Ok((hash, _)) if hash == output.hash)
 }
 
+/// The canonical project root: stat-cache keys must be absolute and spelled one way.
+fn absolute_root(root: &Path) -> Result<PathBuf, Error> {
+    fs::canonicalize(root).map_err(|source| Error::io("resolve", root, source))
+}
+
 /// Checks that `rel` stays inside the root and returns it with `/` separators.
 fn normalize_rel(rel: &str) -> Result<String, Error> {
     let mut parts = Vec::new();
@@ -1222,6 +1231,22 @@ mod tests {
         store.cas().remove(&log).unwrap();
         assert!(store.load_result("k").unwrap().is_none());
         assert_eq!(store.stats().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn undecodable_row_is_a_miss_and_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .conn()
+            .execute(
+                "INSERT INTO results VALUES ('bad', 't', 'ok', 1, 'not json', NULL, 0, 0, 0)",
+                [],
+            )
+            .unwrap();
+        assert!(store.load_result("bad").unwrap().is_none());
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.entries, stats.misses), (0, 1));
     }
 
     #[test]
