@@ -9,6 +9,7 @@
 //! every walked file against all globs at once (one `GlobSet`), and hashes each distinct
 //! matched file once, in parallel (rayon), through the `StatCache`. `InputIndex::select` then
 //! answers one task from precomputed per-pattern lists, applying that task's excludes.
+//! `expand_outputs` lists the files output patterns name after a run, without ignore rules.
 //!
 //! Pattern semantics:
 //! - Globs use `globset` with `literal_separator`: `*` stays within one directory, `**` spans
@@ -326,7 +327,7 @@ impl InputIndex {
         if !glob_list.is_empty() {
             let bases = walk_bases(&glob_list);
             let mut buffer = Vec::new();
-            for (rel, abs) in walk(root, &canonical_root, &bases)? {
+            for (rel, abs) in walk(root, &canonical_root, &bases, true)? {
                 walked += 1;
                 set.matches_into(&rel, &mut buffer);
                 if buffer.is_empty() {
@@ -555,6 +556,81 @@ fn resolve_literal(
     })
 }
 
+/// The files that output patterns name, after a task ran: sorted relative `/` paths.
+///
+/// Unlike inputs, ignore files are not consulted (outputs usually live in ignored directories
+/// such as `build/`), a literal that does not exist is simply absent (the caller decides whether
+/// a missing output is an error), and nothing is hashed (`Store::store_output` does that).
+/// `.git/` and `.clab/` are still skipped and symlinks still not followed out of the root.
+pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<String>, Error> {
+    let root = fs::canonicalize(root).map_err(|source| Error::Io {
+        path: root.display().to_string(),
+        source,
+    })?;
+    let mut includes = GlobSetBuilder::new();
+    let mut excludes = GlobSetBuilder::new();
+    let mut globs = Vec::new();
+    let mut found = BTreeSet::new();
+    for text in patterns {
+        let text = text.as_ref();
+        let parsed = parse_pattern(text)?;
+        let body = parsed.pattern.body();
+        if parsed.exclude {
+            excludes.add(compile_glob(body, text)?);
+            excludes.add(compile_glob(&format!("{body}/**"), text)?);
+            continue;
+        }
+        match &parsed.pattern {
+            Pattern::Glob(g) => {
+                includes.add(compile_glob(g, text)?);
+                globs.push(g.clone());
+            }
+            Pattern::Literal(l) => {
+                let mut dirs = HashMap::new();
+                match resolve_literal(&root.join(l), &root, &mut dirs) {
+                    Ok(Literal::Found(_)) => {
+                        found.insert(l.clone());
+                    }
+                    Ok(Literal::OutsideRoot) => {
+                        return Err(Error::OutsideRoot {
+                            pattern: text.to_owned(),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(source) => {
+                        return Err(Error::Io {
+                            path: l.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let build = |set: GlobSetBuilder| {
+        set.build().map_err(|source| Error::BadGlob {
+            pattern: patterns
+                .iter()
+                .map(|p| p.as_ref())
+                .collect::<Vec<_>>()
+                .join(", "),
+            source,
+        })
+    };
+    let (includes, excludes) = (build(includes)?, build(excludes)?);
+    if !globs.is_empty() {
+        for (rel, _) in walk(&root, &root, &walk_bases(&globs), false)? {
+            if includes.is_match(&rel) {
+                found.insert(rel);
+            }
+        }
+    }
+    Ok(found
+        .into_iter()
+        .filter(|p| !excludes.is_match(p))
+        .collect())
+}
+
 /// The minimal set of directories to walk: glob bases, without any that lie below another.
 fn walk_bases(globs: &[String]) -> Vec<String> {
     let mut bases: Vec<String> = globs.iter().map(|g| glob_base(g)).collect();
@@ -577,6 +653,7 @@ fn walk(
     root: &Path,
     canonical_root: &Path,
     bases: &[String],
+    ignore_files: bool,
 ) -> Result<Vec<(String, PathBuf)>, Error> {
     let dirs: Vec<PathBuf> = bases
         .iter()
@@ -598,10 +675,10 @@ fn walk(
     }
     builder
         .hidden(false)
-        .parents(true)
-        .ignore(true)
-        .git_ignore(true)
-        .git_exclude(true)
+        .parents(ignore_files)
+        .ignore(ignore_files)
+        .git_ignore(ignore_files)
+        .git_exclude(ignore_files)
         .git_global(false)
         .require_git(false)
         .follow_links(false)
@@ -840,6 +917,32 @@ mod tests {
         let canonical = fs::canonicalize(dir.path()).unwrap();
         let keys: Vec<PathBuf> = cache.take_dirty().into_iter().map(|(p, _)| p).collect();
         assert_eq!(keys, [canonical.join("src/a.txt")]);
+    }
+
+    #[test]
+    fn outputs_are_expanded_without_ignore_rules() {
+        let dir = tree(&[
+            (".gitignore", "build/\n"),
+            ("build/junit.xml", "j"),
+            ("build/cov/coverage.xml", "c"),
+            ("build/tmp.log", "l"),
+            ("src/a.py", "a"),
+        ]);
+        let outputs = expand_outputs(
+            dir.path(),
+            &[
+                "build/**/*.xml",
+                "build/tmp.log",
+                "build/absent.txt",
+                "!build/cov",
+            ],
+        )
+        .unwrap();
+        assert_eq!(outputs, ["build/junit.xml", "build/tmp.log"]);
+        assert!(matches!(
+            expand_outputs(dir.path(), &["../out"]).unwrap_err(),
+            Error::OutsideRoot { .. }
+        ));
     }
 
     #[test]
