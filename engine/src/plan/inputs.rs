@@ -793,8 +793,16 @@ mod tests {
             ("dir/f", "f"),
         ]);
         let cache = StatCache::new();
-        let files = collect(dir.path(), &["./secret.env"], &cache).unwrap();
-        assert_eq!(paths(&files), ["secret.env"]);
+        let index = InputIndex::build(dir.path(), ["./secret.env"], &cache).unwrap();
+        assert_eq!(
+            index.stats().walked,
+            0,
+            "literals are resolved by stat, not by a walk"
+        );
+        assert_eq!(
+            paths(&index.select(&["./secret.env"]).unwrap()),
+            ["secret.env"]
+        );
         let err = collect(dir.path(), &["nope.txt"], &cache).unwrap_err();
         assert!(
             matches!(&err, Error::Missing { path } if path == "nope.txt"),

@@ -55,6 +55,18 @@ use crate::plan::stat_cache::{FileStat, StatCache, StatEntry, now_ns};
 /// The default cache directory name under the project root.
 pub const DEFAULT_DIR: &str = ".clab";
 
+/// The environment variable that overrides the cache directory.
+pub const CACHE_DIR_ENV: &str = "CLAB_CACHE_DIR";
+
+/// The cache directory of the project at `root`: `override_dir` (the value of `CLAB_CACHE_DIR`;
+/// a relative one is taken from `root`) or else `<root>/.clab`.
+pub fn cache_dir(root: &Path, override_dir: Option<&Path>) -> PathBuf {
+    match override_dir {
+        Some(dir) if !dir.as_os_str().is_empty() => root.join(dir),
+        _ => root.join(DEFAULT_DIR),
+    }
+}
+
 /// How long a blob or temp file is protected from `prune` after it was written or re-put, so
 /// that a concurrent writer's result can still reference it.
 pub const BLOB_GRACE: Duration = Duration::from_secs(10 * 60);
@@ -1080,6 +1092,21 @@ mod tests {
         let file = fs::File::options().append(true).open(path).unwrap();
         file.set_modified(SystemTime::now() - Duration::from_secs(3600))
             .unwrap();
+    }
+
+    #[test]
+    fn cache_dir_defaults_to_dot_clab() {
+        let root = Path::new("/p");
+        assert_eq!(cache_dir(root, None), Path::new("/p/.clab"));
+        assert_eq!(cache_dir(root, Some(Path::new(""))), Path::new("/p/.clab"));
+        assert_eq!(
+            cache_dir(root, Some(Path::new("/ci/cache"))),
+            Path::new("/ci/cache")
+        );
+        assert_eq!(
+            cache_dir(root, Some(Path::new("tmp/c"))),
+            Path::new("/p/tmp/c")
+        );
     }
 
     #[test]
