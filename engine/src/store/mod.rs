@@ -1436,6 +1436,32 @@ mod tests {
     }
 
     #[test]
+    fn temp_file_of_a_killed_writer_is_ignored_then_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let kept = store.put_log(b"complete").unwrap();
+        let leftover = store.cas().root().join(".tmp-killed-writer");
+        fs::write(&leftover, b"half a blo").unwrap();
+        let stats = store.stats().unwrap();
+        assert_eq!(
+            (stats.blobs, stats.blob_bytes),
+            (1, 8),
+            "the temp file is not a blob"
+        );
+        // Young: a writer might still be alive.
+        store.prune(u64::MAX).unwrap();
+        assert!(leftover.exists());
+        store.blob_grace = Duration::ZERO;
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(kept)))
+            .unwrap();
+        let report = store.prune(u64::MAX).unwrap();
+        assert_eq!((report.entries, report.blobs), (0, 1));
+        assert!(!leftover.exists());
+        assert_eq!(store.read_log(&kept).unwrap(), b"complete");
+    }
+
+    #[test]
     fn prune_keeps_young_blobs_and_clean_empties_everything() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
