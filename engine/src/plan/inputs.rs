@@ -9,6 +9,7 @@
 //! every walked file against all globs at once (one `GlobSet`), and hashes each distinct
 //! matched file once, in parallel (rayon), through the `StatCache`. `InputIndex::select` then
 //! answers one task from precomputed per-pattern lists, applying that task's excludes.
+//! `expand_outputs` lists the files output patterns name after a run, without ignore rules.
 //!
 //! Pattern semantics:
 //! - Globs use `globset` with `literal_separator`: `*` stays within one directory, `**` spans
@@ -28,9 +29,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
-use rayon::prelude::*;
 
 use super::stat_cache::StatCache;
 use crate::store::Digest;
@@ -138,6 +139,41 @@ enum Pattern {
     Glob(String),
 }
 
+impl Pattern {
+    /// The normalized text.
+    fn body(&self) -> &str {
+        match self {
+            Pattern::Literal(p) | Pattern::Glob(p) => p,
+        }
+    }
+}
+
+/// For each exclude body, which of `files` it removes (the body itself, or anything below it).
+fn exclusion_masks(
+    files: &[InputFile],
+    excludes: BTreeSet<String>,
+) -> Result<HashMap<String, Vec<bool>>, Error> {
+    let excludes: Vec<String> = excludes.into_iter().collect();
+    let mut set = GlobSetBuilder::new();
+    for body in &excludes {
+        set.add(compile_glob(body, body)?);
+        set.add(compile_glob(&format!("{body}/**"), body)?);
+    }
+    let set = set.build().map_err(|source| Error::BadGlob {
+        pattern: excludes.join(", "),
+        source,
+    })?;
+    let mut masks = vec![vec![false; files.len()]; excludes.len()];
+    let mut buffer = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        set.matches_into(&file.path, &mut buffer);
+        for &m in &buffer {
+            masks[m / 2][i] = true;
+        }
+    }
+    Ok(excludes.into_iter().zip(masks).collect())
+}
+
 /// One task's pattern, include or exclude.
 #[derive(Debug, Clone)]
 struct TaskPattern {
@@ -164,8 +200,8 @@ fn parse_pattern(text: &str) -> Result<TaskPattern, Error> {
         return Err(outside());
     }
     let is_glob = body.contains(['*', '?', '[', ']', '{', '}']);
+    // Globs are compiled (and so validated) by `InputIndex::build`, once per distinct glob.
     let pattern = if is_glob {
-        compile_glob(&body, text)?;
         Pattern::Glob(body)
     } else {
         // Collapse `a//b` and `a/./b`.
@@ -217,6 +253,10 @@ pub struct IndexStats {
     pub walked: usize,
     /// Distinct files selected by at least one pattern (each hashed or looked up once).
     pub files: usize,
+    /// Time spent walking and matching.
+    pub walk_time: Duration,
+    /// Time spent stat'ing and hashing (in parallel).
+    pub hash_time: Duration,
 }
 
 /// Every input file of every task, hashed once; answers each task's selection.
@@ -224,6 +264,8 @@ pub struct IndexStats {
 pub struct InputIndex {
     files: Vec<InputFile>,
     globs: HashMap<String, Vec<usize>>,
+    /// Per exclude pattern (normalized body): which of `files` it removes.
+    excluded: HashMap<String, Vec<bool>>,
     literals: HashMap<String, Literal>,
     stats: IndexStats,
 }
@@ -242,21 +284,33 @@ impl InputIndex {
     {
         let mut globs = BTreeSet::new();
         let mut literals = BTreeSet::new();
+        let mut exclude_list = BTreeSet::new();
         for text in patterns {
-            let parsed = parse_pattern(text.as_ref())?;
-            if parsed.exclude {
+            let text = text.as_ref();
+            let parsed = parse_pattern(text)?;
+            let body = parsed.pattern.body();
+            let seen = if parsed.exclude {
+                &mut exclude_list
+            } else if matches!(parsed.pattern, Pattern::Glob(_)) {
+                &mut globs
+            } else {
+                literals.insert(body.to_owned());
                 continue;
-            }
-            match parsed.pattern {
-                Pattern::Glob(g) => globs.insert(g),
-                Pattern::Literal(l) => literals.insert(l),
             };
+            if !seen.contains(body) {
+                compile_glob(body, text)?;
+                seen.insert(body.to_owned());
+            }
         }
+        // Walk from the canonical root so that stat-cache keys are absolute and stable however
+        // the caller spelled the root (`.`, a symlinked checkout).
         let canonical_root = fs::canonicalize(root).map_err(|source| Error::Io {
             path: root.display().to_string(),
             source,
         })?;
+        let root = canonical_root.as_path();
 
+        let walk_start = Instant::now();
         // 1. Walk below the glob bases, matching every file against every glob at once.
         let glob_list: Vec<String> = globs.into_iter().collect();
         let mut set = GlobSetBuilder::new();
@@ -273,7 +327,7 @@ impl InputIndex {
         if !glob_list.is_empty() {
             let bases = walk_bases(&glob_list);
             let mut buffer = Vec::new();
-            for (rel, abs) in walk(root, &canonical_root, &bases)? {
+            for (rel, abs) in walk(root, &canonical_root, &bases, true)? {
                 walked += 1;
                 set.matches_into(&rel, &mut buffer);
                 if buffer.is_empty() {
@@ -286,43 +340,34 @@ impl InputIndex {
             }
         }
 
-        // 2. Resolve literals by stat.
+        // 2. Resolve literals by stat (canonicalizing each parent directory once).
         let mut literal_state: HashMap<String, Literal> = HashMap::new();
+        let mut dirs_inside: HashMap<PathBuf, bool> = HashMap::new();
         for lit in &literals {
             let abs = root.join(lit);
-            let state = match fs::symlink_metadata(&abs) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Literal::Missing,
-                Err(source) => {
-                    return Err(Error::Io {
+            let state =
+                resolve_literal(&abs, &canonical_root, &mut dirs_inside).map_err(|source| {
+                    Error::Io {
                         path: lit.clone(),
                         source,
-                    });
-                }
-                Ok(_) => match fs::canonicalize(&abs) {
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Literal::Missing,
-                    Err(source) => {
-                        return Err(Error::Io {
-                            path: lit.clone(),
-                            source,
-                        });
                     }
-                    Ok(real) if !real.starts_with(&canonical_root) => Literal::OutsideRoot,
-                    Ok(real) if real.is_dir() => Literal::Directory,
-                    Ok(_) => {
-                        candidates.insert(lit.clone(), abs);
-                        Literal::Found(usize::MAX)
-                    }
-                },
-            };
+                })?;
+            if let Literal::Found(_) = state {
+                candidates.insert(lit.clone(), abs);
+            }
             literal_state.insert(lit.clone(), state);
         }
 
         // 3. Hash every distinct candidate once, in parallel.
+        let walk_time = walk_start.elapsed();
+        let hash_start = Instant::now();
         let candidates: Vec<(String, PathBuf)> = candidates.into_iter().collect();
+        let abs_paths: Vec<&Path> = candidates.iter().map(|(_, abs)| abs.as_path()).collect();
         let files = candidates
-            .par_iter()
-            .map(|(rel, abs)| {
-                let (hash, stat) = stat_cache.hash_file(abs).map_err(|source| Error::Io {
+            .iter()
+            .zip(stat_cache.hash_files(&abs_paths))
+            .map(|((rel, _), result)| {
+                let (hash, stat) = result.map_err(|source| Error::Io {
                     path: rel.clone(),
                     source,
                 })?;
@@ -334,6 +379,7 @@ impl InputIndex {
                 })
             })
             .collect::<Result<Vec<InputFile>, Error>>()?;
+        let hash_time = hash_start.elapsed();
         let index_of: HashMap<&str, usize> = files
             .iter()
             .enumerate()
@@ -351,6 +397,7 @@ impl InputIndex {
                 (g, ids)
             })
             .collect();
+        let excluded = exclusion_masks(&files, exclude_list)?;
         for (lit, state) in literal_state.iter_mut() {
             if let Literal::Found(i) = state {
                 *i = index_of.get(lit.as_str()).copied().unwrap_or(usize::MAX);
@@ -359,10 +406,13 @@ impl InputIndex {
         let stats = IndexStats {
             walked,
             files: files.len(),
+            walk_time,
+            hash_time,
         };
         Ok(InputIndex {
             files,
             globs,
+            excluded,
             literals: literal_state,
             stats,
         })
@@ -370,18 +420,21 @@ impl InputIndex {
 
     /// The inputs of one task: files matching any include pattern and no exclude, sorted by
     /// path. Every include pattern must have been given to `build`.
-    pub fn select<S: AsRef<str>>(&self, patterns: &[S]) -> Result<Vec<InputFile>, Error> {
-        let mut chosen = BTreeSet::new();
+    pub fn select<S: AsRef<str>>(&self, patterns: &[S]) -> Result<Vec<&InputFile>, Error> {
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut masks: Vec<&Vec<bool>> = Vec::new();
         let mut excludes = GlobSetBuilder::new();
         let mut any_exclude = false;
         for text in patterns {
             let text = text.as_ref();
             let parsed = parse_pattern(text)?;
             if parsed.exclude {
-                let body = match &parsed.pattern {
-                    Pattern::Literal(p) | Pattern::Glob(p) => p.clone(),
-                };
-                excludes.add(compile_glob(&body, text)?);
+                let body = parsed.pattern.body();
+                if let Some(mask) = self.excluded.get(body) {
+                    masks.push(mask);
+                    continue;
+                }
+                excludes.add(compile_glob(body, text)?);
                 excludes.add(compile_glob(&format!("{body}/**"), text)?);
                 any_exclude = true;
                 continue;
@@ -395,7 +448,7 @@ impl InputIndex {
                 }
                 Pattern::Literal(l) => match self.literals.get(l) {
                     Some(Literal::Found(i)) if *i < self.files.len() => {
-                        chosen.insert(*i);
+                        chosen.push(*i);
                     }
                     Some(Literal::Found(_)) | Some(Literal::Missing) => {
                         return Err(Error::Missing { path: l.clone() });
@@ -428,16 +481,18 @@ impl InputIndex {
         } else {
             None
         };
-        // `chosen` iterates in index order, and `files` is sorted by path.
+        // `files` is sorted by path, so index order is path order.
+        chosen.sort_unstable();
+        chosen.dedup();
         Ok(chosen
             .into_iter()
+            .filter(|&i| !masks.iter().any(|mask| mask[i]))
             .map(|i| &self.files[i])
             .filter(|f| {
                 excludes
                     .as_ref()
                     .is_none_or(|set: &GlobSet| !set.is_match(&f.path))
             })
-            .cloned()
             .collect())
     }
 
@@ -458,7 +513,122 @@ pub fn collect<S: AsRef<str>>(
     patterns: &[S],
     stat_cache: &StatCache,
 ) -> Result<Vec<InputFile>, Error> {
-    InputIndex::build(root, patterns.iter().map(|p| p.as_ref()), stat_cache)?.select(patterns)
+    let index = InputIndex::build(root, patterns.iter().map(|p| p.as_ref()), stat_cache)?;
+    Ok(index.select(patterns)?.into_iter().cloned().collect())
+}
+
+/// Resolves a literal input by `stat`. A regular file is inside the root when its parent
+/// directory is (memoized in `dirs_inside`); a symlink is resolved all the way.
+fn resolve_literal(
+    abs: &Path,
+    canonical_root: &Path,
+    dirs_inside: &mut HashMap<PathBuf, bool>,
+) -> io::Result<Literal> {
+    let meta = match fs::symlink_metadata(abs) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Literal::Missing),
+        Err(e) => return Err(e),
+    };
+    let (inside, is_dir) = if meta.file_type().is_symlink() {
+        match fs::canonicalize(abs) {
+            Ok(real) => (real.starts_with(canonical_root), real.is_dir()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Literal::Missing),
+            Err(e) => return Err(e),
+        }
+    } else {
+        let parent = abs.parent().unwrap_or(abs).to_owned();
+        let inside = match dirs_inside.get(&parent) {
+            Some(inside) => *inside,
+            None => {
+                let inside = fs::canonicalize(&parent)?.starts_with(canonical_root);
+                dirs_inside.insert(parent, inside);
+                inside
+            }
+        };
+        (inside, meta.is_dir())
+    };
+    Ok(if !inside {
+        Literal::OutsideRoot
+    } else if is_dir {
+        Literal::Directory
+    } else {
+        Literal::Found(usize::MAX)
+    })
+}
+
+/// The files that output patterns name, after a task ran: sorted relative `/` paths.
+///
+/// Unlike inputs, ignore files are not consulted (outputs usually live in ignored directories
+/// such as `build/`), a literal that does not exist is simply absent (the caller decides whether
+/// a missing output is an error), and nothing is hashed (`Store::store_output` does that).
+/// `.git/` and `.clab/` are still skipped and symlinks still not followed out of the root.
+pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<String>, Error> {
+    let root = fs::canonicalize(root).map_err(|source| Error::Io {
+        path: root.display().to_string(),
+        source,
+    })?;
+    let mut includes = GlobSetBuilder::new();
+    let mut excludes = GlobSetBuilder::new();
+    let mut globs = Vec::new();
+    let mut found = BTreeSet::new();
+    for text in patterns {
+        let text = text.as_ref();
+        let parsed = parse_pattern(text)?;
+        let body = parsed.pattern.body();
+        if parsed.exclude {
+            excludes.add(compile_glob(body, text)?);
+            excludes.add(compile_glob(&format!("{body}/**"), text)?);
+            continue;
+        }
+        match &parsed.pattern {
+            Pattern::Glob(g) => {
+                includes.add(compile_glob(g, text)?);
+                globs.push(g.clone());
+            }
+            Pattern::Literal(l) => {
+                let mut dirs = HashMap::new();
+                match resolve_literal(&root.join(l), &root, &mut dirs) {
+                    Ok(Literal::Found(_)) => {
+                        found.insert(l.clone());
+                    }
+                    Ok(Literal::OutsideRoot) => {
+                        return Err(Error::OutsideRoot {
+                            pattern: text.to_owned(),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(source) => {
+                        return Err(Error::Io {
+                            path: l.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let build = |set: GlobSetBuilder| {
+        set.build().map_err(|source| Error::BadGlob {
+            pattern: patterns
+                .iter()
+                .map(|p| p.as_ref())
+                .collect::<Vec<_>>()
+                .join(", "),
+            source,
+        })
+    };
+    let (includes, excludes) = (build(includes)?, build(excludes)?);
+    if !globs.is_empty() {
+        for (rel, _) in walk(&root, &root, &walk_bases(&globs), false)? {
+            if includes.is_match(&rel) {
+                found.insert(rel);
+            }
+        }
+    }
+    Ok(found
+        .into_iter()
+        .filter(|p| !excludes.is_match(p))
+        .collect())
 }
 
 /// The minimal set of directories to walk: glob bases, without any that lie below another.
@@ -483,6 +653,7 @@ fn walk(
     root: &Path,
     canonical_root: &Path,
     bases: &[String],
+    ignore_files: bool,
 ) -> Result<Vec<(String, PathBuf)>, Error> {
     let dirs: Vec<PathBuf> = bases
         .iter()
@@ -504,10 +675,10 @@ fn walk(
     }
     builder
         .hidden(false)
-        .parents(true)
-        .ignore(true)
-        .git_ignore(true)
-        .git_exclude(true)
+        .parents(ignore_files)
+        .ignore(ignore_files)
+        .git_ignore(ignore_files)
+        .git_exclude(ignore_files)
         .git_global(false)
         .require_git(false)
         .follow_links(false)
@@ -516,33 +687,40 @@ fn walk(
                 && matches!(entry.file_name().to_str(), Some(".git") | Some(".clab"));
             !skip
         });
+    // The sequential walker: on 2 cores the parallel one measured no faster (docs/cache.md).
     let mut out = Vec::new();
     for entry in builder.build() {
         let entry = entry.map_err(|source| Error::Walk {
             root: root.to_owned(),
             source,
         })?;
-        let Some(file_type) = entry.file_type() else {
-            continue;
-        };
-        let path = entry.path();
-        if file_type.is_symlink() {
-            match fs::canonicalize(path) {
-                Ok(real) if real.starts_with(canonical_root) && real.is_file() => {}
-                _ => continue,
-            }
-        } else if !file_type.is_file() {
-            continue;
-        }
-        let Ok(rel) = path.strip_prefix(root) else {
-            continue;
-        };
-        let Some(rel) = relative_string(rel) else {
-            continue;
-        };
-        out.push((rel, path.to_owned()));
+        out.extend(walked_file(&entry, root, canonical_root));
     }
+    // Bases are disjoint, but keep the index sorted and duplicate-free regardless.
+    out.sort_unstable();
+    out.dedup_by(|a, b| a.0 == b.0);
     Ok(out)
+}
+
+/// The (relative, absolute) path of a walked entry that is an input candidate: a regular file,
+/// or a symlink to a file inside the root.
+fn walked_file(
+    entry: &ignore::DirEntry,
+    root: &Path,
+    canonical_root: &Path,
+) -> Option<(String, PathBuf)> {
+    let file_type = entry.file_type()?;
+    let path = entry.path();
+    if file_type.is_symlink() {
+        let real = fs::canonicalize(path).ok()?;
+        if !(real.starts_with(canonical_root) && real.is_file()) {
+            return None;
+        }
+    } else if !file_type.is_file() {
+        return None;
+    }
+    let rel = relative_string(path.strip_prefix(root).ok()?)?;
+    Some((rel, path.to_owned()))
 }
 
 fn relative_string(rel: &Path) -> Option<String> {
@@ -572,8 +750,8 @@ mod tests {
         dir
     }
 
-    fn paths(files: &[InputFile]) -> Vec<&str> {
-        files.iter().map(|f| f.path.as_str()).collect()
+    fn paths<F: std::borrow::Borrow<InputFile>>(files: &[F]) -> Vec<&str> {
+        files.iter().map(|f| f.borrow().path.as_str()).collect()
     }
 
     #[test]
@@ -615,8 +793,16 @@ mod tests {
             ("dir/f", "f"),
         ]);
         let cache = StatCache::new();
-        let files = collect(dir.path(), &["./secret.env"], &cache).unwrap();
-        assert_eq!(paths(&files), ["secret.env"]);
+        let index = InputIndex::build(dir.path(), ["./secret.env"], &cache).unwrap();
+        assert_eq!(
+            index.stats().walked,
+            0,
+            "literals are resolved by stat, not by a walk"
+        );
+        assert_eq!(
+            paths(&index.select(&["./secret.env"]).unwrap()),
+            ["secret.env"]
+        );
         let err = collect(dir.path(), &["nope.txt"], &cache).unwrap_err();
         assert!(
             matches!(&err, Error::Missing { path } if path == "nope.txt"),
@@ -723,6 +909,46 @@ mod tests {
         assert_eq!(files[0].hash, files[1].hash);
         assert!(matches!(
             collect(dir.path(), &["out.txt"], &cache).unwrap_err(),
+            Error::OutsideRoot { .. }
+        ));
+    }
+
+    #[test]
+    fn stat_cache_keys_are_canonical_however_the_root_is_spelled() {
+        let dir = tree(&[("src/a.txt", "a")]);
+        let link = tempfile::tempdir().unwrap();
+        let via_link = link.path().join("checkout");
+        std::os::unix::fs::symlink(dir.path(), &via_link).unwrap();
+        let cache = StatCache::new();
+        let files = collect(&via_link.join("."), &["src/*.txt"], &cache).unwrap();
+        assert_eq!(paths(&files), ["src/a.txt"]);
+        let canonical = fs::canonicalize(dir.path()).unwrap();
+        let keys: Vec<PathBuf> = cache.take_dirty().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(keys, [canonical.join("src/a.txt")]);
+    }
+
+    #[test]
+    fn outputs_are_expanded_without_ignore_rules() {
+        let dir = tree(&[
+            (".gitignore", "build/\n"),
+            ("build/junit.xml", "j"),
+            ("build/cov/coverage.xml", "c"),
+            ("build/tmp.log", "l"),
+            ("src/a.py", "a"),
+        ]);
+        let outputs = expand_outputs(
+            dir.path(),
+            &[
+                "build/**/*.xml",
+                "build/tmp.log",
+                "build/absent.txt",
+                "!build/cov",
+            ],
+        )
+        .unwrap();
+        assert_eq!(outputs, ["build/junit.xml", "build/tmp.log"]);
+        assert!(matches!(
+            expand_outputs(dir.path(), &["../out"]).unwrap_err(),
             Error::OutsideRoot { .. }
         ));
     }

@@ -31,6 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rayon::prelude::*;
+
 use crate::store::Digest;
 
 /// Files this large or larger are hashed with blake3's mmap + rayon path; smaller ones are read
@@ -146,22 +148,33 @@ impl StatCache {
     /// Remembers that `path`, with `stat`, hashed to `hash`; `started_ns` is the wall-clock time
     /// taken before the file was stat'ed.
     pub fn record(&self, path: &Path, stat: &FileStat, hash: Digest, started_ns: i64) {
-        let entry = StatEntry {
+        self.insert(vec![(path.to_owned(), self.entry(stat, hash, started_ns))]);
+    }
+
+    fn entry(&self, stat: &FileStat, hash: Digest, started_ns: i64) -> StatEntry {
+        StatEntry {
             size: stat.size,
             mtime_ns: stat.mtime_ns,
             ctime_ns: stat.ctime_ns,
             inode: stat.inode,
             hash,
             written_ns: started_ns - RACY_MARGIN_NS,
-        };
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.get(path) == Some(&entry) {
+        }
+    }
+
+    /// Adds entries, marking the new or changed ones dirty.
+    fn insert(&self, new: Vec<(PathBuf, StatEntry)>) {
+        if new.is_empty() {
             return;
         }
-        entries.insert(path.to_owned(), entry);
-        drop(entries);
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
-        dirty.insert(path.to_owned(), entry);
+        for (path, entry) in new {
+            if entries.get(&path) != Some(&entry) {
+                entries.insert(path.clone(), entry);
+                dirty.insert(path, entry);
+            }
+        }
     }
 
     /// Stats and hashes the file at `path` (following symlinks), using and updating the cache.
@@ -176,6 +189,40 @@ impl StatCache {
         self.hashed.fetch_add(1, Ordering::Relaxed);
         self.record(path, &stat, hash, started_ns);
         Ok((hash, stat))
+    }
+
+    /// Stats and hashes many files in parallel (rayon), then records the new entries under one
+    /// lock; results are in the order of `paths`.
+    pub fn hash_files(&self, paths: &[&Path]) -> Vec<io::Result<(Digest, FileStat)>> {
+        let started_ns = now_ns();
+        let results: Vec<io::Result<(Digest, FileStat, bool)>> = paths
+            .par_iter()
+            .map(|path| {
+                let stat = FileStat::from_metadata(&fs::metadata(path)?);
+                if let Some(hash) = self.lookup(path, &stat) {
+                    return Ok((hash, stat, false));
+                }
+                Ok((hash_contents(path, stat.size)?, stat, true))
+            })
+            .collect();
+        let mut fresh = Vec::new();
+        let mut reused = 0;
+        for (path, result) in paths.iter().zip(&results) {
+            match result {
+                Ok((hash, stat, true)) => {
+                    fresh.push((path.to_path_buf(), self.entry(stat, *hash, started_ns)))
+                }
+                Ok((_, _, false)) => reused += 1,
+                Err(_) => {}
+            }
+        }
+        self.hashed.fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        self.reused.fetch_add(reused, Ordering::Relaxed);
+        self.insert(fresh);
+        results
+            .into_iter()
+            .map(|r| r.map(|(hash, stat, _)| (hash, stat)))
+            .collect()
     }
 
     /// How many files were hashed and how many were served from entries so far.
@@ -221,9 +268,10 @@ pub fn hash_contents(path: &Path, size: u64) -> io::Result<Digest> {
     if size >= MMAP_THRESHOLD {
         hasher.update_mmap_rayon(path)?;
     } else {
-        let mut file = fs::File::open(path)?;
+        // One read into a buffer of the file's size: `update_reader` would zero a 64 KiB
+        // buffer per file, which costs more than hashing a 4 KiB file.
         let mut buffer = Vec::with_capacity(size as usize + 1);
-        file.read_to_end(&mut buffer)?;
+        fs::File::open(path)?.read_to_end(&mut buffer)?;
         hasher.update(&buffer);
     }
     Ok(Digest::from(hasher.finalize()))
@@ -362,5 +410,38 @@ mod tests {
         fs::write(&path, &data).unwrap();
         let hash = hash_contents(&path, data.len() as u64).unwrap();
         assert_eq!(hash, Digest::of_bytes(&data));
+    }
+
+    #[test]
+    fn hash_files_batches_and_reports_errors_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        fs::write(&a, "a").unwrap();
+        fs::write(&b, "b").unwrap();
+        backdate(&a, 3600);
+        backdate(&b, 3600);
+        let missing = dir.path().join("missing");
+        let cache = StatCache::new();
+        let results = cache.hash_files(&[&a, &missing, &b]);
+        assert_eq!(results[0].as_ref().unwrap().0, Digest::of_bytes(b"a"));
+        assert!(results[1].is_err());
+        assert_eq!(results[2].as_ref().unwrap().0, Digest::of_bytes(b"b"));
+        assert_eq!(
+            cache.counts(),
+            StatCounts {
+                hashed: 2,
+                reused: 0
+            }
+        );
+        cache.hash_files(&[&a, &b]);
+        assert_eq!(
+            cache.counts(),
+            StatCounts {
+                hashed: 2,
+                reused: 2
+            }
+        );
+        assert_eq!(cache.take_dirty().len(), 2);
     }
 }

@@ -55,6 +55,18 @@ use crate::plan::stat_cache::{FileStat, StatCache, StatEntry, now_ns};
 /// The default cache directory name under the project root.
 pub const DEFAULT_DIR: &str = ".clab";
 
+/// The environment variable that overrides the cache directory.
+pub const CACHE_DIR_ENV: &str = "CLAB_CACHE_DIR";
+
+/// The cache directory of the project at `root`: `override_dir` (the value of `CLAB_CACHE_DIR`;
+/// a relative one is taken from `root`) or else `<root>/.clab`.
+pub fn cache_dir(root: &Path, override_dir: Option<&Path>) -> PathBuf {
+    match override_dir {
+        Some(dir) if !dir.as_os_str().is_empty() => root.join(dir),
+        _ => root.join(DEFAULT_DIR),
+    }
+}
+
 /// How long a blob or temp file is protected from `prune` after it was written or re-put, so
 /// that a concurrent writer's result can still reference it.
 pub const BLOB_GRACE: Duration = Duration::from_secs(10 * 60);
@@ -297,6 +309,8 @@ pub struct PruneReport {
     pub freed_bytes: u64,
     /// Bytes left in the CAS.
     pub remaining_bytes: u64,
+    /// Stat-cache entries dropped because their file is gone.
+    pub stat_entries: u64,
 }
 
 /// The cache store of one project.
@@ -358,7 +372,7 @@ impl Store {
     /// permission bits). Also records its hash in the stat cache.
     pub fn store_output(&self, root: &Path, rel: &str) -> Result<OutputEntry, Error> {
         let rel = normalize_rel(rel)?;
-        let abs = root.join(&rel);
+        let abs = absolute_root(root)?.join(&rel);
         let started_ns = now_ns();
         let meta = fs::metadata(&abs).map_err(|source| Error::io("read", &abs, source))?;
         if !meta.is_file() {
@@ -448,16 +462,18 @@ impl Store {
             )
             .optional(),
         )?;
+        let had_row = row.is_some();
         let result = match row {
             None => None,
             Some((task, status, duration_ms, outputs, log, created_ms, last_used_ms)) => {
-                let outputs: Vec<OutputEntry> =
-                    serde_json::from_str(&outputs).map_err(|source| Error::Json {
-                        what: "an output manifest",
-                        source,
-                    })?;
-                let log = log.as_deref().and_then(Digest::from_hex);
-                Some(CachedResult {
+                // A row this build cannot decode is treated like a row whose blobs are gone.
+                let outputs: Option<Vec<OutputEntry>> = serde_json::from_str(&outputs).ok();
+                let log = match log.as_deref().map(Digest::from_hex) {
+                    None => Some(None),
+                    Some(Some(d)) => Some(Some(d)),
+                    Some(None) => None,
+                };
+                outputs.zip(log).map(|(outputs, log)| CachedResult {
                     task,
                     status,
                     duration_ms: duration_ms.max(0) as u64,
@@ -470,11 +486,11 @@ impl Store {
         };
         let result = match result {
             Some(r) if r.blobs().all(|d| self.cas.contains(&d)) => Some(r),
-            Some(_) => {
+            _ if had_row => {
                 self.sql(conn.execute("DELETE FROM results WHERE key = ?1", params![key]))?;
                 None
             }
-            None => None,
+            _ => None,
         };
         let counter = if result.is_some() { "hits" } else { "misses" };
         self.sql(conn.execute(
@@ -504,6 +520,8 @@ impl Store {
         result: &CachedResult,
     ) -> Result<RestoreReport, Error> {
         let stat_cache = self.stat_cache()?;
+        let root = absolute_root(root)?;
+        let root = root.as_path();
         let mut report = RestoreReport::default();
         for output in &result.outputs {
             let rel = normalize_rel(&output.path)?;
@@ -779,6 +797,33 @@ impl Store {
         Ok(written)
     }
 
+    /// Deletes stat-cache rows whose file no longer exists; returns how many.
+    fn prune_stat_cache(&self) -> Result<u64, Error> {
+        let paths: Vec<String> = {
+            let conn = self.conn();
+            let mut statement = self.sql(conn.prepare("SELECT path FROM stat_cache"))?;
+            self.sql(
+                statement
+                    .query_map([], |row| row.get(0))
+                    .and_then(|rows| rows.collect()),
+            )?
+        };
+        let gone: Vec<String> = paths
+            .into_iter()
+            .filter(|p| matches!(fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound))
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn();
+        let tx = self.sql(conn.transaction())?;
+        for path in &gone {
+            self.sql(tx.execute("DELETE FROM stat_cache WHERE path = ?1", params![path]))?;
+        }
+        self.sql(tx.commit())?;
+        Ok(gone.len() as u64)
+    }
+
     // ── locks ────────────────────────────────────────────────────────────────────────────────
 
     /// Locks `key` against other clab processes and threads, blocking until it is free.
@@ -853,6 +898,7 @@ impl Store {
             blobs: blobs.len() as u64,
             freed_bytes: blobs.iter().map(|b| b.size).sum(),
             remaining_bytes: 0,
+            stat_entries: 0,
         })
     }
 
@@ -955,6 +1001,7 @@ impl Store {
                 report.blobs += 1;
             }
         }
+        report.stat_entries = self.prune_stat_cache()?;
         report.remaining_bytes = total;
         Ok(report)
     }
@@ -977,6 +1024,11 @@ fn output_is_current(stat_cache: &StatCache, abs: &Path, output: &OutputEntry) -
         return false;
     }
     matches!(stat_cache.hash_file(abs), Ok((hash, _)) if hash == output.hash)
+}
+
+/// The canonical project root: stat-cache keys must be absolute and spelled one way.
+fn absolute_root(root: &Path) -> Result<PathBuf, Error> {
+    fs::canonicalize(root).map_err(|source| Error::io("resolve", root, source))
 }
 
 /// Checks that `rel` stays inside the root and returns it with `/` separators.
@@ -1040,6 +1092,21 @@ mod tests {
         let file = fs::File::options().append(true).open(path).unwrap();
         file.set_modified(SystemTime::now() - Duration::from_secs(3600))
             .unwrap();
+    }
+
+    #[test]
+    fn cache_dir_defaults_to_dot_clab() {
+        let root = Path::new("/p");
+        assert_eq!(cache_dir(root, None), Path::new("/p/.clab"));
+        assert_eq!(cache_dir(root, Some(Path::new(""))), Path::new("/p/.clab"));
+        assert_eq!(
+            cache_dir(root, Some(Path::new("/ci/cache"))),
+            Path::new("/ci/cache")
+        );
+        assert_eq!(
+            cache_dir(root, Some(Path::new("tmp/c"))),
+            Path::new("/p/tmp/c")
+        );
     }
 
     #[test]
@@ -1191,6 +1258,22 @@ mod tests {
         store.cas().remove(&log).unwrap();
         assert!(store.load_result("k").unwrap().is_none());
         assert_eq!(store.stats().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn undecodable_row_is_a_miss_and_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .conn()
+            .execute(
+                "INSERT INTO results VALUES ('bad', 't', 'ok', 1, 'not json', NULL, 0, 0, 0)",
+                [],
+            )
+            .unwrap();
+        assert!(store.load_result("bad").unwrap().is_none());
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.entries, stats.misses), (0, 1));
     }
 
     #[test]
@@ -1353,6 +1436,32 @@ mod tests {
     }
 
     #[test]
+    fn temp_file_of_a_killed_writer_is_ignored_then_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let kept = store.put_log(b"complete").unwrap();
+        let leftover = store.cas().root().join(".tmp-killed-writer");
+        fs::write(&leftover, b"half a blo").unwrap();
+        let stats = store.stats().unwrap();
+        assert_eq!(
+            (stats.blobs, stats.blob_bytes),
+            (1, 8),
+            "the temp file is not a blob"
+        );
+        // Young: a writer might still be alive.
+        store.prune(u64::MAX).unwrap();
+        assert!(leftover.exists());
+        store.blob_grace = Duration::ZERO;
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(kept)))
+            .unwrap();
+        let report = store.prune(u64::MAX).unwrap();
+        assert_eq!((report.entries, report.blobs), (0, 1));
+        assert!(!leftover.exists());
+        assert_eq!(store.read_log(&kept).unwrap(), b"complete");
+    }
+
+    #[test]
     fn prune_keeps_young_blobs_and_clean_empties_everything() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
@@ -1410,6 +1519,50 @@ mod tests {
             .status()
             .unwrap();
         assert_eq!(status.code(), Some(0));
+    }
+
+    #[test]
+    fn two_stores_on_one_directory_write_concurrently() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join(".clab");
+        Store::open(&cache).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let cache = cache.clone();
+                std::thread::spawn(move || {
+                    // Each thread has its own connection, as a second clab process would.
+                    let store = Store::open(&cache).unwrap().store;
+                    for i in 0..40 {
+                        let log = store.put_log(format!("log {t} {i}").as_bytes()).unwrap();
+                        let key = format!("k{t}-{i}");
+                        store
+                            .save_result(&key, &CachedResult::new("t", "ok", 1, vec![], Some(log)))
+                            .unwrap();
+                        assert!(store.load_result(&key).unwrap().is_some());
+                        store.save_manifest("shared", &key, "{}").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let store = Store::open(&cache).unwrap().store;
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.entries, stats.blobs, stats.hits), (160, 160, 160));
+    }
+
+    #[test]
+    fn prune_forgets_stat_entries_of_deleted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a", "a", 0o644);
+        write(dir.path(), "b", "b", 0o644);
+        let store = open(dir.path());
+        crate::plan::inputs::collect(dir.path(), &["a", "b"], store.stat_cache().unwrap()).unwrap();
+        store.flush_stat_cache().unwrap();
+        fs::remove_file(dir.path().join("a")).unwrap();
+        assert_eq!(store.prune(u64::MAX).unwrap().stat_entries, 1);
+        assert_eq!(store.prune(u64::MAX).unwrap().stat_entries, 0);
     }
 
     #[test]
