@@ -47,7 +47,7 @@ pub fn run(args: Args) -> Result<Done, Failure> {
 /// The project's cache directory: `CLAB_CACHE_DIR` (relative to the root) or `.clab/`.
 fn cache_dir(project: &Project) -> PathBuf {
     let dir = std::env::var_os("CLAB_CACHE_DIR").map(PathBuf::from);
-    engine::exec::cache_dir(&project.root, dir.as_deref())
+    engine::store::cache_dir(&project.root, dir.as_deref())
 }
 
 /// The project the global `-C` and `-f` flags point at.

@@ -46,14 +46,6 @@ pub struct RunOptions {
     pub grace: Duration,
 }
 
-/// The cache directory of a project: `override_dir` (relative to the root) or `.clab/`.
-pub fn cache_dir(root: &Path, override_dir: Option<&Path>) -> PathBuf {
-    match override_dir {
-        Some(dir) => root.join(dir),
-        None => root.join(".clab"),
-    }
-}
-
 /// Open the store, reporting what went wrong as warnings: a cache that cannot be opened
 /// means a run without a cache, not a failed run.
 pub fn open_store(dir: &Path, reporter: &dyn Reporter) -> Option<Arc<Store>> {
@@ -94,7 +86,7 @@ pub async fn run(
         .map_or(0, |d| d.as_millis() as i64);
     let mut cache = None;
     if options.cache.read || options.cache.write {
-        let dir = cache_dir(graph.root(), options.cache_dir.as_deref());
+        let dir = crate::store::cache_dir(graph.root(), options.cache_dir.as_deref());
         if let Some(store) = open_store(&dir, &*reporter) {
             let planner = store
                 .stat_cache()

@@ -33,7 +33,8 @@ use crate::{
     plan::{
         Planner,
         cache_key::{KeyParts, digest_files},
-        outputs::{collect_outputs, digest_entries},
+        inputs::expand_outputs,
+        outputs::digest_entries,
         stat_cache::StatCache,
     },
     store::{Digest, Store, cached_result::CachedResult, key_lock::KeyLock},
@@ -378,7 +379,7 @@ impl Runner {
     ) -> Option<Digest> {
         let node = self.graph.node(id);
         let root = self.graph.root();
-        let files = match collect_outputs(root, &node.outputs) {
+        let files = match expand_outputs(root, &node.outputs) {
             Ok(files) => files,
             Err(err) => {
                 self.warn(format!("cannot list the outputs of `{}`: {err}", node.name));

@@ -72,7 +72,12 @@ impl Planner {
         if rescan {
             inputs::collect(graph.root(), &node.inputs, stat_cache)
         } else {
-            self.index.select(&node.inputs)
+            Ok(self
+                .index
+                .select(&node.inputs)?
+                .into_iter()
+                .cloned()
+                .collect())
         }
     }
 
