@@ -67,6 +67,9 @@ pub enum Command {
     /// Inspect or trim the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// LLM calls per model (hit rate, tokens, latency percentiles), tests and coverage over
+    /// recent runs.
+    Stats,
     /// Recent runs.
     History {
         /// How many runs to show.
@@ -121,6 +124,14 @@ pub struct RunArgs {
     /// Print what would run and why, without running anything.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// LLM steps only from the cache: fail those that would need a call.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// The model for LLM steps (over `CLAB_LLM_MODEL` and tasks.kdl).
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
 }
 
 /// `clab cache …`.

@@ -85,6 +85,23 @@ pub enum Event {
         /// The per-file table.
         table: String,
     },
+    /// A rule check found something in a file.
+    Finding {
+        /// The node's display id (`rule:NAME`).
+        task: String,
+        /// The rule's name.
+        rule: String,
+        /// The file, relative to the root.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        col: usize,
+        /// What to tell the user.
+        message: String,
+        /// `error` (a `reject` action: the node fails) or `warning`.
+        severity: String,
+    },
     /// Something the user should know that is not a failure.
     Warning {
         /// The message.
@@ -144,6 +161,10 @@ pub struct Summary {
     pub wall_ms: u64,
     /// Time the cache saved: the recorded durations of the cache hits, in milliseconds.
     pub saved_ms: u64,
+    /// Prompt tokens sent to LLM providers.
+    pub tokens_in: u64,
+    /// Answer tokens received from LLM providers.
+    pub tokens_out: u64,
 }
 
 /// Receives events. Called from many tasks at once, so it must be cheap and thread-safe.

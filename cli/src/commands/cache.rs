@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// Open the project's store for inspection (errors are final here: there is nothing to run).
-fn store(project: &Project) -> Result<Store, Failure> {
+pub fn store(project: &Project) -> Result<Store, Failure> {
     let dir = super::cache_dir(project);
     let opened = Store::open(&dir).map_err(|err| Failure::Store(Box::new(err)))?;
     for warning in opened.warnings {
@@ -113,7 +113,7 @@ pub fn history(project: &Project, limit: usize) -> Result<Done, Failure> {
 }
 
 /// `2026-11-24 06:27:52` from Unix milliseconds (civil-from-days, proleptic Gregorian).
-fn format_utc(ms: i64) -> String {
+pub fn format_utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

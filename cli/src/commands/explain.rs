@@ -38,7 +38,8 @@ pub fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
     };
     let planner =
         Planner::new(&graph, &nodes, stat_cache).map_err(|err| Failure::Usage(err.to_string()))?;
-    let decisions = planner.predict(&graph, &nodes, store.as_ref(), stat_cache);
+    let llm = super::run::llm_layers(None)?;
+    let decisions = planner.predict(&graph, &nodes, store.as_ref(), stat_cache, &llm);
     let mut out = std::io::stdout().lock();
     for &target in &targets {
         let name = &graph.node(target).name;

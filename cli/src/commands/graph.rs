@@ -48,6 +48,7 @@ fn write_dot(graph: &Graph, nodes: &[NodeId], out: &mut impl Write) -> std::io::
         let shape = match node.kind {
             NodeKind::Aggregate => "ellipse",
             NodeKind::Llm(_) => "hexagon",
+            NodeKind::Rule(_) => "note",
             NodeKind::Command { .. } => "box",
         };
         writeln!(out, "    {} [shape={shape}];", quote(&node.name))?;

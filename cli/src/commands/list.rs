@@ -50,5 +50,21 @@ pub fn write_list(graph: &Graph, out: &mut impl Write) -> std::io::Result<()> {
             writeln!(out, "    {name:width$}  # {}", notes.join("; "))?;
         }
     }
+    let declared = file.tasks.iter().any(|t| t.name.value == "rules");
+    if let (false, Some(rules)) = (declared, graph.tasks().get("rules")) {
+        let checks = rules.first().map_or(0, |&id| graph.dependencies(id).len());
+        writeln!(
+            out,
+            "    {:width$}  # implicit: {checks} rule check{} from {} rule file{}",
+            "rules",
+            if checks == 1 { "" } else { "s" },
+            graph.rule_files().len(),
+            if graph.rule_files().len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+        )?;
+    }
     Ok(())
 }

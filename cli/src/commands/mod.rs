@@ -7,6 +7,7 @@ mod graph;
 mod init;
 mod list;
 mod run;
+mod stats;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ pub fn run(args: Args) -> Result<Done, Failure> {
         Command::Graph(graph_args) => graph::graph(&project(&args)?, graph_args),
         Command::Explain { task } => explain::explain(&project(&args)?, task),
         Command::Cache(command) => cache::cache(&project(&args)?, command),
+        Command::Stats => stats::stats(&project(&args)?),
         Command::History { limit } => cache::history(&project(&args)?, *limit),
         Command::Init {
             template,

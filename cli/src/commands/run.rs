@@ -6,7 +6,7 @@ use engine::{
     event::Reporter,
     exec::{RunOptions, runner::CacheMode},
     graph::{Graph, NodeId},
-    plan::{PlanStatus, Planner},
+    plan::{PlanStatus, Planner, llm_prompt::LlmLayers},
     store::Store,
 };
 use tokio::sync::watch;
@@ -63,6 +63,8 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
         },
         cache_dir: std::env::var_os("CLAB_CACHE_DIR").map(PathBuf::from),
         grace: Duration::from_secs(3),
+        offline: run_args.offline,
+        llm: llm_layers(run_args.model.as_deref())?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(jobs.clamp(1, 4))
@@ -126,7 +128,8 @@ fn dry_run(
         .unwrap_or(&fresh);
     let planner =
         Planner::new(graph, nodes, stat_cache).map_err(|err| Failure::Usage(err.to_string()))?;
-    let mut decisions = planner.predict(graph, nodes, store.as_ref(), stat_cache);
+    let llm = llm_layers(run_args.model.as_deref())?;
+    let mut decisions = planner.predict(graph, nodes, store.as_ref(), stat_cache, &llm);
     if run_args.force {
         for decision in &mut decisions {
             if let PlanStatus::Cached { key } = &decision.status {
@@ -164,4 +167,9 @@ fn dry_run(
         "dry run: {run} would run, {cached} cached; nothing was executed"
     )?;
     Ok(Done::Success)
+}
+
+/// The LLM settings of flags, `CLAB_LLM_*` and the user's config file; bad ones are usage errors.
+pub fn llm_layers(model: Option<&str>) -> Result<LlmLayers, Failure> {
+    LlmLayers::load(model).map_err(|err| Failure::Usage(format!("{:?}", miette::Report::new(err))))
 }

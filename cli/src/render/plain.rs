@@ -115,6 +115,37 @@ impl Reporter for Plain {
                     }
                 }
             }
+            Event::Finding {
+                path,
+                line,
+                col,
+                message,
+                severity,
+                rule,
+                ..
+            } => {
+                let styled = if severity == "error" {
+                    style(severity.as_str()).red().bold()
+                } else {
+                    style(severity.as_str()).yellow()
+                };
+                self.print(&format!(
+                    "{path}:{line}:{col}: {styled}: {message} [{rule}]"
+                ));
+                if self.github {
+                    let level = if severity == "error" {
+                        "error"
+                    } else {
+                        "warning"
+                    };
+                    self.print(&format!(
+                        "::{level} file={},line={line},col={col},title={}::{}",
+                        engine::exec::junit::escape_property(path),
+                        engine::exec::junit::escape_property(rule),
+                        engine::exec::junit::escape_data(message)
+                    ));
+                }
+            }
             Event::CoverageReport { task, table, .. } => {
                 for line in table.lines() {
                     self.print(&format!("{} {line}", style(format!("[{task}]")).dim()));

@@ -116,6 +116,24 @@ impl Reporter for Tty {
                     self.println(&format!("  {line}"));
                 }
             }
+            Event::Finding {
+                path,
+                line,
+                col,
+                message,
+                severity,
+                rule,
+                ..
+            } => {
+                let styled = if severity == "error" {
+                    style(severity.as_str()).red().bold()
+                } else {
+                    style(severity.as_str()).yellow()
+                };
+                self.println(&format!(
+                    "{path}:{line}:{col}: {styled}: {message} [{rule}]"
+                ));
+            }
             Event::CoverageReport { table, .. } => {
                 for line in table.lines() {
                     self.println(&format!("  {line}"));

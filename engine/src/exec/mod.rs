@@ -7,8 +7,10 @@
 pub mod coverage;
 pub mod junit;
 pub mod llm;
+pub mod llm_step;
 pub mod process;
 pub mod report_totals;
+pub mod rule_scan;
 pub mod runner;
 pub mod scheduler;
 
@@ -21,13 +23,14 @@ use std::{
 use tokio::sync::watch;
 
 use self::{
+    llm::ai_enabled,
     runner::{Cache, CacheMode, Runner, RunnerOptions},
     scheduler::{Options, schedule},
 };
 use crate::{
     event::{Event, Reporter, Summary},
     graph::{Graph, NodeId},
-    plan::Planner,
+    plan::{Planner, llm_prompt::LlmLayers},
     store::{Store, run_record::RunRecord},
 };
 
@@ -44,6 +47,10 @@ pub struct RunOptions {
     pub cache_dir: Option<PathBuf>,
     /// Time between SIGINT/SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// LLM steps only from the cache.
+    pub offline: bool,
+    /// LLM settings from flags, variables and the user's config file.
+    pub llm: LlmLayers,
 }
 
 /// Open the store, reporting what went wrong as warnings: a cache that cannot be opened
@@ -109,6 +116,9 @@ pub async fn run(
         RunnerOptions {
             grace: options.grace,
             cache: options.cache,
+            offline: options.offline,
+            ai_disabled: !ai_enabled(&|name: &str| std::env::var(name).ok()),
+            llm: options.llm.clone(),
         },
         cache,
     ));
@@ -127,6 +137,9 @@ pub async fn run(
     )
     .await;
     let reports = runner.report_totals();
+    let mut summary = summary;
+    (summary.tokens_in, summary.tokens_out) = runner.tokens();
+    reporter.report(&Event::RunFinished(summary.clone()));
     if let Some(store) = store {
         let record = RunRecord {
             started_ms,

@@ -23,8 +23,11 @@ use std::{
 use tokio::sync::watch;
 
 use super::{
+    llm::LimiterRegistry,
+    llm_step::run_llm,
     process::{CommandSpec, Exit, run_command},
     report_totals::{ReportTotals, read_reports},
+    rule_scan::{self, ScanManifest},
     scheduler::{Outcome, Visitor},
 };
 use crate::{
@@ -33,11 +36,14 @@ use crate::{
     plan::{
         Planner,
         cache_key::{KeyParts, digest_files},
+        inputs::InputFile,
         inputs::expand_outputs,
+        llm_prompt::{self, LlmLayers, LlmPrompt},
         outputs::digest_entries,
         stat_cache::StatCache,
     },
-    store::{Digest, Store, cached_result::CachedResult, key_lock::KeyLock},
+    rules::CompiledRule,
+    store::{Digest, Store, cached_result::CachedResult, key_lock::KeyLock, llm_call::LlmCall},
 };
 
 /// How the cache is used.
@@ -56,6 +62,12 @@ pub struct RunnerOptions {
     pub grace: Duration,
     /// How the cache is used.
     pub cache: CacheMode,
+    /// LLM steps may only come from the cache (`--offline`).
+    pub offline: bool,
+    /// LLM calls are turned off (`CLAB_AI=off`, `CODEGEN_LAB_CONFIG_ENABLE_AI=false`).
+    pub ai_disabled: bool,
+    /// LLM settings from flags, variables and the user's config file.
+    pub llm: LlmLayers,
 }
 
 impl Default for RunnerOptions {
@@ -66,6 +78,9 @@ impl Default for RunnerOptions {
                 read: true,
                 write: true,
             },
+            offline: false,
+            ai_disabled: false,
+            llm: LlmLayers::default(),
         }
     }
 }
@@ -95,13 +110,17 @@ pub struct Runner {
     cache: Option<Cache>,
     left: Mutex<Vec<Left>>,
     reports: Mutex<Vec<ReportTotals>>,
+    tokens: Mutex<(u64, u64)>,
+    limiters: LimiterRegistry,
     empty_stats: StatCache,
 }
 
-/// A node's key, decided before it runs.
+/// A node's key, decided before it runs, and what was computed on the way.
 struct Keyed {
     key: String,
     parts: KeyParts,
+    inputs: Vec<InputFile>,
+    prompt: Option<LlmPrompt>,
 }
 
 impl Runner {
@@ -120,6 +139,8 @@ impl Runner {
             cache,
             left: Mutex::new(vec![Left::default(); count]),
             reports: Mutex::new(Vec::new()),
+            tokens: Mutex::new((0, 0)),
+            limiters: LimiterRegistry::new(),
             empty_stats: StatCache::new(),
         }
     }
@@ -199,19 +220,30 @@ impl Runner {
         }
 
         let reason = keyed.as_ref().map(|(_, reason, _)| reason.clone());
+        if let NodeKind::Llm(_) = node.kind
+            && let Some(refusal) = self.llm_refusal(reason.as_deref())
+        {
+            return self.finish_failed(id, refusal, Vec::new(), Duration::ZERO);
+        }
         self.reporter.report(&Event::TaskStarted {
             task: node.name.clone(),
             reason,
         });
         let started = Instant::now();
+        let (inputs, prompt) = match &mut keyed {
+            Some((keyed, _, _)) => (std::mem::take(&mut keyed.inputs), keyed.prompt.take()),
+            None => (Vec::new(), None),
+        };
         let result = match &node.kind {
             NodeKind::Command { run } => self.run_commands(id, run, stop).await,
-            NodeKind::Llm(_) => Err((
-                Status::Failed {
-                    message: "LLM steps are not supported by this build yet".to_owned(),
-                },
-                Vec::new(),
-            )),
+            NodeKind::Llm(_) => self.run_llm_node(id, prompt).await,
+            NodeKind::Rule(rule) => {
+                let this = Arc::clone(&self);
+                let rule = rule.clone();
+                tokio::task::spawn_blocking(move || this.run_rule(id, &rule, inputs))
+                    .await
+                    .unwrap_or_else(|_| Err((failed("the rule scan panicked"), Vec::new())))
+            }
             NodeKind::Aggregate => Ok(Vec::new()),
         };
         let duration = started.elapsed();
@@ -234,6 +266,13 @@ impl Runner {
                 Outcome::Interrupted
             }
             Err((status, log)) => {
+                // Remember what this attempt saw, so the next run can say what changed since.
+                if let (Some(cache), Some((keyed, _, _))) = (&self.cache, &keyed)
+                    && self.options.cache.write
+                {
+                    let json = serde_json::to_string(&keyed.parts).unwrap_or_default();
+                    let _ = cache.store.save_manifest(&node.name, &keyed.key, &json);
+                }
                 drop(keyed);
                 self.finish(id, status, duration, Some(log));
                 Outcome::Failed
@@ -276,7 +315,19 @@ impl Runner {
                 Some((self.graph.node(dep).name.clone(), digest))
             })
             .collect::<BTreeMap<_, _>>();
-        let parts = cache.planner.key_parts(&self.graph, id, &inputs, deps);
+        let prompt = match node.kind {
+            NodeKind::Llm(_) => Some(llm_prompt::render(
+                &self.graph,
+                id,
+                &self.options.llm,
+                stat_cache,
+            )?),
+            _ => None,
+        };
+        let extra = prompt.as_ref().map(|p| p.extra.clone()).unwrap_or_default();
+        let parts = cache
+            .planner
+            .key_parts(&self.graph, id, &inputs, deps, extra);
         let key = parts.key().to_string();
 
         if self.options.cache.read
@@ -313,11 +364,13 @@ impl Runner {
         {
             return Ok(Prepared::Hit(outcome));
         }
-        Ok(Prepared::Miss(Box::new((
-            Keyed { key, parts },
-            reason,
-            lock,
-        ))))
+        let keyed = Keyed {
+            key,
+            parts,
+            inputs,
+            prompt,
+        };
+        Ok(Prepared::Miss(Box::new((keyed, reason, lock))))
     }
 
     /// Restore a cached result for `key`, if there is one and it restores cleanly.
@@ -357,6 +410,9 @@ impl Runner {
             duration_ms: result.duration_ms,
             log,
         });
+        if let NodeKind::Llm(_) = node.kind {
+            self.record_llm_hit(id);
+        }
         // Only passing results are cached, so the reports passed too; show them again.
         if let Err(message) = self.read_reports(id) {
             self.warn(format!(
@@ -465,6 +521,181 @@ impl Runner {
         });
     }
 
+    /// Why an LLM node may not call its provider now, if it may not.
+    fn llm_refusal(&self, reason: Option<&str>) -> Option<String> {
+        let why = reason.unwrap_or("not cached");
+        if self.options.offline {
+            Some(format!("needs an LLM call ({why}) and --offline is set"))
+        } else if self.options.ai_disabled {
+            Some(format!(
+                "needs an LLM call ({why}) and AI is turned off (CLAB_AI=off or CODEGEN_LAB_CONFIG_ENABLE_AI=false)"
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Run an LLM node: render its request (unless the key computation already did), call,
+    /// check, and log every attempt.
+    async fn run_llm_node(
+        &self,
+        id: NodeId,
+        prompt: Option<LlmPrompt>,
+    ) -> Result<Vec<u8>, (Status, Vec<u8>)> {
+        let node = self.graph.node(id);
+        let prompt = match prompt {
+            Some(prompt) => prompt,
+            None => llm_prompt::render(&self.graph, id, &self.options.llm, self.stat_cache())
+                .map_err(|message| (failed(&message), Vec::new()))?,
+        };
+        let (result, calls) = run_llm(&node.name, self.graph.root(), &prompt, &self.limiters).await;
+        let now_ms = now_ms();
+        if let Ok(mut tokens) = self.tokens.lock() {
+            for call in &calls {
+                tokens.0 += call.tokens_in.unwrap_or(0);
+                tokens.1 += call.tokens_out.unwrap_or(0);
+            }
+        }
+        if let Some(cache) = &self.cache {
+            for call in &calls {
+                let record = LlmCall {
+                    task: call.task.clone(),
+                    provider: call.provider.clone(),
+                    model: call.model.clone(),
+                    attempt: call.attempt,
+                    tokens_in: call.tokens_in,
+                    tokens_out: call.tokens_out,
+                    latency_ms: call.latency_ms,
+                    status: call.outcome.as_str().to_owned(),
+                    cache_hit: false,
+                    at_ms: now_ms,
+                };
+                if let Err(err) = cache.store.record_llm_call(&record) {
+                    self.warn(format!("cannot log the LLM call of `{}`: {err}", node.name));
+                }
+            }
+        }
+        match result {
+            Ok(line) => {
+                self.reporter.report(&Event::TaskOutput {
+                    task: node.name.clone(),
+                    line: line.clone(),
+                });
+                Ok(format!("{line}\n").into_bytes())
+            }
+            Err(message) => Err((failed(&message), message.into_bytes())),
+        }
+    }
+
+    /// Log a cache hit of an LLM node, for the hit rate of `clab stats`.
+    fn record_llm_hit(&self, id: NodeId) {
+        let (Some(cache), NodeKind::Llm(llm)) = (&self.cache, &self.graph.node(id).kind) else {
+            return;
+        };
+        let model = llm
+            .decl
+            .settings
+            .values
+            .get("model")
+            .map(|m| match &m.value {
+                crate::syntax::Scalar::String(s) => s.clone(),
+                other => format!("{other:?}"),
+            });
+        let record = LlmCall {
+            task: self.graph.node(id).name.clone(),
+            provider: String::new(),
+            model: model.unwrap_or_default(),
+            attempt: 0,
+            tokens_in: None,
+            tokens_out: None,
+            latency_ms: 0,
+            status: "cached".to_owned(),
+            cache_hit: true,
+            at_ms: now_ms(),
+        };
+        let _ = cache.store.record_llm_call(&record);
+    }
+
+    /// Tokens sent and received by this run's LLM calls.
+    pub fn tokens(&self) -> (u64, u64) {
+        self.tokens.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    /// Run a rule check: scan what changed since the last scan, report every finding, fail
+    /// on `reject` findings.
+    fn run_rule(
+        &self,
+        id: NodeId,
+        rule: &CompiledRule,
+        inputs: Vec<InputFile>,
+    ) -> Result<Vec<u8>, (Status, Vec<u8>)> {
+        let node = self.graph.node(id);
+        let root = self.graph.root();
+        let inputs = if inputs.is_empty() {
+            // Not keyed (no cache): walk the rule's inputs now.
+            crate::plan::inputs::collect(root, &node.inputs, self.stat_cache())
+                .map_err(|err| (failed(&err.to_string()), Vec::new()))?
+        } else {
+            inputs
+        };
+        let manifest_name = format!("scan:{}", node.name);
+        let store = self.cache.as_ref().map(|c| &c.store);
+        let previous = store
+            .and_then(|s| s.load_manifest(&manifest_name).ok().flatten())
+            .and_then(|saved| serde_json::from_str::<ScanManifest>(&saved.json).ok());
+        let result = rule_scan::scan(rule, root, &inputs, previous);
+        if let Some(store) = store
+            && self.options.cache.write
+        {
+            let json = serde_json::to_string(&result.manifest).unwrap_or_default();
+            if let Err(err) = store.save_manifest(&manifest_name, &result.manifest.rule, &json) {
+                self.warn(format!("cannot save the scan of `{}`: {err}", node.name));
+            }
+        }
+        let mut log = String::new();
+        let mut errors = 0;
+        for finding in &result.findings {
+            let error = finding.severity == crate::rules::Severity::Error;
+            errors += usize::from(error);
+            let severity = if error { "error" } else { "warning" };
+            log.push_str(&format!(
+                "{}:{}:{}: {severity}: {} [{}]\n",
+                finding.path, finding.line, finding.col, finding.message, finding.rule
+            ));
+            self.reporter.report(&Event::Finding {
+                task: node.name.clone(),
+                rule: finding.rule.clone(),
+                path: finding.path.clone(),
+                line: finding.line,
+                col: finding.col,
+                message: finding.message.clone(),
+                severity: severity.to_owned(),
+            });
+        }
+        let summary = format!(
+            "scanned {} file{}, {} unchanged; {} finding{}",
+            result.scanned,
+            if result.scanned == 1 { "" } else { "s" },
+            result.reused,
+            result.findings.len(),
+            if result.findings.len() == 1 { "" } else { "s" },
+        );
+        self.reporter.report(&Event::TaskOutput {
+            task: node.name.clone(),
+            line: summary.clone(),
+        });
+        log.push_str(&summary);
+        log.push('\n');
+        if errors > 0 {
+            let message = format!(
+                "{errors} finding{} to fix",
+                if errors == 1 { "" } else { "s" }
+            );
+            return Err((failed(&message), log.into_bytes()));
+        }
+        Ok(log.into_bytes())
+    }
+
     /// Run the command lines in order, the whole sequence again on failure up to `retry`
     /// times. Returns the captured log, or the failure status with it.
     async fn run_commands(
@@ -530,6 +761,18 @@ impl Runner {
         }
         Ok(log)
     }
+}
+
+fn failed(message: &str) -> Status {
+    Status::Failed {
+        message: message.to_owned(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The result of looking a node up before running it.

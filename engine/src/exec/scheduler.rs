@@ -64,7 +64,8 @@ pub struct Options {
     pub keep_going: bool,
 }
 
-/// Run `nodes` (a dependency-closed set, e.g. [`Graph::closure`]) to completion.
+/// Run `nodes` (a dependency-closed set, e.g. [`Graph::closure`]) to completion. The caller
+/// reports [`Event::RunFinished`] once it has added what only it knows (tokens used).
 ///
 /// `interrupt` turning true (Ctrl-C) stops the run: no new nodes start, running ones are
 /// told to stop, and the summary says it was interrupted.
@@ -184,7 +185,6 @@ pub async fn schedule<V: Visitor>(
         });
     }
     summary.wall_ms = started.elapsed().as_millis() as u64;
-    reporter.report(&Event::RunFinished(summary.clone()));
     summary
 }
 

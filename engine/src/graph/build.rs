@@ -12,6 +12,7 @@ use petgraph::graph::DiGraph;
 
 use super::{Coverage, Diagnostics, Error, Graph, LlmNode, Node, NodeId, NodeKind, cycle};
 use crate::{
+    rules::{CompiledRule, DEFAULT_RULES_DIR, RuleFile},
     source::Spanned,
     syntax::{TaskDecl, TaskFile, did_you_mean, placeholders},
 };
@@ -27,6 +28,16 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
         .map(|(i, task)| (task.name.value.as_str(), i))
         .collect();
 
+    // Rules come first: a task may depend on the implicit `rules` aggregate.
+    let rule_files = match discover_rules(&file, root) {
+        Ok(files) => files,
+        Err(err) => {
+            errors.push(*err);
+            Vec::new()
+        }
+    };
+    let implicit_rules = !rule_files.is_empty() && !by_name.contains_key(RULES_TASK);
+
     // Resolve names first: cycles and expansion need them.
     let mut deps: Vec<Vec<(usize, miette::SourceSpan)>> = Vec::with_capacity(file.tasks.len());
     for task in &file.tasks {
@@ -34,6 +45,8 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
         for dep in &task.deps {
             match by_name.get(dep.value.as_str()) {
                 Some(&index) => resolved.push((index, dep.span)),
+                // Resolved to the rules aggregate below, after the tasks' nodes exist.
+                None if implicit_rules && dep.value == RULES_TASK => {}
                 None => errors.push(Error::UnknownDep {
                     task: task.name.value.clone(),
                     name: dep.value.clone(),
@@ -124,6 +137,31 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
             }
         }
     }
+    if implicit_rules {
+        let checks = add_rule_nodes(&mut dag, &mut ids, &mut tasks, &rule_files, root);
+        let aggregate = add_node(
+            &mut dag,
+            &mut ids,
+            &mut tasks,
+            implicit_node(
+                RULES_TASK,
+                "Every rule check of the project",
+                NodeKind::Aggregate,
+            ),
+        );
+        for check in checks {
+            dag.update_edge(check.0, aggregate.0, ());
+        }
+        for task in &file.tasks {
+            if task.deps.iter().any(|d| d.value == RULES_TASK)
+                && let Some(dependents) = tasks.get(&task.name.value)
+            {
+                for &to in dependents {
+                    dag.update_edge(aggregate.0, to.0, ());
+                }
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(Diagnostics {
             file: file.source.name().to_owned(),
@@ -136,7 +174,132 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
         tasks,
         root: root.to_path_buf(),
         file: Arc::new(file),
+        rules: Arc::new(rule_files),
     })
+}
+
+/// The name of the implicit aggregate of all rule checks.
+pub const RULES_TASK: &str = "rules";
+
+/// The rule files under the `rules` directories of the file (default `.cursor/rules`).
+fn discover_rules(file: &TaskFile, root: &Path) -> Result<Vec<RuleFile>, Box<Error>> {
+    let dirs: Vec<&Path> = if file.rules_dirs.is_empty() {
+        vec![Path::new(DEFAULT_RULES_DIR)]
+    } else {
+        file.rules_dirs
+            .iter()
+            .map(|d| Path::new(d.value.as_str()))
+            .collect()
+    };
+    crate::rules::discover(root, &dirs).map_err(|source| {
+        Box::new(Error::Rules {
+            source: Box::new(source),
+        })
+    })
+}
+
+/// One `rule:NAME` node per compiled check; their ids.
+fn add_rule_nodes(
+    dag: &mut DiGraph<Node, ()>,
+    ids: &mut HashMap<String, NodeId>,
+    tasks: &mut BTreeMap<String, Vec<NodeId>>,
+    rule_files: &[RuleFile],
+    _root: &Path,
+) -> Vec<NodeId> {
+    let mut added = Vec::new();
+    for rule in CompiledRule::compile_all(rule_files) {
+        if !rule.is_check() {
+            continue;
+        }
+        // Duplicate names are a validation error; the graph still needs distinct ids.
+        let mut name = format!("rule:{}", rule.name);
+        let mut n = 2;
+        while ids.contains_key(&name) {
+            name = format!("rule:{}#{n}", rule.name);
+            n += 1;
+        }
+        let description = format!("rule `{}` from `{}`", rule.name, rule.file_id);
+        let mut node = implicit_node(&name, &description, NodeKind::Aggregate);
+        node.inputs = rule_input_patterns(rule_files, &rule.file_id);
+        node.kind = NodeKind::Rule(Box::new(rule));
+        added.push(add_node(dag, ids, tasks, node));
+    }
+    added
+}
+
+/// The input globs of a rule node: its file's front-matter globs as project globs (a glob
+/// without `/` matches at any depth, as in Cursor), or every file. The node's scan narrows
+/// them with the rule's own filters; the glob only bounds what is hashed.
+fn rule_input_patterns(rule_files: &[RuleFile], file_id: &str) -> Vec<String> {
+    let globs = rule_files
+        .iter()
+        .find(|f| f.id == file_id)
+        .map(|f| {
+            f.front_matter
+                .globs
+                .iter()
+                .map(|g| g.value.clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut patterns: Vec<String> = globs
+        .iter()
+        .filter_map(|glob| {
+            let (negated, body) = match glob.strip_prefix('!') {
+                Some(body) => (true, body),
+                None => (false, glob.as_str()),
+            };
+            let body = body.trim_start_matches('/');
+            if body.is_empty() || Glob::new(body).is_err() {
+                return None;
+            }
+            let body = if body.contains('/') {
+                body.to_owned()
+            } else {
+                format!("**/{body}")
+            };
+            Some(if negated { format!("!{body}") } else { body })
+        })
+        .collect();
+    if !patterns.iter().any(|p| !p.starts_with('!')) {
+        patterns.insert(0, "**/*".to_owned());
+    }
+    patterns
+}
+
+/// A node that tasks.kdl does not declare: the rules aggregate and the rule checks.
+fn implicit_node(name: &str, description: &str, kind: NodeKind) -> Node {
+    Node {
+        name: name.to_owned(),
+        task: name.to_owned(),
+        item: None,
+        kind,
+        description: Some(description.to_owned()),
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        env: BTreeMap::new(),
+        cwd: String::new(),
+        cache: true,
+        timeout: None,
+        retry: 0,
+        persistent: false,
+        junit: None,
+        coverage: None,
+        span: (0, 0).into(),
+    }
+}
+
+fn add_node(
+    dag: &mut DiGraph<Node, ()>,
+    ids: &mut HashMap<String, NodeId>,
+    tasks: &mut BTreeMap<String, Vec<NodeId>>,
+    node: Node,
+) -> NodeId {
+    let name = node.name.clone();
+    let id = NodeId(dag.add_node(node));
+    ids.insert(name.clone(), id);
+    tasks.entry(name).or_default().push(id);
+    id
 }
 
 /// Globs must compile and paths must stay inside the root. Placeholders are rendered with a
@@ -310,6 +473,14 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
     env.extend(task.env.iter().map(|(k, v)| (k.clone(), render(&v.value))));
     // Reports are outputs too: a cache hit restores them and shows them again.
     let mut outputs: Vec<String> = render_all(&task.outputs);
+    let mut inputs: Vec<String> = render_all(&task.inputs);
+    if let NodeKind::Llm(llm) = &kind {
+        // An LLM step's inputs are its context and prompt files; its output is an output.
+        outputs.push(llm.output.clone());
+        inputs.extend(llm.context.iter().cloned());
+        let files = llm.decl.prompt_file.iter().chain(&llm.decl.system_file);
+        inputs.extend(files.map(|f| render(&f.value)));
+    }
     let reports = task
         .junit
         .iter()
@@ -326,7 +497,7 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
         item,
         kind,
         description: task.description.as_ref().map(|d| d.value.clone()),
-        inputs: render_all(&task.inputs),
+        inputs,
         outputs,
         env,
         cwd: task

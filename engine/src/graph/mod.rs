@@ -47,6 +47,8 @@ pub enum NodeKind {
     },
     /// An LLM step.
     Llm(Box<LlmNode>),
+    /// A compiled `.mdc` rule that scans the files it selects.
+    Rule(Box<crate::rules::CompiledRule>),
     /// No work of its own: done when its dependencies are.
     Aggregate,
 }
@@ -57,6 +59,7 @@ impl NodeKind {
         match self {
             NodeKind::Command { .. } => "command",
             NodeKind::Llm(_) => "llm",
+            NodeKind::Rule(_) => "rule",
             NodeKind::Aggregate => "aggregate",
         }
     }
@@ -128,9 +131,14 @@ pub struct Node {
 }
 
 impl Node {
-    /// Whether the node is cached at all: it must declare inputs and not opt out.
+    /// Whether the node is cached at all: it must not opt out, and a command must declare
+    /// inputs (LLM steps and rules know theirs).
     pub fn is_cacheable(&self) -> bool {
-        self.cache && !self.inputs.is_empty() && !matches!(self.kind, NodeKind::Aggregate)
+        match self.kind {
+            NodeKind::Aggregate => false,
+            NodeKind::Command { .. } => self.cache && !self.inputs.is_empty(),
+            NodeKind::Llm(_) | NodeKind::Rule(_) => self.cache,
+        }
     }
 }
 
@@ -142,6 +150,7 @@ pub struct Graph {
     tasks: BTreeMap<String, Vec<NodeId>>,
     root: PathBuf,
     file: Arc<TaskFile>,
+    rules: Arc<Vec<crate::rules::RuleFile>>,
 }
 
 impl Graph {
@@ -153,6 +162,11 @@ impl Graph {
     /// The parsed file the graph was built from.
     pub fn file(&self) -> &TaskFile {
         &self.file
+    }
+
+    /// The rule files of the project (for LLM context and `clab rules`).
+    pub fn rule_files(&self) -> &[crate::rules::RuleFile] {
+        &self.rules
     }
 
     /// The number of nodes.
@@ -347,6 +361,15 @@ pub enum Error {
         /// Where.
         #[label("leaves the project root")]
         span: SourceSpan,
+    },
+
+    /// The rules directories could not be read.
+    #[error("cannot read the rule files")]
+    #[diagnostic(code(clab::tasks::rules))]
+    Rules {
+        /// The cause.
+        #[source]
+        source: Box<crate::rules::Error>,
     },
 
     /// The project tree could not be walked to expand `for-each`.

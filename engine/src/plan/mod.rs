@@ -10,6 +10,7 @@
 pub mod cache_key;
 pub mod explain;
 pub mod inputs;
+pub mod llm_prompt;
 pub mod outputs;
 pub mod stat_cache;
 
@@ -20,6 +21,7 @@ use serde::Serialize;
 use self::{
     cache_key::{KEY_VERSION, KeyParts},
     inputs::{InputFile, InputIndex},
+    llm_prompt::LlmLayers,
     stat_cache::StatCache,
 };
 use crate::{
@@ -81,18 +83,27 @@ impl Planner {
         }
     }
 
-    /// The key parts of a node, given its inputs and its dependencies' output digests.
+    /// The key parts of a node, given its inputs, its dependencies' output digests and the
+    /// parts only its kind knows (an LLM request's, see [`llm_prompt::render`]).
     pub fn key_parts(
         &self,
         graph: &Graph,
         id: NodeId,
         inputs: &[InputFile],
         deps: BTreeMap<String, Digest>,
+        mut extra: BTreeMap<String, String>,
     ) -> KeyParts {
         let node = graph.node(id);
         let commands = match &node.kind {
             NodeKind::Command { run } => run.clone(),
             NodeKind::Llm(llm) => llm.check.iter().cloned().collect(),
+            NodeKind::Rule(rule) => {
+                extra.insert(
+                    "rule".to_owned(),
+                    rule.definition_hash().to_hex().to_string(),
+                );
+                Vec::new()
+            }
             NodeKind::Aggregate => Vec::new(),
         };
         KeyParts {
@@ -110,7 +121,7 @@ impl Planner {
                 .map(|file| (file.path.clone(), file.hash))
                 .collect(),
             deps,
-            extra: BTreeMap::new(),
+            extra,
         }
     }
 
@@ -123,6 +134,7 @@ impl Planner {
         nodes: &[NodeId],
         store: Option<&Store>,
         stat_cache: &StatCache,
+        llm: &LlmLayers,
     ) -> Vec<Decision> {
         let mut digests: BTreeMap<NodeId, Option<Digest>> = BTreeMap::new();
         let mut decisions = Vec::with_capacity(nodes.len());
@@ -160,11 +172,20 @@ impl Planner {
                 key_parts = self
                     .inputs(graph, id, false, stat_cache)
                     .ok()
-                    .map(|inputs| self.key_parts(graph, id, &inputs, deps));
+                    .map(|inputs| {
+                        let extra = self
+                            .extra_parts(graph, id, llm, stat_cache)
+                            .unwrap_or_default();
+                        self.key_parts(graph, id, &inputs, deps, extra)
+                    });
                 let reason = format!("dep {dep} will run");
                 (PlanStatus::Run { reason, key: None }, None)
             } else {
-                match self.inputs(graph, id, false, stat_cache) {
+                let prepared = self
+                    .inputs(graph, id, false, stat_cache)
+                    .map_err(|e| e.to_string())
+                    .and_then(|inputs| Ok((inputs, self.extra_parts(graph, id, llm, stat_cache)?)));
+                match prepared {
                     Err(err) => (
                         PlanStatus::Run {
                             reason: err.to_string(),
@@ -172,8 +193,8 @@ impl Planner {
                         },
                         None,
                     ),
-                    Ok(inputs) => {
-                        let parts = self.key_parts(graph, id, &inputs, deps);
+                    Ok((inputs, extra)) => {
+                        let parts = self.key_parts(graph, id, &inputs, deps, extra);
                         let key = parts.key();
                         let hit =
                             store.and_then(|s| s.load_result(&key.to_string()).ok().flatten());
@@ -210,6 +231,22 @@ impl Planner {
             });
         }
         decisions
+    }
+}
+
+impl Planner {
+    /// The key parts only a node's kind knows: for an LLM step, its rendered request.
+    pub fn extra_parts(
+        &self,
+        graph: &Graph,
+        id: NodeId,
+        llm: &LlmLayers,
+        stat_cache: &StatCache,
+    ) -> Result<BTreeMap<String, String>, String> {
+        match graph.node(id).kind {
+            NodeKind::Llm(_) => Ok(llm_prompt::render(graph, id, llm, stat_cache)?.extra),
+            _ => Ok(BTreeMap::new()),
+        }
     }
 }
 
