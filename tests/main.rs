@@ -5,6 +5,7 @@
 mod cache;
 mod diagnostics;
 mod examples;
+mod llm;
 mod run;
 mod schemas;
 mod testing;

@@ -69,6 +69,14 @@ pub fn summary_line(summary: &Summary) -> String {
             duration(summary.saved_ms)
         ));
     }
+    if summary.tokens_in + summary.tokens_out > 0 {
+        line.push_str(&format!(
+            ", {} LLM tokens ({} in, {} out)",
+            summary.tokens_in + summary.tokens_out,
+            summary.tokens_in,
+            summary.tokens_out
+        ));
+    }
     if summary.interrupted {
         line.push_str(" (interrupted)");
     }
