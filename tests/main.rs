@@ -6,6 +6,7 @@ mod cache;
 mod diagnostics;
 mod examples;
 mod llm;
+mod rule_nodes;
 mod run;
 mod schemas;
 mod testing;
