@@ -4,30 +4,35 @@ use std::path::Path;
 
 use crate::test::Test;
 
-/// Copy an example into a fresh temp project, leaving out what a run leaves behind.
+/// Copy an example into a fresh temp project, leaving out what a run leaves behind (and
+/// the cache, unless the example ships one).
 fn copy_example(name: &str) -> Test {
     let test = Test::new();
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")
         .join(name);
-    copy_dir(&source, test.path());
+    copy_dir(&source, test.path(), name == "llm");
     test
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+fn copy_dir(from: &Path, to: &Path, with_cache: bool) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name();
-        if matches!(
-            name.to_str(),
-            Some(".venv" | "build" | ".clab" | "__pycache__")
-        ) {
+        let skip = match name.to_str() {
+            Some(".venv" | "build" | "__pycache__" | "locks") => true,
+            Some(".clab") => !with_cache,
+            // The llm example's src/ is its generated output, which the cache restores.
+            Some("src") => with_cache,
+            _ => false,
+        };
+        if skip {
             continue;
         }
         let target = to.join(&name);
         if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
+            copy_dir(&entry.path(), &target, with_cache);
         } else {
             std::fs::copy(entry.path(), target).unwrap();
         }
@@ -62,4 +67,18 @@ fn python_uv_example_runs_green_where_uv_is_installed() {
     test.run_with(&["run", "ci"])
         .status(0)
         .stdout_has("4 cached");
+}
+
+#[test]
+fn llm_example_replays_offline_from_its_shipped_cache() {
+    let test = copy_example("llm");
+    test.run_with(&["run", "--offline"])
+        .status(0)
+        .stdout_has("⚡ module cached")
+        .stdout_has("2 cached");
+    assert!(test.read("src/slugify.py").contains("def slugify"));
+    test.write("spec/slugify.md", "# changed\n");
+    test.run_with(&["run", "--offline"]).status(1).stdout_has(
+        "module needs an LLM call (spec/slugify.md changed, +1 more) and --offline is set",
+    );
 }

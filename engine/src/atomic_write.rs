@@ -1,7 +1,7 @@
 //! Writing a file so that readers see the old contents or the new, never half of either:
 //! a temp file in the same directory, flushed, then renamed over the target.
 
-use std::{io::Write, path::Path};
+use std::{io::Write, os::unix::fs::PermissionsExt, path::Path};
 
 /// Write `bytes` to `path` through a temp file beside it and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -13,6 +13,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .prefix(".clab-tmp-")
         .tempfile_in(dir)?;
     temp.write_all(bytes)?;
+    // Temp files are created private (0600); the file takes the mode it had, or 0644.
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
     temp.as_file().sync_data()?;
     temp.persist(path).map_err(|err| err.error)?;
     Ok(())
@@ -30,5 +34,7 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
     }
 }
