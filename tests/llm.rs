@@ -299,14 +299,31 @@ fn command_provider_reads_the_prompt_on_stdin() {
 
 #[test]
 fn ai_off_skips_uncached_steps_with_a_clear_message() {
-    Test::new()
-        .file(
-            "tasks.kdl",
-            r#"task "one" { llm { provider "command"; command "echo hi"; prompt "q"; output "o.txt"; extract "text" } }"#,
-        )
-        .env("CLAB_AI", "off")
-        .args(&["run", "one"])
-        .run()
-        .status(1)
-        .stdout_has("AI is turned off");
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "one" { llm { provider "command"; command "echo hi"; prompt "q"; output "o.txt"; extract "text"; } }
+        task "after" { deps "one"; run "touch after" }
+        "#,
+    );
+    let run = |ai: &str| {
+        test.command(&["run", "after"])
+            .env("CODEGEN_LAB_CONFIG_ENABLE_AI", ai)
+            .output()
+            .unwrap()
+    };
+    let off = run("false");
+    let stdout = String::from_utf8_lossy(&off.stdout);
+    assert_eq!(off.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("one skipped: needs an LLM call (no previous run) and AI is turned off"),
+        "{stdout}"
+    );
+    assert!(!test.exists("after"));
+    // Once cached, the step restores even with AI off.
+    assert!(run("true").status.success());
+    std::fs::remove_file(test.path().join("o.txt")).unwrap();
+    let restored = run("false");
+    assert!(String::from_utf8_lossy(&restored.stdout).contains("⚡ one cached"));
+    assert_eq!(test.read("o.txt"), "hi\n");
 }

@@ -220,10 +220,21 @@ impl Runner {
         }
 
         let reason = keyed.as_ref().map(|(_, reason, _)| reason.clone());
-        if let NodeKind::Llm(_) = node.kind
-            && let Some(refusal) = self.llm_refusal(reason.as_deref())
-        {
-            return self.finish_failed(id, refusal, Vec::new(), Duration::ZERO);
+        if let NodeKind::Llm(_) = node.kind {
+            let why = reason.as_deref().unwrap_or("not cached");
+            if self.options.offline {
+                let message = format!("needs an LLM call ({why}) and --offline is set");
+                return self.finish_failed(id, message, Vec::new(), Duration::ZERO);
+            }
+            if self.options.ai_disabled {
+                self.reporter.report(&Event::TaskSkipped {
+                    task: node.name.clone(),
+                    reason: format!(
+                        "needs an LLM call ({why}) and AI is turned off (CLAB_AI=off or CODEGEN_LAB_CONFIG_ENABLE_AI=false)"
+                    ),
+                });
+                return Outcome::Skipped;
+            }
         }
         self.reporter.report(&Event::TaskStarted {
             task: node.name.clone(),
@@ -519,20 +530,6 @@ impl Runner {
             duration_ms: duration.as_millis() as u64,
             log,
         });
-    }
-
-    /// Why an LLM node may not call its provider now, if it may not.
-    fn llm_refusal(&self, reason: Option<&str>) -> Option<String> {
-        let why = reason.unwrap_or("not cached");
-        if self.options.offline {
-            Some(format!("needs an LLM call ({why}) and --offline is set"))
-        } else if self.options.ai_disabled {
-            Some(format!(
-                "needs an LLM call ({why}) and AI is turned off (CLAB_AI=off or CODEGEN_LAB_CONFIG_ENABLE_AI=false)"
-            ))
-        } else {
-            None
-        }
     }
 
     /// Run an LLM node: render its request (unless the key computation already did), call,

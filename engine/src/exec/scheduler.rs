@@ -37,6 +37,8 @@ pub enum Outcome {
     Failed,
     /// It was stopped before it could finish.
     Interrupted,
+    /// It chose not to run (an LLM step with AI turned off); its dependents do not run.
+    Skipped,
 }
 
 impl Outcome {
@@ -144,7 +146,7 @@ pub async fn schedule<V: Visitor>(
                         summary.saved_ms += saved.as_millis() as u64;
                     }
                     Outcome::Failed => summary.failed += 1,
-                    Outcome::Interrupted => summary.skipped += 1,
+                    Outcome::Interrupted | Outcome::Skipped => summary.skipped += 1,
                 }
                 if outcome.unblocks_dependents() {
                     complete(graph, id, &wanted, &mut waiting_on, &mut ready, &priority);
