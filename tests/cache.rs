@@ -302,6 +302,29 @@ fn two_processes_do_not_build_the_same_key_twice() {
 }
 
 #[test]
+fn github_step_summary_gets_a_table_of_the_run() {
+    let test = pipeline();
+    let summary = test.path().join("summary.md");
+    std::fs::write(&summary, "earlier step\n").unwrap();
+    let run = |test: &Test| {
+        test.command(&["run", "check"])
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .unwrap()
+    };
+    run(&test);
+    run(&test);
+    test.write("src/data.txt", "z\n");
+    run(&test);
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.starts_with("earlier step\n### clab run"), "{text}");
+    assert!(text.contains("| `gen` | ✅ ran |"), "{text}");
+    assert!(text.contains("| src/data.txt changed |"), "{text}");
+    assert!(text.contains("| `upper` | ⚡ cached |"), "{text}");
+}
+
+#[test]
 fn cache_dir_override_stats_prune_clean_and_history() {
     let test = pipeline().env("CLAB_CACHE_DIR", "elsewhere");
     test.run().status(2);

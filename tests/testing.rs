@@ -86,7 +86,7 @@ fn a_missing_report_names_the_file() {
 
 #[test]
 fn init_templates_pass_check() {
-    for template in ["blank", "rust"] {
+    for template in ["blank", "rust", "python-uv"] {
         let test = Test::new();
         test.run_with(&["init", "--template", template, "--name", "demo"])
             .status(0);

@@ -35,7 +35,10 @@ pub fn write_list(graph: &Graph, out: &mut impl Write) -> std::io::Result<()> {
             notes.push(format!("after {}", deps.join(", ")));
         }
         if !task.for_each.is_empty() {
-            notes.push(format!("for each of {nodes} files"));
+            notes.push(format!(
+                "for each of {nodes} file{}",
+                if nodes == 1 { "" } else { "s" }
+            ));
         }
         let aggregate = task.run.is_empty() && task.llm.is_none();
         if !aggregate && task.inputs.is_empty() && task.llm.is_none() {

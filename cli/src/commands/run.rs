@@ -46,6 +46,9 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     } else {
         render::human(args)
     });
+    if let Some(summary) = render::step_summary::StepSummary::from_env() {
+        reporters.push(Arc::new(summary));
+    }
     if let Some(path) = &run_args.profile {
         reporters.push(Arc::new(render::trace::Trace::new(path.clone())));
     }

@@ -7,6 +7,7 @@
 
 pub mod json;
 pub mod plain;
+pub mod step_summary;
 pub mod trace;
 pub mod tty;
 
