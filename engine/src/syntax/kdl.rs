@@ -13,7 +13,10 @@ use super::{
     CoverageDecl, Diagnostics, Error, LLM_SETTINGS, LlmSettings, LlmStepDecl, Scalar, TaskDecl,
     TaskFile, parse_duration, placeholders, suggestion,
 };
-use crate::source::{SourceFile, Spanned};
+use crate::{
+    exec::llm::looks_like_api_key,
+    source::{SourceFile, Spanned},
+};
 
 const TOP_LEVEL: &[&str] = &["project", "env", "env-inputs", "llm", "rules", "task"];
 const TASK_CHILDREN: &[&str] = &[
@@ -703,23 +706,6 @@ fn describe(value: &KdlValue) -> String {
         KdlValue::Bool(_) => "a boolean".into(),
         KdlValue::Null => "#null".into(),
     }
-}
-
-/// Whether a value written in tasks.kdl looks like a literal API key rather than, say, the
-/// name of the variable that holds one.
-pub(crate) fn looks_like_api_key(value: &str) -> bool {
-    let value = value.trim();
-    let known_prefix = [
-        "sk-", "sk_", "sk-ant-", "sk-proj-", "xai-", "gsk_", "hf_", "AIza",
-    ]
-    .iter()
-    .any(|prefix| value.starts_with(prefix));
-    let token_like = value.len() >= 20
-        && !value.contains(char::is_whitespace)
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
-    known_prefix && token_like
 }
 
 #[cfg(test)]

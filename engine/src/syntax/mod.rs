@@ -146,18 +146,7 @@ pub struct LlmStepDecl {
 }
 
 /// The settings an `llm` block may hold, in both the top-level and the task form.
-pub const LLM_SETTINGS: &[&str] = &[
-    "provider",
-    "base-url",
-    "model",
-    "api-key-env",
-    "temperature",
-    "max-tokens",
-    "timeout",
-    "requests-per-minute",
-    "max-concurrent",
-    "command",
-];
+pub const LLM_SETTINGS: &[&str] = &crate::exec::llm::Settings::KEYS;
 
 /// A problem in tasks.kdl, pointing at the span that causes it.
 #[derive(Debug, thiserror::Error, Diagnostic)]
