@@ -87,6 +87,26 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
     }
     for task in &file.tasks {
         check_paths(task, &file, &mut errors);
+        let profile = task.llm.as_ref().and_then(|llm| llm.profile.as_ref());
+        if let Some(profile) = profile
+            && !file.llm_profiles.contains_key(&profile.value)
+        {
+            let known = file.llm_profiles.keys().map(String::as_str);
+            errors.push(Error::UnknownProfile {
+                task: task.name.value.clone(),
+                name: profile.value.clone(),
+                src: src(),
+                span: profile.span,
+                help: did_you_mean(&profile.value, known)
+                    .map(|close| format!("did you mean `{close}`?"))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "define it with `llm \"{}\" {{ model \"…\" }}`",
+                            profile.value
+                        )
+                    }),
+            });
+        }
     }
     if !errors.is_empty() {
         return Err(Diagnostics {
@@ -574,6 +594,19 @@ task "a" { run "a" }
         assert_eq!(
             messages(r#"task "a" { deps "b" }; task "b" { deps "c" }; task "c" { deps "a" }"#),
             ["dependency cycle: a → b → c → a"]
+        );
+    }
+
+    #[test]
+    fn unknown_llm_profiles_are_named() {
+        assert_eq!(
+            messages(
+                r#"
+                llm "fast" { model "m" }
+                task "g" { llm { profile "fats"; prompt "p"; output "o.txt"; } }
+                "#
+            ),
+            ["task `g` uses llm profile `fats`, which is not defined"]
         );
     }
 

@@ -330,6 +330,25 @@ pub enum Error {
         spans: Vec<miette::LabeledSpan>,
     },
 
+    /// An `llm` step names a profile tasks.kdl does not define.
+    #[error("task `{task}` uses llm profile `{name}`, which is not defined")]
+    #[diagnostic(code(clab::tasks::unknown_profile))]
+    UnknownProfile {
+        /// The task.
+        task: String,
+        /// The profile named.
+        name: String,
+        /// The file.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// Where.
+        #[label("no `llm \"{name}\" {{ … }}` block")]
+        span: SourceSpan,
+        /// "did you mean" or how to define one.
+        #[help]
+        help: String,
+    },
+
     /// A glob that does not compile.
     #[error("invalid glob `{glob}`")]
     #[diagnostic(code(clab::tasks::bad_glob))]

@@ -94,16 +94,9 @@ pub fn render(
         &format!("the `llm` block of task `{}`", node.task),
     )?);
     if let Some(name) = profile {
+        // The graph refused unknown profiles; this guards the invariant without panicking.
         let Some(named) = file.llm_profiles.get(name) else {
-            let known: Vec<&str> = file.llm_profiles.keys().map(String::as_str).collect();
-            return Err(format!(
-                "task `{}` uses llm profile `{name}`, which tasks.kdl does not define{}",
-                node.task,
-                match crate::syntax::did_you_mean(name, known) {
-                    Some(close) => format!(" (did you mean `{close}`?)"),
-                    None => String::new(),
-                }
-            ));
+            return Err(format!("llm profile `{name}` is not defined"));
         };
         stack.push(settings_layer(named, &format!("llm profile `{name}`"))?);
     }
