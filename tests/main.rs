@@ -5,6 +5,7 @@
 mod cache;
 mod diagnostics;
 mod examples;
+mod rules;
 mod run;
 mod schemas;
 mod testing;
