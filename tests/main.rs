@@ -7,6 +7,7 @@ mod diagnostics;
 mod examples;
 mod llm;
 mod rule_nodes;
+mod rules;
 mod run;
 mod schemas;
 mod testing;

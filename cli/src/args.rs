@@ -55,7 +55,7 @@ pub enum Command {
     Run(RunArgs),
     /// List the tasks.
     List,
-    /// Validate tasks.kdl without running anything.
+    /// Validate tasks.kdl and the rule files without running anything.
     Check,
     /// Print the task graph.
     Graph(GraphArgs),
@@ -64,6 +64,9 @@ pub enum Command {
         /// The task (or node id) to explain.
         task: String,
     },
+    /// Inspect, validate and create Cursor rule files (`*.mdc`).
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Inspect or trim the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -147,6 +150,63 @@ pub enum CacheCommand {
         #[arg(long, value_name = "SIZE")]
         max_size: String,
     },
+}
+
+/// `clab rules …`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check every rule file; exit 1 on any error.
+    Validate {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RulesFormat::Human)]
+        format: RulesFormat,
+    },
+    /// A table of the rule files: type, globs, filters, actions.
+    List,
+    /// One rule file in detail: front matter, `<rule>` blocks, references, body.
+    Show {
+        /// The rule's id (`python/uv`), last id segment, or `<rule>` name.
+        id: String,
+    },
+    /// Write a new rule file from a template into the first rules directory.
+    New {
+        /// The rule id, folders allowed (`python/no-print`).
+        name: String,
+        /// How the rule is attached [default: auto with --globs, agent with --description,
+        /// else manual].
+        #[arg(long = "type", value_enum)]
+        rule_type: Option<RuleTypeArg>,
+        /// Globs for an auto-attached rule (`'*.py, src/**/*.ts'`); may be repeated.
+        #[arg(long)]
+        globs: Vec<String>,
+        /// A one-line description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+}
+
+/// `clab rules validate --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RulesFormat {
+    /// Rendered diagnostics on stderr and a summary line.
+    Human,
+    /// One JSON document on stdout: a summary and the flat diagnostics.
+    Json,
+}
+
+/// `clab rules new --type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RuleTypeArg {
+    /// `alwaysApply: true`: attached to every request.
+    Always,
+    /// Attached when a file matches `--globs`.
+    #[value(alias = "auto-attached")]
+    Auto,
+    /// Attached when the agent picks it by its description.
+    #[value(alias = "agent-requested")]
+    Agent,
+    /// Attached only when named.
+    Manual,
 }
 
 /// `clab graph`.

@@ -1,12 +1,42 @@
-//! `clab check`: validate tasks.kdl (every problem at once) without running anything.
+//! `clab check`: validate tasks.kdl (every problem at once) and the rule files, without
+//! running anything.
+//!
+//! A tasks.kdl problem is a configuration error (exit 2). The rules are validated whenever
+//! tasks.kdl parses (its `rules "DIR"` nodes say where they are), even when the graph does
+//! not build, so one run shows both; a rule error alone exits 1.
 
 use engine::project::Project;
 
+use super::rules::{Location, Summary, check_all, report, stop};
 use crate::exit::{Done, Failure};
 
-/// Load the project; errors are the result, success prints a one-line count.
+/// Load the project and validate its rules; print a one-line count for each.
 pub fn check(project: &Project) -> Result<Done, Failure> {
-    let graph = project.load()?;
+    let (graph, location) = match project.load() {
+        Ok(graph) => {
+            let location = Location::of(&project.root, graph.file());
+            (Ok(graph), location)
+        }
+        Err(err) => match project.parse() {
+            Ok(file) => (Err(err), Location::of(&project.root, &file)),
+            // tasks.kdl does not even parse: its diagnostics are the whole answer.
+            Err(_) => return Err(err.into()),
+        },
+    };
+    let rules = check_all(&location);
+    let graph = match graph {
+        Ok(graph) => graph,
+        Err(err) => {
+            if let Ok((files, diagnostics)) = &rules {
+                report(diagnostics, false);
+                println!(
+                    "{}",
+                    Summary::of(files, diagnostics).line(&location.display())
+                );
+            }
+            return Err(err.into());
+        }
+    };
     let tasks = graph.file().tasks.len();
     println!(
         "{}: {} task{}, {} node{}, no problems",
@@ -16,5 +46,16 @@ pub fn check(project: &Project) -> Result<Done, Failure> {
         graph.len(),
         if graph.len() == 1 { "" } else { "s" },
     );
-    Ok(Done::Success)
+    let (files, diagnostics) = match rules {
+        Ok(found) => found,
+        Err(err) => return Ok(stop(err)),
+    };
+    report(&diagnostics, false);
+    let summary = Summary::of(&files, &diagnostics);
+    println!("{}", summary.line(&location.display()));
+    Ok(if summary.errors > 0 {
+        Done::TaskFailed
+    } else {
+        Done::Success
+    })
 }

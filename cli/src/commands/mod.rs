@@ -6,6 +6,7 @@ mod explain;
 mod graph;
 mod init;
 mod list;
+mod rules;
 mod run;
 mod stats;
 
@@ -26,6 +27,7 @@ pub fn run(args: Args) -> Result<Done, Failure> {
         Command::Check => check::check(&project(&args)?),
         Command::Graph(graph_args) => graph::graph(&project(&args)?, graph_args),
         Command::Explain { task } => explain::explain(&project(&args)?, task),
+        Command::Rules(command) => rules::rules(&args, command),
         Command::Cache(command) => cache::cache(&project(&args)?, command),
         Command::Stats => stats::stats(&project(&args)?),
         Command::History { limit } => cache::history(&project(&args)?, *limit),
