@@ -307,13 +307,15 @@ fn check_covers_rules() {
         .args(&["check"])
         .run()
         .status(0)
-        .stdout_has("tasks.kdl: 1 task, 1 node, no problems\n")
+        // The task, the rule check and the implicit `rules` aggregate.
+        .stdout_has("tasks.kdl: 1 task, 3 nodes, no problems\n")
         .stdout_has(".cursor/rules: 2 files, 1 rule, no problems\n");
     broken()
         .args(&["check"])
         .run()
         .status(1)
-        .stdout_has("tasks.kdl: 1 task, 1 node, no problems\n")
+        // The task, two rule checks and the implicit `rules` aggregate.
+        .stdout_has("tasks.kdl: 1 task, 4 nodes, no problems\n")
         .stdout_has(".cursor/rules: 4 files, 2 rules, 3 errors, 1 warning\n")
         .stderr_has("clab::rules::bad_regex");
 }

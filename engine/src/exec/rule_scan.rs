@@ -1,12 +1,15 @@
 //! A rule node's run: scan the files the rule selects, reusing the findings of every file
 //! whose content — and whose rule — is unchanged since the last scan.
 //!
-//! The previous scan is kept as a [`ScanManifest`] (rule hash, and per file its content hash
-//! and findings) in the store's manifest table under `scan:` + the node id. A file is read
-//! and scanned again only when its hash differs or the rule's definition changed; the rest
-//! reuse their findings. Scanning runs in parallel (rayon).
+//! What "unchanged" means comes from two records of the node's last run: its key parts
+//! (which hold every input's content hash) and its [`ScanFindings`] (the rule's hash, the key
+//! of that run, and the findings of the files that had any). The findings are trusted only
+//! when both records come from the same run (same key) and the rule's definition is the
+//! same; then a file whose hash matches is not read again. Scanning runs in parallel (rayon),
+//! and file texts come through a reader the caller shares between rule nodes, so a file is
+//! read once per run however many rules look at it.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -17,22 +20,28 @@ use crate::{
     store::Digest,
 };
 
-/// The findings of one file, as kept between runs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ScannedFile {
-    /// The content hash the findings belong to.
-    pub hash: Digest,
-    /// `(line, column, message, is_error)` of each finding.
-    pub findings: Vec<(usize, usize, String, bool)>,
-}
+/// One finding as kept between runs: line, column, message, whether it is an error.
+pub type StoredFinding = (usize, usize, String, bool);
 
-/// The last scan of a rule node.
+/// The findings of a rule node's last scan.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ScanManifest {
+pub struct ScanFindings {
     /// The rule's definition hash (hex).
     pub rule: String,
-    /// Scanned file → its findings.
-    pub files: BTreeMap<String, ScannedFile>,
+    /// The cache key of the run that scanned.
+    pub key: String,
+    /// Files with findings → their findings. A scanned file that is absent had none.
+    pub files: BTreeMap<String, Vec<StoredFinding>>,
+}
+
+/// What the last run knew: its input hashes (from its key parts) and its findings.
+pub struct Previous<'a> {
+    /// Input path → content hash, from the last run's key parts.
+    pub inputs: &'a BTreeMap<String, Digest>,
+    /// The key of that run.
+    pub key: &'a str,
+    /// Its findings.
+    pub findings: ScanFindings,
 }
 
 /// What a scan found and how much work it did.
@@ -44,48 +53,56 @@ pub struct ScanResult {
     pub scanned: usize,
     /// Files whose findings were reused.
     pub reused: usize,
-    /// The manifest to keep for the next scan.
-    pub manifest: ScanManifest,
+    /// The findings to keep for the next scan (`key` left for the caller to set).
+    pub stored: ScanFindings,
 }
 
-/// Scan the `inputs` the rule selects; reuse `previous` where nothing changed.
+/// Scan the `inputs` the rule selects; reuse `previous` where nothing changed. `read` gives
+/// a file's text (relative path), or `None` when it cannot be read.
 pub fn scan(
     rule: &CompiledRule,
-    root: &Path,
     inputs: &[InputFile],
-    previous: Option<ScanManifest>,
+    previous: Option<Previous<'_>>,
+    read: &(dyn Fn(&str) -> Option<Arc<str>> + Sync),
 ) -> ScanResult {
     let rule_hash = rule.definition_hash().to_hex().to_string();
-    let previous = previous.filter(|p| p.rule == rule_hash).unwrap_or_default();
+    let previous = previous.filter(|p| p.findings.rule == rule_hash && p.findings.key == p.key);
     let selected: Vec<&InputFile> = inputs.iter().filter(|f| rule.selects(&f.path)).collect();
-    let results: Vec<(String, ScannedFile, bool)> = selected
+    let results: Vec<(String, Vec<StoredFinding>, bool)> = selected
         .par_iter()
-        .map(|file| match previous.files.get(&file.path) {
-            Some(old) if old.hash == file.hash => (file.path.clone(), old.clone(), false),
-            _ => {
-                let bytes = std::fs::read(root.join(&file.path)).unwrap_or_default();
-                let text = String::from_utf8_lossy(&bytes);
-                let findings = rule
-                    .scan(&file.path, &text)
-                    .into_iter()
-                    .map(|f| (f.line, f.col, f.message, f.severity == Severity::Error))
-                    .collect();
-                let scanned = ScannedFile {
-                    hash: file.hash,
-                    findings,
-                };
-                (file.path.clone(), scanned, true)
+        .map(|file| {
+            if let Some(previous) = &previous
+                && previous.inputs.get(&file.path) == Some(&file.hash)
+            {
+                let old = previous
+                    .findings
+                    .files
+                    .get(&file.path)
+                    .cloned()
+                    .unwrap_or_default();
+                return (file.path.clone(), old, false);
             }
+            let text = read(&file.path).unwrap_or_else(|| Arc::from(""));
+            let findings = rule
+                .scan(&file.path, &text)
+                .into_iter()
+                .map(|f| (f.line, f.col, f.message, f.severity == Severity::Error))
+                .collect();
+            (file.path.clone(), findings, true)
         })
         .collect();
     let scanned = results.iter().filter(|(_, _, fresh)| *fresh).count();
-    let mut manifest = ScanManifest {
+    let mut stored = ScanFindings {
         rule: rule_hash,
+        key: String::new(),
         files: BTreeMap::new(),
     };
     let mut findings = Vec::new();
-    for (path, file, _) in results {
-        for (line, col, message, error) in &file.findings {
+    for (path, found, _) in results {
+        if found.is_empty() {
+            continue;
+        }
+        for (line, col, message, error) in &found {
             findings.push(Finding {
                 rule: rule.name.clone(),
                 path: path.clone(),
@@ -99,12 +116,21 @@ pub fn scan(
                 },
             });
         }
-        manifest.files.insert(path, file);
+        stored.files.insert(path, found);
     }
     ScanResult {
         reused: selected.len() - scanned,
         scanned,
         findings,
-        manifest,
+        stored,
     }
+}
+
+/// Read a file under `root` as text (invalid UTF-8 replaced).
+pub fn read_text(root: &Path, path: &str) -> Option<Arc<str>> {
+    let bytes = std::fs::read(root.join(path)).ok()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => Arc::from(text),
+        Err(err) => Arc::from(String::from_utf8_lossy(err.as_bytes()).as_ref()),
+    })
 }

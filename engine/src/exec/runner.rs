@@ -12,7 +12,7 @@
 //! instead of trusting the index built before anything ran).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     future::Future,
     path::PathBuf,
     pin::Pin,
@@ -27,7 +27,7 @@ use super::{
     llm_step::run_llm,
     process::{CommandSpec, Exit, run_command},
     report_totals::{ReportTotals, read_reports},
-    rule_scan::{self, ScanManifest},
+    rule_scan::{self, Previous, ScanFindings},
     scheduler::{Outcome, Visitor},
 };
 use crate::{
@@ -112,6 +112,8 @@ pub struct Runner {
     reports: Mutex<Vec<ReportTotals>>,
     tokens: Mutex<(u64, u64)>,
     limiters: LimiterRegistry,
+    /// File texts shared by rule scans, and their total size.
+    texts: Mutex<(HashMap<String, Arc<str>>, usize)>,
     empty_stats: StatCache,
 }
 
@@ -121,6 +123,8 @@ struct Keyed {
     parts: KeyParts,
     inputs: Vec<InputFile>,
     prompt: Option<LlmPrompt>,
+    /// The key and key parts of the node's last run.
+    previous: Option<(String, KeyParts)>,
 }
 
 impl Runner {
@@ -141,6 +145,7 @@ impl Runner {
             reports: Mutex::new(Vec::new()),
             tokens: Mutex::new((0, 0)),
             limiters: LimiterRegistry::new(),
+            texts: Mutex::new((HashMap::new(), 0)),
             empty_stats: StatCache::new(),
         }
     }
@@ -241,9 +246,14 @@ impl Runner {
             reason,
         });
         let started = Instant::now();
-        let (inputs, prompt) = match &mut keyed {
-            Some((keyed, _, _)) => (std::mem::take(&mut keyed.inputs), keyed.prompt.take()),
-            None => (Vec::new(), None),
+        let (inputs, prompt, previous, key) = match &mut keyed {
+            Some((keyed, _, _)) => (
+                std::mem::take(&mut keyed.inputs),
+                keyed.prompt.take(),
+                keyed.previous.take(),
+                keyed.key.clone(),
+            ),
+            None => (Vec::new(), None, None, String::new()),
         };
         let result = match &node.kind {
             NodeKind::Command { run } => self.run_commands(id, run, stop).await,
@@ -251,9 +261,11 @@ impl Runner {
             NodeKind::Rule(rule) => {
                 let this = Arc::clone(&self);
                 let rule = rule.clone();
-                tokio::task::spawn_blocking(move || this.run_rule(id, &rule, inputs))
-                    .await
-                    .unwrap_or_else(|_| Err((failed("the rule scan panicked"), Vec::new())))
+                tokio::task::spawn_blocking(move || {
+                    this.run_rule(id, &rule, inputs, previous, &key)
+                })
+                .await
+                .unwrap_or_else(|_| Err((failed("the rule scan panicked"), Vec::new())))
             }
             NodeKind::Aggregate => Ok(Vec::new()),
         };
@@ -346,8 +358,9 @@ impl Runner {
         {
             return Ok(Prepared::Hit(outcome));
         }
+        let previous = crate::plan::previous_parts(&cache.store, &node.name);
         let reason = if self.options.cache.read {
-            crate::plan::why(Some(&cache.store), &node.name, &parts)
+            crate::plan::why_from(previous.as_ref().map(|(_, parts)| parts), &parts)
         } else {
             "forced".to_owned()
         };
@@ -380,6 +393,7 @@ impl Runner {
             parts,
             inputs,
             prompt,
+            previous,
         };
         Ok(Prepared::Miss(Box::new((keyed, reason, lock))))
     }
@@ -618,6 +632,25 @@ impl Runner {
         self.tokens.lock().map(|t| *t).unwrap_or_default()
     }
 
+    /// A file's text for rule scans, read at most once per run: twenty rules over the same
+    /// tree read each file once. Files over 256 KiB, or past a 256 MiB total, are not kept.
+    fn read_shared(&self, path: &str) -> Option<Arc<str>> {
+        const MAX_FILE: usize = 256 * 1024;
+        const MAX_TOTAL: usize = 256 * 1024 * 1024;
+        if let Some(text) = self.texts.lock().ok()?.0.get(path) {
+            return Some(Arc::clone(text));
+        }
+        let text = rule_scan::read_text(self.graph.root(), path)?;
+        if text.len() <= MAX_FILE
+            && let Ok(mut texts) = self.texts.lock()
+            && texts.1 + text.len() <= MAX_TOTAL
+        {
+            texts.1 += text.len();
+            texts.0.insert(path.to_owned(), Arc::clone(&text));
+        }
+        Some(text)
+    }
+
     /// Run a rule check: scan what changed since the last scan, report every finding, fail
     /// on `reject` findings.
     fn run_rule(
@@ -625,6 +658,8 @@ impl Runner {
         id: NodeId,
         rule: &CompiledRule,
         inputs: Vec<InputFile>,
+        previous: Option<(String, KeyParts)>,
+        key: &str,
     ) -> Result<Vec<u8>, (Status, Vec<u8>)> {
         let node = self.graph.node(id);
         let root = self.graph.root();
@@ -637,15 +672,25 @@ impl Runner {
         };
         let manifest_name = format!("scan:{}", node.name);
         let store = self.cache.as_ref().map(|c| &c.store);
-        let previous = store
+        let findings = store
             .and_then(|s| s.load_manifest(&manifest_name).ok().flatten())
-            .and_then(|saved| serde_json::from_str::<ScanManifest>(&saved.json).ok());
-        let result = rule_scan::scan(rule, root, &inputs, previous);
+            .and_then(|saved| serde_json::from_str::<ScanFindings>(&saved.json).ok());
+        let previous = match (&previous, findings) {
+            (Some((key, parts)), Some(findings)) => Some(Previous {
+                inputs: &parts.inputs,
+                key,
+                findings,
+            }),
+            _ => None,
+        };
+        let read = |path: &str| self.read_shared(path);
+        let mut result = rule_scan::scan(rule, &inputs, previous, &read);
         if let Some(store) = store
             && self.options.cache.write
         {
-            let json = serde_json::to_string(&result.manifest).unwrap_or_default();
-            if let Err(err) = store.save_manifest(&manifest_name, &result.manifest.rule, &json) {
+            result.stored.key = key.to_owned();
+            let json = serde_json::to_string(&result.stored).unwrap_or_default();
+            if let Err(err) = store.save_manifest(&manifest_name, key, &json) {
                 self.warn(format!("cannot save the scan of `{}`: {err}", node.name));
             }
         }

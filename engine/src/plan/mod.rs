@@ -252,12 +252,22 @@ impl Planner {
 
 /// Why a node with these key parts must run, from its last recorded run.
 pub fn why(store: Option<&Store>, task: &str, parts: &KeyParts) -> String {
-    let previous = store
-        .and_then(|s| s.load_manifest(task).ok().flatten())
-        .and_then(|saved| serde_json::from_str::<KeyParts>(&saved.json).ok());
+    let previous = store.and_then(|s| previous_parts(s, task));
+    why_from(previous.as_ref().map(|(_, parts)| parts), parts)
+}
+
+/// The key and key parts recorded for a node's last run.
+pub fn previous_parts(store: &Store, task: &str) -> Option<(String, KeyParts)> {
+    let saved = store.load_manifest(task).ok().flatten()?;
+    let parts = serde_json::from_str::<KeyParts>(&saved.json).ok()?;
+    Some((saved.key, parts))
+}
+
+/// Why a node must run, given the key parts of its last run (if any) and its current ones.
+pub fn why_from(previous: Option<&KeyParts>, parts: &KeyParts) -> String {
     match previous {
         None => "no previous run".to_owned(),
-        Some(old) => explain::short_reason(&explain::diff(&old, parts))
+        Some(old) => explain::short_reason(&explain::diff(old, parts))
             .unwrap_or_else(|| "no cached result (last run failed or was pruned)".to_owned()),
     }
 }
