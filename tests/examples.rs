@@ -82,3 +82,13 @@ fn llm_example_replays_offline_from_its_shipped_cache() {
         "module needs an LLM call (spec/slugify.md changed, +1 more) and --offline is set",
     );
 }
+
+#[test]
+fn rules_example_reports_its_known_violation() {
+    let test = copy_example("rules");
+    test.run_with(&["run"])
+        .status(1)
+        .stdout_has("src/shop/plugins.py:8:5: error:")
+        .stdout_has("src/shop/cart.py:7:5: warning:");
+    test.run_with(&["check"]).status(0);
+}
