@@ -26,7 +26,7 @@
 //!   inside the root; symlinks out of the root are skipped, and a literal one is an error.
 //! - Paths that are not UTF-8 are skipped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -513,17 +513,23 @@ impl BaseSets {
 /// The minimal set of directories to walk: glob bases, without any that lie below another.
 fn walk_bases(globs: &[String]) -> Vec<String> {
     let mut bases: Vec<String> = globs.iter().map(|g| glob_base(g)).collect();
-    bases.sort();
+    // Shorter paths first, so a base's ancestors are decided before it.
+    bases.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
     bases.dedup();
     let mut kept: Vec<String> = Vec::new();
-    for base in bases {
-        let covered = kept
-            .iter()
-            .any(|k| k.is_empty() || base == *k || base.starts_with(&format!("{k}/")));
+    let mut kept_set: HashSet<&str> = HashSet::new();
+    for (i, base) in bases.iter().enumerate() {
+        // Covered when the root or one of its ancestor directories is already walked.
+        let covered = kept_set.contains("")
+            || base
+                .match_indices('/')
+                .any(|(end, _)| kept_set.contains(&base[..end]));
         if !covered {
-            kept.push(base);
+            kept_set.insert(&bases[i]);
+            kept.push(base.clone());
         }
     }
+    kept.sort();
     kept
 }
 
@@ -835,5 +841,14 @@ mod tests {
             walk_bases(&["**/*.rs".to_owned(), "src/*.rs".to_owned()]),
             [""]
         );
+        let globs = [
+            "src/a/b/*.x",
+            "src/a-b/*.x",
+            "src/a/*.x",
+            "srcx/*",
+            "src/ab/*",
+        ]
+        .map(String::from);
+        assert_eq!(walk_bases(&globs), ["src/a", "src/a-b", "src/ab", "srcx"]);
     }
 }
