@@ -193,7 +193,7 @@ fn compile_glob(glob: &str, original: &str) -> Result<Glob, Error> {
 
 /// The directory a glob's matches must live under: its leading components without glob
 /// characters, minus the last component.
-fn glob_base(glob: &str) -> String {
+pub(super) fn glob_base(glob: &str) -> String {
     let components: Vec<&str> = glob.split('/').collect();
     let literal: Vec<&str> = components[..components.len() - 1]
         .iter()
@@ -512,7 +512,12 @@ impl BaseSets {
 
 /// The minimal set of directories to walk: glob bases, without any that lie below another.
 fn walk_bases(globs: &[String]) -> Vec<String> {
-    let mut bases: Vec<String> = globs.iter().map(|g| glob_base(g)).collect();
+    minimal_dirs(globs.iter().map(|g| glob_base(g)).collect())
+}
+
+/// `bases` (relative `/` paths, `""` for the root) without duplicates and without any that
+/// lie below another, sorted.
+pub(super) fn minimal_dirs(mut bases: Vec<String>) -> Vec<String> {
     // Shorter paths first, so a base's ancestors are decided before it.
     bases.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
     bases.dedup();

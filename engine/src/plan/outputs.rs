@@ -9,6 +9,7 @@ use std::path::Path;
 use globset::{Glob, GlobSetBuilder};
 
 use super::cache_key::digest_files;
+use super::inputs::{glob_base, minimal_dirs};
 use crate::store::{Digest, cached_result::OutputEntry};
 
 /// Files under `root` matching `globs` (`!` excludes), `/`-separated and sorted.
@@ -41,28 +42,60 @@ pub fn collect_outputs(root: &Path, globs: &[String]) -> Result<Vec<String>, ign
     let exclude = exclude
         .build()
         .map_err(|e| ignore::Error::from(std::io::Error::other(e)))?;
+    // Walk only where a match can be: below each glob's literal leading directories, or at
+    // a literal path itself (a file, or a directory meaning everything below it).
+    let bases = minimal_dirs(
+        globs
+            .iter()
+            .filter(|pattern| !pattern.starts_with('!'))
+            .map(|pattern| {
+                let body = pattern.trim_end_matches('/');
+                if body.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+                    glob_base(body)
+                } else {
+                    body.to_owned()
+                }
+            })
+            .collect(),
+    );
     let mut found = Vec::new();
-    let walker = ignore::WalkBuilder::new(root)
-        .standard_filters(false)
-        .filter_entry(|entry| !matches!(entry.file_name().to_str(), Some(".git" | ".clab")))
-        .build();
-    for entry in walker {
-        let entry = entry?;
-        if !entry.file_type().is_some_and(|t| t.is_file()) {
+    for base in bases {
+        let start = if base.is_empty() {
+            root.to_owned()
+        } else {
+            root.join(&base)
+        };
+        if base.split('/').any(is_cache_dir) || std::fs::symlink_metadata(&start).is_err() {
             continue;
         }
-        let Ok(relative) = entry.path().strip_prefix(root) else {
-            continue;
-        };
-        let Some(relative) = relative.to_str() else {
-            continue;
-        };
-        if include.is_match(relative) && !exclude.is_match(relative) {
-            found.push(relative.to_owned());
+        let walker = ignore::WalkBuilder::new(&start)
+            .standard_filters(false)
+            .filter_entry(|entry| !entry.file_name().to_str().is_some_and(is_cache_dir))
+            .build();
+        for entry in walker {
+            let entry = entry?;
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                continue;
+            }
+            let Ok(relative) = entry.path().strip_prefix(root) else {
+                continue;
+            };
+            let Some(relative) = relative.to_str() else {
+                continue;
+            };
+            if include.is_match(relative) && !exclude.is_match(relative) {
+                found.push(relative.to_owned());
+            }
         }
     }
     found.sort();
+    found.dedup();
     Ok(found)
+}
+
+/// Directories outputs never come from.
+fn is_cache_dir(name: &str) -> bool {
+    matches!(name, ".git" | ".clab")
 }
 
 /// The digest of stored outputs, as dependents see it.
@@ -97,5 +130,28 @@ mod tests {
         .unwrap();
         assert_eq!(found, ["build/a.txt", "build/sub/b.txt"]);
         assert!(collect_outputs(root, &[]).unwrap().is_empty());
+        // Literal files and directories, globs below literal directories, `*` across `/`,
+        // overlapping patterns, and patterns that match nothing.
+        let found = collect_outputs(
+            root,
+            &[
+                "src/c.txt".into(),
+                "build/sub".into(),
+                "build/*.txt".into(),
+                "b*/skip.log".into(),
+                "missing/*.txt".into(),
+                "missing.txt".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            found,
+            [
+                "build/a.txt",
+                "build/skip.log",
+                "build/sub/b.txt",
+                "src/c.txt"
+            ]
+        );
     }
 }
