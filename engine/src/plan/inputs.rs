@@ -6,7 +6,9 @@
 //!
 //! One walk serves every task: `InputIndex::build` takes the patterns of all tasks, walks the
 //! tree once (only below the literal prefixes of the globs: `src/**/*.py` walks `src/`), matches
-//! every walked file against all globs at once (one `GlobSet`), and hashes each distinct
+//! every walked file against the globs whose literal prefix is one of its directories (one
+//! `GlobSet` per prefix, so 2,000 tasks with `src/<task>/*.txt` cost one match per file, not
+//! 2,000), and hashes each distinct
 //! matched file once, in parallel (rayon), through the `StatCache`. `InputIndex::select` then
 //! answers one task from precomputed per-pattern lists, applying that task's excludes.
 //! `expand_outputs` lists the files output patterns name after a run, without ignore rules.
@@ -25,7 +27,7 @@
 //!   inside the root; symlinks out of the root are skipped, and a literal one is an error.
 //! - Paths that are not UTF-8 are skipped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -227,7 +229,7 @@ fn compile_glob(glob: &str, original: &str) -> Result<Glob, Error> {
 
 /// The directory a glob's matches must live under: its leading components without glob
 /// characters, minus the last component.
-fn glob_base(glob: &str) -> String {
+pub(super) fn glob_base(glob: &str) -> String {
     let components: Vec<&str> = glob.split('/').collect();
     let literal: Vec<&str> = components[..components.len() - 1]
         .iter()
@@ -311,25 +313,19 @@ impl InputIndex {
         let root = canonical_root.as_path();
 
         let walk_start = Instant::now();
-        // 1. Walk below the glob bases, matching every file against every glob at once.
+        // 1. Walk below the glob bases, matching every file against the globs that can match
+        // it: those whose base directory is one of the file's ancestors.
         let glob_list: Vec<String> = globs.into_iter().collect();
-        let mut set = GlobSetBuilder::new();
-        for g in &glob_list {
-            set.add(compile_glob(g, g)?);
-        }
-        let set = set.build().map_err(|source| Error::BadGlob {
-            pattern: glob_list.join(", "),
-            source,
-        })?;
+        let sets = BaseSets::build(&glob_list)?;
         let mut candidates: BTreeMap<String, PathBuf> = BTreeMap::new();
         let mut matched: Vec<Vec<String>> = vec![Vec::new(); glob_list.len()];
         let mut walked = 0;
         if !glob_list.is_empty() {
             let bases = walk_bases(&glob_list);
-            let mut buffer = Vec::new();
+            let (mut buffer, mut scratch) = (Vec::new(), Vec::new());
             for (rel, abs) in walk(root, &canonical_root, &bases, true)? {
                 walked += 1;
-                set.matches_into(&rel, &mut buffer);
+                sets.matches_into(&rel, &mut buffer, &mut scratch);
                 if buffer.is_empty() {
                     continue;
                 }
@@ -631,20 +627,84 @@ pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<
         .collect())
 }
 
+/// The globs of one run grouped by base directory (`glob_base`), one `GlobSet` per base.
+///
+/// A glob can only match paths below its base, so a file is tested against the sets of its
+/// ancestor directories only. One `GlobSet` of every glob would test each file against every
+/// glob that shares its extension (globset's regex fallback): with 2,000 tasks each reading
+/// `src/<task>/*.txt`, 40,000 files × 2,000 regexes.
+struct BaseSets {
+    /// Base directory → the set of its globs and their indexes in the glob list.
+    sets: HashMap<String, (GlobSet, Vec<usize>)>,
+}
+
+impl BaseSets {
+    fn build(globs: &[String]) -> Result<BaseSets, Error> {
+        let mut builders: HashMap<String, (GlobSetBuilder, Vec<usize>)> = HashMap::new();
+        for (i, g) in globs.iter().enumerate() {
+            let (builder, ids) = builders
+                .entry(glob_base(g))
+                .or_insert_with(|| (GlobSetBuilder::new(), Vec::new()));
+            builder.add(compile_glob(g, g)?);
+            ids.push(i);
+        }
+        let mut sets = HashMap::with_capacity(builders.len());
+        for (base, (builder, ids)) in builders {
+            let set = builder.build().map_err(|source| Error::BadGlob {
+                pattern: ids
+                    .iter()
+                    .map(|&i| globs[i].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source,
+            })?;
+            sets.insert(base, (set, ids));
+        }
+        Ok(BaseSets { sets })
+    }
+
+    /// The indexes (into the glob list) of every glob matching `rel`, in `out`, ascending;
+    /// `local` is scratch space.
+    fn matches_into(&self, rel: &str, out: &mut Vec<usize>, local: &mut Vec<usize>) {
+        out.clear();
+        let candidate = globset::Candidate::new(rel);
+        let ancestors =
+            std::iter::once("").chain(rel.match_indices('/').map(|(end, _)| &rel[..end]));
+        for dir in ancestors {
+            if let Some((set, ids)) = self.sets.get(dir) {
+                set.matches_candidate_into(&candidate, local);
+                out.extend(local.iter().map(|&j| ids[j]));
+            }
+        }
+        out.sort_unstable();
+    }
+}
+
 /// The minimal set of directories to walk: glob bases, without any that lie below another.
 fn walk_bases(globs: &[String]) -> Vec<String> {
-    let mut bases: Vec<String> = globs.iter().map(|g| glob_base(g)).collect();
-    bases.sort();
+    minimal_dirs(globs.iter().map(|g| glob_base(g)).collect())
+}
+
+/// `bases` (relative `/` paths, `""` for the root) without duplicates and without any that
+/// lie below another, sorted.
+pub(super) fn minimal_dirs(mut bases: Vec<String>) -> Vec<String> {
+    // Shorter paths first, so a base's ancestors are decided before it.
+    bases.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
     bases.dedup();
     let mut kept: Vec<String> = Vec::new();
-    for base in bases {
-        let covered = kept
-            .iter()
-            .any(|k| k.is_empty() || base == *k || base.starts_with(&format!("{k}/")));
+    let mut kept_set: HashSet<&str> = HashSet::new();
+    for (i, base) in bases.iter().enumerate() {
+        // Covered when the root or one of its ancestor directories is already walked.
+        let covered = kept_set.contains("")
+            || base
+                .match_indices('/')
+                .any(|(end, _)| kept_set.contains(&base[..end]));
         if !covered {
-            kept.push(base);
+            kept_set.insert(&bases[i]);
+            kept.push(base.clone());
         }
     }
+    kept.sort();
     kept
 }
 
@@ -851,6 +911,57 @@ mod tests {
     }
 
     #[test]
+    fn globs_match_only_below_their_base_and_overlapping_bases_combine() {
+        let dir = tree(&[
+            ("top.txt", ""),
+            ("src/a/x.txt", ""),
+            ("src/a/y.md", ""),
+            ("src/a/deep/z.txt", ""),
+            ("src/b/x.txt", ""),
+            ("src/ab/x.txt", ""),
+        ]);
+        let cache = StatCache::new();
+        let patterns = [
+            "src/a/*.txt",
+            "src/b/*.txt",
+            "src/a/**",
+            "src/*/x.txt",
+            "**/*.txt",
+            "src/{a,ab}/x.txt",
+        ];
+        let index = InputIndex::build(dir.path(), patterns, &cache).unwrap();
+        let select = |p: &str| {
+            index
+                .select(&[p])
+                .unwrap()
+                .into_iter()
+                .map(|f| f.path.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(select("src/a/*.txt"), ["src/a/x.txt"]);
+        assert_eq!(select("src/b/*.txt"), ["src/b/x.txt"]);
+        assert_eq!(
+            select("src/a/**"),
+            ["src/a/deep/z.txt", "src/a/x.txt", "src/a/y.md"]
+        );
+        assert_eq!(
+            select("src/*/x.txt"),
+            ["src/a/x.txt", "src/ab/x.txt", "src/b/x.txt"]
+        );
+        assert_eq!(
+            select("**/*.txt"),
+            [
+                "src/a/deep/z.txt",
+                "src/a/x.txt",
+                "src/ab/x.txt",
+                "src/b/x.txt",
+                "top.txt"
+            ]
+        );
+        assert_eq!(select("src/{a,ab}/x.txt"), ["src/a/x.txt", "src/ab/x.txt"]);
+    }
+
+    #[test]
     fn one_index_serves_many_tasks_and_hashes_each_file_once() {
         let dir = tree(&[
             ("shared/lib.py", "lib"),
@@ -961,5 +1072,14 @@ mod tests {
             walk_bases(&["**/*.rs".to_owned(), "src/*.rs".to_owned()]),
             [""]
         );
+        let globs = [
+            "src/a/b/*.x",
+            "src/a-b/*.x",
+            "src/a/*.x",
+            "srcx/*",
+            "src/ab/*",
+        ]
+        .map(String::from);
+        assert_eq!(walk_bases(&globs), ["src/a", "src/a-b", "src/ab", "srcx"]);
     }
 }

@@ -322,6 +322,18 @@ pub struct Store {
     conn: Mutex<Connection>,
     stat_cache: OnceLock<StatCache>,
     blob_grace: Duration,
+    usage: Mutex<Usage>,
+}
+
+/// Hit and miss counts and last-used times of `load_result` not yet written to `cache.db`:
+/// a no-op run of 2,000 cached tasks would otherwise commit 4,000 write transactions.
+/// Written in one transaction by `flush_usage` (also by `flush_stat_cache` and on drop),
+/// and before anything reads them (`stats`, `prune`, `clean`).
+#[derive(Debug, Default)]
+struct Usage {
+    hits: i64,
+    misses: i64,
+    used: HashMap<String, i64>,
 }
 
 impl Store {
@@ -339,6 +351,7 @@ impl Store {
             conn: Mutex::new(conn),
             stat_cache: OnceLock::new(),
             blob_grace: BLOB_GRACE,
+            usage: Mutex::new(Usage::default()),
         };
         Ok(Opened {
             store,
@@ -492,22 +505,49 @@ impl Store {
             }
             _ => None,
         };
-        let counter = if result.is_some() { "hits" } else { "misses" };
-        self.sql(conn.execute(
-            "INSERT INTO counters (name, value) VALUES (?1, 1)
-             ON CONFLICT (name) DO UPDATE SET value = value + 1",
-            params![counter],
-        ))?;
+        drop(conn);
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
         let Some(mut result) = result else {
+            usage.misses += 1;
             return Ok(None);
         };
+        usage.hits += 1;
         let now = now_ms();
-        self.sql(conn.execute(
-            "UPDATE results SET last_used_ms = ?2 WHERE key = ?1",
-            params![key, now],
-        ))?;
+        usage.used.insert(key.to_owned(), now);
         result.last_used_ms = now;
         Ok(Some(result))
+    }
+
+    /// Writes the hit and miss counts and last-used times gathered by `load_result` since the
+    /// last flush, in one transaction.
+    pub fn flush_usage(&self) -> Result<(), Error> {
+        let usage = {
+            let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *usage)
+        };
+        if usage.hits == 0 && usage.misses == 0 && usage.used.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = self.sql(conn.transaction())?;
+        for (name, n) in [("hits", usage.hits), ("misses", usage.misses)] {
+            if n > 0 {
+                self.sql(tx.execute(
+                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET value = value + ?2",
+                    params![name, n],
+                ))?;
+            }
+        }
+        {
+            let mut statement = self.sql(tx.prepare(
+                "UPDATE results SET last_used_ms = max(last_used_ms, ?2) WHERE key = ?1",
+            ))?;
+            for (key, when) in &usage.used {
+                self.sql(statement.execute(params![key, when]))?;
+            }
+        }
+        self.sql(tx.commit())
     }
 
     /// Makes the outputs of `result` present under `root`: an output that already has the
@@ -761,14 +801,16 @@ impl Store {
     }
 
     /// Writes the stat-cache entries recorded since the last flush, in one transaction;
-    /// returns how many. Call it once at the end of a run.
+    /// returns how many. Also writes the deferred cache usage (`flush_usage`). Call it once at
+    /// the end of a run.
     pub fn flush_stat_cache(&self) -> Result<usize, Error> {
+        let usage = self.flush_usage();
         let Some(cache) = self.stat_cache.get() else {
-            return Ok(0);
+            return usage.map(|()| 0);
         };
         let dirty = cache.take_dirty();
         if dirty.is_empty() {
-            return Ok(0);
+            return usage.map(|()| 0);
         }
         let mut conn = self.conn();
         let tx = self.sql(conn.transaction())?;
@@ -794,7 +836,7 @@ impl Store {
             }
         }
         self.sql(tx.commit())?;
-        Ok(written)
+        usage.map(|()| written)
     }
 
     /// Deletes stat-cache rows whose file no longer exists; returns how many.
@@ -842,6 +884,7 @@ impl Store {
     /// Entry count, CAS size, database size and hit rate.
     pub fn stats(&self) -> Result<StoreStats, Error> {
         let blobs = self.cas.list()?;
+        self.flush_usage()?;
         let conn = self.conn();
         let entries: i64 =
             self.sql(conn.query_row("SELECT count(*) FROM results", [], |r| r.get(0)))?;
@@ -874,6 +917,7 @@ impl Store {
     /// Removes every result, manifest, stat-cache entry, counter and blob. Run history and the
     /// LLM call log are kept: they are records, not cache.
     pub fn clean(&self) -> Result<PruneReport, Error> {
+        self.flush_usage()?;
         let blobs = self.cas.list()?;
         let entries = {
             let mut conn = self.conn();
@@ -906,6 +950,7 @@ impl Store {
     /// every blob no result references. Blobs and temp files younger than the grace period
     /// (`BLOB_GRACE`) are kept, since a concurrent writer may be about to reference them.
     pub fn prune(&self, max_bytes: u64) -> Result<PruneReport, Error> {
+        self.flush_usage()?;
         let cutoff = SystemTime::now()
             .checked_sub(self.blob_grace)
             .unwrap_or(UNIX_EPOCH);
