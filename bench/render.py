@@ -291,9 +291,10 @@ def main() -> None:
 
     w("## More benchmarks")
     w("")
-    w("- TODO: LLM step overhead (a cached and an uncached LLM node against a local mock server).")
-    w("- TODO: rules scan (`rule:*` check nodes over a large tree, cold and incremental).")
-    w("- TODO: watch latency (file saved → affected task started).")
+    w("- Rule scanning beside ripgrep, and the cost of a cached LLM step:")
+    w("  [benchmarks-llm-rules.md](benchmarks-llm-rules.md) (`bash bench/llm_rules.sh`).")
+    w("- Watch latency (file saved → affected task started), beside watchexec:")
+    w("  [benchmarks-watch.md](benchmarks-watch.md).")
     w("")
     target.write_text("\n".join(out))
 
