@@ -8,4 +8,5 @@ mod examples;
 mod run;
 mod schemas;
 mod testing;
+mod watch;
 mod test;

@@ -53,6 +53,8 @@ pub enum ColorChoice {
 pub enum Command {
     /// Run tasks and what they depend on.
     Run(RunArgs),
+    /// Run tasks, then run them again whenever a file they depend on changes.
+    Watch(WatchArgs),
     /// List the tasks.
     List,
     /// Validate tasks.kdl without running anything.
@@ -121,6 +123,37 @@ pub struct RunArgs {
     /// Print what would run and why, without running anything.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `clab watch`.
+#[derive(Debug, ClapArgs)]
+pub struct WatchArgs {
+    /// Tasks to run (task names or node ids); none: `default`.
+    pub tasks: Vec<String>,
+
+    /// How long files must be quiet before a run starts (`50ms`, `1s`).
+    #[arg(long, value_name = "DURATION", default_value = "50ms")]
+    pub debounce: String,
+
+    /// Cancel a run in progress when files change, instead of queueing one more run.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Clear the screen before each run.
+    #[arg(long)]
+    pub clear: bool,
+
+    /// Poll for changes (every 200ms) instead of using file system events.
+    #[arg(long)]
+    pub poll: bool,
+
+    /// Run what does not depend on a failed task.
+    #[arg(short, long)]
+    pub keep_going: bool,
+
+    /// Neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// `clab cache …`.
