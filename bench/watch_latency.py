@@ -114,6 +114,7 @@ def main():
                 "--watch",
                 "src",
                 "--no-vcs-ignore",
+                "--shell=none",
                 "--",
                 "sh",
                 "-c",
