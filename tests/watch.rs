@@ -3,9 +3,10 @@
 //! by a later notice (`-v` prints one for changes no target depends on), never by sleeping.
 
 use std::{
+    io::Read,
     io::{BufRead, BufReader},
     process::{Child, Stdio},
-    sync::mpsc,
+    sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
@@ -19,6 +20,8 @@ struct Watch {
     child: Option<Child>,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+    /// Everything written to stderr so far (diagnostics).
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Watch {
@@ -28,10 +31,24 @@ impl Watch {
         let mut child = test
             .command(&all)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start clab watch");
         let stdout = child.stdout.take().expect("piped stdout");
+        let mut err_pipe = child.stderr.take().expect("piped stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let collected = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut text) = collected.lock() {
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -45,6 +62,7 @@ impl Watch {
             child: Some(child),
             lines,
             seen: Vec::new(),
+            stderr,
         }
     }
 
@@ -68,11 +86,16 @@ impl Watch {
                     }
                 }
                 Err(_) => panic!(
-                    "no line with {needles:?} within {DEADLINE:?}; output so far:\n{}",
-                    self.seen.join("\n")
+                    "no line with {needles:?} within {DEADLINE:?}; output so far:\n{}\n--- stderr\n{}",
+                    self.seen.join("\n"),
+                    self.stderr()
                 ),
             }
         }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// How many lines read so far contain `needle`.
@@ -220,6 +243,9 @@ fn a_broken_tasks_file_keeps_the_last_good_graph_and_a_fix_resumes() {
 
     test.write("tasks.kdl", "task \"build\" {\n");
     watch.expect("the graph does not load");
+    wait_until("the diagnostic", || {
+        watch.stderr().contains("clab::tasks::syntax")
+    });
     // Still watching, with the old graph.
     test.write("src/a.txt", "two");
     watch.expect("changed: `src/a.txt`");
@@ -390,4 +416,45 @@ fn poll_mode_sees_changes_too() {
     watch.expect("changed: `src/a.txt`");
     watch.expect("waiting for changes");
     assert_eq!(test.read("out.txt"), "two\n");
+}
+
+#[test]
+fn a_rule_file_change_reloads_the_graph() {
+    let test = Test::new()
+        .file("tasks.kdl", BUILD)
+        .file("src/a.txt", "one");
+    let mut watch = Watch::start(&test, &[]);
+    watch.expect("waiting for changes");
+    test.write(
+        ".cursor/rules/style.mdc",
+        "---\ndescription: x\n---\nbody\n",
+    );
+    watch.expect_all(&["reloaded the graph", "`.cursor/rules/style.mdc`"]);
+    let status = watch.expect("waiting for changes");
+    // Nothing the build reads changed: the rerun is a cache hit.
+    assert!(status.contains("1 cached"), "{status}");
+    assert_eq!(test.read("count.txt"), "run\n");
+}
+
+#[test]
+fn files_in_a_new_directory_are_seen() {
+    let test = Test::new()
+        .file(
+            "tasks.kdl",
+            r#"
+            task "build" {
+                run "echo run >> count.txt"
+                inputs "src/**/*.txt"
+            }
+            task "default" { deps "build" }
+            "#,
+        )
+        .file("src/a.txt", "one");
+    let mut watch = Watch::start(&test, &[]);
+    watch.expect("waiting for changes");
+    // `write` creates the directory and the file at once.
+    test.write("src/new/deeper/b.txt", "two");
+    watch.expect_all(&["changed:", "`src/new/deeper/b.txt`"]);
+    watch.expect("waiting for changes");
+    assert_eq!(test.read("count.txt"), "run\nrun\n");
 }

@@ -406,16 +406,23 @@ impl State {
                 if self.is_excluded(path) {
                     continue;
                 }
-                if matches!(event.kind, EventKind::Create(_))
-                    && path.parent() == Some(self.root())
-                    && path.is_dir()
-                    && self.watches_top_level(path)
-                    && let Err(source) = fs.watch(path, RecursiveMode::Recursive)
-                {
-                    observer.notice(Notice::Runtime(RuntimeError::NewDirectory {
-                        path: path.display().to_string(),
-                        source,
-                    }));
+                if matches!(event.kind, EventKind::Create(_)) && path.is_dir() {
+                    let top_level = path.parent() == Some(self.root());
+                    if !top_level {
+                        // notify adds the watch for a new subdirectory only after it saw
+                        // the directory: files written into it before then made no events.
+                        paths.extend(files_below(path));
+                    } else if self.watches_top_level(path) {
+                        match fs.watch(path, RecursiveMode::Recursive) {
+                            Ok(()) => paths.extend(files_below(path)),
+                            Err(source) => {
+                                observer.notice(Notice::Runtime(RuntimeError::NewDirectory {
+                                    path: path.display().to_string(),
+                                    source,
+                                }))
+                            }
+                        }
+                    }
                 }
                 paths.insert(path.clone());
             }
@@ -533,6 +540,25 @@ impl State {
             .filter(|id| !downstream[id.index()])
             .collect()
     }
+}
+
+/// Every file below `dir` (not following symlinks).
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => stack.push(entry.path()),
+                Ok(_) => files.push(entry.path()),
+                Err(_) => {}
+            }
+        }
+    }
+    files
 }
 
 /// Whether a node runs as a service: a persistent command.
