@@ -11,4 +11,5 @@ mod rules;
 mod run;
 mod schemas;
 mod testing;
+mod watch;
 mod test;

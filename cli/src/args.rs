@@ -53,6 +53,8 @@ pub enum ColorChoice {
 pub enum Command {
     /// Run tasks and what they depend on.
     Run(RunArgs),
+    /// Run tasks, then run them again whenever a file they depend on changes.
+    Watch(WatchArgs),
     /// List the tasks.
     List,
     /// Validate tasks.kdl and the rule files without running anything.
@@ -135,6 +137,37 @@ pub struct RunArgs {
     /// The model for LLM steps (over `CLAB_LLM_MODEL` and tasks.kdl).
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
+}
+
+/// `clab watch`.
+#[derive(Debug, ClapArgs)]
+pub struct WatchArgs {
+    /// Tasks to run (task names or node ids); none: `default`.
+    pub tasks: Vec<String>,
+
+    /// How long files must be quiet before a run starts (`50ms`, `1s`).
+    #[arg(long, value_name = "DURATION", default_value = "50ms")]
+    pub debounce: String,
+
+    /// Cancel a run in progress when files change, instead of queueing one more run.
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Clear the screen before each run.
+    #[arg(long)]
+    pub clear: bool,
+
+    /// Poll for changes (every 200ms) instead of using file system events.
+    #[arg(long)]
+    pub poll: bool,
+
+    /// Run what does not depend on a failed task.
+    #[arg(short, long)]
+    pub keep_going: bool,
+
+    /// Neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// `clab cache …`.

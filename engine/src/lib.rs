@@ -18,6 +18,7 @@ pub mod rules;
 pub mod graph;
 pub mod plan;
 pub mod exec;
+pub mod watch;
 pub mod store;
 pub mod event;
 pub mod error;

@@ -9,6 +9,7 @@ mod list;
 mod rules;
 mod run;
 mod stats;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -23,6 +24,7 @@ use crate::{
 pub fn run(args: Args) -> Result<Done, Failure> {
     match &args.command {
         Command::Run(run_args) => run::run(&args, run_args),
+        Command::Watch(watch_args) => watch::watch(&args, watch_args),
         Command::List => list::list(&project(&args)?),
         Command::Check => check::check(&project(&args)?),
         Command::Graph(graph_args) => graph::graph(&project(&args)?, graph_args),
