@@ -93,7 +93,7 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
 }
 
 /// Ctrl-C or SIGTERM.
-async fn wait_for_interrupt() {
+pub async fn wait_for_interrupt() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::interrupt()),

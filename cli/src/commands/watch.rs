@@ -88,7 +88,7 @@ pub fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure> {
     let result = runtime.block_on(async {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         tokio::spawn(async move {
-            wait_for_interrupt().await;
+            super::run::wait_for_interrupt().await;
             let _ = shutdown_tx.send(true);
         });
         engine::watch::watch(project, graph, names, options, observer, shutdown_rx).await
@@ -101,24 +101,6 @@ pub fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure> {
             eprintln!("{:?}", miette::Report::new(err));
             Ok(Done::TaskFailed)
         }
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn wait_for_interrupt() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        // Without signal handlers, Ctrl-C keeps its default meaning: the process ends.
-        _ => std::future::pending().await,
     }
 }
 

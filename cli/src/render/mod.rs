@@ -40,6 +40,23 @@ pub fn human(args: &Args) -> Arc<dyn Reporter> {
     }
 }
 
+/// `src/m.py:5:5: error: message [rule]`, the severity colored.
+pub fn finding_line(
+    path: &str,
+    line: usize,
+    col: usize,
+    severity: &str,
+    message: &str,
+    rule: &str,
+) -> String {
+    let styled = if severity == "error" {
+        console::style(severity).red().bold()
+    } else {
+        console::style(severity).yellow()
+    };
+    format!("{path}:{line}:{col}: {styled}: {message} [{rule}]")
+}
+
 /// `1.2s`, `850ms`, `2m05s`.
 pub fn duration(ms: u64) -> String {
     engine::syntax::format_duration(Duration::from_millis(ms))

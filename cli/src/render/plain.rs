@@ -124,13 +124,8 @@ impl Reporter for Plain {
                 rule,
                 ..
             } => {
-                let styled = if severity == "error" {
-                    style(severity.as_str()).red().bold()
-                } else {
-                    style(severity.as_str()).yellow()
-                };
-                self.print(&format!(
-                    "{path}:{line}:{col}: {styled}: {message} [{rule}]"
+                self.print(&super::finding_line(
+                    path, *line, *col, severity, message, rule,
                 ));
                 if self.github {
                     let level = if severity == "error" {

@@ -125,13 +125,8 @@ impl Reporter for Tty {
                 rule,
                 ..
             } => {
-                let styled = if severity == "error" {
-                    style(severity.as_str()).red().bold()
-                } else {
-                    style(severity.as_str()).yellow()
-                };
-                self.println(&format!(
-                    "{path}:{line}:{col}: {styled}: {message} [{rule}]"
+                self.println(&super::finding_line(
+                    path, *line, *col, severity, message, rule,
                 ));
             }
             Event::CoverageReport { table, .. } => {
