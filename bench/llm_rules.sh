@@ -42,7 +42,7 @@ import platform, subprocess, sys, datetime
 out, cold, rg, warm, one, llm = sys.argv[1], *map(float, sys.argv[2:])
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-text = f"""## Rules and LLM steps
+text = f"""# Benchmarks: rules and LLM steps
 
 Measured {datetime.date.today()} on {cores} cores ({cpu}), release build, by
 `bash bench/llm_rules.sh` (hyperfine medians; the machine is shared, so expect noise).
