@@ -158,6 +158,45 @@ fn classify(path: &Path, error: rusqlite::Error) -> OpenFailure {
     }
 }
 
+/// Is the database whole? `PRAGMA quick_check` reads every page — 70 ms for a 10 MB cache,
+/// paid by every command — so it runs only when a write-ahead log is left over (a process
+/// died, or another one is running). A cleanly closed database is checked by its size
+/// instead: a file shorter than its header's page count says is truncated. Damage inside a
+/// page that this misses surfaces as `SQLITE_CORRUPT` on the query that meets it.
+fn check_integrity(path: &Path, conn: &Connection) -> Result<(), OpenFailure> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_in_use = fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    if !wal_in_use {
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |row| row.get(0))
+            .map_err(|e| classify(path, e))?;
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(|e| classify(path, e))?;
+        let len = fs::metadata(path).map_or(0, |m| m.len());
+        if len < pages.max(0) as u64 * page_size.max(0) as u64 {
+            return Err(OpenFailure::Corrupt(format!(
+                "the file is {len} bytes, its header says {} pages of {page_size}",
+                pages
+            )));
+        }
+        // Reading the schema touches the first pages: garbage there fails here.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .map_err(|e| classify(path, e))?;
+        return Ok(());
+    }
+    let check: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |row| row.get(0))
+        .map_err(|e| classify(path, e))?;
+    if check != "ok" {
+        return Err(OpenFailure::Corrupt(check));
+    }
+    Ok(())
+}
+
 fn try_open(path: &Path) -> Result<Connection, OpenFailure> {
     let mut conn = Connection::open(path).map_err(|e| classify(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
@@ -169,12 +208,7 @@ fn try_open(path: &Path) -> Result<Connection, OpenFailure> {
         .map_err(|e| classify(path, e))?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(|e| classify(path, e))?;
-    let check: String = conn
-        .query_row("PRAGMA quick_check(1)", [], |row| row.get(0))
-        .map_err(|e| classify(path, e))?;
-    if check != "ok" {
-        return Err(OpenFailure::Corrupt(check));
-    }
+    check_integrity(path, &conn)?;
     migrate(&mut conn).map_err(|e| match e {
         MigrateError::Sqlite(e) => classify(path, e),
         MigrateError::Newer(found) => OpenFailure::Other(Error::NewerSchema {
