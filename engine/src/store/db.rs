@@ -33,7 +33,7 @@
 //! ```
 //!
 //! Corruption: if SQLite says the file is not a database or is malformed (also as found by
-//! `PRAGMA quick_check` at open), the file and its `-wal`/`-shm` companions are renamed to
+//! the open-time check, `check_integrity`), the file and its `-wal`/`-shm` companions are renamed to
 //! `cache.db.corrupt-<unix seconds>` (`…-wal`, `…-shm`) and a fresh database is created; the
 //! caller gets one warning and the run goes on with an empty cache. Any other failure (a
 //! permission error, a locked file past the busy timeout) is an error, not a reason to discard
