@@ -52,9 +52,15 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
                     name: dep.value.clone(),
                     src: src(),
                     span: dep.span,
-                    help: did_you_mean(&dep.value, by_name.keys().copied())
-                        .map(|close| format!("did you mean `{close}`?"))
-                        .unwrap_or_else(|| "define it with `task \"NAME\" { … }`".to_owned()),
+                    help: if dep.value == RULES_TASK {
+                        "`rules` runs the checks of the rule files, and none were found \
+                         (`.cursor/rules/**/*.mdc`, or the `rules \"DIR\"` directories)"
+                            .to_owned()
+                    } else {
+                        did_you_mean(&dep.value, by_name.keys().copied())
+                            .map(|close| format!("did you mean `{close}`?"))
+                            .unwrap_or_else(|| "define it with `task \"NAME\" { … }`".to_owned())
+                    },
                 }),
             }
         }
