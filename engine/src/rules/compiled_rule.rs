@@ -134,6 +134,33 @@ struct CompiledAction {
     unconditioned: bool,
     message: Option<String>,
     conditions: Vec<(Pattern, Option<String>)>,
+    /// All conditions as one multi-line regex over the whole text: when it finds nothing (as
+    /// in most files), no line can match and the line-by-line search is skipped. `None` when
+    /// a condition cannot be prefiltered that way (see [`prefilter`]).
+    prefilter: Option<regex::Regex>,
+}
+
+/// One regex that matches somewhere in a text whenever any of `conditions` matches one of its
+/// lines: each condition in multi-line CRLF mode (`^`/`$` at line ends, `\r\n` respected),
+/// joined with `|`. A match of this regex may span lines where a condition cannot, so it only
+/// says where to look, never what was found. Conditions on `fancy-regex`, or anchored with
+/// `\A`/`\z` (which mean "line start/end" line by line but "text start/end" here), get none.
+fn prefilter(conditions: &[(Pattern, Option<String>)]) -> Option<regex::Regex> {
+    let mut parts = Vec::with_capacity(conditions.len());
+    for (pattern, _) in conditions {
+        let Pattern::Regex(re) = pattern else {
+            return None;
+        };
+        let source = re.as_str();
+        if source.contains("\\A") || source.contains("\\z") {
+            return None;
+        }
+        parts.push(format!("(?mR:{source})"));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    regex::Regex::new(&parts.join("|")).ok()
 }
 
 /// One thing a rule found in a file.
@@ -223,11 +250,12 @@ impl CompiledRule {
                     let pattern = (!pattern.matches_empty()).then_some(pattern)?;
                     Some((pattern, c.message.as_ref().map(|m| m.value.clone())))
                 })
-                .collect();
+                .collect::<Vec<_>>();
             actions.push(CompiledAction {
                 severity,
                 unconditioned: action.conditions.is_empty(),
                 message: action.message.as_ref().map(|m| m.value.clone()),
+                prefilter: prefilter(&conditions),
                 conditions,
             });
         }
@@ -339,6 +367,13 @@ impl CompiledRule {
                 }
                 continue;
             }
+            if action
+                .prefilter
+                .as_ref()
+                .is_some_and(|re| !re.is_match(text))
+            {
+                continue;
+            }
             for (index, line) in text.split('\n').enumerate() {
                 let line = line.strip_suffix('\r').unwrap_or(line);
                 for (pattern, message) in &action.conditions {
@@ -432,6 +467,56 @@ actions:
         let file = RuleFile::parse("uv", SourceFile::new("uv.mdc", "uv.mdc", text));
         assert!(file.issues.is_empty(), "{:?}", file.issues);
         CompiledRule::compile(&file, &file.body.rules[0]).unwrap()
+    }
+
+    /// A rule with one reject condition `pattern` over every `.py` file.
+    fn condition_rule(pattern: &str) -> CompiledRule {
+        let pattern = pattern.replace('\\', "\\\\").replace('"', "\\\"");
+        compile(&format!(
+            "---\nglobs: *.py\n---\n<rule>\nname: r\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"{pattern}\"\n        message: m\n</rule>\n"
+        ))
+    }
+
+    #[test]
+    fn the_whole_text_prefilter_never_changes_findings() {
+        let texts = [
+            "import os\nx = 1\n",
+            "x = 1\r\nimport os\r\nfoo\r\n",
+            "a  b\nfoo;\nbar\n\n",
+            "nothing here\n",
+            "x\ty\n  foo  \n",
+        ];
+        let patterns = [
+            r"^import",
+            r"foo$",
+            r"a\s+b",
+            r"\bx\b",
+            r"[^;]+;",
+            r"^\s*foo\s*$",
+            r"o\n?s",
+        ];
+        for pattern in patterns {
+            let rule = condition_rule(pattern);
+            assert!(
+                rule.actions[0].prefilter.is_some(),
+                "{pattern} has a prefilter"
+            );
+            let mut plain = rule.clone();
+            plain.actions[0].prefilter = None;
+            for text in texts {
+                assert_eq!(
+                    rule.scan("a.py", text),
+                    plain.scan("a.py", text),
+                    "{pattern:?} on {text:?}"
+                );
+            }
+        }
+        assert!(condition_rule(r"\Aimport").actions[0].prefilter.is_none());
+        assert!(
+            condition_rule(r"(?<!uv )pip").actions[0]
+                .prefilter
+                .is_none()
+        );
     }
 
     #[test]
