@@ -132,7 +132,14 @@ async fn generates_caches_and_replays_without_the_key() {
     );
 
     let stats = test.run_with(&["stats"]).status(0);
-    assert!(stats.stdout.contains("test-model"), "{}", stats.stdout);
+    // Two calls and two cache hits (the second run, the --offline restore), all `test-model`.
+    let row = stats
+        .stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("test-model"))
+        .unwrap_or_default();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells.get(1..3), Some(&["2", "2"][..]), "{}", stats.stdout);
 
     // The key is nowhere: not in the cache, not in any output.
     let key = KEY.as_bytes();

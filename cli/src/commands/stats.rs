@@ -44,11 +44,7 @@ pub fn stats(project: &Project) -> Result<Done, Failure> {
         let tokens_out: u64 = sent.iter().filter_map(|c| c.tokens_out).sum();
         let mut latencies: Vec<u64> = sent.iter().map(|c| c.latency_ms).collect();
         latencies.sort_unstable();
-        let name = if model.is_empty() {
-            "(cached, model unknown)"
-        } else {
-            model
-        };
+        let name = if model.is_empty() { "(unknown)" } else { model };
         writeln!(
             out,
             "  {:<24} {:>6} {:>6} {:>8.1}% {:>10} {:>10} {:>8} {:>8} {:>8}",

@@ -354,7 +354,7 @@ impl Runner {
         let key = parts.key().to_string();
 
         if self.options.cache.read
-            && let Some(outcome) = self.try_restore(id, &key)
+            && let Some(outcome) = self.try_restore(id, &key, &parts.extra)
         {
             return Ok(Prepared::Hit(outcome));
         }
@@ -384,7 +384,7 @@ impl Runner {
         // The other process may have stored the result while we waited for the lock.
         if self.options.cache.read
             && lock.is_some()
-            && let Some(outcome) = self.try_restore(id, &key)
+            && let Some(outcome) = self.try_restore(id, &key, &parts.extra)
         {
             return Ok(Prepared::Hit(outcome));
         }
@@ -399,7 +399,12 @@ impl Runner {
     }
 
     /// Restore a cached result for `key`, if there is one and it restores cleanly.
-    fn try_restore(&self, id: NodeId, key: &str) -> Option<Outcome> {
+    fn try_restore(
+        &self,
+        id: NodeId,
+        key: &str,
+        extra: &BTreeMap<String, String>,
+    ) -> Option<Outcome> {
         let cache = self.cache.as_ref()?;
         let node = self.graph.node(id);
         let result = match cache.store.load_result(key) {
@@ -436,7 +441,7 @@ impl Runner {
             log,
         });
         if let NodeKind::Llm(_) = node.kind {
-            self.record_llm_hit(id);
+            self.record_llm_hit(id, extra);
         }
         // Only passing results are cached, so the reports passed too; show them again.
         if let Err(message) = self.read_reports(id) {
@@ -598,24 +603,17 @@ impl Runner {
         }
     }
 
-    /// Log a cache hit of an LLM node, for the hit rate of `clab stats`.
-    fn record_llm_hit(&self, id: NodeId) {
-        let (Some(cache), NodeKind::Llm(llm)) = (&self.cache, &self.graph.node(id).kind) else {
+    /// Log a cache hit of an LLM node, for the hit rate of `clab stats`. The provider and
+    /// model are the resolved ones, from the key parts.
+    fn record_llm_hit(&self, id: NodeId, parts: &BTreeMap<String, String>) {
+        let Some(cache) = &self.cache else {
             return;
         };
-        let model = llm
-            .decl
-            .settings
-            .values
-            .get("model")
-            .map(|m| match &m.value {
-                crate::syntax::Scalar::String(s) => s.clone(),
-                other => format!("{other:?}"),
-            });
+        let part = |name: &str| parts.get(name).cloned().unwrap_or_default();
         let record = LlmCall {
             task: self.graph.node(id).name.clone(),
-            provider: String::new(),
-            model: model.unwrap_or_default(),
+            provider: part("llm.provider"),
+            model: part("llm.model"),
             attempt: 0,
             tokens_in: None,
             tokens_out: None,
