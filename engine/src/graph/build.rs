@@ -164,7 +164,7 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
         }
     }
     if implicit_rules {
-        let checks = add_rule_nodes(&mut dag, &mut ids, &mut tasks, &rule_files, root);
+        let checks = add_rule_nodes(&mut dag, &mut ids, &mut tasks, &rule_files);
         let aggregate = add_node(
             &mut dag,
             &mut ids,
@@ -230,7 +230,6 @@ fn add_rule_nodes(
     ids: &mut HashMap<String, NodeId>,
     tasks: &mut BTreeMap<String, Vec<NodeId>>,
     rule_files: &[RuleFile],
-    _root: &Path,
 ) -> Vec<NodeId> {
     let mut added = Vec::new();
     for rule in CompiledRule::compile_all(rule_files) {
