@@ -56,6 +56,23 @@ fn cache_dir(project: &Project) -> PathBuf {
     engine::store::cache_dir(&project.root, dir.as_deref())
 }
 
+/// The tasks a command should run: those given, else `default`. Without either, the task
+/// list goes to stderr and the answer is `None` (a usage error).
+fn target_names(
+    graph: &engine::graph::Graph,
+    given: &[String],
+) -> Result<Option<Vec<String>>, Failure> {
+    if !given.is_empty() {
+        return Ok(Some(given.to_vec()));
+    }
+    if graph.tasks().contains_key("default") {
+        return Ok(Some(vec!["default".to_owned()]));
+    }
+    eprintln!("error: no task given and no `default` task defined\n");
+    list::write_list(graph, &mut std::io::stderr())?;
+    Ok(None)
+}
+
 /// The project the global `-C` and `-f` flags point at.
 fn project(args: &Args) -> Result<Project, Failure> {
     let dir = args.directory.clone().unwrap_or_else(|| PathBuf::from("."));

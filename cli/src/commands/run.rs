@@ -21,15 +21,8 @@ use crate::{
 pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     let project = super::project(args)?;
     let graph = Arc::new(project.load()?);
-    let names = if run_args.tasks.is_empty() {
-        if !graph.tasks().contains_key("default") {
-            eprintln!("error: no task given and no `default` task defined\n");
-            super::list::write_list(&graph, &mut std::io::stderr())?;
-            return Ok(Done::Usage);
-        }
-        vec!["default".to_owned()]
-    } else {
-        run_args.tasks.clone()
+    let Some(names) = super::target_names(&graph, &run_args.tasks)? else {
+        return Ok(Done::Usage);
     };
     let targets = graph
         .resolve_targets(&names)

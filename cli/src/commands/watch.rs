@@ -38,15 +38,8 @@ pub fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure> {
     })?;
     let project = super::project(args)?;
     let graph = Arc::new(project.load()?);
-    let names = if watch_args.tasks.is_empty() {
-        if !graph.tasks().contains_key("default") {
-            eprintln!("error: no task given and no `default` task defined\n");
-            super::list::write_list(&graph, &mut std::io::stderr())?;
-            return Ok(Done::Usage);
-        }
-        vec!["default".to_owned()]
-    } else {
-        watch_args.tasks.clone()
+    let Some(names) = super::target_names(&graph, &watch_args.tasks)? else {
+        return Ok(Done::Usage);
     };
     graph
         .resolve_targets(&names)
