@@ -579,16 +579,8 @@ fn is_change(kind: &EventKind) -> bool {
 
 /// `path` relative to `root`, with `/` separators; `None` outside the root or not UTF-8.
 fn relative(root: &Path, path: &Path) -> Option<String> {
-    let rel = path.strip_prefix(root).ok()?;
-    let mut parts = Vec::new();
-    for component in rel.components() {
-        match component {
-            Component::Normal(part) => parts.push(part.to_str()?),
-            Component::CurDir => {}
-            _ => return None,
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join("/"))
+    crate::plan::inputs::relative_string(path.strip_prefix(root).ok()?)
+        .filter(|rel| !rel.is_empty())
 }
 
 /// What identifies a service's process: restart it when this changes.

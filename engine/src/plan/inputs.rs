@@ -783,7 +783,9 @@ fn walked_file(
     Some((rel, path.to_owned()))
 }
 
-fn relative_string(rel: &Path) -> Option<String> {
+/// A relative path as a `/`-separated string; `None` when it climbs out (`..`), is absolute,
+/// or is not UTF-8.
+pub(crate) fn relative_string(rel: &Path) -> Option<String> {
     let mut parts = Vec::new();
     for component in rel.components() {
         match component {
