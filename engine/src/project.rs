@@ -10,7 +10,7 @@ use crate::{
     error::Error,
     graph::{self, Graph},
     source::SourceFile,
-    syntax::{self, TaskFile},
+    syntax::{self, TaskFile, parse_cache::ParseCache},
 };
 
 /// The file name clab looks for.
@@ -23,6 +23,8 @@ pub struct Project {
     pub root: PathBuf,
     /// The tasks file.
     pub file: PathBuf,
+    /// Where parses of the tasks file are cached (see [`ParseCache`]); `None`: never.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Project {
@@ -41,7 +43,11 @@ impl Project {
                 });
             }
             let root = file.parent().map_or_else(|| dir.clone(), Path::to_path_buf);
-            return Ok(Project { root, file });
+            return Ok(Project {
+                root,
+                file,
+                cache_dir: None,
+            });
         }
         for candidate in dir.ancestors() {
             let file = candidate.join(TASKS_FILE);
@@ -49,6 +55,7 @@ impl Project {
                 return Ok(Project {
                     root: candidate.to_path_buf(),
                     file,
+                    cache_dir: None,
                 });
             }
         }
@@ -66,7 +73,13 @@ impl Project {
             .to_string()
     }
 
-    /// Read and parse the tasks file.
+    /// Cache parses of the tasks file in `dir` (the project's cache directory).
+    pub fn with_parse_cache(mut self, dir: PathBuf) -> Project {
+        self.cache_dir = Some(dir);
+        self
+    }
+
+    /// Read and parse the tasks file (from the parse cache when its text is unchanged).
     pub fn parse(&self) -> Result<TaskFile, Error> {
         let source = SourceFile::read(&self.file, self.display_name()).map_err(|source| {
             Error::Syntax(syntax::Diagnostics {
@@ -77,7 +90,18 @@ impl Project {
                 }],
             })
         })?;
-        Ok(syntax::parse_task_file(source)?)
+        let cache = self
+            .cache_dir
+            .as_deref()
+            .map(|dir| ParseCache::new(dir, &self.file));
+        if let Some(file) = cache.as_ref().and_then(|cache| cache.load(&source)) {
+            return Ok(file);
+        }
+        let file = syntax::parse_task_file(source)?;
+        if let Some(cache) = cache {
+            cache.store(&file);
+        }
+        Ok(file)
     }
 
     /// Read, parse and build the graph.

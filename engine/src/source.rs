@@ -14,7 +14,7 @@ use std::{
 use miette::{NamedSource, SourceSpan};
 
 /// A file's text together with the path it was read from.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct SourceFile {
     path: PathBuf,
     name: String,
@@ -94,7 +94,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// A value with the span of source text it came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Spanned<T> {
     /// The parsed value.
     pub value: T,

@@ -76,5 +76,7 @@ fn target_names(
 /// The project the global `-C` and `-f` flags point at.
 fn project(args: &Args) -> Result<Project, Failure> {
     let dir = args.directory.clone().unwrap_or_else(|| PathBuf::from("."));
-    Ok(Project::discover(&dir, args.file.as_deref())?)
+    let project = Project::discover(&dir, args.file.as_deref())?;
+    let cache_dir = cache_dir(&project);
+    Ok(project.with_parse_cache(cache_dir))
 }

@@ -7,6 +7,7 @@
 
 mod duration;
 mod kdl;
+pub mod parse_cache;
 pub mod placeholders;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -18,9 +19,11 @@ pub use self::kdl::parse_task_file;
 use crate::source::{SourceFile, Spanned};
 
 /// A parsed `tasks.kdl`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskFile {
-    /// The file the model was parsed from.
+    /// The file the model was parsed from (not stored by the parse cache: it holds the
+    /// text the cache entry is keyed by).
+    #[serde(skip)]
     pub source: SourceFile,
     /// `project "NAME"`.
     pub project: Option<Spanned<String>>,
@@ -39,7 +42,7 @@ pub struct TaskFile {
 }
 
 /// One `task "NAME" { … }` node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TaskDecl {
     /// The task's name and where it is written.
     pub name: Spanned<String>,
@@ -78,7 +81,7 @@ pub struct TaskDecl {
 }
 
 /// `coverage "PATH" fail-under=80 show-missing=#true skip-covered=#true`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CoverageDecl {
     /// The report's path.
     pub path: Spanned<String>,
@@ -91,7 +94,7 @@ pub struct CoverageDecl {
 }
 
 /// A scalar written in tasks.kdl.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Scalar {
     /// A string.
     String(String),
@@ -104,16 +107,17 @@ pub enum Scalar {
 }
 
 /// Provider settings of an `llm` block: every field optional so that layers can merge.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LlmSettings {
     /// The span of the block, for errors about the block as a whole.
     pub span: SourceSpan,
     /// Setting name (`model`, `base-url`, …) → value.
+    #[serde(with = "parse_cache::setting_names")]
     pub values: BTreeMap<&'static str, Spanned<Scalar>>,
 }
 
 /// The `llm { … }` block of a task: what to ask, where to write, how to check.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LlmStepDecl {
     /// The span of the block.
     pub span: SourceSpan,
