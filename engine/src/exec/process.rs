@@ -94,7 +94,7 @@ pub async fn run_command(
         source,
     };
     let (reader, writer) = std::io::pipe().map_err(spawn_error)?;
-    let mut command = tokio::process::Command::new("sh");
+    let mut command = tokio::process::Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(&spec.line)

@@ -53,7 +53,7 @@ impl ShellRun {
         } else {
             script.to_owned()
         };
-        let mut command = tokio::process::Command::new("sh");
+        let mut command = tokio::process::Command::new("/bin/sh");
         command
             .arg("-c")
             .arg(&script)
