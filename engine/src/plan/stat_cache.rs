@@ -40,6 +40,9 @@ use crate::store::Digest;
 /// saves).
 pub const MMAP_THRESHOLD: u64 = 1 << 20;
 
+/// Fewer files than this are stat'ed and hashed on the calling thread.
+const PARALLEL_MIN: usize = 64;
+
 /// Safety margin subtracted from the entry's write time for the racy-git rule.
 pub const RACY_MARGIN_NS: i64 = 1_000_000_000;
 
@@ -181,6 +184,17 @@ impl StatCache {
     pub fn hash_file(&self, path: &Path) -> io::Result<(Digest, FileStat)> {
         let started_ns = now_ns();
         let stat = FileStat::from_metadata(&fs::metadata(path)?);
+        self.hash_stated(path, stat, started_ns)
+    }
+
+    /// [`hash_file`](Self::hash_file) for a file the caller has just stat'ed (`stat`, taken
+    /// no earlier than `started_ns`).
+    pub fn hash_stated(
+        &self,
+        path: &Path,
+        stat: FileStat,
+        started_ns: i64,
+    ) -> io::Result<(Digest, FileStat)> {
         if let Some(hash) = self.lookup(path, &stat) {
             self.reused.fetch_add(1, Ordering::Relaxed);
             return Ok((hash, stat));
@@ -195,16 +209,19 @@ impl StatCache {
     /// lock; results are in the order of `paths`.
     pub fn hash_files(&self, paths: &[&Path]) -> Vec<io::Result<(Digest, FileStat)>> {
         let started_ns = now_ns();
-        let results: Vec<io::Result<(Digest, FileStat, bool)>> = paths
-            .par_iter()
-            .map(|path| {
-                let stat = FileStat::from_metadata(&fs::metadata(path)?);
-                if let Some(hash) = self.lookup(path, &stat) {
-                    return Ok((hash, stat, false));
-                }
-                Ok((hash_contents(path, stat.size)?, stat, true))
-            })
-            .collect();
+        let one = |path: &&Path| {
+            let stat = FileStat::from_metadata(&fs::metadata(path)?);
+            if let Some(hash) = self.lookup(path, &stat) {
+                return Ok((hash, stat, false));
+            }
+            Ok((hash_contents(path, stat.size)?, stat, true))
+        };
+        // Starting rayon's threads costs more than a few stats.
+        let results: Vec<io::Result<(Digest, FileStat, bool)>> = if paths.len() < PARALLEL_MIN {
+            paths.iter().map(one).collect()
+        } else {
+            paths.par_iter().map(one).collect()
+        };
         let mut fresh = Vec::new();
         let mut reused = 0;
         for (path, result) in paths.iter().zip(&results) {

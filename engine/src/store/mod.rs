@@ -67,6 +67,9 @@ pub fn cache_dir(root: &Path, override_dir: Option<&Path>) -> PathBuf {
     }
 }
 
+/// How stale a result's `last_used_ms` may get before a hit writes it again (10 minutes).
+const LAST_USED_GRAIN_MS: i64 = 10 * 60 * 1000;
+
 /// How long a blob or temp file is protected from `prune` after it was written or re-put, so
 /// that a concurrent writer's result can still reference it.
 pub const BLOB_GRACE: Duration = Duration::from_secs(10 * 60);
@@ -457,11 +460,12 @@ impl Store {
     pub fn load_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
         let conn = self.conn();
         let row = self.sql(
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT task, status, duration_ms, outputs, log_hash, created_ms, last_used_ms
                  FROM results WHERE key = ?1",
-                params![key],
-                |row| {
+            )
+            .and_then(|mut statement| {
+                statement.query_row(params![key], |row| {
                     Ok((
                         row.get::<_, String>(0)?,
                         row.get::<_, String>(1)?,
@@ -471,8 +475,8 @@ impl Store {
                         row.get::<_, i64>(5)?,
                         row.get::<_, i64>(6)?,
                     ))
-                },
-            )
+                })
+            })
             .optional(),
         )?;
         let had_row = row.is_some();
@@ -513,8 +517,12 @@ impl Store {
         };
         usage.hits += 1;
         let now = now_ms();
-        usage.used.insert(key.to_owned(), now);
-        result.last_used_ms = now;
+        // Least-recently-used order needs no finer grain than this: a no-op run right after
+        // another writes nothing.
+        if now - result.last_used_ms >= LAST_USED_GRAIN_MS {
+            usage.used.insert(key.to_owned(), now);
+            result.last_used_ms = now;
+        }
         Ok(Some(result))
     }
 
@@ -1062,18 +1070,30 @@ impl Drop for Store {
 
 /// Whether `abs` already holds `output` (hash via the stat cache, and mode).
 fn output_is_current(stat_cache: &StatCache, abs: &Path, output: &OutputEntry) -> bool {
+    let started_ns = now_ns();
     let Ok(meta) = fs::symlink_metadata(abs) else {
         return false;
     };
     if !meta.is_file() || meta.permissions().mode() & 0o7777 != output.mode {
         return false;
     }
-    matches!(stat_cache.hash_file(abs), Ok((hash, _)) if hash == output.hash)
+    let stat = FileStat::from_metadata(&meta);
+    matches!(stat_cache.hash_stated(abs, stat, started_ns), Ok((hash, _)) if hash == output.hash)
 }
 
 /// The canonical project root: stat-cache keys must be absolute and spelled one way.
+/// Resolved once per process and root: every cache hit asks.
 fn absolute_root(root: &Path) -> Result<PathBuf, Error> {
-    fs::canonicalize(root).map_err(|source| Error::io("resolve", root, source))
+    static RESOLVED: Mutex<Option<(PathBuf, PathBuf)>> = Mutex::new(None);
+    let mut resolved = RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((given, canonical)) = &*resolved
+        && given == root
+    {
+        return Ok(canonical.clone());
+    }
+    let canonical = fs::canonicalize(root).map_err(|source| Error::io("resolve", root, source))?;
+    *resolved = Some((root.to_owned(), canonical.clone()));
+    Ok(canonical)
 }
 
 /// Checks that `rel` stays inside the root and returns it with `/` separators.
