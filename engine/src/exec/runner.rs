@@ -115,6 +115,16 @@ pub struct Runner {
     /// File texts shared by rule scans, and their total size.
     texts: Mutex<(HashMap<String, Arc<str>>, usize)>,
     empty_stats: StatCache,
+    /// Keys of nodes the scheduler found not cached, for their visit.
+    missed: Mutex<HashMap<NodeId, KeyedInputs>>,
+}
+
+/// A node's key and what it was computed from.
+struct KeyedInputs {
+    key: String,
+    parts: KeyParts,
+    inputs: Vec<InputFile>,
+    prompt: Option<LlmPrompt>,
 }
 
 /// A node's key, decided before it runs, and what was computed on the way.
@@ -147,6 +157,7 @@ impl Runner {
             limiters: LimiterRegistry::new(),
             texts: Mutex::new((HashMap::new(), 0)),
             empty_stats: StatCache::new(),
+            missed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -209,7 +220,7 @@ impl Runner {
 
     async fn run_node(self: Arc<Self>, id: NodeId, stop: watch::Receiver<bool>) -> Outcome {
         let node = self.graph.node(id);
-        let upstream_touched = self.upstream(id).iter().any(|&dep| self.left(dep).touched);
+        let upstream_touched = self.upstream_touched(id);
 
         let mut keyed = None;
         if node.is_cacheable() && self.cache.is_some() {
@@ -320,7 +331,31 @@ impl Runner {
     }
 
     /// Compute the key and look it up; on a hit restore and report; on a miss take the lock.
-    fn prepare(&self, id: NodeId, rescan: bool) -> Result<Prepared, String> {
+    /// Whether a dependency (or something before it) wrote files during this run.
+    fn upstream_touched(&self, id: NodeId) -> bool {
+        self.upstream(id).iter().any(|&dep| self.left(dep).touched)
+    }
+
+    /// A cache hit restored on the scheduler's thread, or `None` (the key of a miss is kept
+    /// for [`prepare`](Self::prepare), which then skips the lookup just made).
+    fn settle_from_cache(&self, id: NodeId) -> Option<Outcome> {
+        let node = self.graph.node(id);
+        if !(node.is_cacheable() && self.cache.is_some() && self.options.cache.read) {
+            return None;
+        }
+        // An error is reported when the node is visited.
+        let keyed = self.compute_key(id, self.upstream_touched(id)).ok()?;
+        if let Some(outcome) = self.try_restore(id, &keyed.key, &keyed.parts.extra) {
+            return Some(outcome);
+        }
+        if let Ok(mut missed) = self.missed.lock() {
+            missed.insert(id, keyed);
+        }
+        None
+    }
+
+    /// The node's inputs, prompt and key.
+    fn compute_key(&self, id: NodeId, rescan: bool) -> Result<KeyedInputs, String> {
         let Some(cache) = &self.cache else {
             return Err("no cache".into());
         };
@@ -352,12 +387,37 @@ impl Runner {
             .planner
             .key_parts(&self.graph, id, &inputs, deps, extra);
         let key = parts.key().to_string();
+        Ok(KeyedInputs {
+            key,
+            parts,
+            inputs,
+            prompt,
+        })
+    }
 
-        if self.options.cache.read
-            && let Some(outcome) = self.try_restore(id, &key, &parts.extra)
-        {
-            return Ok(Prepared::Hit(outcome));
-        }
+    fn prepare(&self, id: NodeId, rescan: bool) -> Result<Prepared, String> {
+        let Some(cache) = &self.cache else {
+            return Err("no cache".into());
+        };
+        let node = self.graph.node(id);
+        let settled = self.missed.lock().ok().and_then(|mut m| m.remove(&id));
+        let KeyedInputs {
+            key,
+            parts,
+            inputs,
+            prompt,
+        } = match settled {
+            Some(keyed) => keyed,
+            None => {
+                let keyed = self.compute_key(id, rescan)?;
+                if self.options.cache.read
+                    && let Some(outcome) = self.try_restore(id, &keyed.key, &keyed.parts.extra)
+                {
+                    return Ok(Prepared::Hit(outcome));
+                }
+                keyed
+            }
+        };
         let previous = crate::plan::previous_parts(&cache.store, &node.name);
         let reason = if self.options.cache.read {
             crate::plan::why_from(previous.as_ref().map(|(_, parts)| parts), &parts)
@@ -424,8 +484,10 @@ impl Runner {
                 return None;
             }
         };
+        // Most logs are empty: no blob to read.
         let log = result
             .log
+            .filter(|digest| *digest != Digest::of_bytes(b""))
             .and_then(|digest| cache.store.read_log(&digest).ok())
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .filter(|text| !text.is_empty());
@@ -830,5 +892,9 @@ impl Visitor for Runner {
         stop: watch::Receiver<bool>,
     ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
         Box::pin(self.run_node(id, stop))
+    }
+
+    fn settle(&self, id: NodeId) -> Option<Outcome> {
+        self.settle_from_cache(id)
     }
 }

@@ -55,6 +55,15 @@ pub trait Visitor: Send + Sync + 'static {
         id: NodeId,
         stop: watch::Receiver<bool>,
     ) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+    /// The outcome of node `id` if it is known without visiting it — a cache hit, restored
+    /// right here — or `None` to visit it. Called on the scheduler's thread for each node as
+    /// it becomes ready, before it waits for a job slot: a no-op run of thousands of cached
+    /// nodes then costs no task, no thread hand-off and no slot per node.
+    fn settle(&self, id: NodeId) -> Option<Outcome> {
+        let _ = id;
+        None
+    }
 }
 
 /// Scheduling options.
@@ -105,25 +114,30 @@ pub async fn schedule<V: Visitor>(
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut done = vec![false; count];
-    let mut blocked_by: Vec<Option<NodeId>> = vec![None; count];
+    let mut state = State {
+        graph,
+        wanted,
+        waiting_on,
+        priority,
+        ready,
+        done: vec![false; count],
+        settled: vec![false; count],
+        blocked_by: vec![None; count],
+        summary: Summary::default(),
+        stopping: false,
+        keep_going: options.keep_going,
+    };
     let mut running: JoinSet<(NodeId, Outcome)> = JoinSet::new();
-    let mut summary = Summary::default();
-    let mut stopping = false;
     let mut listening = true;
 
     loop {
-        while !stopping && let Some(Ready { id, .. }) = ready.pop() {
-            if is_aggregate(id) {
-                // Aggregates finish at once; their dependents may become ready in turn.
-                complete(graph, id, &wanted, &mut waiting_on, &mut ready, &priority);
-                done[id.index()] = true;
-                continue;
-            }
-            if running.len() >= jobs {
-                ready.push(Ready::new(id, &priority));
-                break;
-            }
+        if !state.stopping {
+            tokio::task::block_in_place(|| state.settle_ready(&*visitor));
+        }
+        while !state.stopping
+            && running.len() < jobs
+            && let Some(Ready { id, .. }) = state.ready.pop()
+        {
             let visit = Arc::clone(&visitor).visit(id, stop_rx.clone());
             running.spawn(async move { (id, visit.await) });
         }
@@ -138,39 +152,29 @@ pub async fn schedule<V: Visitor>(
                     // A visitor that panicked is a bug; its node is reported as skipped below.
                     Err(_) => continue,
                 };
-                done[id.index()] = true;
-                match &outcome {
-                    Outcome::Succeeded => summary.succeeded += 1,
-                    Outcome::Cached { saved } => {
-                        summary.cached += 1;
-                        summary.saved_ms += saved.as_millis() as u64;
-                    }
-                    Outcome::Failed => summary.failed += 1,
-                    Outcome::Interrupted | Outcome::Skipped => summary.skipped += 1,
-                }
-                if outcome.unblocks_dependents() {
-                    complete(graph, id, &wanted, &mut waiting_on, &mut ready, &priority);
-                } else {
-                    block_dependents(graph, id, &wanted, &mut blocked_by);
-                    if outcome == Outcome::Failed && !options.keep_going {
-                        if stopping && summary.failed >= 2 {
-                            let _ = stop_tx.send(true);
-                        }
-                        stopping = true;
-                    }
+                let stopping = state.stopping;
+                state.finish(id, &outcome);
+                if stopping && outcome == Outcome::Failed && state.summary.failed >= 2 {
+                    let _ = stop_tx.send(true);
                 }
             }
             changed = interrupt.changed(), if listening => {
                 listening = changed.is_ok();
                 if listening && *interrupt.borrow_and_update() {
-                    summary.interrupted = true;
-                    stopping = true;
+                    state.summary.interrupted = true;
+                    state.stopping = true;
                     let _ = stop_tx.send(true);
                 }
             }
         }
     }
 
+    let State {
+        done,
+        blocked_by,
+        mut summary,
+        ..
+    } = state;
     for &id in nodes {
         if done[id.index()] || is_aggregate(id) {
             continue;
@@ -190,6 +194,99 @@ pub async fn schedule<V: Visitor>(
     summary
 }
 
+/// The scheduler's bookkeeping.
+struct State<'g> {
+    graph: &'g Graph,
+    wanted: Vec<bool>,
+    waiting_on: Vec<usize>,
+    priority: Vec<u32>,
+    /// Nodes whose dependencies are done, waiting for a job slot.
+    ready: BinaryHeap<Ready>,
+    done: Vec<bool>,
+    /// Nodes already offered to [`Visitor::settle`].
+    settled: Vec<bool>,
+    blocked_by: Vec<Option<NodeId>>,
+    summary: Summary,
+    /// No new node starts (after a failure without `keep_going`, or an interrupt).
+    stopping: bool,
+    keep_going: bool,
+}
+
+impl State<'_> {
+    /// Finish aggregates and whatever the visitor can settle without running, until the
+    /// ready queue holds only nodes that must be visited.
+    fn settle_ready<V: Visitor>(&mut self, visitor: &V) {
+        loop {
+            let fresh: Vec<Ready> = std::mem::take(&mut self.ready)
+                .into_iter()
+                .filter_map(|ready| {
+                    if self.settled[ready.id.index()] {
+                        self.ready.push(ready);
+                        None
+                    } else {
+                        Some(ready)
+                    }
+                })
+                .collect();
+            if fresh.is_empty() {
+                return;
+            }
+            for Ready { id, .. } in fresh {
+                self.settled[id.index()] = true;
+                if matches!(self.graph.node(id).kind, NodeKind::Aggregate) {
+                    // Aggregates finish at once; their dependents may become ready in turn.
+                    self.done[id.index()] = true;
+                    self.unblock(id);
+                } else if let Some(outcome) = visitor.settle(id) {
+                    self.finish(id, &outcome);
+                } else {
+                    self.ready.push(Ready::new(id, &self.priority));
+                }
+                if self.stopping {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Record how node `id` ended and release or block its dependents.
+    fn finish(&mut self, id: NodeId, outcome: &Outcome) {
+        self.done[id.index()] = true;
+        let summary = &mut self.summary;
+        match outcome {
+            Outcome::Succeeded => summary.succeeded += 1,
+            Outcome::Cached { saved } => {
+                summary.cached += 1;
+                summary.saved_ms += saved.as_millis() as u64;
+            }
+            Outcome::Failed => summary.failed += 1,
+            Outcome::Interrupted | Outcome::Skipped => summary.skipped += 1,
+        }
+        if outcome.unblocks_dependents() {
+            self.unblock(id);
+        } else {
+            block_dependents(self.graph, id, &self.wanted, &mut self.blocked_by);
+            if *outcome == Outcome::Failed && !self.keep_going {
+                self.stopping = true;
+            }
+        }
+    }
+
+    /// Node `id` succeeded: each dependent waiting only for it becomes ready.
+    fn unblock(&mut self, id: NodeId) {
+        for next in self.graph.dependents(id) {
+            if !self.wanted[next.index()] {
+                continue;
+            }
+            let count = &mut self.waiting_on[next.index()];
+            *count -= 1;
+            if *count == 0 {
+                self.ready.push(Ready::new(next, &self.priority));
+            }
+        }
+    }
+}
+
 /// A node waiting for a job slot, ordered by critical-path length, then file order.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Ready {
@@ -204,26 +301,6 @@ impl Ready {
             priority: priority[id.index()],
             order: std::cmp::Reverse(id),
             id,
-        }
-    }
-}
-
-fn complete(
-    graph: &Graph,
-    id: NodeId,
-    wanted: &[bool],
-    waiting_on: &mut [usize],
-    ready: &mut BinaryHeap<Ready>,
-    priority: &[u32],
-) {
-    for next in graph.dependents(id) {
-        if !wanted[next.index()] {
-            continue;
-        }
-        let count = &mut waiting_on[next.index()];
-        *count -= 1;
-        if *count == 0 {
-            ready.push(Ready::new(next, priority));
         }
     }
 }
