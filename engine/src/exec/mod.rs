@@ -95,12 +95,20 @@ pub async fn run(
     if options.cache.read || options.cache.write {
         let dir = crate::store::cache_dir(graph.root(), options.cache_dir.as_deref());
         if let Some(store) = open_store(&dir, &*reporter) {
-            let planner = store
-                .stat_cache()
-                .map_err(|err| err.to_string())
-                .and_then(|stats| {
-                    Planner::new(&graph, &nodes, stats).map_err(|err| err.to_string())
-                });
+            // The stat cache loads while the tree is walked.
+            let (walked, loaded) = std::thread::scope(|scope| {
+                let loading = scope.spawn(|| store.stat_cache().map(|_| ()));
+                let walked = Planner::walk(&graph, &nodes);
+                (walked, loading.join())
+            });
+            let planner = match loaded {
+                Ok(Ok(())) => walked.map_err(|err| err.to_string()).and_then(|walked| {
+                    let stats = store.stat_cache().map_err(|err| err.to_string())?;
+                    walked.hash(&graph, stats).map_err(|err| err.to_string())
+                }),
+                Ok(Err(err)) => Err(err.to_string()),
+                Err(_) => Err("loading the stat cache panicked".to_owned()),
+            };
             match planner {
                 Ok(planner) => cache = Some(Cache { store, planner }),
                 Err(err) => reporter.report(&Event::Warning {

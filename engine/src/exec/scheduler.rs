@@ -322,3 +322,106 @@ fn block_dependents(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{event::Silent, source::SourceFile, syntax::parse_task_file};
+
+    /// Settles the tasks named in `cached`, records every visit.
+    struct Fake {
+        graph: Arc<Graph>,
+        cached: Vec<&'static str>,
+        fail: Vec<&'static str>,
+        visited: Mutex<Vec<String>>,
+    }
+
+    impl Visitor for Fake {
+        fn visit(
+            self: Arc<Self>,
+            id: NodeId,
+            _stop: watch::Receiver<bool>,
+        ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+            let name = self.graph.node(id).name.clone();
+            let failed = self.fail.contains(&name.as_str());
+            self.visited.lock().unwrap().push(name);
+            Box::pin(async move {
+                if failed {
+                    Outcome::Failed
+                } else {
+                    Outcome::Succeeded
+                }
+            })
+        }
+
+        fn settle(&self, id: NodeId) -> Option<Outcome> {
+            let name = &self.graph.node(id).name;
+            self.cached
+                .contains(&name.as_str())
+                .then(|| Outcome::Cached {
+                    saved: Duration::from_millis(10),
+                })
+        }
+    }
+
+    async fn schedule_fake(
+        cached: Vec<&'static str>,
+        fail: Vec<&'static str>,
+    ) -> (Summary, Vec<String>) {
+        let text = r#"
+task "a" { run "a"; }
+task "b" { run "b"; deps "a"; }
+task "c" { run "c"; deps "a"; }
+task "all" { deps "b" "c"; }
+task "d" { run "d"; deps "all"; }
+"#;
+        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
+        let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
+        let targets = graph.resolve_targets(&["d".to_owned()]).unwrap();
+        let nodes = graph.closure(&targets);
+        let fake = Arc::new(Fake {
+            graph: Arc::clone(&graph),
+            cached,
+            fail,
+            visited: Mutex::new(Vec::new()),
+        });
+        let (_tx, interrupt) = watch::channel(false);
+        let options = Options {
+            jobs: 1,
+            keep_going: false,
+        };
+        let summary = schedule(
+            &graph,
+            &nodes,
+            vec!["d".into()],
+            &options,
+            Arc::clone(&fake),
+            &Silent,
+            interrupt,
+        )
+        .await;
+        let visited = fake.visited.lock().unwrap().clone();
+        (summary, visited)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settled_nodes_are_never_visited_and_release_their_dependents() {
+        let (summary, visited) = schedule_fake(vec!["a", "c", "d"], vec![]).await;
+        assert_eq!(visited, ["b"]);
+        assert_eq!((summary.cached, summary.succeeded), (3, 1));
+        assert_eq!(summary.saved_ms, 30);
+
+        let (summary, visited) = schedule_fake(vec!["a", "b", "c", "d"], vec![]).await;
+        assert!(visited.is_empty(), "{visited:?}");
+        assert_eq!(summary.cached, 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_after_settled_nodes_still_blocks_its_dependents() {
+        let (summary, visited) = schedule_fake(vec!["a", "c"], vec!["b"]).await;
+        assert_eq!(visited, ["b"]);
+        assert_eq!((summary.cached, summary.failed, summary.skipped), (2, 1, 1));
+    }
+}

@@ -27,10 +27,11 @@
 //!   inside the root; symlinks out of the root are skipped, and a literal one is an error.
 //! - Paths that are not UTF-8 are skipped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
@@ -272,6 +273,20 @@ pub struct InputIndex {
     stats: IndexStats,
 }
 
+/// The files an [`InputIndex`] will hold, found but not yet hashed
+/// ([`InputIndex::walk`]): the stat cache can load meanwhile.
+#[derive(Debug)]
+pub struct WalkedInputs {
+    /// (relative, absolute) path of each selected file, sorted by path.
+    candidates: Vec<(String, PathBuf)>,
+    /// Each glob and the indexes of the candidates it matched.
+    globs: Vec<(String, Vec<usize>)>,
+    exclude_list: BTreeSet<String>,
+    literals: HashMap<String, Literal>,
+    walked: usize,
+    walk_time: Duration,
+}
+
 impl InputIndex {
     /// Walks `root` once for all `patterns` (of all tasks; excludes may be included or not),
     /// hashing every selected file once through `stat_cache`.
@@ -280,6 +295,15 @@ impl InputIndex {
         patterns: I,
         stat_cache: &StatCache,
     ) -> Result<InputIndex, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        InputIndex::walk(root, patterns)?.hash(stat_cache)
+    }
+
+    /// The first half of [`build`](Self::build): find the files, hash nothing.
+    pub fn walk<I, S>(root: &Path, patterns: I) -> Result<WalkedInputs, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -317,8 +341,9 @@ impl InputIndex {
         // it: those whose base directory is one of the file's ancestors.
         let glob_list: Vec<String> = globs.into_iter().collect();
         let sets = BaseSets::build(&glob_list)?;
-        let mut candidates: BTreeMap<String, PathBuf> = BTreeMap::new();
-        let mut matched: Vec<Vec<String>> = vec![Vec::new(); glob_list.len()];
+        // Sorted by path (the walk's order); `matched[g]` holds indexes into it.
+        let mut candidates: Vec<(String, PathBuf)> = Vec::new();
+        let mut matched: Vec<Vec<usize>> = vec![Vec::new(); glob_list.len()];
         let mut walked = 0;
         if !glob_list.is_empty() {
             let bases = walk_bases(&glob_list);
@@ -330,15 +355,16 @@ impl InputIndex {
                     continue;
                 }
                 for &i in &buffer {
-                    matched[i].push(rel.clone());
+                    matched[i].push(candidates.len());
                 }
-                candidates.insert(rel, abs);
+                candidates.push((rel, abs));
             }
         }
 
         // 2. Resolve literals by stat (canonicalizing each parent directory once).
         let mut literal_state: HashMap<String, Literal> = HashMap::new();
         let mut dirs_inside: HashMap<PathBuf, bool> = HashMap::new();
+        let mut unwalked = Vec::new();
         for lit in &literals {
             let abs = root.join(lit);
             let state =
@@ -348,16 +374,39 @@ impl InputIndex {
                         source,
                     }
                 })?;
-            if let Literal::Found(_) = state {
-                candidates.insert(lit.clone(), abs);
+            if let Literal::Found(_) = state
+                && candidates
+                    .binary_search_by(|(rel, _)| rel.as_str().cmp(lit))
+                    .is_err()
+            {
+                unwalked.push((lit.clone(), abs));
             }
             literal_state.insert(lit.clone(), state);
         }
+        merge_sorted(&mut candidates, unwalked, &mut matched);
+        Ok(WalkedInputs {
+            candidates,
+            globs: glob_list.into_iter().zip(matched).collect(),
+            exclude_list,
+            literals: literal_state,
+            walked,
+            walk_time: walk_start.elapsed(),
+        })
+    }
+}
 
-        // 3. Hash every distinct candidate once, in parallel.
-        let walk_time = walk_start.elapsed();
+impl WalkedInputs {
+    /// The second half of [`InputIndex::build`]: hash every file once, in parallel.
+    pub fn hash(self, stat_cache: &StatCache) -> Result<InputIndex, Error> {
+        let WalkedInputs {
+            candidates,
+            globs,
+            exclude_list,
+            literals: mut literal_state,
+            walked,
+            walk_time,
+        } = self;
         let hash_start = Instant::now();
-        let candidates: Vec<(String, PathBuf)> = candidates.into_iter().collect();
         let abs_paths: Vec<&Path> = candidates.iter().map(|(_, abs)| abs.as_path()).collect();
         let files = candidates
             .iter()
@@ -376,27 +425,13 @@ impl InputIndex {
             })
             .collect::<Result<Vec<InputFile>, Error>>()?;
         let hash_time = hash_start.elapsed();
-        let index_of: HashMap<&str, usize> = files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.path.as_str(), i))
-            .collect();
-
-        let globs = glob_list
-            .into_iter()
-            .zip(matched)
-            .map(|(g, paths)| {
-                let ids = paths
-                    .iter()
-                    .filter_map(|p| index_of.get(p.as_str()).copied())
-                    .collect();
-                (g, ids)
-            })
-            .collect();
+        let globs = globs.into_iter().collect();
         let excluded = exclusion_masks(&files, exclude_list)?;
         for (lit, state) in literal_state.iter_mut() {
             if let Literal::Found(i) = state {
-                *i = index_of.get(lit.as_str()).copied().unwrap_or(usize::MAX);
+                *i = files
+                    .binary_search_by(|file| file.path.as_str().cmp(lit))
+                    .unwrap_or(usize::MAX);
             }
         }
         let stats = IndexStats {
@@ -413,7 +448,9 @@ impl InputIndex {
             stats,
         })
     }
+}
 
+impl InputIndex {
     /// The inputs of one task: files matching any include pattern and no exclude, sorted by
     /// path. Every include pattern must have been given to `build`.
     pub fn select<S: AsRef<str>>(&self, patterns: &[S]) -> Result<Vec<&InputFile>, Error> {
@@ -627,57 +664,135 @@ pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<
         .collect())
 }
 
-/// The globs of one run grouped by base directory (`glob_base`), one `GlobSet` per base.
+/// The globs of one run grouped by base directory (`glob_base`).
 ///
 /// A glob can only match paths below its base, so a file is tested against the sets of its
 /// ancestor directories only. One `GlobSet` of every glob would test each file against every
 /// glob that shares its extension (globset's regex fallback): with 2,000 tasks each reading
 /// `src/<task>/*.txt`, 40,000 files × 2,000 regexes.
+///
+/// The common shape — one component below a literal directory, `src/pkg/*.py` — is matched by
+/// file name (`*.py`) against the files directly in that directory: globset answers a bare
+/// `*.py` with a hash lookup of the extension, where the whole path needs a regex.
 struct BaseSets {
-    /// Base directory → the set of its globs and their indexes in the glob list.
-    sets: HashMap<String, (GlobSet, Vec<usize>)>,
+    /// Base → globs of one component (no `**`), matched against the names of its files.
+    names: HashMap<String, (Arc<GlobSet>, Vec<usize>)>,
+    /// Base → every other glob, matched against whole relative paths below the base.
+    paths: HashMap<String, (Arc<GlobSet>, Vec<usize>)>,
 }
+
+/// Base → (its patterns, their indexes in the glob list).
+type Grouped = HashMap<String, (Vec<String>, Vec<usize>)>;
 
 impl BaseSets {
     fn build(globs: &[String]) -> Result<BaseSets, Error> {
-        let mut builders: HashMap<String, (GlobSetBuilder, Vec<usize>)> = HashMap::new();
+        let (mut names, mut paths): (Grouped, Grouped) = Default::default();
         for (i, g) in globs.iter().enumerate() {
-            let (builder, ids) = builders
-                .entry(glob_base(g))
-                .or_insert_with(|| (GlobSetBuilder::new(), Vec::new()));
-            builder.add(compile_glob(g, g)?);
+            let base = glob_base(g);
+            let rest = if base.is_empty() {
+                g.as_str()
+            } else {
+                &g[base.len() + 1..]
+            };
+            let (grouped, pattern) = if rest.contains('/') || rest.contains("**") {
+                (&mut paths, g.as_str())
+            } else {
+                (&mut names, rest)
+            };
+            let (patterns, ids) = grouped.entry(base).or_default();
+            patterns.push(pattern.to_owned());
             ids.push(i);
         }
-        let mut sets = HashMap::with_capacity(builders.len());
-        for (base, (builder, ids)) in builders {
-            let set = builder.build().map_err(|source| Error::BadGlob {
-                pattern: ids
-                    .iter()
-                    .map(|&i| globs[i].as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                source,
-            })?;
-            sets.insert(base, (set, ids));
-        }
-        Ok(BaseSets { sets })
+        // 2,000 directories of `*.txt` share one compiled set.
+        let mut compiled: HashMap<Vec<String>, Arc<GlobSet>> = HashMap::new();
+        let mut build = |grouped: Grouped| {
+            let mut sets = HashMap::with_capacity(grouped.len());
+            for (base, (patterns, ids)) in grouped {
+                let set = match compiled.get(&patterns) {
+                    Some(set) => Arc::clone(set),
+                    None => {
+                        let mut builder = GlobSetBuilder::new();
+                        for (pattern, &i) in patterns.iter().zip(&ids) {
+                            builder.add(compile_glob(pattern, &globs[i])?);
+                        }
+                        let set = Arc::new(builder.build().map_err(|source| {
+                            Error::BadGlob {
+                                pattern: ids
+                                    .iter()
+                                    .map(|&i| globs[i].as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                                source,
+                            }
+                        })?);
+                        compiled.insert(patterns, Arc::clone(&set));
+                        set
+                    }
+                };
+                sets.insert(base, (set, ids));
+            }
+            Ok::<_, Error>(sets)
+        };
+        Ok(BaseSets {
+            names: build(names)?,
+            paths: build(paths)?,
+        })
     }
 
     /// The indexes (into the glob list) of every glob matching `rel`, in `out`, ascending;
     /// `local` is scratch space.
     fn matches_into(&self, rel: &str, out: &mut Vec<usize>, local: &mut Vec<usize>) {
         out.clear();
-        let candidate = globset::Candidate::new(rel);
-        let ancestors =
-            std::iter::once("").chain(rel.match_indices('/').map(|(end, _)| &rel[..end]));
-        for dir in ancestors {
-            if let Some((set, ids)) = self.sets.get(dir) {
-                set.matches_candidate_into(&candidate, local);
-                out.extend(local.iter().map(|&j| ids[j]));
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if let Some((set, ids)) = self.names.get(parent) {
+            set.matches_candidate_into(&globset::Candidate::new(name), local);
+            out.extend(local.iter().map(|&j| ids[j]));
+        }
+        if !self.paths.is_empty() {
+            let candidate = globset::Candidate::new(rel);
+            let ancestors =
+                std::iter::once("").chain(rel.match_indices('/').map(|(end, _)| &rel[..end]));
+            for dir in ancestors {
+                if let Some((set, ids)) = self.paths.get(dir) {
+                    set.matches_candidate_into(&candidate, local);
+                    out.extend(local.iter().map(|&j| ids[j]));
+                }
             }
         }
         out.sort_unstable();
     }
+}
+
+/// Add `extra` (paths not in `sorted`) to `sorted`, keeping it sorted, and renumber the
+/// indexes in `matched` to match.
+fn merge_sorted(
+    sorted: &mut Vec<(String, PathBuf)>,
+    extra: Vec<(String, PathBuf)>,
+    matched: &mut [Vec<usize>],
+) {
+    if extra.is_empty() {
+        return;
+    }
+    let mut all: Vec<(usize, (String, PathBuf))> =
+        std::mem::take(sorted).into_iter().enumerate().collect();
+    let first_extra = all.len();
+    all.extend(
+        extra
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (first_extra + i, c)),
+    );
+    all.sort_by(|a, b| a.1.0.cmp(&b.1.0));
+    let mut renumbered = vec![0; all.len()];
+    for (new, (old, _)) in all.iter().enumerate() {
+        renumbered[*old] = new;
+    }
+    for ids in matched {
+        for id in ids.iter_mut() {
+            *id = renumbered[*id];
+        }
+    }
+    *sorted = all.into_iter().map(|(_, c)| c).collect();
 }
 
 /// The minimal set of directories to walk: glob bases, without any that lie below another.
@@ -747,14 +862,31 @@ fn walk(
                 && matches!(entry.file_name().to_str(), Some(".git") | Some(".clab"));
             !skip
         });
-    // The sequential walker: on 2 cores the parallel one measured no faster (docs/cache.md).
-    let mut out = Vec::new();
-    for entry in builder.build() {
-        let entry = entry.map_err(|source| Error::Walk {
+    // In parallel: with the stat cache loading beside it, this halves the walk of 2,000
+    // directories even on 2 cores (docs/benchmarks.md).
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let found = std::sync::Mutex::new((Vec::new(), None));
+    builder.threads(threads).build_parallel().run(|| {
+        Box::new(|entry| match entry {
+            Ok(entry) => {
+                if let Some(file) = walked_file(&entry, root, canonical_root) {
+                    found.lock().unwrap_or_else(|e| e.into_inner()).0.push(file);
+                }
+                ignore::WalkState::Continue
+            }
+            Err(err) => {
+                let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+                found.1.get_or_insert(err);
+                ignore::WalkState::Quit
+            }
+        })
+    });
+    let (mut out, error) = found.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(source) = error {
+        return Err(Error::Walk {
             root: root.to_owned(),
             source,
-        })?;
-        out.extend(walked_file(&entry, root, canonical_root));
+        });
     }
     // Bases are disjoint, but keep the index sorted and duplicate-free regardless.
     out.sort_unstable();
@@ -961,6 +1093,39 @@ mod tests {
             ]
         );
         assert_eq!(select("src/{a,ab}/x.txt"), ["src/a/x.txt", "src/ab/x.txt"]);
+    }
+
+    #[test]
+    fn name_globs_share_sets_and_literals_merge_into_the_walked_order() {
+        let dir = tree(&[
+            (".gitignore", "b/kept.log\n"),
+            ("root.txt", ""),
+            ("a/1.txt", ""),
+            ("a/2.log", ""),
+            ("a/sub/3.txt", ""),
+            ("b/1.txt", ""),
+            ("b/kept.log", ""),
+            ("c/d/4.txt", ""),
+        ]);
+        let cache = StatCache::new();
+        // `a/*.txt` and `b/*.txt` share one compiled `*.txt`; `*.txt` has the root as base;
+        // `{c/d,a}/*.txt` has a `/` inside braces and is matched as a whole path; the literal
+        // `b/kept.log` is gitignored, found by stat, and sorts between walked files.
+        let patterns = ["a/*.txt", "b/*.txt", "*.txt", "{c/d,a}/*.txt", "b/kept.log"];
+        let index = InputIndex::build(dir.path(), patterns, &cache).unwrap();
+        let select = |p: &[&str]| paths(&index.select(p).unwrap()).join(" ");
+        assert_eq!(select(&["a/*.txt"]), "a/1.txt");
+        assert_eq!(select(&["b/*.txt"]), "b/1.txt");
+        assert_eq!(select(&["*.txt"]), "root.txt");
+        assert_eq!(select(&["{c/d,a}/*.txt"]), "a/1.txt c/d/4.txt");
+        assert_eq!(select(&["b/kept.log"]), "b/kept.log");
+        assert_eq!(
+            select(&["b/kept.log", "a/*.txt", "b/*.txt"]),
+            "a/1.txt b/1.txt b/kept.log"
+        );
+        let sets = BaseSets::build(&["a/*.txt".into(), "b/*.txt".into(), "a/**".into()]).unwrap();
+        assert!(Arc::ptr_eq(&sets.names["a"].0, &sets.names["b"].0));
+        assert_eq!(sets.paths["a"].1, [2]);
     }
 
     #[test]

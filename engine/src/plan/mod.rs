@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use self::{
     cache_key::{KEY_VERSION, KeyParts},
-    inputs::{InputFile, InputIndex},
+    inputs::{InputFile, InputIndex, WalkedInputs},
     llm_prompt::LlmLayers,
     stat_cache::StatCache,
 };
@@ -38,15 +38,38 @@ pub struct Planner {
     env_inputs: BTreeMap<String, Option<String>>,
 }
 
+/// A [`Planner`] whose inputs are found but not yet hashed ([`Planner::walk`]).
+pub struct WalkedPlanner {
+    walked: WalkedInputs,
+}
+
+impl WalkedPlanner {
+    /// Hash the found inputs through `stat_cache`.
+    pub fn hash(self, graph: &Graph, stat_cache: &StatCache) -> Result<Planner, Error> {
+        Planner::finish(graph, self.walked.hash(stat_cache)?)
+    }
+}
+
 impl Planner {
     /// Walk and hash the inputs of `nodes` once.
     pub fn new(graph: &Graph, nodes: &[NodeId], stat_cache: &StatCache) -> Result<Planner, Error> {
+        Planner::walk(graph, nodes)?.hash(graph, stat_cache)
+    }
+
+    /// The first half of [`new`](Self::new): find the inputs of `nodes`, hash nothing yet
+    /// (the stat cache can load meanwhile).
+    pub fn walk(graph: &Graph, nodes: &[NodeId]) -> Result<WalkedPlanner, Error> {
         let patterns = nodes
             .iter()
             .map(|&id| graph.node(id))
             .filter(|node| node.is_cacheable())
             .flat_map(|node| node.inputs.iter().map(String::as_str));
-        let index = InputIndex::build(graph.root(), patterns, stat_cache)?;
+        Ok(WalkedPlanner {
+            walked: InputIndex::walk(graph.root(), patterns)?,
+        })
+    }
+
+    fn finish(graph: &Graph, index: InputIndex) -> Result<Planner, Error> {
         let env_inputs = graph
             .file()
             .env_inputs
