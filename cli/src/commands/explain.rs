@@ -6,7 +6,6 @@ use std::io::Write;
 use engine::{
     plan::{
         PlanStatus, Planner,
-        cache_key::KeyParts,
         explain::{Change, diff},
     },
     project::Project,
@@ -54,8 +53,8 @@ pub fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
             PlanStatus::Run { reason, .. } => {
                 let previous = store
                     .as_ref()
-                    .and_then(|s| s.load_manifest(name).ok().flatten())
-                    .and_then(|saved| serde_json::from_str::<KeyParts>(&saved.json).ok());
+                    .and_then(|s| engine::plan::previous_parts(s, name))
+                    .map(|(_, parts)| parts);
                 match (previous, &decision.parts) {
                     (Some(old), Some(new)) => {
                         writeln!(out, "{name}: would run")?;

@@ -7,9 +7,15 @@
 //! when both records come from the same run (same key) and the rule's definition is the
 //! same; then a file whose hash matches is not read again. Scanning runs in parallel (rayon),
 //! and file texts come through a reader the caller shares between rule nodes, so a file is
-//! read once per run however many rules look at it.
+//! read once per run however many rules look at it — and searched once for the whole-text
+//! prefilters of every rule ([`PrefilterSet`]), the way ripgrep searches for many patterns in
+//! one pass, so that each rule reads line by line only the few files that may match it.
 
-use std::{collections::BTreeMap, path::Path, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::Arc,
+};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -57,13 +63,77 @@ pub struct ScanResult {
     pub stored: ScanFindings,
 }
 
+/// A file's text as rule scans share it: read once, searched once for every prefilter.
+#[derive(Clone, Debug)]
+pub struct SharedText {
+    /// The text (invalid UTF-8 replaced).
+    pub text: Arc<str>,
+    /// Which of the [`PrefilterSet`]'s patterns match it, when there is a set.
+    pub hits: Option<Arc<[bool]>>,
+}
+
+/// The whole-text prefilters of many rules as one `RegexSet`.
+#[derive(Debug)]
+pub struct PrefilterSet {
+    set: regex::RegexSet,
+    /// Rule definition hash → for each action, its pattern's index in `set`.
+    slots: HashMap<blake3::Hash, Vec<Option<usize>>>,
+}
+
+impl PrefilterSet {
+    /// The set of every prefilter of `rules`, or `None` when there are none (or the combined
+    /// set would not compile, e.g. past the regex size limit: each rule then runs its own).
+    pub fn new<'a>(rules: impl IntoIterator<Item = &'a CompiledRule>) -> Option<PrefilterSet> {
+        let mut patterns: Vec<&str> = Vec::new();
+        let mut slots = HashMap::new();
+        for rule in rules {
+            let actions = rule
+                .prefilters()
+                .into_iter()
+                .map(|source| {
+                    source.map(|source| {
+                        patterns.push(source);
+                        patterns.len() - 1
+                    })
+                })
+                .collect();
+            slots.insert(rule.definition_hash(), actions);
+        }
+        if patterns.is_empty() {
+            return None;
+        }
+        let set = regex::RegexSet::new(&patterns).ok()?;
+        Some(PrefilterSet { set, slots })
+    }
+
+    /// Which patterns match `text`.
+    pub fn search(&self, text: &str) -> Arc<[bool]> {
+        let matches = self.set.matches(text);
+        (0..self.set.len()).map(|i| matches.matched(i)).collect()
+    }
+
+    /// For each action of `rule`, whether its prefilter matched (`hits` from
+    /// [`search`](Self::search)); `None` if the rule is not in the set.
+    pub(crate) fn answers(&self, rule: &CompiledRule, hits: &[bool]) -> Option<Vec<bool>> {
+        let slots = self.slots.get(&rule.definition_hash())?;
+        Some(
+            slots
+                .iter()
+                .map(|slot| slot.is_none_or(|i| hits.get(i).copied().unwrap_or(true)))
+                .collect(),
+        )
+    }
+}
+
 /// Scan the `inputs` the rule selects; reuse `previous` where nothing changed. `read` gives
-/// a file's text (relative path), or `None` when it cannot be read.
+/// a file's text (relative path), or `None` when it cannot be read; its `hits` are answers
+/// of `prefilters`.
 pub fn scan(
     rule: &CompiledRule,
     inputs: &[InputFile],
     previous: Option<Previous<'_>>,
-    read: &(dyn Fn(&str) -> Option<Arc<str>> + Sync),
+    read: &(dyn Fn(&str) -> Option<SharedText> + Sync),
+    prefilters: Option<&PrefilterSet>,
 ) -> ScanResult {
     let rule_hash = rule.definition_hash().to_hex().to_string();
     let previous = previous.filter(|p| p.findings.rule == rule_hash && p.findings.key == p.key);
@@ -82,9 +152,14 @@ pub fn scan(
                     .unwrap_or_default();
                 return (file.path.clone(), old, false);
             }
-            let text = read(&file.path).unwrap_or_else(|| Arc::from(""));
+            let shared = read(&file.path);
+            let answers = shared
+                .as_ref()
+                .and_then(|shared| Some((prefilters?, shared.hits.as_ref()?)))
+                .and_then(|(set, hits)| set.answers(rule, hits));
+            let text = shared.map_or_else(|| Arc::from(""), |shared| shared.text);
             let findings = rule
-                .scan(&file.path, &text)
+                .scan_selected(&file.path, &text, answers.as_deref())
                 .into_iter()
                 .map(|f| (f.line, f.col, f.message, f.severity == Severity::Error))
                 .collect();

@@ -16,7 +16,7 @@ use std::{
     future::Future,
     path::PathBuf,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -27,7 +27,7 @@ use super::{
     llm_step::run_llm,
     process::{CommandSpec, Exit, run_command},
     report_totals::{ReportTotals, read_reports},
-    rule_scan::{self, Previous, ScanFindings},
+    rule_scan::{self, PrefilterSet, Previous, ScanFindings, SharedText},
     scheduler::{Outcome, Visitor},
 };
 use crate::{
@@ -113,7 +113,9 @@ pub struct Runner {
     tokens: Mutex<(u64, u64)>,
     limiters: LimiterRegistry,
     /// File texts shared by rule scans, and their total size.
-    texts: Mutex<(HashMap<String, Arc<str>>, usize)>,
+    texts: Mutex<(HashMap<String, SharedText>, usize)>,
+    /// Every rule's prefilters in one set (see `rule_scan::PrefilterSet`).
+    prefilters: OnceLock<Option<PrefilterSet>>,
     empty_stats: StatCache,
     /// Keys of nodes the scheduler found not cached, for their visit.
     missed: Mutex<HashMap<NodeId, KeyedInputs>>,
@@ -156,6 +158,7 @@ impl Runner {
             tokens: Mutex::new((0, 0)),
             limiters: LimiterRegistry::new(),
             texts: Mutex::new((HashMap::new(), 0)),
+            prefilters: OnceLock::new(),
             empty_stats: StatCache::new(),
             missed: Mutex::new(HashMap::new()),
         }
@@ -304,8 +307,8 @@ impl Runner {
                 if let (Some(cache), Some((keyed, _, _))) = (&self.cache, &keyed)
                     && self.options.cache.write
                 {
-                    let json = serde_json::to_string(&keyed.parts).unwrap_or_default();
-                    let _ = cache.store.save_manifest(&node.name, &keyed.key, &json);
+                    let _ =
+                        crate::plan::save_parts(&cache.store, &node.name, &keyed.key, &keyed.parts);
                 }
                 drop(keyed);
                 self.finish(id, status, duration, Some(log));
@@ -564,8 +567,7 @@ impl Runner {
                     Some(log),
                 );
                 store.save_result(&keyed.key, &result)?;
-                let json = serde_json::to_string(&keyed.parts).unwrap_or_default();
-                store.save_manifest(&node.name, &keyed.key, &json)?;
+                crate::plan::save_parts(store, &node.name, &keyed.key, &keyed.parts)?;
                 Ok(entries)
             });
         match stored {
@@ -694,21 +696,38 @@ impl Runner {
 
     /// A file's text for rule scans, read at most once per run: twenty rules over the same
     /// tree read each file once. Files over 256 KiB, or past a 256 MiB total, are not kept.
-    fn read_shared(&self, path: &str) -> Option<Arc<str>> {
+    /// Searched with the prefilters of every rule in the graph on first read.
+    fn read_shared(&self, path: &str) -> Option<SharedText> {
         const MAX_FILE: usize = 256 * 1024;
         const MAX_TOTAL: usize = 256 * 1024 * 1024;
-        if let Some(text) = self.texts.lock().ok()?.0.get(path) {
-            return Some(Arc::clone(text));
+        if let Some(shared) = self.texts.lock().ok()?.0.get(path) {
+            return Some(shared.clone());
         }
         let text = rule_scan::read_text(self.graph.root(), path)?;
-        if text.len() <= MAX_FILE
+        let hits = self.prefilters().map(|set| set.search(&text));
+        let shared = SharedText { text, hits };
+        if shared.text.len() <= MAX_FILE
             && let Ok(mut texts) = self.texts.lock()
-            && texts.1 + text.len() <= MAX_TOTAL
+            && texts.1 + shared.text.len() <= MAX_TOTAL
         {
-            texts.1 += text.len();
-            texts.0.insert(path.to_owned(), Arc::clone(&text));
+            texts.1 += shared.text.len();
+            texts.0.insert(path.to_owned(), shared.clone());
         }
-        Some(text)
+        Some(shared)
+    }
+
+    /// The prefilters of every rule node in the graph, as one set.
+    fn prefilters(&self) -> Option<&PrefilterSet> {
+        self.prefilters
+            .get_or_init(|| {
+                PrefilterSet::new(self.graph.ids().filter_map(
+                    |id| match &self.graph.node(id).kind {
+                        NodeKind::Rule(rule) => Some(&**rule),
+                        _ => None,
+                    },
+                ))
+            })
+            .as_ref()
     }
 
     /// Run a rule check: scan what changed since the last scan, report every finding, fail
@@ -744,7 +763,7 @@ impl Runner {
             _ => None,
         };
         let read = |path: &str| self.read_shared(path);
-        let mut result = rule_scan::scan(rule, &inputs, previous, &read);
+        let mut result = rule_scan::scan(rule, &inputs, previous, &read, self.prefilters());
         if let Some(store) = store
             && self.options.cache.write
         {

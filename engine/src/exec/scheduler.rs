@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rayon::prelude::*;
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
@@ -231,20 +232,31 @@ impl State<'_> {
             if fresh.is_empty() {
                 return;
             }
+            let mut nodes = Vec::with_capacity(fresh.len());
             for Ready { id, .. } in fresh {
                 self.settled[id.index()] = true;
                 if matches!(self.graph.node(id).kind, NodeKind::Aggregate) {
                     // Aggregates finish at once; their dependents may become ready in turn.
                     self.done[id.index()] = true;
                     self.unblock(id);
-                } else if let Some(outcome) = visitor.settle(id) {
-                    self.finish(id, &outcome);
                 } else {
-                    self.ready.push(Ready::new(id, &self.priority));
+                    nodes.push(id);
                 }
-                if self.stopping {
-                    return;
+            }
+            // Keys and cache lookups of a batch are independent: use every core.
+            let outcomes: Vec<Option<Outcome>> = if nodes.len() > 1 {
+                nodes.par_iter().map(|&id| visitor.settle(id)).collect()
+            } else {
+                nodes.iter().map(|&id| visitor.settle(id)).collect()
+            };
+            for (id, outcome) in nodes.into_iter().zip(outcomes) {
+                match outcome {
+                    Some(outcome) => self.finish(id, &outcome),
+                    None => self.ready.push(Ready::new(id, &self.priority)),
                 }
+            }
+            if self.stopping {
+                return;
             }
         }
     }

@@ -14,7 +14,7 @@
 //! of each dependency's *outputs*, not its key: a dependency that reruns but writes the same
 //! bytes leaves its dependents' keys unchanged.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, io, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +50,13 @@ pub struct KeyParts {
     pub deps: BTreeMap<String, Digest>,
     /// Extra parts of other node kinds (LLM settings and prompts, rule definitions), by name.
     pub extra: BTreeMap<String, String>,
+    /// Only in a saved manifest: `inputs` was stored once in the `input_sets` table under this
+    /// digest (20 rule nodes over one tree share one copy), and is empty here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_set: Option<Digest>,
+    /// `inputs` already serialized, shared by nodes with the same inputs. Never serialized.
+    #[serde(skip)]
+    pub inputs_json: Option<Arc<str>>,
 }
 
 /// A node's cache key: the blake3 of its [`KeyParts`].
@@ -70,10 +77,66 @@ impl KeyParts {
 
     /// Hash the parts into the key.
     pub fn key(&self) -> CacheKey {
-        // Serializing plain data with string keys cannot fail.
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        CacheKey(Digest::of_bytes(&bytes))
+        let mut hasher = blake3::Hasher::new();
+        // Writing plain data with string keys into a hasher cannot fail.
+        let _ = self.write_encoding(&mut hasher);
+        CacheKey(hasher.finalize().into())
     }
+
+    /// `inputs` as JSON: the shared serialization when there is one.
+    pub fn inputs_json(&self) -> Arc<str> {
+        match &self.inputs_json {
+            Some(json) => Arc::clone(json),
+            None => inputs_json(&self.inputs),
+        }
+    }
+
+    /// The encoding the key hashes: exactly the compact JSON serde writes for `KeyParts`
+    /// (a test holds the two equal), written field by field so that a large `inputs` map
+    /// serialized once can be reused by every node that reads the same files.
+    fn write_encoding(&self, out: &mut impl io::Write) -> io::Result<()> {
+        fn field<T: Serialize + ?Sized>(
+            out: &mut impl io::Write,
+            name: &str,
+            value: &T,
+        ) -> io::Result<()> {
+            write!(out, "\"{name}\":")?;
+            serde_json::to_writer(&mut *out, value).map_err(io::Error::from)
+        }
+        out.write_all(b"{")?;
+        field(out, "version", &self.version)?;
+        out.write_all(b",")?;
+        field(out, "platform", &self.platform)?;
+        out.write_all(b",")?;
+        field(out, "task", &self.task)?;
+        out.write_all(b",")?;
+        field(out, "kind", &self.kind)?;
+        out.write_all(b",")?;
+        field(out, "commands", &self.commands)?;
+        out.write_all(b",")?;
+        field(out, "cwd", &self.cwd)?;
+        out.write_all(b",")?;
+        field(out, "outputs", &self.outputs)?;
+        out.write_all(b",")?;
+        field(out, "env", &self.env)?;
+        out.write_all(b",")?;
+        field(out, "env_inputs", &self.env_inputs)?;
+        out.write_all(b",\"inputs\":")?;
+        match &self.inputs_json {
+            Some(json) => out.write_all(json.as_bytes())?,
+            None => serde_json::to_writer(&mut *out, &self.inputs).map_err(io::Error::from)?,
+        }
+        out.write_all(b",")?;
+        field(out, "deps", &self.deps)?;
+        out.write_all(b",")?;
+        field(out, "extra", &self.extra)?;
+        out.write_all(b"}")
+    }
+}
+
+/// The JSON of an inputs map, as serde writes it inside `KeyParts`.
+pub fn inputs_json(inputs: &BTreeMap<String, Digest>) -> Arc<str> {
+    serde_json::to_string(inputs).unwrap_or_default().into()
 }
 
 /// The digest of a set of files (a node's outputs): paths, modes and contents, in path order.
@@ -116,6 +179,35 @@ mod tests {
             .inputs
             .insert("src/a.c".into(), Digest::of_bytes(b"int b;"));
         assert_ne!(base.key(), changed.key());
+    }
+
+    #[test]
+    fn the_key_hashes_exactly_the_serde_encoding() {
+        let mut full = parts();
+        full.env
+            .insert("A\"b".into(), "line\nbreak \u{1F600}".into());
+        full.env_inputs.insert("CC".into(), None);
+        full.deps.insert("gen".into(), Digest::of_bytes(b"out"));
+        full.extra.insert("rule".into(), "r".into());
+        full.outputs = vec!["out/**".into()];
+        full.cwd = "sub".into();
+        for parts in [KeyParts::default(), parts(), full] {
+            let mut written = Vec::new();
+            parts.write_encoding(&mut written).unwrap();
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&parts).unwrap()
+            );
+            assert_eq!(
+                parts.key(),
+                CacheKey(Digest::of_bytes(&serde_json::to_vec(&parts).unwrap()))
+            );
+            let shared = KeyParts {
+                inputs_json: Some(inputs_json(&parts.inputs)),
+                ..parts.clone()
+            };
+            assert_eq!(shared.key(), parts.key());
+        }
     }
 
     #[test]

@@ -14,7 +14,10 @@ pub mod llm_prompt;
 pub mod outputs;
 pub mod stat_cache;
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
 
 use serde::Serialize;
 
@@ -36,7 +39,12 @@ pub type Error = inputs::Error;
 pub struct Planner {
     index: InputIndex,
     env_inputs: BTreeMap<String, Option<String>>,
+    /// Serialized input sets by content, see `shared_inputs_json`.
+    shared_inputs: Mutex<HashMap<Digest, Arc<str>>>,
 }
+
+/// Input sets at least this large are serialized once per run and stored once per cache.
+pub const SHARED_INPUTS_MIN: usize = 256;
 
 /// A [`Planner`] whose inputs are found but not yet hashed ([`Planner::walk`]).
 pub struct WalkedPlanner {
@@ -81,7 +89,11 @@ impl Planner {
                 (name.value.clone(), hashed)
             })
             .collect();
-        Ok(Planner { index, env_inputs })
+        Ok(Planner {
+            index,
+            env_inputs,
+            shared_inputs: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The input files of a node. With `rescan`, walk its patterns again instead of using
@@ -145,7 +157,33 @@ impl Planner {
                 .collect(),
             deps,
             extra,
+            input_set: None,
+            inputs_json: self.shared_inputs_json(inputs),
         }
+    }
+
+    /// The serialized inputs of a large input set, made once per distinct set: 20 rule nodes
+    /// over one 10,000-file tree then serialize (and key-hash) one copy, not 20.
+    fn shared_inputs_json(&self, inputs: &[InputFile]) -> Option<Arc<str>> {
+        if inputs.len() < SHARED_INPUTS_MIN {
+            return None;
+        }
+        let mut id = blake3::Hasher::new();
+        for file in inputs {
+            id.update(file.path.as_bytes());
+            id.update(&[0]);
+            id.update(file.hash.as_bytes());
+        }
+        let id: Digest = id.finalize().into();
+        let mut shared = self.shared_inputs.lock().unwrap_or_else(|e| e.into_inner());
+        let json = shared.entry(id).or_insert_with(|| {
+            let map: BTreeMap<String, Digest> = inputs
+                .iter()
+                .map(|file| (file.path.clone(), file.hash))
+                .collect();
+            cache_key::inputs_json(&map)
+        });
+        Some(Arc::clone(json))
     }
 
     /// Predict what a run would do without running anything (`--dry-run`): in dependency
@@ -282,8 +320,38 @@ pub fn why(store: Option<&Store>, task: &str, parts: &KeyParts) -> String {
 /// The key and key parts recorded for a node's last run.
 pub fn previous_parts(store: &Store, task: &str) -> Option<(String, KeyParts)> {
     let saved = store.load_manifest(task).ok().flatten()?;
-    let parts = serde_json::from_str::<KeyParts>(&saved.json).ok()?;
+    let mut parts = serde_json::from_str::<KeyParts>(&saved.json).ok()?;
+    if let Some(digest) = parts.input_set.take() {
+        let json = store.load_input_set(&digest).ok().flatten()?;
+        parts.inputs = serde_json::from_str(&json).ok()?;
+    }
     Some((saved.key, parts))
+}
+
+/// Record `parts` as the manifest of `task`'s latest run (for `explain` and the reason on
+/// the next run's line). A large inputs map goes to the store's input sets, once per
+/// distinct set, and the manifest names it by digest.
+pub fn save_parts(
+    store: &Store,
+    task: &str,
+    key: &str,
+    parts: &KeyParts,
+) -> Result<(), crate::store::Error> {
+    let json = if parts.inputs.len() >= SHARED_INPUTS_MIN {
+        let inputs = parts.inputs_json();
+        let digest = Digest::of_bytes(inputs.as_bytes());
+        store.save_input_set(&digest, &inputs)?;
+        let manifest = KeyParts {
+            inputs: BTreeMap::new(),
+            input_set: Some(digest),
+            inputs_json: None,
+            ..parts.clone()
+        };
+        serde_json::to_string(&manifest)
+    } else {
+        serde_json::to_string(parts)
+    };
+    store.save_manifest(task, key, &json.unwrap_or_default())
 }
 
 /// Why a node must run, given the key parts of its last run (if any) and its current ones.
@@ -337,4 +405,73 @@ pub enum PlanStatus {
     },
     /// Nothing to do of its own.
     Aggregate,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(task: &str, files: usize) -> KeyParts {
+        KeyParts {
+            version: KEY_VERSION,
+            task: task.into(),
+            inputs: (0..files)
+                .map(|i| {
+                    (
+                        format!("src/f{i:05}.py"),
+                        Digest::of_bytes(&i.to_le_bytes()),
+                    )
+                })
+                .collect(),
+            ..KeyParts::default()
+        }
+    }
+
+    fn input_sets(store: &Store) -> usize {
+        store
+            .with_connection(|conn| {
+                conn.query_row("SELECT count(*) FROM input_sets", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+            })
+            .unwrap() as usize
+    }
+
+    #[test]
+    fn large_input_sets_are_stored_once_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().store;
+        let (a, b) = (parts("rule:a", 300), parts("rule:b", 300));
+        save_parts(&store, "rule:a", "ka", &a).unwrap();
+        save_parts(&store, "rule:b", "kb", &b).unwrap();
+        assert_eq!(input_sets(&store), 1, "two tasks, one stored input set");
+        let manifest = store.load_manifest("rule:a").unwrap().unwrap();
+        assert!(manifest.json.len() < 1000, "{}", manifest.json);
+        let (key, loaded) = previous_parts(&store, "rule:b").unwrap();
+        assert_eq!(key, "kb");
+        assert_eq!(loaded.inputs, b.inputs);
+        assert_eq!(loaded.key(), b.key());
+
+        // Small sets stay inline.
+        let small = parts("small", 3);
+        save_parts(&store, "small", "ks", &small).unwrap();
+        assert_eq!(input_sets(&store), 1);
+        assert_eq!(
+            previous_parts(&store, "small").unwrap().1.inputs,
+            small.inputs
+        );
+
+        // A set no manifest names any more is pruned; one still named is kept.
+        save_parts(&store, "rule:a", "ka2", &parts("rule:a", 3)).unwrap();
+        save_parts(&store, "rule:b", "kb2", &parts("rule:b", 400)).unwrap();
+        assert_eq!(input_sets(&store), 2);
+        store.prune(u64::MAX).unwrap();
+        assert_eq!(input_sets(&store), 1);
+        assert_eq!(
+            previous_parts(&store, "rule:b").unwrap().1.inputs.len(),
+            400
+        );
+        store.clean().unwrap();
+        assert_eq!(input_sets(&store), 0);
+    }
 }

@@ -338,13 +338,35 @@ impl CompiledRule {
         self.selectors.is_empty() || self.selectors.iter().any(|s| s.selects(rel_path))
     }
 
+    /// The whole-text prefilter of each action, as regex source (`None`: the action has
+    /// none and is always searched line by line). A caller may run them all at once, for many
+    /// rules, and pass the answers to [`scan_selected`](Self::scan_selected).
+    pub fn prefilters(&self) -> Vec<Option<&str>> {
+        self.actions
+            .iter()
+            .map(|action| action.prefilter.as_ref().map(regex::Regex::as_str))
+            .collect()
+    }
+
     /// Scan one file's text; pure and without I/O. Files the rule does not select yield
     /// nothing.
     pub fn scan(&self, rel_path: &str, text: &str) -> Vec<Finding> {
-        let mut findings = Vec::new();
         if !self.selects(rel_path) {
-            return findings;
+            return Vec::new();
         }
+        self.scan_selected(rel_path, text, None)
+    }
+
+    /// [`scan`](Self::scan) for a file the caller knows the rule selects. `prefiltered`, when
+    /// given, holds for each action whether its prefilter (see
+    /// [`prefilters`](Self::prefilters)) matches `text`, so it is not run again.
+    pub fn scan_selected(
+        &self,
+        rel_path: &str,
+        text: &str,
+        prefiltered: Option<&[bool]>,
+    ) -> Vec<Finding> {
+        let mut findings = Vec::new();
         let anchor = if self.content.is_empty() {
             None
         } else {
@@ -359,7 +381,7 @@ impl CompiledRule {
                 .min()
                 .map(|(start, _)| start)
         };
-        for action in &self.actions {
+        for (nth, action) in self.actions.iter().enumerate() {
             if action.unconditioned {
                 if let Some(at) = anchor {
                     let (line, col) = crate::source::line_col(text, at);
@@ -367,11 +389,11 @@ impl CompiledRule {
                 }
                 continue;
             }
-            if action
-                .prefilter
-                .as_ref()
-                .is_some_and(|re| !re.is_match(text))
-            {
+            let may_match = match prefiltered.and_then(|known| known.get(nth)) {
+                Some(&known) => known,
+                None => action.prefilter.as_ref().is_none_or(|re| re.is_match(text)),
+            };
+            if !may_match {
                 continue;
             }
             for (index, line) in text.split('\n').enumerate() {
@@ -508,6 +530,24 @@ actions:
                     rule.scan("a.py", text),
                     plain.scan("a.py", text),
                     "{pattern:?} on {text:?}"
+                );
+            }
+        }
+        // All the prefilters as one set, searched once per text, answer the same.
+        let rules: Vec<CompiledRule> = patterns
+            .iter()
+            .chain(&[r"\Aimport"])
+            .map(|pattern| condition_rule(pattern))
+            .collect();
+        let set = crate::exec::rule_scan::PrefilterSet::new(&rules).unwrap();
+        for text in texts {
+            let hits = set.search(text);
+            for rule in &rules {
+                let answers = set.answers(rule, &hits).unwrap();
+                assert_eq!(
+                    rule.scan_selected("a.py", text, Some(&answers)),
+                    rule.scan("a.py", text),
+                    "{text:?}"
                 );
             }
         }

@@ -32,6 +32,14 @@
 //! counters     name TEXT PK, value INTEGER      ("hits", "misses" of load_result)
 //! ```
 //!
+//! Version 2 adds:
+//!
+//! ```text
+//! input_sets   digest TEXT PK, json TEXT, updated_ms INTEGER
+//!              a large inputs map (path → hash JSON) that manifests refer to by digest
+//!              (`input_set`) instead of holding a copy each; pruned with its last manifest
+//! ```
+//!
 //! Corruption: if SQLite says the file is not a database or is malformed (also as found by
 //! the open-time check, `check_integrity`), the file and its `-wal`/`-shm` companions are renamed to
 //! `cache.db.corrupt-<unix seconds>` (`…-wal`, `…-shm`) and a fresh database is created; the
@@ -49,13 +57,14 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use super::{Error, Warning};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How long a statement waits for another process's write lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    r#"
 CREATE TABLE results (
     key          TEXT PRIMARY KEY,
     task         TEXT NOT NULL,
@@ -110,7 +119,15 @@ CREATE TABLE counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE input_sets (
+    digest     TEXT PRIMARY KEY,
+    json       TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+"#,
+];
 
 /// Why one attempt to open failed.
 enum OpenFailure {
@@ -306,6 +323,33 @@ mod tests {
         let (conn, warning) = open(&path).unwrap();
         assert!(warning.is_none());
         assert_eq!(version(&conn), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_version_1_database_gains_input_sets_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO manifests (task, key, json, updated_ms) VALUES ('t', 'k', '{}', 1)",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let (conn, _) = open(&path).unwrap();
+        assert_eq!(version(&conn), 2);
+        let manifests: i64 = conn
+            .query_row("SELECT count(*) FROM manifests", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(manifests, 1);
+        conn.execute(
+            "INSERT INTO input_sets (digest, json, updated_ms) VALUES ('d', '{}', 1)",
+            [],
+        )
+        .unwrap();
     }
 
     #[test]

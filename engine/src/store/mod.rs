@@ -32,7 +32,7 @@ pub mod key_lock;
 pub mod llm_call;
 pub mod run_record;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -326,6 +326,8 @@ pub struct Store {
     stat_cache: OnceLock<StatCache>,
     blob_grace: Duration,
     usage: Mutex<Usage>,
+    /// Input sets known to be in `input_sets` (written or confirmed by this process).
+    input_sets: Mutex<HashSet<Digest>>,
 }
 
 /// Hit and miss counts and last-used times of `load_result` not yet written to `cache.db`:
@@ -355,6 +357,7 @@ impl Store {
             stat_cache: OnceLock::new(),
             blob_grace: BLOB_GRACE,
             usage: Mutex::new(Usage::default()),
+            input_sets: Mutex::new(HashSet::new()),
         };
         Ok(Opened {
             store,
@@ -370,6 +373,15 @@ impl Store {
     /// The blob store.
     pub fn cas(&self) -> &Cas {
         &self.cas
+    }
+
+    /// Run `f` on the connection (tests look at tables directly).
+    #[cfg(test)]
+    pub(crate) fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        f(&self.conn())
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -615,6 +627,46 @@ impl Store {
             params![task, key, json, now_ms()],
         ))?;
         Ok(())
+    }
+
+    /// Stores an input set (a manifest's inputs map as JSON) under its digest, once: a set
+    /// already written by this process or found in the table is not written again.
+    pub fn save_input_set(&self, digest: &Digest, json: &str) -> Result<(), Error> {
+        {
+            let saved = self.input_sets.lock().unwrap_or_else(|e| e.into_inner());
+            if saved.contains(digest) {
+                return Ok(());
+            }
+        }
+        let conn = self.conn();
+        self.sql(
+            conn.prepare_cached(
+                "INSERT INTO input_sets (digest, json, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (digest) DO UPDATE SET updated_ms = ?3",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![digest.to_hex().as_str(), json, now_ms()])
+            }),
+        )?;
+        drop(conn);
+        self.input_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*digest);
+        Ok(())
+    }
+
+    /// An input set saved by [`save_input_set`](Self::save_input_set).
+    pub fn load_input_set(&self, digest: &Digest) -> Result<Option<String>, Error> {
+        let conn = self.conn();
+        self.sql(
+            conn.query_row(
+                "SELECT json FROM input_sets WHERE digest = ?1",
+                params![digest.to_hex().as_str()],
+                |row| row.get(0),
+            )
+            .optional(),
+        )
     }
 
     /// The inputs manifest of `task`'s latest run, if any.
@@ -932,11 +984,16 @@ impl Store {
             let tx = self.sql(conn.transaction())?;
             let entries = self.sql(tx.execute("DELETE FROM results", []))?;
             self.sql(tx.execute_batch(
-                "DELETE FROM manifests; DELETE FROM stat_cache; DELETE FROM counters;",
+                "DELETE FROM manifests; DELETE FROM input_sets; DELETE FROM stat_cache;
+                 DELETE FROM counters;",
             ))?;
             self.sql(tx.commit())?;
             entries
         };
+        self.input_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         if let Some(cache) = self.stat_cache.get() {
             cache.clear();
         }
@@ -1038,6 +1095,16 @@ impl Store {
             for key in &removed_keys {
                 self.sql(tx.execute("DELETE FROM results WHERE key = ?1", params![key]))?;
             }
+            // Input sets no manifest refers to any more.
+            self.sql(tx.execute(
+                "DELETE FROM input_sets WHERE digest NOT IN
+                 (SELECT set_digest FROM
+                    (SELECT CASE WHEN json_valid(json)
+                                 THEN json_extract(json, '$.input_set') END AS set_digest
+                     FROM manifests)
+                  WHERE set_digest IS NOT NULL)",
+                [],
+            ))?;
             self.sql(tx.commit())?;
         }
         let mut report = PruneReport {
