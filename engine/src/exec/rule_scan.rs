@@ -125,19 +125,29 @@ impl PrefilterSet {
     }
 }
 
-/// Scan the `inputs` the rule selects; reuse `previous` where nothing changed. `read` gives
-/// a file's text (relative path), or `None` when it cannot be read; its `hits` are answers
-/// of `prefilters`.
+/// Which of `inputs` `rule` selects.
+pub fn selection(rule: &CompiledRule, inputs: &[InputFile]) -> Vec<bool> {
+    inputs.par_iter().map(|f| rule.selects(&f.path)).collect()
+}
+
+/// Scan the `inputs` the rule selects (`selected`, from [`selection`], shared by rules with
+/// one selection); reuse `previous` where nothing changed. `read` gives a file's text
+/// (relative path), or `None` when it cannot be read; its `hits` are answers of `prefilters`.
 pub fn scan(
     rule: &CompiledRule,
     inputs: &[InputFile],
+    selected: &[bool],
     previous: Option<Previous<'_>>,
     read: &(dyn Fn(&str) -> Option<SharedText> + Sync),
     prefilters: Option<&PrefilterSet>,
 ) -> ScanResult {
     let rule_hash = rule.definition_hash().to_hex().to_string();
     let previous = previous.filter(|p| p.findings.rule == rule_hash && p.findings.key == p.key);
-    let selected: Vec<&InputFile> = inputs.iter().filter(|f| rule.selects(&f.path)).collect();
+    let selected: Vec<&InputFile> = inputs
+        .iter()
+        .zip(selected)
+        .filter_map(|(file, &selected)| selected.then_some(file))
+        .collect();
     let results: Vec<(String, Vec<StoredFinding>, bool)> = selected
         .par_iter()
         .map(|file| {

@@ -16,7 +16,7 @@ use std::{
     future::Future,
     path::PathBuf,
     pin::Pin,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex, OnceLock, RwLock},
     time::{Duration, Instant},
 };
 
@@ -113,9 +113,11 @@ pub struct Runner {
     tokens: Mutex<(u64, u64)>,
     limiters: LimiterRegistry,
     /// File texts shared by rule scans, and their total size.
-    texts: Mutex<(HashMap<String, SharedText>, usize)>,
+    texts: RwLock<(HashMap<String, SharedText>, usize)>,
     /// Every rule's prefilters in one set (see `rule_scan::PrefilterSet`).
     prefilters: OnceLock<Option<PrefilterSet>>,
+    /// Rule selections by (selection id, file list), see `selection`.
+    selections: Mutex<HashMap<(blake3::Hash, blake3::Hash), Arc<Vec<bool>>>>,
     empty_stats: StatCache,
     /// Keys of nodes the scheduler found not cached, for their visit.
     missed: Mutex<HashMap<NodeId, KeyedInputs>>,
@@ -157,8 +159,9 @@ impl Runner {
             reports: Mutex::new(Vec::new()),
             tokens: Mutex::new((0, 0)),
             limiters: LimiterRegistry::new(),
-            texts: Mutex::new((HashMap::new(), 0)),
+            texts: RwLock::new((HashMap::new(), 0)),
             prefilters: OnceLock::new(),
+            selections: Mutex::new(HashMap::new()),
             empty_stats: StatCache::new(),
             missed: Mutex::new(HashMap::new()),
         }
@@ -700,20 +703,44 @@ impl Runner {
     fn read_shared(&self, path: &str) -> Option<SharedText> {
         const MAX_FILE: usize = 256 * 1024;
         const MAX_TOTAL: usize = 256 * 1024 * 1024;
-        if let Some(shared) = self.texts.lock().ok()?.0.get(path) {
+        if let Some(shared) = self.texts.read().ok()?.0.get(path) {
             return Some(shared.clone());
         }
         let text = rule_scan::read_text(self.graph.root(), path)?;
         let hits = self.prefilters().map(|set| set.search(&text));
         let shared = SharedText { text, hits };
         if shared.text.len() <= MAX_FILE
-            && let Ok(mut texts) = self.texts.lock()
+            && let Ok(mut texts) = self.texts.write()
             && texts.1 + shared.text.len() <= MAX_TOTAL
         {
             texts.1 += shared.text.len();
             texts.0.insert(path.to_owned(), shared.clone());
         }
         Some(shared)
+    }
+
+    /// Which of `inputs` the rule selects, decided once per run for all rules with the same
+    /// globs and path filters over the same files.
+    fn selection(&self, rule: &CompiledRule, inputs: &[InputFile]) -> Arc<Vec<bool>> {
+        let mut files = blake3::Hasher::new();
+        for file in inputs {
+            files.update(file.path.as_bytes());
+            files.update(&[0]);
+        }
+        let id = (rule.selection_id(), files.finalize());
+        if let Some(known) = self
+            .selections
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&id).cloned())
+        {
+            return known;
+        }
+        let selected = Arc::new(rule_scan::selection(rule, inputs));
+        if let Ok(mut selections) = self.selections.lock() {
+            selections.insert(id, Arc::clone(&selected));
+        }
+        selected
     }
 
     /// The prefilters of every rule node in the graph, as one set.
@@ -763,7 +790,9 @@ impl Runner {
             _ => None,
         };
         let read = |path: &str| self.read_shared(path);
-        let mut result = rule_scan::scan(rule, &inputs, previous, &read, self.prefilters());
+        let selected = self.selection(rule, &inputs);
+        let mut result =
+            rule_scan::scan(rule, &inputs, &selected, previous, &read, self.prefilters());
         if let Some(store) = store
             && self.options.cache.write
         {

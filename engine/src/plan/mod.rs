@@ -341,11 +341,22 @@ pub fn save_parts(
         let inputs = parts.inputs_json();
         let digest = Digest::of_bytes(inputs.as_bytes());
         store.save_input_set(&digest, &inputs)?;
+        // Every part but the (large) inputs.
         let manifest = KeyParts {
+            version: parts.version,
+            platform: parts.platform.clone(),
+            task: parts.task.clone(),
+            kind: parts.kind.clone(),
+            commands: parts.commands.clone(),
+            cwd: parts.cwd.clone(),
+            outputs: parts.outputs.clone(),
+            env: parts.env.clone(),
+            env_inputs: parts.env_inputs.clone(),
             inputs: BTreeMap::new(),
+            deps: parts.deps.clone(),
+            extra: parts.extra.clone(),
             input_set: Some(digest),
             inputs_json: None,
-            ..parts.clone()
         };
         serde_json::to_string(&manifest)
     } else {

@@ -207,6 +207,8 @@ pub struct CompiledRule {
     content: Vec<Pattern>,
     actions: Vec<CompiledAction>,
     hash: blake3::Hash,
+    /// The hash of what decides [`selects`](Self::selects): globs and path filters.
+    selection: blake3::Hash,
 }
 
 impl CompiledRule {
@@ -289,6 +291,14 @@ impl CompiledRule {
         // Serializing plain structs, strings and vectors cannot fail; an empty encoding would
         // only make the hash constant, never wrong about equality of equal rules.
         let encoded = serde_json::to_vec(&definition).unwrap_or_default();
+        let selecting: Vec<_> = definition
+            .filters
+            .iter()
+            .filter(|(kind, _)| {
+                matches!(*kind, "file_extension" | "file_path" | "path" | "file_name")
+            })
+            .collect();
+        let selection = serde_json::to_vec(&(&definition.globs, selecting)).unwrap_or_default();
         Some(CompiledRule {
             name: name.to_owned(),
             file_id: file.id.clone(),
@@ -298,6 +308,7 @@ impl CompiledRule {
             content,
             actions,
             hash: blake3::hash(&encoded),
+            selection: blake3::hash(&selection),
         })
     }
 
@@ -327,6 +338,12 @@ impl CompiledRule {
     /// actions): changes exactly when the rule's behaviour may change.
     pub fn definition_hash(&self) -> blake3::Hash {
         self.hash
+    }
+
+    /// Equal for rules that select the same files (same globs and path filters), so a caller
+    /// can decide selection once for all of them.
+    pub fn selection_id(&self) -> blake3::Hash {
+        self.selection
     }
 
     /// Whether this rule takes `rel_path` (relative, `/`-separated) as input.
