@@ -117,11 +117,14 @@ pub struct Runner {
     /// Every rule's prefilters in one set (see `rule_scan::PrefilterSet`).
     prefilters: OnceLock<Option<PrefilterSet>>,
     /// Rule selections by (selection id, file list), see `selection`.
-    selections: Mutex<HashMap<(blake3::Hash, blake3::Hash), Arc<Vec<bool>>>>,
+    selections: Mutex<Selections>,
     empty_stats: StatCache,
     /// Keys of nodes the scheduler found not cached, for their visit.
     missed: Mutex<HashMap<NodeId, KeyedInputs>>,
 }
+
+/// Rule selections by (the rules' selection id, the file list's id).
+type Selections = HashMap<(blake3::Hash, blake3::Hash), Arc<Vec<bool>>>;
 
 /// A node's key and what it was computed from.
 struct KeyedInputs {
