@@ -44,14 +44,15 @@ pub struct KeyParts {
     pub env: BTreeMap<String, String>,
     /// `env-inputs` variables: the blake3 hex of each value, `None` when unset.
     pub env_inputs: BTreeMap<String, Option<String>>,
-    /// Input path → content hash.
-    pub inputs: BTreeMap<String, Digest>,
+    /// Input path → content hash (shared by nodes that read the same files).
+    pub inputs: Arc<BTreeMap<String, Digest>>,
     /// Dependency display id → digest of its outputs.
     pub deps: BTreeMap<String, Digest>,
     /// Extra parts of other node kinds (LLM settings and prompts, rule definitions), by name.
     pub extra: BTreeMap<String, String>,
-    /// Only in a saved manifest: `inputs` was stored once in the `input_sets` table under this
-    /// digest (20 rule nodes over one tree share one copy), and is empty here.
+    /// For a large inputs map: the blake3 of its JSON, under which a saved manifest stores it
+    /// once in the `input_sets` table (20 rule nodes over one tree share one copy; `inputs`
+    /// is empty in the manifest itself). Equal digests mean equal inputs. Not in the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_set: Option<Digest>,
     /// `inputs` already serialized, shared by nodes with the same inputs. Never serialized.
@@ -162,7 +163,10 @@ mod tests {
             task: "build".into(),
             kind: "command".into(),
             commands: vec!["make".into()],
-            inputs: BTreeMap::from([("src/a.c".into(), Digest::of_bytes(b"int a;"))]),
+            inputs: Arc::new(BTreeMap::from([(
+                "src/a.c".into(),
+                Digest::of_bytes(b"int a;"),
+            )])),
             ..KeyParts::default()
         }
     }
@@ -175,9 +179,7 @@ mod tests {
         changed.commands[0] = "make all".into();
         assert_ne!(base.key(), changed.key());
         let mut changed = parts();
-        changed
-            .inputs
-            .insert("src/a.c".into(), Digest::of_bytes(b"int b;"));
+        Arc::make_mut(&mut changed.inputs).insert("src/a.c".into(), Digest::of_bytes(b"int b;"));
         assert_ne!(base.key(), changed.key());
     }
 

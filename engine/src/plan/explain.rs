@@ -83,17 +83,54 @@ pub fn diff(old: &KeyParts, new: &KeyParts) -> Vec<Change> {
         changes.push(Change::Platform);
     }
     let short = |d: &crate::store::Digest| d.to_hex()[..10].to_owned();
-    let paths: BTreeSet<&String> = old.inputs.keys().chain(new.inputs.keys()).collect();
-    for path in paths {
-        match (old.inputs.get(path), new.inputs.get(path)) {
-            (None, Some(_)) => changes.push(Change::InputAdded { path: path.clone() }),
-            (Some(_), None) => changes.push(Change::InputRemoved { path: path.clone() }),
-            (Some(a), Some(b)) if a != b => changes.push(Change::InputChanged {
-                path: path.clone(),
-                old: short(a),
-                new: short(b),
-            }),
-            _ => {}
+    let same_inputs = std::sync::Arc::ptr_eq(&old.inputs, &new.inputs)
+        || (old.input_set.is_some() && old.input_set == new.input_set);
+    if !same_inputs {
+        // Both maps are sorted: walk them side by side.
+        let (mut a, mut b) = (old.inputs.iter().peekable(), new.inputs.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some((path, _)), None) => {
+                    changes.push(Change::InputRemoved {
+                        path: (*path).clone(),
+                    });
+                    a.next();
+                }
+                (None, Some((path, _))) => {
+                    changes.push(Change::InputAdded {
+                        path: (*path).clone(),
+                    });
+                    b.next();
+                }
+                (Some((old_path, old_hash)), Some((new_path, new_hash))) => {
+                    match old_path.cmp(new_path) {
+                        std::cmp::Ordering::Less => {
+                            changes.push(Change::InputRemoved {
+                                path: (*old_path).clone(),
+                            });
+                            a.next();
+                        }
+                        std::cmp::Ordering::Greater => {
+                            changes.push(Change::InputAdded {
+                                path: (*new_path).clone(),
+                            });
+                            b.next();
+                        }
+                        std::cmp::Ordering::Equal => {
+                            if old_hash != new_hash {
+                                changes.push(Change::InputChanged {
+                                    path: (*old_path).clone(),
+                                    old: short(old_hash),
+                                    new: short(new_hash),
+                                });
+                            }
+                            a.next();
+                            b.next();
+                        }
+                    }
+                }
+            }
         }
     }
     let env_names: BTreeSet<&String> = old
@@ -145,7 +182,7 @@ pub fn short_reason(changes: &[Change]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::{collections::BTreeMap, sync::Arc};
 
     use super::*;
     use crate::store::Digest;
@@ -153,20 +190,22 @@ mod tests {
     #[test]
     fn names_each_kind_of_change() {
         let old = KeyParts {
-            inputs: BTreeMap::from([
+            inputs: Arc::new(BTreeMap::from([
                 ("a.py".into(), Digest::of_bytes(b"1")),
                 ("gone.py".into(), Digest::of_bytes(b"2")),
-            ]),
+                ("z.py".into(), Digest::of_bytes(b"z")),
+            ])),
             env: BTreeMap::from([("CC".into(), "gcc".into())]),
             commands: vec!["x".into()],
             deps: BTreeMap::from([("gen".into(), Digest::of_bytes(b"out"))]),
             ..KeyParts::default()
         };
         let new = KeyParts {
-            inputs: BTreeMap::from([
+            inputs: Arc::new(BTreeMap::from([
                 ("a.py".into(), Digest::of_bytes(b"changed")),
                 ("new.py".into(), Digest::of_bytes(b"3")),
-            ]),
+                ("z.py".into(), Digest::of_bytes(b"z")),
+            ])),
             env: BTreeMap::from([("CC".into(), "clang".into())]),
             commands: vec!["y".into()],
             deps: BTreeMap::from([("gen".into(), Digest::of_bytes(b"other"))]),

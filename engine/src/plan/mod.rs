@@ -39,8 +39,16 @@ pub type Error = inputs::Error;
 pub struct Planner {
     index: InputIndex,
     env_inputs: BTreeMap<String, Option<String>>,
-    /// Serialized input sets by content, see `shared_inputs_json`.
-    shared_inputs: Mutex<HashMap<Digest, Arc<str>>>,
+    /// Large input sets by content, see `shared_inputs`.
+    shared_inputs: Mutex<HashMap<Digest, SharedInputs>>,
+}
+
+/// A node's inputs map, with the JSON and digest of a large one.
+#[derive(Clone)]
+struct SharedInputs {
+    map: Arc<BTreeMap<String, Digest>>,
+    json: Option<Arc<str>>,
+    digest: Option<Digest>,
 }
 
 /// Input sets at least this large are serialized once per run and stored once per cache.
@@ -141,6 +149,7 @@ impl Planner {
             }
             NodeKind::Aggregate => Vec::new(),
         };
+        let shared = self.shared_inputs(inputs);
         KeyParts {
             version: KEY_VERSION,
             platform: KeyParts::platform(),
@@ -151,22 +160,32 @@ impl Planner {
             outputs: node.outputs.clone(),
             env: node.env.clone(),
             env_inputs: self.env_inputs.clone(),
-            inputs: inputs
-                .iter()
-                .map(|file| (file.path.clone(), file.hash))
-                .collect(),
+            inputs: shared.map,
             deps,
             extra,
-            input_set: None,
-            inputs_json: self.shared_inputs_json(inputs),
+            input_set: shared.digest,
+            inputs_json: shared.json,
         }
     }
 
-    /// The serialized inputs of a large input set, made once per distinct set: 20 rule nodes
-    /// over one 10,000-file tree then serialize (and key-hash) one copy, not 20.
-    fn shared_inputs_json(&self, inputs: &[InputFile]) -> Option<Arc<str>> {
+    /// The inputs map of a node; a large one is made once per distinct set, with its JSON and
+    /// digest: 20 rule nodes over one 10,000-file tree then share one map and serialize (and
+    /// key-hash) one copy, not 20.
+    fn shared_inputs(&self, inputs: &[InputFile]) -> SharedInputs {
+        let map = || -> Arc<BTreeMap<String, Digest>> {
+            Arc::new(
+                inputs
+                    .iter()
+                    .map(|file| (file.path.clone(), file.hash))
+                    .collect(),
+            )
+        };
         if inputs.len() < SHARED_INPUTS_MIN {
-            return None;
+            return SharedInputs {
+                map: map(),
+                json: None,
+                digest: None,
+            };
         }
         let mut id = blake3::Hasher::new();
         for file in inputs {
@@ -176,14 +195,18 @@ impl Planner {
         }
         let id: Digest = id.finalize().into();
         let mut shared = self.shared_inputs.lock().unwrap_or_else(|e| e.into_inner());
-        let json = shared.entry(id).or_insert_with(|| {
-            let map: BTreeMap<String, Digest> = inputs
-                .iter()
-                .map(|file| (file.path.clone(), file.hash))
-                .collect();
-            cache_key::inputs_json(&map)
-        });
-        Some(Arc::clone(json))
+        shared
+            .entry(id)
+            .or_insert_with(|| {
+                let map = map();
+                let json = cache_key::inputs_json(&map);
+                SharedInputs {
+                    digest: Some(Digest::of_bytes(json.as_bytes())),
+                    json: Some(json),
+                    map,
+                }
+            })
+            .clone()
     }
 
     /// Predict what a run would do without running anything (`--dry-run`): in dependency
@@ -321,9 +344,8 @@ pub fn why(store: Option<&Store>, task: &str, parts: &KeyParts) -> String {
 pub fn previous_parts(store: &Store, task: &str) -> Option<(String, KeyParts)> {
     let saved = store.load_manifest(task).ok().flatten()?;
     let mut parts = serde_json::from_str::<KeyParts>(&saved.json).ok()?;
-    if let Some(digest) = parts.input_set.take() {
-        let json = store.load_input_set(&digest).ok().flatten()?;
-        parts.inputs = serde_json::from_str(&json).ok()?;
+    if let Some(digest) = parts.input_set {
+        parts.inputs = store.input_set(&digest).ok().flatten()?;
     }
     Some((saved.key, parts))
 }
@@ -339,7 +361,9 @@ pub fn save_parts(
 ) -> Result<(), crate::store::Error> {
     let json = if parts.inputs.len() >= SHARED_INPUTS_MIN {
         let inputs = parts.inputs_json();
-        let digest = Digest::of_bytes(inputs.as_bytes());
+        let digest = parts
+            .input_set
+            .unwrap_or_else(|| Digest::of_bytes(inputs.as_bytes()));
         store.save_input_set(&digest, &inputs)?;
         // Every part but the (large) inputs.
         let manifest = KeyParts {
@@ -352,7 +376,7 @@ pub fn save_parts(
             outputs: parts.outputs.clone(),
             env: parts.env.clone(),
             env_inputs: parts.env_inputs.clone(),
-            inputs: BTreeMap::new(),
+            inputs: Arc::default(),
             deps: parts.deps.clone(),
             extra: parts.extra.clone(),
             input_set: Some(digest),
@@ -426,14 +450,16 @@ mod tests {
         KeyParts {
             version: KEY_VERSION,
             task: task.into(),
-            inputs: (0..files)
-                .map(|i| {
-                    (
-                        format!("src/f{i:05}.py"),
-                        Digest::of_bytes(&i.to_le_bytes()),
-                    )
-                })
-                .collect(),
+            inputs: Arc::new(
+                (0..files)
+                    .map(|i| {
+                        (
+                            format!("src/f{i:05}.py"),
+                            Digest::of_bytes(&i.to_le_bytes()),
+                        )
+                    })
+                    .collect(),
+            ),
             ..KeyParts::default()
         }
     }

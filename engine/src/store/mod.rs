@@ -32,12 +32,12 @@ pub mod key_lock;
 pub mod llm_call;
 pub mod run_record;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -328,7 +328,12 @@ pub struct Store {
     usage: Mutex<Usage>,
     /// Input sets known to be in `input_sets` (written or confirmed by this process).
     input_sets: Mutex<HashSet<Digest>>,
+    /// Input sets read by this process.
+    parsed_input_sets: Mutex<HashMap<Digest, InputSet>>,
 }
+
+/// A node's inputs map (path → content hash), as manifests share it.
+pub type InputSet = Arc<BTreeMap<String, Digest>>;
 
 /// Hit and miss counts and last-used times of `load_result` not yet written to `cache.db`:
 /// a no-op run of 2,000 cached tasks would otherwise commit 4,000 write transactions.
@@ -358,6 +363,7 @@ impl Store {
             blob_grace: BLOB_GRACE,
             usage: Mutex::new(Usage::default()),
             input_sets: Mutex::new(HashSet::new()),
+            parsed_input_sets: Mutex::new(HashMap::new()),
         };
         Ok(Opened {
             store,
@@ -662,17 +668,37 @@ impl Store {
         Ok(())
     }
 
-    /// An input set saved by [`save_input_set`](Self::save_input_set).
-    pub fn load_input_set(&self, digest: &Digest) -> Result<Option<String>, Error> {
-        let conn = self.conn();
-        self.sql(
-            conn.query_row(
-                "SELECT json FROM input_sets WHERE digest = ?1",
-                params![digest.to_hex().as_str()],
-                |row| row.get(0),
-            )
-            .optional(),
-        )
+    /// An input set saved by [`save_input_set`](Self::save_input_set), parsed once per
+    /// process (twenty rule nodes that ran over one tree read one copy); `None` when it is
+    /// missing or unreadable.
+    pub fn input_set(&self, digest: &Digest) -> Result<Option<InputSet>, Error> {
+        if let Some(set) = self
+            .parsed_input_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+        {
+            return Ok(Some(Arc::clone(set)));
+        }
+        let json: Option<String> = {
+            let conn = self.conn();
+            self.sql(
+                conn.query_row(
+                    "SELECT json FROM input_sets WHERE digest = ?1",
+                    params![digest.to_hex().as_str()],
+                    |row| row.get(0),
+                )
+                .optional(),
+            )?
+        };
+        let Some(set) = json.and_then(|json| serde_json::from_str::<InputSet>(&json).ok()) else {
+            return Ok(None);
+        };
+        self.parsed_input_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*digest, Arc::clone(&set));
+        Ok(Some(set))
     }
 
     /// The inputs manifest of `task`'s latest run, if any.
