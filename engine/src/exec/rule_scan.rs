@@ -130,9 +130,75 @@ pub fn selection(rule: &CompiledRule, inputs: &[InputFile]) -> Vec<bool> {
     inputs.par_iter().map(|f| rule.selects(&f.path)).collect()
 }
 
+/// Findings of one file by one rule, as [`scan`] computes and stores them.
+fn scan_file(
+    rule: &CompiledRule,
+    file: &InputFile,
+    shared: Option<&SharedText>,
+    prefilters: Option<&PrefilterSet>,
+) -> Vec<StoredFinding> {
+    let answers = shared
+        .and_then(|shared| Some((prefilters?, shared.hits.as_ref()?)))
+        .and_then(|(set, hits)| set.answers(rule, hits));
+    let text = shared.map_or("", |shared| &shared.text);
+    rule.scan_selected(&file.path, text, answers.as_deref())
+        .into_iter()
+        .map(|f| (f.line, f.col, f.message, f.severity == Severity::Error))
+        .collect()
+}
+
+/// The findings of several rules over one file list, found in one pass: each selected file is
+/// read once and, per rule, searched only where that rule's prefilter matched. For a cold run
+/// of many rules over one tree this replaces a per-file loop per rule.
+#[derive(Debug, Default)]
+pub struct BatchScan {
+    /// Rule definition hash → input index → findings (files without findings are absent).
+    by_rule: HashMap<blake3::Hash, BTreeMap<usize, Vec<StoredFinding>>>,
+}
+
+/// Scan the files of `inputs` that `selected` marks with every rule of `rules` (which must
+/// all select exactly those files).
+pub fn scan_batch(
+    rules: &[&CompiledRule],
+    inputs: &[InputFile],
+    selected: &[bool],
+    read: &(dyn Fn(&str) -> Option<SharedText> + Sync),
+    prefilters: Option<&PrefilterSet>,
+) -> BatchScan {
+    let per_file: Vec<(usize, Vec<Vec<StoredFinding>>)> = (0..inputs.len())
+        .into_par_iter()
+        .filter(|&i| selected.get(i).copied().unwrap_or(false))
+        .map(|i| {
+            let file = &inputs[i];
+            let shared = read(&file.path);
+            let found = rules
+                .iter()
+                .map(|rule| scan_file(rule, file, shared.as_ref(), prefilters))
+                .collect();
+            (i, found)
+        })
+        .collect();
+    let mut by_rule: HashMap<blake3::Hash, BTreeMap<usize, Vec<StoredFinding>>> = rules
+        .iter()
+        .map(|rule| (rule.definition_hash(), BTreeMap::new()))
+        .collect();
+    for (i, found) in per_file {
+        for (rule, found) in rules.iter().zip(found) {
+            if !found.is_empty()
+                && let Some(files) = by_rule.get_mut(&rule.definition_hash())
+            {
+                files.insert(i, found);
+            }
+        }
+    }
+    BatchScan { by_rule }
+}
+
 /// Scan the `inputs` the rule selects (`selected`, from [`selection`], shared by rules with
 /// one selection); reuse `previous` where nothing changed. `read` gives a file's text
 /// (relative path), or `None` when it cannot be read; its `hits` are answers of `prefilters`.
+/// Without a usable `previous`, `batch` may offer this rule's findings from a [`BatchScan`]
+/// of the same files instead of a scan of its own.
 pub fn scan(
     rule: &CompiledRule,
     inputs: &[InputFile],
@@ -140,42 +206,42 @@ pub fn scan(
     previous: Option<Previous<'_>>,
     read: &(dyn Fn(&str) -> Option<SharedText> + Sync),
     prefilters: Option<&PrefilterSet>,
+    batch: &dyn Fn() -> Option<Arc<BatchScan>>,
 ) -> ScanResult {
     let rule_hash = rule.definition_hash().to_hex().to_string();
     let previous = previous.filter(|p| p.findings.rule == rule_hash && p.findings.key == p.key);
-    let selected: Vec<&InputFile> = inputs
-        .iter()
-        .zip(selected)
-        .filter_map(|(file, &selected)| selected.then_some(file))
+    let selected: Vec<usize> = (0..inputs.len())
+        .filter(|&i| selected.get(i).copied().unwrap_or(false))
         .collect();
-    let results: Vec<(String, Vec<StoredFinding>, bool)> = selected
-        .par_iter()
-        .map(|file| {
-            if let Some(previous) = &previous
-                && previous.inputs.get(&file.path) == Some(&file.hash)
-            {
-                let old = previous
-                    .findings
-                    .files
-                    .get(&file.path)
-                    .cloned()
-                    .unwrap_or_default();
-                return (file.path.clone(), old, false);
-            }
-            let shared = read(&file.path);
-            let answers = shared
-                .as_ref()
-                .and_then(|shared| Some((prefilters?, shared.hits.as_ref()?)))
-                .and_then(|(set, hits)| set.answers(rule, hits));
-            let text = shared.map_or_else(|| Arc::from(""), |shared| shared.text);
-            let findings = rule
-                .scan_selected(&file.path, &text, answers.as_deref())
-                .into_iter()
-                .map(|f| (f.line, f.col, f.message, f.severity == Severity::Error))
-                .collect();
-            (file.path.clone(), findings, true)
-        })
-        .collect();
+    let batch = if previous.is_none() { batch() } else { None };
+    let batched = batch
+        .as_ref()
+        .and_then(|batch| batch.by_rule.get(&rule.definition_hash()));
+    let results: Vec<(usize, Vec<StoredFinding>, bool)> = match batched {
+        Some(found) => selected
+            .iter()
+            .map(|&i| (i, found.get(&i).cloned().unwrap_or_default(), true))
+            .collect(),
+        None => selected
+            .par_iter()
+            .map(|&i| {
+                let file = &inputs[i];
+                if let Some(previous) = &previous
+                    && previous.inputs.get(&file.path) == Some(&file.hash)
+                {
+                    let old = previous
+                        .findings
+                        .files
+                        .get(&file.path)
+                        .cloned()
+                        .unwrap_or_default();
+                    return (i, old, false);
+                }
+                let shared = read(&file.path);
+                (i, scan_file(rule, file, shared.as_ref(), prefilters), true)
+            })
+            .collect(),
+    };
     let scanned = results.iter().filter(|(_, _, fresh)| *fresh).count();
     let mut stored = ScanFindings {
         rule: rule_hash,
@@ -183,10 +249,11 @@ pub fn scan(
         files: BTreeMap::new(),
     };
     let mut findings = Vec::new();
-    for (path, found, _) in results {
+    for (i, found, _) in results {
         if found.is_empty() {
             continue;
         }
+        let path = &inputs[i].path;
         for (line, col, message, error) in &found {
             findings.push(Finding {
                 rule: rule.name.clone(),
@@ -201,7 +268,7 @@ pub fn scan(
                 },
             });
         }
-        stored.files.insert(path, found);
+        stored.files.insert(path.clone(), found);
     }
     ScanResult {
         reused: selected.len() - scanned,

@@ -27,7 +27,7 @@ use super::{
     llm_step::run_llm,
     process::{CommandSpec, Exit, run_command},
     report_totals::{ReportTotals, read_reports},
-    rule_scan::{self, PrefilterSet, Previous, ScanFindings, SharedText},
+    rule_scan::{self, BatchScan, PrefilterSet, Previous, ScanFindings, SharedText},
     scheduler::{Outcome, Visitor},
 };
 use crate::{
@@ -118,9 +118,24 @@ pub struct Runner {
     prefilters: OnceLock<Option<PrefilterSet>>,
     /// Rule selections by (selection id, file list), see `selection`.
     selections: Mutex<Selections>,
+    /// One-pass scans of rule nodes that share their files, see `batch_scan`.
+    batches: Mutex<Batches>,
     empty_stats: StatCache,
     /// Keys of nodes the scheduler found not cached, for their visit.
     missed: Mutex<HashMap<NodeId, KeyedInputs>>,
+}
+
+/// One-pass rule scans by (selection id, file list id); filled by the first node that asks.
+type Batches = HashMap<(blake3::Hash, blake3::Hash), Arc<OnceLock<Arc<BatchScan>>>>;
+
+/// The id of a list of files (their paths, in order).
+fn files_id(inputs: &[InputFile]) -> blake3::Hash {
+    let mut files = blake3::Hasher::new();
+    for file in inputs {
+        files.update(file.path.as_bytes());
+        files.update(&[0]);
+    }
+    files.finalize()
 }
 
 /// Rule selections by (the rules' selection id, the file list's id).
@@ -165,6 +180,7 @@ impl Runner {
             texts: RwLock::new((HashMap::new(), 0)),
             prefilters: OnceLock::new(),
             selections: Mutex::new(HashMap::new()),
+            batches: Mutex::new(HashMap::new()),
             empty_stats: StatCache::new(),
             missed: Mutex::new(HashMap::new()),
         }
@@ -724,13 +740,13 @@ impl Runner {
 
     /// Which of `inputs` the rule selects, decided once per run for all rules with the same
     /// globs and path filters over the same files.
-    fn selection(&self, rule: &CompiledRule, inputs: &[InputFile]) -> Arc<Vec<bool>> {
-        let mut files = blake3::Hasher::new();
-        for file in inputs {
-            files.update(file.path.as_bytes());
-            files.update(&[0]);
-        }
-        let id = (rule.selection_id(), files.finalize());
+    fn selection(
+        &self,
+        rule: &CompiledRule,
+        inputs: &[InputFile],
+        files: blake3::Hash,
+    ) -> Arc<Vec<bool>> {
+        let id = (rule.selection_id(), files);
         if let Some(known) = self
             .selections
             .lock()
@@ -744,6 +760,57 @@ impl Runner {
             selections.insert(id, Arc::clone(&selected));
         }
         selected
+    }
+
+    /// The findings of every rule node like `id` — same inputs patterns, same selection — over
+    /// `inputs`, scanned once for all of them (see `rule_scan::BatchScan`); `None` when the
+    /// rule has no such siblings. The first node to ask scans; the others wait for it.
+    fn batch_scan(
+        &self,
+        id: NodeId,
+        rule: &CompiledRule,
+        inputs: &[InputFile],
+        selected: &[bool],
+        files: blake3::Hash,
+    ) -> Option<Arc<BatchScan>> {
+        let patterns = &self.graph.node(id).inputs;
+        let group: Vec<&CompiledRule> = self
+            .graph
+            .ids()
+            .filter_map(|other| {
+                let node = self.graph.node(other);
+                match &node.kind {
+                    NodeKind::Rule(other)
+                        if other.selection_id() == rule.selection_id()
+                            && &node.inputs == patterns =>
+                    {
+                        Some(&**other)
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        if group.len() < 2 {
+            return None;
+        }
+        let cell = Arc::clone(
+            self.batches
+                .lock()
+                .ok()?
+                .entry((rule.selection_id(), files))
+                .or_default(),
+        );
+        let batch = cell.get_or_init(|| {
+            let read = |path: &str| self.read_shared(path);
+            Arc::new(rule_scan::scan_batch(
+                &group,
+                inputs,
+                selected,
+                &read,
+                self.prefilters(),
+            ))
+        });
+        Some(Arc::clone(batch))
     }
 
     /// The prefilters of every rule node in the graph, as one set.
@@ -793,9 +860,18 @@ impl Runner {
             _ => None,
         };
         let read = |path: &str| self.read_shared(path);
-        let selected = self.selection(rule, &inputs);
-        let mut result =
-            rule_scan::scan(rule, &inputs, &selected, previous, &read, self.prefilters());
+        let files = files_id(&inputs);
+        let selected = self.selection(rule, &inputs, files);
+        let batch = || self.batch_scan(id, rule, &inputs, &selected, files);
+        let mut result = rule_scan::scan(
+            rule,
+            &inputs,
+            &selected,
+            previous,
+            &read,
+            self.prefilters(),
+            &batch,
+        );
         if let Some(store) = store
             && self.options.cache.write
         {

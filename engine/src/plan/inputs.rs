@@ -299,11 +299,21 @@ impl InputIndex {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        InputIndex::walk(root, patterns)?.hash(stat_cache)
+        InputIndex::find(root, patterns, false)?.hash(stat_cache)
     }
 
-    /// The first half of [`build`](Self::build): find the files, hash nothing.
+    /// The first half of [`build`](Self::build): find the files, hash nothing. The walk is
+    /// parallel (this is the walk of a whole run; `build` serves single tasks, where starting
+    /// walker threads would cost more than it saves).
     pub fn walk<I, S>(root: &Path, patterns: I) -> Result<WalkedInputs, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        InputIndex::find(root, patterns, true)
+    }
+
+    fn find<I, S>(root: &Path, patterns: I, parallel: bool) -> Result<WalkedInputs, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -348,7 +358,7 @@ impl InputIndex {
         if !glob_list.is_empty() {
             let bases = walk_bases(&glob_list);
             let (mut buffer, mut scratch) = (Vec::new(), Vec::new());
-            for (rel, abs) in walk(root, &canonical_root, &bases, true)? {
+            for (rel, abs) in walk(root, &canonical_root, &bases, true, parallel)? {
                 walked += 1;
                 sets.matches_into(&rel, &mut buffer, &mut scratch);
                 if buffer.is_empty() {
@@ -652,7 +662,7 @@ pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<
     };
     let (includes, excludes) = (build(includes)?, build(excludes)?);
     if !globs.is_empty() {
-        for (rel, _) in walk(&root, &root, &walk_bases(&globs), false)? {
+        for (rel, _) in walk(&root, &root, &walk_bases(&globs), false, false)? {
             if includes.is_match(&rel) {
                 found.insert(rel);
             }
@@ -829,6 +839,7 @@ fn walk(
     canonical_root: &Path,
     bases: &[String],
     ignore_files: bool,
+    parallel: bool,
 ) -> Result<Vec<(String, PathBuf)>, Error> {
     let dirs: Vec<PathBuf> = bases
         .iter()
@@ -862,6 +873,18 @@ fn walk(
                 && matches!(entry.file_name().to_str(), Some(".git") | Some(".clab"));
             !skip
         });
+    if !parallel {
+        let mut out = Vec::new();
+        for entry in builder.build() {
+            let entry = entry.map_err(|source| Error::Walk {
+                root: root.to_owned(),
+                source,
+            })?;
+            out.extend(walked_file(&entry, root, canonical_root));
+        }
+        out.sort_unstable();
+        return Ok(out);
+    }
     // In parallel: with the stat cache loading beside it, this halves the walk of 2,000
     // directories even on 2 cores (docs/benchmarks.md).
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));

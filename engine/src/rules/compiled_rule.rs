@@ -517,6 +517,65 @@ actions:
     }
 
     #[test]
+    fn one_batch_scan_finds_what_each_rule_finds_alone() {
+        use crate::exec::rule_scan::{self, PrefilterSet, SharedText};
+        use crate::plan::inputs::InputFile;
+        use crate::store::Digest;
+        use std::sync::Arc;
+
+        let texts = [
+            ("a.py", "import os\nfoo;\n"),
+            ("b.py", "x = 1\r\nimport os\r\nfoo\r\n"),
+            ("c.py", "nothing here\n"),
+            ("d.txt", "import os\n"),
+        ];
+        let rules: Vec<CompiledRule> = [r"^import", r"foo$", r"[^;]+;", r"\Aimport"]
+            .iter()
+            .map(|pattern| condition_rule(pattern))
+            .collect();
+        let refs: Vec<&CompiledRule> = rules.iter().collect();
+        let set = PrefilterSet::new(refs.iter().copied()).unwrap();
+        let inputs: Vec<InputFile> = texts
+            .iter()
+            .map(|(path, text)| InputFile {
+                path: (*path).to_owned(),
+                hash: Digest::of_bytes(text.as_bytes()),
+                size: text.len() as u64,
+                executable: false,
+            })
+            .collect();
+        let read = |path: &str| {
+            let text = texts.iter().find(|(p, _)| *p == path)?.1;
+            Some(SharedText {
+                text: Arc::from(text),
+                hits: Some(set.search(text)),
+            })
+        };
+        let selected = rule_scan::selection(&rules[0], &inputs);
+        assert_eq!(selected, [true, true, true, false]);
+        let batch = Arc::new(rule_scan::scan_batch(
+            &refs,
+            &inputs,
+            &selected,
+            &read,
+            Some(&set),
+        ));
+        let mut total = 0;
+        for rule in &rules {
+            let alone =
+                rule_scan::scan(rule, &inputs, &selected, None, &read, Some(&set), &|| None);
+            let batched =
+                rule_scan::scan(rule, &inputs, &selected, None, &read, Some(&set), &|| {
+                    Some(Arc::clone(&batch))
+                });
+            assert_eq!(batched.findings, alone.findings);
+            assert_eq!((batched.scanned, batched.reused), (3, 0));
+            total += alone.findings.len();
+        }
+        assert_eq!(total, 6, "the test texts must produce findings");
+    }
+
+    #[test]
     fn the_whole_text_prefilter_never_changes_findings() {
         let texts = [
             "import os\nx = 1\n",
