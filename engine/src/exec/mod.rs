@@ -97,7 +97,12 @@ pub async fn run(
         if let Some(store) = open_store(&dir, &*reporter) {
             // The stat cache loads while the tree is walked.
             let (walked, loaded) = std::thread::scope(|scope| {
-                let loading = scope.spawn(|| store.stat_cache().map(|_| ()));
+                let loading = scope.spawn(|| {
+                    store.stat_cache()?;
+                    // A failed read-ahead only means lookups through SQL.
+                    let _ = store.preload_results();
+                    Ok::<(), crate::store::Error>(())
+                });
                 let walked = Planner::walk(&graph, &nodes);
                 (walked, loading.join())
             });

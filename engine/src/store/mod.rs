@@ -37,7 +37,8 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -325,7 +326,9 @@ pub struct Store {
     conn: Mutex<Connection>,
     stat_cache: OnceLock<StatCache>,
     blob_grace: Duration,
-    usage: Mutex<Usage>,
+    usage: Usage,
+    /// Rows read ahead by `preload_results`, served without the connection.
+    preloaded: RwLock<HashMap<String, ResultRow>>,
     /// Input sets known to be in `input_sets` (written or confirmed by this process).
     input_sets: Mutex<HashSet<Digest>>,
     /// Input sets read by this process.
@@ -341,10 +344,14 @@ pub type InputSet = Arc<BTreeMap<String, Digest>>;
 /// and before anything reads them (`stats`, `prune`, `clean`).
 #[derive(Debug, Default)]
 struct Usage {
-    hits: i64,
-    misses: i64,
-    used: HashMap<String, i64>,
+    hits: AtomicI64,
+    misses: AtomicI64,
+    used: Mutex<HashMap<String, i64>>,
 }
+
+/// A `results` row as `load_result` reads it: task, status, duration, outputs JSON, log
+/// digest, created and last used.
+type ResultRow = (String, String, i64, String, Option<String>, i64, i64);
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`. A corrupt `cache.db` is moved aside and
@@ -361,7 +368,8 @@ impl Store {
             conn: Mutex::new(conn),
             stat_cache: OnceLock::new(),
             blob_grace: BLOB_GRACE,
-            usage: Mutex::new(Usage::default()),
+            usage: Usage::default(),
+            preloaded: RwLock::new(HashMap::new()),
             input_sets: Mutex::new(HashSet::new()),
             parsed_input_sets: Mutex::new(HashMap::new()),
         };
@@ -440,6 +448,10 @@ impl Store {
     /// Saves a successful result under `key`, replacing any previous one. Fails with
     /// `missing_blob` unless every output and the log are already in the CAS.
     pub fn save_result(&self, key: &str, result: &CachedResult) -> Result<(), Error> {
+        self.preloaded
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
         let mut size = 0u64;
         for digest in result.blobs().collect::<BTreeSet<_>>() {
             let path = self.cas.path_of(&digest);
@@ -476,27 +488,27 @@ impl Store {
     /// Loads the result saved under `key` and marks it used; counts a hit or a miss. A result
     /// whose blobs are gone is deleted and reported as a miss.
     pub fn load_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
-        let conn = self.conn();
-        let row = self.sql(
-            conn.prepare_cached(
-                "SELECT task, status, duration_ms, outputs, log_hash, created_ms, last_used_ms
-                 FROM results WHERE key = ?1",
-            )
-            .and_then(|mut statement| {
-                statement.query_row(params![key], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, i64>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, Option<String>>(4)?,
-                        row.get::<_, i64>(5)?,
-                        row.get::<_, i64>(6)?,
-                    ))
-                })
-            })
-            .optional(),
-        )?;
+        let preloaded = self
+            .preloaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned();
+        let row = match preloaded {
+            Some(row) => Some(row),
+            None => {
+                let conn = self.conn();
+                self.sql(
+                    conn.prepare_cached(
+                        "SELECT task, status, duration_ms, outputs, log_hash, created_ms,
+                                last_used_ms
+                         FROM results WHERE key = ?1",
+                    )
+                    .and_then(|mut statement| statement.query_row(params![key], result_row))
+                    .optional(),
+                )?
+            }
+        };
         let had_row = row.is_some();
         let result = match row {
             None => None,
@@ -528,41 +540,80 @@ impl Store {
                 Some(r)
             }
             _ if had_row => {
+                self.preloaded
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(key);
+                let conn = self.conn();
                 self.sql(conn.execute("DELETE FROM results WHERE key = ?1", params![key]))?;
                 None
             }
             _ => None,
         };
-        drop(conn);
-        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
         let Some(mut result) = result else {
-            usage.misses += 1;
+            self.usage.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         };
-        usage.hits += 1;
+        self.usage.hits.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
         // Least-recently-used order needs no finer grain than this: a no-op run right after
         // another writes nothing.
         if now - result.last_used_ms >= LAST_USED_GRAIN_MS {
-            usage.used.insert(key.to_owned(), now);
+            self.usage
+                .used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.to_owned(), now);
             result.last_used_ms = now;
         }
         Ok(Some(result))
     }
 
+    /// Drop every read-ahead row: results are about to change.
+    fn forget_preloaded(&self) {
+        let mut preloaded = self.preloaded.write().unwrap_or_else(|e| e.into_inner());
+        if !preloaded.is_empty() {
+            preloaded.clear();
+        }
+    }
+
+    /// Read ahead the result of each task's last run (the row its manifest's key names): on a
+    /// no-op run every lookup is one of them, and is then served without taking the
+    /// connection. Rows saved or deleted later are still found (or not) through SQL.
+    pub fn preload_results(&self) -> Result<usize, Error> {
+        let rows = {
+            let conn = self.conn();
+            let mut statement = self.sql(conn.prepare(
+                "SELECT r.task, r.status, r.duration_ms, r.outputs, r.log_hash, r.created_ms,
+                        r.last_used_ms, r.key
+                 FROM manifests m JOIN results r ON r.key = m.key",
+            ))?;
+            self.sql(
+                statement
+                    .query_map([], |row| Ok((row.get::<_, String>(7)?, result_row(row)?)))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
+            )?
+        };
+        let count = rows.len();
+        self.preloaded
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(rows);
+        Ok(count)
+    }
+
     /// Writes the hit and miss counts and last-used times gathered by `load_result` since the
     /// last flush, in one transaction.
     pub fn flush_usage(&self) -> Result<(), Error> {
-        let usage = {
-            let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::take(&mut *usage)
-        };
-        if usage.hits == 0 && usage.misses == 0 && usage.used.is_empty() {
+        let hits = self.usage.hits.swap(0, Ordering::Relaxed);
+        let misses = self.usage.misses.swap(0, Ordering::Relaxed);
+        let used = std::mem::take(&mut *self.usage.used.lock().unwrap_or_else(|e| e.into_inner()));
+        if hits == 0 && misses == 0 && used.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn();
         let tx = self.sql(conn.transaction())?;
-        for (name, n) in [("hits", usage.hits), ("misses", usage.misses)] {
+        for (name, n) in [("hits", hits), ("misses", misses)] {
             if n > 0 {
                 self.sql(tx.execute(
                     "INSERT INTO counters (name, value) VALUES (?1, ?2)
@@ -575,7 +626,7 @@ impl Store {
             let mut statement = self.sql(tx.prepare(
                 "UPDATE results SET last_used_ms = max(last_used_ms, ?2) WHERE key = ?1",
             ))?;
-            for (key, when) in &usage.used {
+            for (key, when) in &used {
                 self.sql(statement.execute(params![key, when]))?;
             }
         }
@@ -1009,6 +1060,7 @@ impl Store {
     /// LLM call log are kept: they are records, not cache.
     pub fn clean(&self) -> Result<PruneReport, Error> {
         self.flush_usage()?;
+        self.forget_preloaded();
         let blobs = self.cas.list()?;
         let entries = {
             let mut conn = self.conn();
@@ -1047,6 +1099,7 @@ impl Store {
     /// (`BLOB_GRACE`) are kept, since a concurrent writer may be about to reference them.
     pub fn prune(&self, max_bytes: u64) -> Result<PruneReport, Error> {
         self.flush_usage()?;
+        self.forget_preloaded();
         let cutoff = SystemTime::now()
             .checked_sub(self.blob_grace)
             .unwrap_or(UNIX_EPOCH);
@@ -1180,6 +1233,19 @@ fn output_is_current(stat_cache: &StatCache, abs: &Path, output: &OutputEntry) -
 }
 
 /// The canonical project root: stat-cache keys must be absolute and spelled one way.
+/// A `results` row in the column order `load_result` selects.
+fn result_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ResultRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
 /// The digest of no bytes at all.
 fn empty_digest() -> Digest {
     static EMPTY: OnceLock<Digest> = OnceLock::new();
@@ -1628,6 +1694,38 @@ mod tests {
         assert_eq!((report.entries, report.blobs), (0, 1));
         assert!(!leftover.exists());
         assert_eq!(store.read_log(&kept).unwrap(), b"complete");
+    }
+
+    #[test]
+    fn read_ahead_results_serve_lookups_and_never_outlive_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let log = store.put_log(b"first").unwrap();
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 7, vec![], Some(log)))
+            .unwrap();
+        store.save_manifest("t", "k", "{}").unwrap();
+        store.save_manifest("gone", "no-such-key", "{}").unwrap();
+        assert_eq!(store.preload_results().unwrap(), 1);
+        // Served from the read-ahead, and the same as through SQL.
+        let hit = store.load_result("k").unwrap().unwrap();
+        assert_eq!((hit.duration_ms, hit.log), (7, Some(log)));
+        assert!(store.load_result("other").unwrap().is_none());
+
+        // A result saved after the read-ahead replaces the read-ahead row.
+        let newer = store.put_log(b"second").unwrap();
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 9, vec![], Some(newer)))
+            .unwrap();
+        assert_eq!(store.load_result("k").unwrap().unwrap().duration_ms, 9);
+
+        // A read-ahead row whose blob is gone is a miss, and the row is deleted.
+        store.preload_results().unwrap();
+        fs::remove_file(store.cas().path_of(&newer)).unwrap();
+        assert!(store.load_result("k").unwrap().is_none());
+        assert_eq!(store.stats().unwrap().entries, 0);
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.hits, stats.misses), (2, 2));
     }
 
     #[test]
