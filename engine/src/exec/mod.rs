@@ -92,9 +92,15 @@ pub async fn run(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let mut cache = None;
+    let mut history = None;
+    // Nothing to look up or store (`echo hi` without inputs): the store only keeps history.
+    let cacheable = nodes.iter().any(|&id| graph.node(id).is_cacheable());
     if options.cache.read || options.cache.write {
         let dir = crate::store::cache_dir(graph.root(), options.cache_dir.as_deref());
         if let Some(store) = open_store(&dir, &*reporter) {
+            history = Some(Arc::clone(&store));
+        }
+        if let Some(store) = history.as_ref().filter(|_| cacheable).map(Arc::clone) {
             // The stat cache loads while the tree is walked.
             let (walked, loaded) = std::thread::scope(|scope| {
                 let loading = scope.spawn(|| {
@@ -122,11 +128,10 @@ pub async fn run(
             }
         }
     }
-    let store = cache.as_ref().map(|cache| Arc::clone(&cache.store));
     // The hashes found while planning (all of them on a cold run: 10,000 rows for 10,000
     // files) are written while the nodes run, not after.
-    let early_flush = store.as_ref().map(|store| {
-        let store = Arc::clone(store);
+    let early_flush = cache.as_ref().map(|cache| {
+        let store = Arc::clone(&cache.store);
         tokio::task::spawn_blocking(move || store.flush_stat_cache())
     });
     let runner = Arc::new(Runner::new(
@@ -159,7 +164,7 @@ pub async fn run(
     let mut summary = summary;
     (summary.tokens_in, summary.tokens_out) = runner.tokens();
     reporter.report(&Event::RunFinished(summary.clone()));
-    if let Some(store) = store {
+    if let Some(store) = history {
         let record = RunRecord {
             started_ms,
             targets,
