@@ -174,10 +174,9 @@ pub async fn run(
             duration_ms: summary.wall_ms,
             extra: (!reports.is_empty()).then(|| serde_json::json!({ "reports": reports })),
         };
-        if let Some(Ok(Err(err))) = match early_flush {
-            Some(flush) => Some(flush.await),
-            None => None,
-        } {
+        if let Some(flush) = early_flush
+            && let Ok(Err(err)) = flush.await
+        {
             reporter.report(&Event::Warning {
                 message: format!("cannot save the stat cache: {err}"),
             });

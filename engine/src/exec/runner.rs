@@ -355,7 +355,6 @@ impl Runner {
         }
     }
 
-    /// Compute the key and look it up; on a hit restore and report; on a miss take the lock.
     /// Whether a dependency (or something before it) wrote files during this run.
     fn upstream_touched(&self, id: NodeId) -> bool {
         self.upstream(id).iter().any(|&dep| self.left(dep).touched)
@@ -420,6 +419,8 @@ impl Runner {
         })
     }
 
+    /// Compute the key (or take the one the scheduler's settle left) and look it up unless
+    /// settle just did; on a hit restore and report; on a miss take the lock.
     fn prepare(&self, id: NodeId, rescan: bool) -> Result<Prepared, String> {
         let Some(cache) = &self.cache else {
             return Err("no cache".into());

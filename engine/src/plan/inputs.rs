@@ -4,13 +4,15 @@
 //! Out: per task a sorted `Vec<InputFile>` (path with `/` separators, blake3 digest, size,
 //! executable bit). A task with no include pattern has no inputs.
 //!
-//! One walk serves every task: `InputIndex::build` takes the patterns of all tasks, walks the
-//! tree once (only below the literal prefixes of the globs: `src/**/*.py` walks `src/`), matches
-//! every walked file against the globs whose literal prefix is one of its directories (one
-//! `GlobSet` per prefix, so 2,000 tasks with `src/<task>/*.txt` cost one match per file, not
-//! 2,000), and hashes each distinct
-//! matched file once, in parallel (rayon), through the `StatCache`. `InputIndex::select` then
-//! answers one task from precomputed per-pattern lists, applying that task's excludes.
+//! One walk serves every task: `InputIndex::walk` takes the patterns of all tasks, walks the
+//! tree once, in parallel (only below the literal prefixes of the globs: `src/**/*.py` walks
+//! `src/`), and matches every walked file against the globs whose literal prefix is one of its
+//! directories (sets per prefix, so 2,000 tasks with `src/<task>/*.txt` cost one match per
+//! file, not 2,000; `*.txt` directly below a prefix is matched by file name). Then
+//! `WalkedInputs::hash` hashes each distinct matched file once, in parallel (rayon), through
+//! the `StatCache` — which `clab run` loads meanwhile. `InputIndex::build` does both for a
+//! single task's rescan, walking sequentially. `InputIndex::select` then answers one task
+//! from precomputed per-pattern lists, applying that task's excludes.
 //! `expand_outputs` lists the files output patterns name after a run, without ignore rules.
 //!
 //! Pattern semantics:
