@@ -345,3 +345,80 @@ fn cache_dir_override_stats_prune_clean_and_history() {
         .status(0)
         .stdout_lacks("cached");
 }
+
+/// Files must be older than the racy-git margin (1 s) before their stats are trusted.
+fn quiet_second() {
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+}
+
+#[test]
+fn a_quiet_no_op_is_answered_by_the_snapshot_and_every_change_falls_back() {
+    let test = pipeline();
+    test.run_with(&["run", "check"]).status(0);
+    assert_eq!(runs(&test), ["check", "count", "gen", "upper"]);
+    quiet_second();
+    // All hits, nothing restored, every stat old enough: this run writes the snapshot.
+    test.run_with(&["run", "check", "--json"])
+        .status(0)
+        .stdout_lacks("from_snapshot");
+    let from_snapshot = "\"from_snapshot\":true";
+    test.run_with(&["run", "check", "--json"])
+        .status(0)
+        .stdout_has(from_snapshot)
+        .stdout_has(r#""task":"check","status":{"kind":"cached"}"#)
+        .stdout_has("A\\nB"); // check's log, replayed
+    test.run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 0 ran, 4 cached");
+    assert!(runs(&test).is_empty());
+
+    // A changed input: the normal run, and the task reruns.
+    test.write("src/data.txt", "b\na\nc\n");
+    test.run_with(&["run", "check", "--json"])
+        .status(0)
+        .stdout_lacks(from_snapshot);
+    assert_eq!(runs(&test), ["check", "count", "gen", "upper"]);
+
+    // A file added to an input directory.
+    quiet_second();
+    test.run_with(&["run", "check"]).status(0);
+    test.run_with(&["run", "check", "--json"])
+        .stdout_has(from_snapshot);
+    test.write("src/more.txt", "d\n");
+    test.run_with(&["run", "check", "--json"])
+        .status(0)
+        .stdout_lacks(from_snapshot);
+    assert_eq!(runs(&test), ["check", "count", "gen", "upper"]);
+
+    // A deleted output is restored, not taken on trust.
+    quiet_second();
+    test.run_with(&["run", "check"]).status(0);
+    test.run_with(&["run", "check", "--json"])
+        .stdout_has(from_snapshot);
+    std::fs::remove_file(test.path().join("build/upper.txt")).unwrap();
+    test.run_with(&["run", "check", "--json"])
+        .status(0)
+        .stdout_lacks(from_snapshot);
+    assert_eq!(test.read("build/upper.txt"), "A\nB\nC\nD\n");
+    assert!(runs(&test).is_empty());
+
+    // An ignore file above the inputs, a cleaned cache: never trusted.
+    quiet_second();
+    test.run_with(&["run", "check"]).status(0);
+    test.run_with(&["run", "check", "--json"])
+        .stdout_has(from_snapshot);
+    test.write(".gitignore", "src/more.txt\n");
+    test.run_with(&["run", "check", "--json"])
+        .status(0)
+        .stdout_lacks(from_snapshot);
+    // Without more.txt the inputs are those of an earlier run: restored from the cache.
+    assert_eq!(test.read("build/sorted.txt"), "a\nb\nc\n");
+    assert!(runs(&test).is_empty());
+    quiet_second();
+    test.run_with(&["run", "check"]).status(0);
+    test.run_with(&["cache", "clean"]).status(0);
+    test.run_with(&["run", "check", "--json"])
+        .status(0)
+        .stdout_lacks(from_snapshot);
+    assert_eq!(runs(&test), ["check", "count", "gen", "upper"]);
+}

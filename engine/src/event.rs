@@ -165,6 +165,10 @@ pub struct Summary {
     pub tokens_in: u64,
     /// Answer tokens received from LLM providers.
     pub tokens_out: u64,
+    /// Nothing had changed since a run in which everything was cached: the run was answered
+    /// from its snapshot (`exec::snapshot`) without hashing anything.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub from_snapshot: bool,
 }
 
 /// Receives events. Called from many tasks at once, so it must be cheap and thread-safe.

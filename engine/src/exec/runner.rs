@@ -43,7 +43,12 @@ use crate::{
         stat_cache::StatCache,
     },
     rules::CompiledRule,
-    store::{Digest, Store, cached_result::CachedResult, key_lock::KeyLock, llm_call::LlmCall},
+    store::{
+        Digest, Store,
+        cached_result::{CachedResult, OutputEntry},
+        key_lock::KeyLock,
+        llm_call::LlmCall,
+    },
 };
 
 /// How the cache is used.
@@ -121,6 +126,8 @@ pub struct Runner {
     /// One-pass scans of rule nodes that share their files, see `batch_scan`.
     batches: Mutex<Batches>,
     empty_stats: StatCache,
+    /// Every cache hit of the run, for the no-op snapshot.
+    hits: Mutex<Vec<Hit>>,
     /// Keys of nodes the scheduler found not cached, for their visit.
     missed: Mutex<HashMap<NodeId, KeyedInputs>>,
 }
@@ -140,6 +147,21 @@ fn files_id(inputs: &[InputFile]) -> blake3::Hash {
 
 /// Rule selections by (the rules' selection id, the file list's id).
 type Selections = HashMap<(blake3::Hash, blake3::Hash), Arc<Vec<bool>>>;
+
+/// A node restored from the cache.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    /// The node.
+    pub id: NodeId,
+    /// How long its recorded run took.
+    pub duration_ms: u64,
+    /// Its log blob.
+    pub log: Option<Digest>,
+    /// Its outputs.
+    pub outputs: Vec<OutputEntry>,
+    /// Whether any output had to be written back.
+    pub restored: bool,
+}
 
 /// A node's key and what it was computed from.
 struct KeyedInputs {
@@ -183,6 +205,7 @@ impl Runner {
             batches: Mutex::new(HashMap::new()),
             empty_stats: StatCache::new(),
             missed: Mutex::new(HashMap::new()),
+            hits: Mutex::new(Vec::new()),
         }
     }
 
@@ -219,6 +242,16 @@ impl Runner {
             }
         }
         found
+    }
+
+    /// Every cache hit so far.
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// The run's planner, when it has a cache.
+    pub fn planner(&self) -> Option<&Planner> {
+        self.cache.as_ref().map(|cache| &cache.planner)
     }
 
     /// The test and coverage totals of every node that had reports, in finishing order.
@@ -522,6 +555,15 @@ impl Runner {
             Some(digest_entries(&result.outputs)),
             !report.restored.is_empty(),
         );
+        if let Ok(mut hits) = self.hits.lock() {
+            hits.push(Hit {
+                id,
+                duration_ms: result.duration_ms,
+                log: result.log,
+                outputs: result.outputs.clone(),
+                restored: !report.restored.is_empty(),
+            });
+        }
         self.reporter.report(&Event::TaskFinished {
             task: node.name.clone(),
             status: Status::Cached,

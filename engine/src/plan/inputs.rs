@@ -273,12 +273,16 @@ pub struct InputIndex {
     excluded: HashMap<String, Vec<bool>>,
     literals: HashMap<String, Literal>,
     stats: IndexStats,
+    area: WalkArea,
+    /// Absolute path of each of `files`.
+    paths: Vec<PathBuf>,
 }
 
 /// The files an [`InputIndex`] will hold, found but not yet hashed
 /// ([`InputIndex::walk`]): the stat cache can load meanwhile.
 #[derive(Debug)]
 pub struct WalkedInputs {
+    area: WalkArea,
     /// (relative, absolute) path of each selected file, sorted by path.
     candidates: Vec<(String, PathBuf)>,
     /// Each glob and the indexes of the candidates it matched.
@@ -357,10 +361,13 @@ impl InputIndex {
         let mut candidates: Vec<(String, PathBuf)> = Vec::new();
         let mut matched: Vec<Vec<usize>> = vec![Vec::new(); glob_list.len()];
         let mut walked = 0;
+        let mut area = WalkArea::default();
         if !glob_list.is_empty() {
             let bases = walk_bases(&glob_list);
             let (mut buffer, mut scratch) = (Vec::new(), Vec::new());
-            for (rel, abs) in walk(root, &canonical_root, &bases, true, parallel)? {
+            let (found, walked_area) = walk(root, &canonical_root, &bases, true, parallel)?;
+            area = walked_area;
+            for (rel, abs) in found {
                 walked += 1;
                 sets.matches_into(&rel, &mut buffer, &mut scratch);
                 if buffer.is_empty() {
@@ -397,6 +404,7 @@ impl InputIndex {
         }
         merge_sorted(&mut candidates, unwalked, &mut matched);
         Ok(WalkedInputs {
+            area,
             candidates,
             globs: glob_list.into_iter().zip(matched).collect(),
             exclude_list,
@@ -411,6 +419,7 @@ impl WalkedInputs {
     /// The second half of [`InputIndex::build`]: hash every file once, in parallel.
     pub fn hash(self, stat_cache: &StatCache) -> Result<InputIndex, Error> {
         let WalkedInputs {
+            area,
             candidates,
             globs,
             exclude_list,
@@ -458,6 +467,8 @@ impl WalkedInputs {
             excluded,
             literals: literal_state,
             stats,
+            area,
+            paths: candidates.into_iter().map(|(_, abs)| abs).collect(),
         })
     }
 }
@@ -539,6 +550,16 @@ impl InputIndex {
                     .is_none_or(|set: &GlobSet| !set.is_match(&f.path))
             })
             .collect())
+    }
+
+    /// Where the walk looked.
+    pub fn area(&self) -> &WalkArea {
+        &self.area
+    }
+
+    /// The absolute path of each of [`files`](Self::files), in the same order.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
     }
 
     /// Every file selected by some pattern, sorted by path.
@@ -664,7 +685,7 @@ pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<
     };
     let (includes, excludes) = (build(includes)?, build(excludes)?);
     if !globs.is_empty() {
-        for (rel, _) in walk(&root, &root, &walk_bases(&globs), false, false)? {
+        for (rel, _) in walk(&root, &root, &walk_bases(&globs), false, false)?.0 {
             if includes.is_match(&rel) {
                 found.insert(rel);
             }
@@ -842,20 +863,24 @@ fn walk(
     bases: &[String],
     ignore_files: bool,
     parallel: bool,
-) -> Result<Vec<(String, PathBuf)>, Error> {
-    let dirs: Vec<PathBuf> = bases
-        .iter()
-        .map(|b| {
-            if b.is_empty() {
-                root.to_owned()
-            } else {
-                root.join(b)
-            }
-        })
-        .filter(|d| d.is_dir())
-        .collect();
+) -> Result<(Vec<(String, PathBuf)>, WalkArea), Error> {
+    let mut area = WalkArea::default();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for base in bases {
+        let dir = if base.is_empty() {
+            root.to_owned()
+        } else {
+            root.join(base)
+        };
+        if dir.is_dir() {
+            dirs.push(dir.clone());
+        } else {
+            area.missing.push(dir.clone());
+        }
+        area.bases.push(dir);
+    }
     let Some((first, rest)) = dirs.split_first() else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), area));
     };
     let mut builder = ignore::WalkBuilder::new(first);
     for dir in rest {
@@ -882,19 +907,28 @@ fn walk(
                 root: root.to_owned(),
                 source,
             })?;
+            if entry.file_type().is_some_and(|t| t.is_dir()) {
+                area.dirs.push(entry.path().to_owned());
+            }
             out.extend(walked_file(&entry, root, canonical_root));
         }
         out.sort_unstable();
-        return Ok(out);
+        return Ok((out, area));
     }
     // In parallel: with the stat cache loading beside it, this halves the walk of 2,000
     // directories even on 2 cores (docs/benchmarks.md).
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
     let found = std::sync::Mutex::new((Vec::new(), None));
+    let walked_dirs = std::sync::Mutex::new(Vec::new());
     builder.threads(threads).build_parallel().run(|| {
         Box::new(|entry| match entry {
             Ok(entry) => {
-                if let Some(file) = walked_file(&entry, root, canonical_root) {
+                if entry.file_type().is_some_and(|t| t.is_dir()) {
+                    walked_dirs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(entry.path().to_owned());
+                } else if let Some(file) = walked_file(&entry, root, canonical_root) {
                     found.lock().unwrap_or_else(|e| e.into_inner()).0.push(file);
                 }
                 ignore::WalkState::Continue
@@ -916,7 +950,19 @@ fn walk(
     // Bases are disjoint, but keep the index sorted and duplicate-free regardless.
     out.sort_unstable();
     out.dedup_by(|a, b| a.0 == b.0);
-    Ok(out)
+    area.dirs = walked_dirs.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok((out, area))
+}
+
+/// Where a walk looked: what decides which files it finds, besides the files' names.
+#[derive(Debug, Clone, Default)]
+pub struct WalkArea {
+    /// Every directory walked (absolute): a file added or removed changes its mtime.
+    pub dirs: Vec<PathBuf>,
+    /// Glob bases that did not exist (absolute).
+    pub missing: Vec<PathBuf>,
+    /// Every glob base (absolute): ignore files in their parents apply too.
+    pub bases: Vec<PathBuf>,
 }
 
 /// The (relative, absolute) path of a walked entry that is an input candidate: a regular file,

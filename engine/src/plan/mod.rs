@@ -104,6 +104,11 @@ impl Planner {
         })
     }
 
+    /// The run's input index.
+    pub fn index(&self) -> &InputIndex {
+        &self.index
+    }
+
     /// The input files of a node. With `rescan`, walk its patterns again instead of using
     /// the run's index: a dependency that ran may have written files the index has not seen.
     pub fn inputs(

@@ -139,7 +139,7 @@ enum OpenFailure {
 
 /// Opens (creating if needed) the database at `path`, recovering from corruption.
 pub(crate) fn open(path: &Path) -> Result<(Connection, Option<Warning>), Error> {
-    match try_open(path) {
+    match try_open_patiently(path) {
         Ok(conn) => Ok((conn, None)),
         Err(OpenFailure::Other(e)) => Err(e),
         Err(OpenFailure::Corrupt(reason)) => {
@@ -212,6 +212,26 @@ fn check_integrity(path: &Path, conn: &Connection) -> Result<(), OpenFailure> {
         return Err(OpenFailure::Corrupt(check));
     }
     Ok(())
+}
+
+/// [`try_open`], again while another process holds a lock the busy timeout does not cover
+/// (switching a database another connection is creating to WAL answers `SQLITE_BUSY` at
+/// once): two clab processes starting together on a fresh cache must both get it.
+fn try_open_patiently(path: &Path) -> Result<Connection, OpenFailure> {
+    let started = std::time::Instant::now();
+    loop {
+        match try_open(path) {
+            Err(OpenFailure::Other(Error::Sqlite { source, .. }))
+                if matches!(
+                    source.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn try_open(path: &Path) -> Result<Connection, OpenFailure> {

@@ -68,6 +68,10 @@ pub fn cache_dir(root: &Path, override_dir: Option<&Path>) -> PathBuf {
     }
 }
 
+/// File names in the cache directory that start with this are no-op snapshots
+/// (`exec::snapshot`): they vouch for results, so whatever changes results deletes them.
+pub const SNAPSHOT_PREFIX: &str = "noop-";
+
 /// How stale a result's `last_used_ms` may get before a hit writes it again (10 minutes).
 const LAST_USED_GRAIN_MS: i64 = 10 * 60 * 1000;
 
@@ -373,6 +377,10 @@ impl Store {
             input_sets: Mutex::new(HashSet::new()),
             parsed_input_sets: Mutex::new(HashMap::new()),
         };
+        if warning.is_some() {
+            // The results a snapshot vouches for went with the damaged database.
+            store.forget_snapshots();
+        }
         Ok(Opened {
             store,
             warnings: warning.into_iter().collect(),
@@ -567,6 +575,27 @@ impl Store {
             result.last_used_ms = now;
         }
         Ok(Some(result))
+    }
+
+    /// Delete every no-op snapshot of this cache (see [`SNAPSHOT_PREFIX`]).
+    pub fn forget_snapshots(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(SNAPSHOT_PREFIX))
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Count `n` cache hits that did not go through [`load_result`](Self::load_result).
+    pub fn count_hits(&self, n: usize) {
+        self.usage.hits.fetch_add(n as i64, Ordering::Relaxed);
     }
 
     /// Drop every read-ahead row: results are about to change.
@@ -1061,6 +1090,7 @@ impl Store {
     pub fn clean(&self) -> Result<PruneReport, Error> {
         self.flush_usage()?;
         self.forget_preloaded();
+        self.forget_snapshots();
         let blobs = self.cas.list()?;
         let entries = {
             let mut conn = self.conn();
@@ -1100,6 +1130,7 @@ impl Store {
     pub fn prune(&self, max_bytes: u64) -> Result<PruneReport, Error> {
         self.flush_usage()?;
         self.forget_preloaded();
+        self.forget_snapshots();
         let cutoff = SystemTime::now()
             .checked_sub(self.blob_grace)
             .unwrap_or(UNIX_EPOCH);

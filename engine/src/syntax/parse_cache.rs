@@ -78,6 +78,14 @@ fn stamp(text: &str) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
+/// [`binary_identity`] as text, for other caches keyed by the build.
+pub(crate) fn binary_stamp() -> String {
+    binary_identity()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The size and mtime of the running executable: a rebuilt clab never reads entries written
 /// by an older build of the same version.
 fn binary_identity() -> [u8; 24] {
