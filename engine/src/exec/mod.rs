@@ -124,9 +124,14 @@ async fn replay(
         duration_ms: summary.wall_ms,
         extra: None,
     };
-    let store = Arc::clone(store);
+    save_run(Arc::clone(store), record, reporter).await;
+    summary
+}
+
+/// Write what the run left in memory (stat-cache rows, hit counts) and its history row.
+async fn save_run(store: Arc<Store>, record: RunRecord, reporter: &dyn Reporter) {
     let saved = tokio::task::spawn_blocking(move || {
-        store.flush_usage()?;
+        store.flush_stat_cache()?;
         store.record_run(&record)
     })
     .await;
@@ -135,7 +140,6 @@ async fn replay(
             message: format!("cannot record the run in the cache: {err}"),
         });
     }
-    summary
 }
 
 /// Run `nodes` (the closure of `targets`) with the cache, and record the run.
@@ -271,16 +275,7 @@ pub async fn run(
                 message: format!("cannot save the stat cache: {err}"),
             });
         }
-        let saved = tokio::task::spawn_blocking(move || {
-            store.flush_stat_cache()?;
-            store.record_run(&record)
-        })
-        .await;
-        if let Ok(Err(err)) = saved {
-            reporter.report(&Event::Warning {
-                message: format!("cannot record the run in the cache: {err}"),
-            });
-        }
+        save_run(store, record, &*reporter).await;
     }
     summary
 }
