@@ -546,7 +546,7 @@ impl Runner {
         // Most logs are empty: no blob to read.
         let log = result
             .log
-            .filter(|digest| *digest != Digest::of_bytes(b""))
+            .filter(|digest| *digest != Digest::empty())
             .and_then(|digest| cache.store.read_log(&digest).ok())
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .filter(|text| !text.is_empty());

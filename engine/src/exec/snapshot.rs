@@ -139,18 +139,10 @@ pub fn path(cache_dir: &Path, targets: &[String]) -> PathBuf {
     ))
 }
 
-/// The hashed values of the graph's `env-inputs`, as one string for the stamp.
+/// The hashed values of the graph's `env-inputs` (as keys hold them), as one string for the
+/// stamp.
 pub fn env_inputs(graph: &Graph) -> String {
-    graph
-        .file()
-        .env_inputs
-        .iter()
-        .map(|name| {
-            let value = std::env::var(&name.value).ok();
-            let hashed = value.map(|v| Digest::of_bytes(v.as_bytes()).to_hex().to_string());
-            format!("{}={}\n", name.value, hashed.as_deref().unwrap_or("-"))
-        })
-        .collect()
+    serde_json::to_string(&crate::plan::env_input_hashes(graph)).unwrap_or_default()
 }
 
 /// One recorded `stat`: `F` follows symlinks (inputs, directories, ignore files), `L` does
@@ -298,12 +290,11 @@ fn snapshot_text(
         if hit.restored {
             return None;
         }
-        let log = hit
-            .log
-            .filter(|log| *log != Digest::of_bytes(b""))
-            .map_or_else(|| "-".to_owned(), |log| log.to_hex().to_string());
+        // An empty log is never replayed (nor its blob needed).
+        let log = hit.log.filter(|log| *log != Digest::empty());
+        let log_field = log.map_or_else(|| "-".to_owned(), |log| log.to_hex().to_string());
         out.push_str(&format!(
-            "node {}\t{}\t{log}\n",
+            "node {}\t{}\t{log_field}\n",
             clean(&node.name)?,
             hit.duration_ms
         ));
@@ -311,7 +302,7 @@ fn snapshot_text(
             checks.push(('L', root.join(&output.path)));
             checks.push(('e', store.cas().path_of(&output.hash)));
         }
-        if let Some(log) = hit.log.filter(|log| *log != Digest::of_bytes(b"")) {
+        if let Some(log) = log {
             checks.push(('e', store.cas().path_of(&log)));
         }
     }

@@ -86,20 +86,9 @@ impl Planner {
     }
 
     fn finish(graph: &Graph, index: InputIndex) -> Result<Planner, Error> {
-        let env_inputs = graph
-            .file()
-            .env_inputs
-            .iter()
-            .map(|name| {
-                // Values are hashed: an env-input may well be a secret.
-                let value = std::env::var(&name.value).ok();
-                let hashed = value.map(|v| Digest::of_bytes(v.as_bytes()).to_hex());
-                (name.value.clone(), hashed)
-            })
-            .collect();
         Ok(Planner {
             index,
-            env_inputs,
+            env_inputs: env_input_hashes(graph),
             shared_inputs: Mutex::new(HashMap::new()),
         })
     }
@@ -392,6 +381,21 @@ pub fn save_parts(
         serde_json::to_string(parts)
     };
     store.save_manifest(task, key, &json.unwrap_or_default())
+}
+
+/// Each `env-inputs` variable and the blake3 hex of its value (`None` when unset), as keys
+/// hold them: an env-input may well be a secret, so its value is never kept.
+pub fn env_input_hashes(graph: &Graph) -> BTreeMap<String, Option<String>> {
+    graph
+        .file()
+        .env_inputs
+        .iter()
+        .map(|name| {
+            let value = std::env::var(&name.value).ok();
+            let hashed = value.map(|v| Digest::of_bytes(v.as_bytes()).to_hex().to_string());
+            (name.value.clone(), hashed)
+        })
+        .collect()
 }
 
 /// Why a node must run, given the key parts of its last run (if any) and its current ones.

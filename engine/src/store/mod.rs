@@ -543,7 +543,7 @@ impl Store {
             // The empty blob (most logs) is never read, so its presence is not checked.
             Some(r)
                 if r.blobs()
-                    .all(|d| d == empty_digest() || self.cas.contains(&d)) =>
+                    .all(|d| d == Digest::empty() || self.cas.contains(&d)) =>
             {
                 Some(r)
             }
@@ -600,10 +600,10 @@ impl Store {
 
     /// Drop every read-ahead row: results are about to change.
     fn forget_preloaded(&self) {
-        let mut preloaded = self.preloaded.write().unwrap_or_else(|e| e.into_inner());
-        if !preloaded.is_empty() {
-            preloaded.clear();
-        }
+        self.preloaded
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Read ahead the result of each task's last run (the row its manifest's key names): on a
@@ -1275,12 +1275,6 @@ fn result_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ResultRow> {
         row.get(5)?,
         row.get(6)?,
     ))
-}
-
-/// The digest of no bytes at all.
-fn empty_digest() -> Digest {
-    static EMPTY: OnceLock<Digest> = OnceLock::new();
-    *EMPTY.get_or_init(|| Digest::of_bytes(b""))
 }
 
 /// Resolved once per process and root: every cache hit asks.
