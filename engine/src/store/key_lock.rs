@@ -1,23 +1,30 @@
 //! `KeyLock`: an advisory, exclusive, cross-process lock on one cache key.
 //!
-//! In: the locks directory (`<cache dir>/locks/`) and a cache key. Out: a guard that holds
-//! `flock(LOCK_EX)` on `locks/<key>` until dropped, so two clab processes (or two threads with
-//! their own file descriptions) never run the same task for the same key at once; the second
-//! waits and then finds the first one's result in the cache.
+//! In: the locks directory (`<cache dir>/locks/`) and a cache key. Out: a guard that holds an
+//! exclusive lock on the key until dropped, so two clab processes (or two threads) never run
+//! the same task for the same key at once; the second waits and then finds the first one's
+//! result in the cache.
+//!
+//! On Linux every key is one byte of a single file, `locks/keys`, at an offset taken from the
+//! key's hash, locked with an open-file-description lock (`F_OFD_SETLK`). Each guard opens the
+//! file itself, so guards exclude each other within a process as well as across processes,
+//! and a cold build of thousands of tasks creates no file per key (creating inodes was a
+//! tenth of clab's own CPU time in such a build). Two keys whose offsets collide (a chance
+//! of one in 2^62 per pair) only wait for each other. Elsewhere each key has its own file,
+//! `locks/<key>`, locked with `flock`.
 //!
 //! Invariants:
-//! - The lock is released when the guard drops or the process dies (the kernel drops `flock`
-//!   locks with the file description), so a crashed clab never leaves a key locked.
-//! - Lock files may be deleted by whoever holds their lock (`clean`). To stay correct when that
-//!   happens, after locking we check that the path still names the inode we locked; if not,
-//!   we locked a deleted file and try again.
+//! - The lock is released when the guard drops or the process dies (the kernel drops both
+//!   kinds of lock with the file description), so a crashed clab never leaves a key locked.
+//! - Lock files may be deleted while held (`rm -rf .clab`). To stay correct when that happens,
+//!   after locking we check that the path still names the inode we locked; if not, we locked a
+//!   deleted file and try again.
 
 use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
 
 use super::Error;
 
@@ -25,25 +32,42 @@ use super::Error;
 #[derive(Debug)]
 pub struct KeyLock {
     path: PathBuf,
-    _flock: Flock<File>,
+    /// The open file description the lock belongs to; closing it releases the lock.
+    _held: Held,
+}
+
+/// Where a key's lock lives: a file, and on Linux the byte of it.
+struct Slot {
+    path: PathBuf,
+    byte: Option<i64>,
+}
+
+#[derive(Debug)]
+enum Held {
+    #[cfg(target_os = "linux")]
+    Range(#[allow(dead_code, reason = "held for its lock, released on drop")] File),
+    #[cfg(not(target_os = "linux"))]
+    Whole(
+        #[allow(dead_code, reason = "held for its lock, released on drop")] nix::fcntl::Flock<File>,
+    ),
 }
 
 impl KeyLock {
-    /// The lock file.
+    /// The file holding the lock.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Takes the lock on `locks_dir/<key>`: first without waiting; if another holder has it,
-    /// calls `on_wait` once (to report "waiting for another clab") and then blocks.
+    /// Takes the lock on `key`: first without waiting; if another holder has it, calls
+    /// `on_wait` once (to report "waiting for another clab") and then blocks.
     pub fn acquire(locks_dir: &Path, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock, Error> {
-        let path = lock_path(locks_dir, key)?;
-        if let Some(lock) = Self::attempt(&path, FlockArg::LockExclusiveNonblock)? {
+        let slot = slot(locks_dir, key)?;
+        if let Some(lock) = Self::attempt(&slot, false)? {
             return Ok(lock);
         }
         on_wait();
         loop {
-            if let Some(lock) = Self::attempt(&path, FlockArg::LockExclusive)? {
+            if let Some(lock) = Self::attempt(&slot, true)? {
                 return Ok(lock);
             }
         }
@@ -51,12 +75,12 @@ impl KeyLock {
 
     /// Takes the lock if it is free right now; `None` if another holder has it.
     pub fn try_acquire(locks_dir: &Path, key: &str) -> Result<Option<KeyLock>, Error> {
-        let path = lock_path(locks_dir, key)?;
-        Self::attempt(&path, FlockArg::LockExclusiveNonblock)
+        Self::attempt(&slot(locks_dir, key)?, false)
     }
 
     /// One attempt: `Ok(None)` when a non-blocking lock is busy or the file was replaced.
-    fn attempt(path: &Path, arg: FlockArg) -> Result<Option<KeyLock>, Error> {
+    fn attempt(slot: &Slot, wait: bool) -> Result<Option<KeyLock>, Error> {
+        let path = &slot.path;
         loop {
             let file = File::options()
                 .create(true)
@@ -64,25 +88,26 @@ impl KeyLock {
                 .write(true)
                 .open(path)
                 .map_err(|source| Error::io("open the lock file", path, source))?;
-            let flock = match Flock::lock(file, arg) {
-                Ok(flock) => flock,
-                Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
-                Err((_, Errno::EINTR)) => continue,
-                Err((_, errno)) => {
+            let held = match lock(file, slot.byte, wait) {
+                Ok(held) => held,
+                Err(Errno::EWOULDBLOCK | Errno::EACCES) if !wait => return Ok(None),
+                Err(Errno::EINTR) => continue,
+                Err(errno) => {
                     return Err(Error::Lock {
                         path: path.to_owned(),
                         source: errno,
                     });
                 }
             };
-            let locked = flock
+            let locked = held
+                .file()
                 .metadata()
                 .map_err(|source| Error::io("stat the lock file", path, source))?;
             match fs::metadata(path) {
                 Ok(current) if current.ino() == locked.ino() && current.dev() == locked.dev() => {
                     return Ok(Some(KeyLock {
                         path: path.to_owned(),
-                        _flock: flock,
+                        _held: held,
                     }));
                 }
                 // Deleted or replaced while we waited: lock the new file instead.
@@ -92,7 +117,56 @@ impl KeyLock {
     }
 }
 
-fn lock_path(locks_dir: &Path, key: &str) -> Result<PathBuf, Error> {
+impl Held {
+    fn file(&self) -> &File {
+        match self {
+            #[cfg(target_os = "linux")]
+            Held::Range(file) => file,
+            #[cfg(not(target_os = "linux"))]
+            Held::Whole(flock) => flock,
+        }
+    }
+}
+
+/// Locks one byte of `file` (Linux) with an open-file-description lock.
+#[cfg(target_os = "linux")]
+fn lock(file: File, byte: Option<i64>, wait: bool) -> Result<Held, Errno> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    use nix::libc;
+
+    let range = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: byte.unwrap_or(0),
+        l_len: 1,
+        // Must be 0 for open-file-description locks.
+        l_pid: 0,
+    };
+    let arg = if wait {
+        FcntlArg::F_OFD_SETLKW(&range)
+    } else {
+        FcntlArg::F_OFD_SETLK(&range)
+    };
+    fcntl(&file, arg)?;
+    Ok(Held::Range(file))
+}
+
+/// Locks the whole `file` with `flock`.
+#[cfg(not(target_os = "linux"))]
+fn lock(file: File, _byte: Option<i64>, wait: bool) -> Result<Held, Errno> {
+    use nix::fcntl::{Flock, FlockArg};
+
+    let arg = if wait {
+        FlockArg::LockExclusive
+    } else {
+        FlockArg::LockExclusiveNonblock
+    };
+    Flock::lock(file, arg)
+        .map(Held::Whole)
+        .map_err(|(_, errno)| errno)
+}
+
+fn slot(locks_dir: &Path, key: &str) -> Result<Slot, Error> {
     let safe = !key.is_empty()
         && key.len() <= 200
         && key
@@ -105,7 +179,28 @@ fn lock_path(locks_dir: &Path, key: &str) -> Result<PathBuf, Error> {
         });
     }
     fs::create_dir_all(locks_dir).map_err(|source| Error::io("create", locks_dir, source))?;
-    Ok(locks_dir.join(key))
+    Ok(if cfg!(target_os = "linux") {
+        Slot {
+            path: locks_dir.join(SHARED_FILE),
+            byte: Some(byte_of(key)),
+        }
+    } else {
+        Slot {
+            path: locks_dir.join(key),
+            byte: None,
+        }
+    })
+}
+
+/// The file holding every key's byte (Linux).
+const SHARED_FILE: &str = "keys";
+
+/// A key's byte in the shared file: 62 bits of its hash, so offset + 1 fits in an `off_t`.
+fn byte_of(key: &str) -> i64 {
+    let hash = blake3::hash(key.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash.as_bytes()[..8]);
+    (u64::from_le_bytes(first) >> 2) as i64
 }
 
 #[cfg(test)]
@@ -153,6 +248,26 @@ mod tests {
         let second = KeyLock::try_acquire(&locks, "k").unwrap();
         assert!(second.is_some());
         drop(first);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn all_keys_share_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let locks = dir.path().join("locks");
+        let held: Vec<KeyLock> = (0..100)
+            .map(|i| {
+                KeyLock::acquire(&locks, &format!("key{i}"), || panic!("key{i} waits")).unwrap()
+            })
+            .collect();
+        assert_eq!(fs::read_dir(&locks).unwrap().count(), 1);
+        assert!(
+            held.iter()
+                .all(|lock| lock.path() == locks.join(SHARED_FILE))
+        );
+        assert!(KeyLock::try_acquire(&locks, "key7").unwrap().is_none());
+        drop(held);
+        assert!(KeyLock::try_acquire(&locks, "key7").unwrap().is_some());
     }
 
     #[test]
