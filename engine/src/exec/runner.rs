@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::{
     llm::LimiterRegistry,
@@ -63,6 +63,9 @@ pub struct CacheMode {
 /// Settings of the runner that do not come from tasks.kdl.
 #[derive(Clone, Debug)]
 pub struct RunnerOptions {
+    /// How many nodes do their work (a command, an LLM call, a rule scan) at once. Cache
+    /// lookups before and storing after take no slot.
+    pub jobs: usize,
     /// Time between the polite signal (SIGINT, SIGTERM) and SIGKILL.
     pub grace: Duration,
     /// How the cache is used.
@@ -78,6 +81,7 @@ pub struct RunnerOptions {
 impl Default for RunnerOptions {
     fn default() -> Self {
         RunnerOptions {
+            jobs: 1,
             grace: Duration::from_secs(3),
             cache: CacheMode {
                 read: true,
@@ -116,6 +120,8 @@ pub struct Runner {
     left: Mutex<Vec<Left>>,
     reports: Mutex<Vec<ReportTotals>>,
     tokens: Mutex<(u64, u64)>,
+    /// One permit per job slot (`RunnerOptions::jobs`), held while a node does its work.
+    slots: Semaphore,
     limiters: LimiterRegistry,
     /// File texts shared by rule scans, and their total size.
     texts: RwLock<(HashMap<String, SharedText>, usize)>,
@@ -190,6 +196,7 @@ impl Runner {
         cache: Option<Cache>,
     ) -> Self {
         let count = graph.len();
+        let slots = Semaphore::new(options.jobs.max(1));
         Runner {
             graph,
             reporter,
@@ -198,6 +205,7 @@ impl Runner {
             left: Mutex::new(vec![Left::default(); count]),
             reports: Mutex::new(Vec::new()),
             tokens: Mutex::new((0, 0)),
+            slots,
             limiters: LimiterRegistry::new(),
             texts: RwLock::new((HashMap::new(), 0)),
             prefilters: OnceLock::new(),
@@ -310,6 +318,12 @@ impl Runner {
                 return Outcome::Skipped;
             }
         }
+        // The slot is held for the work itself only: the next node's key and the last one's
+        // outputs are dealt with while other commands run.
+        let slot = match node.kind {
+            NodeKind::Aggregate => None,
+            _ => self.slots.acquire().await.ok(),
+        };
         self.reporter.report(&Event::TaskStarted {
             task: node.name.clone(),
             reason,
@@ -339,6 +353,7 @@ impl Runner {
             NodeKind::Aggregate => Ok(Vec::new()),
         };
         let duration = started.elapsed();
+        drop(slot);
         // Reports are read whether the commands passed or not: failing tests are the point.
         let result = match result {
             Err((Status::Interrupted, log)) => Err((Status::Interrupted, log)),
@@ -396,8 +411,7 @@ impl Runner {
     /// A cache hit restored on the scheduler's thread, or `None` (the key of a miss is kept
     /// for [`prepare`](Self::prepare), which then skips the lookup just made).
     fn settle_from_cache(&self, id: NodeId) -> Option<Outcome> {
-        let node = self.graph.node(id);
-        if !(node.is_cacheable() && self.cache.is_some() && self.options.cache.read) {
+        if !self.may_settle_from_cache(id) {
             return None;
         }
         // An error is reported when the node is visited.
@@ -409,6 +423,11 @@ impl Runner {
             missed.insert(id, keyed);
         }
         None
+    }
+
+    /// Whether node `id` is looked up in the cache at all.
+    fn may_settle_from_cache(&self, id: NodeId) -> bool {
+        self.graph.node(id).is_cacheable() && self.cache.is_some() && self.options.cache.read
     }
 
     /// The node's inputs, prompt and key.
@@ -1066,5 +1085,9 @@ impl Visitor for Runner {
 
     fn settle(&self, id: NodeId) -> Option<Outcome> {
         self.settle_from_cache(id)
+    }
+
+    fn may_settle(&self, id: NodeId) -> bool {
+        self.may_settle_from_cache(id)
     }
 }

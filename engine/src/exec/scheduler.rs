@@ -65,13 +65,24 @@ pub trait Visitor: Send + Sync + 'static {
         let _ = id;
         None
     }
+
+    /// Whether [`settle`](Self::settle) could answer for node `id` at all. Nodes it cannot
+    /// settle go straight to the ready queue, without a hand-off to a blocking thread.
+    fn may_settle(&self, id: NodeId) -> bool {
+        let _ = id;
+        true
+    }
 }
 
 /// Scheduling options.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// How many nodes may run at once.
+    /// How many nodes may do their work at once (reported; the visitor enforces it).
     pub jobs: usize,
+    /// How many nodes are visited at once, at least `jobs`. A visitor that holds one of
+    /// `jobs` slots for the work itself only (see `RunnerOptions::jobs`) prepares and
+    /// finishes the others meanwhile.
+    pub visits: usize,
     /// Run everything that does not depend on a failure.
     pub keep_going: bool,
 }
@@ -92,6 +103,7 @@ pub async fn schedule<V: Visitor>(
 ) -> Summary {
     let started = Instant::now();
     let jobs = options.jobs.max(1);
+    let visits = options.visits.max(jobs);
     let count = graph.len();
     let mut wanted = vec![false; count];
     for id in nodes {
@@ -106,11 +118,11 @@ pub async fn schedule<V: Visitor>(
 
     let priority = graph.critical_path_lengths();
     let mut waiting_on: Vec<usize> = vec![0; count];
-    let mut ready = BinaryHeap::new();
+    let mut fresh = Vec::new();
     for &id in nodes {
         waiting_on[id.index()] = graph.dependencies(id).len();
         if waiting_on[id.index()] == 0 {
-            ready.push(Ready::new(id, &priority));
+            fresh.push(id);
         }
     }
 
@@ -120,9 +132,9 @@ pub async fn schedule<V: Visitor>(
         wanted,
         waiting_on,
         priority,
-        ready,
+        fresh,
+        ready: BinaryHeap::new(),
         done: vec![false; count],
-        settled: vec![false; count],
         blocked_by: vec![None; count],
         summary: Summary::default(),
         stopping: false,
@@ -131,22 +143,29 @@ pub async fn schedule<V: Visitor>(
     let mut running: JoinSet<(NodeId, Outcome)> = JoinSet::new();
     let mut listening = true;
 
-    loop {
-        if !state.stopping {
-            // Settling blocks (it restores files); tell a multi-threaded runtime so. On a
-            // current-thread runtime `block_in_place` would panic, and there is nothing to
-            // hand over anyway.
-            match tokio::runtime::Handle::current().runtime_flavor() {
-                tokio::runtime::RuntimeFlavor::CurrentThread => state.settle_ready(&*visitor),
-                _ => tokio::task::block_in_place(|| state.settle_ready(&*visitor)),
-            }
-        }
+    let start_ready = |state: &mut State, running: &mut JoinSet<(NodeId, Outcome)>| {
         while !state.stopping
-            && running.len() < jobs
+            && running.len() < visits
             && let Some(Ready { id, .. }) = state.ready.pop()
         {
             let visit = Arc::clone(&visitor).visit(id, stop_rx.clone());
             running.spawn(async move { (id, visit.await) });
+        }
+    };
+
+    loop {
+        // Fill free slots before settling what just became ready: a slot should not wait
+        // while the keys of other nodes are computed.
+        start_ready(&mut state, &mut running);
+        if !state.stopping && !state.fresh.is_empty() {
+            // Settling blocks (it restores files); tell a multi-threaded runtime so. On a
+            // current-thread runtime `block_in_place` would panic, and there is nothing to
+            // hand over anyway.
+            match tokio::runtime::Handle::current().runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::CurrentThread => state.settle_fresh(&*visitor),
+                _ => tokio::task::block_in_place(|| state.settle_fresh(&*visitor)),
+            }
+            start_ready(&mut state, &mut running);
         }
         if running.is_empty() {
             break;
@@ -207,11 +226,11 @@ struct State<'g> {
     wanted: Vec<bool>,
     waiting_on: Vec<usize>,
     priority: Vec<u32>,
-    /// Nodes whose dependencies are done, waiting for a job slot.
+    /// Nodes whose dependencies are done, not yet offered to [`Visitor::settle`].
+    fresh: Vec<NodeId>,
+    /// Nodes that must be visited, waiting for a job slot.
     ready: BinaryHeap<Ready>,
     done: Vec<bool>,
-    /// Nodes already offered to [`Visitor::settle`].
-    settled: Vec<bool>,
     blocked_by: Vec<Option<NodeId>>,
     summary: Summary,
     /// No new node starts (after a failure without `keep_going`, or an interrupt).
@@ -220,37 +239,31 @@ struct State<'g> {
 }
 
 impl State<'_> {
-    /// Finish aggregates and whatever the visitor can settle without running, until the
-    /// ready queue holds only nodes that must be visited.
-    fn settle_ready<V: Visitor>(&mut self, visitor: &V) {
+    /// Finish aggregates and whatever the visitor can settle without running, until no fresh
+    /// node is left: the rest wait in the ready queue.
+    fn settle_fresh<V: Visitor>(&mut self, visitor: &V) {
         loop {
-            let fresh: Vec<Ready> = std::mem::take(&mut self.ready)
-                .into_iter()
-                .filter_map(|ready| {
-                    if self.settled[ready.id.index()] {
-                        self.ready.push(ready);
-                        None
-                    } else {
-                        Some(ready)
-                    }
-                })
-                .collect();
+            let fresh = std::mem::take(&mut self.fresh);
             if fresh.is_empty() {
                 return;
             }
             let mut nodes = Vec::with_capacity(fresh.len());
-            for Ready { id, .. } in fresh {
-                self.settled[id.index()] = true;
+            for id in fresh {
                 if matches!(self.graph.node(id).kind, NodeKind::Aggregate) {
                     // Aggregates finish at once; their dependents may become ready in turn.
                     self.done[id.index()] = true;
                     self.unblock(id);
-                } else {
+                } else if visitor.may_settle(id) {
                     nodes.push(id);
+                } else {
+                    self.ready.push(Ready::new(id, &self.priority));
                 }
             }
-            // Keys and cache lookups of a batch are independent: use every core.
-            let outcomes: Vec<Option<Outcome>> = if nodes.len() > 1 {
+            // Keys and cache lookups of a batch are independent: a large batch (the first
+            // layer of a no-op run) uses every core. A few nodes becoming ready while
+            // commands run are settled here: waking the pool would take cores the commands
+            // need.
+            let outcomes: Vec<Option<Outcome>> = if nodes.len() >= PARALLEL_SETTLE {
                 nodes.par_iter().map(|&id| visitor.settle(id)).collect()
             } else {
                 nodes.iter().map(|&id| visitor.settle(id)).collect()
@@ -299,11 +312,14 @@ impl State<'_> {
             let count = &mut self.waiting_on[next.index()];
             *count -= 1;
             if *count == 0 {
-                self.ready.push(Ready::new(next, &self.priority));
+                self.fresh.push(next);
             }
         }
     }
 }
+
+/// The smallest batch settled on rayon's pool rather than on the scheduler's thread.
+const PARALLEL_SETTLE: usize = 16;
 
 /// A node waiting for a job slot, ordered by critical-path length, then file order.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -408,6 +424,7 @@ task "d" { run "d"; deps "all"; }
         let (_tx, interrupt) = watch::channel(false);
         let options = Options {
             jobs: 1,
+            visits: 1,
             keep_going: false,
         };
         let summary = schedule(
