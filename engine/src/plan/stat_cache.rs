@@ -160,6 +160,12 @@ impl StatCache {
             .map(|entry| entry.hash)
     }
 
+    /// Whether `path` has an entry, matching or not.
+    fn has_entry(&self, path: &Path) -> bool {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries.contains_key(path.as_os_str().as_encoded_bytes())
+    }
+
     /// Remembers that `path`, with `stat`, hashed to `hash`; `started_ns` is the wall-clock time
     /// taken before the file was stat'ed.
     pub fn record(&self, path: &Path, stat: &FileStat, hash: Digest, started_ns: i64) {
@@ -223,6 +229,10 @@ impl StatCache {
     pub fn hash_files(&self, paths: &[&Path]) -> Vec<io::Result<(Digest, FileStat)>> {
         let started_ns = now_ns();
         let one = |path: &&Path| {
+            if !self.has_entry(path) {
+                let (hash, stat) = stat_and_hash(path)?;
+                return Ok((hash, stat, true));
+            }
             let stat = FileStat::from_metadata(&fs::metadata(path)?);
             if let Some(hash) = self.lookup(path, &stat) {
                 return Ok((hash, stat, false));
@@ -299,17 +309,53 @@ pub(crate) fn key(path: &Path) -> Box<[u8]> {
 /// Hashes a file's contents: through mmap + rayon when `size >= MMAP_THRESHOLD`, else with one
 /// buffered read.
 pub fn hash_contents(path: &Path, size: u64) -> io::Result<Digest> {
-    let mut hasher = blake3::Hasher::new();
     if size >= MMAP_THRESHOLD {
+        let mut hasher = blake3::Hasher::new();
         hasher.update_mmap_rayon(path)?;
-    } else {
-        // One read into a buffer of the file's size: `update_reader` would zero a 64 KiB
-        // buffer per file, which costs more than hashing a 4 KiB file.
-        let mut buffer = Vec::with_capacity(size as usize + 1);
-        fs::File::open(path)?.read_to_end(&mut buffer)?;
-        hasher.update(&buffer);
+        return Ok(Digest::from(hasher.finalize()));
     }
-    Ok(Digest::from(hasher.finalize()))
+    hash_small(&mut fs::File::open(path)?, size)
+}
+
+/// Stats a file through its descriptor and hashes it: for a file without an entry, which is
+/// read anyway (one path lookup instead of two).
+fn stat_and_hash(path: &Path) -> io::Result<(Digest, FileStat)> {
+    let mut file = fs::File::open(path)?;
+    let stat = FileStat::from_metadata(&file.metadata()?);
+    let hash = if stat.size >= MMAP_THRESHOLD {
+        hash_contents(path, stat.size)?
+    } else {
+        hash_small(&mut file, stat.size)?
+    };
+    Ok((hash, stat))
+}
+
+/// Hashes an open file of about `size` bytes read into one buffer (`update_reader` would zero
+/// a 64 KiB buffer per file, which costs more than hashing a 4 KiB file). A file that has
+/// grown or shrunk since it was stat'ed is still read to its end.
+fn hash_small(file: &mut fs::File, size: u64) -> io::Result<Digest> {
+    let mut buffer = vec![0u8; size as usize + 1];
+    let mut filled = 0;
+    // One read usually does: asking for a byte more than the file holds, a regular file
+    // answers with exactly its size at its end.
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled as u64 == size {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buffer.truncate(filled);
+    if filled > size as usize {
+        file.read_to_end(&mut buffer)?;
+    }
+    Ok(Digest::of_bytes(&buffer))
 }
 
 /// The wall-clock time in nanoseconds since the Unix epoch (0 if the clock is before 1970).
@@ -329,6 +375,28 @@ mod tests {
         let file = fs::File::options().append(true).open(path).unwrap();
         file.set_modified(SystemTime::now() - Duration::from_secs(seconds))
             .unwrap();
+    }
+
+    #[test]
+    fn small_files_are_hashed_whole_whatever_their_stat_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        let text = "x".repeat(5000);
+        fs::write(&path, &text).unwrap();
+        let whole = Digest::of_bytes(text.as_bytes());
+        // Stat'ed size right, then grown (stat said less), then shrunk (stat said more).
+        for said in [5000, 4999, 0, 1, 6000, 1 << 19] {
+            let mut file = fs::File::open(&path).unwrap();
+            assert_eq!(
+                hash_small(&mut file, said).unwrap(),
+                whole,
+                "stat said {said}"
+            );
+        }
+        let (hash, stat) = stat_and_hash(&path).unwrap();
+        assert_eq!((hash, stat.size), (whole, 5000));
+        fs::write(&path, "").unwrap();
+        assert_eq!(stat_and_hash(&path).unwrap().0, Digest::of_bytes(b""));
     }
 
     #[test]

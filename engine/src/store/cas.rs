@@ -90,6 +90,19 @@ impl Cas {
     /// digest and size. Idempotent.
     pub fn put_file(&self, path: &Path) -> Result<(Digest, u64), Error> {
         let mut source = File::open(path).map_err(|source| Error::io("open", path, source))?;
+        let size = source
+            .metadata()
+            .map_err(|source| Error::io("stat", path, source))?
+            .len();
+        if size < COPY_BUFFER as u64 {
+            // Small files are read whole: no copy buffer to allocate, and nothing to write
+            // when the blob exists.
+            let mut bytes = Vec::with_capacity(size as usize + 1);
+            source
+                .read_to_end(&mut bytes)
+                .map_err(|source| Error::io("read", path, source))?;
+            return Ok((self.put_bytes(&bytes)?, bytes.len() as u64));
+        }
         let mut temp = self.temp_file()?;
         let mut hasher = blake3::Hasher::new();
         let mut buffer = vec![0u8; COPY_BUFFER];
@@ -225,11 +238,20 @@ impl Cas {
     }
 
     fn temp_file(&self) -> Result<tempfile::NamedTempFile, Error> {
-        fs::create_dir_all(&self.root).map_err(|source| Error::io("create", &self.root, source))?;
-        tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(&self.root)
-            .map_err(|source| Error::io("create a temp file in", &self.root, source))
+        let create = || {
+            tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .tempfile_in(&self.root)
+        };
+        match create() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.root)
+                    .map_err(|source| Error::io("create", &self.root, source))?;
+                create()
+            }
+            created => created,
+        }
+        .map_err(|source| Error::io("create a temp file in", &self.root, source))
     }
 
     /// If the blob exists, refresh its mtime (a writer is about to reference it) and say so.
@@ -246,6 +268,12 @@ impl Cas {
 
     fn finish(&self, temp: tempfile::NamedTempFile, digest: &Digest) -> Result<(), Error> {
         let dest = self.path_of(digest);
+        let temp = match temp.persist(&dest) {
+            Ok(_) => return Ok(()),
+            // The shard directory does not exist yet.
+            Err(e) if e.error.kind() == io::ErrorKind::NotFound => e.file,
+            Err(e) => return Err(Error::io("rename a temp file to", &dest, e.error)),
+        };
         if let Some(shard) = dest.parent() {
             fs::create_dir_all(shard).map_err(|source| Error::io("create", shard, source))?;
         }
@@ -292,13 +320,19 @@ mod tests {
     fn put_file_matches_put_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::new(dir.path().join("cas"));
-        let src = dir.path().join("big.bin");
-        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
-        fs::write(&src, &data).unwrap();
-        let (digest, size) = cas.put_file(&src).unwrap();
-        assert_eq!(size, data.len() as u64);
-        assert_eq!(digest, Digest::of_bytes(&data));
-        assert_eq!(cas.read(&digest).unwrap(), data);
+        // Streamed (larger than the copy buffer), read whole, and empty.
+        for len in [1_000_000u32, 80_000, 0] {
+            let src = dir.path().join(format!("{len}.bin"));
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            fs::write(&src, &data).unwrap();
+            let (digest, size) = cas.put_file(&src).unwrap();
+            assert_eq!(size, data.len() as u64);
+            assert_eq!(digest, Digest::of_bytes(&data));
+            assert_eq!(cas.read(&digest).unwrap(), data);
+            // Again: the blob exists, nothing changes.
+            assert_eq!(cas.put_file(&src).unwrap(), (digest, size));
+        }
+        assert_eq!(cas.list().unwrap().len(), 3);
     }
 
     #[test]
