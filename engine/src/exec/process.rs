@@ -8,7 +8,6 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
     path::PathBuf,
     process::{ExitStatus, Stdio},
     time::Duration,
@@ -18,7 +17,11 @@ use nix::{
     sys::signal::{Signal, killpg},
     unistd::Pid,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    net::unix::pipe,
+    sync::watch,
+};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -108,24 +111,20 @@ pub async fn run_command(
     // Our copies of the pipe's write end must go, or the reader never sees end-of-file.
     drop(command);
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-
-    let (lines_tx, mut lines_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let pump = std::thread::spawn(move || {
-        let mut reader = BufReader::new(reader);
-        let mut line = Vec::new();
-        while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-            if lines_tx.send(std::mem::take(&mut line)).is_err() {
-                break;
-            }
-        }
-    });
+    // The output is read on this task, as the runtime reports it ready.
+    let mut output = pipe::Receiver::from_owned_fd(reader.into())
+        .map(BufReader::new)
+        .map_err(spawn_error)?;
 
     let mut log = Vec::new();
-    let mut take_line = |bytes: Vec<u8>, log: &mut Vec<u8>| {
-        let text = String::from_utf8_lossy(&bytes);
+    // A line being read; `read_until` keeps what it has read here if `select!` drops it.
+    let mut line = Vec::new();
+    let mut take_line = |line: &mut Vec<u8>, log: &mut Vec<u8>| {
+        let text = String::from_utf8_lossy(line);
         on_line(text.trim_end_matches(['\n', '\r']));
-        log.extend_from_slice(&bytes);
+        log.append(line);
     };
+    let mut open = true;
     let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut listening = true;
     let exit = loop {
@@ -135,7 +134,10 @@ pub async fn run_command(
         }
         tokio::select! {
             status = child.wait() => break status.map_or(Exit::Signal(0), exit_of),
-            Some(bytes) = lines_rx.recv() => take_line(bytes, &mut log),
+            read = output.read_until(b'\n', &mut line), if open => match read {
+                Ok(0) | Err(_) => open = false,
+                Ok(_) => take_line(&mut line, &mut log),
+            },
             () = sleep_until(deadline) => {
                 stop_group(&mut child, pgid, Signal::SIGTERM, spec.grace).await;
                 break Exit::TimedOut(spec.timeout.unwrap_or_default());
@@ -150,10 +152,15 @@ pub async fn run_command(
     if let Some(pgid) = pgid {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
-    while let Some(bytes) = lines_rx.recv().await {
-        take_line(bytes, &mut log);
+    while open {
+        match output.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => open = false,
+            Ok(_) => take_line(&mut line, &mut log),
+        }
     }
-    let _ = pump.join();
+    if !line.is_empty() {
+        take_line(&mut line, &mut log);
+    }
     Ok((exit, log))
 }
 
