@@ -162,7 +162,7 @@ pub fn scan_batch(
     rules: &[&CompiledRule],
     inputs: &[InputFile],
     selected: &[bool],
-    read: &(dyn Fn(&str) -> Option<SharedText> + Sync),
+    read: &(dyn Fn(&InputFile) -> Option<SharedText> + Sync),
     prefilters: Option<&PrefilterSet>,
 ) -> BatchScan {
     let per_file: Vec<(usize, Vec<Vec<StoredFinding>>)> = (0..inputs.len())
@@ -170,7 +170,7 @@ pub fn scan_batch(
         .filter(|&i| selected.get(i).copied().unwrap_or(false))
         .map(|i| {
             let file = &inputs[i];
-            let shared = read(&file.path);
+            let shared = read(file);
             let found = rules
                 .iter()
                 .map(|rule| scan_file(rule, file, shared.as_ref(), prefilters))
@@ -195,8 +195,8 @@ pub fn scan_batch(
 }
 
 /// Scan the `inputs` the rule selects (`selected`, from [`selection`], shared by rules with
-/// one selection); reuse `previous` where nothing changed. `read` gives a file's text
-/// (relative path), or `None` when it cannot be read; its `hits` are answers of `prefilters`.
+/// one selection); reuse `previous` where nothing changed. `read` gives a file's text,
+/// or `None` when it cannot be read; its `hits` are answers of `prefilters`.
 /// Without a usable `previous`, `batch` may offer this rule's findings from a [`BatchScan`]
 /// of the same files instead of a scan of its own.
 pub fn scan(
@@ -204,7 +204,7 @@ pub fn scan(
     inputs: &[InputFile],
     selected: &[bool],
     previous: Option<Previous<'_>>,
-    read: &(dyn Fn(&str) -> Option<SharedText> + Sync),
+    read: &(dyn Fn(&InputFile) -> Option<SharedText> + Sync),
     prefilters: Option<&PrefilterSet>,
     batch: &dyn Fn() -> Option<Arc<BatchScan>>,
 ) -> ScanResult {
@@ -237,7 +237,7 @@ pub fn scan(
                         .unwrap_or_default();
                     return (i, old, false);
                 }
-                let shared = read(&file.path);
+                let shared = read(file);
                 (i, scan_file(rule, file, shared.as_ref(), prefilters), true)
             })
             .collect(),
@@ -280,9 +280,13 @@ pub fn scan(
 
 /// Read a file under `root` as text (invalid UTF-8 replaced).
 pub fn read_text(root: &Path, path: &str) -> Option<Arc<str>> {
-    let bytes = std::fs::read(root.join(path)).ok()?;
-    Some(match String::from_utf8(bytes) {
+    std::fs::read(root.join(path)).ok().map(text_of)
+}
+
+/// A file's bytes as text (invalid UTF-8 replaced).
+pub fn text_of(bytes: Vec<u8>) -> Arc<str> {
+    match String::from_utf8(bytes) {
         Ok(text) => Arc::from(text),
         Err(err) => Arc::from(String::from_utf8_lossy(err.as_bytes()).as_ref()),
-    })
+    }
 }

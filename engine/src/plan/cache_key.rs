@@ -79,8 +79,14 @@ impl KeyParts {
     /// Hash the parts into the key.
     pub fn key(&self) -> CacheKey {
         let mut hasher = blake3::Hasher::new();
-        // Writing plain data with string keys into a hasher cannot fail.
-        let _ = self.write_encoding(&mut hasher);
+        {
+            // serde writes token by token; blake3 is fast on long inputs and slow on many
+            // tiny ones, so small writes are gathered (a shared inputs JSON passes straight
+            // through). Writing plain data with string keys into a hasher cannot fail.
+            let mut buffered = io::BufWriter::with_capacity(16 * 1024, &mut hasher);
+            let _ = self.write_encoding(&mut buffered);
+            let _ = io::Write::flush(&mut buffered);
+        }
         CacheKey(hasher.finalize().into())
     }
 

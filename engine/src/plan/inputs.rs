@@ -278,6 +278,9 @@ pub struct InputIndex {
     paths: Vec<PathBuf>,
 }
 
+/// File bytes kept by [`WalkedInputs::hash_keeping`]: relative path → (hash, bytes).
+pub type KeptTexts = HashMap<String, (Digest, Vec<u8>)>;
+
 /// The files an [`InputIndex`] will hold, found but not yet hashed
 /// ([`InputIndex::walk`]): the stat cache can load meanwhile.
 #[derive(Debug)]
@@ -418,6 +421,18 @@ impl InputIndex {
 impl WalkedInputs {
     /// The second half of [`InputIndex::build`]: hash every file once, in parallel.
     pub fn hash(self, stat_cache: &StatCache) -> Result<InputIndex, Error> {
+        Ok(self.hash_keeping::<&str>(stat_cache, &[])?.0)
+    }
+
+    /// [`hash`](Self::hash), also keeping the bytes of the files selected by the include
+    /// patterns in `keep` that had to be read (see [`StatCache::hash_files_keeping`]), by
+    /// path, with the hash they had.
+    pub fn hash_keeping<S: AsRef<str>>(
+        self,
+        stat_cache: &StatCache,
+        keep: &[S],
+    ) -> Result<(InputIndex, KeptTexts), Error> {
+        let keep = self.mask(keep);
         let WalkedInputs {
             area,
             candidates,
@@ -429,19 +444,23 @@ impl WalkedInputs {
         } = self;
         let hash_start = Instant::now();
         let abs_paths: Vec<&Path> = candidates.iter().map(|(_, abs)| abs.as_path()).collect();
+        let mut kept = KeptTexts::new();
         let files = candidates
             .iter()
-            .zip(stat_cache.hash_files(&abs_paths))
+            .zip(stat_cache.hash_files_keeping(&abs_paths, &keep))
             .map(|((rel, _), result)| {
-                let (hash, stat) = result.map_err(|source| Error::Io {
+                let hashed = result.map_err(|source| Error::Io {
                     path: rel.clone(),
                     source,
                 })?;
+                if let Some(bytes) = hashed.bytes {
+                    kept.insert(rel.clone(), (hashed.hash, bytes));
+                }
                 Ok(InputFile {
                     path: rel.clone(),
-                    hash,
-                    size: stat.size,
-                    executable: stat.executable(),
+                    hash: hashed.hash,
+                    size: hashed.stat.size,
+                    executable: hashed.stat.executable(),
                 })
             })
             .collect::<Result<Vec<InputFile>, Error>>()?;
@@ -461,7 +480,7 @@ impl WalkedInputs {
             walk_time,
             hash_time,
         };
-        Ok(InputIndex {
+        let index = InputIndex {
             files,
             globs,
             excluded,
@@ -469,7 +488,47 @@ impl WalkedInputs {
             stats,
             area,
             paths: candidates.into_iter().map(|(_, abs)| abs).collect(),
-        })
+        };
+        Ok((index, kept))
+    }
+
+    /// Which candidates the include patterns among `patterns` select (excludes ignored:
+    /// keeping a few texts too many costs only memory).
+    fn mask<S: AsRef<str>>(&self, patterns: &[S]) -> Vec<bool> {
+        let mut mask = vec![
+            false;
+            if patterns.is_empty() {
+                0
+            } else {
+                self.candidates.len()
+            }
+        ];
+        for text in patterns {
+            let Ok(parsed) = parse_pattern(text.as_ref()) else {
+                continue;
+            };
+            if parsed.exclude {
+                continue;
+            }
+            match &parsed.pattern {
+                Pattern::Glob(glob) => {
+                    for (_, ids) in self.globs.iter().filter(|(g, _)| g == glob) {
+                        for &i in ids {
+                            mask[i] = true;
+                        }
+                    }
+                }
+                Pattern::Literal(literal) => {
+                    if let Ok(i) = self
+                        .candidates
+                        .binary_search_by(|(rel, _)| rel.as_str().cmp(literal))
+                    {
+                        mask[i] = true;
+                    }
+                }
+            }
+        }
+        mask
     }
 }
 
@@ -1015,8 +1074,50 @@ mod tests {
         dir
     }
 
+    /// Sets a file's mtime an hour back, out of the stat cache's racy window.
+    fn backdate(path: &Path) {
+        let file = fs::File::options().append(true).open(path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+    }
+
     fn paths<F: std::borrow::Borrow<InputFile>>(files: &[F]) -> Vec<&str> {
         files.iter().map(|f| f.borrow().path.as_str()).collect()
+    }
+
+    #[test]
+    fn hashing_keeps_the_texts_of_the_asked_patterns_that_were_read() {
+        let dir = tree(&[
+            ("src/a.py", "alpha"),
+            ("src/b.txt", "beta"),
+            ("docs/c.md", "gamma"),
+            ("setup.cfg", "delta"),
+        ]);
+        let patterns = ["src/**/*.py", "src/*.txt", "docs/*.md", "setup.cfg"];
+        let stats = StatCache::new();
+        let walked = InputIndex::walk(dir.path(), patterns).unwrap();
+        let (index, kept) = walked
+            .hash_keeping(&stats, &["src/**/*.py", "setup.cfg", "!src/b.txt"])
+            .unwrap();
+        assert_eq!(index.files().len(), 4);
+        let mut names: Vec<&str> = kept.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["setup.cfg", "src/a.py"]);
+        assert_eq!(
+            kept["src/a.py"],
+            (Digest::of_bytes(b"alpha"), b"alpha".to_vec())
+        );
+
+        // Files served by the stat cache are not read, so there is nothing to keep.
+        for file in index.paths() {
+            backdate(file);
+        }
+        let stats = StatCache::new();
+        let walked = InputIndex::walk(dir.path(), patterns).unwrap();
+        walked.hash_keeping(&stats, &["src/**/*.py"]).unwrap();
+        let walked = InputIndex::walk(dir.path(), patterns).unwrap();
+        let (_, kept) = walked.hash_keeping(&stats, &["src/**/*.py"]).unwrap();
+        assert!(kept.is_empty(), "{kept:?}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use self::{
     cache_key::{KEY_VERSION, KeyParts},
-    inputs::{InputFile, InputIndex, WalkedInputs},
+    inputs::{InputFile, InputIndex, KeptTexts, WalkedInputs},
     llm_prompt::LlmLayers,
     stat_cache::StatCache,
 };
@@ -41,6 +41,8 @@ pub struct Planner {
     env_inputs: BTreeMap<String, Option<String>>,
     /// Large input sets by content, see `shared_inputs`.
     shared_inputs: Mutex<HashMap<Digest, SharedInputs>>,
+    /// Bytes of files rule nodes scan, read while hashing (see [`take_text`](Self::take_text)).
+    texts: Mutex<KeptTexts>,
 }
 
 /// A node's inputs map, with the JSON and digest of a large one.
@@ -57,12 +59,17 @@ pub const SHARED_INPUTS_MIN: usize = 256;
 /// A [`Planner`] whose inputs are found but not yet hashed ([`Planner::walk`]).
 pub struct WalkedPlanner {
     walked: WalkedInputs,
+    /// The input patterns of rule nodes: their files' texts are kept when hashed.
+    scanned: Vec<String>,
 }
 
 impl WalkedPlanner {
-    /// Hash the found inputs through `stat_cache`.
+    /// Hash the found inputs through `stat_cache`, keeping the texts that rule nodes scan.
     pub fn hash(self, graph: &Graph, stat_cache: &StatCache) -> Result<Planner, Error> {
-        Planner::finish(graph, self.walked.hash(stat_cache)?)
+        let (index, texts) = self.walked.hash_keeping(stat_cache, &self.scanned)?;
+        let mut planner = Planner::finish(graph, index)?;
+        planner.texts = Mutex::new(texts);
+        Ok(planner)
     }
 }
 
@@ -75,13 +82,20 @@ impl Planner {
     /// The first half of [`new`](Self::new): find the inputs of `nodes`, hash nothing yet
     /// (the stat cache can load meanwhile).
     pub fn walk(graph: &Graph, nodes: &[NodeId]) -> Result<WalkedPlanner, Error> {
-        let patterns = nodes
-            .iter()
-            .map(|&id| graph.node(id))
-            .filter(|node| node.is_cacheable())
-            .flat_map(|node| node.inputs.iter().map(String::as_str));
+        let cacheable = || {
+            nodes
+                .iter()
+                .map(|&id| graph.node(id))
+                .filter(|node| node.is_cacheable())
+        };
+        let patterns = cacheable().flat_map(|node| node.inputs.iter().map(String::as_str));
+        let scanned = cacheable()
+            .filter(|node| matches!(node.kind, NodeKind::Rule(_)))
+            .flat_map(|node| node.inputs.iter().cloned())
+            .collect();
         Ok(WalkedPlanner {
             walked: InputIndex::walk(graph.root(), patterns)?,
+            scanned,
         })
     }
 
@@ -90,7 +104,18 @@ impl Planner {
             index,
             env_inputs: env_input_hashes(graph),
             shared_inputs: Mutex::new(HashMap::new()),
+            texts: Mutex::new(KeptTexts::new()),
         })
+    }
+
+    /// The bytes of `path` read while hashing it, if they were kept and still have `hash`
+    /// (a node that ran since may have changed the file); each is handed out once.
+    pub fn take_text(&self, path: &str, hash: &Digest) -> Option<Vec<u8>> {
+        let mut texts = self.texts.lock().ok()?;
+        match texts.remove(path) {
+            Some((kept, bytes)) if kept == *hash => Some(bytes),
+            _ => None,
+        }
     }
 
     /// The run's input index.
@@ -181,13 +206,14 @@ impl Planner {
                 digest: None,
             };
         }
-        let mut id = blake3::Hasher::new();
+        // One buffer, hashed at once: blake3 hashes a long input many chunks at a time.
+        let mut bytes = Vec::with_capacity(inputs.iter().map(|f| f.path.len() + 33).sum());
         for file in inputs {
-            id.update(file.path.as_bytes());
-            id.update(&[0]);
-            id.update(file.hash.as_bytes());
+            bytes.extend_from_slice(file.path.as_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(file.hash.as_bytes());
         }
-        let id: Digest = id.finalize().into();
+        let id = Digest::of_bytes(&bytes);
         let mut shared = self.shared_inputs.lock().unwrap_or_else(|e| e.into_inner());
         shared
             .entry(id)
@@ -471,6 +497,30 @@ mod tests {
             ),
             ..KeyParts::default()
         }
+    }
+
+    #[test]
+    fn kept_texts_are_handed_out_once_and_only_with_their_hash() {
+        let text = |s: &str| (Digest::of_bytes(s.as_bytes()), s.as_bytes().to_vec());
+        let graph = crate::graph::build(
+            crate::syntax::parse_task_file(crate::source::SourceFile::new(
+                "/p/tasks.kdl",
+                "tasks.kdl",
+                "task \"t\" { run \"true\"; }",
+            ))
+            .unwrap(),
+            std::path::Path::new("/p"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let index = InputIndex::build(dir.path(), Vec::<&str>::new(), &StatCache::new()).unwrap();
+        let planner = Planner::finish(&graph, index).unwrap();
+        *planner.texts.lock().unwrap() =
+            KeptTexts::from([("a.py".into(), text("old")), ("b.py".into(), text("b"))]);
+        // `a.py` changed since it was read: its kept bytes are not the file's.
+        assert_eq!(planner.take_text("a.py", &text("new").0), None);
+        assert_eq!(planner.take_text("b.py", &text("b").0), Some(b"b".to_vec()));
+        assert_eq!(planner.take_text("b.py", &text("b").0), None);
     }
 
     fn input_sets(store: &Store) -> usize {

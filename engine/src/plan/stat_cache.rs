@@ -40,6 +40,23 @@ use crate::store::Digest;
 /// saves).
 pub const MMAP_THRESHOLD: u64 = 1 << 20;
 
+/// The largest file whose bytes [`StatCache::hash_files_keeping`] keeps.
+pub const KEEP_FILE_MAX: u64 = 256 * 1024;
+
+/// The most bytes [`StatCache::hash_files_keeping`] keeps in one call.
+pub const KEEP_TOTAL_MAX: u64 = 256 * 1024 * 1024;
+
+/// A file hashed by [`StatCache::hash_files_keeping`].
+#[derive(Debug)]
+pub struct Hashed {
+    /// Its content hash.
+    pub hash: Digest,
+    /// Its stat when hashed.
+    pub stat: FileStat,
+    /// Its bytes, when asked for and read.
+    pub bytes: Option<Vec<u8>>,
+}
+
 /// Fewer files than this are stat'ed and hashed on the calling thread.
 const PARALLEL_MIN: usize = 64;
 
@@ -227,32 +244,64 @@ impl StatCache {
     /// Stats and hashes many files in parallel (rayon), then records the new entries under one
     /// lock; results are in the order of `paths`.
     pub fn hash_files(&self, paths: &[&Path]) -> Vec<io::Result<(Digest, FileStat)>> {
+        self.hash_files_keeping(paths, &[])
+            .into_iter()
+            .map(|r| r.map(|hashed| (hashed.hash, hashed.stat)))
+            .collect()
+    }
+
+    /// [`hash_files`](Self::hash_files), also keeping the bytes of the files marked in `keep`
+    /// that had to be read (no matching entry), up to [`KEEP_FILE_MAX`] bytes each and
+    /// [`KEEP_TOTAL_MAX`] in all: a caller that reads them next (a rule scan) reads nothing.
+    pub fn hash_files_keeping(&self, paths: &[&Path], keep: &[bool]) -> Vec<io::Result<Hashed>> {
         let started_ns = now_ns();
-        let one = |path: &&Path| {
-            if !self.has_entry(path) {
-                let (hash, stat) = stat_and_hash(path)?;
-                return Ok((hash, stat, true));
-            }
-            let stat = FileStat::from_metadata(&fs::metadata(path)?);
-            if let Some(hash) = self.lookup(path, &stat) {
-                return Ok((hash, stat, false));
-            }
-            Ok((hash_contents(path, stat.size)?, stat, true))
+        let kept_total = AtomicU64::new(0);
+        let one = |(i, path): (usize, &&Path)| {
+            let keeping = keep.get(i).copied().unwrap_or(false);
+            let (hash, stat, bytes) = if self.has_entry(path) {
+                let stat = FileStat::from_metadata(&fs::metadata(path)?);
+                if let Some(hash) = self.lookup(path, &stat) {
+                    return Ok((
+                        Hashed {
+                            hash,
+                            stat,
+                            bytes: None,
+                        },
+                        false,
+                    ));
+                }
+                if keeping && stat.size < MMAP_THRESHOLD {
+                    let bytes = read_small(&mut fs::File::open(path)?, stat.size)?;
+                    (Digest::of_bytes(&bytes), stat, Some(bytes))
+                } else {
+                    (hash_contents(path, stat.size)?, stat, None)
+                }
+            } else {
+                stat_and_hash(path, keeping)?
+            };
+            let bytes = bytes.filter(|bytes| {
+                bytes.len() as u64 <= KEEP_FILE_MAX
+                    && kept_total.fetch_add(bytes.len() as u64, Ordering::Relaxed)
+                        + bytes.len() as u64
+                        <= KEEP_TOTAL_MAX
+            });
+            Ok((Hashed { hash, stat, bytes }, true))
         };
         // Starting rayon's threads costs more than a few stats.
-        let results: Vec<io::Result<(Digest, FileStat, bool)>> = if paths.len() < PARALLEL_MIN {
-            paths.iter().map(one).collect()
+        let results: Vec<io::Result<(Hashed, bool)>> = if paths.len() < PARALLEL_MIN {
+            paths.iter().enumerate().map(one).collect()
         } else {
-            paths.par_iter().map(one).collect()
+            paths.par_iter().enumerate().map(one).collect()
         };
         let mut fresh = Vec::new();
         let mut reused = 0;
         for (path, result) in paths.iter().zip(&results) {
             match result {
-                Ok((hash, stat, true)) => {
-                    fresh.push((path.to_path_buf(), self.entry(stat, *hash, started_ns)))
-                }
-                Ok((_, _, false)) => reused += 1,
+                Ok((hashed, true)) => fresh.push((
+                    path.to_path_buf(),
+                    self.entry(&hashed.stat, hashed.hash, started_ns),
+                )),
+                Ok((_, false)) => reused += 1,
                 Err(_) => {}
             }
         }
@@ -261,7 +310,7 @@ impl StatCache {
         self.insert(fresh);
         results
             .into_iter()
-            .map(|r| r.map(|(hash, stat, _)| (hash, stat)))
+            .map(|r| r.map(|(hashed, _)| hashed))
             .collect()
     }
 
@@ -287,7 +336,13 @@ impl StatCache {
     pub fn take_dirty(&self) -> Vec<(PathBuf, StatEntry)> {
         let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
         let mut taken: Vec<_> = dirty.drain().collect();
-        taken.sort_by(|a, b| a.0.cmp(&b.0));
+        // Byte order is enough for SQLite's B-tree (and far cheaper than comparing paths
+        // component by component).
+        taken.sort_unstable_by(|a, b| {
+            a.0.as_os_str()
+                .as_encoded_bytes()
+                .cmp(b.0.as_os_str().as_encoded_bytes())
+        });
         taken
     }
 
@@ -318,22 +373,27 @@ pub fn hash_contents(path: &Path, size: u64) -> io::Result<Digest> {
 }
 
 /// Stats a file through its descriptor and hashes it: for a file without an entry, which is
-/// read anyway (one path lookup instead of two).
-fn stat_and_hash(path: &Path) -> io::Result<(Digest, FileStat)> {
+/// read anyway (one path lookup instead of two). With `keep`, a small file's bytes come back.
+fn stat_and_hash(path: &Path, keep: bool) -> io::Result<(Digest, FileStat, Option<Vec<u8>>)> {
     let mut file = fs::File::open(path)?;
     let stat = FileStat::from_metadata(&file.metadata()?);
-    let hash = if stat.size >= MMAP_THRESHOLD {
-        hash_contents(path, stat.size)?
-    } else {
-        hash_small(&mut file, stat.size)?
-    };
-    Ok((hash, stat))
+    if stat.size >= MMAP_THRESHOLD {
+        return Ok((hash_contents(path, stat.size)?, stat, None));
+    }
+    let bytes = read_small(&mut file, stat.size)?;
+    let hash = Digest::of_bytes(&bytes);
+    Ok((hash, stat, keep.then_some(bytes)))
 }
 
 /// Hashes an open file of about `size` bytes read into one buffer (`update_reader` would zero
-/// a 64 KiB buffer per file, which costs more than hashing a 4 KiB file). A file that has
-/// grown or shrunk since it was stat'ed is still read to its end.
+/// a 64 KiB buffer per file, which costs more than hashing a 4 KiB file).
 fn hash_small(file: &mut fs::File, size: u64) -> io::Result<Digest> {
+    Ok(Digest::of_bytes(&read_small(file, size)?))
+}
+
+/// Reads an open file of about `size` bytes into one buffer. A file that has grown or shrunk
+/// since it was stat'ed is still read to its end.
+fn read_small(file: &mut fs::File, size: u64) -> io::Result<Vec<u8>> {
     let mut buffer = vec![0u8; size as usize + 1];
     let mut filled = 0;
     // One read usually does: asking for a byte more than the file holds, a regular file
@@ -355,7 +415,7 @@ fn hash_small(file: &mut fs::File, size: u64) -> io::Result<Digest> {
     if filled > size as usize {
         file.read_to_end(&mut buffer)?;
     }
-    Ok(Digest::of_bytes(&buffer))
+    Ok(buffer)
 }
 
 /// The wall-clock time in nanoseconds since the Unix epoch (0 if the clock is before 1970).
@@ -393,10 +453,14 @@ mod tests {
                 "stat said {said}"
             );
         }
-        let (hash, stat) = stat_and_hash(&path).unwrap();
+        let (hash, stat, bytes) = stat_and_hash(&path, true).unwrap();
         assert_eq!((hash, stat.size), (whole, 5000));
+        assert_eq!(bytes.as_deref(), Some(text.as_bytes()));
         fs::write(&path, "").unwrap();
-        assert_eq!(stat_and_hash(&path).unwrap().0, Digest::of_bytes(b""));
+        assert_eq!(
+            stat_and_hash(&path, false).unwrap().0,
+            Digest::of_bytes(b"")
+        );
     }
 
     #[test]

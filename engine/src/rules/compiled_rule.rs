@@ -544,8 +544,8 @@ actions:
                 executable: false,
             })
             .collect();
-        let read = |path: &str| {
-            let text = texts.iter().find(|(p, _)| *p == path)?.1;
+        let read = |file: &InputFile| {
+            let text = texts.iter().find(|(p, _)| *p == file.path)?.1;
             Some(SharedText {
                 text: Arc::from(text),
                 hits: Some(set.search(text)),
