@@ -66,8 +66,9 @@ pub struct ScanResult {
 /// A file's text as rule scans share it: read once, searched once for every prefilter.
 #[derive(Clone, Debug)]
 pub struct SharedText {
-    /// The text (invalid UTF-8 replaced).
-    pub text: Arc<str>,
+    /// The text (invalid UTF-8 replaced); a `String` so that bytes just read become text
+    /// without a copy.
+    pub text: Arc<String>,
     /// Which of the [`PrefilterSet`]'s patterns match it, when there is a set.
     pub hits: Option<Arc<[bool]>>,
 }
@@ -279,14 +280,14 @@ pub fn scan(
 }
 
 /// Read a file under `root` as text (invalid UTF-8 replaced).
-pub fn read_text(root: &Path, path: &str) -> Option<Arc<str>> {
+pub fn read_text(root: &Path, path: &str) -> Option<Arc<String>> {
     std::fs::read(root.join(path)).ok().map(text_of)
 }
 
 /// A file's bytes as text (invalid UTF-8 replaced).
-pub fn text_of(bytes: Vec<u8>) -> Arc<str> {
-    match String::from_utf8(bytes) {
-        Ok(text) => Arc::from(text),
-        Err(err) => Arc::from(String::from_utf8_lossy(err.as_bytes()).as_ref()),
-    }
+pub fn text_of(bytes: Vec<u8>) -> Arc<String> {
+    Arc::new(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    })
 }

@@ -175,7 +175,7 @@ pub struct Hit {
 struct KeyedInputs {
     key: String,
     parts: KeyParts,
-    inputs: Vec<InputFile>,
+    inputs: Arc<[InputFile]>,
     prompt: Option<LlmPrompt>,
 }
 
@@ -183,7 +183,7 @@ struct KeyedInputs {
 struct Keyed {
     key: String,
     parts: KeyParts,
-    inputs: Vec<InputFile>,
+    inputs: Arc<[InputFile]>,
     prompt: Option<LlmPrompt>,
     /// The key and key parts of the node's last run.
     previous: Option<(String, KeyParts)>,
@@ -338,7 +338,7 @@ impl Runner {
                 keyed.previous.take(),
                 keyed.key.clone(),
             ),
-            None => (Vec::new(), None, None, String::new()),
+            None => (Arc::default(), None, None, String::new()),
         };
         let result = match &node.kind {
             NodeKind::Command { run } => self.run_commands(id, run, stop).await,
@@ -906,7 +906,7 @@ impl Runner {
         &self,
         id: NodeId,
         rule: &CompiledRule,
-        inputs: Vec<InputFile>,
+        inputs: Arc<[InputFile]>,
         previous: Option<(String, KeyParts)>,
         key: &str,
     ) -> Result<Vec<u8>, (Status, Vec<u8>)> {
@@ -916,6 +916,7 @@ impl Runner {
             // Not keyed (no cache): walk the rule's inputs now.
             crate::plan::inputs::collect(root, &node.inputs, self.stat_cache())
                 .map_err(|err| (failed(&err.to_string()), Vec::new()))?
+                .into()
         } else {
             inputs
         };

@@ -43,6 +43,8 @@ pub struct Planner {
     shared_inputs: Mutex<HashMap<Digest, SharedInputs>>,
     /// Bytes of files rule nodes scan, read while hashing (see [`take_text`](Self::take_text)).
     texts: Mutex<KeptTexts>,
+    /// Large selections of the index by input patterns, see [`inputs`](Self::inputs).
+    selections: Mutex<HashMap<Vec<String>, Arc<[InputFile]>>>,
 }
 
 /// A node's inputs map, with the JSON and digest of a large one.
@@ -105,6 +107,7 @@ impl Planner {
             env_inputs: env_input_hashes(graph),
             shared_inputs: Mutex::new(HashMap::new()),
             texts: Mutex::new(KeptTexts::new()),
+            selections: Mutex::new(HashMap::new()),
         })
     }
 
@@ -131,18 +134,26 @@ impl Planner {
         id: NodeId,
         rescan: bool,
         stat_cache: &StatCache,
-    ) -> Result<Vec<InputFile>, Error> {
+    ) -> Result<Arc<[InputFile]>, Error> {
         let node = graph.node(id);
         if rescan {
-            inputs::collect(graph.root(), &node.inputs, stat_cache)
-        } else {
-            Ok(self
-                .index
-                .select(&node.inputs)?
-                .into_iter()
-                .cloned()
-                .collect())
+            return Ok(inputs::collect(graph.root(), &node.inputs, stat_cache)?.into());
         }
+        let selections = || self.selections.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(files) = selections().get(&node.inputs) {
+            return Ok(Arc::clone(files));
+        }
+        let files: Arc<[InputFile]> = self
+            .index
+            .select(&node.inputs)?
+            .into_iter()
+            .cloned()
+            .collect();
+        // Twenty rule nodes over one tree share one copy of its 10,000 entries.
+        if files.len() >= SHARED_INPUTS_MIN {
+            selections().insert(node.inputs.clone(), Arc::clone(&files));
+        }
+        Ok(files)
     }
 
     /// The key parts of a node, given its inputs, its dependencies' output digests and the

@@ -547,7 +547,7 @@ actions:
         let read = |file: &InputFile| {
             let text = texts.iter().find(|(p, _)| *p == file.path)?.1;
             Some(SharedText {
-                text: Arc::from(text),
+                text: Arc::new(text.to_owned()),
                 hits: Some(set.search(text)),
             })
         };
