@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+use kdl::{KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::{
     CoverageDecl, Diagnostics, Error, LLM_SETTINGS, LlmSettings, LlmStepDecl, Scalar, TaskDecl,
-    TaskFile, parse_duration, placeholders, suggestion,
+    TaskFile, fast_kdl, parse_duration, placeholders, suggestion,
 };
 use crate::{
     exec::llm::looks_like_api_key,
@@ -54,11 +54,24 @@ const COVERAGE_PROPS: &[&str] = &["fail-under", "show-missing", "skip-covered"];
 
 /// Parse `tasks.kdl` text into the model, collecting every problem.
 pub fn parse_task_file(source: SourceFile) -> Result<TaskFile, Diagnostics> {
+    // The fast path reads the common subset of KDL in a fraction of the crate's time; anything
+    // else, errors included, goes to the crate.
+    let parsed = fast_kdl::parse(source.text())
+        .map(Ok)
+        .unwrap_or_else(|| KdlDocument::parse(source.text()));
+    read_task_file(source, parsed)
+}
+
+/// Read an already parsed document (or report its syntax errors) into the model.
+pub(super) fn read_task_file(
+    source: SourceFile,
+    parsed: Result<KdlDocument, KdlError>,
+) -> Result<TaskFile, Diagnostics> {
     let mut reader = Reader {
         source: &source,
         errors: Vec::new(),
     };
-    let file = match KdlDocument::parse(source.text()) {
+    let file = match parsed {
         Ok(document) => Some(reader.document(&document)),
         Err(err) => {
             for diagnostic in err.diagnostics {

@@ -6,6 +6,7 @@
 //! a later stage needs to point at it.
 
 mod duration;
+mod fast_kdl;
 mod kdl;
 pub mod parse_cache;
 pub mod placeholders;
