@@ -45,6 +45,8 @@ pub struct Planner {
     texts: Mutex<KeptTexts>,
     /// Large selections of the index by input patterns, see [`inputs`](Self::inputs).
     selections: Mutex<HashMap<Vec<String>, Arc<[InputFile]>>>,
+    /// The shared inputs of those selections by address (and length).
+    shared_by_address: Mutex<HashMap<usize, (usize, SharedInputs)>>,
 }
 
 /// A node's inputs map, with the JSON and digest of a large one.
@@ -108,6 +110,7 @@ impl Planner {
             shared_inputs: Mutex::new(HashMap::new()),
             texts: Mutex::new(KeptTexts::new()),
             selections: Mutex::new(HashMap::new()),
+            shared_by_address: Mutex::new(HashMap::new()),
         })
     }
 
@@ -217,6 +220,40 @@ impl Planner {
                 digest: None,
             };
         }
+        // A selection `inputs` handed out is known by its address: it stays alive, unchanged,
+        // in `selections` for as long as the planner does.
+        let address = inputs.as_ptr() as usize;
+        if let Some(shared) = self
+            .shared_by_address
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&address)
+            .filter(|(len, _)| *len == inputs.len())
+        {
+            return shared.1.clone();
+        }
+        let shared = self.shared_by_content(inputs, map);
+        let memoized = self
+            .selections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|files| files.as_ptr() as usize == address && files.len() == inputs.len());
+        if memoized {
+            self.shared_by_address
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(address, (inputs.len(), shared.clone()));
+        }
+        shared
+    }
+
+    /// [`shared_inputs`](Self::shared_inputs) of a list not known by its address.
+    fn shared_by_content(
+        &self,
+        inputs: &[InputFile],
+        map: impl FnOnce() -> Arc<BTreeMap<String, Digest>>,
+    ) -> SharedInputs {
         // One buffer, hashed at once: blake3 hashes a long input many chunks at a time.
         let mut bytes = Vec::with_capacity(inputs.iter().map(|f| f.path.len() + 33).sum());
         for file in inputs {
