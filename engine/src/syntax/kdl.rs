@@ -726,6 +726,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<TaskFile, Diagnostics> {
+        // Every document here also checks the fast path against the `kdl` crate.
+        crate::syntax::fast_kdl::tests::assert_same_task_file(text);
         parse_task_file(SourceFile::new("tasks.kdl", "tasks.kdl", text))
     }
 
