@@ -103,6 +103,27 @@ fn fail_fast_stops_new_work_and_keep_going_runs_the_rest() {
 }
 
 #[test]
+fn fail_fast_starts_no_command_that_waited_for_a_slot() {
+    // With -j 1 the second task is already being prepared while the first runs; after the
+    // first fails it must not start.
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "broken" { run "sleep 0.3; exit 1" }
+        task "next" { run "touch next-ran" }
+        task "all" { deps "broken" "next" }
+        "#,
+    );
+    test.run_with(&["run", "all", "-j", "1"])
+        .status(1)
+        .stdout_has("next skipped: stopped after a failure");
+    assert!(
+        !test.exists("next-ran"),
+        "a command started after the failure"
+    );
+}
+
+#[test]
 fn retry_reruns_a_flaky_command() {
     let test = Test::new().file(
         "tasks.kdl",

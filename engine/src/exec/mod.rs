@@ -216,7 +216,6 @@ pub async fn run(
         Arc::clone(&graph),
         Arc::clone(&reporter),
         RunnerOptions {
-            jobs: options.jobs.max(1),
             grace: options.grace,
             cache: options.cache,
             offline: options.offline,
@@ -227,9 +226,6 @@ pub async fn run(
     ));
     let scheduling = Options {
         jobs: options.jobs,
-        // While `jobs` nodes run their commands, as many again compute their keys or store
-        // what they made, so a slot is refilled the moment it frees.
-        visits: options.jobs.max(1) * 2,
         keep_going: options.keep_going,
     };
     let summary = schedule(

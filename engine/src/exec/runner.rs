@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::{
     llm::LimiterRegistry,
@@ -28,7 +28,7 @@ use super::{
     process::{CommandSpec, Exit, run_command},
     report_totals::{ReportTotals, read_reports},
     rule_scan::{self, BatchScan, PrefilterSet, Previous, ScanFindings, SharedText},
-    scheduler::{Outcome, Visitor},
+    scheduler::{Outcome, Slot, Visitor},
 };
 use crate::{
     event::{Event, Reporter, Status},
@@ -63,9 +63,6 @@ pub struct CacheMode {
 /// Settings of the runner that do not come from tasks.kdl.
 #[derive(Clone, Debug)]
 pub struct RunnerOptions {
-    /// How many nodes do their work (a command, an LLM call, a rule scan) at once. Cache
-    /// lookups before and storing after take no slot.
-    pub jobs: usize,
     /// Time between the polite signal (SIGINT, SIGTERM) and SIGKILL.
     pub grace: Duration,
     /// How the cache is used.
@@ -81,7 +78,6 @@ pub struct RunnerOptions {
 impl Default for RunnerOptions {
     fn default() -> Self {
         RunnerOptions {
-            jobs: 1,
             grace: Duration::from_secs(3),
             cache: CacheMode {
                 read: true,
@@ -120,8 +116,6 @@ pub struct Runner {
     left: Mutex<Vec<Left>>,
     reports: Mutex<Vec<ReportTotals>>,
     tokens: Mutex<(u64, u64)>,
-    /// One permit per job slot (`RunnerOptions::jobs`), held while a node does its work.
-    slots: Semaphore,
     limiters: LimiterRegistry,
     /// File texts shared by rule scans, and their total size.
     texts: RwLock<(HashMap<String, SharedText>, usize)>,
@@ -198,7 +192,6 @@ impl Runner {
         cache: Option<Cache>,
     ) -> Self {
         let count = graph.len();
-        let slots = Semaphore::new(options.jobs.max(1));
         Runner {
             graph,
             reporter,
@@ -207,7 +200,6 @@ impl Runner {
             left: Mutex::new(vec![Left::default(); count]),
             reports: Mutex::new(Vec::new()),
             tokens: Mutex::new((0, 0)),
-            slots,
             limiters: LimiterRegistry::new(),
             texts: RwLock::new((HashMap::new(), 0)),
             prefilters: OnceLock::new(),
@@ -286,7 +278,12 @@ impl Runner {
         self.reporter.report(&Event::Warning { message });
     }
 
-    async fn run_node(self: Arc<Self>, id: NodeId, stop: watch::Receiver<bool>) -> Outcome {
+    async fn run_node(
+        self: Arc<Self>,
+        id: NodeId,
+        stop: watch::Receiver<bool>,
+        mut slot: Slot,
+    ) -> Outcome {
         let node = self.graph.node(id);
         let upstream_touched = self.upstream_touched(id);
 
@@ -320,12 +317,6 @@ impl Runner {
                 return Outcome::Skipped;
             }
         }
-        // The slot is held for the work itself only: the next node's key and the last one's
-        // outputs are dealt with while other commands run.
-        let slot = match node.kind {
-            NodeKind::Aggregate => None,
-            _ => self.slots.acquire().await.ok(),
-        };
         self.reporter.report(&Event::TaskStarted {
             task: node.name.clone(),
             reason,
@@ -355,7 +346,6 @@ impl Runner {
             NodeKind::Aggregate => Ok(Vec::new()),
         };
         let duration = started.elapsed();
-        drop(slot);
         // Reports are read whether the commands passed or not: failing tests are the point.
         let result = match result {
             Err((Status::Interrupted, log)) => Err((Status::Interrupted, log)),
@@ -387,6 +377,8 @@ impl Runner {
                 Outcome::Failed
             }
             Ok(log) => {
+                // Storing what the node made does not keep the next one waiting.
+                slot.release();
                 let this = Arc::clone(&self);
                 let digest = tokio::task::spawn_blocking(move || {
                     this.after_success(
@@ -1091,8 +1083,9 @@ impl Visitor for Runner {
         self: Arc<Self>,
         id: NodeId,
         stop: watch::Receiver<bool>,
+        slot: Slot,
     ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
-        Box::pin(self.run_node(id, stop))
+        Box::pin(self.run_node(id, stop, slot))
     }
 
     fn settle(&self, id: NodeId) -> Option<Outcome> {

@@ -9,7 +9,7 @@
 //! depend on a failure still runs. An interrupt stops everything.
 
 use std::{
-    collections::BinaryHeap,
+    collections::{BinaryHeap, HashMap},
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -17,7 +17,10 @@ use std::{
 };
 
 use rayon::prelude::*;
-use tokio::{sync::watch, task::JoinSet};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
 
 use crate::{
     event::{Event, Reporter, Summary},
@@ -51,10 +54,13 @@ impl Outcome {
 /// What the scheduler calls for each node that is not an aggregate.
 pub trait Visitor: Send + Sync + 'static {
     /// Execute (or restore) node `id`. `stop` turns true when running work must end now.
+    /// The visit holds one of the `jobs` slots until it calls [`Slot::release`] (after its
+    /// work, before storing what it made) or ends.
     fn visit(
         self: Arc<Self>,
         id: NodeId,
         stop: watch::Receiver<bool>,
+        slot: Slot,
     ) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
     /// The outcome of node `id` if it is known without visiting it — a cache hit, restored
@@ -74,15 +80,29 @@ pub trait Visitor: Send + Sync + 'static {
     }
 }
 
+/// A visit's job slot: released by [`release`](Self::release), or when the visit ends.
+#[derive(Debug)]
+pub struct Slot {
+    id: NodeId,
+    freed: Option<mpsc::UnboundedSender<NodeId>>,
+}
+
+impl Slot {
+    /// Give the slot back: the node's work succeeded, and what remains (storing its
+    /// outputs) need not keep the next ready node waiting. (A failed node keeps its slot
+    /// until its visit ends, so that nothing new starts before the failure is known.)
+    pub fn release(&mut self) {
+        if let Some(freed) = self.freed.take() {
+            let _ = freed.send(self.id);
+        }
+    }
+}
+
 /// Scheduling options.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// How many nodes may do their work at once (reported; the visitor enforces it).
+    /// How many nodes may do their work at once.
     pub jobs: usize,
-    /// How many nodes are visited at once, at least `jobs`. A visitor that holds one of
-    /// `jobs` slots for the work itself only (see `RunnerOptions::jobs`) prepares and
-    /// finishes the others meanwhile.
-    pub visits: usize,
     /// Run everything that does not depend on a failure.
     pub keep_going: bool,
 }
@@ -103,7 +123,6 @@ pub async fn schedule<V: Visitor>(
 ) -> Summary {
     let started = Instant::now();
     let jobs = options.jobs.max(1);
-    let visits = options.visits.max(jobs);
     let count = graph.len();
     let mut wanted = vec![false; count];
     for id in nodes {
@@ -141,22 +160,44 @@ pub async fn schedule<V: Visitor>(
         keep_going: options.keep_going,
     };
     let mut running: JoinSet<(NodeId, Outcome)> = JoinSet::new();
+    // Visits holding a slot: dispatched, and neither released it nor ended.
+    let mut working = 0usize;
+    let mut holding = vec![false; count];
+    let (freed_tx, mut freed_rx) = mpsc::unbounded_channel::<NodeId>();
     let mut listening = true;
 
-    let start_ready = |state: &mut State, running: &mut JoinSet<(NodeId, Outcome)>| {
+    let mut tasks = HashMap::new();
+    let start_ready = |state: &mut State,
+                       running: &mut JoinSet<(NodeId, Outcome)>,
+                       tasks: &mut HashMap<tokio::task::Id, NodeId>,
+                       working: &mut usize,
+                       holding: &mut [bool]| {
         while !state.stopping
-            && running.len() < visits
+            && *working < jobs
             && let Some(Ready { id, .. }) = state.ready.pop()
         {
-            let visit = Arc::clone(&visitor).visit(id, stop_rx.clone());
-            running.spawn(async move { (id, visit.await) });
+            *working += 1;
+            holding[id.index()] = true;
+            let slot = Slot {
+                id,
+                freed: Some(freed_tx.clone()),
+            };
+            let visit = Arc::clone(&visitor).visit(id, stop_rx.clone(), slot);
+            let task = running.spawn(async move { (id, visit.await) });
+            tasks.insert(task.id(), id);
         }
     };
 
     loop {
         // Fill free slots before settling what just became ready: a slot should not wait
         // while the keys of other nodes are computed.
-        start_ready(&mut state, &mut running);
+        start_ready(
+            &mut state,
+            &mut running,
+            &mut tasks,
+            &mut working,
+            &mut holding,
+        );
         if !state.stopping && !state.fresh.is_empty() {
             // Settling blocks (it restores files); tell a multi-threaded runtime so. On a
             // current-thread runtime `block_in_place` would panic, and there is nothing to
@@ -165,16 +206,31 @@ pub async fn schedule<V: Visitor>(
                 tokio::runtime::RuntimeFlavor::CurrentThread => state.settle_fresh(&*visitor),
                 _ => tokio::task::block_in_place(|| state.settle_fresh(&*visitor)),
             }
-            start_ready(&mut state, &mut running);
+            start_ready(
+                &mut state,
+                &mut running,
+                &mut tasks,
+                &mut working,
+                &mut holding,
+            );
         }
         if running.is_empty() {
             break;
         }
         tokio::select! {
-            joined = running.join_next() => {
+            joined = running.join_next_with_id() => {
                 let Some(joined) = joined else { break };
+                let task = match &joined {
+                    Ok((task, _)) => *task,
+                    Err(err) => err.id(),
+                };
+                if let Some(id) = tasks.remove(&task)
+                    && std::mem::take(&mut holding[id.index()])
+                {
+                    working -= 1;
+                }
                 let (id, outcome) = match joined {
-                    Ok(result) => result,
+                    Ok((_, result)) => result,
                     // A visitor that panicked is a bug; its node is reported as skipped below.
                     Err(_) => continue,
                 };
@@ -182,6 +238,11 @@ pub async fn schedule<V: Visitor>(
                 state.finish(id, &outcome);
                 if stopping && outcome == Outcome::Failed && state.summary.failed >= 2 {
                     let _ = stop_tx.send(true);
+                }
+            }
+            Some(id) = freed_rx.recv() => {
+                if std::mem::take(&mut holding[id.index()]) {
+                    working -= 1;
                 }
             }
             changed = interrupt.changed(), if listening => {
@@ -377,6 +438,7 @@ mod tests {
             self: Arc<Self>,
             id: NodeId,
             _stop: watch::Receiver<bool>,
+            _slot: Slot,
         ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
             let name = self.graph.node(id).name.clone();
             let failed = self.fail.contains(&name.as_str());
@@ -424,7 +486,6 @@ task "d" { run "d"; deps "all"; }
         let (_tx, interrupt) = watch::channel(false);
         let options = Options {
             jobs: 1,
-            visits: 1,
             keep_going: false,
         };
         let summary = schedule(
@@ -459,5 +520,68 @@ task "d" { run "d"; deps "all"; }
         let (summary, visited) = schedule_fake(vec!["a", "c"], vec!["b"]).await;
         assert_eq!(visited, ["b"]);
         assert_eq!((summary.cached, summary.failed, summary.skipped), (2, 1, 1));
+    }
+
+    /// Releases its slot at once, then waits until another node has been visited.
+    struct Overlapping {
+        visited: Arc<tokio::sync::Notify>,
+        first: Mutex<bool>,
+    }
+
+    impl Visitor for Overlapping {
+        fn visit(
+            self: Arc<Self>,
+            _id: NodeId,
+            _stop: watch::Receiver<bool>,
+            mut slot: Slot,
+        ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+            let first = std::mem::replace(&mut *self.first.lock().unwrap(), false);
+            Box::pin(async move {
+                if first {
+                    slot.release();
+                    // Ends only once the second node got the released slot.
+                    self.visited.notified().await;
+                } else {
+                    self.visited.notify_one();
+                }
+                Outcome::Succeeded
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_released_slot_starts_the_next_node_before_the_visit_ends() {
+        let text = r#"
+task "a" { run "a"; }
+task "b" { run "b"; }
+"#;
+        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
+        let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
+        let nodes = graph.closure(&graph.resolve_targets(&["a".into(), "b".into()]).unwrap());
+        let visitor = Arc::new(Overlapping {
+            visited: Arc::new(tokio::sync::Notify::new()),
+            first: Mutex::new(true),
+        });
+        let (_tx, interrupt) = watch::channel(false);
+        let options = Options {
+            jobs: 1,
+            keep_going: false,
+        };
+        // With one slot held until the visit ended, this would never finish.
+        let summary = tokio::time::timeout(
+            Duration::from_secs(10),
+            schedule(
+                &graph,
+                &nodes,
+                vec![],
+                &options,
+                visitor,
+                &Silent,
+                interrupt,
+            ),
+        )
+        .await
+        .expect("the second node never started");
+        assert_eq!(summary.succeeded, 2);
     }
 }
