@@ -177,10 +177,10 @@ impl StatCache {
             .map(|entry| entry.hash)
     }
 
-    /// Whether `path` has an entry, matching or not.
-    fn has_entry(&self, path: &Path) -> bool {
+    /// The entry of `path`, matching or not.
+    fn entry_of(&self, path: &Path) -> Option<StatEntry> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries.contains_key(path.as_os_str().as_encoded_bytes())
+        entries.get(path.as_os_str().as_encoded_bytes()).copied()
     }
 
     /// Remembers that `path`, with `stat`, hashed to `hash`; `started_ns` is the wall-clock time
@@ -258,12 +258,12 @@ impl StatCache {
         let kept_total = AtomicU64::new(0);
         let one = |(i, path): (usize, &&Path)| {
             let keeping = keep.get(i).copied().unwrap_or(false);
-            let (hash, stat, bytes) = if self.has_entry(path) {
+            let (hash, stat, bytes) = if let Some(entry) = self.entry_of(path) {
                 let stat = FileStat::from_metadata(&fs::metadata(path)?);
-                if let Some(hash) = self.lookup(path, &stat) {
+                if entry.matches(&stat) {
                     return Ok((
                         Hashed {
-                            hash,
+                            hash: entry.hash,
                             stat,
                             bytes: None,
                         },
