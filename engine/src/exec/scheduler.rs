@@ -160,44 +160,32 @@ pub async fn schedule<V: Visitor>(
         keep_going: options.keep_going,
     };
     let mut running: JoinSet<(NodeId, Outcome)> = JoinSet::new();
-    // Visits holding a slot: dispatched, and neither released it nor ended.
-    let mut working = 0usize;
-    let mut holding = vec![false; count];
     let (freed_tx, mut freed_rx) = mpsc::unbounded_channel::<NodeId>();
+    let mut slots = Slots {
+        jobs,
+        working: 0,
+        holding: vec![false; count],
+        tasks: HashMap::new(),
+        freed: freed_tx,
+    };
     let mut listening = true;
 
-    let mut tasks = HashMap::new();
-    let start_ready = |state: &mut State,
-                       running: &mut JoinSet<(NodeId, Outcome)>,
-                       tasks: &mut HashMap<tokio::task::Id, NodeId>,
-                       working: &mut usize,
-                       holding: &mut [bool]| {
-        while !state.stopping
-            && *working < jobs
-            && let Some(Ready { id, .. }) = state.ready.pop()
-        {
-            *working += 1;
-            holding[id.index()] = true;
-            let slot = Slot {
-                id,
-                freed: Some(freed_tx.clone()),
-            };
-            let visit = Arc::clone(&visitor).visit(id, stop_rx.clone(), slot);
-            let task = running.spawn(async move { (id, visit.await) });
-            tasks.insert(task.id(), id);
-        }
-    };
+    let start_ready =
+        |state: &mut State, running: &mut JoinSet<(NodeId, Outcome)>, slots: &mut Slots| {
+            while !state.stopping
+                && slots.any_free()
+                && let Some(Ready { id, .. }) = state.ready.pop()
+            {
+                let visit = Arc::clone(&visitor).visit(id, stop_rx.clone(), slots.take(id));
+                let task = running.spawn(async move { (id, visit.await) });
+                slots.tasks.insert(task.id(), id);
+            }
+        };
 
     loop {
         // Fill free slots before settling what just became ready: a slot should not wait
         // while the keys of other nodes are computed.
-        start_ready(
-            &mut state,
-            &mut running,
-            &mut tasks,
-            &mut working,
-            &mut holding,
-        );
+        start_ready(&mut state, &mut running, &mut slots);
         if !state.stopping && !state.fresh.is_empty() {
             // Settling blocks (it restores files); tell a multi-threaded runtime so. On a
             // current-thread runtime `block_in_place` would panic, and there is nothing to
@@ -206,13 +194,7 @@ pub async fn schedule<V: Visitor>(
                 tokio::runtime::RuntimeFlavor::CurrentThread => state.settle_fresh(&*visitor),
                 _ => tokio::task::block_in_place(|| state.settle_fresh(&*visitor)),
             }
-            start_ready(
-                &mut state,
-                &mut running,
-                &mut tasks,
-                &mut working,
-                &mut holding,
-            );
+            start_ready(&mut state, &mut running, &mut slots);
         }
         if running.is_empty() {
             break;
@@ -220,15 +202,10 @@ pub async fn schedule<V: Visitor>(
         tokio::select! {
             joined = running.join_next_with_id() => {
                 let Some(joined) = joined else { break };
-                let task = match &joined {
+                slots.ended(match &joined {
                     Ok((task, _)) => *task,
                     Err(err) => err.id(),
-                };
-                if let Some(id) = tasks.remove(&task)
-                    && std::mem::take(&mut holding[id.index()])
-                {
-                    working -= 1;
-                }
+                });
                 let (id, outcome) = match joined {
                     Ok((_, result)) => result,
                     // A visitor that panicked is a bug; its node is reported as skipped below.
@@ -240,11 +217,7 @@ pub async fn schedule<V: Visitor>(
                     let _ = stop_tx.send(true);
                 }
             }
-            Some(id) = freed_rx.recv() => {
-                if std::mem::take(&mut holding[id.index()]) {
-                    working -= 1;
-                }
-            }
+            Some(id) = freed_rx.recv() => slots.give_back(id),
             changed = interrupt.changed(), if listening => {
                 listening = changed.is_ok();
                 if listening && *interrupt.borrow_and_update() {
@@ -279,6 +252,48 @@ pub async fn schedule<V: Visitor>(
     }
     summary.wall_ms = started.elapsed().as_millis() as u64;
     summary
+}
+
+/// The `jobs` slots: which visits hold one, and the channel they give them back on.
+struct Slots {
+    jobs: usize,
+    /// How many visits hold a slot.
+    working: usize,
+    /// Per node: its visit holds a slot.
+    holding: Vec<bool>,
+    /// The node each running visit's task works on.
+    tasks: HashMap<tokio::task::Id, NodeId>,
+    freed: mpsc::UnboundedSender<NodeId>,
+}
+
+impl Slots {
+    fn any_free(&self) -> bool {
+        self.working < self.jobs
+    }
+
+    /// A slot for node `id`'s visit.
+    fn take(&mut self, id: NodeId) -> Slot {
+        self.working += 1;
+        self.holding[id.index()] = true;
+        Slot {
+            id,
+            freed: Some(self.freed.clone()),
+        }
+    }
+
+    /// Node `id` gave its slot back, or its visit ended (whichever comes first counts).
+    fn give_back(&mut self, id: NodeId) {
+        if std::mem::take(&mut self.holding[id.index()]) {
+            self.working -= 1;
+        }
+    }
+
+    /// The visit running as `task` ended, however it ended.
+    fn ended(&mut self, task: tokio::task::Id) {
+        if let Some(id) = self.tasks.remove(&task) {
+            self.give_back(id);
+        }
+    }
 }
 
 /// The scheduler's bookkeeping.
