@@ -37,7 +37,7 @@ pub struct KeyLock {
 }
 
 /// Where a key's lock lives: a file, and on Linux the byte of it.
-struct Slot {
+struct Site {
     path: PathBuf,
     byte: Option<i64>,
 }
@@ -45,11 +45,9 @@ struct Slot {
 #[derive(Debug)]
 enum Held {
     #[cfg(target_os = "linux")]
-    Range(#[allow(dead_code, reason = "held for its lock, released on drop")] File),
+    Range(File),
     #[cfg(not(target_os = "linux"))]
-    Whole(
-        #[allow(dead_code, reason = "held for its lock, released on drop")] nix::fcntl::Flock<File>,
-    ),
+    Whole(nix::fcntl::Flock<File>),
 }
 
 impl KeyLock {
@@ -61,13 +59,13 @@ impl KeyLock {
     /// Takes the lock on `key`: first without waiting; if another holder has it, calls
     /// `on_wait` once (to report "waiting for another clab") and then blocks.
     pub fn acquire(locks_dir: &Path, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock, Error> {
-        let slot = slot(locks_dir, key)?;
-        if let Some(lock) = Self::attempt(&slot, false)? {
+        let site = site_of(locks_dir, key)?;
+        if let Some(lock) = Self::attempt(&site, false)? {
             return Ok(lock);
         }
         on_wait();
         loop {
-            if let Some(lock) = Self::attempt(&slot, true)? {
+            if let Some(lock) = Self::attempt(&site, true)? {
                 return Ok(lock);
             }
         }
@@ -75,12 +73,12 @@ impl KeyLock {
 
     /// Takes the lock if it is free right now; `None` if another holder has it.
     pub fn try_acquire(locks_dir: &Path, key: &str) -> Result<Option<KeyLock>, Error> {
-        Self::attempt(&slot(locks_dir, key)?, false)
+        Self::attempt(&site_of(locks_dir, key)?, false)
     }
 
     /// One attempt: `Ok(None)` when a non-blocking lock is busy or the file was replaced.
-    fn attempt(slot: &Slot, wait: bool) -> Result<Option<KeyLock>, Error> {
-        let path = &slot.path;
+    fn attempt(site: &Site, wait: bool) -> Result<Option<KeyLock>, Error> {
+        let path = &site.path;
         loop {
             let file = File::options()
                 .create(true)
@@ -88,7 +86,7 @@ impl KeyLock {
                 .write(true)
                 .open(path)
                 .map_err(|source| Error::io("open the lock file", path, source))?;
-            let held = match lock(file, slot.byte, wait) {
+            let held = match lock(file, site.byte, wait) {
                 Ok(held) => held,
                 Err(Errno::EWOULDBLOCK | Errno::EACCES) if !wait => return Ok(None),
                 Err(Errno::EINTR) => continue,
@@ -166,7 +164,7 @@ fn lock(file: File, _byte: Option<i64>, wait: bool) -> Result<Held, Errno> {
         .map_err(|(_, errno)| errno)
 }
 
-fn slot(locks_dir: &Path, key: &str) -> Result<Slot, Error> {
+fn site_of(locks_dir: &Path, key: &str) -> Result<Site, Error> {
     let safe = !key.is_empty()
         && key.len() <= 200
         && key
@@ -180,12 +178,12 @@ fn slot(locks_dir: &Path, key: &str) -> Result<Slot, Error> {
     }
     fs::create_dir_all(locks_dir).map_err(|source| Error::io("create", locks_dir, source))?;
     Ok(if cfg!(target_os = "linux") {
-        Slot {
+        Site {
             path: locks_dir.join(SHARED_FILE),
             byte: Some(byte_of(key)),
         }
     } else {
-        Slot {
+        Site {
             path: locks_dir.join(key),
             byte: None,
         }
