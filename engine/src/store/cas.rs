@@ -5,8 +5,9 @@
 //!
 //! Invariants:
 //! - A blob file, once at its final path, holds exactly the bytes its name hashes to. Writers
-//!   stream into a temp file named `.tmp-*` inside `cas/` and rename it into its shard, so a
-//!   reader never sees a half-written blob; a temp file left by a killed writer is never read
+//!   write into a temp file named `.tmp-*` — in the blob's shard when the digest is known
+//!   before writing (bytes, small files), else in `cas/` — and rename it to its final name, so
+//!   a reader never sees a half-written blob; a temp file left by a killed writer is never read
 //!   (nothing looks up `.tmp-*` names) and is swept by `prune` once it is older than the grace
 //!   period.
 //! - Putting a blob that exists is a no-op apart from refreshing its mtime, which tells `prune`
@@ -79,7 +80,10 @@ impl Cas {
         if self.refresh_existing(&dest) {
             return Ok(digest);
         }
-        let mut temp = self.temp_file()?;
+        // The digest is known first: write beside the blob's final name, so the rename stays
+        // within one directory.
+        let shard = dest.parent().unwrap_or(&self.root);
+        let mut temp = self.temp_file_in(shard)?;
         temp.write_all(bytes)
             .map_err(|source| Error::io("write", temp.path(), source))?;
         self.finish(temp, &digest)?;
@@ -218,40 +222,58 @@ impl Cas {
         Ok(blobs)
     }
 
-    /// Temp files (`.tmp-*`) in `cas/` older than `cutoff`: left behind by killed writers.
+    /// Temp files (`.tmp-*`) in `cas/` and its shards older than `cutoff`: left behind by
+    /// killed writers.
     pub fn stale_temp_files(&self, cutoff: SystemTime) -> Result<Vec<PathBuf>, Error> {
         let mut stale = Vec::new();
-        for entry in read_dir_or_empty(&self.root)? {
-            let is_temp = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(TEMP_PREFIX));
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < cutoff);
-            if is_temp && old {
-                stale.push(entry.path());
+        let mut sweep = |entries: Vec<fs::DirEntry>| {
+            for entry in entries {
+                let is_temp = entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(TEMP_PREFIX));
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                if is_temp && old {
+                    stale.push(entry.path());
+                }
             }
+        };
+        let top = read_dir_or_empty(&self.root)?;
+        let shards: Vec<PathBuf> = top
+            .iter()
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+            .map(fs::DirEntry::path)
+            .collect();
+        sweep(top);
+        for shard in shards {
+            sweep(read_dir_or_empty(&shard)?);
         }
+        stale.sort();
         Ok(stale)
     }
 
     fn temp_file(&self) -> Result<tempfile::NamedTempFile, Error> {
+        self.temp_file_in(&self.root)
+    }
+
+    /// A temp file in `dir` (`cas/` or a shard), created if missing.
+    fn temp_file_in(&self, dir: &Path) -> Result<tempfile::NamedTempFile, Error> {
         let create = || {
             tempfile::Builder::new()
                 .prefix(TEMP_PREFIX)
-                .tempfile_in(&self.root)
+                .tempfile_in(dir)
         };
         match create() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&self.root)
-                    .map_err(|source| Error::io("create", &self.root, source))?;
+                fs::create_dir_all(dir).map_err(|source| Error::io("create", dir, source))?;
                 create()
             }
             created => created,
         }
-        .map_err(|source| Error::io("create a temp file in", &self.root, source))
+        .map_err(|source| Error::io("create a temp file in", dir, source))
     }
 
     /// If the blob exists, refresh its mtime (a writer is about to reference it) and say so.
@@ -366,8 +388,21 @@ mod tests {
         assert_eq!(cas.put_bytes(b"complete content").unwrap(), digest);
         assert_eq!(cas.read(&digest).unwrap(), b"complete content");
         assert_eq!(cas.list().unwrap().len(), 1);
-        // The leftover is reported as stale once it is older than the cutoff.
+        // Another one, left in a shard (where small blobs are written).
+        let shard = cas.path_of(&digest).parent().unwrap().to_owned();
+        let in_shard = shard.join(format!("{TEMP_PREFIX}killed"));
+        fs::write(&in_shard, b"compl").unwrap();
+        assert_eq!(cas.list().unwrap().len(), 1);
+        assert_eq!(cas.read(&digest).unwrap(), b"complete content");
+        // Both are reported as stale once they are older than the cutoff, not before.
+        assert!(
+            cas.stale_temp_files(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .is_empty()
+        );
         let later = SystemTime::now() + std::time::Duration::from_secs(60);
-        assert_eq!(cas.stale_temp_files(later).unwrap(), vec![leftover]);
+        let mut expected = vec![leftover, in_shard];
+        expected.sort();
+        assert_eq!(cas.stale_temp_files(later).unwrap(), expected);
     }
 }
