@@ -250,12 +250,14 @@ pub async fn run(
         snapshot::save(
             file,
             stamp,
-            &graph,
-            &nodes,
-            &runner.hits(),
-            planner,
-            store,
-            started_ns,
+            &snapshot::Finished {
+                graph: &graph,
+                nodes: &nodes,
+                hits: &runner.hits(),
+                planner,
+                store,
+                started_ns,
+            },
         );
     }
     if let Some(store) = history {

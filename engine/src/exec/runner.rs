@@ -40,7 +40,7 @@ use crate::{
         inputs::expand_outputs,
         llm_prompt::{self, LlmLayers, LlmPrompt},
         outputs::digest_entries,
-        stat_cache::StatCache,
+        stat_cache::{self, StatCache},
     },
     rules::CompiledRule,
     store::{
@@ -777,8 +777,9 @@ impl Runner {
     /// Files over 256 KiB, or past a 256 MiB total, are not kept. Searched with the
     /// prefilters of every rule in the graph on first read.
     fn read_shared(&self, file: &InputFile) -> Option<SharedText> {
-        const MAX_FILE: usize = 256 * 1024;
-        const MAX_TOTAL: usize = 256 * 1024 * 1024;
+        // The limits of the texts the planner keeps (see `StatCache::hash_files_keeping`).
+        const MAX_FILE: usize = stat_cache::KEEP_FILE_MAX as usize;
+        const MAX_TOTAL: usize = stat_cache::KEEP_TOTAL_MAX as usize;
         let path = file.path.as_str();
         if let Some(shared) = self.texts.read().ok()?.0.get(path) {
             return Some(shared.clone());

@@ -243,19 +243,8 @@ pub fn load(file: &Path, stamp: &str, graph: &Graph, nodes: &[NodeId]) -> Option
 
 /// Write a snapshot of a run that started at `started_ns` and was all hits, or remove a stale
 /// one when the run does not qualify (something was restored, or is too recent to trust).
-#[allow(clippy::too_many_arguments)]
-pub fn save(
-    file: &Path,
-    stamp: &str,
-    graph: &Graph,
-    nodes: &[NodeId],
-    hits: &[Hit],
-    planner: &Planner,
-    store: &Store,
-    started_ns: i64,
-) {
-    let written = snapshot_text(stamp, graph, nodes, hits, planner, store, started_ns);
-    match written {
+pub fn save(file: &Path, stamp: &str, run: &Finished<'_>) {
+    match snapshot_text(stamp, run) {
         Some(text) => {
             let _ = crate::atomic_write::write_atomic(file, text.as_bytes());
         }
@@ -265,15 +254,31 @@ pub fn save(
     }
 }
 
-fn snapshot_text(
-    stamp: &str,
-    graph: &Graph,
-    nodes: &[NodeId],
-    hits: &[Hit],
-    planner: &Planner,
-    store: &Store,
-    started_ns: i64,
-) -> Option<String> {
+/// What a finished run leaves for its snapshot.
+pub struct Finished<'a> {
+    /// The run's graph.
+    pub graph: &'a Graph,
+    /// The nodes it ran (the closure of its targets).
+    pub nodes: &'a [NodeId],
+    /// Every cache hit of the run.
+    pub hits: &'a [Hit],
+    /// The planner that found and hashed its inputs.
+    pub planner: &'a Planner,
+    /// The store the hits came from.
+    pub store: &'a Store,
+    /// When the run started (ns since the epoch), for the racy-stat rule.
+    pub started_ns: i64,
+}
+
+fn snapshot_text(stamp: &str, run: &Finished<'_>) -> Option<String> {
+    let &Finished {
+        graph,
+        nodes,
+        hits,
+        planner,
+        store,
+        started_ns,
+    } = run;
     let mut out = String::new();
     out.push_str(stamp);
     out.push('\n');

@@ -1074,13 +1074,6 @@ mod tests {
         dir
     }
 
-    /// Sets a file's mtime an hour back, out of the stat cache's racy window.
-    fn backdate(path: &Path) {
-        let file = fs::File::options().append(true).open(path).unwrap();
-        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
-            .unwrap();
-    }
-
     fn paths<F: std::borrow::Borrow<InputFile>>(files: &[F]) -> Vec<&str> {
         files.iter().map(|f| f.borrow().path.as_str()).collect()
     }
@@ -1110,7 +1103,7 @@ mod tests {
 
         // Files served by the stat cache are not read, so there is nothing to keep.
         for file in index.paths() {
-            backdate(file);
+            crate::plan::stat_cache::tests::backdate(file, 3600);
         }
         let stats = StatCache::new();
         let walked = InputIndex::walk(dir.path(), patterns).unwrap();

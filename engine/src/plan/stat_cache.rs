@@ -427,11 +427,12 @@ pub fn now_ns() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn backdate(path: &Path, seconds: u64) {
+    /// Sets a file's mtime `seconds` back (out of the racy window).
+    pub(in crate::plan) fn backdate(path: &Path, seconds: u64) {
         let file = fs::File::options().append(true).open(path).unwrap();
         file.set_modified(SystemTime::now() - Duration::from_secs(seconds))
             .unwrap();
