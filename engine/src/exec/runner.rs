@@ -118,7 +118,10 @@ pub struct Runner {
     tokens: Mutex<(u64, u64)>,
     limiters: LimiterRegistry,
     /// File texts shared by rule scans, and their total size.
-    texts: RwLock<(HashMap<String, SharedText>, usize)>,
+    texts: RwLock<(
+        HashMap<String, SharedText, foldhash::fast::RandomState>,
+        usize,
+    )>,
     /// Every rule's prefilters in one set (see `rule_scan::PrefilterSet`).
     prefilters: OnceLock<Option<PrefilterSet>>,
     /// Rule selections by (selection id, file list), see `selection`.
@@ -201,7 +204,7 @@ impl Runner {
             reports: Mutex::new(Vec::new()),
             tokens: Mutex::new((0, 0)),
             limiters: LimiterRegistry::new(),
-            texts: RwLock::new((HashMap::new(), 0)),
+            texts: RwLock::new((HashMap::default(), 0)),
             prefilters: OnceLock::new(),
             selections: Mutex::new(HashMap::new()),
             batches: Mutex::new(HashMap::new()),

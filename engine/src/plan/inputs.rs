@@ -279,7 +279,7 @@ pub struct InputIndex {
 }
 
 /// File bytes kept by [`WalkedInputs::hash_keeping`]: relative path → (hash, bytes).
-pub type KeptTexts = HashMap<String, (Digest, Vec<u8>)>;
+pub type KeptTexts = HashMap<String, (Digest, Vec<u8>), foldhash::fast::RandomState>;
 
 /// The files an [`InputIndex`] will hold, found but not yet hashed
 /// ([`InputIndex::walk`]): the stat cache can load meanwhile.
@@ -444,7 +444,7 @@ impl WalkedInputs {
         } = self;
         let hash_start = Instant::now();
         let abs_paths: Vec<&Path> = candidates.iter().map(|(_, abs)| abs.as_path()).collect();
-        let mut kept = KeptTexts::new();
+        let mut kept = KeptTexts::default();
         let files = candidates
             .iter()
             .zip(stat_cache.hash_files_keeping(&abs_paths, &keep))
@@ -768,9 +768,9 @@ pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<
 /// `*.py` with a hash lookup of the extension, where the whole path needs a regex.
 struct BaseSets {
     /// Base → globs of one component (no `**`), matched against the names of its files.
-    names: HashMap<String, (Arc<GlobSet>, Vec<usize>)>,
+    names: HashMap<String, (Arc<GlobSet>, Vec<usize>), foldhash::fast::RandomState>,
     /// Base → every other glob, matched against whole relative paths below the base.
-    paths: HashMap<String, (Arc<GlobSet>, Vec<usize>)>,
+    paths: HashMap<String, (Arc<GlobSet>, Vec<usize>), foldhash::fast::RandomState>,
 }
 
 /// Base → (its patterns, their indexes in the glob list).
@@ -798,7 +798,7 @@ impl BaseSets {
         // 2,000 directories of `*.txt` share one compiled set.
         let mut compiled: HashMap<Vec<String>, Arc<GlobSet>> = HashMap::new();
         let mut build = |grouped: Grouped| {
-            let mut sets = HashMap::with_capacity(grouped.len());
+            let mut sets = HashMap::with_capacity_and_hasher(grouped.len(), Default::default());
             for (base, (patterns, ids)) in grouped {
                 let set = match compiled.get(&patterns) {
                     Some(set) => Arc::clone(set),

@@ -108,7 +108,7 @@ impl Planner {
             index,
             env_inputs: env_input_hashes(graph),
             shared_inputs: Mutex::new(HashMap::new()),
-            texts: Mutex::new(KeptTexts::new()),
+            texts: Mutex::new(KeptTexts::default()),
             selections: Mutex::new(HashMap::new()),
             shared_by_address: Mutex::new(HashMap::new()),
         })
@@ -563,8 +563,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = InputIndex::build(dir.path(), Vec::<&str>::new(), &StatCache::new()).unwrap();
         let planner = Planner::finish(&graph, index).unwrap();
-        *planner.texts.lock().unwrap() =
-            KeptTexts::from([("a.py".into(), text("old")), ("b.py".into(), text("b"))]);
+        *planner.texts.lock().unwrap() = [("a.py".into(), text("old")), ("b.py".into(), text("b"))]
+            .into_iter()
+            .collect();
         // `a.py` changed since it was read: its kept bytes are not the file's.
         assert_eq!(planner.take_text("a.py", &text("new").0), None);
         assert_eq!(planner.take_text("b.py", &text("b").0), Some(b"b".to_vec()));

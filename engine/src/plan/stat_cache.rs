@@ -138,8 +138,10 @@ pub struct StatCounts {
 pub struct StatCache {
     /// Keyed by the path's bytes: hashing a `Path` goes component by component, and a no-op
     /// run of 40,000 inputs looks up every one.
-    entries: RwLock<HashMap<Box<[u8]>, StatEntry>>,
-    dirty: Mutex<HashMap<PathBuf, StatEntry>>,
+    entries: RwLock<Entries>,
+    /// Entries recorded since the last `take_dirty`, in order (a path may repeat: the last
+    /// one counts). A list, not a map: a cold run records every file, once.
+    dirty: Mutex<Vec<(PathBuf, StatEntry)>>,
     hashed: AtomicU64,
     reused: AtomicU64,
 }
@@ -161,7 +163,7 @@ impl StatCache {
     }
 
     /// A cache holding `entries` keyed by path bytes (see [`key`]).
-    pub(crate) fn from_keyed(entries: HashMap<Box<[u8]>, StatEntry>) -> StatCache {
+    pub(crate) fn from_keyed(entries: Entries) -> StatCache {
         StatCache {
             entries: RwLock::new(entries),
             ..StatCache::default()
@@ -207,11 +209,12 @@ impl StatCache {
         }
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        entries.reserve(new.len());
         for (path, entry) in new {
             let key = key(&path);
             if entries.get(&key) != Some(&entry) {
                 entries.insert(key, entry);
-                dirty.insert(path, entry);
+                dirty.push((path, entry));
             }
         }
     }
@@ -334,15 +337,17 @@ impl StatCache {
 
     /// Takes the entries recorded since the last call, sorted by path, for persisting.
     pub fn take_dirty(&self) -> Vec<(PathBuf, StatEntry)> {
-        let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
-        let mut taken: Vec<_> = dirty.drain().collect();
-        // Byte order is enough for SQLite's B-tree (and far cheaper than comparing paths
-        // component by component).
-        taken.sort_unstable_by(|a, b| {
+        let mut taken = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        // Newest first, and a stable sort keeps that order among a path's entries: the first
+        // of each path is the one to keep. Byte order is enough for SQLite's B-tree (and far
+        // cheaper than comparing paths component by component).
+        taken.reverse();
+        taken.sort_by(|a, b| {
             a.0.as_os_str()
                 .as_encoded_bytes()
                 .cmp(b.0.as_os_str().as_encoded_bytes())
         });
+        taken.dedup_by(|later, first| later.0 == first.0);
         taken
     }
 
@@ -355,6 +360,9 @@ impl StatCache {
         self.dirty.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
+
+/// Entries by path bytes, with a fast hash: the keys are the project's own paths.
+pub(crate) type Entries = HashMap<Box<[u8]>, StatEntry, foldhash::fast::RandomState>;
 
 /// The key of `path` in a cache's entries: its bytes.
 pub(crate) fn key(path: &Path) -> Box<[u8]> {
@@ -611,5 +619,31 @@ pub(super) mod tests {
             }
         );
         assert_eq!(cache.take_dirty().len(), 2);
+    }
+
+    #[test]
+    fn dirty_entries_come_out_once_per_path_sorted_newest_kept() {
+        let cache = StatCache::new();
+        let stat = |size| FileStat {
+            size,
+            mtime_ns: 1,
+            ctime_ns: 1,
+            inode: 1,
+            mode: 0o644,
+        };
+        cache.record(Path::new("/p/b"), &stat(1), Digest::of_bytes(b"old"), 0);
+        cache.record(Path::new("/p/a"), &stat(2), Digest::of_bytes(b"a"), 0);
+        cache.record(Path::new("/p/b"), &stat(3), Digest::of_bytes(b"new"), 0);
+        let dirty = cache.take_dirty();
+        let found: Vec<(&Path, Digest)> =
+            dirty.iter().map(|(p, e)| (p.as_path(), e.hash)).collect();
+        assert_eq!(
+            found,
+            [
+                (Path::new("/p/a"), Digest::of_bytes(b"a")),
+                (Path::new("/p/b"), Digest::of_bytes(b"new")),
+            ]
+        );
+        assert!(cache.take_dirty().is_empty());
     }
 }

@@ -166,6 +166,14 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, Option<Warning>), Error> 
     }
 }
 
+/// A second connection to a database [`open`] has opened (schema in place), for reads: in WAL
+/// mode they see the last commit and do not wait for a write in progress.
+pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
 fn classify(path: &Path, error: rusqlite::Error) -> OpenFailure {
     match error.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {

@@ -327,12 +327,22 @@ pub struct Store {
     dir: PathBuf,
     db_path: PathBuf,
     cas: Cas,
+    /// Lookups during a run (results, manifests, input sets), opened on first use; `None`
+    /// if it could not be opened (lookups then share `conn`). In WAL mode a read does not
+    /// wait for a write: the first nodes of a cold run would otherwise wait behind the
+    /// stat cache's flush (10,000 rows, ~10 ms) for lookups that find nothing.
+    reader: OnceLock<Option<Mutex<Connection>>>,
     conn: Mutex<Connection>,
     stat_cache: OnceLock<StatCache>,
     blob_grace: Duration,
     usage: Usage,
     /// Rows read ahead by `preload_results`, served without the connection.
     preloaded: RwLock<HashMap<String, ResultRow>>,
+    /// The tasks with a manifest when `preload_results` read ahead, plus those saved since;
+    /// `None` before a read-ahead. A task not named here has no manifest as far as this
+    /// process can tell, and is answered without the connection — which the first nodes of
+    /// a cold run would otherwise wait for behind the stat cache's flush.
+    manifest_names: RwLock<Option<HashSet<String>>>,
     /// Input sets known to be in `input_sets` (written or confirmed by this process).
     input_sets: Mutex<HashSet<Digest>>,
     /// Input sets read by this process.
@@ -369,11 +379,13 @@ impl Store {
             cas: Cas::new(dir.join("cas")),
             dir,
             db_path,
+            reader: OnceLock::new(),
             conn: Mutex::new(conn),
             stat_cache: OnceLock::new(),
             blob_grace: BLOB_GRACE,
             usage: Usage::default(),
             preloaded: RwLock::new(HashMap::new()),
+            manifest_names: RwLock::new(None),
             input_sets: Mutex::new(HashSet::new()),
             parsed_input_sets: Mutex::new(HashMap::new()),
         };
@@ -410,6 +422,17 @@ impl Store {
         // A panic while holding the lock cannot leave the connection half-used: every write
         // is one statement or one transaction that SQLite rolls back.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection for lookups (see `reader`).
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let reader = self
+            .reader
+            .get_or_init(|| db::open_reader(&self.db_path).ok().map(Mutex::new));
+        match reader {
+            Some(reader) => reader.lock().unwrap_or_else(|e| e.into_inner()),
+            None => self.conn(),
+        }
     }
 
     fn sql<T>(&self, result: rusqlite::Result<T>) -> Result<T, Error> {
@@ -505,7 +528,7 @@ impl Store {
         let row = match preloaded {
             Some(row) => Some(row),
             None => {
-                let conn = self.conn();
+                let conn = self.reader();
                 self.sql(
                     conn.prepare_cached(
                         "SELECT task, status, duration_ms, outputs, log_hash, created_ms,
@@ -609,26 +632,62 @@ impl Store {
     /// Read ahead the result of each task's last run (the row its manifest's key names): on a
     /// no-op run every lookup is one of them, and is then served without taking the
     /// connection. Rows saved or deleted later are still found (or not) through SQL.
+    /// Also reads which tasks have a manifest: [`load_manifest`](Self::load_manifest) of any
+    /// other task answers `None` at once (one saved later by another process is missed: this
+    /// run then explains less and rescans more, but keys nothing differently).
     pub fn preload_results(&self) -> Result<usize, Error> {
-        let rows = {
+        let (rows, names) = {
             let conn = self.conn();
+            let mut tasks = self.sql(conn.prepare("SELECT task FROM manifests"))?;
+            let names = self.sql(
+                tasks
+                    .query_map([], |row| row.get::<_, String>(0))
+                    .and_then(|names| names.collect::<rusqlite::Result<HashSet<_>>>()),
+            )?;
             let mut statement = self.sql(conn.prepare(
                 "SELECT r.task, r.status, r.duration_ms, r.outputs, r.log_hash, r.created_ms,
                         r.last_used_ms, r.key
                  FROM manifests m JOIN results r ON r.key = m.key",
             ))?;
-            self.sql(
+            let rows = self.sql(
                 statement
                     .query_map([], |row| Ok((row.get::<_, String>(7)?, result_row(row)?)))
                     .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
-            )?
+            )?;
+            (rows, names)
         };
+        *self
+            .manifest_names
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(names);
         let count = rows.len();
         self.preloaded
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .extend(rows);
         Ok(count)
+    }
+
+    /// Copy what the write-ahead log holds into `cache.db`, as far as no reader of another
+    /// process needs it (a passive checkpoint: never waits). SQLite does this when the log
+    /// passes 1,000 pages and when the last connection closes; a run calls it after its big
+    /// writes so that the close at exit has little left to copy. Best effort: a checkpoint
+    /// that cannot run now runs later.
+    pub fn checkpoint(&self) {
+        let conn = self.conn();
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+
+    /// The last write of a run: copy the write-ahead log into `cache.db` and empty it, unless
+    /// another process is using it (no waiting). Closing the store then has nothing to copy,
+    /// whichever thread closes it — or none, when the process ends first: what is left is
+    /// an empty log the next open reads in no time.
+    pub fn finish_writes(&self) {
+        let conn = self.conn();
+        if conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            let _ = conn.busy_timeout(db::BUSY_TIMEOUT);
+        }
     }
 
     /// Writes the hit and miss counts and last-used times gathered by `load_result` since the
@@ -718,6 +777,15 @@ impl Store {
             "INSERT OR REPLACE INTO manifests (task, key, json, updated_ms) VALUES (?1, ?2, ?3, ?4)",
             params![task, key, json, now_ms()],
         ))?;
+        drop(conn);
+        if let Some(names) = self
+            .manifest_names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            names.insert(task.to_owned());
+        }
         Ok(())
     }
 
@@ -761,7 +829,7 @@ impl Store {
             return Ok(Some(Arc::clone(set)));
         }
         let json: Option<String> = {
-            let conn = self.conn();
+            let conn = self.reader();
             self.sql(
                 conn.query_row(
                     "SELECT json FROM input_sets WHERE digest = ?1",
@@ -783,7 +851,16 @@ impl Store {
 
     /// The inputs manifest of `task`'s latest run, if any.
     pub fn load_manifest(&self, task: &str) -> Result<Option<SavedManifest>, Error> {
-        let conn = self.conn();
+        if self
+            .manifest_names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|names| !names.contains(task))
+        {
+            return Ok(None);
+        }
+        let conn = self.reader();
         self.sql(
             conn.query_row(
                 "SELECT key, json, updated_ms FROM manifests WHERE task = ?1",
@@ -933,12 +1010,12 @@ impl Store {
     }
 
     /// Every stat-cache row, read without an intermediate copy (40,000 of them on a no-op run).
-    fn load_stat_entries(&self) -> Result<HashMap<Box<[u8]>, StatEntry>, Error> {
+    fn load_stat_entries(&self) -> Result<crate::plan::stat_cache::Entries, Error> {
         let conn = self.conn();
         let mut statement = self.sql(conn.prepare(
             "SELECT path, size, mtime_ns, ctime_ns, inode, hash, written_ns FROM stat_cache",
         ))?;
-        let mut entries = HashMap::new();
+        let mut entries = crate::plan::stat_cache::Entries::default();
         let mut rows = self.sql(statement.query([]))?;
         while let Some(row) = self.sql(rows.next())? {
             let (Ok(path), Ok(hash)) = (row.get_ref(0), row.get_ref(5)) else {
@@ -1751,6 +1828,29 @@ mod tests {
         assert_eq!(store.stats().unwrap().entries, 0);
         let stats = store.stats().unwrap();
         assert_eq!((stats.hits, stats.misses), (2, 2));
+    }
+
+    #[test]
+    fn read_ahead_manifest_names_answer_absent_tasks_without_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open(dir.path()));
+        store.save_manifest("old", "k1", "{}").unwrap();
+        store.preload_results().unwrap();
+        store.save_manifest("new", "k2", "{}").unwrap();
+        assert_eq!(store.load_manifest("old").unwrap().unwrap().key, "k1");
+        assert_eq!(store.load_manifest("new").unwrap().unwrap().key, "k2");
+
+        // While another thread holds the connection (as the stat cache's flush does), a
+        // task without a manifest is still answered.
+        let conn = store.conn();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let asking = Arc::clone(&store);
+        std::thread::spawn(move || {
+            let _ = tx.send(asking.load_manifest("absent").map(|m| m.is_none()));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(10));
+        drop(conn);
+        assert!(matches!(answer, Ok(Ok(true))), "{answer:?}");
     }
 
     #[test]
