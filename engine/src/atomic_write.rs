@@ -3,8 +3,21 @@
 
 use std::{io::Write, os::unix::fs::PermissionsExt, path::Path};
 
-/// Write `bytes` to `path` through a temp file beside it and a rename.
+/// Write `bytes` to `path` through a temp file beside it and a rename, flushed to disk
+/// first: after an operating system crash the file holds the old contents or the new.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write(path, bytes, true)
+}
+
+/// [`write_atomic`] without the flush to disk, for the cache's own files (`.clab/`), which
+/// are checked when read: a reader still never sees half a file, but an operating system
+/// crash may leave it empty — as it may leave the rest of the cache (`cache.db` is not
+/// flushed either). Saves a `fdatasync` (~0.5 ms) per file.
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write(path, bytes, false)
+}
+
+fn write(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -17,7 +30,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
     temp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    temp.as_file().sync_data()?;
+    if sync {
+        temp.as_file().sync_data()?;
+    }
     temp.persist(path).map_err(|err| err.error)?;
     Ok(())
 }

@@ -67,7 +67,8 @@ pub fn open_store(dir: &Path, reporter: &dyn Reporter) -> Option<Arc<Store>> {
             // Keep the cache out of version control without touching the user's .gitignore.
             let ignore = dir.join(".gitignore");
             if !ignore.exists() {
-                let _ = crate::atomic_write::write_atomic(&ignore, b"# created by clab\n*\n");
+                let _ =
+                    crate::atomic_write::write_atomic_unsynced(&ignore, b"# created by clab\n*\n");
             }
             Some(Arc::new(opened.store))
         }

@@ -113,17 +113,31 @@ impl PrefilterSet {
         (0..self.set.len()).map(|i| matches.matched(i)).collect()
     }
 
+    /// Where the prefilters of `rule`'s actions are in the set; `None` if the rule is not in
+    /// it. Looked up once per rule, not per file.
+    fn slots_of(&self, rule: &CompiledRule) -> Option<&[Option<usize>]> {
+        self.slots.get(&rule.definition_hash()).map(Vec::as_slice)
+    }
+
     /// For each action of `rule`, whether its prefilter matched (`hits` from
     /// [`search`](Self::search)); `None` if the rule is not in the set.
+    #[cfg(test)]
     pub(crate) fn answers(&self, rule: &CompiledRule, hits: &[bool]) -> Option<Vec<bool>> {
-        let slots = self.slots.get(&rule.definition_hash())?;
-        Some(
-            slots
-                .iter()
-                .map(|slot| slot.is_none_or(|i| hits.get(i).copied().unwrap_or(true)))
-                .collect(),
-        )
+        let mut answers = Vec::new();
+        answers_into(self.slots_of(rule)?, hits, &mut answers);
+        Some(answers)
     }
+}
+
+/// For each action, whether its prefilter matched: `slots` from [`PrefilterSet::slots_of`],
+/// `hits` from [`PrefilterSet::search`]; written into `out` (reused from file to file).
+fn answers_into(slots: &[Option<usize>], hits: &[bool], out: &mut Vec<bool>) {
+    out.clear();
+    out.extend(
+        slots
+            .iter()
+            .map(|slot| slot.is_none_or(|i| hits.get(i).copied().unwrap_or(true))),
+    );
 }
 
 /// Which of `inputs` `rule` selects.
@@ -131,18 +145,24 @@ pub fn selection(rule: &CompiledRule, inputs: &[InputFile]) -> Vec<bool> {
     inputs.par_iter().map(|f| rule.selects(&f.path)).collect()
 }
 
-/// Findings of one file by one rule, as [`scan`] computes and stores them.
+/// Findings of one file by one rule, as [`scan`] computes and stores them; `slots` are the
+/// rule's places in the prefilter set, `answers` scratch space.
 fn scan_file(
     rule: &CompiledRule,
     file: &InputFile,
     shared: Option<&SharedText>,
-    prefilters: Option<&PrefilterSet>,
+    slots: Option<&[Option<usize>]>,
+    answers: &mut Vec<bool>,
 ) -> Vec<StoredFinding> {
-    let answers = shared
-        .and_then(|shared| Some((prefilters?, shared.hits.as_ref()?)))
-        .and_then(|(set, hits)| set.answers(rule, hits));
+    let prefiltered = match (slots, shared.and_then(|shared| shared.hits.as_deref())) {
+        (Some(slots), Some(hits)) => {
+            answers_into(slots, hits, answers);
+            Some(answers.as_slice())
+        }
+        _ => None,
+    };
     let text = shared.map_or("", |shared| &shared.text);
-    rule.scan_selected(&file.path, text, answers.as_deref())
+    rule.scan_selected(&file.path, text, prefiltered)
         .into_iter()
         .map(|f| (f.line, f.col, f.message, f.severity == Severity::Error))
         .collect()
@@ -166,30 +186,36 @@ pub fn scan_batch(
     read: &(dyn Fn(&InputFile) -> Option<SharedText> + Sync),
     prefilters: Option<&PrefilterSet>,
 ) -> BatchScan {
-    let per_file: Vec<(usize, Vec<Vec<StoredFinding>>)> = (0..inputs.len())
+    let slots: Vec<Option<&[Option<usize>]>> = rules
+        .iter()
+        .map(|rule| prefilters.and_then(|set| set.slots_of(rule)))
+        .collect();
+    // (input, rule) → findings, for the pairs that found something.
+    let found: Vec<(usize, usize, Vec<StoredFinding>)> = (0..inputs.len())
         .into_par_iter()
         .filter(|&i| selected.get(i).copied().unwrap_or(false))
-        .map(|i| {
+        .map_init(Vec::new, |answers, i| {
             let file = &inputs[i];
             let shared = read(file);
-            let found = rules
+            rules
                 .iter()
-                .map(|rule| scan_file(rule, file, shared.as_ref(), prefilters))
-                .collect();
-            (i, found)
+                .zip(&slots)
+                .enumerate()
+                .filter_map(|(r, (rule, slots))| {
+                    let found = scan_file(rule, file, shared.as_ref(), *slots, answers);
+                    (!found.is_empty()).then_some((i, r, found))
+                })
+                .collect::<Vec<_>>()
         })
+        .flatten()
         .collect();
     let mut by_rule: HashMap<blake3::Hash, BTreeMap<usize, Vec<StoredFinding>>> = rules
         .iter()
         .map(|rule| (rule.definition_hash(), BTreeMap::new()))
         .collect();
-    for (i, found) in per_file {
-        for (rule, found) in rules.iter().zip(found) {
-            if !found.is_empty()
-                && let Some(files) = by_rule.get_mut(&rule.definition_hash())
-            {
-                files.insert(i, found);
-            }
+    for (i, r, found) in found {
+        if let Some(files) = by_rule.get_mut(&rules[r].definition_hash()) {
+            files.insert(i, found);
         }
     }
     BatchScan { by_rule }
@@ -218,6 +244,7 @@ pub fn scan(
     let batched = batch
         .as_ref()
         .and_then(|batch| batch.by_rule.get(&rule.definition_hash()));
+    let slots = prefilters.and_then(|set| set.slots_of(rule));
     let results: Vec<(usize, Vec<StoredFinding>, bool)> = match batched {
         Some(found) => selected
             .iter()
@@ -225,7 +252,7 @@ pub fn scan(
             .collect(),
         None => selected
             .par_iter()
-            .map(|&i| {
+            .map_init(Vec::new, |answers, &i| {
                 let file = &inputs[i];
                 if let Some(previous) = &previous
                     && previous.inputs.get(&file.path) == Some(&file.hash)
@@ -239,7 +266,11 @@ pub fn scan(
                     return (i, old, false);
                 }
                 let shared = read(file);
-                (i, scan_file(rule, file, shared.as_ref(), prefilters), true)
+                (
+                    i,
+                    scan_file(rule, file, shared.as_ref(), slots, answers),
+                    true,
+                )
             })
             .collect(),
     };

@@ -246,7 +246,7 @@ pub fn load(file: &Path, stamp: &str, graph: &Graph, nodes: &[NodeId]) -> Option
 pub fn save(file: &Path, stamp: &str, run: &Finished<'_>) {
     match snapshot_text(stamp, run) {
         Some(text) => {
-            let _ = crate::atomic_write::write_atomic(file, text.as_bytes());
+            let _ = crate::atomic_write::write_atomic_unsynced(file, text.as_bytes());
         }
         None => {
             let _ = fs::remove_file(file);

@@ -171,6 +171,8 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, Option<Warning>), Error> 
 pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // As the writer's: should this connection close last, its checkpoint does not flush.
+    conn.pragma_update(None, "synchronous", "OFF")?;
     Ok(conn)
 }
 
@@ -246,15 +248,16 @@ fn try_open(path: &Path) -> Result<Connection, OpenFailure> {
     let mut conn = Connection::open(path).map_err(|e| classify(path, e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| classify(path, e))?;
+    // No fsync: a crash of clab loses nothing (WAL), and what an OS crash or power loss might
+    // cost is a cache, rebuilt like any corrupt one — as ninja treats its logs. The three
+    // fsyncs of each run's history write were a third of a trivial `clab run`. Set before
+    // the journal mode, whose switch on a new file would otherwise flush four times.
+    conn.pragma_update(None, "synchronous", "OFF")
+        .map_err(|e| classify(path, e))?;
     // A file system without shared memory keeps the rollback journal; that is slower under
     // concurrency but still correct, so the mode is not checked.
     let _mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(|e| classify(path, e))?;
-    // No fsync: a crash of clab loses nothing (WAL), and what an OS crash or power loss might
-    // cost is a cache, rebuilt like any corrupt one — as ninja treats its logs. The three
-    // fsyncs of each run's history write were a third of a trivial `clab run`.
-    conn.pragma_update(None, "synchronous", "OFF")
         .map_err(|e| classify(path, e))?;
     check_integrity(path, &conn)?;
     migrate(&mut conn).map_err(|e| match e {

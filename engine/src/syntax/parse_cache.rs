@@ -63,7 +63,7 @@ impl ParseCache {
         let mut bytes = stamp(file.source.text()).into_bytes();
         bytes.push(b'\n');
         if serde_json::to_writer(&mut bytes, file).is_ok() {
-            let _ = crate::atomic_write::write_atomic(&self.entry, &bytes);
+            let _ = crate::atomic_write::write_atomic_unsynced(&self.entry, &bytes);
         }
     }
 }
