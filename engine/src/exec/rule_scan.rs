@@ -237,44 +237,34 @@ pub fn scan(
 ) -> ScanResult {
     let rule_hash = rule.definition_hash().to_hex().to_string();
     let previous = previous.filter(|p| p.findings.rule == rule_hash && p.findings.key == p.key);
-    let selected: Vec<usize> = (0..inputs.len())
-        .filter(|&i| selected.get(i).copied().unwrap_or(false))
-        .collect();
     let batch = if previous.is_none() { batch() } else { None };
     let batched = batch
         .as_ref()
         .and_then(|batch| batch.by_rule.get(&rule.definition_hash()));
     let slots = prefilters.and_then(|set| set.slots_of(rule));
-    let results: Vec<(usize, Vec<StoredFinding>, bool)> = match batched {
-        Some(found) => selected
-            .iter()
-            .map(|&i| (i, found.get(&i).cloned().unwrap_or_default(), true))
-            .collect(),
-        None => selected
-            .par_iter()
-            .map_init(Vec::new, |answers, &i| {
-                let file = &inputs[i];
-                if let Some(previous) = &previous
-                    && previous.inputs.get(&file.path) == Some(&file.hash)
-                {
-                    let old = previous
-                        .findings
-                        .files
-                        .get(&file.path)
-                        .cloned()
-                        .unwrap_or_default();
-                    return (i, old, false);
-                }
-                let shared = read(file);
-                (
-                    i,
-                    scan_file(rule, file, shared.as_ref(), slots, answers),
-                    true,
-                )
-            })
-            .collect(),
+    let (results, selected): (Vec<(usize, Vec<StoredFinding>, bool)>, usize) = match batched {
+        // Scanned already: only the files with findings matter.
+        Some(found) => (
+            found
+                .iter()
+                .map(|(&i, found)| (i, found.clone(), true))
+                .collect(),
+            selected.iter().filter(|&&s| s).count(),
+        ),
+        None => {
+            let selected: Vec<usize> = (0..inputs.len())
+                .filter(|&i| selected.get(i).copied().unwrap_or(false))
+                .collect();
+            (
+                scan_each(rule, inputs, &selected, previous.as_ref(), read, slots),
+                selected.len(),
+            )
+        }
     };
-    let scanned = results.iter().filter(|(_, _, fresh)| *fresh).count();
+    let scanned = match batched {
+        Some(_) => selected,
+        None => results.iter().filter(|(_, _, fresh)| *fresh).count(),
+    };
     let mut stored = ScanFindings {
         rule: rule_hash,
         key: String::new(),
@@ -303,11 +293,46 @@ pub fn scan(
         stored.files.insert(path.clone(), found);
     }
     ScanResult {
-        reused: selected.len() - scanned,
+        reused: selected - scanned,
         scanned,
         findings,
         stored,
     }
+}
+
+/// The findings of `rule` in each of the `selected` inputs (with whether the file was
+/// scanned now): reused from `previous` where the file's hash is the one it had then.
+fn scan_each(
+    rule: &CompiledRule,
+    inputs: &[InputFile],
+    selected: &[usize],
+    previous: Option<&Previous<'_>>,
+    read: &(dyn Fn(&InputFile) -> Option<SharedText> + Sync),
+    slots: Option<&[Option<usize>]>,
+) -> Vec<(usize, Vec<StoredFinding>, bool)> {
+    selected
+        .par_iter()
+        .map_init(Vec::new, |answers, &i| {
+            let file = &inputs[i];
+            if let Some(previous) = &previous
+                && previous.inputs.get(&file.path) == Some(&file.hash)
+            {
+                let old = previous
+                    .findings
+                    .files
+                    .get(&file.path)
+                    .cloned()
+                    .unwrap_or_default();
+                return (i, old, false);
+            }
+            let shared = read(file);
+            (
+                i,
+                scan_file(rule, file, shared.as_ref(), slots, answers),
+                true,
+            )
+        })
+        .collect()
 }
 
 /// Read a file under `root` as text (invalid UTF-8 replaced).

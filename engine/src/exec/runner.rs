@@ -325,14 +325,15 @@ impl Runner {
             reason,
         });
         let started = Instant::now();
-        let (inputs, prompt, previous, key) = match &mut keyed {
+        let (inputs, prompt, previous, key, input_set) = match &mut keyed {
             Some((keyed, _, _)) => (
                 std::mem::take(&mut keyed.inputs),
                 keyed.prompt.take(),
                 keyed.previous.take(),
                 keyed.key.clone(),
+                keyed.parts.input_set,
             ),
-            None => (Arc::default(), None, None, String::new()),
+            None => (Arc::default(), None, None, String::new(), None),
         };
         let result = match &node.kind {
             NodeKind::Command { run } => self.run_commands(id, run, stop).await,
@@ -341,7 +342,7 @@ impl Runner {
                 let this = Arc::clone(&self);
                 let rule = rule.clone();
                 tokio::task::spawn_blocking(move || {
-                    this.run_rule(id, &rule, inputs, previous, &key)
+                    this.run_rule(id, &rule, inputs, input_set, previous, &key)
                 })
                 .await
                 .unwrap_or_else(|_| Err((failed("the rule scan panicked"), Vec::new())))
@@ -897,12 +898,14 @@ impl Runner {
     }
 
     /// Run a rule check: scan what changed since the last scan, report every finding, fail
-    /// on `reject` findings.
+    /// on `reject` findings. `input_set` is the digest of a large inputs map (see
+    /// `KeyParts::input_set`).
     fn run_rule(
         &self,
         id: NodeId,
         rule: &CompiledRule,
         inputs: Arc<[InputFile]>,
+        input_set: Option<Digest>,
         previous: Option<(String, KeyParts)>,
         key: &str,
     ) -> Result<Vec<u8>, (Status, Vec<u8>)> {
@@ -930,7 +933,12 @@ impl Runner {
             _ => None,
         };
         let read = |file: &InputFile| self.read_shared(file);
-        let files = files_id(&inputs);
+        // The planner's digest of a large inputs map names the list (paths and hashes) as
+        // well, and is already computed.
+        let files = input_set.map_or_else(
+            || files_id(&inputs),
+            |digest| blake3::Hash::from(*digest.as_bytes()),
+        );
         let selected = self.selection(rule, &inputs, files);
         let batch = || self.batch_scan(id, rule, &inputs, &selected, files);
         let mut result = rule_scan::scan(
