@@ -569,6 +569,7 @@ actions:
                     Some(Arc::clone(&batch))
                 });
             assert_eq!(batched.findings, alone.findings);
+            assert_eq!(batched.stored.files, alone.stored.files);
             assert_eq!((batched.scanned, batched.reused), (3, 0));
             total += alone.findings.len();
         }
