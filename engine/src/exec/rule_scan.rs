@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    graph::{Graph, NodeKind},
     plan::inputs::InputFile,
     rules::{CompiledRule, Finding, Severity},
     store::Digest,
@@ -77,6 +78,10 @@ pub struct SharedText {
 #[derive(Debug)]
 pub struct PrefilterSet {
     set: regex::RegexSet,
+    /// Every rule is [prefiltered](CompiledRule::is_prefiltered).
+    decides_alone: bool,
+    /// What `search` answers for a text no pattern matches.
+    no_hits: Arc<[bool]>,
     /// Rule definition hash → for each action, its pattern's index in `set`.
     slots: HashMap<blake3::Hash, Vec<Option<usize>>>,
 }
@@ -87,7 +92,9 @@ impl PrefilterSet {
     pub fn new<'a>(rules: impl IntoIterator<Item = &'a CompiledRule>) -> Option<PrefilterSet> {
         let mut patterns: Vec<&str> = Vec::new();
         let mut slots = HashMap::new();
+        let mut decides_alone = true;
         for rule in rules {
+            decides_alone &= rule.is_prefiltered();
             let actions = rule
                 .prefilters()
                 .into_iter()
@@ -104,7 +111,36 @@ impl PrefilterSet {
             return None;
         }
         let set = regex::RegexSet::new(&patterns).ok()?;
-        Some(PrefilterSet { set, slots })
+        Some(PrefilterSet {
+            no_hits: vec![false; set.len()].into(),
+            set,
+            decides_alone,
+            slots,
+        })
+    }
+
+    /// The set of every rule node of `graph`.
+    pub fn of_graph(graph: &Graph) -> Option<PrefilterSet> {
+        PrefilterSet::new(graph.ids().filter_map(|id| match &graph.node(id).kind {
+            NodeKind::Rule(rule) => Some(&**rule),
+            _ => None,
+        }))
+    }
+
+    /// Whether a text no pattern of the set matches is one no rule of the set finds anything
+    /// in: so when every rule is [prefiltered](CompiledRule::is_prefiltered).
+    pub fn decides_alone(&self) -> bool {
+        self.decides_alone
+    }
+
+    /// Whether any pattern matches `text` (stops at the first match).
+    pub fn is_match(&self, text: &str) -> bool {
+        self.set.is_match(text)
+    }
+
+    /// The answers of [`search`](Self::search) for a text no pattern matches.
+    pub fn no_hits(&self) -> Arc<[bool]> {
+        Arc::clone(&self.no_hits)
     }
 
     /// Which patterns match `text`.

@@ -36,8 +36,8 @@ use crate::{
     plan::{
         Planner,
         cache_key::{KeyParts, digest_files},
-        inputs::InputFile,
         inputs::expand_outputs,
+        inputs::{InputFile, KeptText},
         llm_prompt::{self, LlmLayers, LlmPrompt},
         outputs::digest_entries,
         stat_cache::{self, StatCache},
@@ -793,7 +793,14 @@ impl Runner {
             .as_ref()
             .and_then(|cache| cache.planner.take_text(path, &file.hash));
         let text = match kept {
-            Some(bytes) => rule_scan::text_of(bytes),
+            Some(KeptText::Bytes(bytes)) => rule_scan::text_of(bytes),
+            // No prefilter matches the file, and they decide alone: no rule needs its text.
+            Some(KeptText::Unneeded) => {
+                return Some(SharedText {
+                    text: Arc::default(),
+                    hits: self.prefilters().map(PrefilterSet::no_hits),
+                });
+            }
             None => rule_scan::read_text(self.graph.root(), path)?,
         };
         let hits = self.prefilters().map(|set| set.search(&text));
@@ -883,17 +890,14 @@ impl Runner {
         Some(Arc::clone(batch))
     }
 
-    /// The prefilters of every rule node in the graph, as one set.
+    /// The prefilters of every rule node in the graph, as one set: the planner's (which
+    /// decided which texts it kept), else made here.
     fn prefilters(&self) -> Option<&PrefilterSet> {
+        if let Some(set) = self.cache.as_ref().and_then(|c| c.planner.prefilters()) {
+            return Some(set);
+        }
         self.prefilters
-            .get_or_init(|| {
-                PrefilterSet::new(self.graph.ids().filter_map(
-                    |id| match &self.graph.node(id).kind {
-                        NodeKind::Rule(rule) => Some(&**rule),
-                        _ => None,
-                    },
-                ))
-            })
+            .get_or_init(|| PrefilterSet::of_graph(&self.graph))
             .as_ref()
     }
 

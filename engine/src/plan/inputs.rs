@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-use super::stat_cache::StatCache;
+use super::stat_cache::{Sieve, StatCache};
 use crate::store::Digest;
 
 /// One input file of a task.
@@ -279,7 +279,16 @@ pub struct InputIndex {
 }
 
 /// File bytes kept by [`WalkedInputs::hash_keeping`]: relative path → (hash, bytes).
-pub type KeptTexts = HashMap<String, (Digest, Vec<u8>), foldhash::fast::RandomState>;
+pub type KeptTexts = HashMap<String, (Digest, KeptText), foldhash::fast::RandomState>;
+
+/// What hashing kept of a file whose text was asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeptText {
+    /// Its bytes.
+    Bytes(Vec<u8>),
+    /// Only the sieve's verdict: nothing needs its text (see [`Sieve`]).
+    Unneeded,
+}
 
 /// The files an [`InputIndex`] will hold, found but not yet hashed
 /// ([`InputIndex::walk`]): the stat cache can load meanwhile.
@@ -421,7 +430,7 @@ impl InputIndex {
 impl WalkedInputs {
     /// The second half of [`InputIndex::build`]: hash every file once, in parallel.
     pub fn hash(self, stat_cache: &StatCache) -> Result<InputIndex, Error> {
-        Ok(self.hash_keeping::<&str>(stat_cache, &[])?.0)
+        Ok(self.hash_keeping::<&str>(stat_cache, &[], None)?.0)
     }
 
     /// [`hash`](Self::hash), also keeping the bytes of the files selected by the include
@@ -431,6 +440,7 @@ impl WalkedInputs {
         self,
         stat_cache: &StatCache,
         keep: &[S],
+        sieve: Option<&Sieve<'_>>,
     ) -> Result<(InputIndex, KeptTexts), Error> {
         let keep = self.mask(keep);
         let WalkedInputs {
@@ -447,14 +457,16 @@ impl WalkedInputs {
         let mut kept = KeptTexts::default();
         let files = candidates
             .iter()
-            .zip(stat_cache.hash_files_keeping(&abs_paths, &keep))
+            .zip(stat_cache.hash_files_keeping(&abs_paths, &keep, sieve))
             .map(|((rel, _), result)| {
                 let hashed = result.map_err(|source| Error::Io {
                     path: rel.clone(),
                     source,
                 })?;
                 if let Some(bytes) = hashed.bytes {
-                    kept.insert(rel.clone(), (hashed.hash, bytes));
+                    kept.insert(rel.clone(), (hashed.hash, KeptText::Bytes(bytes)));
+                } else if hashed.sifted_out {
+                    kept.insert(rel.clone(), (hashed.hash, KeptText::Unneeded));
                 }
                 Ok(InputFile {
                     path: rel.clone(),
@@ -1089,16 +1101,30 @@ mod tests {
         let patterns = ["src/**/*.py", "src/*.txt", "docs/*.md", "setup.cfg"];
         let stats = StatCache::new();
         let walked = InputIndex::walk(dir.path(), patterns).unwrap();
-        let (index, kept) = walked
-            .hash_keeping(&stats, &["src/**/*.py", "setup.cfg", "!src/b.txt"])
-            .unwrap();
+        let asked = ["src/**/*.py", "setup.cfg", "!src/b.txt"];
+        let (index, kept) = walked.hash_keeping(&stats, &asked, None).unwrap();
         assert_eq!(index.files().len(), 4);
         let mut names: Vec<&str> = kept.keys().map(String::as_str).collect();
         names.sort();
         assert_eq!(names, ["setup.cfg", "src/a.py"]);
         assert_eq!(
             kept["src/a.py"],
-            (Digest::of_bytes(b"alpha"), b"alpha".to_vec())
+            (
+                Digest::of_bytes(b"alpha"),
+                KeptText::Bytes(b"alpha".to_vec())
+            )
+        );
+
+        // A sieve keeps only what it needs, and the verdict on the rest.
+        let sieve = |bytes: &[u8]| bytes.starts_with(b"al");
+        let walked = InputIndex::walk(dir.path(), patterns).unwrap();
+        let (_, kept) = walked
+            .hash_keeping(&StatCache::new(), &asked, Some(&sieve))
+            .unwrap();
+        assert_eq!(kept["src/a.py"].1, KeptText::Bytes(b"alpha".to_vec()));
+        assert_eq!(
+            kept["setup.cfg"],
+            (Digest::of_bytes(b"delta"), KeptText::Unneeded)
         );
 
         // Files served by the stat cache are not read, so there is nothing to keep.
@@ -1107,9 +1133,11 @@ mod tests {
         }
         let stats = StatCache::new();
         let walked = InputIndex::walk(dir.path(), patterns).unwrap();
-        walked.hash_keeping(&stats, &["src/**/*.py"]).unwrap();
+        walked.hash_keeping(&stats, &["src/**/*.py"], None).unwrap();
         let walked = InputIndex::walk(dir.path(), patterns).unwrap();
-        let (_, kept) = walked.hash_keeping(&stats, &["src/**/*.py"]).unwrap();
+        let (_, kept) = walked
+            .hash_keeping(&stats, &["src/**/*.py"], Some(&|_: &[u8]| false))
+            .unwrap();
         assert!(kept.is_empty(), "{kept:?}");
     }
 

@@ -340,6 +340,17 @@ impl CompiledRule {
         self.hash
     }
 
+    /// Whether everything the rule can find comes from actions with a whole-text prefilter
+    /// (no content filter, no action without conditions): then a text no prefilter matches
+    /// holds nothing for it.
+    pub fn is_prefiltered(&self) -> bool {
+        self.content.is_empty()
+            && self
+                .actions
+                .iter()
+                .all(|action| !action.unconditioned && action.prefilter.is_some())
+    }
+
     /// Equal for rules that select the same files (same globs and path filters), so a caller
     /// can decide selection once for all of them.
     pub fn selection_id(&self) -> blake3::Hash {
@@ -514,6 +525,30 @@ actions:
         compile(&format!(
             "---\nglobs: *.py\n---\n<rule>\nname: r\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"{pattern}\"\n        message: m\n</rule>\n"
         ))
+    }
+
+    #[test]
+    fn prefilters_decide_alone_only_for_rules_whose_findings_all_pass_one() {
+        use crate::exec::rule_scan::PrefilterSet;
+        let plain = condition_rule(r"foo\(");
+        assert!(plain.is_prefiltered());
+        // No prefilter for a whole-text anchor; a content filter and a message-only action
+        // find things no prefilter sees.
+        let anchored = condition_rule(r"\Aimport");
+        let uv = compile(UV);
+        assert!(!anchored.is_prefiltered());
+        assert!(!uv.is_prefiltered());
+        let alone = |rules: &[&CompiledRule]| {
+            PrefilterSet::new(rules.iter().copied())
+                .unwrap()
+                .decides_alone()
+        };
+        assert!(alone(&[&plain, &condition_rule("bar")]));
+        assert!(!alone(&[&plain, &anchored]));
+        assert!(!alone(&[&plain, &uv]));
+        let set = PrefilterSet::new([&plain]).unwrap();
+        assert!(set.is_match("x = foo(1)") && !set.is_match("x = foo"));
+        assert_eq!(&*set.no_hits(), &*set.search("nothing"));
     }
 
     #[test]
