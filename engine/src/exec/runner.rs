@@ -500,10 +500,12 @@ impl Runner {
         } else {
             "forced".to_owned()
         };
+        let mut waited = false;
         let lock = if self.options.cache.write {
             let name = node.name.clone();
             let reporter = Arc::clone(&self.reporter);
             match cache.store.lock_key_with(&key, || {
+                waited = true;
                 reporter.report(&Event::Warning {
                     message: format!("`{name}` is being built by another clab; waiting for it"),
                 });
@@ -517,8 +519,12 @@ impl Runner {
         } else {
             None
         };
-        // The other process may have stored the result while we waited for the lock.
+        // The other process may have stored the result while we waited for the lock. (One
+        // that stored it and let go before we asked is not waited for, and not looked for:
+        // the task then runs again — never twice at once — instead of every miss of every
+        // run asking the cache twice.)
         if self.options.cache.read
+            && waited
             && lock.is_some()
             && let Some(outcome) = self.try_restore(id, &key, &parts.extra)
         {
