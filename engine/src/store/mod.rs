@@ -340,8 +340,8 @@ pub struct Store {
     preloaded: RwLock<HashMap<String, ResultRow>>,
     /// The tasks with a manifest when `preload_results` read ahead, plus those saved since;
     /// `None` before a read-ahead. A task not named here has no manifest as far as this
-    /// process can tell, and is answered without the connection — which the first nodes of
-    /// a cold run would otherwise wait for behind the stat cache's flush.
+    /// process can tell, and is answered without SQL: a cold run of 2,000 tasks asks 2,000
+    /// times.
     manifest_names: RwLock<Option<HashSet<String>>>,
     /// Input sets known to be in `input_sets` (written or confirmed by this process).
     input_sets: Mutex<HashSet<Digest>>,
