@@ -849,15 +849,19 @@ impl Store {
         Ok(Some(set))
     }
 
-    /// The inputs manifest of `task`'s latest run, if any.
-    pub fn load_manifest(&self, task: &str) -> Result<Option<SavedManifest>, Error> {
-        if self
-            .manifest_names
+    /// Whether [`load_manifest`](Self::load_manifest) of `task` may find something (and
+    /// then asks SQLite); `false` when the read-ahead knows it has none.
+    pub fn may_have_manifest(&self, task: &str) -> bool {
+        self.manifest_names
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .is_some_and(|names| !names.contains(task))
-        {
+            .is_none_or(|names| names.contains(task))
+    }
+
+    /// The inputs manifest of `task`'s latest run, if any.
+    pub fn load_manifest(&self, task: &str) -> Result<Option<SavedManifest>, Error> {
+        if !self.may_have_manifest(task) {
             return Ok(None);
         }
         let conn = self.reader();
@@ -1125,6 +1129,11 @@ impl Store {
     /// caller can report "waiting for another clab") before blocking.
     pub fn lock_key_with(&self, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock, Error> {
         KeyLock::acquire(&self.dir.join("locks"), key, on_wait)
+    }
+
+    /// The lock of `key` if it is free right now; `None` if another holder has it.
+    pub fn try_lock_key(&self, key: &str) -> Result<Option<KeyLock>, Error> {
+        KeyLock::try_acquire(&self.dir.join("locks"), key)
     }
 
     // ── maintenance ──────────────────────────────────────────────────────────────────────────
@@ -1835,8 +1844,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(open(dir.path()));
         store.save_manifest("old", "k1", "{}").unwrap();
+        assert!(
+            store.may_have_manifest("absent"),
+            "no read-ahead yet: ask SQLite"
+        );
         store.preload_results().unwrap();
+        assert!(!store.may_have_manifest("absent") && store.may_have_manifest("old"));
         store.save_manifest("new", "k2", "{}").unwrap();
+        assert!(store.may_have_manifest("new"));
         assert_eq!(store.load_manifest("old").unwrap().unwrap().key, "k1");
         assert_eq!(store.load_manifest("new").unwrap().unwrap().key, "k2");
 
