@@ -278,36 +278,32 @@ pub fn scan(
         .as_ref()
         .and_then(|batch| batch.by_rule.get(&rule.definition_hash()));
     let slots = prefilters.and_then(|set| set.slots_of(rule));
-    let (results, selected): (Vec<(usize, Vec<StoredFinding>, bool)>, usize) = match batched {
-        // Scanned already: only the files with findings matter.
-        Some(found) => (
-            found
-                .iter()
-                .map(|(&i, found)| (i, found.clone(), true))
-                .collect(),
-            selected.iter().filter(|&&s| s).count(),
-        ),
-        None => {
-            let selected: Vec<usize> = (0..inputs.len())
-                .filter(|&i| selected.get(i).copied().unwrap_or(false))
-                .collect();
-            (
-                scan_each(rule, inputs, &selected, previous.as_ref(), read, slots),
-                selected.len(),
-            )
-        }
-    };
-    let scanned = match batched {
-        Some(_) => selected,
-        None => results.iter().filter(|(_, _, fresh)| *fresh).count(),
-    };
+    // (input, findings) of the selected files, how many were selected, how many scanned now.
+    let (results, selected, scanned): (Vec<(usize, Vec<StoredFinding>)>, usize, usize) =
+        match batched {
+            // Scanned already, every file: only those with findings matter.
+            Some(found) => {
+                let selected = selected.iter().filter(|&&s| s).count();
+                let results = found.iter().map(|(&i, found)| (i, found.clone())).collect();
+                (results, selected, selected)
+            }
+            None => {
+                let selected: Vec<usize> = (0..inputs.len())
+                    .filter(|&i| selected.get(i).copied().unwrap_or(false))
+                    .collect();
+                let each = scan_each(rule, inputs, &selected, previous.as_ref(), read, slots);
+                let scanned = each.iter().filter(|(_, _, fresh)| *fresh).count();
+                let results = each.into_iter().map(|(i, found, _)| (i, found)).collect();
+                (results, selected.len(), scanned)
+            }
+        };
     let mut stored = ScanFindings {
         rule: rule_hash,
         key: String::new(),
         files: BTreeMap::new(),
     };
     let mut findings = Vec::new();
-    for (i, found, _) in results {
+    for (i, found) in results {
         if found.is_empty() {
             continue;
         }

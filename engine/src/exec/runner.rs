@@ -494,26 +494,38 @@ impl Runner {
         } else {
             None
         };
+        let keyed = missed.remove(&id)?;
+        drop(missed);
+        Some(self.miss(keyed, None, lock))
+    }
+
+    /// A node that must run: its key, why it runs (from its last run's key parts,
+    /// `previous`), and its key's lock.
+    fn miss(
+        &self,
+        keyed: KeyedInputs,
+        previous: Option<(String, KeyParts)>,
+        lock: Option<KeyLock>,
+    ) -> Prepared {
+        let reason = if self.options.cache.read {
+            crate::plan::why_from(previous.as_ref().map(|(_, parts)| parts), &keyed.parts)
+        } else {
+            "forced".to_owned()
+        };
         let KeyedInputs {
             key,
             parts,
             inputs,
             prompt,
-        } = missed.remove(&id)?;
-        drop(missed);
-        let reason = if self.options.cache.read {
-            crate::plan::why_from(None, &parts)
-        } else {
-            "forced".to_owned()
-        };
+        } = keyed;
         let keyed = Keyed {
             key,
             parts,
             inputs,
             prompt,
-            previous: None,
+            previous,
         };
-        Some(Prepared::Miss(Box::new((keyed, reason, lock))))
+        Prepared::Miss(Box::new((keyed, reason, lock)))
     }
 
     /// Compute the key (or take the one the scheduler's settle left) and look it up unless
@@ -524,12 +536,7 @@ impl Runner {
         };
         let node = self.graph.node(id);
         let settled = self.missed.lock().ok().and_then(|mut m| m.remove(&id));
-        let KeyedInputs {
-            key,
-            parts,
-            inputs,
-            prompt,
-        } = match settled {
+        let keyed = match settled {
             Some(keyed) => keyed,
             None => {
                 let keyed = self.compute_key(id, rescan)?;
@@ -542,16 +549,11 @@ impl Runner {
             }
         };
         let previous = crate::plan::previous_parts(&cache.store, &node.name);
-        let reason = if self.options.cache.read {
-            crate::plan::why_from(previous.as_ref().map(|(_, parts)| parts), &parts)
-        } else {
-            "forced".to_owned()
-        };
         let mut waited = false;
         let lock = if self.options.cache.write {
             let name = node.name.clone();
             let reporter = Arc::clone(&self.reporter);
-            match cache.store.lock_key_with(&key, || {
+            match cache.store.lock_key_with(&keyed.key, || {
                 waited = true;
                 reporter.report(&Event::Warning {
                     message: format!("`{name}` is being built by another clab; waiting for it"),
@@ -573,18 +575,11 @@ impl Runner {
         if self.options.cache.read
             && waited
             && lock.is_some()
-            && let Some(outcome) = self.try_restore(id, &key, &parts.extra)
+            && let Some(outcome) = self.try_restore(id, &keyed.key, &keyed.parts.extra)
         {
             return Ok(Prepared::Hit(outcome));
         }
-        let keyed = Keyed {
-            key,
-            parts,
-            inputs,
-            prompt,
-            previous,
-        };
-        Ok(Prepared::Miss(Box::new((keyed, reason, lock))))
+        Ok(self.miss(keyed, previous, lock))
     }
 
     /// Restore a cached result for `key`, if there is one and it restores cleanly.

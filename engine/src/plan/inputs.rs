@@ -278,17 +278,10 @@ pub struct InputIndex {
     paths: Vec<PathBuf>,
 }
 
-/// File bytes kept by [`WalkedInputs::hash_keeping`]: relative path → (hash, bytes).
+/// What [`WalkedInputs::hash_keeping`] kept: relative path → (hash, what was kept).
 pub type KeptTexts = HashMap<String, (Digest, KeptText), foldhash::fast::RandomState>;
 
-/// What hashing kept of a file whose text was asked for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum KeptText {
-    /// Its bytes.
-    Bytes(Vec<u8>),
-    /// Only the sieve's verdict: nothing needs its text (see [`Sieve`]).
-    Unneeded,
-}
+pub use super::stat_cache::KeptText;
 
 /// The files an [`InputIndex`] will hold, found but not yet hashed
 /// ([`InputIndex::walk`]): the stat cache can load meanwhile.
@@ -463,10 +456,8 @@ impl WalkedInputs {
                     path: rel.clone(),
                     source,
                 })?;
-                if let Some(bytes) = hashed.bytes {
-                    kept.insert(rel.clone(), (hashed.hash, KeptText::Bytes(bytes)));
-                } else if hashed.sifted_out {
-                    kept.insert(rel.clone(), (hashed.hash, KeptText::Unneeded));
+                if let Some(text) = hashed.kept {
+                    kept.insert(rel.clone(), (hashed.hash, text));
                 }
                 Ok(InputFile {
                     path: rel.clone(),

@@ -53,10 +53,18 @@ pub struct Hashed {
     pub hash: Digest,
     /// Its stat when hashed.
     pub stat: FileStat,
-    /// Its bytes, when asked for, read, and not sifted out.
-    pub bytes: Option<Vec<u8>>,
-    /// Whether its bytes were asked for and read, and the sieve said nothing needs them.
-    pub sifted_out: bool,
+    /// What is kept of a file whose bytes were asked for and read: the bytes (within the
+    /// limits), or the sieve's verdict that nothing needs them. `None` when not read.
+    pub kept: Option<KeptText>,
+}
+
+/// What hashing kept of a file whose text was asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeptText {
+    /// Its bytes.
+    Bytes(Vec<u8>),
+    /// Only the sieve's verdict: nothing needs its text (see [`Sieve`]).
+    Unneeded,
 }
 
 /// Tells, from the bytes of a file read and asked to be kept, whether they are needed after
@@ -263,7 +271,7 @@ impl StatCache {
     /// that had to be read (no matching entry), up to [`KEEP_FILE_MAX`] bytes each and
     /// [`KEEP_TOTAL_MAX`] in all: a caller that reads them next (a rule scan) reads nothing.
     /// A `sieve` answering `false` for a file's bytes drops them on the spot
-    /// ([`Hashed::sifted_out`]).
+    /// ([`KeptText::Unneeded`]).
     pub fn hash_files_keeping(
         &self,
         paths: &[&Path],
@@ -281,8 +289,7 @@ impl StatCache {
                         Hashed {
                             hash: entry.hash,
                             stat,
-                            bytes: None,
-                            sifted_out: false,
+                            kept: None,
                         },
                         false,
                     ));
@@ -298,26 +305,17 @@ impl StatCache {
             };
             // Dropped here, on the thread that read them, when nothing needs them: a cold rule
             // run keeps 20 texts instead of 10,000.
-            let needed = bytes
-                .as_ref()
-                .is_none_or(|bytes| sieve.is_none_or(|sieve| sieve(bytes)));
-            let sifted_out = !needed;
-            let bytes = bytes.filter(|bytes| {
-                needed
-                    && bytes.len() as u64 <= KEEP_FILE_MAX
+            let kept = bytes.and_then(|bytes| {
+                if sieve.is_some_and(|sieve| !sieve(&bytes)) {
+                    return Some(KeptText::Unneeded);
+                }
+                let fits = bytes.len() as u64 <= KEEP_FILE_MAX
                     && kept_total.fetch_add(bytes.len() as u64, Ordering::Relaxed)
                         + bytes.len() as u64
-                        <= KEEP_TOTAL_MAX
+                        <= KEEP_TOTAL_MAX;
+                fits.then_some(KeptText::Bytes(bytes))
             });
-            Ok((
-                Hashed {
-                    hash,
-                    stat,
-                    bytes,
-                    sifted_out,
-                },
-                true,
-            ))
+            Ok((Hashed { hash, stat, kept }, true))
         };
         // Starting rayon's threads costs more than a few stats.
         let results: Vec<io::Result<(Hashed, bool)>> = if paths.len() < PARALLEL_MIN {
