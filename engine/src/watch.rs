@@ -60,7 +60,7 @@ use crate::{
     event::{Event, Reporter, Status, Summary},
     exec::{
         self, RunOptions,
-        process::{CommandSpec, Exit, SpawnError, run_command},
+        process::{CommandSpec, Exit, SpawnError, Stop, run_command},
     },
     graph::{Graph, NodeId, NodeKind},
     project::Project,
@@ -1014,14 +1014,14 @@ impl Reporter for Recorder {
 /// A running persistent task.
 struct Service {
     id: u64,
-    stop: flag::Sender<bool>,
+    stop: Stop,
     handle: JoinHandle<()>,
 }
 
 impl Service {
     /// Interrupt its process group (SIGINT, SIGKILL after the grace period) and wait for it.
     async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.raise();
         let _ = self.handle.await;
     }
 }
@@ -1089,7 +1089,8 @@ async fn sync_services(
     }
 }
 
-/// Spawn a service's commands, in order, on their own task with their own interrupt.
+/// Run a service's commands, in order, on a blocking thread of their own with their own
+/// interrupt.
 fn start_service(
     state: &State,
     id: NodeId,
@@ -1111,10 +1112,11 @@ fn start_service(
     };
     let env = node.env.clone();
     let grace = options.run.grace;
-    let (stop, stop_rx) = flag::channel(false);
+    let stop = Stop::new();
+    let stopped = stop.clone();
     let observer = Arc::clone(observer);
     observer.notice(Notice::ServiceStarted { task: task.clone() });
-    let handle = tokio::spawn(async move {
+    let handle = tokio::task::spawn_blocking(move || {
         let mut exit = Exit::Code(0);
         for line in lines {
             let spec = CommandSpec {
@@ -1130,7 +1132,7 @@ fn start_service(
                     line: text.to_owned(),
                 });
             };
-            match run_command(&spec, on_line, stop_rx.clone()).await {
+            match run_command(&spec, on_line, &stopped) {
                 Ok((Exit::Interrupted, _)) => return,
                 Ok((ended, _)) => {
                     exit = ended;

@@ -13,14 +13,11 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    future::Future,
+    panic::{AssertUnwindSafe, catch_unwind},
     path::PathBuf,
-    pin::Pin,
     sync::{Arc, Mutex, OnceLock, RwLock},
     time::{Duration, Instant},
 };
-
-use tokio::sync::watch;
 
 use super::{
     llm::LimiterRegistry,
@@ -28,7 +25,7 @@ use super::{
     process::{CommandSpec, Exit, run_command},
     report_totals::{ReportTotals, read_reports},
     rule_scan::{self, BatchScan, PrefilterSet, Previous, ScanFindings, SharedText},
-    scheduler::{Outcome, Slot, Visitor},
+    scheduler::{Done, Outcome, Stop, Visitor},
 };
 use crate::{
     event::{Event, Reporter, Status},
@@ -111,6 +108,8 @@ struct Left {
 pub struct Runner {
     graph: Arc<Graph>,
     reporter: Arc<dyn Reporter>,
+    /// For the async parts of a visit (LLM calls) and storing after it.
+    runtime: tokio::runtime::Handle,
     options: RunnerOptions,
     cache: Option<Cache>,
     left: Mutex<Vec<Left>>,
@@ -187,7 +186,8 @@ struct Keyed {
 }
 
 impl Runner {
-    /// A runner for `graph` that reports to `reporter`, with a cache or without.
+    /// A runner for `graph` that reports to `reporter`, with a cache or without. Made inside
+    /// the Tokio runtime its visits use.
     pub fn new(
         graph: Arc<Graph>,
         reporter: Arc<dyn Reporter>,
@@ -198,6 +198,7 @@ impl Runner {
         Runner {
             graph,
             reporter,
+            runtime: tokio::runtime::Handle::current(),
             options,
             cache,
             left: Mutex::new(vec![Left::default(); count]),
@@ -281,12 +282,10 @@ impl Runner {
         self.reporter.report(&Event::Warning { message });
     }
 
-    async fn run_node(
-        self: Arc<Self>,
-        id: NodeId,
-        stop: watch::Receiver<bool>,
-        mut slot: Slot,
-    ) -> Outcome {
+    /// Visit node `id` on a job thread: prepare it (look it up, restore it, or lock its key),
+    /// run it, and hand the storing of what it made to the blocking pool, which reports the
+    /// outcome — the job thread goes on to the next node meanwhile.
+    fn run_node(self: Arc<Self>, id: NodeId, stop: &Stop, done: Done) {
         let node = self.graph.node(id);
         let upstream_touched = self.upstream_touched(id);
 
@@ -294,18 +293,18 @@ impl Runner {
         if node.is_cacheable() && self.cache.is_some() {
             let prepared = match self.prepare_at_once(id) {
                 Some(miss) => Ok(miss),
-                None => {
-                    let this = Arc::clone(&self);
-                    tokio::task::spawn_blocking(move || this.prepare(id, upstream_touched))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err("internal error while computing the cache key".into())
-                        })
-                }
+                None => self.prepare(id, upstream_touched),
             };
             match prepared {
-                Err(message) => return self.finish_failed(id, message, Vec::new(), Duration::ZERO),
-                Ok(Prepared::Hit(outcome)) => return outcome,
+                Err(message) => {
+                    return done.finish(self.finish_failed(
+                        id,
+                        message,
+                        Vec::new(),
+                        Duration::ZERO,
+                    ));
+                }
+                Ok(Prepared::Hit(outcome)) => return done.finish(outcome),
                 Ok(Prepared::Miss(miss)) => keyed = Some(*miss),
             }
         }
@@ -315,7 +314,7 @@ impl Runner {
             let why = reason.as_deref().unwrap_or("not cached");
             if self.options.offline {
                 let message = format!("needs an LLM call ({why}) and --offline is set");
-                return self.finish_failed(id, message, Vec::new(), Duration::ZERO);
+                return done.finish(self.finish_failed(id, message, Vec::new(), Duration::ZERO));
             }
             if self.options.ai_disabled {
                 self.reporter.report(&Event::TaskSkipped {
@@ -324,7 +323,7 @@ impl Runner {
                         "needs an LLM call ({why}) and AI is turned off (CLAB_AI=off or CODEGEN_LAB_CONFIG_ENABLE_AI=false)"
                     ),
                 });
-                return Outcome::Skipped;
+                return done.finish(Outcome::Skipped);
             }
         }
         self.reporter.report(&Event::TaskStarted {
@@ -343,17 +342,12 @@ impl Runner {
             None => (Arc::default(), None, None, String::new(), None),
         };
         let result = match &node.kind {
-            NodeKind::Command { run } => self.run_commands(id, run, stop).await,
-            NodeKind::Llm(_) => self.run_llm_node(id, prompt).await,
-            NodeKind::Rule(rule) => {
-                let this = Arc::clone(&self);
-                let rule = rule.clone();
-                tokio::task::spawn_blocking(move || {
-                    this.run_rule(id, &rule, inputs, input_set, previous, &key)
-                })
-                .await
-                .unwrap_or_else(|_| Err((failed("the rule scan panicked"), Vec::new())))
-            }
+            NodeKind::Command { run } => self.run_commands(id, run, stop),
+            NodeKind::Llm(_) => self.runtime.block_on(self.run_llm_node(id, prompt)),
+            NodeKind::Rule(rule) => catch_unwind(AssertUnwindSafe(|| {
+                self.run_rule(id, rule, inputs, input_set, previous, &key)
+            }))
+            .unwrap_or_else(|_| Err((failed("the rule scan panicked"), Vec::new()))),
             NodeKind::Aggregate => Ok(Vec::new()),
         };
         let duration = started.elapsed();
@@ -373,7 +367,7 @@ impl Runner {
             Err((Status::Interrupted, log)) => {
                 drop(keyed);
                 self.finish(id, Status::Interrupted, duration, Some(log));
-                Outcome::Interrupted
+                done.finish(Outcome::Interrupted);
             }
             Err((status, log)) => {
                 // Remember what this attempt saw, so the next run can say what changed since.
@@ -385,25 +379,18 @@ impl Runner {
                 }
                 drop(keyed);
                 self.finish(id, status, duration, Some(log));
-                Outcome::Failed
+                done.finish(Outcome::Failed);
             }
             Ok(log) => {
                 // Storing what the node made does not keep the next one waiting.
-                slot.release();
                 let this = Arc::clone(&self);
-                let digest = tokio::task::spawn_blocking(move || {
-                    this.after_success(
-                        id,
-                        keyed.map(|(keyed, _, lock)| (keyed, lock)),
-                        &log,
-                        duration,
-                    )
-                })
-                .await
-                .unwrap_or(None);
-                self.leave(id, digest, true);
-                self.finish(id, Status::Succeeded, duration, None);
-                Outcome::Succeeded
+                let keyed = keyed.map(|(keyed, _, lock)| (keyed, lock));
+                self.runtime.spawn_blocking(move || {
+                    let digest = this.after_success(id, keyed, &log, duration);
+                    this.leave(id, digest, true);
+                    this.finish(id, Status::Succeeded, duration, None);
+                    done.finish(Outcome::Succeeded);
+                });
             }
         }
     }
@@ -1057,11 +1044,11 @@ impl Runner {
 
     /// Run the command lines in order, the whole sequence again on failure up to `retry`
     /// times. Returns the captured log, or the failure status with it.
-    async fn run_commands(
+    fn run_commands(
         &self,
         id: NodeId,
         lines: &[String],
-        stop: watch::Receiver<bool>,
+        stop: &Stop,
     ) -> Result<Vec<u8>, (Status, Vec<u8>)> {
         let node = self.graph.node(id);
         let cwd: PathBuf = self.graph.root().join(&node.cwd);
@@ -1084,7 +1071,7 @@ impl Runner {
                         line: text.to_owned(),
                     });
                 };
-                match run_command(&spec, on_line, stop.clone()).await {
+                match run_command(&spec, on_line, stop) {
                     Ok((exit, output)) => {
                         log.extend_from_slice(&output);
                         if !exit.success() {
@@ -1143,13 +1130,8 @@ enum Prepared {
 }
 
 impl Visitor for Runner {
-    fn visit(
-        self: Arc<Self>,
-        id: NodeId,
-        stop: watch::Receiver<bool>,
-        slot: Slot,
-    ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
-        Box::pin(self.run_node(id, stop, slot))
+    fn visit(self: Arc<Self>, id: NodeId, stop: &Stop, done: Done) {
+        self.run_node(id, stop, done);
     }
 
     fn settle(&self, id: NodeId) -> Option<Outcome> {

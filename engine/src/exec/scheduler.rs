@@ -2,26 +2,30 @@
 //!
 //! It knows the graph's shape and nothing about what a node does: each node is handed to a
 //! [`Visitor`], whose [`Outcome`] decides what becomes ready next. Aggregates complete the
-//! moment their dependencies do and take no job slot.
+//! moment their dependencies do and take no job.
+//!
+//! Jobs are `jobs` threads of their own, which take the most urgent queued node whenever they
+//! are free and visit it there, blocking: the thread that sees a command end starts the next
+//! one, with no hand-off between threads in between (on a two-core machine busy with
+//! commands, each hand-off cost ~0.2 ms of an idle job; bench/notes.md). The scheduler
+//! itself — an async task — settles nodes as they become ready, queues the rest, and
+//! collects outcomes.
 //!
 //! Failure policy: by default the first failure stops new nodes from starting while running
 //! ones finish; a second failure stops those too. With `keep_going`, everything that does not
 //! depend on a failure still runs. An interrupt stops everything.
 
 use std::{
-    collections::{BinaryHeap, HashMap},
-    future::Future,
-    pin::Pin,
-    sync::Arc,
+    collections::BinaryHeap,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
 use rayon::prelude::*;
-use tokio::{
-    sync::{mpsc, watch},
-    task::JoinSet,
-};
+use tokio::sync::{mpsc, watch};
 
+pub use super::process::Stop;
 use crate::{
     event::{Event, Reporter, Summary},
     graph::{Graph, NodeId, NodeKind},
@@ -53,48 +57,151 @@ impl Outcome {
 
 /// What the scheduler calls for each node that is not an aggregate.
 pub trait Visitor: Send + Sync + 'static {
-    /// Execute (or restore) node `id`. `stop` turns true when running work must end now.
-    /// The visit holds one of the `jobs` slots until it calls [`Slot::release`] (after its
-    /// work, before storing what it made) or ends.
-    fn visit(
-        self: Arc<Self>,
-        id: NodeId,
-        stop: watch::Receiver<bool>,
-        slot: Slot,
-    ) -> Pin<Box<dyn Future<Output = Outcome> + Send>>;
+    /// Execute (or restore) node `id` on one of the `jobs` job threads, which the visit holds
+    /// until it returns: it may block, and should, rather than hand its work to another
+    /// thread — the thread that sees a command end is the one that starts the next. The
+    /// outcome goes to `done`, before returning or later from another thread: work that need
+    /// not hold a job (storing what the node made) may go on after the return. A failure is
+    /// reported before returning, so that nothing new starts before it is known. `stop` is
+    /// raised when running work must end now.
+    fn visit(self: Arc<Self>, id: NodeId, stop: &Stop, done: Done);
 
     /// The outcome of node `id` if it is known without visiting it — a cache hit, restored
     /// right here — or `None` to visit it. Called on the scheduler's thread for each node as
-    /// it becomes ready, before it waits for a job slot: a no-op run of thousands of cached
-    /// nodes then costs no task, no thread hand-off and no slot per node.
+    /// it becomes ready, before it waits for a job: a no-op run of thousands of cached nodes
+    /// then costs no thread hand-off per node.
     fn settle(&self, id: NodeId) -> Option<Outcome> {
         let _ = id;
         None
     }
 
     /// Whether [`settle`](Self::settle) could answer for node `id` at all. Nodes it cannot
-    /// settle go straight to the ready queue, without a hand-off to a blocking thread.
+    /// settle go straight to the queue.
     fn may_settle(&self, id: NodeId) -> bool {
         let _ = id;
         true
     }
 }
 
-/// A visit's job slot: released by [`release`](Self::release), or when the visit ends.
+/// Where a visit reports its node's outcome, once. Dropped without one (a visit that
+/// panicked, a bug), the node counts as not run.
 #[derive(Debug)]
-pub struct Slot {
+pub struct Done {
     id: NodeId,
-    freed: Option<mpsc::UnboundedSender<NodeId>>,
+    queue: Arc<Queue>,
+    outcomes: Option<mpsc::UnboundedSender<Finished>>,
 }
 
-impl Slot {
-    /// Give the slot back: the node's work succeeded, and what remains (storing its
-    /// outputs) need not keep the next ready node waiting. (A failed node keeps its slot
-    /// until its visit ends, so that nothing new starts before the failure is known.)
-    pub fn release(&mut self) {
-        if let Some(freed) = self.freed.take() {
-            let _ = freed.send(self.id);
+/// A node's outcome as the scheduler receives it: `None` when its visit gave none.
+type Finished = (NodeId, Option<Outcome>);
+
+impl Done {
+    /// Report the node's outcome.
+    pub fn finish(mut self, outcome: Outcome) {
+        if outcome == Outcome::Failed && !self.queue.keep_going {
+            self.queue.stop();
         }
+        if let Some(outcomes) = self.outcomes.take() {
+            let _ = outcomes.send((self.id, Some(outcome)));
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(outcomes) = self.outcomes.take() {
+            let _ = outcomes.send((self.id, None));
+        }
+    }
+}
+
+/// Nodes waiting for a job thread: the scheduler adds them, job threads take them.
+#[derive(Debug)]
+struct Queue {
+    waiting: Mutex<Waiting>,
+    changed: Condvar,
+    keep_going: bool,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    ready: BinaryHeap<Ready>,
+    /// No new node starts.
+    stopping: bool,
+    /// How many queued nodes were dropped by a stop (they will never report).
+    dropped: usize,
+    /// The run is over: job threads end.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, ready: Ready) {
+        let mut waiting = self.lock();
+        if !waiting.stopping {
+            waiting.ready.push(ready);
+            self.changed.notify_one();
+        } else {
+            waiting.dropped += 1;
+        }
+    }
+
+    /// No new node starts; the queued ones never will.
+    fn stop(&self) {
+        let mut waiting = self.lock();
+        waiting.stopping = true;
+        waiting.dropped += waiting.ready.len();
+        waiting.ready.clear();
+    }
+
+    /// How many queued nodes stops dropped since the last call.
+    fn take_dropped(&self) -> usize {
+        std::mem::take(&mut self.lock().dropped)
+    }
+
+    /// The next node for a job thread, waiting for one; `None` once the run is over.
+    fn take(&self) -> Option<NodeId> {
+        let mut waiting = self.lock();
+        loop {
+            if waiting.closed {
+                return None;
+            }
+            if let Some(Ready { id, .. }) = waiting.ready.pop() {
+                return Some(id);
+            }
+            waiting = self
+                .changed
+                .wait(waiting)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// A job thread: visits queued nodes one after the other until the run is over.
+fn job_thread<V: Visitor>(
+    queue: Arc<Queue>,
+    visitor: Arc<V>,
+    stop: Stop,
+    outcomes: mpsc::UnboundedSender<Finished>,
+) {
+    while let Some(id) = queue.take() {
+        let done = Done {
+            id,
+            queue: Arc::clone(&queue),
+            outcomes: Some(outcomes.clone()),
+        };
+        let visitor = Arc::clone(&visitor);
+        // A visit that panics is a bug; its `Done` reports the node as not run, and the
+        // thread goes on with the next.
+        let _ = catch_unwind(AssertUnwindSafe(|| visitor.visit(id, &stop, done)));
     }
 }
 
@@ -145,88 +252,98 @@ pub async fn schedule<V: Visitor>(
         }
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let queue = Arc::new(Queue {
+        waiting: Mutex::new(Waiting::default()),
+        changed: Condvar::new(),
+        keep_going: options.keep_going,
+    });
+    let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel::<Finished>();
+    let stop = Stop::new();
+    let mut threads = Vec::with_capacity(jobs);
+    for _ in 0..jobs {
+        let (queue, visitor, stop, outcomes) = (
+            Arc::clone(&queue),
+            Arc::clone(&visitor),
+            stop.clone(),
+            outcomes_tx.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("clab-job".into())
+            .spawn(move || job_thread(queue, visitor, stop, outcomes));
+        match spawned {
+            Ok(thread) => threads.push(thread),
+            // Fewer jobs than asked for still finish the run.
+            Err(err) if threads.is_empty() => {
+                return cannot_start(nodes, graph, reporter, &err, started);
+            }
+            Err(_) => break,
+        }
+    }
+    drop(outcomes_tx);
+
     let mut state = State {
         graph,
         wanted,
         waiting_on,
         priority,
         fresh,
-        ready: BinaryHeap::new(),
+        queue: Arc::clone(&queue),
+        queued: 0,
         done: vec![false; count],
         blocked_by: vec![None; count],
         summary: Summary::default(),
         stopping: false,
         keep_going: options.keep_going,
     };
-    let mut running: JoinSet<(NodeId, Outcome)> = JoinSet::new();
-    let (freed_tx, mut freed_rx) = mpsc::unbounded_channel::<NodeId>();
-    let mut slots = Slots {
-        jobs,
-        working: 0,
-        holding: vec![false; count],
-        tasks: HashMap::new(),
-        freed: freed_tx,
-    };
     let mut listening = true;
 
-    let start_ready =
-        |state: &mut State, running: &mut JoinSet<(NodeId, Outcome)>, slots: &mut Slots| {
-            while !state.stopping
-                && slots.any_free()
-                && let Some(Ready { id, .. }) = state.ready.pop()
-            {
-                let visit = Arc::clone(&visitor).visit(id, stop_rx.clone(), slots.take(id));
-                let task = running.spawn(async move { (id, visit.await) });
-                slots.tasks.insert(task.id(), id);
-            }
-        };
-
     loop {
-        // Fill free slots before settling what just became ready: a slot should not wait
-        // while the keys of other nodes are computed.
-        start_ready(&mut state, &mut running, &mut slots);
         if !state.stopping && !state.fresh.is_empty() {
             // Settling blocks (it restores files); tell a multi-threaded runtime so. On a
             // current-thread runtime `block_in_place` would panic, and there is nothing to
-            // hand over anyway.
+            // hand over anyway. Job threads keep taking queued nodes meanwhile.
             match tokio::runtime::Handle::current().runtime_flavor() {
                 tokio::runtime::RuntimeFlavor::CurrentThread => state.settle_fresh(&*visitor),
                 _ => tokio::task::block_in_place(|| state.settle_fresh(&*visitor)),
             }
-            start_ready(&mut state, &mut running, &mut slots);
         }
-        if running.is_empty() {
+        state.queued -= queue.take_dropped();
+        if state.queued == 0 && (state.stopping || state.fresh.is_empty()) {
             break;
         }
         tokio::select! {
-            joined = running.join_next_with_id() => {
-                let Some(joined) = joined else { break };
-                slots.ended(match &joined {
-                    Ok((task, _)) => *task,
-                    Err(err) => err.id(),
-                });
-                let (id, outcome) = match joined {
-                    Ok((_, result)) => result,
-                    // A visitor that panicked is a bug; its node is reported as skipped below.
-                    Err(_) => continue,
-                };
+            finished = outcomes.recv() => {
+                // Every job thread holds a sender: none is left only if all of them died.
+                let Some((id, outcome)) = finished else { break };
+                state.queued -= 1;
+                // A visit that gave no outcome (it panicked) leaves its node to be reported
+                // as skipped below.
+                let Some(outcome) = outcome else { continue };
                 let stopping = state.stopping;
                 state.finish(id, &outcome);
                 if stopping && outcome == Outcome::Failed && state.summary.failed >= 2 {
-                    let _ = stop_tx.send(true);
+                    stop.raise();
                 }
             }
-            Some(id) = freed_rx.recv() => slots.give_back(id),
             changed = interrupt.changed(), if listening => {
                 listening = changed.is_ok();
                 if listening && *interrupt.borrow_and_update() {
                     state.summary.interrupted = true;
-                    state.stopping = true;
-                    let _ = stop_tx.send(true);
+                    state.stop();
+                    stop.raise();
                 }
             }
         }
+    }
+    queue.close();
+    let join = move || {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    };
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => join(),
+        _ => tokio::task::block_in_place(join),
     }
 
     let State {
@@ -254,46 +371,29 @@ pub async fn schedule<V: Visitor>(
     summary
 }
 
-/// The `jobs` slots: which visits hold one, and the channel they give them back on.
-struct Slots {
-    jobs: usize,
-    /// How many visits hold a slot.
-    working: usize,
-    /// Per node: its visit holds a slot.
-    holding: Vec<bool>,
-    /// The node each running visit's task works on.
-    tasks: HashMap<tokio::task::Id, NodeId>,
-    freed: mpsc::UnboundedSender<NodeId>,
-}
-
-impl Slots {
-    fn any_free(&self) -> bool {
-        self.working < self.jobs
-    }
-
-    /// A slot for node `id`'s visit.
-    fn take(&mut self, id: NodeId) -> Slot {
-        self.working += 1;
-        self.holding[id.index()] = true;
-        Slot {
-            id,
-            freed: Some(self.freed.clone()),
+/// The run ends before it starts: no job thread could be started.
+fn cannot_start(
+    nodes: &[NodeId],
+    graph: &Graph,
+    reporter: &dyn Reporter,
+    err: &std::io::Error,
+    started: Instant,
+) -> Summary {
+    reporter.report(&Event::Warning {
+        message: format!("cannot start the jobs of this run: {err}"),
+    });
+    let mut summary = Summary::default();
+    for &id in nodes {
+        if !matches!(graph.node(id).kind, NodeKind::Aggregate) {
+            summary.skipped += 1;
+            reporter.report(&Event::TaskSkipped {
+                task: graph.node(id).name.clone(),
+                reason: format!("no job could start ({err})"),
+            });
         }
     }
-
-    /// Node `id` gave its slot back, or its visit ended (whichever comes first counts).
-    fn give_back(&mut self, id: NodeId) {
-        if std::mem::take(&mut self.holding[id.index()]) {
-            self.working -= 1;
-        }
-    }
-
-    /// The visit running as `task` ended, however it ended.
-    fn ended(&mut self, task: tokio::task::Id) {
-        if let Some(id) = self.tasks.remove(&task) {
-            self.give_back(id);
-        }
-    }
+    summary.wall_ms = started.elapsed().as_millis() as u64;
+    summary
 }
 
 /// The scheduler's bookkeeping.
@@ -304,8 +404,10 @@ struct State<'g> {
     priority: Vec<u32>,
     /// Nodes whose dependencies are done, not yet offered to [`Visitor::settle`].
     fresh: Vec<NodeId>,
-    /// Nodes that must be visited, waiting for a job slot.
-    ready: BinaryHeap<Ready>,
+    /// Nodes that must be visited, waiting for a job thread.
+    queue: Arc<Queue>,
+    /// Nodes queued whose outcome has not arrived yet.
+    queued: usize,
     done: Vec<bool>,
     blocked_by: Vec<Option<NodeId>>,
     summary: Summary,
@@ -332,7 +434,7 @@ impl State<'_> {
                 } else if visitor.may_settle(id) {
                     nodes.push(id);
                 } else {
-                    self.ready.push(Ready::new(id, &self.priority));
+                    self.enqueue(id);
                 }
             }
             // Keys and cache lookups of a batch are independent: a large batch (the first
@@ -347,13 +449,24 @@ impl State<'_> {
             for (id, outcome) in nodes.into_iter().zip(outcomes) {
                 match outcome {
                     Some(outcome) => self.finish(id, &outcome),
-                    None => self.ready.push(Ready::new(id, &self.priority)),
+                    None => self.enqueue(id),
                 }
             }
             if self.stopping {
                 return;
             }
         }
+    }
+
+    fn enqueue(&mut self, id: NodeId) {
+        self.queued += 1;
+        self.queue.push(Ready::new(id, &self.priority));
+    }
+
+    /// No new node starts.
+    fn stop(&mut self) {
+        self.stopping = true;
+        self.queue.stop();
     }
 
     /// Record how node `id` ended and release or block its dependents.
@@ -374,7 +487,7 @@ impl State<'_> {
         } else {
             block_dependents(self.graph, id, &self.wanted, &mut self.blocked_by);
             if *outcome == Outcome::Failed && !self.keep_going {
-                self.stopping = true;
+                self.stop();
             }
         }
     }
@@ -397,8 +510,8 @@ impl State<'_> {
 /// The smallest batch settled on rayon's pool rather than on the scheduler's thread.
 const PARALLEL_SETTLE: usize = 16;
 
-/// A node waiting for a job slot, ordered by critical-path length, then file order.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
+/// A node waiting for a job thread, ordered by critical-path length, then file order.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Ready {
     priority: u32,
     order: std::cmp::Reverse<NodeId>,
@@ -449,22 +562,18 @@ mod tests {
     }
 
     impl Visitor for Fake {
-        fn visit(
-            self: Arc<Self>,
-            id: NodeId,
-            _stop: watch::Receiver<bool>,
-            _slot: Slot,
-        ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        fn visit(self: Arc<Self>, id: NodeId, _stop: &Stop, done: Done) {
             let name = self.graph.node(id).name.clone();
             let failed = self.fail.contains(&name.as_str());
+            if name == "panics" {
+                panic!("a bug in the visitor");
+            }
             self.visited.lock().unwrap().push(name);
-            Box::pin(async move {
-                if failed {
-                    Outcome::Failed
-                } else {
-                    Outcome::Succeeded
-                }
-            })
+            done.finish(if failed {
+                Outcome::Failed
+            } else {
+                Outcome::Succeeded
+            });
         }
 
         fn settle(&self, id: NodeId) -> Option<Outcome> {
@@ -537,35 +646,69 @@ task "d" { run "d"; deps "all"; }
         assert_eq!((summary.cached, summary.failed, summary.skipped), (2, 1, 1));
     }
 
-    /// Releases its slot at once, then waits until another node has been visited.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_visit_that_panics_leaves_its_node_unrun_and_the_run_goes_on() {
+        let text = r#"
+task "panics" { run "x"; }
+task "after" { run "y"; deps "panics"; }
+task "other" { run "z"; }
+"#;
+        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
+        let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
+        let targets = graph
+            .resolve_targets(&["after".into(), "other".into()])
+            .unwrap();
+        let nodes = graph.closure(&targets);
+        let fake = Arc::new(Fake {
+            graph: Arc::clone(&graph),
+            cached: vec![],
+            fail: vec![],
+            visited: Mutex::new(Vec::new()),
+        });
+        let (_tx, interrupt) = watch::channel(false);
+        let options = Options {
+            jobs: 1,
+            keep_going: false,
+        };
+        let summary = schedule(
+            &graph,
+            &nodes,
+            vec![],
+            &options,
+            Arc::clone(&fake),
+            &Silent,
+            interrupt,
+        )
+        .await;
+        assert_eq!(*fake.visited.lock().unwrap(), ["other"]);
+        assert_eq!((summary.succeeded, summary.skipped), (1, 2));
+    }
+
+    /// The first visit returns at once and reports its outcome only after another node has
+    /// been visited.
     struct Overlapping {
-        visited: Arc<tokio::sync::Notify>,
-        first: Mutex<bool>,
+        second_visited: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        first: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     }
 
     impl Visitor for Overlapping {
-        fn visit(
-            self: Arc<Self>,
-            _id: NodeId,
-            _stop: watch::Receiver<bool>,
-            mut slot: Slot,
-        ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
-            let first = std::mem::replace(&mut *self.first.lock().unwrap(), false);
-            Box::pin(async move {
-                if first {
-                    slot.release();
-                    // Ends only once the second node got the released slot.
-                    self.visited.notified().await;
-                } else {
-                    self.visited.notify_one();
+        fn visit(self: Arc<Self>, _id: NodeId, _stop: &Stop, done: Done) {
+            if let Some(second_visited) = self.first.lock().unwrap().take() {
+                std::thread::spawn(move || {
+                    let _ = second_visited.recv();
+                    done.finish(Outcome::Succeeded);
+                });
+            } else {
+                if let Some(tell) = self.second_visited.lock().unwrap().take() {
+                    let _ = tell.send(());
                 }
-                Outcome::Succeeded
-            })
+                done.finish(Outcome::Succeeded);
+            }
         }
     }
 
     #[tokio::test]
-    async fn a_released_slot_starts_the_next_node_before_the_visit_ends() {
+    async fn a_visit_that_returned_frees_its_job_before_its_outcome_is_known() {
         let text = r#"
 task "a" { run "a"; }
 task "b" { run "b"; }
@@ -573,16 +716,17 @@ task "b" { run "b"; }
         let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
         let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
         let nodes = graph.closure(&graph.resolve_targets(&["a".into(), "b".into()]).unwrap());
+        let (tell, told) = std::sync::mpsc::channel();
         let visitor = Arc::new(Overlapping {
-            visited: Arc::new(tokio::sync::Notify::new()),
-            first: Mutex::new(true),
+            second_visited: Mutex::new(Some(tell)),
+            first: Mutex::new(Some(told)),
         });
         let (_tx, interrupt) = watch::channel(false);
         let options = Options {
             jobs: 1,
             keep_going: false,
         };
-        // With one slot held until the visit ended, this would never finish.
+        // With the job held until the first outcome, this would never finish.
         let summary = tokio::time::timeout(
             Duration::from_secs(10),
             schedule(
