@@ -1132,7 +1132,7 @@ fn start_service(
                     line: text.to_owned(),
                 });
             };
-            match run_command(&spec, on_line, &stopped) {
+            match run_command(&spec, on_line, &stopped, || {}) {
                 Ok((Exit::Interrupted, _)) => return,
                 Ok((ended, _)) => {
                     exit = ended;

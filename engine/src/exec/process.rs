@@ -145,11 +145,12 @@ impl Default for Stop {
 
 /// Run `spec`, calling `on_line` for each line of output, until it exits, times out, or
 /// `stop` is raised. Returns how it ended and everything it printed. Blocks the calling
-/// thread throughout.
+/// thread throughout; `meanwhile` is called once the shell has started, before waiting.
 pub fn run_command(
     spec: &CommandSpec,
     mut on_line: impl FnMut(&str),
     stop: &Stop,
+    meanwhile: impl FnOnce(),
 ) -> Result<(Exit, Vec<u8>), SpawnError> {
     let spawn_error = |source| SpawnError {
         line: spec.line.clone(),
@@ -174,6 +175,7 @@ pub fn run_command(
     let mut output = Output::new(reader.into());
     let mut shell = Shell::new(child.id());
     let deadline = spec.timeout.map(|t| Instant::now() + t);
+    meanwhile();
 
     let exit = loop {
         if stop.is_raised() {
@@ -397,8 +399,13 @@ mod tests {
 
     fn run(spec: &CommandSpec) -> (Exit, String, Vec<String>) {
         let mut lines = Vec::new();
-        let (exit, log) =
-            run_command(spec, |line| lines.push(line.to_owned()), &Stop::new()).unwrap();
+        let (exit, log) = run_command(
+            spec,
+            |line| lines.push(line.to_owned()),
+            &Stop::new(),
+            || {},
+        )
+        .unwrap();
         (exit, String::from_utf8(log).unwrap(), lines)
     }
 
@@ -461,7 +468,7 @@ mod tests {
                 stop.raise();
             })
         };
-        let (exit, _) = run_command(&spec("sleep 30"), |_| {}, &stop).unwrap();
+        let (exit, _) = run_command(&spec("sleep 30"), |_| {}, &stop, || {}).unwrap();
         raiser.join().unwrap();
         assert_eq!(exit, Exit::Interrupted);
         assert!(stop.is_raised());
@@ -471,7 +478,7 @@ mod tests {
     fn a_missing_directory_is_a_spawn_error() {
         let mut spec = spec("true");
         spec.cwd = PathBuf::from("/nonexistent/clab-test");
-        let err = run_command(&spec, |_| {}, &Stop::new()).unwrap_err();
+        let err = run_command(&spec, |_| {}, &Stop::new(), || {}).unwrap_err();
         assert_eq!(err.cwd, "/nonexistent/clab-test");
     }
 }

@@ -25,7 +25,7 @@ use super::{
     process::{CommandSpec, Exit, run_command},
     report_totals::{ReportTotals, read_reports},
     rule_scan::{self, BatchScan, PrefilterSet, Previous, ScanFindings, SharedText},
-    scheduler::{Done, Outcome, Stop, Visitor},
+    scheduler::{Done, Job, Outcome, Visitor},
 };
 use crate::{
     event::{Event, Reporter, Status},
@@ -283,9 +283,9 @@ impl Runner {
     }
 
     /// Visit node `id` on a job thread: prepare it (look it up, restore it, or lock its key),
-    /// run it, and hand the storing of what it made to the blocking pool, which reports the
-    /// outcome — the job thread goes on to the next node meanwhile.
-    fn run_node(self: Arc<Self>, id: NodeId, stop: &Stop, done: Done) {
+    /// run it, and leave the storing of what it made, which reports the outcome, to
+    /// [`Job::defer`]: the job's next command starts first.
+    fn run_node(self: Arc<Self>, id: NodeId, job: &Job, done: Done) {
         let node = self.graph.node(id);
         let upstream_touched = self.upstream_touched(id);
 
@@ -293,7 +293,11 @@ impl Runner {
         if node.is_cacheable() && self.cache.is_some() {
             let prepared = match self.prepare_at_once(id) {
                 Some(miss) => Ok(miss),
-                None => self.prepare(id, upstream_touched),
+                None => {
+                    // `prepare` may wait (for another clab's lock): not with work deferred.
+                    job.run_deferred();
+                    self.prepare(id, upstream_touched)
+                }
             };
             match prepared {
                 Err(message) => {
@@ -341,8 +345,11 @@ impl Runner {
             ),
             None => (Arc::default(), None, None, String::new(), None),
         };
+        if !matches!(node.kind, NodeKind::Command { .. }) {
+            job.run_deferred();
+        }
         let result = match &node.kind {
-            NodeKind::Command { run } => self.run_commands(id, run, stop),
+            NodeKind::Command { run } => self.run_commands(id, run, job),
             NodeKind::Llm(_) => self.runtime.block_on(self.run_llm_node(id, prompt)),
             NodeKind::Rule(rule) => catch_unwind(AssertUnwindSafe(|| {
                 self.run_rule(id, rule, inputs, input_set, previous, &key)
@@ -385,7 +392,7 @@ impl Runner {
                 // Storing what the node made does not keep the next one waiting.
                 let this = Arc::clone(&self);
                 let keyed = keyed.map(|(keyed, _, lock)| (keyed, lock));
-                self.runtime.spawn_blocking(move || {
+                job.defer(move || {
                     let digest = this.after_success(id, keyed, &log, duration);
                     this.leave(id, digest, true);
                     this.finish(id, Status::Succeeded, duration, None);
@@ -1048,7 +1055,7 @@ impl Runner {
         &self,
         id: NodeId,
         lines: &[String],
-        stop: &Stop,
+        job: &Job,
     ) -> Result<Vec<u8>, (Status, Vec<u8>)> {
         let node = self.graph.node(id);
         let cwd: PathBuf = self.graph.root().join(&node.cwd);
@@ -1071,7 +1078,7 @@ impl Runner {
                         line: text.to_owned(),
                     });
                 };
-                match run_command(&spec, on_line, stop) {
+                match run_command(&spec, on_line, job.stop(), || job.run_deferred()) {
                     Ok((exit, output)) => {
                         log.extend_from_slice(&output);
                         if !exit.success() {
@@ -1130,8 +1137,8 @@ enum Prepared {
 }
 
 impl Visitor for Runner {
-    fn visit(self: Arc<Self>, id: NodeId, stop: &Stop, done: Done) {
-        self.run_node(id, stop, done);
+    fn visit(self: Arc<Self>, id: NodeId, job: &Job, done: Done) {
+        self.run_node(id, job, done);
     }
 
     fn settle(&self, id: NodeId) -> Option<Outcome> {

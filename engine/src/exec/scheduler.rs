@@ -16,6 +16,7 @@
 //! depend on a failure still runs. An interrupt stops everything.
 
 use std::{
+    cell::Cell,
     collections::BinaryHeap,
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, Condvar, Mutex, MutexGuard},
@@ -60,11 +61,10 @@ pub trait Visitor: Send + Sync + 'static {
     /// Execute (or restore) node `id` on one of the `jobs` job threads, which the visit holds
     /// until it returns: it may block, and should, rather than hand its work to another
     /// thread — the thread that sees a command end is the one that starts the next. The
-    /// outcome goes to `done`, before returning or later from another thread: work that need
-    /// not hold a job (storing what the node made) may go on after the return. A failure is
-    /// reported before returning, so that nothing new starts before it is known. `stop` is
-    /// raised when running work must end now.
-    fn visit(self: Arc<Self>, id: NodeId, stop: &Stop, done: Done);
+    /// outcome goes to `done`, before returning or later: work that need not hold a job
+    /// (storing what the node made) may be left to [`Job::defer`] or another thread. A
+    /// failure is reported before returning, so that nothing new starts before it is known.
+    fn visit(self: Arc<Self>, id: NodeId, job: &Job, done: Done);
 
     /// The outcome of node `id` if it is known without visiting it — a cache hit, restored
     /// right here — or `None` to visit it. Called on the scheduler's thread for each node as
@@ -162,8 +162,9 @@ impl Queue {
         std::mem::take(&mut self.lock().dropped)
     }
 
-    /// The next node for a job thread, waiting for one; `None` once the run is over.
-    fn take(&self) -> Option<NodeId> {
+    /// The next node for `job`, waiting for one (after doing the job's deferred work);
+    /// `None` once the run is over.
+    fn take(&self, job: &Job) -> Option<NodeId> {
         let mut waiting = self.lock();
         loop {
             if waiting.closed {
@@ -171,6 +172,12 @@ impl Queue {
             }
             if let Some(Ready { id, .. }) = waiting.ready.pop() {
                 return Some(id);
+            }
+            if let Some(work) = job.deferred.take() {
+                drop(waiting);
+                run(work);
+                waiting = self.lock();
+                continue;
             }
             waiting = self
                 .changed
@@ -185,6 +192,51 @@ impl Queue {
     }
 }
 
+/// A job thread as a visit sees it: the run's stop signal, and work the last visit left.
+pub struct Job {
+    stop: Stop,
+    deferred: Cell<Option<Deferred>>,
+}
+
+type Deferred = Box<dyn FnOnce() + Send>;
+
+impl Job {
+    /// A job with nothing deferred.
+    pub fn new(stop: Stop) -> Job {
+        Job {
+            stop,
+            deferred: Cell::new(None),
+        }
+    }
+
+    /// Raised when running work must end now.
+    pub fn stop(&self) -> &Stop {
+        &self.stop
+    }
+
+    /// Leave `work` — what a visit does after its node's work that need not hold the job,
+    /// such as storing outputs — to be done on this thread once the next visit has started
+    /// its command, before that visit does anything that may wait, or before the thread
+    /// waits for a node: whichever comes first. The next command then starts without
+    /// waiting for it, and without a hand-off to another thread.
+    pub fn defer(&self, work: impl FnOnce() + Send + 'static) {
+        self.run_deferred();
+        self.deferred.set(Some(Box::new(work)));
+    }
+
+    /// Do the deferred work now, if there is any.
+    pub fn run_deferred(&self) {
+        if let Some(work) = self.deferred.take() {
+            run(work);
+        }
+    }
+}
+
+fn run(work: Deferred) {
+    // Work that panics is a bug; its node's `Done`, dropped, says it did not run.
+    let _ = catch_unwind(AssertUnwindSafe(work));
+}
+
 /// A job thread: visits queued nodes one after the other until the run is over.
 fn job_thread<V: Visitor>(
     queue: Arc<Queue>,
@@ -192,7 +244,8 @@ fn job_thread<V: Visitor>(
     stop: Stop,
     outcomes: mpsc::UnboundedSender<Finished>,
 ) {
-    while let Some(id) = queue.take() {
+    let job = Job::new(stop);
+    while let Some(id) = queue.take(&job) {
         let done = Done {
             id,
             queue: Arc::clone(&queue),
@@ -201,8 +254,9 @@ fn job_thread<V: Visitor>(
         let visitor = Arc::clone(&visitor);
         // A visit that panics is a bug; its `Done` reports the node as not run, and the
         // thread goes on with the next.
-        let _ = catch_unwind(AssertUnwindSafe(|| visitor.visit(id, &stop, done)));
+        let _ = catch_unwind(AssertUnwindSafe(|| visitor.visit(id, &job, done)));
     }
+    job.run_deferred();
 }
 
 /// Scheduling options.
@@ -562,7 +616,7 @@ mod tests {
     }
 
     impl Visitor for Fake {
-        fn visit(self: Arc<Self>, id: NodeId, _stop: &Stop, done: Done) {
+        fn visit(self: Arc<Self>, id: NodeId, _job: &Job, done: Done) {
             let name = self.graph.node(id).name.clone();
             let failed = self.fail.contains(&name.as_str());
             if name == "panics" {
@@ -684,6 +738,49 @@ task "other" { run "z"; }
         assert_eq!((summary.succeeded, summary.skipped), (1, 2));
     }
 
+    /// Defers every outcome to the job thread.
+    struct Deferring;
+
+    impl Visitor for Deferring {
+        fn visit(self: Arc<Self>, _id: NodeId, job: &Job, done: Done) {
+            job.defer(move || done.finish(Outcome::Succeeded));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deferred_work_is_done_before_a_job_waits_for_a_node() {
+        // `b` becomes ready only when `a`'s deferred outcome is in: with one job, that
+        // work must be done while the job has nothing else to do.
+        let text = r#"
+task "a" { run "a"; }
+task "b" { run "b"; deps "a"; }
+task "c" { run "c"; deps "b"; }
+"#;
+        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
+        let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
+        let nodes = graph.closure(&graph.resolve_targets(&["c".into()]).unwrap());
+        let (_tx, interrupt) = watch::channel(false);
+        let options = Options {
+            jobs: 1,
+            keep_going: false,
+        };
+        let summary = tokio::time::timeout(
+            Duration::from_secs(10),
+            schedule(
+                &graph,
+                &nodes,
+                vec![],
+                &options,
+                Arc::new(Deferring),
+                &Silent,
+                interrupt,
+            ),
+        )
+        .await
+        .expect("a deferred outcome was never reported");
+        assert_eq!(summary.succeeded, 3);
+    }
+
     /// The first visit returns at once and reports its outcome only after another node has
     /// been visited.
     struct Overlapping {
@@ -692,7 +789,7 @@ task "other" { run "z"; }
     }
 
     impl Visitor for Overlapping {
-        fn visit(self: Arc<Self>, _id: NodeId, _stop: &Stop, done: Done) {
+        fn visit(self: Arc<Self>, _id: NodeId, _job: &Job, done: Done) {
             if let Some(second_visited) = self.first.lock().unwrap().take() {
                 std::thread::spawn(move || {
                     let _ = second_visited.recv();
