@@ -690,8 +690,8 @@ impl Runner {
                     entries.clone(),
                     Some(log),
                 );
-                store.save_result(&keyed.key, &result)?;
-                crate::plan::save_parts(store, &node.name, &keyed.key, &keyed.parts)?;
+                let manifest = crate::plan::manifest_json(store, &keyed.parts)?;
+                store.save_result_and_manifest(&keyed.key, &result, &manifest)?;
                 Ok(entries)
             });
         match stored {

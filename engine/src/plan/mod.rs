@@ -455,14 +455,19 @@ pub fn previous_parts(store: &Store, task: &str) -> Option<(String, KeyParts)> {
 }
 
 /// Record `parts` as the manifest of `task`'s latest run (for `explain` and the reason on
-/// the next run's line). A large inputs map goes to the store's input sets, once per
-/// distinct set, and the manifest names it by digest.
+/// the next run's line).
 pub fn save_parts(
     store: &Store,
     task: &str,
     key: &str,
     parts: &KeyParts,
 ) -> Result<(), crate::store::Error> {
+    store.save_manifest(task, key, &manifest_json(store, parts)?)
+}
+
+/// `parts` as a manifest's JSON. A large inputs map goes to the store's input sets, once per
+/// distinct set, and the manifest names it by digest.
+pub fn manifest_json(store: &Store, parts: &KeyParts) -> Result<String, crate::store::Error> {
     let json = if parts.inputs.len() >= SHARED_INPUTS_MIN {
         let inputs = parts.inputs_json();
         let digest = parts
@@ -490,7 +495,7 @@ pub fn save_parts(
     } else {
         serde_json::to_string(parts)
     };
-    store.save_manifest(task, key, &json.unwrap_or_default())
+    Ok(json.unwrap_or_default())
 }
 
 /// Each `env-inputs` variable and the blake3 hex of its value (`None` when unset), as keys

@@ -479,6 +479,35 @@ impl Store {
     /// Saves a successful result under `key`, replacing any previous one. Fails with
     /// `missing_blob` unless every output and the log are already in the CAS.
     pub fn save_result(&self, key: &str, result: &CachedResult) -> Result<(), Error> {
+        let row = self.result_row(key, result)?;
+        let conn = self.conn();
+        self.sql(insert_result(&conn, &row))?;
+        Ok(())
+    }
+
+    /// [`save_result`](Self::save_result) and [`save_manifest`](Self::save_manifest) of the
+    /// result's task, in one transaction: a node that ran writes both.
+    pub fn save_result_and_manifest(
+        &self,
+        key: &str,
+        result: &CachedResult,
+        manifest: &str,
+    ) -> Result<(), Error> {
+        let row = self.result_row(key, result)?;
+        let mut conn = self.conn();
+        self.sql(conn.transaction().and_then(|transaction| {
+            insert_result(&transaction, &row)?;
+            insert_manifest(&transaction, &result.task, key, manifest)?;
+            transaction.commit()
+        }))?;
+        drop(conn);
+        self.note_manifest(&result.task);
+        Ok(())
+    }
+
+    /// What `results` holds for `result` under `key`, once its blobs are known to be in the
+    /// CAS (their sizes, from the files, are its size).
+    fn result_row(&self, key: &str, result: &CachedResult) -> Result<NewResult, Error> {
         self.preloaded
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -496,24 +525,15 @@ impl Store {
             what: "an output manifest",
             source,
         })?;
-        let now = now_ms();
-        let conn = self.conn();
-        self.sql(conn.execute(
-            "INSERT OR REPLACE INTO results
-             (key, task, status, duration_ms, outputs, log_hash, created_ms, last_used_ms, size)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
-            params![
-                key,
-                result.task,
-                result.status,
-                result.duration_ms as i64,
-                outputs,
-                result.log.map(|d| d.to_hex()),
-                now,
-                size as i64,
-            ],
-        ))?;
-        Ok(())
+        Ok(NewResult {
+            key: key.to_owned(),
+            task: result.task.clone(),
+            status: result.status.clone(),
+            duration_ms: result.duration_ms as i64,
+            outputs,
+            log: result.log.map(|d| d.to_hex().to_string()),
+            size: size as i64,
+        })
     }
 
     /// Loads the result saved under `key` and marks it used; counts a hit or a miss. A result
@@ -773,11 +793,14 @@ impl Store {
     /// Saves the inputs manifest (opaque JSON) of `task`'s latest run, with its key.
     pub fn save_manifest(&self, task: &str, key: &str, json: &str) -> Result<(), Error> {
         let conn = self.conn();
-        self.sql(conn.execute(
-            "INSERT OR REPLACE INTO manifests (task, key, json, updated_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![task, key, json, now_ms()],
-        ))?;
+        self.sql(insert_manifest(&conn, task, key, json))?;
         drop(conn);
+        self.note_manifest(task);
+        Ok(())
+    }
+
+    /// `task` has a manifest now (for [`may_have_manifest`](Self::may_have_manifest)).
+    fn note_manifest(&self, task: &str) {
         if let Some(names) = self
             .manifest_names
             .write()
@@ -786,7 +809,6 @@ impl Store {
         {
             names.insert(task.to_owned());
         }
-        Ok(())
     }
 
     /// Stores an input set (a manifest's inputs map as JSON) under its digest, once: a set
@@ -1417,6 +1439,47 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A row of `results`, ready to insert.
+struct NewResult {
+    key: String,
+    task: String,
+    status: String,
+    duration_ms: i64,
+    outputs: String,
+    log: Option<String>,
+    size: i64,
+}
+
+fn insert_result(conn: &Connection, row: &NewResult) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO results
+         (key, task, status, duration_ms, outputs, log_hash, created_ms, last_used_ms, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+    )?
+    .execute(params![
+        row.key,
+        row.task,
+        row.status,
+        row.duration_ms,
+        row.outputs,
+        row.log,
+        now_ms(),
+        row.size,
+    ])
+}
+
+fn insert_manifest(
+    conn: &Connection,
+    task: &str,
+    key: &str,
+    json: &str,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO manifests (task, key, json, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![task, key, json, now_ms()])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1571,6 +1634,34 @@ mod tests {
         let err = store.restore_outputs(dir.path(), &result).unwrap_err();
         assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
         assert!(!dir.path().join("out.txt").exists());
+    }
+
+    #[test]
+    fn a_result_and_its_manifest_are_saved_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let ghost = OutputEntry {
+            path: "a".into(),
+            hash: Digest::of_bytes(b"never stored"),
+            size: 12,
+            mode: 0o644,
+        };
+        let missing = CachedResult::new("t", "ok", 1, vec![ghost], None);
+        assert!(store.save_result_and_manifest("k", &missing, "{}").is_err());
+        assert!(store.load_manifest("t").unwrap().is_none());
+
+        let log = store.put_log(b"log").unwrap();
+        let result = CachedResult::new("t", "ok", 1, vec![], Some(log));
+        store
+            .save_result_and_manifest("k", &result, "{\"a\":1}")
+            .unwrap();
+        let loaded = store.load_result("k").unwrap().unwrap();
+        assert_eq!((loaded.task, loaded.log), ("t".to_owned(), Some(log)));
+        let manifest = store.load_manifest("t").unwrap().unwrap();
+        assert_eq!(
+            (manifest.key.as_str(), manifest.json.as_str()),
+            ("k", "{\"a\":1}")
+        );
     }
 
     #[test]
