@@ -56,6 +56,41 @@ fn second_run_executes_nothing() {
 }
 
 #[test]
+fn a_dependency_writing_into_an_old_input_directory_is_seen() {
+    // `use` globs a directory that `make` adds a file to during the run. The directory is
+    // older than the planner's walk by more than the racy margin, so only its new ctime
+    // tells a rescan that the walk's listing no longer holds.
+    let test = Test::new()
+        .file("gen/a.txt", "a\n")
+        .file("seed.txt", "b\n")
+        .file(
+            "tasks.kdl",
+            r#"
+            task "make" {
+                inputs "seed.txt"
+                outputs "gen/b.txt"
+                run "echo make >> counter" "cp seed.txt gen/b.txt"
+            }
+            task "use" {
+                deps "make"
+                inputs "gen/*.txt"
+                outputs "all.txt"
+                run "echo use >> counter" "cat gen/*.txt > all.txt"
+            }
+            "#,
+        );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    test.run_with(&["run", "use"]).status(0);
+    assert_eq!(runs(&test), ["make", "use"]);
+    assert_eq!(test.read("all.txt"), "a\nb\n");
+    // Keyed with gen/b.txt the first time, so nothing is left to run.
+    test.run_with(&["run", "use"])
+        .status(0)
+        .stdout_has("2 tasks: 0 ran, 2 cached");
+    assert!(runs(&test).is_empty());
+}
+
+#[test]
 fn a_changed_input_reruns_the_task_and_its_dependents_and_says_why() {
     let test = pipeline();
     test.run_with(&["run", "check"]).status(0);

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-use super::stat_cache::{Sieve, StatCache};
+use super::stat_cache::{FileStat, RACY_MARGIN_NS, Sieve, StatCache, now_ns};
 use crate::store::Digest;
 
 /// One input file of a task.
@@ -366,7 +366,11 @@ impl InputIndex {
         let mut candidates: Vec<(String, PathBuf)> = Vec::new();
         let mut matched: Vec<Vec<usize>> = vec![Vec::new(); glob_list.len()];
         let mut walked = 0;
-        let mut area = WalkArea::default();
+        let mut area = WalkArea {
+            root: canonical_root.clone(),
+            started_ns: now_ns(),
+            ..WalkArea::default()
+        };
         if !glob_list.is_empty() {
             let bases = walk_bases(&glob_list);
             let (mut buffer, mut scratch) = (Vec::new(), Vec::new());
@@ -539,6 +543,105 @@ impl InputIndex {
     /// The inputs of one task: files matching any include pattern and no exclude, sorted by
     /// path. Every include pattern must have been given to `build`.
     pub fn select<S: AsRef<str>>(&self, patterns: &[S]) -> Result<Vec<&InputFile>, Error> {
+        Ok(self
+            .select_indices(patterns)?
+            .into_iter()
+            .map(|i| &self.files[i])
+            .collect())
+    }
+
+    /// [`select`](Self::select) again, later in the run, with every file rehashed through
+    /// `stat_cache` — when the walk's view of the task still holds: every directory the walk
+    /// entered below the task's glob bases, and every ignore file that can apply there, is
+    /// older than the walk (by the racy margin: an entry added, removed or renamed, an
+    /// ignore file written, gives its directory or itself a new ctime), the bases that were
+    /// missing still are, and each literal resolves as it did. `Ok(None)` when that does not
+    /// hold or cannot be told: the task's inputs must be walked again.
+    pub fn reselect<S: AsRef<str>>(
+        &self,
+        patterns: &[S],
+        stat_cache: &StatCache,
+    ) -> Result<Option<Vec<InputFile>>, Error> {
+        if !self.area_holds(patterns)? {
+            return Ok(None);
+        }
+        let chosen = self.select_indices(patterns)?;
+        let paths: Vec<&Path> = chosen.iter().map(|&i| self.paths[i].as_path()).collect();
+        let mut files = Vec::with_capacity(chosen.len());
+        for (&i, hashed) in chosen.iter().zip(stat_cache.hash_files(&paths)) {
+            // Gone or unreadable since the check: a walk tells what is there now.
+            let Ok((hash, stat)) = hashed else {
+                return Ok(None);
+            };
+            files.push(InputFile {
+                path: self.files[i].path.clone(),
+                hash,
+                size: stat.size,
+                executable: stat.executable(),
+            });
+        }
+        Ok(Some(files))
+    }
+
+    /// Whether what the walk saw of `patterns`' files still holds (see
+    /// [`reselect`](Self::reselect)).
+    fn area_holds<S: AsRef<str>>(&self, patterns: &[S]) -> Result<bool, Error> {
+        let area = &self.area;
+        let trusted_before = area.started_ns - RACY_MARGIN_NS;
+        let mut globs = Vec::new();
+        let mut dirs_inside = HashMap::new();
+        for text in patterns {
+            let parsed = parse_pattern(text.as_ref())?;
+            match parsed.pattern {
+                _ if parsed.exclude => {}
+                Pattern::Glob(glob) => globs.push(glob),
+                Pattern::Literal(literal) => {
+                    let now =
+                        resolve_literal(&area.root.join(&literal), &area.root, &mut dirs_inside);
+                    let same = match (now, self.literals.get(&literal)) {
+                        (Ok(Literal::Found(_)), Some(Literal::Found(_))) => true,
+                        (Ok(now), Some(then)) => {
+                            std::mem::discriminant(&now) == std::mem::discriminant(then)
+                        }
+                        _ => false,
+                    };
+                    if !same {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        let mut ancestors = BTreeSet::new();
+        for base in walk_bases(&globs) {
+            let dir = area.root.join(&base);
+            if area.missing.contains(&dir) {
+                if fs::metadata(&dir).is_ok_and(|meta| meta.is_dir()) {
+                    return Ok(false);
+                }
+            } else {
+                let start = area.dirs.partition_point(|walked| walked < &dir);
+                let below = &area.dirs[start..];
+                let count = below
+                    .iter()
+                    .take_while(|walked| walked.starts_with(&dir))
+                    .count();
+                if count == 0
+                    || !below[..count]
+                        .iter()
+                        .all(|walked| dir_holds(walked, trusted_before))
+                {
+                    return Ok(false);
+                }
+            }
+            ancestors.extend(dir.ancestors().skip(1).map(Path::to_path_buf));
+        }
+        Ok(ancestors
+            .iter()
+            .all(|ancestor| ignore_files_hold(ancestor, trusted_before)))
+    }
+
+    /// The indexes into `files` of [`select`](Self::select)'s answer.
+    fn select_indices<S: AsRef<str>>(&self, patterns: &[S]) -> Result<Vec<usize>, Error> {
         let mut chosen: Vec<usize> = Vec::new();
         let mut masks: Vec<&Vec<bool>> = Vec::new();
         let mut excludes = GlobSetBuilder::new();
@@ -605,11 +708,10 @@ impl InputIndex {
         Ok(chosen
             .into_iter()
             .filter(|&i| !masks.iter().any(|mask| mask[i]))
-            .map(|i| &self.files[i])
-            .filter(|f| {
+            .filter(|&i| {
                 excludes
                     .as_ref()
-                    .is_none_or(|set: &GlobSet| !set.is_match(&f.path))
+                    .is_none_or(|set: &GlobSet| !set.is_match(&self.files[i].path))
             })
             .collect())
     }
@@ -926,7 +1028,11 @@ fn walk(
     ignore_files: bool,
     parallel: bool,
 ) -> Result<(Vec<(String, PathBuf)>, WalkArea), Error> {
-    let mut area = WalkArea::default();
+    let mut area = WalkArea {
+        root: canonical_root.to_owned(),
+        started_ns: now_ns(),
+        ..WalkArea::default()
+    };
     let mut dirs: Vec<PathBuf> = Vec::new();
     for base in bases {
         let dir = if base.is_empty() {
@@ -975,6 +1081,7 @@ fn walk(
             out.extend(walked_file(&entry, root, canonical_root));
         }
         out.sort_unstable();
+        area.dirs.sort_unstable();
         return Ok((out, area));
     }
     // In parallel: with the stat cache loading beside it, this halves the walk of 2,000
@@ -1013,13 +1120,49 @@ fn walk(
     out.sort_unstable();
     out.dedup_by(|a, b| a.0 == b.0);
     area.dirs = walked_dirs.into_inner().unwrap_or_else(|e| e.into_inner());
+    area.dirs.sort_unstable();
     Ok((out, area))
+}
+
+/// Whether the walked directory `dir` has the entries and ignore files it had when a walk
+/// that started after `trusted_before` (plus the racy margin) read it.
+fn dir_holds(dir: &Path, trusted_before: i64) -> bool {
+    fs::metadata(dir).is_ok_and(|meta| older(&meta, trusted_before))
+        && ignore_files_hold(dir, trusted_before)
+}
+
+/// Whether every ignore file a walk reads in `dir` — `.gitignore`, `.ignore`, and
+/// `.git/info/exclude` of a repository's top — is absent or older than `trusted_before`.
+/// (A `.git` file, as in a worktree, points elsewhere: not told.)
+fn ignore_files_hold(dir: &Path, trusted_before: i64) -> bool {
+    let absent_or_old = |path: PathBuf| match fs::metadata(path) {
+        Ok(meta) => older(&meta, trusted_before),
+        Err(err) => err.kind() == io::ErrorKind::NotFound,
+    };
+    absent_or_old(dir.join(".gitignore"))
+        && absent_or_old(dir.join(".ignore"))
+        && match fs::symlink_metadata(dir.join(".git")) {
+            Ok(meta) if meta.is_dir() => absent_or_old(dir.join(".git/info/exclude")),
+            Ok(_) => false,
+            Err(err) => err.kind() == io::ErrorKind::NotFound,
+        }
+}
+
+/// Whether nothing about the file behind `meta` changed since `trusted_before` (its ctime
+/// moves with every change, and cannot be set back).
+fn older(meta: &fs::Metadata, trusted_before: i64) -> bool {
+    let stat = FileStat::from_metadata(meta);
+    stat.ctime_ns < trusted_before && stat.mtime_ns < trusted_before
 }
 
 /// Where a walk looked: what decides which files it finds, besides the files' names.
 #[derive(Debug, Clone, Default)]
 pub struct WalkArea {
-    /// Every directory walked (absolute): a file added or removed changes its mtime.
+    /// The canonical root the walk started from.
+    pub root: PathBuf,
+    /// When the walk started (ns since the epoch).
+    pub started_ns: i64,
+    /// Every directory walked (absolute), sorted: a file added or removed changes its mtime.
     pub dirs: Vec<PathBuf>,
     /// Glob bases that did not exist (absolute).
     pub missing: Vec<PathBuf>,
@@ -1310,6 +1453,101 @@ mod tests {
         let sets = BaseSets::build(&["a/*.txt".into(), "b/*.txt".into(), "a/**".into()]).unwrap();
         assert!(Arc::ptr_eq(&sets.names["a"].0, &sets.names["b"].0));
         assert_eq!(sets.paths["a"].1, [2]);
+    }
+
+    /// Pretend `index`'s walk started later than it did, so that the tree as it is now lies
+    /// the racy margin before it: what changes from here on is newer.
+    fn pretend_walked_later(index: &mut InputIndex, root: &Path) {
+        fn newest(path: &Path, max: &mut i64) {
+            let meta = fs::symlink_metadata(path).unwrap();
+            let stat = FileStat::from_metadata(&meta);
+            *max = (*max).max(stat.ctime_ns).max(stat.mtime_ns);
+            if meta.is_dir() {
+                for entry in fs::read_dir(path).unwrap() {
+                    newest(&entry.unwrap().path(), max);
+                }
+            }
+        }
+        let mut max = 0;
+        newest(root, &mut max);
+        index.area.started_ns = max + RACY_MARGIN_NS + 1;
+        // Later changes get later timestamps, even from a coarse clock.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+
+    #[test]
+    fn reselect_trusts_the_walk_while_nothing_under_it_changed() {
+        let patterns = ["src/**", "!src/skip.txt", "lit.txt", "gone/*.txt"];
+        let dir = tree(&[
+            ("src/a.txt", "a"),
+            ("src/skip.txt", "s"),
+            ("src/sub/b.txt", "b"),
+            ("lit.txt", "l"),
+        ]);
+        let cache = StatCache::new();
+        let mut index = InputIndex::build(dir.path(), patterns, &cache).unwrap();
+        pretend_walked_later(&mut index, dir.path());
+        let selected: Vec<InputFile> = index
+            .select(&patterns)
+            .unwrap()
+            .into_iter()
+            .cloned()
+            .collect();
+        assert_eq!(paths(&selected), ["lit.txt", "src/a.txt", "src/sub/b.txt"]);
+        assert_eq!(index.reselect(&patterns, &cache).unwrap(), Some(selected));
+
+        // An edit in place leaves every directory alone: still trusted, with the new hash.
+        fs::write(dir.path().join("src/sub/b.txt"), "B!").unwrap();
+        let files = index.reselect(&patterns, &cache).unwrap().unwrap();
+        assert_eq!(files[2].hash, Digest::of_bytes(b"B!"));
+        assert_eq!(files[2].size, 2);
+    }
+
+    #[test]
+    fn reselect_walks_again_after_any_change_a_walk_could_see() {
+        let patterns = ["src/**", "lit.txt", "gone/*.txt", "absent.txt"];
+        type Change = (&'static str, fn(&Path));
+        let changes: [Change; 8] = [
+            ("a file added below", |root| {
+                fs::write(root.join("src/sub/new.txt"), "n").unwrap()
+            }),
+            ("a file removed", |root| {
+                fs::remove_file(root.join("src/a.txt")).unwrap()
+            }),
+            ("a directory added", |root| {
+                fs::create_dir(root.join("src/new")).unwrap()
+            }),
+            ("an ignore file written", |root| {
+                fs::write(root.join("src/sub/.gitignore"), "b.txt\n").unwrap()
+            }),
+            ("an ignore file in a parent of a base", |root| {
+                fs::write(root.join(".ignore"), "src/a.txt\n").unwrap()
+            }),
+            ("a repository's exclude file", |root| {
+                fs::create_dir_all(root.join(".git/info")).unwrap();
+                fs::write(root.join(".git/info/exclude"), "a.txt\n").unwrap();
+            }),
+            ("a missing base created", |root| {
+                fs::create_dir_all(root.join("gone")).unwrap();
+                fs::write(root.join("gone/x.txt"), "x").unwrap();
+            }),
+            ("a missing literal created", |root| {
+                fs::write(root.join("absent.txt"), "x").unwrap()
+            }),
+        ];
+        for (what, change) in changes {
+            let dir = tree(&[("src/a.txt", "a"), ("src/sub/b.txt", "b"), ("lit.txt", "l")]);
+            let cache = StatCache::new();
+            let mut index = InputIndex::build(dir.path(), patterns, &cache).unwrap();
+            pretend_walked_later(&mut index, dir.path());
+            // (`absent.txt` is missing: selecting is an error, but a settled one.)
+            assert!(index.reselect(&patterns, &cache).is_err(), "{what}: before");
+            change(dir.path());
+            assert!(
+                matches!(index.reselect(&patterns, &cache), Ok(None)),
+                "{what}"
+            );
+        }
     }
 
     #[test]

@@ -176,6 +176,10 @@ impl Planner {
     ) -> Result<Arc<[InputFile]>, Error> {
         let node = graph.node(id);
         if rescan {
+            // Most rescans find what the planner's walk found: told by a few `stat`s.
+            if let Some(files) = self.index.reselect(&node.inputs, stat_cache)? {
+                return Ok(files.into());
+            }
             return Ok(inputs::collect(graph.root(), &node.inputs, stat_cache)?.into());
         }
         let selections = || self.selections.lock().unwrap_or_else(|e| e.into_inner());
