@@ -313,27 +313,14 @@ pub async fn schedule<V: Visitor>(
     });
     let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel::<Finished>();
     let stop = Stop::new();
-    let mut threads = Vec::with_capacity(jobs);
-    for _ in 0..jobs {
-        let (queue, visitor, stop, outcomes) = (
-            Arc::clone(&queue),
-            Arc::clone(&visitor),
-            stop.clone(),
-            outcomes_tx.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .name("clab-job".into())
-            .spawn(move || job_thread(queue, visitor, stop, outcomes));
-        match spawned {
-            Ok(thread) => threads.push(thread),
-            // Fewer jobs than asked for still finish the run.
-            Err(err) if threads.is_empty() => {
-                return cannot_start(nodes, graph, reporter, &err, started);
-            }
-            Err(_) => break,
-        }
-    }
-    drop(outcomes_tx);
+    let mut threads = JobThreads {
+        jobs,
+        threads: Vec::new(),
+        queue: Arc::clone(&queue),
+        visitor: Arc::clone(&visitor),
+        stop: stop.clone(),
+        outcomes: outcomes_tx,
+    };
 
     let mut state = State {
         graph,
@@ -361,13 +348,19 @@ pub async fn schedule<V: Visitor>(
                 _ => tokio::task::block_in_place(|| state.settle_fresh(&*visitor)),
             }
         }
+        if let Err(err) = threads.start(state.queued) {
+            reporter.report(&Event::Warning {
+                message: format!("cannot start a job: {err}"),
+            });
+            state.stop();
+        }
         state.queued -= queue.take_dropped();
         if state.queued == 0 && (state.stopping || state.fresh.is_empty()) {
             break;
         }
         tokio::select! {
             finished = outcomes.recv() => {
-                // Every job thread holds a sender: none is left only if all of them died.
+                // (`threads` holds a sender: the channel stays open.)
                 let Some((id, outcome)) = finished else { break };
                 state.queued -= 1;
                 // A visit that gave no outcome (it panicked) leaves its node to be reported
@@ -389,16 +382,7 @@ pub async fn schedule<V: Visitor>(
             }
         }
     }
-    queue.close();
-    let join = move || {
-        for thread in threads {
-            let _ = thread.join();
-        }
-    };
-    match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::CurrentThread => join(),
-        _ => tokio::task::block_in_place(join),
-    }
+    threads.join();
 
     let State {
         done,
@@ -425,29 +409,53 @@ pub async fn schedule<V: Visitor>(
     summary
 }
 
-/// The run ends before it starts: no job thread could be started.
-fn cannot_start(
-    nodes: &[NodeId],
-    graph: &Graph,
-    reporter: &dyn Reporter,
-    err: &std::io::Error,
-    started: Instant,
-) -> Summary {
-    reporter.report(&Event::Warning {
-        message: format!("cannot start the jobs of this run: {err}"),
-    });
-    let mut summary = Summary::default();
-    for &id in nodes {
-        if !matches!(graph.node(id).kind, NodeKind::Aggregate) {
-            summary.skipped += 1;
-            reporter.report(&Event::TaskSkipped {
-                task: graph.node(id).name.clone(),
-                reason: format!("no job could start ({err})"),
-            });
+/// The job threads: started as nodes are queued, up to `jobs` (a run that restores
+/// everything from the cache starts none).
+struct JobThreads<V: Visitor> {
+    jobs: usize,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    queue: Arc<Queue>,
+    visitor: Arc<V>,
+    stop: Stop,
+    outcomes: mpsc::UnboundedSender<Finished>,
+}
+
+impl<V: Visitor> JobThreads<V> {
+    /// Start threads until there is one per queued node, or `jobs` of them. Fails only when
+    /// none runs: fewer jobs than asked for still finish the run.
+    fn start(&mut self, queued: usize) -> std::io::Result<()> {
+        while self.threads.len() < queued.min(self.jobs) {
+            let (queue, visitor, stop, outcomes) = (
+                Arc::clone(&self.queue),
+                Arc::clone(&self.visitor),
+                self.stop.clone(),
+                self.outcomes.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("clab-job".into())
+                .spawn(move || job_thread(queue, visitor, stop, outcomes));
+            match spawned {
+                Ok(thread) => self.threads.push(thread),
+                Err(err) if self.threads.is_empty() => return Err(err),
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// End the threads once they are idle.
+    fn join(self) {
+        self.queue.close();
+        let join = move || {
+            for thread in self.threads {
+                let _ = thread.join();
+            }
+        };
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => join(),
+            _ => tokio::task::block_in_place(join),
         }
     }
-    summary.wall_ms = started.elapsed().as_millis() as u64;
-    summary
 }
 
 /// The scheduler's bookkeeping.
