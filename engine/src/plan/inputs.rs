@@ -276,6 +276,8 @@ pub struct InputIndex {
     area: WalkArea,
     /// Absolute path of each of `files`.
     paths: Vec<PathBuf>,
+    /// The stat each of `files` was hashed with.
+    file_stats: Vec<FileStat>,
 }
 
 /// What [`WalkedInputs::hash_keeping`] kept: relative path → (hash, what was kept).
@@ -452,6 +454,7 @@ impl WalkedInputs {
         let hash_start = Instant::now();
         let abs_paths: Vec<&Path> = candidates.iter().map(|(_, abs)| abs.as_path()).collect();
         let mut kept = KeptTexts::default();
+        let mut file_stats = Vec::with_capacity(candidates.len());
         let files = candidates
             .iter()
             .zip(stat_cache.hash_files_keeping(&abs_paths, &keep, sieve))
@@ -463,6 +466,7 @@ impl WalkedInputs {
                 if let Some(text) = hashed.kept {
                     kept.insert(rel.clone(), (hashed.hash, text));
                 }
+                file_stats.push(hashed.stat);
                 Ok(InputFile {
                     path: rel.clone(),
                     hash: hashed.hash,
@@ -495,6 +499,7 @@ impl WalkedInputs {
             stats,
             area,
             paths: candidates.into_iter().map(|(_, abs)| abs).collect(),
+            file_stats,
         };
         Ok((index, kept))
     }
@@ -566,11 +571,22 @@ impl InputIndex {
             return Ok(None);
         }
         let chosen = self.select_indices(patterns)?;
-        let paths: Vec<&Path> = chosen.iter().map(|&i| self.paths[i].as_path()).collect();
+        // The walk's hash holds for a file whose stat is the one it was hashed with, and
+        // lies the racy margin before the walk (the stat cache's rule, without its lookup).
+        let trusted_before = self.area.started_ns - RACY_MARGIN_NS;
         let mut files = Vec::with_capacity(chosen.len());
-        for (&i, hashed) in chosen.iter().zip(stat_cache.hash_files(&paths)) {
+        for i in chosen {
+            let started_ns = now_ns();
             // Gone or unreadable since the check: a walk tells what is there now.
-            let Ok((hash, stat)) = hashed else {
+            let Ok(meta) = fs::metadata(&self.paths[i]) else {
+                return Ok(None);
+            };
+            let stat = FileStat::from_metadata(&meta);
+            if stat == self.file_stats[i] && stat.mtime_ns < trusted_before {
+                files.push(self.files[i].clone());
+                continue;
+            }
+            let Ok((hash, stat)) = stat_cache.hash_stated(&self.paths[i], stat, started_ns) else {
                 return Ok(None);
             };
             files.push(InputFile {
