@@ -375,8 +375,10 @@ impl Store {
         fs::create_dir_all(&dir).map_err(|source| Error::io("create", &dir, source))?;
         let db_path = dir.join("cache.db");
         let (conn, warning) = db::open(&db_path)?;
+        let cas = Cas::new(dir.join("cas"));
+        cas.create_root();
         let store = Store {
-            cas: Cas::new(dir.join("cas")),
+            cas,
             dir,
             db_path,
             reader: OnceLock::new(),
