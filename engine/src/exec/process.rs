@@ -16,7 +16,7 @@ use std::{
     collections::BTreeMap,
     io::{self, Read, Write},
     os::{
-        fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd},
+        fd::{AsFd, BorrowedFd, OwnedFd},
         unix::process::CommandExt,
     },
     path::PathBuf,
@@ -228,13 +228,8 @@ fn checked(left: Option<Duration>) -> Option<Duration> {
 
 impl Shell {
     fn new(pid: u32) -> Shell {
-        // SAFETY: `pidfd_open` takes no pointers; a non-negative result is a new descriptor
-        // that nothing else owns.
-        let fd =
-            unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::c_int, 0) };
-        let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
         Shell {
-            pidfd,
+            pidfd: pidfd_of(pid),
             exited: false,
         }
     }
@@ -266,6 +261,21 @@ impl Shell {
             wait_for(&[self.fd()], limit);
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn pidfd_of(pid: u32) -> Option<OwnedFd> {
+    use rustix::process::{Pid, PidfdFlags, pidfd_open};
+    pidfd_open(
+        Pid::from_raw(i32::try_from(pid).ok()?)?,
+        PidfdFlags::empty(),
+    )
+    .ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pidfd_of(_: u32) -> Option<OwnedFd> {
+    None
 }
 
 /// `poll` the descriptors given for readability (or hang-up) for up to `limit` (`None`: no
@@ -472,6 +482,22 @@ mod tests {
         raiser.join().unwrap();
         assert_eq!(exit, Exit::Interrupted);
         assert!(stop.is_raised());
+    }
+
+    #[test]
+    fn a_shell_without_a_pidfd_is_checked_on_until_it_exits() {
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 0.1"])
+            .spawn()
+            .unwrap();
+        let shell = Shell {
+            pidfd: None,
+            exited: false,
+        };
+        assert!(shell.may_have_exited());
+        assert!(!shell.wait(&mut child, Duration::from_millis(20)));
+        assert!(shell.wait(&mut child, Duration::from_secs(10)));
+        assert!(child.try_wait().unwrap().is_some());
     }
 
     #[test]
