@@ -642,9 +642,10 @@ impl InputIndex {
                     .take_while(|walked| walked.starts_with(&dir))
                     .count();
                 if count == 0
-                    || !below[..count]
-                        .iter()
-                        .all(|walked| dir_holds(walked, trusted_before))
+                    || !below[..count].iter().all(|walked| {
+                        area.with_symlinks.binary_search(walked).is_err()
+                            && dir_holds(walked, trusted_before)
+                    })
                 {
                     return Ok(false);
                 }
@@ -1093,11 +1094,14 @@ fn walk(
             })?;
             if entry.file_type().is_some_and(|t| t.is_dir()) {
                 area.dirs.push(entry.path().to_owned());
+            } else if entry.path_is_symlink() {
+                area.with_symlinks
+                    .extend(entry.path().parent().map(Path::to_owned));
             }
             out.extend(walked_file(&entry, root, canonical_root));
         }
         out.sort_unstable();
-        area.dirs.sort_unstable();
+        area.sort();
         return Ok((out, area));
     }
     // In parallel: with the stat cache loading beside it, this halves the walk of 2,000
@@ -1105,6 +1109,7 @@ fn walk(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
     let found = std::sync::Mutex::new((Vec::new(), None));
     let walked_dirs = std::sync::Mutex::new(Vec::new());
+    let with_symlinks = std::sync::Mutex::new(Vec::new());
     builder.threads(threads).build_parallel().run(|| {
         Box::new(|entry| match entry {
             Ok(entry) => {
@@ -1113,7 +1118,15 @@ fn walk(
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(entry.path().to_owned());
-                } else if let Some(file) = walked_file(&entry, root, canonical_root) {
+                    return ignore::WalkState::Continue;
+                }
+                if entry.path_is_symlink() {
+                    with_symlinks
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(entry.path().parent().map(Path::to_owned));
+                }
+                if let Some(file) = walked_file(&entry, root, canonical_root) {
                     found.lock().unwrap_or_else(|e| e.into_inner()).0.push(file);
                 }
                 ignore::WalkState::Continue
@@ -1136,7 +1149,10 @@ fn walk(
     out.sort_unstable();
     out.dedup_by(|a, b| a.0 == b.0);
     area.dirs = walked_dirs.into_inner().unwrap_or_else(|e| e.into_inner());
-    area.dirs.sort_unstable();
+    area.with_symlinks = with_symlinks
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    area.sort();
     Ok((out, area))
 }
 
@@ -1184,6 +1200,18 @@ pub struct WalkArea {
     pub missing: Vec<PathBuf>,
     /// Every glob base (absolute): ignore files in their parents apply too.
     pub bases: Vec<PathBuf>,
+    /// The walked directories holding a symlink (sorted, no duplicates): what a symlink
+    /// names can appear, vanish or change kind without its directory changing.
+    pub with_symlinks: Vec<PathBuf>,
+}
+
+impl WalkArea {
+    /// Sorted lists, for lookups by path.
+    fn sort(&mut self) {
+        self.dirs.sort_unstable();
+        self.with_symlinks.sort_unstable();
+        self.with_symlinks.dedup();
+    }
 }
 
 /// The (relative, absolute) path of a walked entry that is an input candidate: a regular file,
@@ -1564,6 +1592,29 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    #[test]
+    fn reselect_walks_again_where_a_symlink_could_name_something_new() {
+        // A dangling symlink counts once its target appears, with no change to its directory.
+        let dir = tree(&[("src/a.txt", "a"), ("other/keep.txt", "k")]);
+        std::os::unix::fs::symlink("../gen/b.txt", dir.path().join("src/b.txt")).unwrap();
+        let patterns = ["src/*.txt", "other/*.txt"];
+        let cache = StatCache::new();
+        let mut index = InputIndex::build(dir.path(), patterns, &cache).unwrap();
+        pretend_walked_later(&mut index, dir.path());
+        assert_eq!(
+            paths(&index.select(&patterns).unwrap()),
+            ["other/keep.txt", "src/a.txt"]
+        );
+        assert!(matches!(index.reselect(&patterns, &cache), Ok(None)));
+        // A directory without one is still trusted.
+        assert!(index.reselect(&["other/*.txt"], &cache).unwrap().is_some());
+
+        fs::create_dir(dir.path().join("gen")).unwrap();
+        fs::write(dir.path().join("gen/b.txt"), "b").unwrap();
+        let walked = collect(dir.path(), &patterns, &cache).unwrap();
+        assert_eq!(paths(&walked), ["other/keep.txt", "src/a.txt", "src/b.txt"]);
     }
 
     #[test]
