@@ -17,7 +17,7 @@
 
 use std::{
     cell::Cell,
-    collections::BinaryHeap,
+    collections::{BinaryHeap, VecDeque},
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -126,6 +126,12 @@ struct Queue {
 #[derive(Debug, Default)]
 struct Waiting {
     ready: BinaryHeap<Ready>,
+    /// The most urgent nodes, handed to free jobs: as good as started, so a stop leaves
+    /// them be (the scheduler used to start them itself, the moment a slot was free).
+    handed: VecDeque<Ready>,
+    /// Jobs free for a node: waiting for one, doing deferred work, or just started. Never
+    /// fewer than `handed`.
+    free: usize,
     /// No new node starts.
     stopping: bool,
     /// How many queued nodes were dropped by a stop (they will never report).
@@ -141,15 +147,44 @@ impl Queue {
 
     fn push(&self, ready: Ready) {
         let mut waiting = self.lock();
-        if !waiting.stopping {
-            waiting.ready.push(ready);
-            self.changed.notify_one();
-        } else {
+        if waiting.stopping {
             waiting.dropped += 1;
+        } else {
+            waiting.ready.push(ready);
+            self.hand_out(&mut waiting);
         }
     }
 
-    /// No new node starts; the queued ones never will.
+    /// Give the most urgent waiting nodes to the free jobs.
+    fn hand_out(&self, waiting: &mut Waiting) {
+        while waiting.handed.len() < waiting.free
+            && let Some(ready) = waiting.ready.pop()
+        {
+            waiting.handed.push_back(ready);
+            self.changed.notify_one();
+        }
+    }
+
+    /// One more job is free for a node.
+    fn freed(&self) {
+        let mut waiting = self.lock();
+        waiting.free += 1;
+        self.hand_out(&mut waiting);
+    }
+
+    /// A job counted free by [`freed`](Self::freed) will not come (its thread did not
+    /// start): what was handed to it waits again.
+    fn unfreed(&self) {
+        let mut waiting = self.lock();
+        waiting.free -= 1;
+        if waiting.handed.len() > waiting.free
+            && let Some(ready) = waiting.handed.pop_back()
+        {
+            waiting.ready.push(ready);
+        }
+    }
+
+    /// No new node starts; the queued ones never will (those handed to free jobs do).
     fn stop(&self) {
         let mut waiting = self.lock();
         waiting.stopping = true;
@@ -162,16 +197,18 @@ impl Queue {
         std::mem::take(&mut self.lock().dropped)
     }
 
-    /// The next node for `job`, waiting for one (after doing the job's deferred work);
-    /// `None` once the run is over.
+    /// The next node for `job`, a free job ([`freed`](Self::freed)), waiting for one
+    /// (after doing the job's deferred work); `None` once the run is over.
     fn take(&self, job: &Job) -> Option<NodeId> {
         let mut waiting = self.lock();
         loop {
-            if waiting.closed {
-                return None;
-            }
-            if let Some(Ready { id, .. }) = waiting.ready.pop() {
+            if let Some(Ready { id, .. }) = waiting.handed.pop_front() {
+                waiting.free -= 1;
                 return Some(id);
+            }
+            if waiting.closed {
+                waiting.free -= 1;
+                return None;
             }
             if let Some(work) = job.deferred.take() {
                 drop(waiting);
@@ -245,6 +282,7 @@ fn job_thread<V: Visitor>(
     outcomes: mpsc::UnboundedSender<Finished>,
 ) {
     let job = Job::new(stop);
+    // (Counted free when started.)
     while let Some(id) = queue.take(&job) {
         let done = Done {
             id,
@@ -255,6 +293,7 @@ fn job_thread<V: Visitor>(
         // A visit that panics is a bug; its `Done` reports the node as not run, and the
         // thread goes on with the next.
         let _ = catch_unwind(AssertUnwindSafe(|| visitor.visit(id, &job, done)));
+        queue.freed();
     }
     job.run_deferred();
 }
@@ -432,13 +471,20 @@ impl<V: Visitor> JobThreads<V> {
                 self.stop.clone(),
                 self.outcomes.clone(),
             );
+            // Free from now on: a node handed to it is started, even before the thread runs.
+            self.queue.freed();
             let spawned = std::thread::Builder::new()
                 .name("clab-job".into())
                 .spawn(move || job_thread(queue, visitor, stop, outcomes));
             match spawned {
                 Ok(_) => self.started += 1,
-                Err(err) if self.started == 0 => return Err(err),
-                Err(_) => break,
+                Err(err) => {
+                    self.queue.unfreed();
+                    if self.started == 0 {
+                        return Err(err);
+                    }
+                    break;
+                }
             }
         }
         Ok(())
@@ -642,6 +688,38 @@ mod tests {
         }
     }
 
+    /// Schedule `targets` of the task file `text` with one job and the visitor `make` builds
+    /// for its graph; fails the test if the run does not end within 10 s.
+    async fn schedule_text<V: Visitor>(
+        text: &str,
+        targets: &[&str],
+        make: impl FnOnce(Arc<Graph>) -> Arc<V>,
+    ) -> Summary {
+        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
+        let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
+        let names: Vec<String> = targets.iter().map(|&t| t.to_owned()).collect();
+        let nodes = graph.closure(&graph.resolve_targets(&names).unwrap());
+        let visitor = make(Arc::clone(&graph));
+        let (_tx, interrupt) = watch::channel(false);
+        let options = Options {
+            jobs: 1,
+            keep_going: false,
+        };
+        let run = schedule(&graph, &nodes, names, &options, visitor, &Silent, interrupt);
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the run never ended")
+    }
+
+    fn fake(graph: Arc<Graph>, cached: Vec<&'static str>, fail: Vec<&'static str>) -> Arc<Fake> {
+        Arc::new(Fake {
+            graph,
+            cached,
+            fail,
+            visited: Mutex::new(Vec::new()),
+        })
+    }
+
     async fn schedule_fake(
         cached: Vec<&'static str>,
         fail: Vec<&'static str>,
@@ -653,32 +731,14 @@ task "c" { run "c"; deps "a"; }
 task "all" { deps "b" "c"; }
 task "d" { run "d"; deps "all"; }
 "#;
-        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
-        let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
-        let targets = graph.resolve_targets(&["d".to_owned()]).unwrap();
-        let nodes = graph.closure(&targets);
-        let fake = Arc::new(Fake {
-            graph: Arc::clone(&graph),
-            cached,
-            fail,
-            visited: Mutex::new(Vec::new()),
-        });
-        let (_tx, interrupt) = watch::channel(false);
-        let options = Options {
-            jobs: 1,
-            keep_going: false,
-        };
-        let summary = schedule(
-            &graph,
-            &nodes,
-            vec!["d".into()],
-            &options,
-            Arc::clone(&fake),
-            &Silent,
-            interrupt,
-        )
+        let mut visitor = None;
+        let summary = schedule_text(text, &["d"], |graph| {
+            let made = fake(graph, cached, fail);
+            visitor = Some(Arc::clone(&made));
+            made
+        })
         .await;
-        let visited = fake.visited.lock().unwrap().clone();
+        let visited = visitor.unwrap().visited.lock().unwrap().clone();
         (summary, visited)
     }
 
@@ -709,35 +769,48 @@ task "panics" { run "x"; }
 task "after" { run "y"; deps "panics"; }
 task "other" { run "z"; }
 "#;
-        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
-        let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
-        let targets = graph
-            .resolve_targets(&["after".into(), "other".into()])
-            .unwrap();
-        let nodes = graph.closure(&targets);
-        let fake = Arc::new(Fake {
-            graph: Arc::clone(&graph),
-            cached: vec![],
-            fail: vec![],
-            visited: Mutex::new(Vec::new()),
-        });
-        let (_tx, interrupt) = watch::channel(false);
-        let options = Options {
-            jobs: 1,
-            keep_going: false,
-        };
-        let summary = schedule(
-            &graph,
-            &nodes,
-            vec![],
-            &options,
-            Arc::clone(&fake),
-            &Silent,
-            interrupt,
-        )
+        let mut visitor = None;
+        let summary = schedule_text(text, &["after", "other"], |graph| {
+            let made = fake(graph, vec![], vec![]);
+            visitor = Some(Arc::clone(&made));
+            made
+        })
         .await;
+        let fake = visitor.unwrap();
         assert_eq!(*fake.visited.lock().unwrap(), ["other"]);
         assert_eq!((summary.succeeded, summary.skipped), (1, 2));
+    }
+
+    #[test]
+    fn a_stop_drops_waiting_nodes_but_not_those_handed_to_free_jobs() {
+        let text = r#"
+task "a" { run "a"; }
+task "b" { run "b"; deps "a"; }
+task "c" { run "c"; deps "b"; }
+"#;
+        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
+        let graph = crate::graph::build(file, std::path::Path::new("/p")).unwrap();
+        let nodes = graph.closure(&graph.resolve_targets(&["c".into()]).unwrap());
+        let priority = graph.critical_path_lengths();
+        let queue = Queue {
+            waiting: Mutex::new(Waiting::default()),
+            changed: Condvar::new(),
+            keep_going: false,
+        };
+        // One free job (its thread not running yet), three nodes: the most urgent is
+        // handed to it, and a failure stopping the queue now does not take it back.
+        queue.freed();
+        for &id in &nodes {
+            queue.push(Ready::new(id, &priority));
+        }
+        queue.stop();
+        assert_eq!(queue.take_dropped(), 2);
+        let job = Job::new(Stop::new());
+        let taken = queue.take(&job).unwrap();
+        assert_eq!(graph.node(taken).name, "a");
+        queue.freed();
+        queue.close();
+        assert_eq!(queue.take(&job), None);
     }
 
     /// Defers every outcome to the job thread.
@@ -758,28 +831,7 @@ task "a" { run "a"; }
 task "b" { run "b"; deps "a"; }
 task "c" { run "c"; deps "b"; }
 "#;
-        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
-        let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
-        let nodes = graph.closure(&graph.resolve_targets(&["c".into()]).unwrap());
-        let (_tx, interrupt) = watch::channel(false);
-        let options = Options {
-            jobs: 1,
-            keep_going: false,
-        };
-        let summary = tokio::time::timeout(
-            Duration::from_secs(10),
-            schedule(
-                &graph,
-                &nodes,
-                vec![],
-                &options,
-                Arc::new(Deferring),
-                &Silent,
-                interrupt,
-            ),
-        )
-        .await
-        .expect("a deferred outcome was never reported");
+        let summary = schedule_text(text, &["c"], |_| Arc::new(Deferring)).await;
         assert_eq!(summary.succeeded, 3);
     }
 
@@ -812,34 +864,13 @@ task "c" { run "c"; deps "b"; }
 task "a" { run "a"; }
 task "b" { run "b"; }
 "#;
-        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
-        let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
-        let nodes = graph.closure(&graph.resolve_targets(&["a".into(), "b".into()]).unwrap());
         let (tell, told) = std::sync::mpsc::channel();
         let visitor = Arc::new(Overlapping {
             second_visited: Mutex::new(Some(tell)),
             first: Mutex::new(Some(told)),
         });
-        let (_tx, interrupt) = watch::channel(false);
-        let options = Options {
-            jobs: 1,
-            keep_going: false,
-        };
         // With the job held until the first outcome, this would never finish.
-        let summary = tokio::time::timeout(
-            Duration::from_secs(10),
-            schedule(
-                &graph,
-                &nodes,
-                vec![],
-                &options,
-                visitor,
-                &Silent,
-                interrupt,
-            ),
-        )
-        .await
-        .expect("the second node never started");
+        let summary = schedule_text(text, &["a", "b"], |_| visitor).await;
         assert_eq!(summary.succeeded, 2);
     }
 }
