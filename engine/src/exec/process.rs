@@ -315,7 +315,8 @@ struct Output {
 
 impl Output {
     fn new(fd: OwnedFd) -> Output {
-        // Non-blocking, so that a read takes only what is there.
+        // Non-blocking, so that a read takes only what is there. (A pipe that cannot be made
+        // so is not read: the command then writes into a closed pipe.)
         let nonblocking = fcntl(&fd, FcntlArg::F_GETFL)
             .map(OFlag::from_bits_truncate)
             .and_then(|flags| fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)));

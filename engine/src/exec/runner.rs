@@ -108,7 +108,7 @@ struct Left {
 pub struct Runner {
     graph: Arc<Graph>,
     reporter: Arc<dyn Reporter>,
-    /// For the async parts of a visit (LLM calls) and storing after it.
+    /// For the async part of a visit: LLM calls, driven from the job thread.
     runtime: tokio::runtime::Handle,
     options: RunnerOptions,
     cache: Option<Cache>,

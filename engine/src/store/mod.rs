@@ -1638,17 +1638,21 @@ mod tests {
         assert!(!dir.path().join("out.txt").exists());
     }
 
-    #[test]
-    fn a_result_and_its_manifest_are_saved_together_or_not_at_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        let ghost = OutputEntry {
+    /// An output whose blob was never stored.
+    fn ghost() -> OutputEntry {
+        OutputEntry {
             path: "a".into(),
             hash: Digest::of_bytes(b"never stored"),
             size: 12,
             mode: 0o644,
-        };
-        let missing = CachedResult::new("t", "ok", 1, vec![ghost], None);
+        }
+    }
+
+    #[test]
+    fn a_result_and_its_manifest_are_saved_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let missing = CachedResult::new("t", "ok", 1, vec![ghost()], None);
         assert!(store.save_result_and_manifest("k", &missing, "{}").is_err());
         assert!(store.load_manifest("t").unwrap().is_none());
 
@@ -1670,14 +1674,8 @@ mod tests {
     fn save_result_requires_blobs_and_load_counts_hits() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let ghost = OutputEntry {
-            path: "a".into(),
-            hash: Digest::of_bytes(b"never stored"),
-            size: 12,
-            mode: 0o644,
-        };
         let err = store
-            .save_result("k", &CachedResult::new("t", "ok", 1, vec![ghost], None))
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![ghost()], None))
             .unwrap_err();
         assert!(matches!(err, Error::MissingBlob { .. }), "{err:?}");
         assert!(store.load_result("k").unwrap().is_none());
