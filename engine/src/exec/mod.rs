@@ -248,41 +248,16 @@ pub async fn run(
         jobs: options.jobs,
         keep_going: options.keep_going,
     };
-    // The scheduler runs as a task of the runtime, not on the thread that awaits `run` (in
-    // the CLI, `block_on`'s): a node that finishes on a worker then wakes it on that worker,
-    // and the visit it starts next is queued there too — two cross-thread wake-ups fewer
-    // between one command and the next.
-    let scheduled = {
-        let (graph, nodes, runner, reporter) = (
-            Arc::clone(&graph),
-            nodes.clone(),
-            Arc::clone(&runner),
-            Arc::clone(&reporter),
-        );
-        let targets = targets.clone();
-        tokio::spawn(async move {
-            schedule(
-                &graph,
-                &nodes,
-                targets,
-                &scheduling,
-                runner,
-                &*reporter,
-                interrupt,
-            )
-            .await
-        })
-        .await
-    };
-    let mut summary = match scheduled {
-        Ok(summary) => summary,
-        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        // Only a runtime shutting down cancels it.
-        Err(_) => Summary {
-            interrupted: true,
-            ..Summary::default()
-        },
-    };
+    let mut summary = schedule(
+        &graph,
+        &nodes,
+        targets.clone(),
+        &scheduling,
+        Arc::clone(&runner),
+        &*reporter,
+        interrupt,
+    )
+    .await;
     if let Some(opening) = history_opening {
         history = opening.join().ok().flatten();
     }

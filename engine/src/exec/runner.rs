@@ -472,9 +472,8 @@ impl Runner {
 
     /// [`prepare`](Self::prepare) for a node whose miss the scheduler's settle already found,
     /// when nothing on the way can block — no manifest of a last run to read, its key's lock
-    /// free — so it runs on the calling (async) thread: a hand-off to the blocking pool and
-    /// back was ~0.2 ms between two commands in a `-j` slot on a busy machine. `None` (having
-    /// changed nothing) when the blocking path is needed.
+    /// free — so the job's deferred storing may wait until the node's command has started.
+    /// `None` (having changed nothing) when the path that may block is needed.
     fn prepare_at_once(&self, id: NodeId) -> Option<Prepared> {
         let cache = self.cache.as_ref()?;
         let node = self.graph.node(id);

@@ -26,7 +26,7 @@ use std::{
 use rayon::prelude::*;
 use tokio::sync::{mpsc, watch};
 
-pub use super::process::Stop;
+use super::process::Stop;
 use crate::{
     event::{Event, Reporter, Summary},
     graph::{Graph, NodeId, NodeKind},
@@ -373,7 +373,6 @@ pub async fn schedule<V: Visitor>(
         blocked_by: vec![None; count],
         summary: Summary::default(),
         stopping: false,
-        keep_going: options.keep_going,
     };
     let mut listening = true;
 
@@ -515,7 +514,6 @@ struct State<'g> {
     summary: Summary,
     /// No new node starts (after a failure without `keep_going`, or an interrupt).
     stopping: bool,
-    keep_going: bool,
 }
 
 impl State<'_> {
@@ -588,7 +586,7 @@ impl State<'_> {
             self.unblock(id);
         } else {
             block_dependents(self.graph, id, &self.wanted, &mut self.blocked_by);
-            if *outcome == Outcome::Failed && !self.keep_going {
+            if *outcome == Outcome::Failed && !self.queue.keep_going {
                 self.stop();
             }
         }

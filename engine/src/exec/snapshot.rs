@@ -38,6 +38,7 @@ use crate::{
     graph::{Graph, NodeId, NodeKind},
     plan::{
         Planner,
+        inputs::IGNORE_FILES,
         stat_cache::{FileStat, RACY_MARGIN_NS},
     },
     store::{Digest, Store},
@@ -316,7 +317,7 @@ fn snapshot_text(stamp: &str, run: &Finished<'_>) -> Option<String> {
     let area = index.area();
     for dir in &area.dirs {
         checks.push(('F', dir.clone()));
-        for name in [".gitignore", ".ignore"] {
+        for name in IGNORE_FILES {
             let file = dir.join(name);
             if file.exists() {
                 checks.push(('F', file));
@@ -332,7 +333,7 @@ fn snapshot_text(stamp: &str, run: &Finished<'_>) -> Option<String> {
     }
     for base in &area.bases {
         for parent in base.ancestors().skip(1) {
-            for name in [".gitignore", ".ignore", ".git/info/exclude"] {
+            for name in IGNORE_FILES.into_iter().chain([".git/info/exclude"]) {
                 checks.push(('?', parent.join(name)));
             }
         }

@@ -1163,6 +1163,10 @@ fn dir_holds(dir: &Path, trusted_before: i64) -> bool {
         && ignore_files_hold(dir, trusted_before)
 }
 
+/// The ignore files a walk reads in each directory it enters and in every parent of a glob
+/// base; `.git/info/exclude` is read too, at a repository's top.
+pub(crate) const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
+
 /// Whether every ignore file a walk reads in `dir` — `.gitignore`, `.ignore`, and
 /// `.git/info/exclude` of a repository's top — is absent or older than `trusted_before`.
 /// (A `.git` file, as in a worktree, points elsewhere: not told.)
@@ -1171,8 +1175,9 @@ fn ignore_files_hold(dir: &Path, trusted_before: i64) -> bool {
         Ok(meta) => older(&meta, trusted_before),
         Err(err) => err.kind() == io::ErrorKind::NotFound,
     };
-    absent_or_old(dir.join(".gitignore"))
-        && absent_or_old(dir.join(".ignore"))
+    IGNORE_FILES
+        .iter()
+        .all(|name| absent_or_old(dir.join(name)))
         && match fs::symlink_metadata(dir.join(".git")) {
             Ok(meta) if meta.is_dir() => absent_or_old(dir.join(".git/info/exclude")),
             Ok(_) => false,
