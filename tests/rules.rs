@@ -447,3 +447,101 @@ fn rules_example_findings_are_where_the_readme_says() {
         ]
     );
 }
+
+/// A rule whose regex does not compile made `run rules` print `0 tasks: 0 ran` and exit 0.
+#[test]
+fn a_rule_that_does_not_compile_fails_run_with_the_validate_diagnostic() {
+    let test = Test::new()
+        .file("tasks.kdl", r#"task "a" { run "true" }"#)
+        .file("src/a.py", "foo(1)\n")
+        .file(
+            ".cursor/rules/bad.mdc",
+            r#"
+            ---
+            description: A bad regex
+            globs: *.py
+            ---
+            <rule>
+            name: no-foo
+            actions:
+              - type: reject
+                conditions:
+                  - pattern: "foo("
+                    message: "no foo"
+            </rule>
+            "#,
+        );
+    let validate = test.run_with(&["rules", "validate"]);
+    assert_eq!(validate.status, 1);
+    for args in [
+        &["run", "rules"][..],
+        &["run", "a"],
+        &["run", "--dry-run", "a"],
+    ] {
+        let run = test.run_with(args);
+        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("1 problem in the rule files"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("clab::rules::bad_regex"),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(".cursor/rules/bad.mdc:10:18"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stdout.contains("0 ran"), "{}", run.stdout);
+    }
+    // The same diagnostic `rules validate` prints.
+    let run = test.run_with(&["run", "rules"]);
+    let diagnostic = validate
+        .stderr
+        .lines()
+        .find(|l| l.contains("bad_regex"))
+        .expect("validate names the code");
+    assert!(run.stderr.contains(diagnostic.trim()), "{}", run.stderr);
+    insta::assert_snapshot!(run.stderr);
+    // Showing the project still works, so the rule can be looked at.
+    assert_eq!(test.run_with(&["list"]).status, 0);
+}
+
+/// Problems that do not change what a rule does (a missing `@file`, an unknown key) do not
+/// stop a run.
+#[test]
+fn rule_problems_that_do_not_break_compilation_do_not_stop_run() {
+    broken_without_compile_errors()
+        .args(&["run", "rules"])
+        .run()
+        .status(0);
+}
+
+fn broken_without_compile_errors() -> Test {
+    Test::new()
+        .file("tasks.kdl", r#"task "a" { run "true" }"#)
+        .file("src/a.py", "print(1)\n")
+        .file(
+            ".cursor/rules/refs.mdc",
+            r#"
+            ---
+            description: See @docs/missing.md
+            globs: *.py
+            owner: me
+            ---
+            See @docs/missing.md.
+
+            <rule>
+            name: no-pip
+            actions:
+              - type: reject
+                conditions:
+                  - pattern: "pip install"
+                    message: "use uv"
+            </rule>
+            "#,
+        )
+}

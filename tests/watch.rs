@@ -458,3 +458,25 @@ fn files_in_a_new_directory_are_seen() {
     watch.expect("waiting for changes");
     assert_eq!(test.read("count.txt"), "run\nrun\n");
 }
+
+#[test]
+fn a_rule_that_does_not_compile_keeps_the_last_good_graph() {
+    let test = Test::new()
+        .file("tasks.kdl", BUILD)
+        .file("src/a.txt", "one");
+    let mut watch = Watch::start(&test, &[]);
+    watch.expect("waiting for changes");
+    test.write(
+        ".cursor/rules/bad.mdc",
+        "---\ndescription: x\nglobs: *.txt\n---\n<rule>\nname: bad\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"foo(\"\n</rule>\n",
+    );
+    watch.expect("the graph does not load");
+    wait_until("the diagnostic", || {
+        watch.stderr().contains("clab::rules::bad_regex")
+    });
+    // Still watching, with the old graph.
+    test.write("src/a.txt", "two");
+    watch.expect("changed: `src/a.txt`");
+    watch.expect("waiting for changes");
+    assert_eq!(test.read("count.txt"), "run\nrun\n");
+}

@@ -40,6 +40,11 @@ pub enum Error {
     #[diagnostic(transparent)]
     Graph(#[from] graph::Diagnostics),
 
+    /// A rule file would not compile as written (`run` and `watch` only).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Rules(#[from] crate::rules::Broken),
+
     /// A target on the command line.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -61,9 +66,11 @@ impl Error {
     /// Whether this is the user's input or the environment.
     pub fn kind(&self) -> Kind {
         match self {
-            Error::NoTasksFile { .. } | Error::Syntax(_) | Error::Graph(_) | Error::Target(_) => {
-                Kind::Input
-            }
+            Error::NoTasksFile { .. }
+            | Error::Syntax(_)
+            | Error::Graph(_)
+            | Error::Rules(_)
+            | Error::Target(_) => Kind::Input,
             Error::Io { .. } => Kind::Environment,
         }
     }

@@ -108,4 +108,14 @@ impl Project {
     pub fn load(&self) -> Result<Graph, Error> {
         Ok(graph::build(self.parse()?, &self.root)?)
     }
+
+    /// [`load`](Self::load) for a command that runs the graph: also refuse rule files that
+    /// would not compile as written ([`crate::rules::check_compiles`]). Commands that only
+    /// show the project (`list`, `graph`, `rules`) use `load`, so a broken rule can still be
+    /// looked at.
+    pub fn load_runnable(&self) -> Result<Graph, Error> {
+        let graph = self.load()?;
+        crate::rules::check_compiles(graph.rule_files())?;
+        Ok(graph)
+    }
 }

@@ -485,7 +485,7 @@ impl State {
     /// Load the graph again. On success, swap it in and return the services whose definition
     /// changed; on failure, report it and keep the last good graph.
     fn reload(&mut self, changed: &[String], observer: &dyn Observer) -> Option<BTreeSet<String>> {
-        let loaded = self.project.load().and_then(|graph| {
+        let loaded = self.project.load_runnable().and_then(|graph| {
             let targets = graph.resolve_targets(&self.names)?;
             Ok((graph, targets))
         });

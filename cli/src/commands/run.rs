@@ -20,7 +20,7 @@ use crate::{
 /// Run the requested tasks.
 pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     let project = super::project(args)?;
-    let graph = Arc::new(project.load()?);
+    let graph = Arc::new(project.load_runnable()?);
     let Some(names) = super::target_names(&graph, &run_args.tasks)? else {
         return Ok(Done::Usage);
     };

@@ -37,7 +37,7 @@ pub fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure> {
         ))
     })?;
     let project = super::project(args)?;
-    let graph = Arc::new(project.load()?);
+    let graph = Arc::new(project.load_runnable()?);
     let Some(names) = super::target_names(&graph, &watch_args.tasks)? else {
         return Ok(Done::Usage);
     };

@@ -224,6 +224,42 @@ pub fn discover(root: &Path, dirs: &[&Path]) -> Result<Vec<RuleFile>, Error> {
     Ok(files)
 }
 
+/// Rule files with problems that change what a rule does as written (see
+/// [`Kind::breaks_compilation`]): `run` and `watch` refuse to start with any, because the
+/// compiler would leave the broken part out and the rule would silently check less, or
+/// vanish from the run.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error(
+    "{} in the rule files",
+    if errors.len() == 1 { "1 problem".to_owned() } else { format!("{} problems", errors.len()) }
+)]
+#[diagnostic(
+    code(clab::rules::broken),
+    help("fix the rule files (`clab rules validate` shows every problem, warnings too)")
+)]
+pub struct Broken {
+    /// The problems, each a diagnostic into its rule file.
+    #[related]
+    pub errors: Vec<RuleDiagnostic>,
+}
+
+/// `Err` with every problem of `files` that breaks a rule's compilation; the same
+/// diagnostics `clab rules validate` reports for them.
+pub fn check_compiles(files: &[RuleFile]) -> Result<(), Broken> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let errors: Vec<RuleDiagnostic> = validate(files, None)
+        .into_iter()
+        .filter(|d| d.severity() == Severity::Error && d.issue.kind.breaks_compilation())
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Broken { errors })
+    }
+}
+
 fn collect_mdc(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -313,6 +349,28 @@ mod tests {
             id,
             SourceFile::new(format!("{id}.mdc"), format!("{id}.mdc"), text),
         )
+    }
+
+    #[test]
+    fn only_problems_that_change_the_compiled_rule_break_it() {
+        let rule = |name: &str, pattern: &str| {
+            format!(
+                "---\ndescription: x\nglobs: *.py\n---\n<rule>\nname: {name}\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"{pattern}\"\n</rule>\n"
+            )
+        };
+        assert!(check_compiles(&[file("ok", &rule("a", "foo"))]).is_ok());
+        assert!(check_compiles(&[]).is_ok());
+        // An unknown front-matter key and a missing `@file` leave the rule as written.
+        let harmless = "---\ndescription: see @missing.md\nowner: me\n---\nSee @missing.md\n";
+        assert!(check_compiles(&[file("harmless", harmless)]).is_ok());
+        let broken = check_compiles(&[
+            file("ok", &rule("a", "foo")),
+            file("bad", &rule("b", "foo(")),
+        ])
+        .expect_err("a bad regex breaks the rule");
+        let kinds: Vec<Kind> = broken.errors.iter().map(|d| d.issue.kind).collect();
+        assert_eq!(kinds, [Kind::BadRegex]);
+        assert_eq!(broken.to_string(), "1 problem in the rule files");
     }
 
     #[test]

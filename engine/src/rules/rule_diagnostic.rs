@@ -101,6 +101,26 @@ impl Kind {
         format!("clab::rules::{}", self.name())
     }
 
+    /// Whether a problem of this kind, at error severity, makes a rule do something other
+    /// than what its file says: a regex or glob that does not compile, a block that does not
+    /// read, a field or type that is missing or misspelt, a name used twice. The compiler
+    /// leaves such a part out, so `run` and `watch` refuse to start rather than run a rule
+    /// that has quietly lost a filter or vanished (a rule file whose only problem is, say, an
+    /// unknown front-matter key or a missing `@file` still runs).
+    pub fn breaks_compilation(self) -> bool {
+        matches!(
+            self,
+            Kind::FrontMatterSyntax
+                | Kind::MissingField
+                | Kind::BadGlob
+                | Kind::RuleSyntax
+                | Kind::BadRegex
+                | Kind::DuplicateName
+                | Kind::UnknownFilterType
+                | Kind::UnknownActionType
+        )
+    }
+
     /// The usual severity of this kind (see [`Issue::severity`] for the exceptions).
     pub fn severity(self) -> Severity {
         match self {
