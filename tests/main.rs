@@ -3,6 +3,7 @@
 //! One test binary for all of them (`autotests = false` in cli/Cargo.toml) so CI links once.
 
 mod cache;
+mod cli;
 mod diagnostics;
 mod examples;
 mod llm;

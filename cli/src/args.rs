@@ -32,9 +32,9 @@ pub struct Args {
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
-    /// What to do.
+    /// What to do; none: run the `default` task, or list the tasks when there is none.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 /// `--color`.
@@ -101,7 +101,7 @@ pub enum Command {
 }
 
 /// `clab run`.
-#[derive(Debug, ClapArgs)]
+#[derive(Debug, Default, ClapArgs)]
 pub struct RunArgs {
     /// Tasks to run (task names or node ids such as `gen[src/a.py]`); none: `default`.
     pub tasks: Vec<String>,
@@ -137,6 +137,11 @@ pub struct RunArgs {
     /// The model for LLM steps (over `CLAB_LLM_MODEL` and tasks.kdl).
     #[arg(long, value_name = "MODEL")]
     pub model: Option<String>,
+
+    /// Arguments for the tasks' commands (after `--`): shell-quoted, in place of `{{args}}`
+    /// or at the end of the last `run` line; part of the cache key.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 /// `clab watch`.

@@ -50,6 +50,11 @@ pub enum Error {
     #[diagnostic(transparent)]
     Target(#[from] graph::UnknownTarget),
 
+    /// Arguments after `--` that cannot be passed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Args(#[from] graph::ArgsError),
+
     /// An I/O failure with the path it concerns.
     #[error("cannot access `{path}`")]
     #[diagnostic(code(clab::io))]
@@ -70,7 +75,8 @@ impl Error {
             | Error::Syntax(_)
             | Error::Graph(_)
             | Error::Rules(_)
-            | Error::Target(_) => Kind::Input,
+            | Error::Target(_)
+            | Error::Args(_) => Kind::Input,
             Error::Io { .. } => Kind::Environment,
         }
     }

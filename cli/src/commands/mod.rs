@@ -22,7 +22,10 @@ use crate::{
 
 /// Run the command the arguments ask for.
 pub fn run(args: Args) -> Result<Done, Failure> {
-    match &args.command {
+    let Some(command) = &args.command else {
+        return bare(&args);
+    };
+    match command {
         Command::Run(run_args) => run::run(&args, run_args),
         Command::Watch(watch_args) => watch::watch(&args, watch_args),
         Command::List => list::list(&project(&args)?),
@@ -47,6 +50,22 @@ pub fn run(args: Args) -> Result<Done, Failure> {
             clap_complete::generate(*shell, &mut command, "clab", &mut std::io::stdout());
             Ok(Done::Success)
         }
+    }
+}
+
+/// `clab` alone, as `just` alone: run `default` when the project has one, else list the
+/// tasks (exit 0 either way, unless the run fails).
+fn bare(args: &Args) -> Result<Done, Failure> {
+    let project = project(args)?;
+    let has_default = project
+        .parse()?
+        .tasks
+        .iter()
+        .any(|task| task.name.value == "default");
+    if has_default {
+        run::run(args, &crate::args::RunArgs::default())
+    } else {
+        list::list(&project)
     }
 }
 

@@ -20,13 +20,17 @@ use crate::{
 /// Run the requested tasks.
 pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     let project = super::project(args)?;
-    let graph = Arc::new(project.load_runnable()?);
+    let mut graph = project.load_runnable()?;
     let Some(names) = super::target_names(&graph, &run_args.tasks)? else {
         return Ok(Done::Usage);
     };
     let targets = graph
         .resolve_targets(&names)
         .map_err(engine::error::Error::from)?;
+    graph
+        .pass_args(&targets, &run_args.args)
+        .map_err(engine::error::Error::from)?;
+    let graph = Arc::new(graph);
     let nodes = graph.closure(&targets);
 
     if run_args.dry_run {

@@ -310,9 +310,13 @@ fn implicit_node(name: &str, description: &str, kind: NodeKind) -> Node {
         persistent: false,
         junit: None,
         coverage: None,
+        args_template: None,
         span: (0, 0).into(),
     }
 }
+
+/// Where `{{args}}` stands in a rendered command line until [`Graph::pass_args`] fills it.
+pub(super) const ARGS_MARK: &str = "\0args\0";
 
 fn add_node(
     dag: &mut DiGraph<Node, ()>,
@@ -467,6 +471,7 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
         .unwrap_or_else(|_| text.to_owned())
     };
     let render_all = |items: &[Spanned<String>]| items.iter().map(|s| render(&s.value)).collect();
+    let mut args_template = None;
     let name = match &item {
         Some(file) => format!("{}[{file}]", task.name.value),
         None => task.name.value.clone(),
@@ -486,8 +491,28 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
     } else if task.run.is_empty() {
         NodeKind::Aggregate
     } else {
+        // `{{args}}` is filled by `clab run TASK -- ARGS` (`Graph::pass_args`); until then
+        // it renders as nothing. NUL cannot occur in a command line, so it marks the place.
+        let lines: Vec<String> = task
+            .run
+            .iter()
+            .map(|line| {
+                placeholders::render(&line.value, |name| {
+                    vars.get(name)
+                        .cloned()
+                        .or_else(|| (name == "args").then(|| ARGS_MARK.to_owned()))
+                })
+                .unwrap_or_else(|_| line.value.clone())
+            })
+            .collect();
+        if lines.iter().any(|line| line.contains(ARGS_MARK)) {
+            args_template = Some(lines.clone());
+        }
         NodeKind::Command {
-            run: render_all(&task.run),
+            run: lines
+                .iter()
+                .map(|line| line.replace(ARGS_MARK, ""))
+                .collect(),
         }
     };
     let mut env: BTreeMap<String, String> = file
@@ -541,6 +566,7 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
             show_missing: c.show_missing,
             skip_covered: c.skip_covered,
         }),
+        args_template,
         span: task.name.span,
     }
 }

@@ -126,6 +126,9 @@ pub struct Node {
     pub junit: Option<String>,
     /// A coverage report and gate.
     pub coverage: Option<Coverage>,
+    /// A command's lines when one of them uses `{{args}}`, with the place marked for
+    /// [`Graph::pass_args`]; `None`: arguments go at the end of the last line.
+    pub args_template: Option<Vec<String>>,
     /// The span of the task's name in tasks.kdl.
     pub span: SourceSpan,
 }
@@ -242,6 +245,59 @@ impl Graph {
         targets.sort();
         targets.dedup();
         Ok(targets)
+    }
+
+    /// Pass `clab run TASK -- ARGS` to the command nodes among `targets`: each argument
+    /// shell-quoted, joined by spaces, in place of `{{args}}` where the task's lines use it,
+    /// else at the end of its last line. The commands are part of the key, so the arguments
+    /// are too. Dependencies of the targets get nothing. `Err` when no target runs a command
+    /// (an aggregate or an LLM step cannot take arguments) or an argument holds a NUL.
+    pub fn pass_args(&mut self, targets: &[NodeId], args: &[String]) -> Result<(), ArgsError> {
+        if args.is_empty() {
+            return Ok(());
+        }
+        let quoted: Vec<String> = args
+            .iter()
+            .map(|arg| {
+                shlex::try_quote(arg)
+                    .map(|q| q.into_owned())
+                    .map_err(|_| ArgsError::Nul { arg: arg.clone() })
+            })
+            .collect::<Result<_, _>>()?;
+        let joined = quoted.join(" ");
+        let mut passed = false;
+        for &id in targets {
+            let node = &mut self.dag[id.0];
+            let NodeKind::Command { run } = &mut node.kind else {
+                continue;
+            };
+            match &node.args_template {
+                Some(template) => {
+                    *run = template
+                        .iter()
+                        .map(|line| line.replace(build::ARGS_MARK, &joined))
+                        .collect();
+                }
+                None => {
+                    if let Some(last) = run.last_mut() {
+                        last.push(' ');
+                        last.push_str(&joined);
+                    }
+                }
+            }
+            passed = true;
+        }
+        if passed {
+            Ok(())
+        } else {
+            let names: Vec<String> = targets
+                .iter()
+                .map(|&id| format!("`{}`", self.dag[id.0].name))
+                .collect();
+            Err(ArgsError::NoCommand {
+                targets: names.join(", "),
+            })
+        }
     }
 
     /// The targets and everything they depend on, in topological order (dependencies first).
@@ -413,6 +469,28 @@ pub struct UnknownTarget {
     /// "did you mean" or where to look.
     #[help]
     pub help: String,
+}
+
+/// Arguments after `--` that cannot be passed.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum ArgsError {
+    /// No target runs a command.
+    #[error("arguments after `--` go to a task's commands, and {targets} runs none")]
+    #[diagnostic(
+        code(clab::run::args),
+        help("name a task with `run` lines (an aggregate or an LLM step takes no arguments)")
+    )]
+    NoCommand {
+        /// The targets, in backticks, comma-separated.
+        targets: String,
+    },
+    /// An argument holds a NUL byte, which no command line can carry.
+    #[error("argument `{}` holds a NUL byte", arg.escape_debug())]
+    #[diagnostic(code(clab::run::args))]
+    Nul {
+        /// The argument.
+        arg: String,
+    },
 }
 
 /// Every problem found while building the graph.

@@ -308,7 +308,7 @@ impl Reader<'_> {
     }
 
     /// Placeholders are known at parse time: `{{root}}` everywhere, the file ones in
-    /// `for-each` tasks, `{{output}}` in an LLM check.
+    /// `for-each` tasks, `{{args}}` in `run`, `{{output}}` in an LLM check.
     fn check_placeholders(&mut self, task: &TaskDecl) {
         let for_each = !task.for_each.is_empty();
         let available = |extra: &[&'static str]| {
@@ -320,8 +320,12 @@ impl Reader<'_> {
             names
         };
         let plain = available(&[]);
+        // `{{args}}`: where `clab run TASK -- ARGS` puts its arguments.
+        let run = available(&["args"]);
+        for field in &task.run {
+            self.check_field(field, &run);
+        }
         let mut fields: Vec<&Spanned<String>> = Vec::new();
-        fields.extend(&task.run);
         fields.extend(&task.inputs);
         fields.extend(&task.outputs);
         fields.extend(&task.cwd);
