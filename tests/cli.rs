@@ -129,3 +129,58 @@ fn clab_alone_without_default_lists_the_tasks() {
 fn clab_alone_without_a_project_says_how_to_make_one() {
     Test::new().run_with(&[]).status(2).stderr_has("clab init");
 }
+
+/// What the shell gets when it asks for completions at `clab ARGS…` (the last one being the
+/// word under the cursor), as fish asks for them.
+fn complete(test: &Test, words: &[&str]) -> String {
+    let mut args = vec!["--", "clab"];
+    args.extend(words);
+    let output = test
+        .command(&args)
+        .env("COMPLETE", "fish")
+        .output()
+        .expect("run clab");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn task_names_complete_with_their_descriptions() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "build" { description "Build it"; run "true"; }
+        task "bench" { run "true"; }
+        task "test" { run "true"; }
+        "#,
+    );
+    let all = complete(&test, &["run", ""]);
+    let names: Vec<&str> = all
+        .lines()
+        .filter(|l| !l.starts_with('-'))
+        .map(|l| l.split('\t').next().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["build", "bench", "test"], "{all}");
+    assert!(all.contains("build\tBuild it"), "{all}");
+    assert_eq!(complete(&test, &["run", "bu"]), "build\tBuild it\n");
+    for command in ["watch", "explain", "graph"] {
+        assert!(
+            complete(&test, &[command, "te"]).starts_with("test"),
+            "{command}"
+        );
+    }
+    // Outside a project, nothing (and no error in the shell's line).
+    assert_eq!(complete(&Test::new(), &["run", "b"]), "");
+}
+
+#[test]
+fn completions_print_the_dynamic_registration_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let run = Test::new().run_with(&["completions", shell]).status(0);
+        assert!(
+            run.stdout.contains(r#"COMPLETE="#) && run.stdout.contains("clab"),
+            "{shell}: {}",
+            run.stdout
+        );
+    }
+}

@@ -6,9 +6,12 @@ mod diagnostics;
 mod exit;
 mod render;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 fn main() -> std::process::ExitCode {
+    // `COMPLETE=bash clab …` is the shell asking for completions (`clab completions SHELL`
+    // prints the script that does): answer and exit before anything else runs.
+    clap_complete::CompleteEnv::with_factory(args::Args::command).complete();
     let args = args::Args::parse();
     diagnostics::install(args.color);
     let result = commands::run(args);

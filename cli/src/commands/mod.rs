@@ -44,12 +44,7 @@ pub fn run(args: Args) -> Result<Done, Failure> {
             let dir = args.directory.clone().unwrap_or_else(|| PathBuf::from("."));
             init::init(&dir, *template, name.as_deref(), *force)
         }
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut command = Args::command();
-            clap_complete::generate(*shell, &mut command, "clab", &mut std::io::stdout());
-            Ok(Done::Success)
-        }
+        Command::Completions { shell } => completions(*shell),
     }
 }
 
@@ -67,6 +62,21 @@ fn bare(args: &Args) -> Result<Done, Failure> {
     } else {
         list::list(&project)
     }
+}
+
+/// The registration script of clap's dynamic completion for `shell`: the shell calls
+/// `COMPLETE=SHELL clab` at each Tab, so task names come from the project at hand.
+fn completions(shell: clap_complete::Shell) -> Result<Done, Failure> {
+    let name = shell.to_string();
+    let shells = clap_complete::env::Shells::builtins();
+    let Some(completer) = shells.completer(&name) else {
+        return Err(Failure::Usage(format!(
+            "no dynamic completion for `{name}`"
+        )));
+    };
+    let mut out = std::io::stdout().lock();
+    completer.write_registration("COMPLETE", "clab", "clab", "clab", &mut out)?;
+    Ok(Done::Success)
 }
 
 /// The project's cache directory: `CLAB_CACHE_DIR` (relative to the root) or `.clab/`.
