@@ -184,3 +184,73 @@ fn completions_print_the_dynamic_registration_for_each_shell() {
         );
     }
 }
+
+const DOTENV: &str = r#"
+    dotenv ".env"
+    task "greet" {
+        run "echo run >> count.txt; printf '%s' \"$GREETING\" > greeting.txt"
+        inputs "in.txt"
+    }
+"#;
+
+/// Every byte under `.clab/`, to look for a value that must not be stored.
+fn cache_bytes(test: &Test) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut stack = vec![test.path().join(".clab")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read .clab").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                bytes.extend(std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    bytes
+}
+
+#[test]
+fn dotenv_variables_reach_commands_enter_the_key_and_are_never_stored() {
+    let test = Test::new()
+        .file("tasks.kdl", DOTENV)
+        .file("in.txt", "x")
+        .file(".env", "# local settings\nGREETING=sekrit-one\n");
+    test.run_with(&["run", "greet"]).status(0);
+    assert_eq!(test.read("greeting.txt"), "sekrit-one");
+    test.run_with(&["run", "greet"])
+        .status(0)
+        .stdout_has("0 ran");
+    test.write(".env", "GREETING=sekrit-two\n");
+    test.run_with(&["run", "greet"])
+        .status(0)
+        .stdout_has("GREETING");
+    assert_eq!(test.read("greeting.txt"), "sekrit-two");
+    assert_eq!(test.read("count.txt"), "run\nrun\n");
+    let stored = cache_bytes(&test);
+    for value in ["sekrit-one", "sekrit-two"] {
+        assert!(
+            !stored.windows(value.len()).any(|w| w == value.as_bytes()),
+            "`{value}` is stored under .clab/"
+        );
+    }
+    // The caller's environment wins over `.env`.
+    test.command(&["run", "greet"])
+        .env("GREETING", "from-env")
+        .output()
+        .expect("run clab");
+    assert_eq!(test.read("greeting.txt"), "from-env");
+}
+
+#[test]
+fn a_missing_dotenv_file_adds_nothing_and_a_bad_one_points_at_its_line() {
+    let test = Test::new().file("tasks.kdl", DOTENV).file("in.txt", "x");
+    test.run_with(&["run", "greet"]).status(0);
+    assert_eq!(test.read("greeting.txt"), "");
+    test.write(".env", "GREETING=ok\nnot a line\n");
+    let run = test.run_with(&["run", "greet"]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("clab::tasks::dotenv"), "{}", run.stderr);
+    assert!(run.stderr.contains("cannot load `.env`"), "{}", run.stderr);
+    assert!(run.stderr.contains("not a line"), "{}", run.stderr);
+}

@@ -590,7 +590,7 @@ fn service_spec(
 ) -> Option<(Vec<String>, BTreeMap<String, String>, String)> {
     let node = graph.node(id);
     match &node.kind {
-        NodeKind::Command { run } => Some((run.clone(), node.env.clone(), node.cwd.clone())),
+        NodeKind::Command { run } => Some((run.clone(), graph.command_env(id), node.cwd.clone())),
         _ => None,
     }
 }
@@ -605,6 +605,8 @@ struct Index {
     tasks_file: Option<String>,
     /// The rules directories, relative to the root.
     rules_dirs: Vec<String>,
+    /// The `dotenv` files, relative to the root.
+    dotenv: Vec<String>,
 }
 
 impl Index {
@@ -642,12 +644,19 @@ impl Index {
             outputs: Patterns::new(&outputs),
             tasks_file: relative(&project.root, &project.file),
             rules_dirs,
+            dotenv: graph
+                .file()
+                .dotenv
+                .iter()
+                .map(|f| f.value.trim_start_matches("./").to_owned())
+                .collect(),
         }
     }
 
     /// Whether a change to `rel` means loading the graph again.
     fn is_reload(&self, rel: &str) -> bool {
         self.tasks_file.as_deref() == Some(rel)
+            || self.dotenv.iter().any(|f| f == rel)
             || (rel.ends_with(".mdc")
                 && self.rules_dirs.iter().any(|dir| {
                     rel.strip_prefix(dir.as_str())
@@ -1110,7 +1119,7 @@ fn start_service(
     } else {
         state.root().join(&node.cwd)
     };
-    let env = node.env.clone();
+    let env = state.graph.command_env(id);
     let grace = options.run.grace;
     let stop = Stop::new();
     let stopped = stop.clone();

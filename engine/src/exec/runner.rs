@@ -1059,6 +1059,7 @@ impl Runner {
         let node = self.graph.node(id);
         let cwd: PathBuf = self.graph.root().join(&node.cwd);
         let attempts = node.retry + 1;
+        let env = self.graph.command_env(id);
         let mut log = Vec::new();
         for attempt in 1..=attempts {
             log.clear();
@@ -1067,7 +1068,7 @@ impl Runner {
                 let spec = CommandSpec {
                     line: line.clone(),
                     cwd: cwd.clone(),
-                    env: node.env.clone(),
+                    env: env.clone(),
                     timeout: node.timeout,
                     grace: self.options.grace,
                 };

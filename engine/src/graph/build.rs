@@ -188,6 +188,7 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
             }
         }
     }
+    let dotenv = load_dotenv(&file, root, &mut errors);
     if !errors.is_empty() {
         return Err(Diagnostics {
             file: file.source.name().to_owned(),
@@ -195,6 +196,7 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
         });
     }
     Ok(Graph {
+        dotenv: Arc::new(dotenv),
         dag,
         ids,
         tasks,
@@ -202,6 +204,43 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
         file: Arc::new(file),
         rules: Arc::new(rule_files),
     })
+}
+
+/// The variables of the file's `dotenv` files, in order (a later file wins), less those the
+/// process environment sets. A file that does not exist adds nothing (a CI runner has no
+/// `.env`); one that cannot be read or parsed is an error at its `dotenv` entry.
+fn load_dotenv(file: &TaskFile, root: &Path, errors: &mut Vec<Error>) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for entry in &file.dotenv {
+        let path = root.join(&entry.value);
+        let error = |message: String| Error::Dotenv {
+            path: entry.value.clone(),
+            message,
+            src: file.source.named_source(),
+            span: entry.span,
+        };
+        let items = match dotenvy::from_path_iter(&path) {
+            Ok(items) => items,
+            Err(dotenvy::Error::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => {
+                errors.push(error(err.to_string()));
+                continue;
+            }
+        };
+        for item in items {
+            match item {
+                Ok((key, value)) => {
+                    vars.insert(key, value);
+                }
+                Err(err) => {
+                    errors.push(error(err.to_string()));
+                    break;
+                }
+            }
+        }
+    }
+    vars.retain(|key, _| std::env::var_os(key).is_none());
+    vars
 }
 
 /// The name of the implicit aggregate of all rule checks.

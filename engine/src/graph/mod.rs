@@ -154,9 +154,29 @@ pub struct Graph {
     root: PathBuf,
     file: Arc<TaskFile>,
     rules: Arc<Vec<crate::rules::RuleFile>>,
+    dotenv: Arc<BTreeMap<String, String>>,
 }
 
 impl Graph {
+    /// The variables of the `dotenv` files that the process environment does not already
+    /// set (a variable set by the caller wins, as with just's `dotenv-load`).
+    pub fn dotenv(&self) -> &BTreeMap<String, String> {
+        &self.dotenv
+    }
+
+    /// The environment a node's commands get on top of clab's own: the `dotenv` variables,
+    /// then the node's `env` (tasks.kdl wins over `.env`).
+    pub fn command_env(&self, id: NodeId) -> BTreeMap<String, String> {
+        let mut env = (*self.dotenv).clone();
+        env.extend(
+            self.node(id)
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        env
+    }
+
     /// The project root every relative path is resolved against.
     pub fn root(&self) -> &Path {
         &self.root
@@ -445,6 +465,22 @@ pub enum Error {
         /// The cause.
         #[source]
         source: Box<crate::rules::Error>,
+    },
+
+    /// A `dotenv` file that cannot be read or parsed.
+    #[error("cannot load `{path}`: {message}")]
+    #[diagnostic(code(clab::tasks::dotenv))]
+    Dotenv {
+        /// The file, as written.
+        path: String,
+        /// What is wrong (dotenvy's words: the line and column of a bad line).
+        message: String,
+        /// tasks.kdl.
+        #[source_code]
+        src: NamedSource<Arc<str>>,
+        /// The `dotenv` entry.
+        #[label("loaded here")]
+        span: SourceSpan,
     },
 
     /// The project tree could not be walked to expand `for-each`.

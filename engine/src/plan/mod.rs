@@ -502,19 +502,25 @@ pub fn manifest_json(store: &Store, parts: &KeyParts) -> Result<String, crate::s
     Ok(json.unwrap_or_default())
 }
 
-/// Each `env-inputs` variable and the blake3 hex of its value (`None` when unset), as keys
-/// hold them: an env-input may well be a secret, so its value is never kept.
+/// Each `env-inputs` variable and each `dotenv` variable with the blake3 hex of its value
+/// (`None` when unset), as keys hold them: either may well be a secret, so its value is
+/// never kept. A `dotenv` variable that the process environment sets is hashed with that
+/// value, the one the commands see.
 pub fn env_input_hashes(graph: &Graph) -> BTreeMap<String, Option<String>> {
-    graph
+    let hash = |v: &str| Digest::of_bytes(v.as_bytes()).to_hex().to_string();
+    let mut hashes: BTreeMap<String, Option<String>> = graph
         .file()
         .env_inputs
         .iter()
         .map(|name| {
             let value = std::env::var(&name.value).ok();
-            let hashed = value.map(|v| Digest::of_bytes(v.as_bytes()).to_hex().to_string());
-            (name.value.clone(), hashed)
+            (name.value.clone(), value.as_deref().map(hash))
         })
-        .collect()
+        .collect();
+    for (name, value) in graph.dotenv() {
+        hashes.insert(name.clone(), Some(hash(value)));
+    }
+    hashes
 }
 
 /// Why a node must run, given the key parts of its last run (if any) and its current ones.

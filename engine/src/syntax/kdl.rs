@@ -18,7 +18,15 @@ use crate::{
     source::{SourceFile, Spanned},
 };
 
-const TOP_LEVEL: &[&str] = &["project", "env", "env-inputs", "llm", "rules", "task"];
+const TOP_LEVEL: &[&str] = &[
+    "project",
+    "env",
+    "env-inputs",
+    "dotenv",
+    "llm",
+    "rules",
+    "task",
+];
 const TASK_CHILDREN: &[&str] = &[
     "description",
     "run",
@@ -118,6 +126,7 @@ impl Reader<'_> {
             project: None,
             env: BTreeMap::new(),
             env_inputs: Vec::new(),
+            dotenv: Vec::new(),
             rules_dirs: Vec::new(),
             llm_defaults: None,
             llm_profiles: BTreeMap::new(),
@@ -137,6 +146,10 @@ impl Reader<'_> {
                 "env-inputs" => {
                     self.no_children(node);
                     file.env_inputs.extend(self.strings(node));
+                }
+                "dotenv" => {
+                    self.no_children(node);
+                    file.dotenv.extend(self.strings(node));
                 }
                 "rules" => {
                     self.no_children(node);

@@ -32,6 +32,9 @@ pub struct TaskFile {
     pub env: BTreeMap<String, Spanned<String>>,
     /// `env-inputs "CC" …`: inherited variables whose values are hashed.
     pub env_inputs: Vec<Spanned<String>>,
+    /// `dotenv ".env" …`: files of `KEY=value` lines whose variables every task gets (their
+    /// values are hashed into keys like `env-inputs`, never stored).
+    pub dotenv: Vec<Spanned<String>>,
     /// `rules "DIR" …`: where `*.mdc` rule files live (none written: `.cursor/rules`).
     pub rules_dirs: Vec<Spanned<String>>,
     /// The unnamed top-level `llm { … }` block: defaults for every LLM step.
