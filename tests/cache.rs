@@ -207,6 +207,41 @@ fn explain_names_the_changed_file() {
 }
 
 #[test]
+fn a_missing_literal_input_is_absent_until_it_is_created() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "fmt" { inputs "src.txt" "rustfmt.toml"; run "echo x >> counter" }
+        "#,
+    );
+    test.write("src.txt", "a\n");
+    test.run_with(&["run", "fmt"]).status(0).stdout_has("✓ fmt");
+    test.run_with(&["run", "fmt"])
+        .status(0)
+        .stdout_has("⚡ fmt cached");
+    assert_eq!(test.read("counter").lines().count(), 1);
+
+    test.write("rustfmt.toml", "max_width = 100\n");
+    test.run_with(&["explain", "fmt"])
+        .status(0)
+        .stdout_has("fmt: would run\n  rustfmt.toml added");
+    test.run_with(&["run", "fmt"])
+        .status(0)
+        .stdout_has("[fmt] runs: rustfmt.toml added");
+    assert_eq!(test.read("counter").lines().count(), 2);
+
+    std::fs::remove_file(test.path().join("rustfmt.toml")).unwrap();
+    test.run_with(&["run", "fmt"])
+        .status(0)
+        .stdout_has("⚡ fmt cached");
+    assert_eq!(
+        test.read("counter").lines().count(),
+        2,
+        "absent again: the first result"
+    );
+}
+
+#[test]
 fn failures_are_not_cached() {
     let test = Test::new().file(
         "tasks.kdl",

@@ -11,6 +11,7 @@ mod rule_nodes;
 mod rules;
 mod run;
 mod schemas;
+mod templates;
 mod testing;
 mod watch;
 mod test;

@@ -72,16 +72,33 @@ fn failing_tests_become_github_annotations() {
 }
 
 #[test]
-fn a_missing_report_names_the_file() {
-    Test::new()
-        .file(
-            "tasks.kdl",
-            r#"task "t" { run "true"; junit "build/junit.xml" }"#,
-        )
-        .args(&["run", "t"])
-        .run()
+fn a_missing_junit_report_is_a_warning_naming_the_file_and_the_exit_status_decides() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "t" { inputs "tasks.kdl"; run "true"; junit "build/junit.xml" }
+        task "broken" { run "false"; junit "build/junit.xml" }
+        "#,
+    );
+    let run = test
+        .run_with(&["run", "t"])
+        .status(0)
+        .stdout_has("warning: `t` wrote no JUnit report `build/junit.xml`")
+        .stdout_lacks("did not write its declared output");
+    // Once: not again for the same report as a missing output.
+    assert_eq!(
+        run.stdout.matches("build/junit.xml").count(),
+        1,
+        "{}",
+        run.stdout
+    );
+    test.run_with(&["run", "t"])
+        .status(0)
+        .stdout_has("⚡ t cached")
+        .stdout_lacks("warning");
+    test.run_with(&["run", "broken"])
         .status(1)
-        .stdout_has("build/junit.xml");
+        .stdout_has("✗ broken");
 }
 
 #[test]

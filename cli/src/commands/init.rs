@@ -161,7 +161,10 @@ pub fn init(
             path.strip_prefix(dir).unwrap_or(&path).display()
         )?;
     }
-    writeln!(out, "next: `clab check`, then `clab list`")?;
+    writeln!(
+        out,
+        "next: `clab run` (runs the `default` task), then `clab list` for the others"
+    )?;
     Ok(Done::Success)
 }
 

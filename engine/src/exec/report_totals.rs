@@ -28,12 +28,18 @@ pub struct ReportTotals {
 }
 
 /// Read the reports `node` declares; report them; `Err` says why the node must fail: a
-/// report that is missing or malformed, failing tests the commands did not catch, or coverage
-/// under the gate.
+/// malformed JUnit report, failing tests the commands did not catch, or a coverage report
+/// that is missing, malformed or under the gate.
+///
+/// A JUnit report that does not exist fails nothing: the commands' exit status already says
+/// whether the tests passed, and a runner may write no report (`cargo test` where
+/// cargo-nextest is not installed). After a run (`restored` false) it is a warning naming the
+/// file; after a cache restore it is quiet, since the run that was cached warned already.
 pub fn read_reports(
     root: &Path,
     node: &Node,
     reporter: &dyn Reporter,
+    restored: bool,
 ) -> (ReportTotals, Result<(), String>) {
     let mut totals = ReportTotals {
         task: node.name.clone(),
@@ -71,6 +77,16 @@ pub fn read_reports(
                     ));
                 }
                 totals.tests = Some(t);
+            }
+            Err(junit::Error::Missing { .. }) => {
+                if !restored {
+                    reporter.report(&Event::Warning {
+                        message: format!(
+                            "`{}` wrote no JUnit report `{path}`: its exit status alone says whether the tests passed",
+                            node.name
+                        ),
+                    });
+                }
             }
             Err(err) => problems.push(report_error(&err)),
         }

@@ -19,7 +19,10 @@
 //! - Globs use `globset` with `literal_separator`: `*` stays within one directory, `**` spans
 //!   any number. A trailing `/` means everything below (`build/` = `build/**`).
 //! - A pattern without glob characters (`*?[]{}`) is a literal path: resolved by `stat`, not by
-//!   walking, so it is found even when gitignored; a missing one is an error naming it.
+//!   walking, so it is found even when gitignored. A missing one is hashed as absent: it
+//!   selects nothing, so creating it later adds it to the task's inputs (and changes the key),
+//!   as Bazel and turbo do with optional files; only a directory or a path out of the root is
+//!   an error.
 //! - `!pattern` removes matches; an exclude also removes everything below a matching directory
 //!   (`!**/__pycache__` = `!**/__pycache__/**` too).
 //! - The walk respects `.gitignore`, `.git/info/exclude` and `.ignore` files, also outside a git
@@ -57,17 +60,6 @@ pub struct InputFile {
 /// Errors of input collection.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
-    /// A literal input path does not exist.
-    #[error("input `{path}` does not exist")]
-    #[diagnostic(
-        code(clab::inputs::missing),
-        help("create it, fix the path, or use a glob if the file is optional")
-    )]
-    Missing {
-        /// The path as written, relative to the root.
-        path: String,
-    },
-
     /// A literal input names a directory.
     #[error("input `{path}` is a directory")]
     #[diagnostic(
@@ -688,9 +680,9 @@ impl InputIndex {
                     Some(Literal::Found(i)) if *i < self.files.len() => {
                         chosen.push(*i);
                     }
-                    Some(Literal::Found(_)) | Some(Literal::Missing) => {
-                        return Err(Error::Missing { path: l.clone() });
-                    }
+                    // Absent: nothing to hash. The key then lacks the path, so the file's
+                    // appearance later is an added input (and `area_holds` walks again).
+                    Some(Literal::Found(_)) | Some(Literal::Missing) => {}
                     Some(Literal::Directory) => return Err(Error::Directory { path: l.clone() }),
                     Some(Literal::OutsideRoot) => {
                         return Err(Error::OutsideRoot {
@@ -1356,7 +1348,7 @@ mod tests {
     }
 
     #[test]
-    fn literal_is_found_by_stat_even_when_ignored_and_missing_is_an_error() {
+    fn literal_is_found_by_stat_even_when_ignored_and_missing_is_absent() {
         let dir = tree(&[
             (".gitignore", "secret.env\n"),
             ("secret.env", "k=v"),
@@ -1373,12 +1365,23 @@ mod tests {
             paths(&index.select(&["./secret.env"]).unwrap()),
             ["secret.env"]
         );
-        let err = collect(dir.path(), &["nope.txt"], &cache).unwrap_err();
+        // A missing literal selects nothing, next to what the other patterns select; a
+        // dangling symlink is missing too.
+        std::os::unix::fs::symlink("gone.txt", dir.path().join("dangling.txt")).unwrap();
         assert!(
-            matches!(&err, Error::Missing { path } if path == "nope.txt"),
-            "{err:?}"
+            collect(dir.path(), &["nope.txt"], &cache)
+                .unwrap()
+                .is_empty()
         );
-        assert_eq!(err.to_string(), "input `nope.txt` does not exist");
+        assert!(
+            collect(dir.path(), &["dangling.txt"], &cache)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            paths(&collect(dir.path(), &["nope.txt", "secret.env", "dir/*"], &cache).unwrap()),
+            ["dir/f", "secret.env"]
+        );
         let err = collect(dir.path(), &["dir"], &cache).unwrap_err();
         assert!(matches!(err, Error::Directory { .. }));
         assert_eq!(
@@ -1393,6 +1396,21 @@ mod tests {
             collect(dir.path(), &["src/[a"], &cache).unwrap_err(),
             Error::BadGlob { .. }
         ));
+    }
+
+    #[test]
+    fn a_missing_literal_is_an_input_once_it_is_created() {
+        let dir = tree(&[("Cargo.toml", "[package]")]);
+        let cache = StatCache::new();
+        let patterns = ["Cargo.toml", "Cargo.lock"];
+        assert_eq!(
+            paths(&collect(dir.path(), &patterns, &cache).unwrap()),
+            ["Cargo.toml"]
+        );
+        fs::write(dir.path().join("Cargo.lock"), "lock").unwrap();
+        let files = collect(dir.path(), &patterns, &cache).unwrap();
+        assert_eq!(paths(&files), ["Cargo.lock", "Cargo.toml"]);
+        assert_eq!(files[0].hash, Digest::of_bytes(b"lock"));
     }
 
     #[test]
@@ -1589,8 +1607,12 @@ mod tests {
             let cache = StatCache::new();
             let mut index = InputIndex::build(dir.path(), patterns, &cache).unwrap();
             pretend_walked_later(&mut index, dir.path());
-            // (`absent.txt` is missing: selecting is an error, but a settled one.)
-            assert!(index.reselect(&patterns, &cache).is_err(), "{what}: before");
+            // (`absent.txt` is missing: absent from the answer, and still trusted.)
+            let before = index.reselect(&patterns, &cache).unwrap();
+            assert!(
+                before.is_some_and(|files| files.iter().all(|f| f.path != "absent.txt")),
+                "{what}: before"
+            );
             change(dir.path());
             assert!(
                 matches!(index.reselect(&patterns, &cache), Ok(None)),
