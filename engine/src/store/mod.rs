@@ -538,9 +538,25 @@ impl Store {
         })
     }
 
-    /// Loads the result saved under `key` and marks it used; counts a hit or a miss. A result
-    /// whose blobs are gone is deleted and reported as a miss.
-    pub fn load_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
+    /// The result saved under `key`, if it could be restored, without counting a hit or a
+    /// miss, marking it used or deleting anything: what `--dry-run` and `explain` ask, so that
+    /// only `run` moves `clab cache stats`.
+    pub fn peek_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
+        let (_, result) = self.find_result(key)?;
+        Ok(result.filter(|r| self.restorable(r)))
+    }
+
+    /// Whether every blob of `result` is in the CAS (the empty blob, most logs, is never read,
+    /// so its presence is not checked).
+    fn restorable(&self, result: &CachedResult) -> bool {
+        result
+            .blobs()
+            .all(|d| d == Digest::empty() || self.cas.contains(&d))
+    }
+
+    /// The row saved under `key` (whether there is one) and its decoded result (`None` for a
+    /// row this build cannot decode).
+    fn find_result(&self, key: &str) -> Result<(bool, Option<CachedResult>), Error> {
         let preloaded = self
             .preloaded
             .read()
@@ -584,14 +600,15 @@ impl Store {
                 })
             }
         };
+        Ok((had_row, result))
+    }
+
+    /// Loads the result saved under `key` and marks it used; counts a hit or a miss. A result
+    /// whose blobs are gone is deleted and reported as a miss.
+    pub fn load_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
+        let (had_row, result) = self.find_result(key)?;
         let result = match result {
-            // The empty blob (most logs) is never read, so its presence is not checked.
-            Some(r)
-                if r.blobs()
-                    .all(|d| d == Digest::empty() || self.cas.contains(&d)) =>
-            {
-                Some(r)
-            }
+            Some(r) if self.restorable(&r) => Some(r),
             _ if had_row => {
                 self.preloaded
                     .write()
