@@ -144,17 +144,25 @@ pub enum Status {
     Interrupted,
 }
 
-/// The totals of a run.
+/// The totals of a run, the one place its counts are defined: every node of the run (aggregates
+/// excluded) is in exactly one of `succeeded`, `failed`, `failed_before_start`, `cached`,
+/// `skipped` and `interrupted_tasks`, and [`ran`](Self::ran) is `succeeded + failed`. The
+/// terminal's summary line and `--json` both render this type.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Nodes that ran and succeeded.
     pub succeeded: usize,
     /// Nodes restored from the cache.
     pub cached: usize,
-    /// Nodes that failed.
+    /// Nodes that ran and failed.
     pub failed: usize,
-    /// Nodes that did not run.
+    /// Nodes that failed before anything was started for them: an input missing, an LLM
+    /// step needing a call with AI off or `--offline`.
+    pub failed_before_start: usize,
+    /// Nodes that did not run: a dependency did not succeed, the run stopped first.
     pub skipped: usize,
+    /// Nodes that were running when Ctrl-C (or fail-fast) stopped them.
+    pub interrupted_tasks: usize,
     /// Whether Ctrl-C stopped the run.
     pub interrupted: bool,
     /// Wall time of the run, in milliseconds.
@@ -169,6 +177,28 @@ pub struct Summary {
     /// from its snapshot (`exec::snapshot`) without hashing anything.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub from_snapshot: bool,
+}
+
+impl Summary {
+    /// Nodes that ran to an end: `succeeded + failed`.
+    pub fn ran(&self) -> usize {
+        self.succeeded + self.failed
+    }
+
+    /// Every node the run covered (aggregates excluded).
+    pub fn total(&self) -> usize {
+        self.ran() + self.failed_before_start + self.cached + self.skipped + self.interrupted_tasks
+    }
+
+    /// Nodes that failed, whether or not they had started.
+    pub fn failures(&self) -> usize {
+        self.failed + self.failed_before_start
+    }
+
+    /// Whether every node succeeded or was restored: nothing failed, was skipped or stopped.
+    pub fn is_success(&self) -> bool {
+        self.total() == self.succeeded + self.cached && !self.interrupted
+    }
 }
 
 /// Receives events. Called from many tasks at once, so it must be cheap and thread-safe.

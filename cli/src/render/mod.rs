@@ -62,18 +62,21 @@ pub fn duration(ms: u64) -> String {
     engine::syntax::format_duration(Duration::from_millis(ms))
 }
 
-/// The last line of every run: counts, wall time, time saved.
+/// The last line of every run: counts ([`Summary`] defines them; `--json` carries the same),
+/// wall time, time saved.
 pub fn summary_line(summary: &Summary) -> String {
-    let total = summary.succeeded + summary.cached + summary.failed + summary.skipped;
-    let mut parts = vec![format!("{} ran", summary.succeeded + summary.failed)];
-    if summary.cached > 0 {
-        parts.push(format!("{} cached", summary.cached));
-    }
-    if summary.failed > 0 {
-        parts.push(format!("{} failed", summary.failed));
-    }
-    if summary.skipped > 0 {
-        parts.push(format!("{} skipped", summary.skipped));
+    let total = summary.total();
+    let mut parts = vec![format!("{} ran", summary.ran())];
+    for (count, what) in [
+        (summary.cached, "cached"),
+        (summary.failed, "failed"),
+        (summary.failed_before_start, "failed before start"),
+        (summary.skipped, "skipped"),
+        (summary.interrupted_tasks, "interrupted"),
+    ] {
+        if count > 0 {
+            parts.push(format!("{count} {what}"));
+        }
     }
     let mut line = format!(
         "{total} task{}: {} in {}",

@@ -42,17 +42,23 @@ pub enum Outcome {
         /// The recorded duration of the run that produced the cached result.
         saved: Duration,
     },
-    /// It failed.
+    /// It ran and failed.
     Failed,
+    /// It failed before anything was started for it: an input is missing, or an LLM step
+    /// needs a call that AI off or `--offline` forbids.
+    FailedBeforeStart,
     /// It was stopped before it could finish.
     Interrupted,
-    /// It chose not to run (an LLM step with AI turned off); its dependents do not run.
-    Skipped,
 }
 
 impl Outcome {
     fn unblocks_dependents(&self) -> bool {
         matches!(self, Outcome::Succeeded | Outcome::Cached { .. })
+    }
+
+    /// Whether it failed, started or not.
+    fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::FailedBeforeStart)
     }
 }
 
@@ -98,7 +104,7 @@ type Finished = (NodeId, Option<Outcome>);
 impl Done {
     /// Report the node's outcome.
     pub fn finish(mut self, outcome: Outcome) {
-        if outcome == Outcome::Failed && !self.queue.keep_going {
+        if outcome.is_failure() && !self.queue.keep_going {
             self.queue.stop();
         }
         if let Some(outcomes) = self.outcomes.take() {
@@ -406,7 +412,7 @@ pub async fn schedule<V: Visitor>(
                 let Some(outcome) = outcome else { continue };
                 let stopping = state.stopping;
                 state.finish(id, &outcome);
-                if stopping && outcome == Outcome::Failed && state.summary.failed >= 2 {
+                if stopping && outcome.is_failure() && state.summary.failures() >= 2 {
                     stop.raise();
                 }
             }
@@ -580,13 +586,14 @@ impl State<'_> {
                 summary.saved_ms += saved.as_millis() as u64;
             }
             Outcome::Failed => summary.failed += 1,
-            Outcome::Interrupted | Outcome::Skipped => summary.skipped += 1,
+            Outcome::FailedBeforeStart => summary.failed_before_start += 1,
+            Outcome::Interrupted => summary.interrupted_tasks += 1,
         }
         if outcome.unblocks_dependents() {
             self.unblock(id);
         } else {
             block_dependents(self.graph, id, &self.wanted, &mut self.blocked_by);
-            if *outcome == Outcome::Failed && !self.queue.keep_going {
+            if outcome.is_failure() && !self.queue.keep_going {
                 self.stop();
             }
         }
