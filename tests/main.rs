@@ -6,6 +6,7 @@ mod cache;
 mod diagnostics;
 mod examples;
 mod llm;
+mod reporter;
 mod rule_nodes;
 mod rules;
 mod run;
