@@ -213,3 +213,45 @@ pub struct Silent;
 impl Reporter for Silent {
     fn report(&self, _event: &Event) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_is_counted_once_and_ran_is_succeeded_plus_failed() {
+        let summary = Summary {
+            succeeded: 1,
+            cached: 2,
+            failed: 3,
+            failed_before_start: 4,
+            skipped: 5,
+            interrupted_tasks: 6,
+            ..Summary::default()
+        };
+        assert_eq!(summary.ran(), 4);
+        assert_eq!(summary.total(), 21);
+        assert_eq!(summary.failures(), 7);
+        assert!(!summary.is_success());
+        let clean = Summary {
+            succeeded: 1,
+            cached: 2,
+            ..Summary::default()
+        };
+        assert!(clean.is_success());
+        assert!(
+            !Summary {
+                skipped: 1,
+                ..clean.clone()
+            }
+            .is_success()
+        );
+        assert!(
+            !Summary {
+                interrupted: true,
+                ..clean
+            }
+            .is_success()
+        );
+    }
+}

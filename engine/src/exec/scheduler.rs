@@ -767,6 +767,50 @@ task "d" { run "d"; deps "all"; }
         assert_eq!((summary.cached, summary.failed, summary.skipped), (2, 1, 1));
     }
 
+    /// Fails every node before it starts.
+    struct NotStarting;
+
+    impl Visitor for NotStarting {
+        fn visit(self: Arc<Self>, _id: NodeId, _job: &Job, done: Done) {
+            done.finish(Outcome::FailedBeforeStart);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_before_start_is_counted_apart_and_blocks_its_dependents() {
+        let text = r#"
+task "a" { run "a"; }
+task "b" { run "b"; deps "a"; }
+"#;
+        let summary = schedule_text(text, &["b"], |_| Arc::new(NotStarting)).await;
+        assert_eq!(
+            (summary.ran(), summary.failed_before_start, summary.skipped),
+            (0, 1, 1)
+        );
+        assert_eq!(summary.total(), 2);
+        assert!(!summary.is_success());
+    }
+
+    /// Every visit ends interrupted.
+    struct Stopped;
+
+    impl Visitor for Stopped {
+        fn visit(self: Arc<Self>, _id: NodeId, _job: &Job, done: Done) {
+            done.finish(Outcome::Interrupted);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interrupted_node_counts_as_interrupted_not_skipped() {
+        let text = r#"
+task "a" { run "a"; }
+task "b" { run "b"; deps "a"; }
+"#;
+        let summary = schedule_text(text, &["b"], |_| Arc::new(Stopped)).await;
+        assert_eq!((summary.interrupted_tasks, summary.skipped), (1, 1));
+        assert_eq!(summary.total(), 2);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_visit_that_panics_leaves_its_node_unrun_and_the_run_goes_on() {
         let text = r#"

@@ -1688,6 +1688,24 @@ mod tests {
     }
 
     #[test]
+    fn peek_result_counts_nothing_and_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let log = store.put_log(b"log").unwrap();
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(log)))
+            .unwrap();
+        assert!(store.peek_result("k").unwrap().is_some());
+        assert!(store.peek_result("other").unwrap().is_none());
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.hits, stats.misses), (0, 0));
+        // A result whose blob vanished is not restorable, and stays for `run` to forget.
+        store.cas().remove(&log).unwrap();
+        assert!(store.peek_result("k").unwrap().is_none());
+        assert_eq!(store.stats().unwrap().entries, 1);
+    }
+
+    #[test]
     fn save_result_requires_blobs_and_load_counts_hits() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
