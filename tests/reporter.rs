@@ -39,6 +39,7 @@ fn screen(test: &Test, args: &str) -> String {
         .env("TERM", "xterm-256color")
         .output()
         .expect("run clab under `script`");
+    assert!(output.status.success(), "clab under `script` failed");
     let mut parser = vt100::Parser::new(nonzero(40), nonzero(120), 0);
     parser.process(&output.stdout);
     let rows: Vec<String> = parser.screen().rows(0, 120).collect();
@@ -123,7 +124,7 @@ fn a_failed_task_of_several_commands_names_the_one_that_failed() {
     assert_timeless!(run.stdout, @r"
     [bad] one
     ✗ bad command 2 of 3 `test -f nothere` exited 1 ([time])
-    1 task: 1 ran, 1 failed in [time]
+    1 task: 1 ran (1 failed) in [time]
     ");
     let json = test.run_with(&["run", "bad", "--json"]).status(1);
     let failure = json
@@ -163,7 +164,7 @@ fn a_missing_input_fails_before_start_and_counts_add_up_with_json() {
     );
     assert!(
         run.stdout
-            .contains("4 tasks: 2 ran, 1 failed, 1 failed before start, 1 skipped in"),
+            .contains("4 tasks: 2 ran (1 failed), 1 failed before start, 1 skipped in"),
         "{}",
         run.stdout
     );

@@ -66,10 +66,14 @@ pub fn duration(ms: u64) -> String {
 /// wall time, time saved.
 pub fn summary_line(summary: &Summary) -> String {
     let total = summary.total();
-    let mut parts = vec![format!("{} ran", summary.ran())];
+    // The failures that ran are part of "ran": `2 ran (1 failed)` adds up, `2 ran, 1 failed`
+    // reads as three.
+    let mut parts = vec![match summary.failed {
+        0 => format!("{} ran", summary.ran()),
+        failed => format!("{} ran ({failed} failed)", summary.ran()),
+    }];
     for (count, what) in [
         (summary.cached, "cached"),
-        (summary.failed, "failed"),
         (summary.failed_before_start, "failed before start"),
         (summary.skipped, "skipped"),
         (summary.interrupted_tasks, "interrupted"),
@@ -102,4 +106,35 @@ pub fn summary_line(summary: &Summary) -> String {
         line.push_str(" (interrupted)");
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_line_counts_every_task_once() {
+        let summary = Summary {
+            succeeded: 1,
+            failed: 1,
+            failed_before_start: 1,
+            cached: 1,
+            skipped: 1,
+            interrupted_tasks: 1,
+            interrupted: true,
+            wall_ms: 1200,
+            ..Summary::default()
+        };
+        assert_eq!(
+            summary_line(&summary),
+            "6 tasks: 2 ran (1 failed), 1 cached, 1 failed before start, 1 skipped, \
+             1 interrupted in 1.2s (interrupted)"
+        );
+        let clean = Summary {
+            succeeded: 2,
+            wall_ms: 5,
+            ..Summary::default()
+        };
+        assert_eq!(summary_line(&clean), "2 tasks: 2 ran in 5ms");
+    }
 }
