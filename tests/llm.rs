@@ -305,7 +305,7 @@ fn command_provider_reads_the_prompt_on_stdin() {
 }
 
 #[test]
-fn ai_off_skips_uncached_steps_with_a_clear_message() {
+fn ai_off_fails_uncached_steps_with_the_real_reason() {
     let test = Test::new().file(
         "tasks.kdl",
         r#"
@@ -321,9 +321,20 @@ fn ai_off_skips_uncached_steps_with_a_clear_message() {
     };
     let off = run("false");
     let stdout = String::from_utf8_lossy(&off.stdout);
-    assert_eq!(off.status.code(), Some(0), "{stdout}");
+    // A requested target that did not run is not a success.
+    assert_eq!(off.status.code(), Some(1), "{stdout}");
     assert!(
-        stdout.contains("one skipped: needs an LLM call (no previous run) and AI is turned off"),
+        stdout.contains(
+            "✗ one AI is off (CODEGEN_LAB_CONFIG_ENABLE_AI=false) and an LLM call is needed: no previous run"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("after skipped: dependency `one` did not succeed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 tasks: 0 ran, 1 failed before start, 1 skipped"),
         "{stdout}"
     );
     assert!(!test.exists("after"));

@@ -144,17 +144,25 @@ pub enum Status {
     Interrupted,
 }
 
-/// The totals of a run.
+/// The totals of a run, the one place its counts are defined: every node of the run (aggregates
+/// excluded) is in exactly one of `succeeded`, `failed`, `failed_before_start`, `cached`,
+/// `skipped` and `interrupted_tasks`, and [`ran`](Self::ran) is `succeeded + failed`. The
+/// terminal's summary line and `--json` both render this type.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Summary {
     /// Nodes that ran and succeeded.
     pub succeeded: usize,
     /// Nodes restored from the cache.
     pub cached: usize,
-    /// Nodes that failed.
+    /// Nodes that ran and failed.
     pub failed: usize,
-    /// Nodes that did not run.
+    /// Nodes that failed before anything was started for them: an input missing, an LLM
+    /// step needing a call with AI off or `--offline`.
+    pub failed_before_start: usize,
+    /// Nodes that did not run: a dependency did not succeed, the run stopped first.
     pub skipped: usize,
+    /// Nodes that were running when Ctrl-C (or fail-fast) stopped them.
+    pub interrupted_tasks: usize,
     /// Whether Ctrl-C stopped the run.
     pub interrupted: bool,
     /// Wall time of the run, in milliseconds.
@@ -171,6 +179,28 @@ pub struct Summary {
     pub from_snapshot: bool,
 }
 
+impl Summary {
+    /// Nodes that ran to an end: `succeeded + failed`.
+    pub fn ran(&self) -> usize {
+        self.succeeded + self.failed
+    }
+
+    /// Every node the run covered (aggregates excluded).
+    pub fn total(&self) -> usize {
+        self.ran() + self.failed_before_start + self.cached + self.skipped + self.interrupted_tasks
+    }
+
+    /// Nodes that failed, whether or not they had started.
+    pub fn failures(&self) -> usize {
+        self.failed + self.failed_before_start
+    }
+
+    /// Whether every node succeeded or was restored: nothing failed, was skipped or stopped.
+    pub fn is_success(&self) -> bool {
+        self.total() == self.succeeded + self.cached && !self.interrupted
+    }
+}
+
 /// Receives events. Called from many tasks at once, so it must be cheap and thread-safe.
 pub trait Reporter: Send + Sync {
     /// Handle one event.
@@ -182,4 +212,46 @@ pub struct Silent;
 
 impl Reporter for Silent {
     fn report(&self, _event: &Event) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_is_counted_once_and_ran_is_succeeded_plus_failed() {
+        let summary = Summary {
+            succeeded: 1,
+            cached: 2,
+            failed: 3,
+            failed_before_start: 4,
+            skipped: 5,
+            interrupted_tasks: 6,
+            ..Summary::default()
+        };
+        assert_eq!(summary.ran(), 4);
+        assert_eq!(summary.total(), 21);
+        assert_eq!(summary.failures(), 7);
+        assert!(!summary.is_success());
+        let clean = Summary {
+            succeeded: 1,
+            cached: 2,
+            ..Summary::default()
+        };
+        assert!(clean.is_success());
+        assert!(
+            !Summary {
+                skipped: 1,
+                ..clean.clone()
+            }
+            .is_success()
+        );
+        assert!(
+            !Summary {
+                interrupted: true,
+                ..clean
+            }
+            .is_success()
+        );
+    }
 }

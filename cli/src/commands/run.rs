@@ -86,7 +86,7 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     runtime.shutdown_background();
     Ok(if summary.interrupted {
         Done::Interrupted
-    } else if summary.failed > 0 {
+    } else if !summary.is_success() {
         Done::TaskFailed
     } else {
         Done::Success

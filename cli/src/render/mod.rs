@@ -62,18 +62,25 @@ pub fn duration(ms: u64) -> String {
     engine::syntax::format_duration(Duration::from_millis(ms))
 }
 
-/// The last line of every run: counts, wall time, time saved.
+/// The last line of every run: counts ([`Summary`] defines them; `--json` carries the same),
+/// wall time, time saved.
 pub fn summary_line(summary: &Summary) -> String {
-    let total = summary.succeeded + summary.cached + summary.failed + summary.skipped;
-    let mut parts = vec![format!("{} ran", summary.succeeded + summary.failed)];
-    if summary.cached > 0 {
-        parts.push(format!("{} cached", summary.cached));
-    }
-    if summary.failed > 0 {
-        parts.push(format!("{} failed", summary.failed));
-    }
-    if summary.skipped > 0 {
-        parts.push(format!("{} skipped", summary.skipped));
+    let total = summary.total();
+    // The failures that ran are part of "ran": `2 ran (1 failed)` adds up, `2 ran, 1 failed`
+    // reads as three.
+    let mut parts = vec![match summary.failed {
+        0 => format!("{} ran", summary.ran()),
+        failed => format!("{} ran ({failed} failed)", summary.ran()),
+    }];
+    for (count, what) in [
+        (summary.cached, "cached"),
+        (summary.failed_before_start, "failed before start"),
+        (summary.skipped, "skipped"),
+        (summary.interrupted_tasks, "interrupted"),
+    ] {
+        if count > 0 {
+            parts.push(format!("{count} {what}"));
+        }
     }
     let mut line = format!(
         "{total} task{}: {} in {}",
@@ -99,4 +106,35 @@ pub fn summary_line(summary: &Summary) -> String {
         line.push_str(" (interrupted)");
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_line_counts_every_task_once() {
+        let summary = Summary {
+            succeeded: 1,
+            failed: 1,
+            failed_before_start: 1,
+            cached: 1,
+            skipped: 1,
+            interrupted_tasks: 1,
+            interrupted: true,
+            wall_ms: 1200,
+            ..Summary::default()
+        };
+        assert_eq!(
+            summary_line(&summary),
+            "6 tasks: 2 ran (1 failed), 1 cached, 1 failed before start, 1 skipped, \
+             1 interrupted in 1.2s (interrupted)"
+        );
+        let clean = Summary {
+            succeeded: 2,
+            wall_ms: 5,
+            ..Summary::default()
+        };
+        assert_eq!(summary_line(&clean), "2 tasks: 2 ran in 5ms");
+    }
 }

@@ -13,6 +13,8 @@ use super::{duration, summary_line};
 pub struct Plain {
     quiet: bool,
     github: bool,
+    /// Why each running task runs, for its final line.
+    reasons: Mutex<HashMap<String, String>>,
     /// Under GitHub Actions: output held back until the task finishes, to print as a group.
     held: Mutex<HashMap<String, Vec<String>>>,
 }
@@ -23,6 +25,7 @@ impl Plain {
         Plain {
             quiet,
             github,
+            reasons: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
         }
     }
@@ -40,11 +43,16 @@ impl Reporter for Plain {
             Event::TaskStarted {
                 task,
                 reason: Some(reason),
-            } if !self.quiet && !self.github => {
-                self.print(&format!(
-                    "{} runs: {reason}",
-                    style(format!("[{task}]")).dim()
-                ));
+            } => {
+                if let Ok(mut reasons) = self.reasons.lock() {
+                    reasons.insert(task.clone(), reason.clone());
+                }
+                if !self.quiet && !self.github {
+                    self.print(&format!(
+                        "{} runs: {reason}",
+                        style(format!("[{task}]")).dim()
+                    ));
+                }
             }
             Event::TaskOutput { task, line } => {
                 if self.github {
@@ -61,7 +69,8 @@ impl Reporter for Plain {
                 duration_ms,
                 log,
             } => {
-                let line = status_line(task, status, *duration_ms);
+                let reason = self.reasons.lock().ok().and_then(|mut r| r.remove(task));
+                let line = status_line(task, status, *duration_ms, reason.as_deref());
                 let failed = matches!(status, Status::Failed { .. });
                 if self.github {
                     let held = self
@@ -151,7 +160,7 @@ impl Reporter for Plain {
             }
             Event::RunFinished(summary) => {
                 let line = summary_line(summary);
-                let styled = if summary.failed > 0 || summary.interrupted {
+                let styled = if !summary.is_success() {
                     style(line).red().bold()
                 } else {
                     style(line).green().bold()
@@ -163,10 +172,17 @@ impl Reporter for Plain {
     }
 }
 
-/// `✓ lint 1.2s`, `✗ test exit 1 (0.4s)`, `⚡ build cached`.
-pub fn status_line(task: &str, status: &Status, duration_ms: u64) -> String {
+/// `✓ lint 1.2s (src/a.py changed)`, `✗ test exit 1 (0.4s)`, `⚡ build cached`. `reason` is
+/// why the task ran (its `TaskStarted` reason); the line that stays keeps it.
+pub fn status_line(task: &str, status: &Status, duration_ms: u64, reason: Option<&str>) -> String {
     match status {
-        Status::Succeeded => format!("{} {task} {}", style("✓").green(), duration(duration_ms)),
+        Status::Succeeded => {
+            let mut line = format!("{} {task} {}", style("✓").green(), duration(duration_ms));
+            if let Some(reason) = reason {
+                line.push_str(&format!(" {}", style(format!("({reason})")).dim()));
+            }
+            line
+        }
         Status::Cached => format!("{} {task} cached", style("⚡").cyan()),
         Status::Failed { message } => format!(
             "{} {task} {message} ({})",

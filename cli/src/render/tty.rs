@@ -15,7 +15,8 @@ pub struct Tty {
     quiet: bool,
     multi: MultiProgress,
     overall: ProgressBar,
-    running: Mutex<HashMap<String, ProgressBar>>,
+    /// Each running task's spinner, and why it runs (kept for its final line).
+    running: Mutex<HashMap<String, (ProgressBar, Option<String>)>>,
     cached: Mutex<usize>,
 }
 
@@ -63,7 +64,7 @@ impl Reporter for Tty {
                 spinner.set_message(message);
                 spinner.enable_steady_tick(Duration::from_millis(100));
                 if let Ok(mut running) = self.running.lock() {
-                    running.insert(task.clone(), spinner);
+                    running.insert(task.clone(), (spinner, reason.clone()));
                 }
             }
             Event::TaskOutput { task, line } => {
@@ -77,9 +78,13 @@ impl Reporter for Tty {
                 duration_ms,
                 log,
             } => {
-                if let Some(spinner) = self.running.lock().ok().and_then(|mut r| r.remove(task)) {
+                let mut reason = None;
+                if let Some((spinner, why)) =
+                    self.running.lock().ok().and_then(|mut r| r.remove(task))
+                {
                     spinner.finish_and_clear();
                     self.multi.remove(&spinner);
+                    reason = why;
                 }
                 self.overall.inc(1);
                 if *status == Status::Cached
@@ -90,7 +95,7 @@ impl Reporter for Tty {
                 }
                 let failed = matches!(status, Status::Failed { .. });
                 if !self.quiet || failed {
-                    self.println(&status_line(task, status, *duration_ms));
+                    self.println(&status_line(task, status, *duration_ms, reason.as_deref()));
                 }
                 match (status, log) {
                     (Status::Failed { .. }, Some(log)) if !self.verbose => {
@@ -140,7 +145,7 @@ impl Reporter for Tty {
             Event::RunFinished(summary) => {
                 self.overall.finish_and_clear();
                 let line = summary_line(summary);
-                let styled = if summary.failed > 0 || summary.interrupted {
+                let styled = if !summary.is_success() {
                     style(line).red().bold()
                 } else {
                     style(line).green().bold()

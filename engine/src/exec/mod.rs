@@ -239,7 +239,7 @@ pub async fn run(
             grace: options.grace,
             cache: options.cache,
             offline: options.offline,
-            ai_disabled: !ai_enabled(&|name: &str| std::env::var(name).ok()),
+            ai_off: ai_switch(&|name: &str| std::env::var(name).ok()),
             llm: options.llm.clone(),
         },
         cache,
@@ -286,9 +286,9 @@ pub async fn run(
         let record = RunRecord {
             started_ms,
             targets,
-            ran: (summary.succeeded + summary.failed) as u32,
+            ran: summary.ran() as u32,
             cached: summary.cached as u32,
-            failed: summary.failed as u32,
+            failed: summary.failures() as u32,
             duration_ms: summary.wall_ms,
             extra: (!reports.is_empty()).then(|| serde_json::json!({ "reports": reports })),
         };
@@ -309,9 +309,51 @@ pub async fn run(
     summary
 }
 
+/// The setting that turns LLM calls off (`CLAB_AI=off`), if one does.
+fn ai_switch(lookup: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    ["CLAB_AI", "CODEGEN_LAB_CONFIG_ENABLE_AI"]
+        .into_iter()
+        .find_map(|name| {
+            let value = lookup(name)?;
+            let alone = |asked: &str| (asked == name).then(|| value.clone());
+            (!ai_enabled(&alone)).then(|| format!("{name}={}", value.trim()))
+        })
+}
+
 /// Drop `value` on a new thread (here, if none can be started).
 fn free_in_background<T: Send + 'static>(value: T) {
     let _ = std::thread::Builder::new()
         .name("clab-free".into())
         .spawn(move || drop(value));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ai_switch_names_the_variable_that_turned_ai_off() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(ai_switch(&env(&[])), None);
+        assert_eq!(ai_switch(&env(&[("CLAB_AI", "on")])), None);
+        assert_eq!(
+            ai_switch(&env(&[("CLAB_AI", "off")])).as_deref(),
+            Some("CLAB_AI=off")
+        );
+        assert_eq!(
+            ai_switch(&env(&[
+                ("CLAB_AI", "on"),
+                ("CODEGEN_LAB_CONFIG_ENABLE_AI", "false")
+            ]))
+            .as_deref(),
+            Some("CODEGEN_LAB_CONFIG_ENABLE_AI=false")
+        );
+    }
 }

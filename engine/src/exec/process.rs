@@ -80,6 +80,28 @@ impl Exit {
             Exit::Interrupted => "interrupted".to_owned(),
         }
     }
+
+    /// The failure of command `number` (1-based) of a task's `count`: [`describe`] alone
+    /// for a task of one command, else naming the command — `command 2 of 3 `test -f x`
+    /// exited 1`. A long or multi-line command is cut to its first 60 characters.
+    ///
+    /// [`describe`]: Self::describe
+    pub fn describe_command(&self, number: usize, count: usize, line: &str) -> String {
+        if count <= 1 {
+            return self.describe();
+        }
+        let first = line.trim().lines().next().unwrap_or_default();
+        let mut shown: String = first.chars().take(60).collect();
+        if shown.len() < line.trim().len() {
+            shown.push('…');
+        }
+        let how = match self {
+            Exit::Code(code) => format!("exited {code}"),
+            Exit::Signal(signal) => format!("was killed by signal {signal}"),
+            other => other.describe(),
+        };
+        format!("command {number} of {count} `{shown}` {how}")
+    }
 }
 
 /// A command could not be started.
@@ -483,6 +505,29 @@ mod tests {
         raiser.join().unwrap();
         assert_eq!(exit, Exit::Interrupted);
         assert!(stop.is_raised());
+    }
+
+    #[test]
+    fn a_failed_command_is_named_when_the_task_has_several() {
+        assert_eq!(Exit::Code(1).describe_command(1, 1, "false"), "exit 1");
+        assert_eq!(
+            Exit::Code(1).describe_command(2, 3, "test -f nothere"),
+            "command 2 of 3 `test -f nothere` exited 1"
+        );
+        assert_eq!(
+            Exit::Signal(9).describe_command(1, 2, "sleep 9"),
+            "command 1 of 2 `sleep 9` was killed by signal 9"
+        );
+        assert_eq!(
+            Exit::TimedOut(Duration::from_secs(5)).describe_command(3, 3, "x\ny"),
+            "command 3 of 3 `x…` timed out after 5.0s"
+        );
+        let long = "a".repeat(70);
+        assert!(
+            Exit::Code(2)
+                .describe_command(1, 2, &long)
+                .ends_with(&format!("`{}…` exited 2", "a".repeat(60)))
+        );
     }
 
     #[test]

@@ -66,8 +66,9 @@ pub struct RunnerOptions {
     pub cache: CacheMode,
     /// LLM steps may only come from the cache (`--offline`).
     pub offline: bool,
-    /// LLM calls are turned off (`CLAB_AI=off`, `CODEGEN_LAB_CONFIG_ENABLE_AI=false`).
-    pub ai_disabled: bool,
+    /// LLM calls are turned off, and by what (`CLAB_AI=off`,
+    /// `CODEGEN_LAB_CONFIG_ENABLE_AI=false`).
+    pub ai_off: Option<String>,
     /// LLM settings from flags, variables and the user's config file.
     pub llm: LlmLayers,
 }
@@ -81,7 +82,7 @@ impl Default for RunnerOptions {
                 write: true,
             },
             offline: false,
-            ai_disabled: false,
+            ai_off: None,
             llm: LlmLayers::default(),
         }
     }
@@ -321,14 +322,10 @@ impl Runner {
                 let message = format!("needs an LLM call ({why}) and --offline is set");
                 return done.finish(self.finish_failed(id, message, Vec::new(), Duration::ZERO));
             }
-            if self.options.ai_disabled {
-                self.reporter.report(&Event::TaskSkipped {
-                    task: node.name.clone(),
-                    reason: format!(
-                        "needs an LLM call ({why}) and AI is turned off (CLAB_AI=off or CODEGEN_LAB_CONFIG_ENABLE_AI=false)"
-                    ),
-                });
-                return done.finish(Outcome::Skipped);
+            if let Some(switch) = &self.options.ai_off {
+                // Asked for and not made: a failure, with the real reason first.
+                let message = format!("AI is off ({switch}) and an LLM call is needed: {why}");
+                return done.finish(self.finish_failed(id, message, Vec::new(), Duration::ZERO));
             }
         }
         self.reporter.report(&Event::TaskStarted {
@@ -720,6 +717,7 @@ impl Runner {
         Some(digest_files(hashed.iter().map(|(p, d, m)| (*p, d, *m))))
     }
 
+    /// Report a node that failed before anything was started for it.
     fn finish_failed(
         &self,
         id: NodeId,
@@ -728,7 +726,7 @@ impl Runner {
         duration: Duration,
     ) -> Outcome {
         self.finish(id, Status::Failed { message }, duration, Some(log));
-        Outcome::Failed
+        Outcome::FailedBeforeStart
     }
 
     fn finish(&self, id: NodeId, status: Status, duration: Duration, log: Option<Vec<u8>>) {
@@ -1067,7 +1065,7 @@ impl Runner {
         for attempt in 1..=attempts {
             log.clear();
             let mut failure = None;
-            for line in lines {
+            for (index, line) in lines.iter().enumerate() {
                 let spec = CommandSpec {
                     line: line.clone(),
                     cwd: cwd.clone(),
@@ -1085,32 +1083,32 @@ impl Runner {
                     Ok((exit, output)) => {
                         log.extend_from_slice(&output);
                         if !exit.success() {
-                            failure = Some(exit);
+                            failure = Some((exit, index));
                             break;
                         }
                     }
                     Err(err) => {
                         let message = format!("{err}: {}\n", err.source);
                         log.extend_from_slice(message.as_bytes());
-                        failure = Some(Exit::Code(127));
+                        failure = Some((Exit::Code(127), index));
                         break;
                     }
                 }
             }
             match failure {
                 None => return Ok(log),
-                Some(Exit::Interrupted) => return Err((Status::Interrupted, log)),
-                Some(exit) if attempt == attempts => {
-                    let mut message = exit.describe();
+                Some((Exit::Interrupted, _)) => return Err((Status::Interrupted, log)),
+                Some((exit, index)) if attempt == attempts => {
+                    let mut message = exit.describe_command(index + 1, lines.len(), &lines[index]);
                     if attempts > 1 {
                         message.push_str(&format!(" (after {attempts} attempts)"));
                     }
                     return Err((Status::Failed { message }, log));
                 }
-                Some(exit) => self.warn(format!(
+                Some((exit, index)) => self.warn(format!(
                     "`{}` failed ({}), retrying ({attempt}/{})",
                     node.name,
-                    exit.describe(),
+                    exit.describe_command(index + 1, lines.len(), &lines[index]),
                     attempts - 1
                 )),
             }

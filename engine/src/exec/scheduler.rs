@@ -42,17 +42,23 @@ pub enum Outcome {
         /// The recorded duration of the run that produced the cached result.
         saved: Duration,
     },
-    /// It failed.
+    /// It ran and failed.
     Failed,
+    /// It failed before anything was started for it: an input is missing, or an LLM step
+    /// needs a call that AI off or `--offline` forbids.
+    FailedBeforeStart,
     /// It was stopped before it could finish.
     Interrupted,
-    /// It chose not to run (an LLM step with AI turned off); its dependents do not run.
-    Skipped,
 }
 
 impl Outcome {
     fn unblocks_dependents(&self) -> bool {
         matches!(self, Outcome::Succeeded | Outcome::Cached { .. })
+    }
+
+    /// Whether it failed, started or not.
+    fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::FailedBeforeStart)
     }
 }
 
@@ -98,7 +104,7 @@ type Finished = (NodeId, Option<Outcome>);
 impl Done {
     /// Report the node's outcome.
     pub fn finish(mut self, outcome: Outcome) {
-        if outcome == Outcome::Failed && !self.queue.keep_going {
+        if outcome.is_failure() && !self.queue.keep_going {
             self.queue.stop();
         }
         if let Some(outcomes) = self.outcomes.take() {
@@ -406,7 +412,7 @@ pub async fn schedule<V: Visitor>(
                 let Some(outcome) = outcome else { continue };
                 let stopping = state.stopping;
                 state.finish(id, &outcome);
-                if stopping && outcome == Outcome::Failed && state.summary.failed >= 2 {
+                if stopping && outcome.is_failure() && state.summary.failures() >= 2 {
                     stop.raise();
                 }
             }
@@ -580,13 +586,14 @@ impl State<'_> {
                 summary.saved_ms += saved.as_millis() as u64;
             }
             Outcome::Failed => summary.failed += 1,
-            Outcome::Interrupted | Outcome::Skipped => summary.skipped += 1,
+            Outcome::FailedBeforeStart => summary.failed_before_start += 1,
+            Outcome::Interrupted => summary.interrupted_tasks += 1,
         }
         if outcome.unblocks_dependents() {
             self.unblock(id);
         } else {
             block_dependents(self.graph, id, &self.wanted, &mut self.blocked_by);
-            if *outcome == Outcome::Failed && !self.queue.keep_going {
+            if outcome.is_failure() && !self.queue.keep_going {
                 self.stop();
             }
         }
@@ -758,6 +765,50 @@ task "d" { run "d"; deps "all"; }
         let (summary, visited) = schedule_fake(vec!["a", "c"], vec!["b"]).await;
         assert_eq!(visited, ["b"]);
         assert_eq!((summary.cached, summary.failed, summary.skipped), (2, 1, 1));
+    }
+
+    /// Fails every node before it starts.
+    struct NotStarting;
+
+    impl Visitor for NotStarting {
+        fn visit(self: Arc<Self>, _id: NodeId, _job: &Job, done: Done) {
+            done.finish(Outcome::FailedBeforeStart);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_before_start_is_counted_apart_and_blocks_its_dependents() {
+        let text = r#"
+task "a" { run "a"; }
+task "b" { run "b"; deps "a"; }
+"#;
+        let summary = schedule_text(text, &["b"], |_| Arc::new(NotStarting)).await;
+        assert_eq!(
+            (summary.ran(), summary.failed_before_start, summary.skipped),
+            (0, 1, 1)
+        );
+        assert_eq!(summary.total(), 2);
+        assert!(!summary.is_success());
+    }
+
+    /// Every visit ends interrupted.
+    struct Stopped;
+
+    impl Visitor for Stopped {
+        fn visit(self: Arc<Self>, _id: NodeId, _job: &Job, done: Done) {
+            done.finish(Outcome::Interrupted);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interrupted_node_counts_as_interrupted_not_skipped() {
+        let text = r#"
+task "a" { run "a"; }
+task "b" { run "b"; deps "a"; }
+"#;
+        let summary = schedule_text(text, &["b"], |_| Arc::new(Stopped)).await;
+        assert_eq!((summary.interrupted_tasks, summary.skipped), (1, 1));
+        assert_eq!(summary.total(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -389,7 +389,7 @@ impl Planner {
                         let parts = self.key_parts(graph, id, &inputs, deps, extra);
                         let key = parts.key();
                         let hit =
-                            store.and_then(|s| s.load_result(&key.to_string()).ok().flatten());
+                            store.and_then(|s| s.peek_result(&key.to_string()).ok().flatten());
                         key_parts = Some(parts.clone());
                         match hit {
                             Some(result) => {

@@ -538,9 +538,25 @@ impl Store {
         })
     }
 
-    /// Loads the result saved under `key` and marks it used; counts a hit or a miss. A result
-    /// whose blobs are gone is deleted and reported as a miss.
-    pub fn load_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
+    /// The result saved under `key`, if it could be restored, without counting a hit or a
+    /// miss, marking it used or deleting anything: what `--dry-run` and `explain` ask, so that
+    /// only `run` moves `clab cache stats`.
+    pub fn peek_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
+        let (_, result) = self.find_result(key)?;
+        Ok(result.filter(|r| self.restorable(r)))
+    }
+
+    /// Whether every blob of `result` is in the CAS (the empty blob, most logs, is never read,
+    /// so its presence is not checked).
+    fn restorable(&self, result: &CachedResult) -> bool {
+        result
+            .blobs()
+            .all(|d| d == Digest::empty() || self.cas.contains(&d))
+    }
+
+    /// The row saved under `key` (whether there is one) and its decoded result (`None` for a
+    /// row this build cannot decode).
+    fn find_result(&self, key: &str) -> Result<(bool, Option<CachedResult>), Error> {
         let preloaded = self
             .preloaded
             .read()
@@ -584,14 +600,15 @@ impl Store {
                 })
             }
         };
+        Ok((had_row, result))
+    }
+
+    /// Loads the result saved under `key` and marks it used; counts a hit or a miss. A result
+    /// whose blobs are gone is deleted and reported as a miss.
+    pub fn load_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
+        let (had_row, result) = self.find_result(key)?;
         let result = match result {
-            // The empty blob (most logs) is never read, so its presence is not checked.
-            Some(r)
-                if r.blobs()
-                    .all(|d| d == Digest::empty() || self.cas.contains(&d)) =>
-            {
-                Some(r)
-            }
+            Some(r) if self.restorable(&r) => Some(r),
             _ if had_row => {
                 self.preloaded
                     .write()
@@ -1668,6 +1685,24 @@ mod tests {
             (manifest.key.as_str(), manifest.json.as_str()),
             ("k", "{\"a\":1}")
         );
+    }
+
+    #[test]
+    fn peek_result_counts_nothing_and_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let log = store.put_log(b"log").unwrap();
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(log)))
+            .unwrap();
+        assert!(store.peek_result("k").unwrap().is_some());
+        assert!(store.peek_result("other").unwrap().is_none());
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.hits, stats.misses), (0, 0));
+        // A result whose blob vanished is not restorable, and stays for `run` to forget.
+        store.cas().remove(&log).unwrap();
+        assert!(store.peek_result("k").unwrap().is_none());
+        assert_eq!(store.stats().unwrap().entries, 1);
     }
 
     #[test]
