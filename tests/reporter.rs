@@ -144,24 +144,25 @@ fn a_failed_task_of_several_commands_names_the_one_that_failed() {
 }
 
 #[test]
-fn a_missing_input_fails_before_start_and_counts_add_up_with_json() {
-    let test = Test::new().file(
-        "tasks.kdl",
-        r#"
-        task "ok" { run "true" }
-        task "bad" { run "false" }
-        task "missing" { inputs "gone.txt"; outputs "m.txt"; run "touch started; cp gone.txt m.txt" }
-        task "after" { deps "missing"; run "touch after" }
-        task "all" { deps "ok" "bad" "after" }
-        "#,
-    );
+fn a_step_that_cannot_start_fails_before_start_and_counts_add_up_with_json() {
+    // An LLM step with AI off and nothing cached cannot start (a missing literal input, the
+    // other way before, is now hashed as absent: the task runs).
+    let test = Test::new()
+        .file(
+            "tasks.kdl",
+            r#"
+            task "ok" { run "true" }
+            task "bad" { run "false" }
+            task "missing" { llm { provider "command"; command "touch started; echo hi"; prompt "q"; output "m.txt"; extract "text"; } }
+            task "after" { deps "missing"; run "touch after" }
+            task "all" { deps "ok" "bad" "after" }
+            "#,
+        )
+        .env("CLAB_AI", "off");
     let run = test
         .run_with(&["run", "all", "--keep-going", "-j", "1"])
         .status(1);
-    assert!(
-        !test.exists("started"),
-        "a node with a missing input started"
-    );
+    assert!(!test.exists("started"), "a node that cannot start started");
     assert!(
         run.stdout
             .contains("4 tasks: 2 ran (1 failed), 1 failed before start, 1 skipped in"),
@@ -170,7 +171,7 @@ fn a_missing_input_fails_before_start_and_counts_add_up_with_json() {
     );
     assert!(
         run.stdout
-            .contains("✗ missing input `gone.txt` does not exist"),
+            .contains("✗ missing AI is off (CLAB_AI=off) and an LLM call is needed"),
         "{}",
         run.stdout
     );
