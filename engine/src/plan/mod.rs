@@ -210,9 +210,12 @@ impl Planner {
         mut extra: BTreeMap<String, String>,
     ) -> KeyParts {
         let node = graph.node(id);
+        // What `{{root}}` rendered enters the key as the marker: a moved checkout still hits.
+        let root = graph.root().display().to_string();
+        let relative = |text: &String| cache_key::without_root(text, &root).into_owned();
         let commands = match &node.kind {
-            NodeKind::Command { run } => run.clone(),
-            NodeKind::Llm(llm) => llm.check.iter().cloned().collect(),
+            NodeKind::Command { run } => run.iter().map(relative).collect(),
+            NodeKind::Llm(llm) => llm.check.iter().map(relative).collect(),
             NodeKind::Rule(rule) => {
                 extra.insert(
                     "rule".to_owned(),
@@ -229,9 +232,13 @@ impl Planner {
             task: node.name.clone(),
             kind: node.kind.label().to_owned(),
             commands,
-            cwd: node.cwd.clone(),
-            outputs: node.outputs.clone(),
-            env: node.env.clone(),
+            cwd: relative(&node.cwd),
+            outputs: node.outputs.iter().map(relative).collect(),
+            env: node
+                .env
+                .iter()
+                .map(|(name, value)| (name.clone(), relative(value)))
+                .collect(),
             env_inputs: self.env_inputs.clone(),
             inputs: shared.map,
             deps,

@@ -367,6 +367,21 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Putting the previous output back after no answer passed failed; it is still on disk.
+    #[error("cannot put back the previous `{}` for task `{task}`; it is kept as `{}`", path.display(), kept.display())]
+    #[diagnostic(code(clab::llm::restore))]
+    Restore {
+        /// The task.
+        task: String,
+        /// The output.
+        path: PathBuf,
+        /// Where the previous file is.
+        kept: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The check could not be started.
     #[error("cannot run the check `{command}` of task `{task}`")]
     #[diagnostic(code(clab::llm::check_spawn))]

@@ -54,6 +54,7 @@ mod retry_policy;
 mod secret;
 mod settings;
 mod shell_run;
+mod staged_output;
 
 pub use anthropic::Anthropic;
 pub use check::{Check, CheckOutcome, ShellCheck};
@@ -73,6 +74,7 @@ pub use provider::{
 pub use retry_policy::{RetryPolicy, parse_retry_after};
 pub use secret::{Secret, looks_like_api_key};
 pub use settings::{LlmConfig, ProviderKind, Settings, ai_enabled, parse_duration};
+pub use staged_output::StagedOutput;
 
 #[cfg(test)]
 mod test_support;
