@@ -140,6 +140,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_env_hides_the_named_variables_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let candidate = dir.path().join("out.txt");
+        std::fs::write(&candidate, "x\n").unwrap();
+        // PATH and HOME are in every test's environment; hide one, keep the other.
+        let check = ShellCheck::new(
+            "t",
+            "test -z \"$HOME\" && test -n \"$PATH\"",
+            dir.path(),
+            Duration::from_secs(10),
+        );
+        assert!(!check.run(&candidate).await.unwrap().passed);
+        let check = check.without_env(["HOME".to_owned()]);
+        assert!(check.run(&candidate).await.unwrap().passed);
+    }
+
+    #[tokio::test]
     async fn shell_check_sees_the_candidate_and_reports_output() {
         let dir = tempfile::tempdir().unwrap();
         let candidate = dir.path().join("odd name.txt");

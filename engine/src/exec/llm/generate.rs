@@ -324,7 +324,7 @@ fn indent(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::{path::Path, sync::Mutex};
 
     use serde_json::json;
     use wiremock::{

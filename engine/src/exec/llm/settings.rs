@@ -660,6 +660,25 @@ mod tests {
     }
 
     #[test]
+    fn key_variables_name_the_configured_and_the_default_key_variables() {
+        let own = Settings {
+            api_key_env: Some("MY_KEY".into()),
+            ..layer(None, Some("m"), None)
+        }
+        .resolve("t")
+        .unwrap();
+        assert_eq!(
+            own.key_variables(),
+            ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MY_KEY"]
+        );
+        let default = layer(None, Some("m"), None).resolve("t").unwrap();
+        assert_eq!(
+            default.key_variables(),
+            ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
+        );
+    }
+
+    #[test]
     fn resolve_rejects_nonsense() {
         let hot = Settings {
             temperature: Some(3.0),

@@ -114,6 +114,9 @@ impl StagedOutput {
 
     fn put_back(&mut self) -> Result<(), Error> {
         match self.previous.take() {
+            // Nothing was placed: the output is the previous file still. (Renaming a hard link
+            // over its twin would do nothing and leave the link behind; dropping deletes it.)
+            Some(_) if !self.placed => Ok(()),
             Some(previous) => previous.persist(&self.output).map_err(|err| {
                 // Never lose the previous file: keep it on disk and say where it is.
                 let kept = err.path.keep().unwrap_or_default();
