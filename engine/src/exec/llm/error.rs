@@ -354,7 +354,7 @@ pub enum Error {
         root: String,
     },
 
-    /// Writing the temp file or renaming it into place failed.
+    /// Writing a candidate, renaming it into place or keeping the previous file aside failed.
     #[error("cannot write `{}` for task `{task}`", path.display())]
     #[diagnostic(code(clab::llm::write))]
     Write {
