@@ -640,6 +640,45 @@ mod tests {
         assert_eq!(planner.take_text("c.py", &c), None);
     }
 
+    #[test]
+    fn keys_hold_the_root_as_a_marker_not_the_checkout_path() {
+        let tasks = r#"
+            task "t" {
+                cwd "{{root}}/sub"
+                run "cd {{root}}/src && make OUT={{root}}/out"
+                env WHERE="{{root}}/bin"
+                outputs "{{root}}/out/a"
+            }
+        "#;
+        let parts_at = |root: &str| {
+            let root = std::path::Path::new(root);
+            let file = crate::syntax::parse_task_file(crate::source::SourceFile::new(
+                root.join("tasks.kdl").display().to_string(),
+                "tasks.kdl",
+                tasks,
+            ))
+            .unwrap();
+            let graph = crate::graph::build(file, root).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let index =
+                InputIndex::build(dir.path(), Vec::<&str>::new(), &StatCache::new()).unwrap();
+            let planner = Planner::finish(&graph, index).unwrap();
+            let id = graph.tasks()["t"][0];
+            // The command that runs has the real path.
+            let NodeKind::Command { run } = &graph.node(id).kind else {
+                panic!("not a command");
+            };
+            assert!(run[0].contains(&format!("{}/src", root.display())));
+            planner.key_parts(&graph, id, &[], BTreeMap::new(), BTreeMap::new())
+        };
+        let (here, there) = (parts_at("/work/a"), parts_at("/ci/runner/b"));
+        assert_eq!(here.commands, ["cd {{root}}/src && make OUT={{root}}/out"]);
+        assert_eq!(here.cwd, "{{root}}/sub");
+        assert_eq!(here.outputs, ["{{root}}/out/a"]);
+        assert_eq!(here.env["WHERE"], "{{root}}/bin");
+        assert_eq!(here.key(), there.key());
+    }
+
     fn input_sets(store: &Store) -> usize {
         store
             .with_connection(|conn| {

@@ -562,6 +562,60 @@ mod tests {
         assert_eq!(calls.len(), 2);
     }
 
+    /// A check that sees the candidate at the output, then never finishes.
+    struct Hangs {
+        seen: Mutex<Option<String>>,
+    }
+
+    impl Check for Hangs {
+        fn describe(&self) -> &str {
+            "hangs"
+        }
+
+        fn run<'a>(&'a self, candidate: &'a Path) -> BoxFuture<'a, Result<CheckOutcome, Error>> {
+            Box::pin(async move {
+                *self.seen.lock().unwrap() = std::fs::read_to_string(candidate).ok();
+                std::future::pending().await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_dropped_mid_check_puts_the_previous_output_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(openai_answer(
+                "```python
+new = 1
+```",
+            )))
+            .mount(&server)
+            .await;
+        std::fs::write(dir.path().join("out.py"), "old = 1\n").unwrap();
+        let output = confine_output("gen", dir.path(), "out.py").unwrap();
+        let hangs = Hangs {
+            seen: Mutex::new(None),
+        };
+        let client = client(&server);
+        let request = request("gen", output.clone(), "go".into(), 1);
+        let mut calls = Vec::new();
+        let run = generate(&client, &request, Some(&hangs), &mut calls);
+        // The interrupt: the future is dropped while the check runs.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), run)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            hangs.seen.lock().unwrap().as_deref(),
+            Some("new = 1\n"),
+            "the check saw the candidate at the output path"
+        );
+        assert_eq!(std::fs::read_to_string(&output).unwrap(), "old = 1\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
     #[tokio::test]
     async fn missing_fence_is_retried_then_reported() {
         let dir = tempfile::tempdir().unwrap();

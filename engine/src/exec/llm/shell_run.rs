@@ -41,7 +41,6 @@ impl ShellRun {
     /// Run `script` with `sh -c` in `cwd`, in clab's environment with `envs` set and the
     /// variables named in `unset` removed. With `merge_stderr`, stderr goes to stdout so the
     /// two keep their interleaving.
-    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         script: &str,
         cwd: &Path,
