@@ -509,8 +509,10 @@ async fn a_copied_checkout_replays_every_entry_offline() {
         .respond_with(ResponseTemplate::new(200).set_body_json(answer("generated = 1")))
         .mount(&server)
         .await;
+    let rule = "---\nglobs: *.py\n---\n<rule>\nname: no-print\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"print\\\\(\"\n        message: \"no print\"\n</rule>\n";
     let test = Test::new()
         .file("src/calc.py", "def add(a, b):\n    return a + b\n")
+        .file(".cursor/rules/no-print.mdc", rule)
         .file(
             "tasks.kdl",
             &format!(
@@ -538,7 +540,7 @@ async fn a_copied_checkout_replays_every_entry_offline() {
                     }}
                 }}
                 task "after" {{
-                    deps "build" "gen"
+                    deps "build" "gen" "rules"
                     run "cat out/calc.py gen/test_calc.py > all.txt" "echo ran >> count.txt"
                     inputs "src/*.py"
                     outputs "all.txt"
@@ -550,7 +552,7 @@ async fn a_copied_checkout_replays_every_entry_offline() {
         .env("TEST_LLM_KEY", KEY);
     test.run_with(&["run", "after"])
         .status(0)
-        .stdout_has("3 ran");
+        .stdout_has("4 ran");
     let sent = requests(&server).await;
     assert_eq!(sent.len(), 1);
     let root = test.path().display().to_string();
@@ -567,7 +569,7 @@ async fn a_copied_checkout_replays_every_entry_offline() {
     moved
         .run_with(&["run", "after", "--offline"])
         .status(0)
-        .stdout_has("0 ran, 3 cached");
+        .stdout_has("0 ran, 4 cached");
     assert_eq!(moved.read("count.txt"), "ran\nran\n", "no command ran");
     assert_eq!(moved.read("gen/test_calc.py"), "generated = 1\n");
     assert_eq!(moved.read("all.txt"), test.read("all.txt"));
