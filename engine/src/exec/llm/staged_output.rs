@@ -254,6 +254,29 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_restore_keeps_the_previous_file_and_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("out.txt");
+        fs::write(&output, "old\n").unwrap();
+        let mut staged = StagedOutput::begin("gen", &output).unwrap();
+        staged.place("candidate\n").unwrap();
+        // Something turned the output path into a directory: the rename back must fail.
+        fs::remove_file(&output).unwrap();
+        fs::create_dir(&output).unwrap();
+        fs::write(output.join("inside"), "x").unwrap();
+        let err = staged.restore().unwrap_err();
+        let Error::Restore { kept, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(fs::read_to_string(kept).unwrap(), "old\n");
+        let kept_name = kept.file_name().unwrap().to_string_lossy().into_owned();
+        let text = super::super::error::render::graphical(&err)
+            .replace(&dir.path().display().to_string(), "[TEMP]")
+            .replace(&kept_name, ".out.txt.clab-[RANDOM].previous");
+        insta::assert_snapshot!("restore_failed", text);
+    }
+
+    #[test]
     fn the_previous_file_is_kept_aside_beside_the_output() {
         let dir = tempfile::tempdir().unwrap();
         let output = dir.path().join("test_c.py");
