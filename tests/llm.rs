@@ -345,3 +345,244 @@ fn ai_off_fails_uncached_steps_with_the_real_reason() {
     assert!(String::from_utf8_lossy(&restored.stdout).contains("⚡ one cached"));
     assert_eq!(test.read("o.txt"), "hi\n");
 }
+
+/// Fail (never skip) where `uv` is missing: these tests prove the check runs real pytest.
+#[track_caller]
+fn require_uv() {
+    let found = std::process::Command::new("uv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        found,
+        "this test runs pytest through `uv`, which is not on PATH: install it with `pip install uv` or `curl -LsSf https://astral.sh/uv/install.sh | sh`"
+    );
+}
+
+/// A project whose `gen` step writes `tests/generated/test_gen_calc.py`, checked by pytest.
+fn pytest_project(server: &MockServer) -> Test {
+    Test::new()
+        .file("src/calc.py", "def add(a, b):\n    return a + b\n")
+        .file(
+            "pyproject.toml",
+            "[tool.pytest.ini_options]\npythonpath = [\"src\"]\n",
+        )
+        .file(
+            "tasks.kdl",
+            &format!(
+                r#"
+                llm {{
+                    provider "openai"
+                    base-url "{}/v1"
+                    model "test-model"
+                    api-key-env "TEST_LLM_KEY"
+                }}
+                task "gen" {{
+                    for-each "src/*.py"
+                    llm {{
+                        prompt "Write pytest tests for {{{{file}}}}.\n{{{{context}}}}"
+                        context "{{{{file}}}}"
+                        output "tests/generated/test_gen_{{{{stem}}}}.py"
+                        check "uv run --no-project --with pytest pytest -q -p no:cacheprovider {{{{output}}}}"
+                        attempts 2
+                    }}
+                }}
+                "#,
+                server.uri()
+            ),
+        )
+        .env("TEST_LLM_KEY", KEY)
+}
+
+const PASSING_TEST: &str = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3";
+const FAILING_TEST: &str = "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 4";
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pytest_checks_the_generated_test_file_at_its_output_path() {
+    require_uv();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer(PASSING_TEST)))
+        .mount(&server)
+        .await;
+    let test = pytest_project(&server);
+    test.run_with(&["run", "gen"])
+        .status(0)
+        .stdout_has("wrote tests/generated/test_gen_calc.py")
+        .stdout_has("after 1 attempt");
+    assert_eq!(
+        test.read("tests/generated/test_gen_calc.py"),
+        format!("{PASSING_TEST}\n")
+    );
+    assert_eq!(
+        names_in(&test.path().join("tests/generated")),
+        ["test_gen_calc.py"],
+        "nothing but the output is left beside it"
+    );
+    assert_eq!(requests(&server).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pytest_answer_is_repaired_on_the_second_attempt() {
+    require_uv();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer(FAILING_TEST)))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer(PASSING_TEST)))
+        .mount(&server)
+        .await;
+    let test = pytest_project(&server).file("tests/generated/test_gen_calc.py", "# old\n");
+    test.run_with(&["run", "gen"])
+        .status(0)
+        .stdout_has("after 2 attempts");
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 2);
+    let repair = String::from_utf8_lossy(&sent[1].body);
+    assert!(
+        repair.contains("assert 3 == 4") && repair.contains("1 failed"),
+        "pytest's report goes back to the model: {repair}"
+    );
+    assert_eq!(
+        test.read("tests/generated/test_gen_calc.py"),
+        format!("{PASSING_TEST}\n")
+    );
+    assert_eq!(
+        names_in(&test.path().join("tests/generated")),
+        ["test_gen_calc.py"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_no_answer_passes_the_previous_output_is_put_back() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer("bad")))
+        .mount(&server)
+        .await;
+    // The check sees each candidate at the output path itself.
+    let check = r#"grep -q good gen/calc.py || { echo NOT-GOOD; exit 1; }"#;
+    let test = project(&server, &check.replace('"', "\\\""), "gen/{{stem}}.py")
+        .file("gen/calc.py", "previous\n");
+    test.run_with(&["run", "gen"])
+        .status(1)
+        .stdout_has("NOT-GOOD");
+    assert_eq!(requests(&server).await.len(), 2);
+    assert_eq!(test.read("gen/calc.py"), "previous\n");
+    assert_eq!(names_in(&test.path().join("gen")), ["calc.py"]);
+
+    // Without a previous file, a refused candidate leaves nothing behind.
+    std::fs::remove_file(test.path().join("gen/calc.py")).unwrap();
+    test.run_with(&["run", "gen"]).status(1);
+    assert!(names_in(&test.path().join("gen")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_runs_without_the_api_key_the_provider_gets() {
+    let server = MockServer::start().await;
+    // Only a request carrying the key gets an answer.
+    Mock::given(method("POST"))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer("x = 1")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let check = r#"echo "home=${HOME:+set} key=${TEST_LLM_KEY:-unset} openai=${OPENAI_API_KEY:-unset}" > check-env.txt; test -z "$TEST_LLM_KEY" && test -z "$OPENAI_API_KEY""#;
+    let test = project(&server, &check.replace('"', "\\\""), "gen/{{stem}}.py")
+        .env("OPENAI_API_KEY", "sk-other-0123456789abcdefSECRET")
+        .env("HOME", "/tmp");
+    test.run_with(&["run", "gen"]).status(0);
+    assert_eq!(
+        test.read("check-env.txt"),
+        "home=set key=unset openai=unset\n",
+        "the check keeps ordinary variables and loses the key variables"
+    );
+    assert_eq!(test.read("gen/calc.py"), "x = 1\n");
+    server.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_checkout_replays_every_entry_offline() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer("generated = 1")))
+        .mount(&server)
+        .await;
+    let rule = "---\nglobs: *.py\n---\n<rule>\nname: no-print\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"print\\\\(\"\n        message: \"no print\"\n</rule>\n";
+    let test = Test::new()
+        .file("src/calc.py", "def add(a, b):\n    return a + b\n")
+        .file(".cursor/rules/no-print.mdc", rule)
+        .file(
+            "tasks.kdl",
+            &format!(
+                r#"
+                llm {{
+                    provider "openai"
+                    base-url "{}/v1"
+                    model "test-model"
+                    api-key-env "TEST_LLM_KEY"
+                }}
+                task "build" {{
+                    cwd "src"
+                    run "mkdir -p {{{{root}}}}/out && cp calc.py {{{{root}}}}/out/calc.py" "echo ran >> {{{{root}}}}/count.txt"
+                    env WHERE="{{{{root}}}}/src"
+                    inputs "src/*.py"
+                    outputs "out/calc.py"
+                }}
+                task "gen" {{
+                    for-each "src/*.py"
+                    llm {{
+                        prompt "Tests for {{{{file}}}} of the project at {{{{root}}}}:\n{{{{context}}}}"
+                        context "{{{{file}}}}"
+                        output "gen/test_{{{{stem}}}}.py"
+                        check "test -s {{{{output}}}} && test -d {{{{root}}}}/src"
+                    }}
+                }}
+                task "after" {{
+                    deps "build" "gen" "rules"
+                    run "cat out/calc.py gen/test_calc.py > all.txt" "echo ran >> count.txt"
+                    inputs "src/*.py"
+                    outputs "all.txt"
+                }}
+                "#,
+                server.uri()
+            ),
+        )
+        .env("TEST_LLM_KEY", KEY);
+    test.run_with(&["run", "after"])
+        .status(0)
+        .stdout_has("4 ran");
+    let sent = requests(&server).await;
+    assert_eq!(sent.len(), 1);
+    let root = test.path().display().to_string();
+    assert!(
+        String::from_utf8_lossy(&sent[0].body).contains(&root),
+        "the prompt sent holds the real root"
+    );
+    assert_eq!(test.read("count.txt"), "ran\nran\n");
+
+    let moved = test.copy();
+    for output in ["out/calc.py", "gen/test_calc.py", "all.txt"] {
+        std::fs::remove_file(moved.path().join(output)).unwrap();
+    }
+    moved
+        .run_with(&["run", "after", "--offline"])
+        .status(0)
+        .stdout_has("0 ran, 4 cached");
+    assert_eq!(moved.read("count.txt"), "ran\nran\n", "no command ran");
+    assert_eq!(moved.read("gen/test_calc.py"), "generated = 1\n");
+    assert_eq!(moved.read("all.txt"), test.read("all.txt"));
+    assert_eq!(requests(&server).await.len(), 1, "no LLM call");
+}

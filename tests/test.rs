@@ -80,6 +80,24 @@ impl Test {
         self.dir.path().join(path).exists()
     }
 
+    /// The whole project (`.clab` included) copied to a new temp directory, with the same
+    /// environment: a second checkout at another path.
+    pub fn copy(&self) -> Test {
+        let copy = Test {
+            dir: tempfile::tempdir().expect("temp dir"),
+            args: self.args.clone(),
+            env: self.env.clone(),
+        };
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(self.dir.path().join("."))
+            .arg(copy.dir.path())
+            .status()
+            .expect("run cp");
+        assert!(status.success(), "cp -a failed");
+        copy
+    }
+
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args = args.iter().map(|s| s.to_string()).collect();
         self

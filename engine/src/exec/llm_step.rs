@@ -38,10 +38,10 @@ pub async fn run_llm(
         output,
         attempts: prompt.attempts,
     };
-    let check = prompt
-        .check
-        .as_ref()
-        .map(|command| ShellCheck::new(task, command.clone(), root, CHECK_TIMEOUT));
+    let check = prompt.check.as_ref().map(|command| {
+        ShellCheck::new(task, command.clone(), root, CHECK_TIMEOUT)
+            .without_env(prompt.config.key_variables())
+    });
     let check = check.as_ref().map(|c| c as &dyn super::llm::Check);
     let result = generate(&client, &request, check, &mut calls).await;
     let result = result

@@ -16,8 +16,19 @@
 //! `cache.db`), each input file's path and content hash, and — the early cutoff — the digest
 //! of each dependency's *outputs*, not its key: a dependency that reruns but writes the same
 //! bytes leaves its dependents' keys unchanged.
+//!
+//! # Location independence
+//!
+//! No part holds the checkout's absolute path, so a project copied or cloned elsewhere (CI
+//! runners, a second checkout) with its `.clab` replays its entries. Paths are relative to the
+//! root already (`cwd`, `outputs`, `inputs`); what a node renders from `{{root}}` — in its
+//! commands, check, `cwd`, `outputs`, `env` and prompts — enters the key with the root written
+//! back as [`ROOT_MARKER`] ([`without_root`]). The command that runs still gets the real path.
+//! This changed no field's encoding, so [`KEY_VERSION`] stayed 2: a key computed before held
+//! the absolute path, which can never equal text holding the marker, so such an entry misses
+//! once instead of being misread.
 
-use std::{collections::BTreeMap, io, sync::Arc};
+use std::{borrow::Cow, collections::BTreeMap, io, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +73,20 @@ pub struct KeyParts {
     /// `inputs` already serialized, shared by nodes with the same inputs. Never serialized.
     #[serde(skip)]
     pub inputs_json: Option<Arc<str>>,
+}
+
+/// What stands for the project root in the parts of a key.
+pub const ROOT_MARKER: &str = "{{root}}";
+
+/// `text` with each occurrence of the project root `root` (as `{{root}}` renders it) written
+/// as [`ROOT_MARKER`], for a key part. A root of `/` (or empty) is left alone: it is in every
+/// absolute path.
+pub fn without_root<'a>(text: &'a str, root: &str) -> Cow<'a, str> {
+    if root.len() > 1 && text.contains(root) {
+        Cow::Owned(text.replace(root, ROOT_MARKER))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// A node's cache key: the blake3 of its [`KeyParts`].
@@ -239,6 +264,20 @@ mod tests {
             };
             assert_eq!(shared.key(), parts.key());
         }
+    }
+
+    #[test]
+    fn the_root_is_written_as_a_marker() {
+        assert_eq!(
+            without_root("cd /tmp/p/sub && /tmp/p/bin/x", "/tmp/p"),
+            "cd {{root}}/sub && {{root}}/bin/x"
+        );
+        assert!(matches!(
+            without_root("make all", "/tmp/p"),
+            Cow::Borrowed("make all")
+        ));
+        assert_eq!(without_root("ls /", "/"), "ls /");
+        assert_eq!(without_root("ls /x", ""), "ls /x");
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //!
 //! Rendering happens before the key is computed, so the key covers exactly what would be
 //! sent: the rendered system and user prompts (which contain the context files' text and the
-//! attached rules), the resolved provider settings (never the key), the check, the extract
+//! attached rules; the project root written as `{{root}}`, so a moved checkout keeps its
+//! keys), the resolved provider settings (never the key), the check, the extract
 //! mode and the number of attempts. Editing a rule that a node attaches changes its
 //! `llm.rules` part and reruns that node, and nothing else.
 
 use std::collections::BTreeMap;
 
-use super::stat_cache::StatCache;
+use super::{cache_key::without_root, stat_cache::StatCache};
 use crate::{
     exec::llm::{ConfigFile, ContextBundle, Extract, LlmConfig, Settings},
     graph::{Graph, NodeId, NodeKind},
@@ -64,7 +65,7 @@ pub struct LlmPrompt {
     pub extract: Extract,
     /// The output path, relative to the root.
     pub output: String,
-    /// The check command (`{{output}}` names the candidate file).
+    /// The check command (`{{output}}` names the output path, where candidates are staged).
     pub check: Option<String>,
     /// How many answers to try.
     pub attempts: u32,
@@ -164,7 +165,10 @@ pub fn render(
     };
     let attempts = decl.attempts.as_ref().map_or(1, |a| a.value.max(1));
 
-    let hash = |text: &str| Digest::of_bytes(text.as_bytes()).to_hex();
+    // Hashed with the root written as the marker, like commands: `{{root}}` in a prompt
+    // sends the real path but keeps the key the same in every checkout.
+    let root_text = root.display().to_string();
+    let hash = |text: &str| Digest::of_bytes(without_root(text, &root_text).as_bytes()).to_hex();
     let mut extra: BTreeMap<String, String> = config
         .cache_key_parts()
         .into_iter()

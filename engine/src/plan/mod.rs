@@ -210,9 +210,12 @@ impl Planner {
         mut extra: BTreeMap<String, String>,
     ) -> KeyParts {
         let node = graph.node(id);
+        // What `{{root}}` rendered enters the key as the marker: a moved checkout still hits.
+        let root = graph.root().display().to_string();
+        let relative = |text: &String| cache_key::without_root(text, &root).into_owned();
         let commands = match &node.kind {
-            NodeKind::Command { run } => run.clone(),
-            NodeKind::Llm(llm) => llm.check.iter().cloned().collect(),
+            NodeKind::Command { run } => run.iter().map(relative).collect(),
+            NodeKind::Llm(llm) => llm.check.iter().map(relative).collect(),
             NodeKind::Rule(rule) => {
                 extra.insert(
                     "rule".to_owned(),
@@ -229,9 +232,13 @@ impl Planner {
             task: node.name.clone(),
             kind: node.kind.label().to_owned(),
             commands,
-            cwd: node.cwd.clone(),
-            outputs: node.outputs.clone(),
-            env: node.env.clone(),
+            cwd: relative(&node.cwd),
+            outputs: node.outputs.iter().map(relative).collect(),
+            env: node
+                .env
+                .iter()
+                .map(|(name, value)| (name.clone(), relative(value)))
+                .collect(),
             env_inputs: self.env_inputs.clone(),
             inputs: shared.map,
             deps,
@@ -637,6 +644,45 @@ mod tests {
         assert_eq!(planner.take_text("c.py", &c), Some(KeptText::Unneeded));
         assert_eq!(planner.take_text("c.py", &text("new").0), None);
         assert_eq!(planner.take_text("c.py", &c), None);
+    }
+
+    #[test]
+    fn keys_hold_the_root_as_a_marker_not_the_checkout_path() {
+        let tasks = r#"
+            task "t" {
+                cwd "{{root}}/sub"
+                run "cd {{root}}/src && make OUT={{root}}/out"
+                env WHERE="{{root}}/bin"
+                outputs "{{root}}/out/a"
+            }
+        "#;
+        let parts_at = |root: &str| {
+            let root = std::path::Path::new(root);
+            let file = crate::syntax::parse_task_file(crate::source::SourceFile::new(
+                root.join("tasks.kdl").display().to_string(),
+                "tasks.kdl",
+                tasks,
+            ))
+            .unwrap();
+            let graph = crate::graph::build(file, root).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let index =
+                InputIndex::build(dir.path(), Vec::<&str>::new(), &StatCache::new()).unwrap();
+            let planner = Planner::finish(&graph, index).unwrap();
+            let id = graph.tasks()["t"][0];
+            // The command that runs has the real path.
+            let NodeKind::Command { run } = &graph.node(id).kind else {
+                panic!("not a command");
+            };
+            assert!(run[0].contains(&format!("{}/src", root.display())));
+            planner.key_parts(&graph, id, &[], BTreeMap::new(), BTreeMap::new())
+        };
+        let (here, there) = (parts_at("/work/a"), parts_at("/ci/runner/b"));
+        assert_eq!(here.commands, ["cd {{root}}/src && make OUT={{root}}/out"]);
+        assert_eq!(here.cwd, "{{root}}/sub");
+        assert_eq!(here.outputs, ["{{root}}/out/a"]);
+        assert_eq!(here.env["WHERE"], "{{root}}/bin");
+        assert_eq!(here.key(), there.key());
     }
 
     fn input_sets(store: &Store) -> usize {

@@ -1,11 +1,15 @@
 //! `check`: the command that decides whether an answer is good enough to keep.
 //!
-//! [`Check`] is the seam: the call loop hands it the temp file holding the candidate output
-//! and gets back pass/fail with the output to show the model. [`ShellCheck`] is the real one:
-//! the already-rendered command line with `{{output}}` replaced by the temp file's path
-//! (relative to the root when possible, shell-quoted), run by `sh -c` in the project root with
-//! stdout and stderr merged and a timeout. A timeout is a failed check (generated code that
-//! hangs is worth sending back); a check that cannot be started is an error.
+//! [`Check`] is the seam: the call loop hands it the path of the candidate — the step's real
+//! output path, where the candidate is staged ([`super::StagedOutput`]) — and gets back
+//! pass/fail with the output to show the model. [`ShellCheck`] is the real one: the
+//! already-rendered command line with `{{output}}` replaced by that path (relative to the root
+//! when possible, shell-quoted), run by `sh -c` in the project root with stdout and stderr
+//! merged and a timeout. A timeout is a failed check (generated code that hangs is worth
+//! sending back); a check that cannot be started is an error.
+//!
+//! A check runs code the model wrote, so it gets clab's environment without the provider's
+//! key variables ([`ShellCheck::without_env`], filled from [`super::LlmConfig::key_variables`]).
 
 use std::{path::Path, path::PathBuf, time::Duration};
 
@@ -24,7 +28,7 @@ pub struct CheckOutcome {
 pub trait Check: Send + Sync {
     /// The command as the user wrote it, for messages.
     fn describe(&self) -> &str;
-    /// Judge the candidate at `candidate`.
+    /// Judge the candidate at `candidate` (the output path, where it is staged).
     fn run<'a>(&'a self, candidate: &'a Path) -> BoxFuture<'a, Result<CheckOutcome, Error>>;
 }
 
@@ -35,6 +39,7 @@ pub struct ShellCheck {
     command: String,
     root: PathBuf,
     timeout: Duration,
+    unset: Vec<String>,
 }
 
 impl ShellCheck {
@@ -50,7 +55,15 @@ impl ShellCheck {
             command: command.into(),
             root: root.into(),
             timeout,
+            unset: Vec::new(),
         }
+    }
+
+    /// The same check, run without the environment variables named in `names` (the
+    /// provider's API key variables).
+    pub fn without_env(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.unset.extend(names);
+        self
     }
 
     fn script(&self, candidate: &Path) -> String {
@@ -77,6 +90,7 @@ impl Check for ShellCheck {
                 &self.root,
                 None,
                 &[],
+                &self.unset,
                 self.timeout,
                 true,
             )
@@ -123,6 +137,23 @@ mod tests {
         assert_eq!(shell_quote("tests/a.py"), "tests/a.py");
         assert_eq!(shell_quote("a b.py"), "'a b.py'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[tokio::test]
+    async fn without_env_hides_the_named_variables_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let candidate = dir.path().join("out.txt");
+        std::fs::write(&candidate, "x\n").unwrap();
+        // PATH and HOME are in every test's environment; hide one, keep the other.
+        let check = ShellCheck::new(
+            "t",
+            "test -z \"$HOME\" && test -n \"$PATH\"",
+            dir.path(),
+            Duration::from_secs(10),
+        );
+        assert!(!check.run(&candidate).await.unwrap().passed);
+        let check = check.without_env(["HOME".to_owned()]);
+        assert!(check.run(&candidate).await.unwrap().passed);
     }
 
     #[tokio::test]

@@ -90,6 +90,7 @@ impl Provider for CommandProvider {
                 &self.cwd,
                 Some(stdin),
                 &[("CLAB_LLM_MODEL", &self.model)],
+                &[],
                 self.timeout,
                 false,
             )

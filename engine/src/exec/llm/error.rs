@@ -354,7 +354,7 @@ pub enum Error {
         root: String,
     },
 
-    /// Writing the temp file or renaming it into place failed.
+    /// Writing a candidate, renaming it into place or keeping the previous file aside failed.
     #[error("cannot write `{}` for task `{task}`", path.display())]
     #[diagnostic(code(clab::llm::write))]
     Write {
@@ -362,6 +362,21 @@ pub enum Error {
         task: String,
         /// The file.
         path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Putting the previous output back after no answer passed failed; it is still on disk.
+    #[error("cannot put back the previous `{}` for task `{task}`; it is kept as `{}`", path.display(), kept.display())]
+    #[diagnostic(code(clab::llm::restore))]
+    Restore {
+        /// The task.
+        task: String,
+        /// The output.
+        path: PathBuf,
+        /// Where the previous file is.
+        kept: PathBuf,
         /// The I/O error.
         #[source]
         source: std::io::Error,

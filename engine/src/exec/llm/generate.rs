@@ -1,29 +1,29 @@
-//! The call loop: send → extract → temp file → check → repair → rename into place.
+//! The call loop: send → extract → stage at the output → check → repair → keep or put back.
 //!
 //! In: a [`Client`], a [`GenerateRequest`] (rendered prompts, extract mode, confined output
 //! path, attempts) and an optional [`Check`]. Out: the text that passed, written to the output
 //! path, and one [`CallRecord`] per attempt pushed to the caller's log (also when the loop
 //! fails, so failed calls are logged too).
 //!
-//! Each attempt writes the extracted text to a temp file beside the output (same directory,
-//! so the final rename is atomic; same file name after a `.clab-…` prefix, so checks that look
-//! at the extension still work) and runs the check on it. A failed check or an unusable answer
-//! appends the answer and a repair request (with the check's output, tail-limited) to the
-//! conversation and tries again, up to `attempts`. Only a passing candidate is renamed into
-//! place; the others are deleted. A provider error (after the client's own retries) ends the
-//! loop at once.
+//! Each attempt puts the extracted text at the real output path through a [`StagedOutput`]
+//! (the file that was there before kept aside, each candidate renamed into place), so the
+//! check sees it under its real name and directory, where a test runner can import it. A
+//! failed check or an unusable answer appends the answer and a repair request (with the
+//! check's output, tail-limited) to the conversation and tries again, up to `attempts`. A
+//! passing candidate stays; when none passes, or on any error, the previous file is put back
+//! (or the candidate removed when there was none). A provider error (after the client's own
+//! retries) ends the loop at once.
 
 use std::{
-    io::Write,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use serde::Serialize;
 
 use super::{
-    ChatRequest, Check, Client, Error, Exchange, Extract, Message, context::fence_for, extract,
-    extract::Problem, provider::head, shell_run::tail,
+    ChatRequest, Check, Client, Error, Exchange, Extract, Message, StagedOutput,
+    context::fence_for, extract, extract::Problem, provider::head, shell_run::tail,
 };
 
 /// How many bytes of check output go back to the model and into the final error.
@@ -108,7 +108,7 @@ pub struct CallRecord {
 
 /// What one answer led to.
 enum Step {
-    /// It passed and was renamed into place; the text written.
+    /// It passed and is staged at the output; the text written.
     Kept(String),
     /// It was refused; ask again with `message`.
     Repair {
@@ -133,6 +133,28 @@ pub async fn generate(
     request: &GenerateRequest,
     check: Option<&dyn Check>,
     calls: &mut Vec<CallRecord>,
+) -> Result<Generated, Error> {
+    // Begun at the first answer to stage, so a failed call leaves the output untouched; if
+    // this future is dropped mid-check, dropping `staged` puts the previous file back.
+    let mut staged = None;
+    let result = attempt_all(client, request, check, calls, &mut staged).await;
+    match (result, staged) {
+        (Ok(generated), Some(staged)) => {
+            staged.commit();
+            Ok(generated)
+        }
+        (Err(err), Some(staged)) => staged.restore().and(Err(err)),
+        (result, None) => result,
+    }
+}
+
+/// The attempts of [`generate`]; the passing answer is left staged in `staged`.
+async fn attempt_all(
+    client: &Client,
+    request: &GenerateRequest,
+    check: Option<&dyn Check>,
+    calls: &mut Vec<CallRecord>,
+    staged: &mut Option<StagedOutput>,
 ) -> Result<Generated, Error> {
     let attempts = request.attempts.max(1);
     let mut messages = vec![Message::user(request.prompt.clone())];
@@ -159,7 +181,7 @@ pub async fn generate(
             }
         };
         let answer = exchange.completion.text.clone();
-        let (outcome, step) = judge(request, check, &answer).await;
+        let (outcome, step) = judge(request, check, &answer, staged).await;
         let latency_ms = millis(exchange.latency);
         calls.push(record(
             client,
@@ -203,11 +225,12 @@ pub async fn generate(
     })
 }
 
-/// Extract, write the candidate, check it, and keep it if it passes.
+/// Extract, stage the candidate at the output, and check it there.
 async fn judge(
     request: &GenerateRequest,
     check: Option<&dyn Check>,
     answer: &str,
+    staged: &mut Option<StagedOutput>,
 ) -> (CallOutcome, Result<Step, Error>) {
     let text = match extract(request.extract, answer) {
         Ok(text) => text,
@@ -220,12 +243,18 @@ async fn judge(
             );
         }
     };
-    let candidate = match write_candidate(&request.task, &request.output, &text) {
-        Ok(candidate) => candidate,
-        Err(err) => return (CallOutcome::Error, Err(err)),
+    let stage = match staged {
+        Some(stage) => stage,
+        None => match StagedOutput::begin(&request.task, &request.output) {
+            Ok(stage) => staged.insert(stage),
+            Err(err) => return (CallOutcome::Error, Err(err)),
+        },
     };
+    if let Err(err) = stage.place(&text) {
+        return (CallOutcome::Error, Err(err));
+    }
     if let Some(check) = check {
-        match check.run(candidate.path()).await {
+        match check.run(&request.output).await {
             Ok(outcome) if !outcome.passed => {
                 let output = tail(outcome.output.as_bytes(), CHECK_OUTPUT_LIMIT);
                 let message = repair_request(check.describe(), &output, request.extract);
@@ -239,10 +268,7 @@ async fn judge(
             Err(err) => return (CallOutcome::Error, Err(err)),
         }
     }
-    match persist(&request.task, candidate, &request.output) {
-        Ok(()) => (CallOutcome::Passed, Ok(Step::Kept(text))),
-        Err(err) => (CallOutcome::Error, Err(err)),
-    }
+    (CallOutcome::Passed, Ok(Step::Kept(text)))
 }
 
 fn record(
@@ -296,55 +322,9 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
-/// Write `text` to a temp file beside `output`, readable like a normal file.
-fn write_candidate(
-    task: &str,
-    output: &Path,
-    text: &str,
-) -> Result<tempfile::NamedTempFile, Error> {
-    let write_error = |source| Error::Write {
-        task: task.to_owned(),
-        path: output.to_owned(),
-        source,
-    };
-    let dir = output.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(write_error)?;
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut file = tempfile::Builder::new()
-        .prefix(".clab-")
-        .suffix(&format!(".{name}"))
-        .tempfile_in(dir)
-        .map_err(write_error)?;
-    file.write_all(text.as_bytes()).map_err(write_error)?;
-    file.flush().map_err(write_error)?;
-    // tempfile creates 0600; an output is an ordinary project file (keep an existing mode).
-    let mode = std::fs::metadata(output)
-        .map(|m| m.permissions())
-        .unwrap_or_else(|_| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::Permissions::from_mode(0o644)
-        });
-    std::fs::set_permissions(file.path(), mode).map_err(write_error)?;
-    Ok(file)
-}
-
-fn persist(task: &str, candidate: tempfile::NamedTempFile, output: &Path) -> Result<(), Error> {
-    candidate
-        .persist(output)
-        .map(|_| ())
-        .map_err(|err| Error::Write {
-            task: task.to_owned(),
-            path: output.to_owned(),
-            source: err.error,
-        })
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::{path::Path, sync::Mutex};
 
     use serde_json::json;
     use wiremock::{
@@ -580,6 +560,60 @@ mod tests {
             "temp files left behind"
         );
         assert_eq!(calls.len(), 2);
+    }
+
+    /// A check that sees the candidate at the output, then never finishes.
+    struct Hangs {
+        seen: Mutex<Option<String>>,
+    }
+
+    impl Check for Hangs {
+        fn describe(&self) -> &str {
+            "hangs"
+        }
+
+        fn run<'a>(&'a self, candidate: &'a Path) -> BoxFuture<'a, Result<CheckOutcome, Error>> {
+            Box::pin(async move {
+                *self.seen.lock().unwrap() = std::fs::read_to_string(candidate).ok();
+                std::future::pending().await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_dropped_mid_check_puts_the_previous_output_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(openai_answer(
+                "```python
+new = 1
+```",
+            )))
+            .mount(&server)
+            .await;
+        std::fs::write(dir.path().join("out.py"), "old = 1\n").unwrap();
+        let output = confine_output("gen", dir.path(), "out.py").unwrap();
+        let hangs = Hangs {
+            seen: Mutex::new(None),
+        };
+        let client = client(&server);
+        let request = request("gen", output.clone(), "go".into(), 1);
+        let mut calls = Vec::new();
+        let run = generate(&client, &request, Some(&hangs), &mut calls);
+        // The interrupt: the future is dropped while the check runs.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), run)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            hangs.seen.lock().unwrap().as_deref(),
+            Some("new = 1\n"),
+            "the check saw the candidate at the output path"
+        );
+        assert_eq!(std::fs::read_to_string(&output).unwrap(), "old = 1\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[tokio::test]

@@ -9,9 +9,10 @@
 //! ```text
 //! Settings ──resolve──▶ LlmConfig ──build_provider──▶ dyn Provider ─┐
 //!                                   LimiterRegistry ──▶ Limiter ───┴─▶ Client (retries)
-//! prompt + Context ──▶ generate(): send ─▶ extract ─▶ temp file ─▶ Check ─┬─▶ rename into place
-//!                                   ▲                                    │
-//!                                   └──── repair message (check output) ◀┘
+//! prompt + Context ──▶ generate(): send ─▶ extract ─▶ staged at output ─▶ Check ─┬─▶ keep
+//!                                   ▲                                           │
+//!                                   └─────── repair message (check output) ◀────┘
+//!                                            no answer passed: previous file put back
 //! ```
 //!
 //! Typical use by the scheduler, for one LLM node:
@@ -34,8 +35,9 @@
 //! Invariants: the API key lives only in a [`Secret`], is read from the environment variable
 //! named by `api-key-env` and nowhere else, and is exposed only where the request header is
 //! built; no error, record or `Debug` output contains it. Nothing is written outside the
-//! project root ([`confine_output`]), and an output file only ever appears by renaming a temp
-//! file that passed its check.
+//! project root ([`confine_output`]); candidates are tried at the output path and only one that
+//! passed its check stays there ([`StagedOutput`] puts the previous file back otherwise). A
+//! check never sees the provider's key variables ([`LlmConfig::key_variables`]).
 
 mod anthropic;
 mod check;
@@ -54,6 +56,7 @@ mod retry_policy;
 mod secret;
 mod settings;
 mod shell_run;
+mod staged_output;
 
 pub use anthropic::Anthropic;
 pub use check::{Check, CheckOutcome, ShellCheck};
@@ -73,6 +76,7 @@ pub use provider::{
 pub use retry_policy::{RetryPolicy, parse_retry_after};
 pub use secret::{Secret, looks_like_api_key};
 pub use settings::{LlmConfig, ProviderKind, Settings, ai_enabled, parse_duration};
+pub use staged_output::StagedOutput;
 
 #[cfg(test)]
 mod test_support;

@@ -411,6 +411,23 @@ fn serialize_duration<S: serde::Serializer>(
 }
 
 impl LlmConfig {
+    /// The environment variables that may hold a provider's key, which an LLM step's check
+    /// (code the model wrote) does not get: this config's `api-key-env` and the default key
+    /// variable of every HTTP provider (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`).
+    pub fn key_variables(&self) -> Vec<String> {
+        let mut names: Vec<String> = ProviderKind::ALL
+            .into_iter()
+            .filter_map(ProviderKind::default_api_key_env)
+            .map(str::to_owned)
+            .collect();
+        if let Some(name) = &self.api_key_env
+            && !names.contains(name)
+        {
+            names.push(name.clone());
+        }
+        names
+    }
+
     /// The settings that can change an answer, for the node's cache key: provider, base-url,
     /// model, temperature, max-tokens and (for `command`) the command. Never the key, and not
     /// timeouts or limits.
@@ -640,6 +657,25 @@ mod tests {
         .unwrap();
         assert_eq!(command.endpoint(), "llm -m x");
         assert_eq!(command.api_key_env, None);
+    }
+
+    #[test]
+    fn key_variables_name_the_configured_and_the_default_key_variables() {
+        let own = Settings {
+            api_key_env: Some("MY_KEY".into()),
+            ..layer(None, Some("m"), None)
+        }
+        .resolve("t")
+        .unwrap();
+        assert_eq!(
+            own.key_variables(),
+            ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MY_KEY"]
+        );
+        let default = layer(None, Some("m"), None).resolve("t").unwrap();
+        assert_eq!(
+            default.key_variables(),
+            ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
+        );
     }
 
     #[test]

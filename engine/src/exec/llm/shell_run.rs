@@ -38,13 +38,15 @@ impl ShellRun {
         }
     }
 
-    /// Run `script` with `sh -c` in `cwd`. With `merge_stderr`, stderr goes to stdout so the
+    /// Run `script` with `sh -c` in `cwd`, in clab's environment with `envs` set and the
+    /// variables named in `unset` removed. With `merge_stderr`, stderr goes to stdout so the
     /// two keep their interleaving.
     pub async fn run(
         script: &str,
         cwd: &Path,
         stdin: Option<Vec<u8>>,
         envs: &[(&str, &str)],
+        unset: &[String],
         timeout: Duration,
         merge_stderr: bool,
     ) -> std::io::Result<ShellRun> {
@@ -67,6 +69,9 @@ impl ShellRun {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
+        for name in unset {
+            command.env_remove(name);
+        }
         for (name, value) in envs {
             command.env(name, value);
         }
@@ -156,6 +161,7 @@ mod tests {
             dir.path(),
             Some(b"hello\n".to_vec()),
             &[("FOO", "bar")],
+            &[],
             Duration::from_secs(10),
             false,
         )
@@ -175,6 +181,7 @@ mod tests {
             dir.path(),
             None,
             &[],
+            &[],
             Duration::from_secs(10),
             true,
         )
@@ -186,6 +193,7 @@ mod tests {
             "sleep 5; echo late",
             dir.path(),
             None,
+            &[],
             &[],
             Duration::from_millis(200),
             true,
@@ -214,7 +222,15 @@ mod tests {
     async fn dropping_the_future_kills_grandchildren() {
         let dir = tempfile::tempdir().unwrap();
         let script = "sleep 30 & echo $! > grandchild.pid; wait";
-        let run = ShellRun::run(script, dir.path(), None, &[], Duration::from_secs(60), true);
+        let run = ShellRun::run(
+            script,
+            dir.path(),
+            None,
+            &[],
+            &[],
+            Duration::from_secs(60),
+            true,
+        );
         assert!(
             tokio::time::timeout(Duration::from_millis(500), run)
                 .await
