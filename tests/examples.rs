@@ -52,12 +52,8 @@ fn quickstart_runs_and_then_replays_from_the_cache() {
 }
 
 #[test]
-fn python_uv_example_runs_green_where_uv_is_installed() {
-    let uv = std::process::Command::new("uv").arg("--version").output();
-    if !uv.is_ok_and(|out| out.status.success()) {
-        eprintln!("skipped: `uv` is not installed (`pip install uv`); .ci/run installs it");
-        return;
-    }
+fn python_uv_example_runs_green() {
+    crate::test::require_uv();
     let test = copy_example("python-uv");
     test.run_with(&["run", "ci"])
         .status(0)

@@ -6,7 +6,7 @@ use wiremock::{
     matchers::{header, method, path},
 };
 
-use crate::test::Test;
+use crate::test::{Test, require_uv};
 
 const KEY: &str = "sk-test-0123456789abcdefSECRET";
 
@@ -344,19 +344,6 @@ fn ai_off_fails_uncached_steps_with_the_real_reason() {
     let restored = run("false");
     assert!(String::from_utf8_lossy(&restored.stdout).contains("⚡ one cached"));
     assert_eq!(test.read("o.txt"), "hi\n");
-}
-
-/// Fail (never skip) where `uv` is missing: these tests prove the check runs real pytest.
-#[track_caller]
-fn require_uv() {
-    let found = std::process::Command::new("uv")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    assert!(
-        found,
-        "this test runs pytest through `uv`, which is not on PATH: install it with `pip install uv` or `curl -LsSf https://astral.sh/uv/install.sh | sh`"
-    );
 }
 
 /// A project whose `gen` step writes `tests/generated/test_gen_calc.py`, checked by pytest.

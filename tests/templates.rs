@@ -6,12 +6,9 @@
 //! and clippy); cargo-nextest is used when installed, and one test hides it to check the
 //! plain `cargo test` path.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::{Path, PathBuf};
 
-use crate::test::{Run, Test};
+use crate::test::{Run, Test, require_uv};
 
 /// A fresh project from `template`, checking init's closing hint.
 fn init(template: &str) -> Test {
@@ -125,19 +122,6 @@ fn rust_template_falls_back_to_cargo_test_without_nextest() {
         .stdout_has("test result: ok. 2 passed")
         .stdout_has("warning: `test` wrote no JUnit report `target/nextest/ci/junit.xml`");
     assert!(!test.exists("target/nextest/ci/junit.xml"));
-}
-
-/// uv, or a failure that says how to get it.
-fn require_uv() {
-    let found = Command::new("uv")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    assert!(
-        found,
-        "the python-uv template test needs `uv` on PATH: install it with `python3 -m pip install uv` \
-         (or see https://docs.astral.sh/uv/); .ci/run installs it"
-    );
 }
 
 #[test]

@@ -30,6 +30,21 @@ pub fn unindent(text: &str) -> String {
     out
 }
 
+/// Fail, never skip, where `uv` is missing: the tests that call this prove clab with real
+/// uv, ruff, pytest and basedpyright, and a skipped one would hide a broken CI.
+#[track_caller]
+pub fn require_uv() {
+    let found = Command::new("uv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        found,
+        "this test needs `uv` on PATH: install it with `python3 -m pip install uv` \
+         (or see https://docs.astral.sh/uv/); .ci/run installs it"
+    );
+}
+
 /// A temp project and a `clab` invocation in it.
 pub struct Test {
     dir: TempDir,
