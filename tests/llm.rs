@@ -573,3 +573,33 @@ async fn a_copied_checkout_replays_every_entry_offline() {
     assert_eq!(moved.read("all.txt"), test.read("all.txt"));
     assert_eq!(requests(&server).await.len(), 1, "no LLM call");
 }
+
+/// `timeout "1h30m"` passed `clab check` and failed at run time: the LLM settings had a
+/// duration grammar of their own.
+#[test]
+fn an_llm_timeout_reads_like_a_task_timeout() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "one" { llm { provider "command"; command "echo hi"; prompt "q"; output "o.txt"; extract "text"; timeout "1h30m"; } }
+        "#,
+    );
+    test.run_with(&["check"]).status(0);
+    test.run_with(&["run", "one"]).status(0);
+    assert_eq!(test.read("o.txt"), "hi\n");
+    // The user's config file reads durations the same way: a bare number is refused.
+    test.write("config/config.toml", "[llm]\ntimeout = \"45\"\n");
+    let bare = test
+        .command(&["run", "one", "--force"])
+        .env(
+            "CLAB_CONFIG_DIR",
+            test.path().join("config").to_str().expect("utf-8 path"),
+        )
+        .output()
+        .expect("run clab");
+    assert_ne!(bare.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&bare.stderr).contains("write a duration such as"),
+        "{bare:?}"
+    );
+}

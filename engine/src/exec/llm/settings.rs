@@ -19,6 +19,9 @@ use std::{collections::BTreeMap, fmt, str::FromStr, time::Duration};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, looks_like_api_key};
+// One duration grammar: an LLM `timeout` reads as a task's `timeout` does (`1h30m`, no bare
+// numbers), wherever it is written (tasks.kdl, `CLAB_LLM_*`, the user's config file).
+pub use crate::syntax::parse_duration;
 
 /// Which wire protocol to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -497,27 +500,6 @@ pub fn ai_enabled(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
     !(off("CODEGEN_LAB_CONFIG_ENABLE_AI") || off("CLAB_AI"))
 }
 
-/// Parse a duration such as `30s`, `500ms`, `2m`, `1h` or `1.5s`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "" | "s" | "sec" | "secs" => number,
-        "ms" => number / 1000.0,
-        "m" | "min" | "mins" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return None,
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return None;
-    }
-    Duration::try_from_secs_f64(seconds).ok()
-}
-
 /// `1.5s`, `250ms`, `2m`: short and exact enough for messages.
 pub(crate) fn format_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
@@ -808,7 +790,9 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        // The grammar of tasks.kdl's `timeout`: compound values, and no bare numbers.
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), None);
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("3 weeks"), None);
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
