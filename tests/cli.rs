@@ -1,6 +1,6 @@
 //! Command-line conventions: `clab run TASK -- ARGS`, `clab` alone, completions, `.env`.
 
-use crate::test::Test;
+use crate::test::{Test, all_bytes_under};
 
 const ECHO: &str = r#"
     task "prep" {
@@ -193,23 +193,6 @@ const DOTENV: &str = r#"
     }
 "#;
 
-/// Every byte under `.clab/`, to look for a value that must not be stored.
-fn cache_bytes(test: &Test) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    let mut stack = vec![test.path().join(".clab")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read .clab").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                bytes.extend(std::fs::read(&path).unwrap_or_default());
-            }
-        }
-    }
-    bytes
-}
-
 #[test]
 fn dotenv_variables_reach_commands_enter_the_key_and_are_never_stored() {
     let test = Test::new()
@@ -227,7 +210,7 @@ fn dotenv_variables_reach_commands_enter_the_key_and_are_never_stored() {
         .stdout_has("GREETING");
     assert_eq!(test.read("greeting.txt"), "sekrit-two");
     assert_eq!(test.read("count.txt"), "run\nrun\n");
-    let stored = cache_bytes(&test);
+    let stored = all_bytes_under(&test.path().join(".clab"));
     for value in ["sekrit-one", "sekrit-two"] {
         assert!(
             !stored.windows(value.len()).any(|w| w == value.as_bytes()),

@@ -6,7 +6,7 @@ use wiremock::{
     matchers::{header, method, path},
 };
 
-use crate::test::{Test, require_uv};
+use crate::test::{Test, all_bytes_under, require_uv};
 
 const KEY: &str = "sk-test-0123456789abcdefSECRET";
 
@@ -54,19 +54,6 @@ fn project(server: &MockServer, check: &str, output: &str) -> Test {
 
 async fn requests(server: &MockServer) -> Vec<wiremock::Request> {
     server.received_requests().await.unwrap_or_default()
-}
-
-fn all_bytes_under(dir: &std::path::Path) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            bytes.extend(all_bytes_under(&path));
-        } else {
-            bytes.extend(std::fs::read(&path).unwrap_or_default());
-        }
-    }
-    bytes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,20 @@ pub fn unindent(text: &str) -> String {
     out
 }
 
+/// Every byte of every file under `dir`, to look for a value that must not be stored.
+pub fn all_bytes_under(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            bytes.extend(all_bytes_under(&path));
+        } else {
+            bytes.extend(std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    bytes
+}
+
 /// Fail, never skip, where `uv` is missing: the tests that call this prove clab with real
 /// uv, ruff, pytest and basedpyright, and a skipped one would hide a broken CI.
 #[track_caller]
