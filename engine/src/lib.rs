@@ -18,6 +18,8 @@ pub mod rules;
 pub mod graph;
 pub mod plan;
 pub mod exec;
+/// Test and coverage reports as data (the `clab-reports` crate; also `exec::junit`, `exec::coverage`).
+pub use clab_reports as reports;
 pub mod watch;
 pub mod store;
 pub mod event;

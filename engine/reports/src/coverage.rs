@@ -857,7 +857,7 @@ mod tests {
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/reports/coverage")
+            .join("fixtures/coverage")
             .join(name)
     }
 

@@ -738,7 +738,7 @@ mod tests {
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/reports/junit")
+            .join("fixtures/junit")
             .join(name)
     }
 
