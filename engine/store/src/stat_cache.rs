@@ -5,7 +5,7 @@
 //! size, mtime, ctime and inode all match the entry and the entry is not racy, else by hashing
 //! the file (files of `MMAP_THRESHOLD` bytes or more through blake3's mmap + rayon path).
 //!
-//! Persistence lives in the store (`stat_cache` table of `cache.db`, see `store::db`):
+//! Persistence lives in the store (`stat_cache` table of `cache.db`, see [`crate::db`]):
 //! `Store::stat_cache()` loads it once, `Store::flush_stat_cache()` writes the new and changed
 //! entries back in one transaction. Entries are keyed by absolute path, so two projects that
 //! share one `CLAB_CACHE_DIR` never trust each other's entries.
@@ -33,7 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
-use crate::store::Digest;
+use crate::Digest;
 
 /// Files this large or larger are hashed with blake3's mmap + rayon path; smaller ones are read
 /// into memory (measured in `docs/cache.md`: below ~1 MiB the thread fan-out costs more than it
@@ -462,12 +462,12 @@ pub fn now_ns() -> i64 {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
     use std::time::Duration;
 
     /// Sets a file's mtime `seconds` back (out of the racy window).
-    pub(in crate::plan) fn backdate(path: &Path, seconds: u64) {
+    fn backdate(path: &Path, seconds: u64) {
         let file = fs::File::options().append(true).open(path).unwrap();
         file.set_modified(SystemTime::now() - Duration::from_secs(seconds))
             .unwrap();

@@ -1,9 +1,23 @@
-//! The cache store: `cache.db` (SQLite) and the content-addressed blob store.
+//! clab's cache store: `cache.db` (SQLite), the content-addressed blob store, the stat cache
+//! and cross-process key locks.
 //!
-//! In: a cache directory (`<root>/.clab/`, or `CLAB_CACHE_DIR`, chosen by the caller). Out: a
-//! `Store` that saves and loads task results by cache key, puts and restores output files and
-//! logs, keeps the stat cache, the inputs manifest of each task's last run, run history and the
-//! LLM call log, and locks keys across processes.
+//! # Purpose
+//!
+//! Remember what a task produced under its cache key and give it back byte for byte: results,
+//! output files, logs, the inputs manifest of each task's last run, run history, the LLM call
+//! log and the stat cache (file hashes by `stat`). The store knows nothing of tasks.kdl, the
+//! graph, planning or execution: keys and values come from the caller.
+//!
+//! # In
+//!
+//! A cache directory (`<root>/.clab/`, or `CLAB_CACHE_DIR`, chosen by the caller; see
+//! [`cache_dir`]), cache keys, [`CachedResult`]s and the files they name.
+//!
+//! # Out
+//!
+//! A [`Store`] that saves and loads task results by cache key, puts and restores output files
+//! and logs, keeps the [`stat_cache::StatCache`], the inputs manifest of each task's last run,
+//! run history and the LLM call log, and locks keys across processes ([`KeyLock`]).
 //!
 //! ```text
 //! <cache dir>/
@@ -13,7 +27,8 @@
 //!   locks/keys          one byte-range lock per cache key being built (`key_lock`)
 //! ```
 //!
-//! Invariants:
+//! # Invariants
+//!
 //! - A result row is committed only after every blob it names is in the CAS
 //!   (`save_result` checks), so a reader that finds a row finds its blobs, short of `prune` or
 //!   a user deleting files; `load_result` treats a row with a missing blob as a miss.
@@ -22,6 +37,7 @@
 //! - Two clab processes may share one store: SQLite's WAL and busy timeout order writers, and
 //!   `lock_key` keeps the same key from being built twice at once.
 //! - `Store` is `Send + Sync`; its methods are synchronous (call them from `spawn_blocking`).
+//! - This crate depends on no other clab crate.
 
 pub mod byte_size;
 pub mod cached_result;
@@ -31,6 +47,7 @@ pub mod digest;
 pub mod key_lock;
 pub mod llm_call;
 pub mod run_record;
+pub mod stat_cache;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
@@ -51,7 +68,7 @@ pub use key_lock::KeyLock;
 pub use llm_call::LlmCall;
 pub use run_record::RunRecord;
 
-use crate::plan::stat_cache::{FileStat, StatCache, StatEntry, now_ns};
+use crate::stat_cache::{FileStat, StatCache, StatEntry, now_ns};
 
 /// The default cache directory name under the project root.
 pub const DEFAULT_DIR: &str = ".clab";
@@ -411,9 +428,10 @@ impl Store {
         &self.cas
     }
 
-    /// Run `f` on the connection (tests look at tables directly).
-    #[cfg(test)]
-    pub(crate) fn with_connection<T>(
+    /// Run `f` on the connection (tests look at tables directly; outside this crate with the
+    /// `test-support` feature).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn with_connection<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
@@ -1055,12 +1073,12 @@ impl Store {
     }
 
     /// Every stat-cache row, read without an intermediate copy (40,000 of them on a no-op run).
-    fn load_stat_entries(&self) -> Result<crate::plan::stat_cache::Entries, Error> {
+    fn load_stat_entries(&self) -> Result<crate::stat_cache::Entries, Error> {
         let conn = self.conn();
         let mut statement = self.sql(conn.prepare(
             "SELECT path, size, mtime_ns, ctime_ns, inode, hash, written_ns FROM stat_cache",
         ))?;
-        let mut entries = crate::plan::stat_cache::Entries::default();
+        let mut entries = crate::stat_cache::Entries::default();
         let mut rows = self.sql(statement.query([]))?;
         while let Some(row) = self.sql(rows.next())? {
             let (Ok(path), Ok(hash)) = (row.get_ref(0), row.get_ref(5)) else {
@@ -1522,6 +1540,15 @@ mod tests {
             .unwrap();
     }
 
+    /// Hashes `files` (relative to `root`) through `cache`, as planning does; the number hashed.
+    fn hash_all(root: &Path, files: &[&str], cache: &StatCache) -> usize {
+        let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
+        let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let hashed = cache.hash_files(&paths);
+        assert!(hashed.iter().all(Result::is_ok), "{hashed:?}");
+        hashed.len()
+    }
+
     #[test]
     fn cache_dir_defaults_to_dot_clab() {
         let root = Path::new("/p");
@@ -1790,19 +1817,18 @@ mod tests {
         for f in ["src/a.txt", "src/b.txt"] {
             backdate(&dir.path().join(f));
         }
-        let patterns = ["src/**"];
+        let files = ["src/a.txt", "src/b.txt"];
         {
             let store = open(dir.path());
             let cache = store.stat_cache().unwrap();
-            crate::plan::inputs::collect(dir.path(), &patterns, cache).unwrap();
+            hash_all(dir.path(), &files, cache);
             assert_eq!(cache.counts().hashed, 2);
             assert_eq!(store.flush_stat_cache().unwrap(), 2);
             assert_eq!(store.flush_stat_cache().unwrap(), 0);
         }
         let store = open(dir.path());
         let cache = store.stat_cache().unwrap();
-        let files = crate::plan::inputs::collect(dir.path(), &patterns, cache).unwrap();
-        assert_eq!(files.len(), 2);
+        assert_eq!(hash_all(dir.path(), &files, cache), 2);
         assert_eq!(cache.counts().hashed, 0, "no file is read on the warm pass");
         assert_eq!(cache.counts().reused, 2);
     }
@@ -2080,7 +2106,7 @@ mod tests {
         write(dir.path(), "a", "a", 0o644);
         write(dir.path(), "b", "b", 0o644);
         let store = open(dir.path());
-        crate::plan::inputs::collect(dir.path(), &["a", "b"], store.stat_cache().unwrap()).unwrap();
+        hash_all(dir.path(), &["a", "b"], store.stat_cache().unwrap());
         store.flush_stat_cache().unwrap();
         fs::remove_file(dir.path().join("a")).unwrap();
         assert_eq!(store.prune(u64::MAX).unwrap().stat_entries, 1);
