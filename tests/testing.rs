@@ -2,8 +2,8 @@
 
 use crate::test::Test;
 
-const PYTEST_JUNIT: &str = include_str!("../engine/tests/fixtures/reports/junit/pytest.xml");
-const COVERAGE_XML: &str = include_str!("../engine/tests/fixtures/reports/coverage/coveragepy.xml");
+const PYTEST_JUNIT: &str = include_str!("../engine/reports/fixtures/junit/pytest.xml");
+const COVERAGE_XML: &str = include_str!("../engine/reports/fixtures/coverage/coveragepy.xml");
 
 fn reports_project(gate: u32) -> Test {
     Test::new()

@@ -18,8 +18,11 @@ pub mod rules;
 pub mod graph;
 pub mod plan;
 pub mod exec;
+/// Test and coverage reports as data (the `clab-reports` crate; also `exec::junit`, `exec::coverage`).
+pub use clab_reports as reports;
 pub mod watch;
-pub mod store;
+/// The cache store (the `clab-store` crate).
+pub use clab_store as store;
 pub mod event;
 pub mod error;
 pub mod atomic_write;

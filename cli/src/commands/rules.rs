@@ -200,7 +200,7 @@ pub fn report(diagnostics: &[RuleDiagnostic], annotations_on_stderr: bool) {
 
 /// `::error file=…,line=…,col=…,title=CODE::MESSAGE` (or `::warning`).
 fn annotation(diagnostic: &RuleDiagnostic) -> String {
-    use engine::exec::junit::{escape_data, escape_property};
+    use engine::reports::junit::{escape_data, escape_property};
     let flat = diagnostic.flat();
     let level = match flat.severity {
         Severity::Error => "error",

@@ -144,9 +144,9 @@ impl Reporter for Plain {
                     };
                     self.print(&format!(
                         "::{level} file={},line={line},col={col},title={}::{}",
-                        engine::exec::junit::escape_property(path),
-                        engine::exec::junit::escape_property(rule),
-                        engine::exec::junit::escape_data(message)
+                        engine::reports::junit::escape_property(path),
+                        engine::reports::junit::escape_property(rule),
+                        engine::reports::junit::escape_data(message)
                     ));
                 }
             }
@@ -196,7 +196,7 @@ pub fn status_line(task: &str, status: &Status, duration_ms: u64, reason: Option
 /// A GitHub Actions `::error` annotation for a failed test, placed on its file and line
 /// when the report knows them.
 fn annotation(task: &str, failure: &engine::event::TestFailure) -> String {
-    use engine::exec::junit::{escape_data, escape_property};
+    use engine::reports::junit::{escape_data, escape_property};
     let mut properties = Vec::new();
     if let Some(file) = &failure.file {
         properties.push(format!("file={}", escape_property(file)));

@@ -4,8 +4,7 @@
 //! inputs, schedule the nodes through the [`runner::Runner`], flush the stat cache and record
 //! the run in the history.
 
-pub mod coverage;
-pub mod junit;
+pub use clab_reports::{coverage, junit};
 pub mod llm;
 pub mod llm_step;
 pub mod process;

@@ -12,7 +12,8 @@ pub mod explain;
 pub mod inputs;
 pub mod llm_prompt;
 pub mod outputs;
-pub mod stat_cache;
+/// The stat cache lives in the store (`clab-store`); re-exported at its old path.
+pub use clab_store::stat_cache;
 
 use std::{
     collections::{BTreeMap, HashMap},

@@ -1,0 +1,2141 @@
+//! clab's cache store: `cache.db` (SQLite), the content-addressed blob store, the stat cache
+//! and cross-process key locks.
+//!
+//! # Purpose
+//!
+//! Remember what a task produced under its cache key and give it back byte for byte: results,
+//! output files, logs, the inputs manifest of each task's last run, run history, the LLM call
+//! log and the stat cache (file hashes by `stat`). The store knows nothing of tasks.kdl, the
+//! graph, planning or execution: keys and values come from the caller.
+//!
+//! # In
+//!
+//! A cache directory (`<root>/.clab/`, or `CLAB_CACHE_DIR`, chosen by the caller; see
+//! [`cache_dir`]), cache keys, [`CachedResult`]s and the files they name.
+//!
+//! # Out
+//!
+//! A [`Store`] that saves and loads task results by cache key, puts and restores output files
+//! and logs, keeps the [`stat_cache::StatCache`], the inputs manifest of each task's last run,
+//! run history and the LLM call log, and locks keys across processes ([`KeyLock`]).
+//!
+//! ```text
+//! <cache dir>/
+//!   cache.db            SQLite, WAL; schema in `db` (SCHEMA_VERSION)
+//!   cas/ab/cdef…        blobs by blake3 hex; layout in `cas` (CAS_VERSION)
+//!   cas/.tmp-*          in-flight writes (never read; swept by prune)
+//!   locks/keys          one byte-range lock per cache key being built (`key_lock`)
+//! ```
+//!
+//! # Invariants
+//!
+//! - A result row is committed only after every blob it names is in the CAS
+//!   (`save_result` checks), so a reader that finds a row finds its blobs, short of `prune` or
+//!   a user deleting files; `load_result` treats a row with a missing blob as a miss.
+//! - Every file the store writes (blobs, restored outputs) goes to a temp file in the same
+//!   directory tree and is renamed into place.
+//! - Two clab processes may share one store: SQLite's WAL and busy timeout order writers, and
+//!   `lock_key` keeps the same key from being built twice at once.
+//! - `Store` is `Send + Sync`; its methods are synchronous (call them from `spawn_blocking`).
+//! - This crate depends on no other clab crate.
+
+pub mod byte_size;
+pub mod cached_result;
+pub mod cas;
+pub mod db;
+pub mod digest;
+pub mod key_lock;
+pub mod llm_call;
+pub mod run_record;
+pub mod stat_cache;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use byte_size::{ByteSize, SizeError};
+pub use cached_result::{CachedResult, OutputEntry, RestoreReport};
+pub use cas::Cas;
+pub use digest::Digest;
+pub use key_lock::KeyLock;
+pub use llm_call::LlmCall;
+pub use run_record::RunRecord;
+
+use crate::stat_cache::{FileStat, StatCache, StatEntry, now_ns};
+
+/// The default cache directory name under the project root.
+pub const DEFAULT_DIR: &str = ".clab";
+
+/// The environment variable that overrides the cache directory.
+pub const CACHE_DIR_ENV: &str = "CLAB_CACHE_DIR";
+
+/// The cache directory of the project at `root`: `override_dir` (the value of `CLAB_CACHE_DIR`;
+/// a relative one is taken from `root`) or else `<root>/.clab`.
+pub fn cache_dir(root: &Path, override_dir: Option<&Path>) -> PathBuf {
+    match override_dir {
+        Some(dir) if !dir.as_os_str().is_empty() => root.join(dir),
+        _ => root.join(DEFAULT_DIR),
+    }
+}
+
+/// File names in the cache directory that start with this are no-op snapshots
+/// (`exec::snapshot`): they vouch for results, so whatever changes results deletes them.
+pub const SNAPSHOT_PREFIX: &str = "noop-";
+
+/// How stale a result's `last_used_ms` may get before a hit writes it again (10 minutes).
+const LAST_USED_GRAIN_MS: i64 = 10 * 60 * 1000;
+
+/// How long a blob or temp file is protected from `prune` after it was written or re-put, so
+/// that a concurrent writer's result can still reference it.
+pub const BLOB_GRACE: Duration = Duration::from_secs(10 * 60);
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    /// A file system operation failed.
+    #[error("cannot {action} `{}`", path.display())]
+    #[diagnostic(code(clab::store::io))]
+    Io {
+        /// What we tried to do (`read`, `create`, `rename a temp file to`, …).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+
+    /// SQLite failed.
+    #[error("cache database `{}` failed", path.display())]
+    #[diagnostic(code(clab::store::sqlite))]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<rusqlite::Error>,
+    },
+
+    /// The database is still corrupt after being rebuilt (should not happen).
+    #[error("cache database `{}` is corrupt: {reason}", path.display())]
+    #[diagnostic(
+        code(clab::store::corrupt_db),
+        help("delete the cache directory to start a fresh cache")
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite reported.
+        reason: String,
+    },
+
+    /// The database was written by a newer clab.
+    #[error(
+        "cache database `{}` has schema version {found}, newer than this clab supports ({supported})",
+        path.display()
+    )]
+    #[diagnostic(
+        code(clab::store::newer_schema),
+        help("use a newer clab, or move the cache directory away to start a fresh cache")
+    )]
+    NewerSchema {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: u32,
+        /// `db::SCHEMA_VERSION`.
+        supported: u32,
+    },
+
+    /// A blob's content does not hash to its name.
+    #[error("blob `{digest}` is corrupt: its content hashes to `{actual}`")]
+    #[diagnostic(
+        code(clab::store::corrupt_blob),
+        help("run `clab cache clean`; the task will run again")
+    )]
+    CorruptBlob {
+        /// The expected digest (its name).
+        digest: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+        /// The blob file.
+        path: PathBuf,
+    },
+
+    /// A blob is not in the CAS.
+    #[error("blob `{digest}` is not in the cache")]
+    #[diagnostic(code(clab::store::missing_blob))]
+    MissingBlob {
+        /// Its digest.
+        digest: Digest,
+    },
+
+    /// `flock` failed (not merely busy).
+    #[error("cannot lock `{}`", path.display())]
+    #[diagnostic(code(clab::store::lock))]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: nix::errno::Errno,
+    },
+
+    /// A cache key that cannot be a lock file name.
+    #[error("cache key `{key}` is not a valid lock name")]
+    #[diagnostic(
+        code(clab::store::bad_key),
+        help("keys are hex digests: letters, digits, `-`, `_` and `.`")
+    )]
+    BadKey {
+        /// The key.
+        key: String,
+    },
+
+    /// An output path escapes the project root.
+    #[error("output `{path}` is outside the project root")]
+    #[diagnostic(
+        code(clab::store::outside_root),
+        help("outputs are paths relative to the project root, without `..`")
+    )]
+    OutsideRoot {
+        /// The path as given.
+        path: String,
+    },
+
+    /// An output is not a regular file.
+    #[error("output `{path}` is not a regular file")]
+    #[diagnostic(code(clab::store::not_a_file))]
+    NotAFile {
+        /// The path relative to the root.
+        path: String,
+    },
+
+    /// A JSON column could not be decoded.
+    #[error("cannot decode {what} in the cache database")]
+    #[diagnostic(
+        code(clab::store::bad_row),
+        help("run `clab cache clean` to start a fresh cache")
+    )]
+    Json {
+        /// Which column.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Error {
+        Error::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn sqlite(path: &Path, source: rusqlite::Error) -> Error {
+        Error::Sqlite {
+            path: path.to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    fn blob_io(digest: &Digest, path: &Path, source: io::Error) -> Error {
+        if source.kind() == io::ErrorKind::NotFound {
+            Error::MissingBlob { digest: *digest }
+        } else {
+            Error::io("read", path, source)
+        }
+    }
+}
+
+/// Something went wrong but the run can go on.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Warning {
+    /// `cache.db` was unreadable and has been replaced by an empty one.
+    #[error(
+        "cache database `{}` was corrupt ({reason}); moved it to `{}` and started an empty cache",
+        path.display(),
+        moved_to.display()
+    )]
+    #[diagnostic(code(clab::store::corrupt_db_recovered), severity(Warning))]
+    CorruptDatabase {
+        /// The database file.
+        path: PathBuf,
+        /// Where the damaged file went.
+        moved_to: PathBuf,
+        /// What SQLite reported.
+        reason: String,
+    },
+}
+
+/// A freshly opened store and what happened while opening it.
+#[derive(Debug)]
+pub struct Opened {
+    /// The store.
+    pub store: Store,
+    /// Warnings to show once (e.g. a corrupt database was rebuilt).
+    pub warnings: Vec<Warning>,
+}
+
+/// The inputs manifest saved for a task's last run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedManifest {
+    /// The cache key of that run.
+    pub key: String,
+    /// The caller's JSON, verbatim.
+    pub json: String,
+    /// When it was saved (Unix ms).
+    pub updated_ms: i64,
+}
+
+/// Figures for `clab cache stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Cached results.
+    pub entries: u64,
+    /// Blobs in the CAS.
+    pub blobs: u64,
+    /// Bytes of blobs in the CAS.
+    pub blob_bytes: u64,
+    /// Bytes of `cache.db` and its WAL.
+    pub db_bytes: u64,
+    /// `load_result` calls that found an entry.
+    pub hits: u64,
+    /// `load_result` calls that found none.
+    pub misses: u64,
+}
+
+impl StoreStats {
+    /// Hits over lookups, or `None` before the first lookup.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let total = self.hits + self.misses;
+        (total > 0).then(|| self.hits as f64 / total as f64)
+    }
+}
+
+/// What `prune` or `clean` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Result entries removed.
+    pub entries: u64,
+    /// Blobs (and stale temp files) removed.
+    pub blobs: u64,
+    /// Bytes freed in the CAS.
+    pub freed_bytes: u64,
+    /// Bytes left in the CAS.
+    pub remaining_bytes: u64,
+    /// Stat-cache entries dropped because their file is gone.
+    pub stat_entries: u64,
+}
+
+/// The cache store of one project.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    db_path: PathBuf,
+    cas: Cas,
+    /// Lookups during a run (results, manifests, input sets), opened on first use; `None`
+    /// if it could not be opened (lookups then share `conn`). In WAL mode a read does not
+    /// wait for a write: the first nodes of a cold run would otherwise wait behind the
+    /// stat cache's flush (10,000 rows, ~10 ms) for lookups that find nothing.
+    reader: OnceLock<Option<Mutex<Connection>>>,
+    conn: Mutex<Connection>,
+    stat_cache: OnceLock<StatCache>,
+    blob_grace: Duration,
+    usage: Usage,
+    /// Rows read ahead by `preload_results`, served without the connection.
+    preloaded: RwLock<HashMap<String, ResultRow>>,
+    /// The tasks with a manifest when `preload_results` read ahead, plus those saved since;
+    /// `None` before a read-ahead. A task not named here has no manifest as far as this
+    /// process can tell, and is answered without SQL: a cold run of 2,000 tasks asks 2,000
+    /// times.
+    manifest_names: RwLock<Option<HashSet<String>>>,
+    /// Input sets known to be in `input_sets` (written or confirmed by this process).
+    input_sets: Mutex<HashSet<Digest>>,
+    /// Input sets read by this process.
+    parsed_input_sets: Mutex<HashMap<Digest, InputSet>>,
+}
+
+/// A node's inputs map (path → content hash), as manifests share it.
+pub type InputSet = Arc<BTreeMap<String, Digest>>;
+
+/// Hit and miss counts and last-used times of `load_result` not yet written to `cache.db`:
+/// a no-op run of 2,000 cached tasks would otherwise commit 4,000 write transactions.
+/// Written in one transaction by `flush_usage` (also by `flush_stat_cache` and on drop),
+/// and before anything reads them (`stats`, `prune`, `clean`).
+#[derive(Debug, Default)]
+struct Usage {
+    hits: AtomicI64,
+    misses: AtomicI64,
+    used: Mutex<HashMap<String, i64>>,
+}
+
+/// A `results` row as `load_result` reads it: task, status, duration, outputs JSON, log
+/// digest, created and last used.
+type ResultRow = (String, String, i64, String, Option<String>, i64, i64);
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. A corrupt `cache.db` is moved aside and
+    /// rebuilt, with one warning in `Opened::warnings`.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Opened, Error> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|source| Error::io("create", &dir, source))?;
+        let db_path = dir.join("cache.db");
+        let (conn, warning) = db::open(&db_path)?;
+        let cas = Cas::new(dir.join("cas"));
+        cas.create_root();
+        let store = Store {
+            cas,
+            dir,
+            db_path,
+            reader: OnceLock::new(),
+            conn: Mutex::new(conn),
+            stat_cache: OnceLock::new(),
+            blob_grace: BLOB_GRACE,
+            usage: Usage::default(),
+            preloaded: RwLock::new(HashMap::new()),
+            manifest_names: RwLock::new(None),
+            input_sets: Mutex::new(HashSet::new()),
+            parsed_input_sets: Mutex::new(HashMap::new()),
+        };
+        if warning.is_some() {
+            // The results a snapshot vouches for went with the damaged database.
+            store.forget_snapshots();
+        }
+        Ok(Opened {
+            store,
+            warnings: warning.into_iter().collect(),
+        })
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The blob store.
+    pub fn cas(&self) -> &Cas {
+        &self.cas
+    }
+
+    /// Run `f` on the connection (tests look at tables directly; outside this crate with the
+    /// `test-support` feature).
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        f(&self.conn())
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection half-used: every write
+        // is one statement or one transaction that SQLite rolls back.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection for lookups (see `reader`).
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let reader = self
+            .reader
+            .get_or_init(|| db::open_reader(&self.db_path).ok().map(Mutex::new));
+        match reader {
+            Some(reader) => reader.lock().unwrap_or_else(|e| e.into_inner()),
+            None => self.conn(),
+        }
+    }
+
+    fn sql<T>(&self, result: rusqlite::Result<T>) -> Result<T, Error> {
+        result.map_err(|e| Error::sqlite(&self.db_path, e))
+    }
+
+    // ── blobs ────────────────────────────────────────────────────────────────────────────────
+
+    /// Puts the output file `root/rel` in the CAS and returns its manifest entry (with its
+    /// permission bits). Also records its hash in the stat cache.
+    pub fn store_output(&self, root: &Path, rel: &str) -> Result<OutputEntry, Error> {
+        let rel = normalize_rel(rel)?;
+        let abs = absolute_root(root)?.join(&rel);
+        let started_ns = now_ns();
+        let meta = fs::metadata(&abs).map_err(|source| Error::io("read", &abs, source))?;
+        if !meta.is_file() {
+            return Err(Error::NotAFile { path: rel });
+        }
+        let stat = FileStat::from_metadata(&meta);
+        let (hash, size) = self.cas.put_file(&abs)?;
+        if size == stat.size {
+            self.stat_cache()?.record(&abs, &stat, hash, started_ns);
+        }
+        Ok(OutputEntry {
+            path: rel,
+            hash,
+            size,
+            mode: meta.permissions().mode() & 0o7777,
+        })
+    }
+
+    /// Puts a captured log in the CAS.
+    pub fn put_log(&self, bytes: &[u8]) -> Result<Digest, Error> {
+        self.cas.put_bytes(bytes)
+    }
+
+    /// Reads a log (or any blob), verifying its digest.
+    pub fn read_log(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
+        self.cas.read(digest)
+    }
+
+    // ── results ──────────────────────────────────────────────────────────────────────────────
+
+    /// Saves a successful result under `key`, replacing any previous one. Fails with
+    /// `missing_blob` unless every output and the log are already in the CAS.
+    pub fn save_result(&self, key: &str, result: &CachedResult) -> Result<(), Error> {
+        let row = self.result_row(key, result)?;
+        let conn = self.conn();
+        self.sql(insert_result(&conn, &row))?;
+        Ok(())
+    }
+
+    /// [`save_result`](Self::save_result) and [`save_manifest`](Self::save_manifest) of the
+    /// result's task, in one transaction: a node that ran writes both.
+    pub fn save_result_and_manifest(
+        &self,
+        key: &str,
+        result: &CachedResult,
+        manifest: &str,
+    ) -> Result<(), Error> {
+        let row = self.result_row(key, result)?;
+        let mut conn = self.conn();
+        self.sql(conn.transaction().and_then(|transaction| {
+            insert_result(&transaction, &row)?;
+            insert_manifest(&transaction, &result.task, key, manifest)?;
+            transaction.commit()
+        }))?;
+        drop(conn);
+        self.note_manifest(&result.task);
+        Ok(())
+    }
+
+    /// What `results` holds for `result` under `key`, once its blobs are known to be in the
+    /// CAS (their sizes, from the files, are its size).
+    fn result_row(&self, key: &str, result: &CachedResult) -> Result<NewResult, Error> {
+        self.preloaded
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        let mut size = 0u64;
+        for digest in result.blobs().collect::<BTreeSet<_>>() {
+            let path = self.cas.path_of(&digest);
+            let meta =
+                fs::metadata(&path).map_err(|source| Error::blob_io(&digest, &path, source))?;
+            size += meta.len();
+        }
+        let mut outputs = result.outputs.clone();
+        outputs.sort();
+        let outputs = serde_json::to_string(&outputs).map_err(|source| Error::Json {
+            what: "an output manifest",
+            source,
+        })?;
+        Ok(NewResult {
+            key: key.to_owned(),
+            task: result.task.clone(),
+            status: result.status.clone(),
+            duration_ms: result.duration_ms as i64,
+            outputs,
+            log: result.log.map(|d| d.to_hex().to_string()),
+            size: size as i64,
+        })
+    }
+
+    /// The result saved under `key`, if it could be restored, without counting a hit or a
+    /// miss, marking it used or deleting anything: what `--dry-run` and `explain` ask, so that
+    /// only `run` moves `clab cache stats`.
+    pub fn peek_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
+        let (_, result) = self.find_result(key)?;
+        Ok(result.filter(|r| self.restorable(r)))
+    }
+
+    /// Whether every blob of `result` is in the CAS (the empty blob, most logs, is never read,
+    /// so its presence is not checked).
+    fn restorable(&self, result: &CachedResult) -> bool {
+        result
+            .blobs()
+            .all(|d| d == Digest::empty() || self.cas.contains(&d))
+    }
+
+    /// The row saved under `key` (whether there is one) and its decoded result (`None` for a
+    /// row this build cannot decode).
+    fn find_result(&self, key: &str) -> Result<(bool, Option<CachedResult>), Error> {
+        let preloaded = self
+            .preloaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned();
+        let row = match preloaded {
+            Some(row) => Some(row),
+            None => {
+                let conn = self.reader();
+                self.sql(
+                    conn.prepare_cached(
+                        "SELECT task, status, duration_ms, outputs, log_hash, created_ms,
+                                last_used_ms
+                         FROM results WHERE key = ?1",
+                    )
+                    .and_then(|mut statement| statement.query_row(params![key], result_row))
+                    .optional(),
+                )?
+            }
+        };
+        let had_row = row.is_some();
+        let result = match row {
+            None => None,
+            Some((task, status, duration_ms, outputs, log, created_ms, last_used_ms)) => {
+                // A row this build cannot decode is treated like a row whose blobs are gone.
+                let outputs: Option<Vec<OutputEntry>> = serde_json::from_str(&outputs).ok();
+                let log = match log.as_deref().map(Digest::from_hex) {
+                    None => Some(None),
+                    Some(Some(d)) => Some(Some(d)),
+                    Some(None) => None,
+                };
+                outputs.zip(log).map(|(outputs, log)| CachedResult {
+                    task,
+                    status,
+                    duration_ms: duration_ms.max(0) as u64,
+                    outputs,
+                    log,
+                    created_ms,
+                    last_used_ms,
+                })
+            }
+        };
+        Ok((had_row, result))
+    }
+
+    /// Loads the result saved under `key` and marks it used; counts a hit or a miss. A result
+    /// whose blobs are gone is deleted and reported as a miss.
+    pub fn load_result(&self, key: &str) -> Result<Option<CachedResult>, Error> {
+        let (had_row, result) = self.find_result(key)?;
+        let result = match result {
+            Some(r) if self.restorable(&r) => Some(r),
+            _ if had_row => {
+                self.preloaded
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(key);
+                let conn = self.conn();
+                self.sql(conn.execute("DELETE FROM results WHERE key = ?1", params![key]))?;
+                None
+            }
+            _ => None,
+        };
+        let Some(mut result) = result else {
+            self.usage.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        self.usage.hits.fetch_add(1, Ordering::Relaxed);
+        let now = now_ms();
+        // Least-recently-used order needs no finer grain than this: a no-op run right after
+        // another writes nothing.
+        if now - result.last_used_ms >= LAST_USED_GRAIN_MS {
+            self.usage
+                .used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.to_owned(), now);
+            result.last_used_ms = now;
+        }
+        Ok(Some(result))
+    }
+
+    /// Delete every no-op snapshot of this cache (see [`SNAPSHOT_PREFIX`]).
+    pub fn forget_snapshots(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(SNAPSHOT_PREFIX))
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Count `n` cache hits that did not go through [`load_result`](Self::load_result).
+    pub fn count_hits(&self, n: usize) {
+        self.usage.hits.fetch_add(n as i64, Ordering::Relaxed);
+    }
+
+    /// Drop every read-ahead row: results are about to change.
+    fn forget_preloaded(&self) {
+        self.preloaded
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Read ahead the result of each task's last run (the row its manifest's key names): on a
+    /// no-op run every lookup is one of them, and is then served without taking the
+    /// connection. Rows saved or deleted later are still found (or not) through SQL.
+    /// Also reads which tasks have a manifest: [`load_manifest`](Self::load_manifest) of any
+    /// other task answers `None` at once (one saved later by another process is missed: this
+    /// run then explains less and rescans more, but keys nothing differently).
+    pub fn preload_results(&self) -> Result<usize, Error> {
+        let (rows, names) = {
+            let conn = self.conn();
+            let mut tasks = self.sql(conn.prepare("SELECT task FROM manifests"))?;
+            let names = self.sql(
+                tasks
+                    .query_map([], |row| row.get::<_, String>(0))
+                    .and_then(|names| names.collect::<rusqlite::Result<HashSet<_>>>()),
+            )?;
+            let mut statement = self.sql(conn.prepare(
+                "SELECT r.task, r.status, r.duration_ms, r.outputs, r.log_hash, r.created_ms,
+                        r.last_used_ms, r.key
+                 FROM manifests m JOIN results r ON r.key = m.key",
+            ))?;
+            let rows = self.sql(
+                statement
+                    .query_map([], |row| Ok((row.get::<_, String>(7)?, result_row(row)?)))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
+            )?;
+            (rows, names)
+        };
+        *self
+            .manifest_names
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(names);
+        let count = rows.len();
+        self.preloaded
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(rows);
+        Ok(count)
+    }
+
+    /// Copy what the write-ahead log holds into `cache.db`, as far as no reader of another
+    /// process needs it (a passive checkpoint: never waits). SQLite does this when the log
+    /// passes 1,000 pages and when the last connection closes; a run calls it after its big
+    /// writes so that the close at exit has little left to copy. Best effort: a checkpoint
+    /// that cannot run now runs later.
+    pub fn checkpoint(&self) {
+        let conn = self.conn();
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+
+    /// The last write of a run: copy the write-ahead log into `cache.db` and empty it, unless
+    /// another process is using it (no waiting). Closing the store then has nothing to copy,
+    /// whichever thread closes it — or none, when the process ends first: what is left is
+    /// an empty log the next open reads in no time.
+    pub fn finish_writes(&self) {
+        let conn = self.conn();
+        if conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            let _ = conn.busy_timeout(db::BUSY_TIMEOUT);
+        }
+    }
+
+    /// Writes the hit and miss counts and last-used times gathered by `load_result` since the
+    /// last flush, in one transaction.
+    pub fn flush_usage(&self) -> Result<(), Error> {
+        let hits = self.usage.hits.swap(0, Ordering::Relaxed);
+        let misses = self.usage.misses.swap(0, Ordering::Relaxed);
+        let used = std::mem::take(&mut *self.usage.used.lock().unwrap_or_else(|e| e.into_inner()));
+        if hits == 0 && misses == 0 && used.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = self.sql(conn.transaction())?;
+        for (name, n) in [("hits", hits), ("misses", misses)] {
+            if n > 0 {
+                self.sql(tx.execute(
+                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET value = value + ?2",
+                    params![name, n],
+                ))?;
+            }
+        }
+        {
+            let mut statement = self.sql(tx.prepare(
+                "UPDATE results SET last_used_ms = max(last_used_ms, ?2) WHERE key = ?1",
+            ))?;
+            for (key, when) in &used {
+                self.sql(statement.execute(params![key, when]))?;
+            }
+        }
+        self.sql(tx.commit())
+    }
+
+    /// Makes the outputs of `result` present under `root`: an output that already has the
+    /// recorded hash (checked through the stat cache) and mode is left alone; a missing or
+    /// changed one is written from the CAS (verified while copying) to a temp file beside it,
+    /// given its mode, and renamed into place.
+    pub fn restore_outputs(
+        &self,
+        root: &Path,
+        result: &CachedResult,
+    ) -> Result<RestoreReport, Error> {
+        let stat_cache = self.stat_cache()?;
+        let root = absolute_root(root)?;
+        let root = root.as_path();
+        let mut report = RestoreReport::default();
+        for output in &result.outputs {
+            let rel = normalize_rel(&output.path)?;
+            let abs = root.join(&rel);
+            if output_is_current(stat_cache, &abs, output) {
+                report.kept.push(rel);
+                continue;
+            }
+            let parent = abs.parent().unwrap_or(root);
+            fs::create_dir_all(parent).map_err(|source| Error::io("create", parent, source))?;
+            let mut temp = tempfile::Builder::new()
+                .prefix(".clab-restore-")
+                .tempfile_in(parent)
+                .map_err(|source| Error::io("create a temp file in", parent, source))?;
+            let started_ns = now_ns();
+            let temp_path = temp.path().to_owned();
+            self.cas
+                .copy_to(&output.hash, temp.as_file_mut(), &temp_path)?;
+            fs::set_permissions(&temp_path, fs::Permissions::from_mode(output.mode))
+                .map_err(|source| Error::io("set the mode of", &temp_path, source))?;
+            temp.persist(&abs)
+                .map_err(|e| Error::io("rename a temp file to", &abs, e.error))?;
+            if let Ok(meta) = fs::metadata(&abs) {
+                stat_cache.record(
+                    &abs,
+                    &FileStat::from_metadata(&meta),
+                    output.hash,
+                    started_ns,
+                );
+            }
+            report.restored.push(rel);
+        }
+        Ok(report)
+    }
+
+    // ── manifests ────────────────────────────────────────────────────────────────────────────
+
+    /// Saves the inputs manifest (opaque JSON) of `task`'s latest run, with its key.
+    pub fn save_manifest(&self, task: &str, key: &str, json: &str) -> Result<(), Error> {
+        let conn = self.conn();
+        self.sql(insert_manifest(&conn, task, key, json))?;
+        drop(conn);
+        self.note_manifest(task);
+        Ok(())
+    }
+
+    /// `task` has a manifest now (for [`may_have_manifest`](Self::may_have_manifest)).
+    fn note_manifest(&self, task: &str) {
+        if let Some(names) = self
+            .manifest_names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            names.insert(task.to_owned());
+        }
+    }
+
+    /// Stores an input set (a manifest's inputs map as JSON) under its digest, once: a set
+    /// already written by this process or found in the table is not written again.
+    pub fn save_input_set(&self, digest: &Digest, json: &str) -> Result<(), Error> {
+        {
+            let saved = self.input_sets.lock().unwrap_or_else(|e| e.into_inner());
+            if saved.contains(digest) {
+                return Ok(());
+            }
+        }
+        let conn = self.conn();
+        self.sql(
+            conn.prepare_cached(
+                "INSERT INTO input_sets (digest, json, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (digest) DO UPDATE SET updated_ms = ?3",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![digest.to_hex().as_str(), json, now_ms()])
+            }),
+        )?;
+        drop(conn);
+        self.input_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*digest);
+        Ok(())
+    }
+
+    /// An input set saved by [`save_input_set`](Self::save_input_set), parsed once per
+    /// process (twenty rule nodes that ran over one tree read one copy); `None` when it is
+    /// missing or unreadable.
+    pub fn input_set(&self, digest: &Digest) -> Result<Option<InputSet>, Error> {
+        if let Some(set) = self
+            .parsed_input_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+        {
+            return Ok(Some(Arc::clone(set)));
+        }
+        let json: Option<String> = {
+            let conn = self.reader();
+            self.sql(
+                conn.query_row(
+                    "SELECT json FROM input_sets WHERE digest = ?1",
+                    params![digest.to_hex().as_str()],
+                    |row| row.get(0),
+                )
+                .optional(),
+            )?
+        };
+        let Some(set) = json.and_then(|json| serde_json::from_str::<InputSet>(&json).ok()) else {
+            return Ok(None);
+        };
+        self.parsed_input_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*digest, Arc::clone(&set));
+        Ok(Some(set))
+    }
+
+    /// Whether [`load_manifest`](Self::load_manifest) of `task` may find something (and
+    /// then asks SQLite); `false` when the read-ahead knows it has none.
+    pub fn may_have_manifest(&self, task: &str) -> bool {
+        self.manifest_names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|names| names.contains(task))
+    }
+
+    /// The inputs manifest of `task`'s latest run, if any.
+    pub fn load_manifest(&self, task: &str) -> Result<Option<SavedManifest>, Error> {
+        if !self.may_have_manifest(task) {
+            return Ok(None);
+        }
+        let conn = self.reader();
+        self.sql(
+            conn.query_row(
+                "SELECT key, json, updated_ms FROM manifests WHERE task = ?1",
+                params![task],
+                |row| {
+                    Ok(SavedManifest {
+                        key: row.get(0)?,
+                        json: row.get(1)?,
+                        updated_ms: row.get(2)?,
+                    })
+                },
+            )
+            .optional(),
+        )
+    }
+
+    // ── history ──────────────────────────────────────────────────────────────────────────────
+
+    /// Appends a run to the history; returns its id.
+    pub fn record_run(&self, run: &RunRecord) -> Result<i64, Error> {
+        let targets = serde_json::to_string(&run.targets).map_err(|source| Error::Json {
+            what: "run targets",
+            source,
+        })?;
+        let extra = run.extra.as_ref().map(|v| v.to_string());
+        let conn = self.conn();
+        self.sql(conn.execute(
+            "INSERT INTO runs (started_ms, targets, ran, cached, failed, duration_ms, extra)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                run.started_ms,
+                targets,
+                run.ran,
+                run.cached,
+                run.failed,
+                run.duration_ms as i64,
+                extra
+            ],
+        ))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The `n` most recent runs, newest first.
+    pub fn recent_runs(&self, n: usize) -> Result<Vec<RunRecord>, Error> {
+        let conn = self.conn();
+        let mut statement = self.sql(conn.prepare_cached(
+            "SELECT started_ms, targets, ran, cached, failed, duration_ms, extra
+             FROM runs ORDER BY id DESC LIMIT ?1",
+        ))?;
+        let rows = self.sql(
+            statement
+                .query_map(params![n as i64], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, u32>(2)?,
+                        row.get::<_, u32>(3)?,
+                        row.get::<_, u32>(4)?,
+                        row.get::<_, i64>(5)?,
+                        row.get::<_, Option<String>>(6)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
+        )?;
+        rows.into_iter()
+            .map(
+                |(started_ms, targets, ran, cached, failed, duration_ms, extra)| {
+                    Ok(RunRecord {
+                        started_ms,
+                        targets: decode_json("run targets", &targets)?,
+                        ran,
+                        cached,
+                        failed,
+                        duration_ms: duration_ms.max(0) as u64,
+                        extra: extra
+                            .as_deref()
+                            .map(|e| decode_json("run totals", e))
+                            .transpose()?,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Appends one LLM call to the log.
+    pub fn record_llm_call(&self, call: &LlmCall) -> Result<(), Error> {
+        let conn = self.conn();
+        self.sql(conn.execute(
+            "INSERT INTO llm_calls (task, provider, model, attempt, tokens_in, tokens_out,
+                                    latency_ms, status, cache_hit, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                call.task,
+                call.provider,
+                call.model,
+                call.attempt,
+                call.tokens_in.map(|t| t as i64),
+                call.tokens_out.map(|t| t as i64),
+                call.latency_ms as i64,
+                call.status,
+                call.cache_hit,
+                call.at_ms
+            ],
+        ))?;
+        Ok(())
+    }
+
+    /// Every logged LLM call, oldest first.
+    pub fn llm_calls(&self) -> Result<Vec<LlmCall>, Error> {
+        let conn = self.conn();
+        let mut statement = self.sql(conn.prepare_cached(
+            "SELECT task, provider, model, attempt, tokens_in, tokens_out, latency_ms, status,
+                    cache_hit, at_ms
+             FROM llm_calls ORDER BY id",
+        ))?;
+        self.sql(
+            statement
+                .query_map([], |row| {
+                    Ok(LlmCall {
+                        task: row.get(0)?,
+                        provider: row.get(1)?,
+                        model: row.get(2)?,
+                        attempt: row.get(3)?,
+                        tokens_in: row.get::<_, Option<i64>>(4)?.map(|t| t.max(0) as u64),
+                        tokens_out: row.get::<_, Option<i64>>(5)?.map(|t| t.max(0) as u64),
+                        latency_ms: row.get::<_, i64>(6)?.max(0) as u64,
+                        status: row.get(7)?,
+                        cache_hit: row.get(8)?,
+                        at_ms: row.get(9)?,
+                    })
+                })
+                .and_then(|rows| rows.collect()),
+        )
+    }
+
+    // ── stat cache ───────────────────────────────────────────────────────────────────────────
+
+    /// The stat cache, loaded from `cache.db` on first use and shared by every caller.
+    pub fn stat_cache(&self) -> Result<&StatCache, Error> {
+        if let Some(cache) = self.stat_cache.get() {
+            return Ok(cache);
+        }
+        let entries = self.load_stat_entries()?;
+        Ok(self
+            .stat_cache
+            .get_or_init(|| StatCache::from_keyed(entries)))
+    }
+
+    /// Every stat-cache row, read without an intermediate copy (40,000 of them on a no-op run).
+    fn load_stat_entries(&self) -> Result<crate::stat_cache::Entries, Error> {
+        let conn = self.conn();
+        let mut statement = self.sql(conn.prepare(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, hash, written_ns FROM stat_cache",
+        ))?;
+        let mut entries = crate::stat_cache::Entries::default();
+        let mut rows = self.sql(statement.query([]))?;
+        while let Some(row) = self.sql(rows.next())? {
+            let (Ok(path), Ok(hash)) = (row.get_ref(0), row.get_ref(5)) else {
+                continue;
+            };
+            let (Ok(path), Ok(hash)) = (path.as_str(), hash.as_blob()) else {
+                continue;
+            };
+            let Some(hash) = Digest::from_slice(hash) else {
+                continue;
+            };
+            let number = |i| row.get::<_, i64>(i);
+            let (Ok(size), Ok(mtime_ns), Ok(ctime_ns), Ok(inode), Ok(written_ns)) =
+                (number(1), number(2), number(3), number(4), number(6))
+            else {
+                continue;
+            };
+            entries.insert(
+                Box::from(path.as_bytes()),
+                StatEntry {
+                    size: size as u64,
+                    mtime_ns,
+                    ctime_ns,
+                    inode: inode as u64,
+                    hash,
+                    written_ns,
+                },
+            );
+        }
+        Ok(entries)
+    }
+
+    /// Writes the stat-cache entries recorded since the last flush, in one transaction;
+    /// returns how many. Also writes the deferred cache usage (`flush_usage`). Call it once at
+    /// the end of a run.
+    pub fn flush_stat_cache(&self) -> Result<usize, Error> {
+        let usage = self.flush_usage();
+        let Some(cache) = self.stat_cache.get() else {
+            return usage.map(|()| 0);
+        };
+        let dirty = cache.take_dirty();
+        if dirty.is_empty() {
+            return usage.map(|()| 0);
+        }
+        let mut conn = self.conn();
+        let tx = self.sql(conn.transaction())?;
+        let mut written = 0;
+        {
+            let mut statement = self.sql(tx.prepare(
+                "INSERT OR REPLACE INTO stat_cache
+                 (path, size, mtime_ns, ctime_ns, inode, hash, written_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            ))?;
+            for (path, e) in &dirty {
+                let Some(path) = path.to_str() else { continue };
+                self.sql(statement.execute(params![
+                    path,
+                    e.size as i64,
+                    e.mtime_ns,
+                    e.ctime_ns,
+                    e.inode as i64,
+                    &e.hash.as_bytes()[..],
+                    e.written_ns
+                ]))?;
+                written += 1;
+            }
+        }
+        self.sql(tx.commit())?;
+        usage.map(|()| written)
+    }
+
+    /// Deletes stat-cache rows whose file no longer exists; returns how many.
+    fn prune_stat_cache(&self) -> Result<u64, Error> {
+        let paths: Vec<String> = {
+            let conn = self.conn();
+            let mut statement = self.sql(conn.prepare("SELECT path FROM stat_cache"))?;
+            self.sql(
+                statement
+                    .query_map([], |row| row.get(0))
+                    .and_then(|rows| rows.collect()),
+            )?
+        };
+        let gone: Vec<String> = paths
+            .into_iter()
+            .filter(|p| matches!(fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound))
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn();
+        let tx = self.sql(conn.transaction())?;
+        for path in &gone {
+            self.sql(tx.execute("DELETE FROM stat_cache WHERE path = ?1", params![path]))?;
+        }
+        self.sql(tx.commit())?;
+        Ok(gone.len() as u64)
+    }
+
+    // ── locks ────────────────────────────────────────────────────────────────────────────────
+
+    /// Locks `key` against other clab processes and threads, blocking until it is free.
+    pub fn lock_key(&self, key: &str) -> Result<KeyLock, Error> {
+        KeyLock::acquire(&self.dir.join("locks"), key, || {})
+    }
+
+    /// Like `lock_key`, but calls `on_wait` once if the key is held by someone else (so the
+    /// caller can report "waiting for another clab") before blocking.
+    pub fn lock_key_with(&self, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock, Error> {
+        KeyLock::acquire(&self.dir.join("locks"), key, on_wait)
+    }
+
+    /// The lock of `key` if it is free right now; `None` if another holder has it.
+    pub fn try_lock_key(&self, key: &str) -> Result<Option<KeyLock>, Error> {
+        KeyLock::try_acquire(&self.dir.join("locks"), key)
+    }
+
+    // ── maintenance ──────────────────────────────────────────────────────────────────────────
+
+    /// Entry count, CAS size, database size and hit rate.
+    pub fn stats(&self) -> Result<StoreStats, Error> {
+        let blobs = self.cas.list()?;
+        self.flush_usage()?;
+        let conn = self.conn();
+        let entries: i64 =
+            self.sql(conn.query_row("SELECT count(*) FROM results", [], |r| r.get(0)))?;
+        let counter = |name: &str| -> Result<u64, Error> {
+            let value: Option<i64> = self.sql(
+                conn.query_row(
+                    "SELECT value FROM counters WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional(),
+            )?;
+            Ok(value.unwrap_or(0).max(0) as u64)
+        };
+        let db_bytes = ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| fs::metadata(self.dir.join(format!("cache.db{suffix}"))).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(StoreStats {
+            entries: entries.max(0) as u64,
+            blobs: blobs.len() as u64,
+            blob_bytes: blobs.iter().map(|b| b.size).sum(),
+            db_bytes,
+            hits: counter("hits")?,
+            misses: counter("misses")?,
+        })
+    }
+
+    /// Removes every result, manifest, stat-cache entry, counter and blob. Run history and the
+    /// LLM call log are kept: they are records, not cache.
+    pub fn clean(&self) -> Result<PruneReport, Error> {
+        self.flush_usage()?;
+        self.forget_preloaded();
+        self.forget_snapshots();
+        let blobs = self.cas.list()?;
+        let entries = {
+            let mut conn = self.conn();
+            let tx = self.sql(conn.transaction())?;
+            let entries = self.sql(tx.execute("DELETE FROM results", []))?;
+            self.sql(tx.execute_batch(
+                "DELETE FROM manifests; DELETE FROM input_sets; DELETE FROM stat_cache;
+                 DELETE FROM counters;",
+            ))?;
+            self.sql(tx.commit())?;
+            entries
+        };
+        self.input_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        if let Some(cache) = self.stat_cache.get() {
+            cache.clear();
+        }
+        match fs::remove_dir_all(self.cas.root()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(Error::io("remove", self.cas.root(), source)),
+        }
+        Ok(PruneReport {
+            entries: entries as u64,
+            blobs: blobs.len() as u64,
+            freed_bytes: blobs.iter().map(|b| b.size).sum(),
+            remaining_bytes: 0,
+            stat_entries: 0,
+        })
+    }
+
+    /// Shrinks the CAS to at most `max_bytes`: removes results least recently used first, then
+    /// every blob no result references. Blobs and temp files younger than the grace period
+    /// (`BLOB_GRACE`) are kept, since a concurrent writer may be about to reference them.
+    pub fn prune(&self, max_bytes: u64) -> Result<PruneReport, Error> {
+        self.flush_usage()?;
+        self.forget_preloaded();
+        self.forget_snapshots();
+        let cutoff = SystemTime::now()
+            .checked_sub(self.blob_grace)
+            .unwrap_or(UNIX_EPOCH);
+        let blobs: HashMap<Digest, (u64, bool)> = self
+            .cas
+            .list()?
+            .into_iter()
+            .map(|b| (b.digest, (b.size, b.modified < cutoff)))
+            .collect();
+        let rows = {
+            let conn = self.conn();
+            let mut statement = self.sql(conn.prepare(
+                "SELECT key, outputs, log_hash FROM results ORDER BY last_used_ms, created_ms, key",
+            ))?;
+            self.sql(
+                statement
+                    .query_map([], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, Option<String>>(2)?,
+                        ))
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
+            )?
+        };
+        let mut referenced: Vec<(String, BTreeSet<Digest>)> = Vec::new();
+        let mut refs: HashMap<Digest, usize> = HashMap::new();
+        for (key, outputs, log) in rows {
+            let outputs: Vec<OutputEntry> =
+                serde_json::from_str(&outputs).map_err(|source| Error::Json {
+                    what: "an output manifest",
+                    source,
+                })?;
+            let digests: BTreeSet<Digest> = outputs
+                .iter()
+                .map(|o| o.hash)
+                .chain(log.as_deref().and_then(Digest::from_hex))
+                .collect();
+            for d in &digests {
+                *refs.entry(*d).or_default() += 1;
+            }
+            referenced.push((key, digests));
+        }
+
+        let mut total: u64 = blobs.values().map(|(size, _)| size).sum();
+        let mut doomed: Vec<Digest> = Vec::new();
+        let free = |digest: &Digest, total: &mut u64, doomed: &mut Vec<Digest>| {
+            if let Some((size, true)) = blobs.get(digest) {
+                *total -= size;
+                doomed.push(*digest);
+            }
+        };
+        for digest in blobs.keys() {
+            if !refs.contains_key(digest) {
+                free(digest, &mut total, &mut doomed);
+            }
+        }
+        let mut removed_keys = Vec::new();
+        for (key, digests) in &referenced {
+            if total <= max_bytes {
+                break;
+            }
+            removed_keys.push(key.clone());
+            for d in digests {
+                if let Some(count) = refs.get_mut(d) {
+                    *count -= 1;
+                    if *count == 0 {
+                        free(d, &mut total, &mut doomed);
+                    }
+                }
+            }
+        }
+        {
+            let mut conn = self.conn();
+            let tx = self.sql(conn.transaction())?;
+            for key in &removed_keys {
+                self.sql(tx.execute("DELETE FROM results WHERE key = ?1", params![key]))?;
+            }
+            // Input sets no manifest refers to any more.
+            self.sql(tx.execute(
+                "DELETE FROM input_sets WHERE digest NOT IN
+                 (SELECT set_digest FROM
+                    (SELECT CASE WHEN json_valid(json)
+                                 THEN json_extract(json, '$.input_set') END AS set_digest
+                     FROM manifests)
+                  WHERE set_digest IS NOT NULL)",
+                [],
+            ))?;
+            self.sql(tx.commit())?;
+        }
+        let mut report = PruneReport {
+            entries: removed_keys.len() as u64,
+            ..PruneReport::default()
+        };
+        for digest in &doomed {
+            self.cas.remove(digest)?;
+            report.blobs += 1;
+            report.freed_bytes += blobs.get(digest).map_or(0, |(size, _)| *size);
+        }
+        for temp in self.cas.stale_temp_files(cutoff)? {
+            if fs::remove_file(&temp).is_ok() {
+                report.blobs += 1;
+            }
+        }
+        report.stat_entries = self.prune_stat_cache()?;
+        report.remaining_bytes = total;
+        Ok(report)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Best effort: keep the hashing work of a run that forgot to flush. Errors are
+        // reported only by an explicit `flush_stat_cache`.
+        let _ = self.flush_stat_cache();
+    }
+}
+
+/// Whether `abs` already holds `output` (hash via the stat cache, and mode).
+fn output_is_current(stat_cache: &StatCache, abs: &Path, output: &OutputEntry) -> bool {
+    let started_ns = now_ns();
+    let Ok(meta) = fs::symlink_metadata(abs) else {
+        return false;
+    };
+    if !meta.is_file() || meta.permissions().mode() & 0o7777 != output.mode {
+        return false;
+    }
+    let stat = FileStat::from_metadata(&meta);
+    matches!(stat_cache.hash_stated(abs, stat, started_ns), Ok((hash, _)) if hash == output.hash)
+}
+
+/// The canonical project root: stat-cache keys must be absolute and spelled one way.
+/// A `results` row in the column order `load_result` selects.
+fn result_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ResultRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ))
+}
+
+/// Resolved once per process and root: every cache hit asks.
+fn absolute_root(root: &Path) -> Result<PathBuf, Error> {
+    static RESOLVED: Mutex<Option<(PathBuf, PathBuf)>> = Mutex::new(None);
+    let mut resolved = RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((given, canonical)) = &*resolved
+        && given == root
+    {
+        return Ok(canonical.clone());
+    }
+    let canonical = fs::canonicalize(root).map_err(|source| Error::io("resolve", root, source))?;
+    *resolved = Some((root.to_owned(), canonical.clone()));
+    Ok(canonical)
+}
+
+/// Checks that `rel` stays inside the root and returns it with `/` separators.
+fn normalize_rel(rel: &str) -> Result<String, Error> {
+    let mut parts = Vec::new();
+    for component in Path::new(rel).components() {
+        match component {
+            Component::Normal(part) => match part.to_str() {
+                Some(part) => parts.push(part),
+                None => {
+                    return Err(Error::OutsideRoot {
+                        path: rel.to_owned(),
+                    });
+                }
+            },
+            Component::CurDir => {}
+            _ => {
+                return Err(Error::OutsideRoot {
+                    path: rel.to_owned(),
+                });
+            }
+        }
+    }
+    if parts.is_empty() {
+        return Err(Error::OutsideRoot {
+            path: rel.to_owned(),
+        });
+    }
+    Ok(parts.join("/"))
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(what: &'static str, text: &str) -> Result<T, Error> {
+    serde_json::from_str(text).map_err(|source| Error::Json { what, source })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A row of `results`, ready to insert.
+struct NewResult {
+    key: String,
+    task: String,
+    status: String,
+    duration_ms: i64,
+    outputs: String,
+    log: Option<String>,
+    size: i64,
+}
+
+fn insert_result(conn: &Connection, row: &NewResult) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO results
+         (key, task, status, duration_ms, outputs, log_hash, created_ms, last_used_ms, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+    )?
+    .execute(params![
+        row.key,
+        row.task,
+        row.status,
+        row.duration_ms,
+        row.outputs,
+        row.log,
+        now_ms(),
+        row.size,
+    ])
+}
+
+fn insert_manifest(
+    conn: &Connection,
+    task: &str,
+    key: &str,
+    json: &str,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO manifests (task, key, json, updated_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![task, key, json, now_ms()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> Store {
+        let opened = Store::open(dir.join(".clab")).unwrap();
+        assert!(opened.warnings.is_empty());
+        opened.store
+    }
+
+    fn write(root: &Path, rel: &str, text: &str, mode: u32) {
+        let path = root.join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn backdate(path: &Path) {
+        let file = fs::File::options().append(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+    }
+
+    /// Hashes `files` (relative to `root`) through `cache`, as planning does; the number hashed.
+    fn hash_all(root: &Path, files: &[&str], cache: &StatCache) -> usize {
+        let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
+        let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let hashed = cache.hash_files(&paths);
+        assert!(hashed.iter().all(Result::is_ok), "{hashed:?}");
+        hashed.len()
+    }
+
+    #[test]
+    fn cache_dir_defaults_to_dot_clab() {
+        let root = Path::new("/p");
+        assert_eq!(cache_dir(root, None), Path::new("/p/.clab"));
+        assert_eq!(cache_dir(root, Some(Path::new(""))), Path::new("/p/.clab"));
+        assert_eq!(
+            cache_dir(root, Some(Path::new("/ci/cache"))),
+            Path::new("/ci/cache")
+        );
+        assert_eq!(
+            cache_dir(root, Some(Path::new("tmp/c"))),
+            Path::new("/p/tmp/c")
+        );
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+    }
+
+    #[test]
+    fn output_round_trip_keeps_content_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        write(dir.path(), "bin/tool", "#!/bin/sh\necho hi\n", 0o755);
+        write(dir.path(), "out/data.txt", "data", 0o640);
+        let tool = store.store_output(dir.path(), "bin/tool").unwrap();
+        let data = store.store_output(dir.path(), "./out/data.txt").unwrap();
+        assert_eq!(tool.mode, 0o755);
+        assert_eq!(data.mode, 0o640);
+        assert_eq!(data.path, "out/data.txt");
+        assert_eq!(data.hash, Digest::of_bytes(b"data"));
+        let log = store.put_log(b"building...\n").unwrap();
+        let result = CachedResult::new(
+            "build",
+            "ok",
+            42,
+            vec![tool.clone(), data.clone()],
+            Some(log),
+        );
+        store.save_result("k1", &result).unwrap();
+
+        fs::remove_dir_all(dir.path().join("bin")).unwrap();
+        fs::remove_dir_all(dir.path().join("out")).unwrap();
+        let loaded = store.load_result("k1").unwrap().unwrap();
+        assert_eq!(loaded.outputs, vec![tool, data]);
+        assert_eq!(loaded.duration_ms, 42);
+        let report = store.restore_outputs(dir.path(), &loaded).unwrap();
+        assert_eq!(report.restored, ["bin/tool", "out/data.txt"]);
+        let meta = fs::metadata(dir.path().join("bin/tool")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("bin/tool")).unwrap(),
+            "#!/bin/sh\necho hi\n"
+        );
+        assert_eq!(store.read_log(&log).unwrap(), b"building...\n");
+    }
+
+    #[test]
+    fn restore_leaves_correct_file_alone_and_fixes_changed_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for name in ["same", "changed", "missing"] {
+            write(dir.path(), name, name, 0o644);
+            backdate(&dir.path().join(name));
+        }
+        let outputs = ["same", "changed", "missing"]
+            .iter()
+            .map(|n| store.store_output(dir.path(), n).unwrap())
+            .collect();
+        let result = CachedResult::new("t", "ok", 1, outputs, None);
+        store.save_result("k", &result).unwrap();
+        write(dir.path(), "changed", "CHANGED", 0o644);
+        fs::remove_file(dir.path().join("missing")).unwrap();
+        let same = dir.path().join("same");
+        let inode_before = fs::metadata(&same).unwrap().ino_for_test();
+        let hashed_before = store.stat_cache().unwrap().counts().hashed;
+
+        let report = store.restore_outputs(dir.path(), &result).unwrap();
+        assert_eq!(report.kept, ["same"]);
+        assert_eq!(report.restored, ["changed", "missing"]);
+        // Untouched: same inode, and not even read again (the stat cache knew it).
+        assert_eq!(fs::metadata(&same).unwrap().ino_for_test(), inode_before);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("changed")).unwrap(),
+            "changed"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("missing")).unwrap(),
+            "missing"
+        );
+        // Only `changed` was read to find it differs.
+        assert_eq!(
+            store.stat_cache().unwrap().counts().hashed,
+            hashed_before + 1
+        );
+        // No restore temp files remain.
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".clab-restore-")
+            })
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    trait InoForTest {
+        fn ino_for_test(&self) -> u64;
+    }
+    impl InoForTest for fs::Metadata {
+        fn ino_for_test(&self) -> u64 {
+            std::os::unix::fs::MetadataExt::ino(self)
+        }
+    }
+
+    #[test]
+    fn restore_refuses_a_corrupt_blob_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        write(dir.path(), "out.txt", "good", 0o644);
+        let entry = store.store_output(dir.path(), "out.txt").unwrap();
+        let result = CachedResult::new("t", "ok", 1, vec![entry.clone()], None);
+        fs::write(store.cas().path_of(&entry.hash), "evil").unwrap();
+        fs::remove_file(dir.path().join("out.txt")).unwrap();
+        let err = store.restore_outputs(dir.path(), &result).unwrap_err();
+        assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
+        assert!(!dir.path().join("out.txt").exists());
+    }
+
+    /// An output whose blob was never stored.
+    fn ghost() -> OutputEntry {
+        OutputEntry {
+            path: "a".into(),
+            hash: Digest::of_bytes(b"never stored"),
+            size: 12,
+            mode: 0o644,
+        }
+    }
+
+    #[test]
+    fn a_result_and_its_manifest_are_saved_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let missing = CachedResult::new("t", "ok", 1, vec![ghost()], None);
+        assert!(store.save_result_and_manifest("k", &missing, "{}").is_err());
+        assert!(store.load_manifest("t").unwrap().is_none());
+
+        let log = store.put_log(b"log").unwrap();
+        let result = CachedResult::new("t", "ok", 1, vec![], Some(log));
+        store
+            .save_result_and_manifest("k", &result, "{\"a\":1}")
+            .unwrap();
+        let loaded = store.load_result("k").unwrap().unwrap();
+        assert_eq!((loaded.task, loaded.log), ("t".to_owned(), Some(log)));
+        let manifest = store.load_manifest("t").unwrap().unwrap();
+        assert_eq!(
+            (manifest.key.as_str(), manifest.json.as_str()),
+            ("k", "{\"a\":1}")
+        );
+    }
+
+    #[test]
+    fn peek_result_counts_nothing_and_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let log = store.put_log(b"log").unwrap();
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(log)))
+            .unwrap();
+        assert!(store.peek_result("k").unwrap().is_some());
+        assert!(store.peek_result("other").unwrap().is_none());
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.hits, stats.misses), (0, 0));
+        // A result whose blob vanished is not restorable, and stays for `run` to forget.
+        store.cas().remove(&log).unwrap();
+        assert!(store.peek_result("k").unwrap().is_none());
+        assert_eq!(store.stats().unwrap().entries, 1);
+    }
+
+    #[test]
+    fn save_result_requires_blobs_and_load_counts_hits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let err = store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![ghost()], None))
+            .unwrap_err();
+        assert!(matches!(err, Error::MissingBlob { .. }), "{err:?}");
+        assert!(store.load_result("k").unwrap().is_none());
+
+        let log = store.put_log(b"log").unwrap();
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(log)))
+            .unwrap();
+        assert!(store.load_result("k").unwrap().is_some());
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.entries, stats.hits, stats.misses), (1, 1, 1));
+        assert_eq!(stats.hit_rate(), Some(0.5));
+        assert_eq!(stats.blobs, 1);
+        assert_eq!(stats.blob_bytes, 3);
+
+        // A result whose blob vanished is a miss, and is forgotten.
+        store.cas().remove(&log).unwrap();
+        assert!(store.load_result("k").unwrap().is_none());
+        assert_eq!(store.stats().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn undecodable_row_is_a_miss_and_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .conn()
+            .execute(
+                "INSERT INTO results VALUES ('bad', 't', 'ok', 1, 'not json', NULL, 0, 0, 0)",
+                [],
+            )
+            .unwrap();
+        assert!(store.load_result("bad").unwrap().is_none());
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.entries, stats.misses), (0, 1));
+    }
+
+    #[test]
+    fn corrupt_database_is_recovered_with_one_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join(".clab");
+        {
+            let store = Store::open(&cache).unwrap().store;
+            store.save_manifest("t", "k", "{}").unwrap();
+        }
+        fs::write(cache.join("cache.db"), vec![0xA5u8; 8192]).unwrap();
+        let opened = Store::open(&cache).unwrap();
+        assert_eq!(opened.warnings.len(), 1);
+        let message = opened.warnings[0].to_string();
+        assert!(message.contains("was corrupt"), "{message}");
+        assert!(message.contains("cache.db.corrupt-"), "{message}");
+        // A fresh, working database.
+        assert!(opened.store.load_manifest("t").unwrap().is_none());
+        opened.store.save_manifest("t", "k2", "{\"a\":1}").unwrap();
+        let saved = opened.store.load_manifest("t").unwrap().unwrap();
+        assert_eq!(
+            (saved.key.as_str(), saved.json.as_str()),
+            ("k2", "{\"a\":1}")
+        );
+        let aside = fs::read_dir(&cache)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("cache.db.corrupt-")
+            })
+            .count();
+        assert!(aside >= 1);
+    }
+
+    #[test]
+    fn stat_cache_persists_across_opens_in_one_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "src/a.txt", "a", 0o644);
+        write(dir.path(), "src/b.txt", "b", 0o644);
+        for f in ["src/a.txt", "src/b.txt"] {
+            backdate(&dir.path().join(f));
+        }
+        let files = ["src/a.txt", "src/b.txt"];
+        {
+            let store = open(dir.path());
+            let cache = store.stat_cache().unwrap();
+            hash_all(dir.path(), &files, cache);
+            assert_eq!(cache.counts().hashed, 2);
+            assert_eq!(store.flush_stat_cache().unwrap(), 2);
+            assert_eq!(store.flush_stat_cache().unwrap(), 0);
+        }
+        let store = open(dir.path());
+        let cache = store.stat_cache().unwrap();
+        assert_eq!(hash_all(dir.path(), &files, cache), 2);
+        assert_eq!(cache.counts().hashed, 0, "no file is read on the warm pass");
+        assert_eq!(cache.counts().reused, 2);
+    }
+
+    #[test]
+    fn manifests_runs_and_llm_calls_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for i in 0..3 {
+            store
+                .record_run(&RunRecord {
+                    started_ms: 1000 + i,
+                    targets: vec!["test".into()],
+                    ran: i as u32,
+                    cached: 1,
+                    failed: 0,
+                    duration_ms: 50,
+                    extra: (i == 2).then(|| serde_json::json!({"tests": {"passed": 3}})),
+                })
+                .unwrap();
+        }
+        let runs = store.recent_runs(2).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.started_ms).collect::<Vec<_>>(),
+            [1002, 1001]
+        );
+        assert_eq!(
+            runs[0].extra,
+            Some(serde_json::json!({"tests": {"passed": 3}}))
+        );
+        let call = LlmCall {
+            task: "gen-tests[a.py]".into(),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            attempt: 2,
+            tokens_in: Some(100),
+            tokens_out: None,
+            latency_ms: 830,
+            status: "ok".into(),
+            cache_hit: false,
+            at_ms: 5,
+        };
+        store.record_llm_call(&call).unwrap();
+        assert_eq!(store.llm_calls().unwrap(), vec![call]);
+    }
+
+    #[test]
+    fn prune_removes_least_recently_used_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.blob_grace = Duration::ZERO;
+        let shared = store.put_log(&[b's'; 100]).unwrap();
+        for (key, byte, last_used) in [("a", b'a', 1), ("b", b'b', 3), ("c", b'c', 2)] {
+            write(
+                dir.path(),
+                key,
+                &String::from(byte as char).repeat(1000),
+                0o644,
+            );
+            let out = store.store_output(dir.path(), key).unwrap();
+            store
+                .save_result(
+                    key,
+                    &CachedResult::new(key, "ok", 1, vec![out], Some(shared)),
+                )
+                .unwrap();
+            store
+                .conn()
+                .execute(
+                    "UPDATE results SET last_used_ms = ?2 WHERE key = ?1",
+                    params![key, last_used],
+                )
+                .unwrap();
+        }
+        let orphan = store.put_log(b"orphan").unwrap();
+        assert_eq!(store.stats().unwrap().blob_bytes, 3106);
+
+        let report = store.prune(2300).unwrap();
+        assert_eq!((report.entries, report.blobs), (1, 2), "a and the orphan");
+        assert_eq!(report.remaining_bytes, 2100);
+        assert!(!store.cas().contains(&orphan));
+        let keys = |store: &Store| -> Vec<String> {
+            let conn = store.conn();
+            let mut s = conn
+                .prepare("SELECT key FROM results ORDER BY key")
+                .unwrap();
+            s.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(keys(&store), ["b", "c"]);
+
+        store.prune(1200).unwrap();
+        assert_eq!(keys(&store), ["b"]);
+        assert!(store.cas().contains(&shared));
+        assert!(store.load_result("b").unwrap().is_some());
+
+        let report = store.prune(0).unwrap();
+        assert_eq!(report.remaining_bytes, 0);
+        assert!(keys(&store).is_empty());
+        assert_eq!(store.stats().unwrap().blobs, 0);
+    }
+
+    #[test]
+    fn temp_file_of_a_killed_writer_is_ignored_then_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let kept = store.put_log(b"complete").unwrap();
+        let leftover = store.cas().root().join(".tmp-killed-writer");
+        fs::write(&leftover, b"half a blo").unwrap();
+        let stats = store.stats().unwrap();
+        assert_eq!(
+            (stats.blobs, stats.blob_bytes),
+            (1, 8),
+            "the temp file is not a blob"
+        );
+        // Young: a writer might still be alive.
+        store.prune(u64::MAX).unwrap();
+        assert!(leftover.exists());
+        store.blob_grace = Duration::ZERO;
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(kept)))
+            .unwrap();
+        let report = store.prune(u64::MAX).unwrap();
+        assert_eq!((report.entries, report.blobs), (0, 1));
+        assert!(!leftover.exists());
+        assert_eq!(store.read_log(&kept).unwrap(), b"complete");
+    }
+
+    #[test]
+    fn read_ahead_results_serve_lookups_and_never_outlive_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let log = store.put_log(b"first").unwrap();
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 7, vec![], Some(log)))
+            .unwrap();
+        store.save_manifest("t", "k", "{}").unwrap();
+        store.save_manifest("gone", "no-such-key", "{}").unwrap();
+        assert_eq!(store.preload_results().unwrap(), 1);
+        // Served from the read-ahead, and the same as through SQL.
+        let hit = store.load_result("k").unwrap().unwrap();
+        assert_eq!((hit.duration_ms, hit.log), (7, Some(log)));
+        assert!(store.load_result("other").unwrap().is_none());
+
+        // A result saved after the read-ahead replaces the read-ahead row.
+        let newer = store.put_log(b"second").unwrap();
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 9, vec![], Some(newer)))
+            .unwrap();
+        assert_eq!(store.load_result("k").unwrap().unwrap().duration_ms, 9);
+
+        // A read-ahead row whose blob is gone is a miss, and the row is deleted.
+        store.preload_results().unwrap();
+        fs::remove_file(store.cas().path_of(&newer)).unwrap();
+        assert!(store.load_result("k").unwrap().is_none());
+        assert_eq!(store.stats().unwrap().entries, 0);
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.hits, stats.misses), (2, 2));
+    }
+
+    #[test]
+    fn read_ahead_manifest_names_answer_absent_tasks_without_the_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open(dir.path()));
+        store.save_manifest("old", "k1", "{}").unwrap();
+        assert!(
+            store.may_have_manifest("absent"),
+            "no read-ahead yet: ask SQLite"
+        );
+        store.preload_results().unwrap();
+        assert!(!store.may_have_manifest("absent") && store.may_have_manifest("old"));
+        store.save_manifest("new", "k2", "{}").unwrap();
+        assert!(store.may_have_manifest("new"));
+        assert_eq!(store.load_manifest("old").unwrap().unwrap().key, "k1");
+        assert_eq!(store.load_manifest("new").unwrap().unwrap().key, "k2");
+
+        // While another thread holds the connection (as the stat cache's flush does), a
+        // task without a manifest is still answered.
+        let conn = store.conn();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let asking = Arc::clone(&store);
+        std::thread::spawn(move || {
+            let _ = tx.send(asking.load_manifest("absent").map(|m| m.is_none()));
+        });
+        let answer = rx.recv_timeout(Duration::from_secs(10));
+        drop(conn);
+        assert!(matches!(answer, Ok(Ok(true))), "{answer:?}");
+    }
+
+    #[test]
+    fn prune_keeps_young_blobs_and_clean_empties_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let young = store.put_log(b"just written by someone").unwrap();
+        let report = store.prune(0).unwrap();
+        assert_eq!(report.blobs, 0);
+        assert!(store.cas().contains(&young));
+
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(young)))
+            .unwrap();
+        store
+            .record_run(&RunRecord {
+                started_ms: 1,
+                targets: vec![],
+                ran: 0,
+                cached: 0,
+                failed: 0,
+                duration_ms: 0,
+                extra: None,
+            })
+            .unwrap();
+        let report = store.clean().unwrap();
+        assert_eq!((report.entries, report.blobs), (1, 1));
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.entries, stats.blobs, stats.hits), (0, 0, 0));
+        assert_eq!(
+            store.recent_runs(10).unwrap().len(),
+            1,
+            "history survives clean"
+        );
+    }
+
+    #[test]
+    fn lock_key_excludes_another_holder_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let locks = dir.path().join(".clab/locks");
+        let held = store.lock_key("deadbeef").unwrap();
+        // Another holder (a second clab opens the same file the same way) cannot take it…
+        assert!(KeyLock::try_acquire(&locks, "deadbeef").unwrap().is_none());
+        // …while other keys stay free…
+        assert!(KeyLock::try_acquire(&locks, "cafe").unwrap().is_some());
+        drop(held);
+        // …and can once we let go.
+        assert!(KeyLock::try_acquire(&locks, "deadbeef").unwrap().is_some());
+    }
+
+    #[test]
+    fn two_stores_on_one_directory_write_concurrently() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join(".clab");
+        Store::open(&cache).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let cache = cache.clone();
+                std::thread::spawn(move || {
+                    // Each thread has its own connection, as a second clab process would.
+                    let store = Store::open(&cache).unwrap().store;
+                    for i in 0..40 {
+                        let log = store.put_log(format!("log {t} {i}").as_bytes()).unwrap();
+                        let key = format!("k{t}-{i}");
+                        store
+                            .save_result(&key, &CachedResult::new("t", "ok", 1, vec![], Some(log)))
+                            .unwrap();
+                        assert!(store.load_result(&key).unwrap().is_some());
+                        store.save_manifest("shared", &key, "{}").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let store = Store::open(&cache).unwrap().store;
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.entries, stats.blobs, stats.hits), (160, 160, 160));
+    }
+
+    #[test]
+    fn prune_forgets_stat_entries_of_deleted_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a", "a", 0o644);
+        write(dir.path(), "b", "b", 0o644);
+        let store = open(dir.path());
+        hash_all(dir.path(), &["a", "b"], store.stat_cache().unwrap());
+        store.flush_stat_cache().unwrap();
+        fs::remove_file(dir.path().join("a")).unwrap();
+        assert_eq!(store.prune(u64::MAX).unwrap().stat_entries, 1);
+        assert_eq!(store.prune(u64::MAX).unwrap().stat_entries, 0);
+    }
+
+    #[test]
+    fn outputs_outside_the_root_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for rel in ["../x", "/etc/passwd", "", "a/../../b"] {
+            let err = store.store_output(dir.path(), rel).unwrap_err();
+            assert!(matches!(err, Error::OutsideRoot { .. }), "{rel}: {err:?}");
+        }
+        let evil = CachedResult::new(
+            "t",
+            "ok",
+            1,
+            vec![OutputEntry {
+                path: "../escape".into(),
+                hash: store.put_log(b"x").unwrap(),
+                size: 1,
+                mode: 0o644,
+            }],
+            None,
+        );
+        assert!(matches!(
+            store.restore_outputs(dir.path(), &evil).unwrap_err(),
+            Error::OutsideRoot { .. }
+        ));
+    }
+}
