@@ -11,7 +11,7 @@
 //! pipeline. Rules (`*.mdc`) and LLM steps enter the graph as node kinds, not side systems.
 #![warn(missing_docs)]
 
-pub mod source;
+pub use clab_model::source;
 pub mod project;
 pub mod syntax;
 pub mod rules;
@@ -22,4 +22,4 @@ pub mod watch;
 pub mod store;
 pub mod event;
 pub mod error;
-pub mod atomic_write;
+pub use clab_model::atomic_write;
