@@ -14,7 +14,7 @@
 pub use clab_model::source;
 pub mod project;
 pub mod syntax;
-pub mod rules;
+pub use clab_rules as rules;
 pub mod graph;
 pub mod plan;
 pub mod exec;
