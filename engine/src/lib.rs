@@ -11,10 +11,10 @@
 //! pipeline. Rules (`*.mdc`) and LLM steps enter the graph as node kinds, not side systems.
 #![warn(missing_docs)]
 
-pub mod source;
+pub use clab_model::source;
 pub mod project;
 pub mod syntax;
-pub mod rules;
+pub use clab_rules as rules;
 pub mod graph;
 pub mod plan;
 pub mod exec;
@@ -25,4 +25,4 @@ pub mod watch;
 pub use clab_store as store;
 pub mod event;
 pub mod error;
-pub mod atomic_write;
+pub use clab_model::atomic_write;

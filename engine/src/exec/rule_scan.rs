@@ -27,6 +27,8 @@ use crate::{
     store::Digest,
 };
 
+pub use crate::rules::PrefilterSet;
+
 /// One finding as kept between runs: line, column, message, whether it is an error.
 pub type StoredFinding = (usize, usize, String, bool);
 
@@ -74,106 +76,12 @@ pub struct SharedText {
     pub hits: Option<Arc<[bool]>>,
 }
 
-/// The whole-text prefilters of many rules as one `RegexSet`.
-#[derive(Debug)]
-pub struct PrefilterSet {
-    set: regex::RegexSet,
-    /// Every rule is [prefiltered](CompiledRule::is_prefiltered).
-    decides_alone: bool,
-    /// What `search` answers for a text no pattern matches.
-    no_hits: Arc<[bool]>,
-    /// Rule definition hash → for each action, its pattern's index in `set`.
-    slots: HashMap<blake3::Hash, Vec<Option<usize>>>,
-}
-
-impl PrefilterSet {
-    /// The set of every prefilter of `rules`, or `None` when there are none (or the combined
-    /// set would not compile, e.g. past the regex size limit: each rule then runs its own).
-    pub fn new<'a>(rules: impl IntoIterator<Item = &'a CompiledRule>) -> Option<PrefilterSet> {
-        let mut patterns: Vec<&str> = Vec::new();
-        let mut slots = HashMap::new();
-        let mut decides_alone = true;
-        for rule in rules {
-            decides_alone &= rule.is_prefiltered();
-            let actions = rule
-                .prefilters()
-                .into_iter()
-                .map(|source| {
-                    source.map(|source| {
-                        patterns.push(source);
-                        patterns.len() - 1
-                    })
-                })
-                .collect();
-            slots.insert(rule.definition_hash(), actions);
-        }
-        if patterns.is_empty() {
-            return None;
-        }
-        let set = regex::RegexSet::new(&patterns).ok()?;
-        Some(PrefilterSet {
-            no_hits: vec![false; set.len()].into(),
-            set,
-            decides_alone,
-            slots,
-        })
-    }
-
-    /// The set of every rule node of `graph`.
-    pub fn of_graph(graph: &Graph) -> Option<PrefilterSet> {
-        PrefilterSet::new(graph.ids().filter_map(|id| match &graph.node(id).kind {
-            NodeKind::Rule(rule) => Some(&**rule),
-            _ => None,
-        }))
-    }
-
-    /// Whether a text no pattern of the set matches is one no rule of the set finds anything
-    /// in: so when every rule is [prefiltered](CompiledRule::is_prefiltered).
-    pub fn decides_alone(&self) -> bool {
-        self.decides_alone
-    }
-
-    /// Whether any pattern matches `text` (stops at the first match).
-    pub fn is_match(&self, text: &str) -> bool {
-        self.set.is_match(text)
-    }
-
-    /// The answers of [`search`](Self::search) for a text no pattern matches.
-    pub fn no_hits(&self) -> Arc<[bool]> {
-        Arc::clone(&self.no_hits)
-    }
-
-    /// Which patterns match `text`.
-    pub fn search(&self, text: &str) -> Arc<[bool]> {
-        let matches = self.set.matches(text);
-        (0..self.set.len()).map(|i| matches.matched(i)).collect()
-    }
-
-    /// Where the prefilters of `rule`'s actions are in the set; `None` if the rule is not in
-    /// it. Looked up once per rule, not per file.
-    fn slots_of(&self, rule: &CompiledRule) -> Option<&[Option<usize>]> {
-        self.slots.get(&rule.definition_hash()).map(Vec::as_slice)
-    }
-
-    /// For each action of `rule`, whether its prefilter matched (`hits` from
-    /// [`search`](Self::search)); `None` if the rule is not in the set.
-    #[cfg(test)]
-    pub(crate) fn answers(&self, rule: &CompiledRule, hits: &[bool]) -> Option<Vec<bool>> {
-        let mut answers = Vec::new();
-        answers_into(self.slots_of(rule)?, hits, &mut answers);
-        Some(answers)
-    }
-}
-
-/// For each action, whether its prefilter matched: `slots` from [`PrefilterSet::slots_of`],
-/// `hits` from [`PrefilterSet::search`]; written into `out` (reused from file to file).
-fn answers_into(slots: &[Option<usize>], hits: &[bool], out: &mut Vec<bool>) {
-    out.clear();
-    out.extend(
-        slots
-            .iter()
-            .map(|slot| slot.is_none_or(|i| hits.get(i).copied().unwrap_or(true))),
-    );
+/// The set of every rule node of `graph` (see [`PrefilterSet::new`]).
+pub fn prefilters_of_graph(graph: &Graph) -> Option<PrefilterSet> {
+    PrefilterSet::new(graph.ids().filter_map(|id| match &graph.node(id).kind {
+        NodeKind::Rule(rule) => Some(&**rule),
+        _ => None,
+    }))
 }
 
 /// Which of `inputs` `rule` selects.
@@ -192,7 +100,7 @@ fn scan_file(
 ) -> Vec<StoredFinding> {
     let prefiltered = match (slots, shared.and_then(|shared| shared.hits.as_deref())) {
         (Some(slots), Some(hits)) => {
-            answers_into(slots, hits, answers);
+            PrefilterSet::answers_into(slots, hits, answers);
             Some(answers.as_slice())
         }
         _ => None,
@@ -378,4 +286,68 @@ pub fn text_of(bytes: Vec<u8>) -> Arc<String> {
         Ok(text) => text,
         Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{rules::RuleFile, source::SourceFile};
+
+    /// A rule with one reject condition `pattern` over every `.py` file.
+    fn condition_rule(pattern: &str) -> CompiledRule {
+        let pattern = pattern.replace('\\', "\\\\").replace('"', "\\\"");
+        let text = format!(
+            "---\nglobs: *.py\n---\n<rule>\nname: r\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"{pattern}\"\n        message: m\n</rule>\n"
+        );
+        let file = RuleFile::parse("r", SourceFile::new("r.mdc", "r.mdc", text));
+        assert!(file.issues.is_empty(), "{:?}", file.issues);
+        CompiledRule::compile(&file, &file.body.rules[0]).unwrap()
+    }
+
+    #[test]
+    fn one_batch_scan_finds_what_each_rule_finds_alone() {
+        let texts = [
+            ("a.py", "import os\nfoo;\n"),
+            ("b.py", "x = 1\r\nimport os\r\nfoo\r\n"),
+            ("c.py", "nothing here\n"),
+            ("d.txt", "import os\n"),
+        ];
+        let rules: Vec<CompiledRule> = [r"^import", r"foo$", r"[^;]+;", r"\Aimport"]
+            .iter()
+            .map(|pattern| condition_rule(pattern))
+            .collect();
+        let refs: Vec<&CompiledRule> = rules.iter().collect();
+        let set = PrefilterSet::new(refs.iter().copied()).unwrap();
+        let inputs: Vec<InputFile> = texts
+            .iter()
+            .map(|(path, text)| InputFile {
+                path: (*path).to_owned(),
+                hash: Digest::of_bytes(text.as_bytes()),
+                size: text.len() as u64,
+                executable: false,
+            })
+            .collect();
+        let read = |file: &InputFile| {
+            let text = texts.iter().find(|(p, _)| *p == file.path)?.1;
+            Some(SharedText {
+                text: Arc::new(text.to_owned()),
+                hits: Some(set.search(text)),
+            })
+        };
+        let selected = selection(&rules[0], &inputs);
+        assert_eq!(selected, [true, true, true, false]);
+        let batch = Arc::new(scan_batch(&refs, &inputs, &selected, &read, Some(&set)));
+        let mut total = 0;
+        for rule in &rules {
+            let alone = scan(rule, &inputs, &selected, None, &read, Some(&set), &|| None);
+            let batched = scan(rule, &inputs, &selected, None, &read, Some(&set), &|| {
+                Some(Arc::clone(&batch))
+            });
+            assert_eq!(batched.findings, alone.findings);
+            assert_eq!(batched.stored.files, alone.stored.files);
+            assert_eq!((batched.scanned, batched.reused), (3, 0));
+            total += alone.findings.len();
+        }
+        assert_eq!(total, 6, "the test texts must produce findings");
+    }
 }

@@ -939,7 +939,7 @@ impl Runner {
             return Some(set);
         }
         self.prefilters
-            .get_or_init(|| PrefilterSet::of_graph(&self.graph))
+            .get_or_init(|| rule_scan::prefilters_of_graph(&self.graph))
             .as_ref()
     }
 

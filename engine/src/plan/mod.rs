@@ -79,7 +79,7 @@ impl WalkedPlanner {
         let prefilters = if self.scanned.is_empty() {
             None
         } else {
-            PrefilterSet::of_graph(graph).map(Arc::new)
+            crate::exec::rule_scan::prefilters_of_graph(graph).map(Arc::new)
         };
         let (index, texts) = {
             let sieve = |bytes: &[u8]| {

@@ -5,7 +5,6 @@
 //! resolved here (an unknown dependency is the graph's error), so every value keeps the span
 //! a later stage needs to point at it.
 
-mod duration;
 mod fast_kdl;
 mod kdl;
 pub mod parse_cache;
@@ -15,9 +14,9 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use miette::{Diagnostic, NamedSource, SourceSpan};
 
-pub use self::duration::{format_duration, parse_duration};
 pub use self::kdl::parse_task_file;
 use crate::source::{SourceFile, Spanned};
+pub use clab_model::duration::{format_duration, parse_duration};
 
 /// A parsed `tasks.kdl`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -12,7 +12,7 @@
 
 use miette::SourceSpan;
 
-use crate::source::Spanned;
+use clab_model::source::Spanned;
 
 /// A YAML value with the span of its text in the rule file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,17 +86,17 @@ pub(crate) struct SourceLine<'a> {
 
 impl<'a> SourceLine<'a> {
     /// The line after its indentation.
-    pub fn content(&self) -> &'a str {
+    pub(crate) fn content(&self) -> &'a str {
         self.raw.get(self.indent..).unwrap_or("")
     }
 
     /// File offset where the content starts.
-    pub fn content_start(&self) -> usize {
+    pub(crate) fn content_start(&self) -> usize {
         self.start + self.indent
     }
 
     /// File offset just past the line's last byte (before the line ending).
-    pub fn end(&self) -> usize {
+    pub(crate) fn end(&self) -> usize {
         self.start + self.raw.len()
     }
 

@@ -4,18 +4,39 @@
 //! ```text
 //! rules dir ──discover──▶ [RuleFile] ──validate──▶ [RuleDiagnostic]
 //!                            │  └──CompiledRule::compile──▶ selects / scan ──▶ [Finding]
+//!                            │                  └──PrefilterSet──▶ one search for all rules
 //!                            └──attached_rules / render_rules──▶ `{{rules}}` text
 //! ```
 //!
-//! In: the `.mdc` files under the rules directories (default [`DEFAULT_RULES_DIR`]). Out:
+//! # Purpose
+//!
+//! Everything clab knows about rule files, apart from when a rule runs: the engine makes a
+//! [`CompiledRule`] a check node and scans with it (`engine::exec::rule_scan`).
+//!
+//! # In
+//!
+//! The `.mdc` files under the rules directories (default [`DEFAULT_RULES_DIR`]), or their
+//! text as a [`SourceFile`].
+//!
+//! # Out
+//!
 //! [`RuleFile`]s, each with its front matter, body, `<rule>` blocks and the [`Issue`]s found
-//! while reading it. Parsing never fails on file content: every problem becomes an issue with
-//! a byte span into the file; only I/O fails. A file's id is its path relative to its rules
-//! directory without `.mdc`, folders kept (`python/uv`).
+//! while reading it; [`RuleDiagnostic`]s from [`validate`]; [`CompiledRule`]s that select
+//! files and find [`Finding`]s in their text; a [`PrefilterSet`] of every rule's whole-text
+//! prefilters.
+//!
+//! # Invariants
+//!
+//! Parsing never fails on file content: every problem becomes an issue with a byte span into
+//! the file; only I/O fails. A file's id is its path relative to its rules directory without
+//! `.mdc`, folders kept (`python/uv`). The crate depends on `clab-model` only among clab's
+//! crates: it knows nothing of graphs, plans, the store or execution.
 
 mod body;
 mod compiled_rule;
 mod front_matter;
+mod known_types;
+mod prefilter_set;
 mod rule_diagnostic;
 mod rule_globs;
 mod template;
@@ -29,13 +50,14 @@ use serde::Serialize;
 pub use body::{Action, Body, Condition, FileRef, Filter, RefStyle, RuleBlock, parse_body};
 pub use compiled_rule::{CompiledRule, Finding, Pattern, SelectFilter};
 pub use front_matter::{FrontMatter, GlobsShape, parse_front_matter};
+pub use prefilter_set::PrefilterSet;
 pub use rule_diagnostic::{FlatDiagnostic, Issue, Kind, RuleDiagnostic, Severity};
 pub use rule_globs::RuleGlobs;
 pub use template::{NewRule, write_new_rule};
 pub use validate::{ProjectFiles, validate};
 pub use yaml_node::{YamlError, YamlNode, YamlValue, parse_yaml};
 
-use crate::source::SourceFile;
+use clab_model::source::SourceFile;
 
 /// Where Cursor keeps rule files, relative to the project root.
 pub const DEFAULT_RULES_DIR: &str = ".cursor/rules";

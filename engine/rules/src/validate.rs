@@ -16,25 +16,10 @@ use miette::SourceSpan;
 use super::{
     Error, RuleFile,
     compiled_rule::Pattern,
+    known_types::{ACTION_TYPES, FILTER_TYPES},
     rule_diagnostic::{Issue, Kind, RuleDiagnostic, Severity},
     rule_globs::{compile_one, normalize},
 };
-
-/// Filter types clab understands. `event`, `message` and `context` (about the editor event
-/// or the chat, not files) are kept for display and select nothing.
-pub(crate) const FILTER_TYPES: &[&str] = &[
-    "file_extension",
-    "file_path",
-    "path",
-    "file_name",
-    "content",
-    "event",
-    "message",
-    "context",
-];
-
-/// Action types clab understands.
-pub(crate) const ACTION_TYPES: &[&str] = &["reject", "suggest", "warn"];
 
 /// The project the rules live in: its root and its files (relative, `/`-separated, sorted).
 #[derive(Clone, Debug)]
@@ -201,7 +186,7 @@ pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleD
 fn unknown_type(
     kind: Kind,
     what: &str,
-    value: &crate::source::Spanned<String>,
+    value: &clab_model::source::Spanned<String>,
     known: &[&str],
 ) -> Issue {
     // A typo (at most two edits from a known type) is an error: the author meant that type.
@@ -239,7 +224,7 @@ fn unknown_type(
 
 /// Report a pattern that does not compile or needs `fancy-regex`; the compiled pattern.
 fn check_regex(
-    pattern: &crate::source::Spanned<String>,
+    pattern: &clab_model::source::Spanned<String>,
     issues: &mut Vec<Issue>,
 ) -> Option<Pattern> {
     let compiled = Pattern::compile(&pattern.value);
@@ -435,7 +420,7 @@ fn char_name(c: char) -> &'static str {
 
 fn check_invisible(text: &str, issues: &mut Vec<Issue>) {
     for (start, end, chars) in invisible_runs(text) {
-        let (line, col) = crate::source::line_col(text, start);
+        let (line, col) = clab_model::source::line_col(text, start);
         let mut listed: Vec<String> = chars
             .iter()
             .take(6)
@@ -473,7 +458,8 @@ fn check_invisible(text: &str, issues: &mut Vec<Issue>) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{rules::FlatDiagnostic, source::SourceFile};
+    use crate::FlatDiagnostic;
+    use clab_model::source::SourceFile;
 
     fn file(id: &str, text: &str) -> RuleFile {
         RuleFile::parse(
@@ -602,7 +588,7 @@ pub(crate) mod tests {
 
     /// The measurement in `docs/rules.md`: parse and validate every file of the shared corpus,
     /// print the time and the findings by kind (and every error, for spot checks).
-    /// `CLAB_MDC_CORPUS=/work/shared/corpus/mdc cargo test -p clab-engine --lib rules::validate::tests::corpus_tally -- --ignored --nocapture`
+    /// `CLAB_MDC_CORPUS=/work/shared/corpus/mdc cargo test -p clab-rules --lib validate::tests::corpus_tally -- --ignored --nocapture`
     #[test]
     #[ignore = "needs the shared corpus; run by hand"]
     fn corpus_tally() {
@@ -830,7 +816,7 @@ pub(crate) mod tests {
         ));
     }
 
-    /// The copied corpus fixtures (`engine/tests/fixtures/rules/corpus/`): every diagnostic,
+    /// The copied corpus fixtures (`engine/rules/tests/fixtures/rules/corpus/`): every diagnostic,
     /// flat, per rule set. A change here is a change in what users see on real files.
     #[test]
     fn corpus_fixtures() {
@@ -838,7 +824,7 @@ pub(crate) mod tests {
         let mut out = String::new();
         let mut count = 0;
         for set in ["awesome-cursorrules", "codegen-lab", "codegen-lab-drafts"] {
-            let found = crate::rules::discover(&root, &[Path::new(set)]).unwrap();
+            let found = crate::discover(&root, &[Path::new(set)]).unwrap();
             count += found.len();
             for d in validate(&found, None) {
                 let f = d.flat();
@@ -855,7 +841,7 @@ pub(crate) mod tests {
     #[test]
     fn corpus_fixture_uv_rule_scans() {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules/corpus");
-        let found = crate::rules::discover(&root, &[Path::new("codegen-lab")]).unwrap();
+        let found = crate::discover(&root, &[Path::new("codegen-lab")]).unwrap();
         let rules = super::super::CompiledRule::compile_all(&found);
         let uv = rules.iter().find(|r| r.name == "uv").unwrap();
         assert!(uv.selects("src/pkg/a.py"));

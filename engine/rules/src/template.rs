@@ -115,10 +115,8 @@ pub fn write_new_rule(rules_dir: &Path, rule: &NewRule<'_>) -> Result<PathBuf, E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        rules::{RuleFile, validate},
-        source::SourceFile,
-    };
+    use crate::{RuleFile, validate};
+    use clab_model::source::SourceFile;
 
     #[test]
     fn every_type_renders_a_file_that_validates_clean() {

@@ -412,7 +412,7 @@ impl CompiledRule {
         for (nth, action) in self.actions.iter().enumerate() {
             if action.unconditioned {
                 if let Some(at) = anchor {
-                    let (line, col) = crate::source::line_col(text, at);
+                    let (line, col) = clab_model::source::line_col(text, at);
                     findings.push(self.finding(rel_path, line, col, action, None));
                 }
                 continue;
@@ -467,7 +467,7 @@ impl CompiledRule {
     }
 }
 
-fn opt(field: &Option<crate::source::Spanned<String>>) -> &str {
+fn opt(field: &Option<clab_model::source::Spanned<String>>) -> &str {
     field.as_ref().map_or("", |f| f.value.as_str())
 }
 
@@ -482,11 +482,12 @@ fn first_line(message: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::source::SourceFile;
+    use clab_model::source::SourceFile;
 
-    const UV: &str = r#"---
+    /// A rule file with one `<rule>` block, `uv`, that has every kind of filter and action.
+    pub(crate) const UV: &str = r#"---
 description: uv
 globs: *.py, pyproject.toml, Makefile
 ---
@@ -513,14 +514,34 @@ actions:
 </rule>
 "#;
 
-    fn compile(text: &str) -> CompiledRule {
+    /// The first rule of a rule file's `text`, which must parse without issues.
+    pub(crate) fn compile(text: &str) -> CompiledRule {
         let file = RuleFile::parse("uv", SourceFile::new("uv.mdc", "uv.mdc", text));
         assert!(file.issues.is_empty(), "{:?}", file.issues);
         CompiledRule::compile(&file, &file.body.rules[0]).unwrap()
     }
 
+    /// Texts the prefilter tests scan.
+    pub(crate) const PREFILTER_TEXTS: [&str; 5] = [
+        "import os\nx = 1\n",
+        "x = 1\r\nimport os\r\nfoo\r\n",
+        "a  b\nfoo;\nbar\n\n",
+        "nothing here\n",
+        "x\ty\n  foo  \n",
+    ];
+    /// Condition patterns that all have a prefilter.
+    pub(crate) const PREFILTER_PATTERNS: [&str; 7] = [
+        r"^import",
+        r"foo$",
+        r"a\s+b",
+        r"\bx\b",
+        r"[^;]+;",
+        r"^\s*foo\s*$",
+        r"o\n?s",
+    ];
+
     /// A rule with one reject condition `pattern` over every `.py` file.
-    fn condition_rule(pattern: &str) -> CompiledRule {
+    pub(crate) fn condition_rule(pattern: &str) -> CompiledRule {
         let pattern = pattern.replace('\\', "\\\\").replace('"', "\\\"");
         compile(&format!(
             "---\nglobs: *.py\n---\n<rule>\nname: r\nactions:\n  - type: reject\n    conditions:\n      - pattern: \"{pattern}\"\n        message: m\n</rule>\n"
@@ -528,107 +549,8 @@ actions:
     }
 
     #[test]
-    fn prefilters_decide_alone_only_for_rules_whose_findings_all_pass_one() {
-        use crate::exec::rule_scan::PrefilterSet;
-        let plain = condition_rule(r"foo\(");
-        assert!(plain.is_prefiltered());
-        // No prefilter for a whole-text anchor; a content filter and a message-only action
-        // find things no prefilter sees.
-        let anchored = condition_rule(r"\Aimport");
-        let uv = compile(UV);
-        assert!(!anchored.is_prefiltered());
-        assert!(!uv.is_prefiltered());
-        let alone = |rules: &[&CompiledRule]| {
-            PrefilterSet::new(rules.iter().copied())
-                .unwrap()
-                .decides_alone()
-        };
-        assert!(alone(&[&plain, &condition_rule("bar")]));
-        assert!(!alone(&[&plain, &anchored]));
-        assert!(!alone(&[&plain, &uv]));
-        let set = PrefilterSet::new([&plain]).unwrap();
-        assert!(set.is_match("x = foo(1)") && !set.is_match("x = foo"));
-        assert_eq!(&*set.no_hits(), &*set.search("nothing"));
-    }
-
-    #[test]
-    fn one_batch_scan_finds_what_each_rule_finds_alone() {
-        use crate::exec::rule_scan::{self, PrefilterSet, SharedText};
-        use crate::plan::inputs::InputFile;
-        use crate::store::Digest;
-        use std::sync::Arc;
-
-        let texts = [
-            ("a.py", "import os\nfoo;\n"),
-            ("b.py", "x = 1\r\nimport os\r\nfoo\r\n"),
-            ("c.py", "nothing here\n"),
-            ("d.txt", "import os\n"),
-        ];
-        let rules: Vec<CompiledRule> = [r"^import", r"foo$", r"[^;]+;", r"\Aimport"]
-            .iter()
-            .map(|pattern| condition_rule(pattern))
-            .collect();
-        let refs: Vec<&CompiledRule> = rules.iter().collect();
-        let set = PrefilterSet::new(refs.iter().copied()).unwrap();
-        let inputs: Vec<InputFile> = texts
-            .iter()
-            .map(|(path, text)| InputFile {
-                path: (*path).to_owned(),
-                hash: Digest::of_bytes(text.as_bytes()),
-                size: text.len() as u64,
-                executable: false,
-            })
-            .collect();
-        let read = |file: &InputFile| {
-            let text = texts.iter().find(|(p, _)| *p == file.path)?.1;
-            Some(SharedText {
-                text: Arc::new(text.to_owned()),
-                hits: Some(set.search(text)),
-            })
-        };
-        let selected = rule_scan::selection(&rules[0], &inputs);
-        assert_eq!(selected, [true, true, true, false]);
-        let batch = Arc::new(rule_scan::scan_batch(
-            &refs,
-            &inputs,
-            &selected,
-            &read,
-            Some(&set),
-        ));
-        let mut total = 0;
-        for rule in &rules {
-            let alone =
-                rule_scan::scan(rule, &inputs, &selected, None, &read, Some(&set), &|| None);
-            let batched =
-                rule_scan::scan(rule, &inputs, &selected, None, &read, Some(&set), &|| {
-                    Some(Arc::clone(&batch))
-                });
-            assert_eq!(batched.findings, alone.findings);
-            assert_eq!(batched.stored.files, alone.stored.files);
-            assert_eq!((batched.scanned, batched.reused), (3, 0));
-            total += alone.findings.len();
-        }
-        assert_eq!(total, 6, "the test texts must produce findings");
-    }
-
-    #[test]
     fn the_whole_text_prefilter_never_changes_findings() {
-        let texts = [
-            "import os\nx = 1\n",
-            "x = 1\r\nimport os\r\nfoo\r\n",
-            "a  b\nfoo;\nbar\n\n",
-            "nothing here\n",
-            "x\ty\n  foo  \n",
-        ];
-        let patterns = [
-            r"^import",
-            r"foo$",
-            r"a\s+b",
-            r"\bx\b",
-            r"[^;]+;",
-            r"^\s*foo\s*$",
-            r"o\n?s",
-        ];
+        let (texts, patterns) = (PREFILTER_TEXTS, PREFILTER_PATTERNS);
         for pattern in patterns {
             let rule = condition_rule(pattern);
             assert!(
@@ -642,24 +564,6 @@ actions:
                     rule.scan("a.py", text),
                     plain.scan("a.py", text),
                     "{pattern:?} on {text:?}"
-                );
-            }
-        }
-        // All the prefilters as one set, searched once per text, answer the same.
-        let rules: Vec<CompiledRule> = patterns
-            .iter()
-            .chain(&[r"\Aimport"])
-            .map(|pattern| condition_rule(pattern))
-            .collect();
-        let set = crate::exec::rule_scan::PrefilterSet::new(&rules).unwrap();
-        for text in texts {
-            let hits = set.search(text);
-            for rule in &rules {
-                let answers = set.answers(rule, &hits).unwrap();
-                assert_eq!(
-                    rule.scan_selected("a.py", text, Some(&answers)),
-                    rule.scan("a.py", text),
-                    "{text:?}"
                 );
             }
         }

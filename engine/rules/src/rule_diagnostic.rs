@@ -11,7 +11,7 @@ use std::{fmt, sync::Arc};
 use miette::{LabeledSpan, NamedSource, SourceCode, SourceSpan};
 use serde::Serialize;
 
-use crate::source::SourceFile;
+use clab_model::source::SourceFile;
 
 /// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -13,7 +13,7 @@ use super::{
     rule_diagnostic::{Issue, Kind},
     yaml_node::{SourceLine, split_flow, split_lines, unquote},
 };
-use crate::source::Spanned;
+use clab_model::source::Spanned;
 
 /// The parsed front matter; every field is optional because real files omit any of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

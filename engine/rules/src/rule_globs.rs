@@ -9,7 +9,7 @@
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::source::Spanned;
+use clab_model::source::Spanned;
 
 /// Compiled front matter globs.
 #[derive(Clone, Debug)]

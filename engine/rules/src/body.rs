@@ -7,12 +7,12 @@
 
 use miette::SourceSpan;
 
-use super::validate::FILTER_TYPES;
+use super::known_types::FILTER_TYPES;
 use super::{
     rule_diagnostic::{Issue, Kind, Severity},
     yaml_node::{SourceLine, YamlNode, YamlValue, parse_yaml, split_lines},
 };
-use crate::source::Spanned;
+use clab_model::source::Spanned;
 
 /// The body of a rule file.
 #[derive(Clone, Debug, PartialEq, Eq)]
