@@ -13,8 +13,9 @@
 
 pub use clab_model::source;
 pub mod project;
-pub mod syntax;
 pub use clab_rules as rules;
+/// `tasks.kdl` → `TaskFile` (the `clab-syntax` crate).
+pub use clab_syntax as syntax;
 pub mod graph;
 pub mod plan;
 pub mod exec;

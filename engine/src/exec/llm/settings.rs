@@ -167,19 +167,8 @@ impl Settings {
 
     /// The keys a settings layer accepts, as written in `tasks.kdl` and the config file (for
     /// "unknown key, did you mean" messages).
-    pub const KEYS: [&'static str; 11] = [
-        "provider",
-        "base-url",
-        "model",
-        "api-key-env",
-        "temperature",
-        "max-tokens",
-        "timeout",
-        "requests-per-minute",
-        "max-concurrent",
-        "command",
-        "max-retries",
-    ];
+    /// The list lives with the syntax stage, which reads the same keys from `llm` blocks.
+    pub const KEYS: [&'static str; 11] = crate::syntax::LLM_SETTING_KEYS;
 
     /// Set `key` (one of [`Settings::KEYS`]) from its text as written; `origin` says where it
     /// was written, for errors. Returns `Ok(false)` when `key` is not a settings key, so the

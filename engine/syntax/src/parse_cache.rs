@@ -19,7 +19,7 @@ use std::{
 };
 
 use super::TaskFile;
-use crate::source::SourceFile;
+use clab_model::source::SourceFile;
 
 /// Bumped when the shape of [`TaskFile`] changes in a way serde would misread.
 const FORMAT: u32 = 1;
@@ -63,7 +63,7 @@ impl ParseCache {
         let mut bytes = stamp(file.source.text()).into_bytes();
         bytes.push(b'\n');
         if serde_json::to_writer(&mut bytes, file).is_ok() {
-            let _ = crate::atomic_write::write_atomic_unsynced(&self.entry, &bytes);
+            let _ = clab_model::atomic_write::write_atomic_unsynced(&self.entry, &bytes);
         }
     }
 }
@@ -79,7 +79,7 @@ fn stamp(text: &str) -> String {
 }
 
 /// [`binary_identity`] as text, for other caches keyed by the build.
-pub(crate) fn binary_stamp() -> String {
+pub fn binary_stamp() -> String {
     binary_identity()
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -112,18 +112,22 @@ pub(super) mod setting_names {
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error};
 
-    use crate::{
-        source::Spanned,
-        syntax::{LLM_SETTINGS, Scalar},
-    };
+    use clab_model::source::Spanned;
+
+    use crate::{LLM_SETTINGS, Scalar};
 
     type Values = BTreeMap<&'static str, Spanned<Scalar>>;
 
-    pub fn serialize<S: Serializer>(values: &Values, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        values: &Values,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         values.serialize(serializer)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Values, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Values, D::Error> {
         let written = BTreeMap::<String, Spanned<Scalar>>::deserialize(deserializer)?;
         written
             .into_iter()
@@ -141,7 +145,7 @@ pub(super) mod setting_names {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::syntax::parse_task_file;
+    use crate::parse_task_file;
 
     const TASKS: &str = r#"
 project "demo"

@@ -1,10 +1,36 @@
 //! `tasks.kdl` → [`TaskFile`]: the typed model of the file, every value spanned.
 //!
-//! This stage checks only what can be seen in one node at a time: the KDL syntax, node and
-//! property names, argument counts and types, durations, and placeholders. Names are not
-//! resolved here (an unknown dependency is the graph's error), so every value keeps the span
-//! a later stage needs to point at it.
+//! ```text
+//! tasks.kdl ──parse_task_file──▶ TaskFile ──▶ (engine::graph)
+//!     └── parse_cache::ParseCache: unchanged bytes → the TaskFile stored last time
+//! ```
+//!
+//! # Purpose
+//!
+//! The syntax stage: read the task file into a typed model and report every problem that
+//! can be seen in one node at a time: the KDL syntax, node and property names, argument
+//! counts and types, durations, placeholders, and literal API keys written where a name
+//! belongs ([`looks_like_api_key`]).
+//!
+//! # In
+//!
+//! The text of `tasks.kdl` as a [`SourceFile`] ([`parse_task_file`]); the [`parse_cache`]
+//! also reads and writes its entries under `.clab/`.
+//!
+//! # Out
+//!
+//! A [`TaskFile`], or [`Diagnostics`]: every [`Error`] found, each with a span and help.
+//!
+//! # Invariants
+//!
+//! Names are not resolved here (an unknown dependency is the graph's error), so every value
+//! keeps the span a later stage needs to point at it. A file parses to the same
+//! [`TaskFile`] whether the fast reader (`fast_kdl`) or the `kdl` crate reads it. The crate
+//! depends on `clab-model` only among clab's crates: it knows nothing of graphs, plans, the
+//! store or execution; the list of LLM setting names ([`LLM_SETTING_KEYS`]) lives here and
+//! the LLM layer takes it from here.
 
+mod api_key;
 mod fast_kdl;
 mod kdl;
 pub mod parse_cache;
@@ -14,9 +40,9 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use miette::{Diagnostic, NamedSource, SourceSpan};
 
-pub use self::kdl::parse_task_file;
-use crate::source::{SourceFile, Spanned};
+pub use self::{api_key::looks_like_api_key, kdl::parse_task_file};
 pub use clab_model::duration::{format_duration, parse_duration};
+use clab_model::source::{SourceFile, Spanned};
 
 /// A parsed `tasks.kdl`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -152,8 +178,25 @@ pub struct LlmStepDecl {
     pub rules: Vec<Spanned<String>>,
 }
 
-/// The settings an `llm` block may hold, in both the top-level and the task form.
-pub const LLM_SETTINGS: &[&str] = &crate::exec::llm::Settings::KEYS;
+/// The settings an `llm` block may hold, in both the top-level and the task form, as written
+/// in `tasks.kdl`; `engine::exec::llm::Settings::KEYS` (which the config file accepts too) is
+/// defined as this list, so the two cannot drift.
+pub const LLM_SETTING_KEYS: [&str; 11] = [
+    "provider",
+    "base-url",
+    "model",
+    "api-key-env",
+    "temperature",
+    "max-tokens",
+    "timeout",
+    "requests-per-minute",
+    "max-concurrent",
+    "command",
+    "max-retries",
+];
+
+/// [`LLM_SETTING_KEYS`] as a slice.
+pub const LLM_SETTINGS: &[&str] = &LLM_SETTING_KEYS;
 
 /// A problem in tasks.kdl, pointing at the span that causes it.
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -366,7 +409,7 @@ pub struct Diagnostics {
 }
 
 /// `1 problem`, `2 problems`.
-pub(crate) fn plural(n: usize, noun: &str) -> String {
+pub fn plural(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
     } else {

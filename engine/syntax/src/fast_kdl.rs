@@ -520,10 +520,9 @@ pub(super) mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{
-        source::SourceFile,
-        syntax::{Diagnostics, TaskFile, kdl::read_task_file, parse_task_file},
-    };
+    use clab_model::source::SourceFile;
+
+    use crate::{Diagnostics, TaskFile, kdl::read_task_file, parse_task_file};
 
     /// The repository's task files, copied (tests do not read the repository).
     const REPO_FILES: &[(&str, &str)] = &[
@@ -677,7 +676,7 @@ pub(super) mod tests {
 
     /// `parse_task_file` gives the same model (or errors) as reading the crate's document.
     /// The reader's own tests (`kdl.rs`) check every document they parse with it.
-    pub(in crate::syntax) fn assert_same_task_file(text: &str) {
+    pub(crate) fn assert_same_task_file(text: &str) {
         let source = SourceFile::new("tasks.kdl", "tasks.kdl", text);
         let fast = outcome(parse_task_file(source.clone()));
         let slow = outcome(read_task_file(source, KdlDocument::parse(text)));

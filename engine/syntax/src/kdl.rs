@@ -13,10 +13,8 @@ use super::{
     CoverageDecl, Diagnostics, Error, LLM_SETTINGS, LlmSettings, LlmStepDecl, Scalar, TaskDecl,
     TaskFile, fast_kdl, parse_duration, placeholders, suggestion,
 };
-use crate::{
-    exec::llm::looks_like_api_key,
-    source::{SourceFile, Spanned},
-};
+use crate::looks_like_api_key;
+use clab_model::source::{SourceFile, Spanned};
 
 const TOP_LEVEL: &[&str] = &[
     "project",
@@ -744,7 +742,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<TaskFile, Diagnostics> {
         // Every document here also checks the fast path against the `kdl` crate.
-        crate::syntax::fast_kdl::tests::assert_same_task_file(text);
+        crate::fast_kdl::tests::assert_same_task_file(text);
         parse_task_file(SourceFile::new("tasks.kdl", "tasks.kdl", text))
     }
 
