@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
-use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
+use clap_complete::engine::ArgValueCandidates;
 
 /// clab: a declarative task runner and build-graph engine for AI-assisted development.
 #[derive(Debug, Parser)]
@@ -65,7 +65,7 @@ pub enum Command {
     /// Say why a task would run, or that it is up to date.
     Explain {
         /// The task (or node id) to explain.
-        #[arg(add = ArgValueCandidates::new(task_names))]
+        #[arg(add = ArgValueCandidates::new(crate::commands::task_names))]
         task: String,
     },
     /// Inspect, validate and create Cursor rule files (`*.mdc`).
@@ -107,7 +107,7 @@ pub enum Command {
 #[derive(Debug, Default, ClapArgs)]
 pub struct RunArgs {
     /// Tasks to run (task names or node ids such as `gen[src/a.py]`); none: `default`.
-    #[arg(add = ArgValueCandidates::new(task_names))]
+    #[arg(add = ArgValueCandidates::new(crate::commands::task_names))]
     pub tasks: Vec<String>,
 
     /// Run everything that does not depend on a failed task.
@@ -152,7 +152,7 @@ pub struct RunArgs {
 #[derive(Debug, ClapArgs)]
 pub struct WatchArgs {
     /// Tasks to run (task names or node ids); none: `default`.
-    #[arg(add = ArgValueCandidates::new(task_names))]
+    #[arg(add = ArgValueCandidates::new(crate::commands::task_names))]
     pub tasks: Vec<String>,
 
     /// How long files must be quiet before a run starts (`50ms`, `1s`).
@@ -256,7 +256,7 @@ pub enum RuleTypeArg {
 #[derive(Debug, ClapArgs)]
 pub struct GraphArgs {
     /// Only this task and what it depends on.
-    #[arg(add = ArgValueCandidates::new(task_names))]
+    #[arg(add = ArgValueCandidates::new(crate::commands::task_names))]
     pub task: Option<String>,
 
     /// Output format.
@@ -284,23 +284,4 @@ pub enum Template {
     Rust,
     /// A commented minimal tasks.kdl.
     Blank,
-}
-
-/// The task names of the project in the working directory, with their descriptions, for
-/// shell completion; none when there is no project or it does not load (a completion must
-/// never print an error into the shell's line).
-fn task_names() -> Vec<CompletionCandidate> {
-    let Ok(project) = engine::project::Project::discover(std::path::Path::new("."), None) else {
-        return Vec::new();
-    };
-    let Ok(file) = project.parse() else {
-        return Vec::new();
-    };
-    file.tasks
-        .iter()
-        .map(|task| {
-            let help = task.description.as_ref().map(|d| d.value.clone().into());
-            CompletionCandidate::new(task.name.value.clone()).help(help)
-        })
-        .collect()
 }

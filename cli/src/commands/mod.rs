@@ -109,3 +109,22 @@ fn project(args: &Args) -> Result<Project, Failure> {
     let cache_dir = cache_dir(&project);
     Ok(project.with_parse_cache(cache_dir))
 }
+
+/// The task names of the project in the working directory, with their descriptions, for
+/// shell completion; none when there is no project or it does not load (a completion must
+/// never print an error into the shell's line).
+pub fn task_names() -> Vec<clap_complete::engine::CompletionCandidate> {
+    let Ok(project) = Project::discover(std::path::Path::new("."), None) else {
+        return Vec::new();
+    };
+    let Ok(file) = project.parse() else {
+        return Vec::new();
+    };
+    file.tasks
+        .iter()
+        .map(|task| {
+            let help = task.description.as_ref().map(|d| d.value.clone().into());
+            clap_complete::engine::CompletionCandidate::new(task.name.value.clone()).help(help)
+        })
+        .collect()
+}
