@@ -200,20 +200,15 @@ pub fn report(diagnostics: &[RuleDiagnostic], annotations_on_stderr: bool) {
 
 /// `::error file=…,line=…,col=…,title=CODE::MESSAGE` (or `::warning`).
 fn annotation(diagnostic: &RuleDiagnostic) -> String {
-    use engine::reports::junit::{escape_data, escape_property};
+    use crate::render::annotation::{Annotation, Level};
     let flat = diagnostic.flat();
     let level = match flat.severity {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
+        Severity::Error => Level::Error,
+        Severity::Warning => Level::Warning,
     };
-    format!(
-        "::{level} file={},line={},col={},title={}::{}",
-        escape_property(&flat.file),
-        flat.line,
-        flat.col,
-        escape_property(&flat.code),
-        escape_data(&flat.message)
-    )
+    Annotation::new(level, &flat.code, &flat.message)
+        .at(&flat.file, Some(flat.line), Some(flat.col))
+        .to_string()
 }
 
 /// The `--format json` document.

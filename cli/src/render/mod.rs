@@ -5,6 +5,7 @@
 //! - [`json`]: one JSON event per line (`--json`).
 //! - [`trace`]: a Chrome trace file (`--profile`), beside any of the above.
 
+pub mod annotation;
 pub mod json;
 pub mod plain;
 pub mod step_summary;

@@ -7,7 +7,10 @@ use std::{collections::HashMap, io::Write, sync::Mutex};
 use console::style;
 use engine::event::{Event, Reporter, Status};
 
-use super::{duration, summary_line};
+use super::{
+    annotation::{Annotation, Level},
+    duration, summary_line,
+};
 
 /// The plain reporter.
 pub struct Plain {
@@ -88,7 +91,10 @@ impl Reporter for Plain {
                     }
                     self.print("::endgroup::");
                     if let Status::Failed { message } = status {
-                        self.print(&format!("::error title=clab task failed::{task} {message}"));
+                        let message = format!("{task} {message}");
+                        let annotation =
+                            Annotation::new(Level::Error, "clab task failed", &message);
+                        self.print(&annotation.to_string());
                     }
                     return;
                 }
@@ -137,17 +143,10 @@ impl Reporter for Plain {
                     path, *line, *col, severity, message, rule,
                 ));
                 if self.github {
-                    let level = if severity == "error" {
-                        "error"
-                    } else {
-                        "warning"
-                    };
-                    self.print(&format!(
-                        "::{level} file={},line={line},col={col},title={}::{}",
-                        engine::reports::junit::escape_property(path),
-                        engine::reports::junit::escape_property(rule),
-                        engine::reports::junit::escape_data(message)
-                    ));
+                    let annotation =
+                        Annotation::new(Level::from_severity(severity), rule, message)
+                            .at(path, Some(*line), Some(*col));
+                    self.print(&annotation.to_string());
                 }
             }
             Event::CoverageReport { task, table, .. } => {
@@ -196,18 +195,13 @@ pub fn status_line(task: &str, status: &Status, duration_ms: u64, reason: Option
 /// A GitHub Actions `::error` annotation for a failed test, placed on its file and line
 /// when the report knows them.
 fn annotation(task: &str, failure: &engine::event::TestFailure) -> String {
-    use engine::reports::junit::{escape_data, escape_property};
-    let mut properties = Vec::new();
-    if let Some(file) = &failure.file {
-        properties.push(format!("file={}", escape_property(file)));
-        if let Some(line) = failure.line {
-            properties.push(format!("line={line}"));
-        }
-    }
-    properties.push(format!(
-        "title={}",
-        escape_property(&format!("{task}: {}", failure.name))
-    ));
+    let title = format!("{task}: {}", failure.name);
     let message = failure.message.as_deref().unwrap_or("test failed");
-    format!("::error {}::{}", properties.join(","), escape_data(message))
+    let annotation = Annotation::new(Level::Error, &title, message);
+    match &failure.file {
+        Some(file) => annotation
+            .at(file, failure.line.map(|line| line as usize), None)
+            .to_string(),
+        None => annotation.to_string(),
+    }
 }

@@ -8,7 +8,7 @@
 //! counted from those cases, never copied from the suites' `tests=`/`failures=` attributes,
 //! which the dialects fill in inconsistently (jest-junit counts `todo` tests in one place and not
 //! the other). From a report: a plain-text summary ([`TestReport::render_summary`], no colours:
-//! the cli adds them), GitHub Actions `::error` lines ([`TestReport::github_annotations`]) and a
+//! the cli adds them, with its GitHub Actions annotations) and a
 //! serializable [`ReportSummary`] to store per run.
 //!
 //! Invariants: `totals.tests == cases.len()` and
@@ -679,57 +679,10 @@ impl TestReport {
         }
         out
     }
-
-    /// GitHub Actions workflow commands, one `::error …::message` line per failed or errored
-    /// case, with `file=` and `line=` when known. Absolute paths under `root` are made relative
-    /// to it (GitHub resolves annotation paths from the repository root).
-    pub fn github_annotations(&self, root: Option<&Path>) -> Vec<String> {
-        self.failures()
-            .map(|case| {
-                let mut props = Vec::new();
-                if let Some(file) = &case.file {
-                    let file = match root {
-                        Some(root) => Path::new(file)
-                            .strip_prefix(root)
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_else(|_| file.clone()),
-                        None => file.clone(),
-                    };
-                    props.push(format!("file={}", escape_property(&file)));
-                    if let Some(line) = case.line {
-                        props.push(format!("line={line}"));
-                    }
-                }
-                let kind = if case.outcome == Outcome::Error {
-                    "test error"
-                } else {
-                    "test failed"
-                };
-                props.push(format!(
-                    "title={}",
-                    escape_property(&format!("{kind}: {}", case.id()))
-                ));
-                let message = case.message.as_deref().unwrap_or(kind);
-                format!("::error {}::{}", props.join(","), escape_data(message))
-            })
-            .collect()
-    }
 }
 
 fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 { one } else { many }
-}
-
-/// Escape a workflow command's message: `%`, CR and LF.
-pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Escape a workflow command's property value: as [`escape_data`] plus `:` and `,`.
-pub fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 #[cfg(test)]
@@ -896,44 +849,6 @@ mod tests {
     }
 
     #[test]
-    fn github_annotations_escape_and_locate() {
-        let r = load("pytest.xml");
-        let lines = r.github_annotations(None);
-        assert_eq!(lines.len(), 3);
-        assert_eq!(
-            lines[1],
-            "::error file=tests/test_ops.py,line=15,title=test failed%3A tests.test_ops%3A%3Atest_div_wrong::\
-             AssertionError: integer division expected%0Aassert 3.5 == 3%0A +  where 3.5 = div(7, 2)"
-        );
-        let jest = load("jest.xml").github_annotations(Some(Path::new("/tmp/jestfx")));
-        assert_eq!(jest.len(), 1);
-        assert!(jest[0].starts_with(
-            "::error file=math.test.js,line=9,title=test failed%3A add adds negative numbers::"
-        ));
-    }
-
-    #[test]
-    fn escaping_follows_workflow_command_rules() {
-        assert_eq!(escape_data("50% a:b,c\r\n"), "50%25 a:b,c%0D%0A");
-        assert_eq!(escape_property("50% a:b,c\r\n"), "50%25 a%3Ab%2Cc%0D%0A");
-    }
-
-    #[test]
-    fn absolute_path_outside_root_is_kept() {
-        let r = parse_str(
-            r#"<testsuite name="s"><testcase name="t" file="/elsewhere/x.py" line="3"><failure message="boom"/></testcase></testsuite>"#,
-            "r.xml",
-        );
-        let lines = r
-            .map(|r| r.github_annotations(Some(Path::new("/repo"))))
-            .unwrap_or_default();
-        assert_eq!(
-            lines,
-            ["::error file=/elsewhere/x.py,line=3,title=test failed%3A t::boom"]
-        );
-    }
-
-    #[test]
     fn nested_suites_and_lone_testsuite_root() {
         let text = r#"<?xml version="1.0"?>
 <testsuite name="outer" time="2.5">
@@ -1050,7 +965,7 @@ mod tests {
                 proptest::prop_assert_eq!(t.tests, r.cases.len());
                 proptest::prop_assert_eq!(t.tests, t.passed + t.failed + t.errors + t.skipped);
                 proptest::prop_assert!(t.time >= 0.0);
-                proptest::prop_assert_eq!(r.github_annotations(None).len(), t.failed + t.errors);
+                proptest::prop_assert_eq!(r.failures().count(), t.failed + t.errors);
             }
         }
     }

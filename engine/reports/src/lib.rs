@@ -13,11 +13,10 @@
 //!
 //! # Out
 //!
-//! A [`junit::TestReport`] (cases, [`junit::Totals`], a summary, GitHub Actions annotations) or
+//! A [`junit::TestReport`] (cases, [`junit::Totals`], a summary) or
 //! a [`coverage::CoverageReport`] (files, totals, a `coverage report -m` style table, the
 //! `fail-under` gate); typed errors with miette diagnostics pointing into the report's text.
-//! [`junit::escape_data`] and [`junit::escape_property`] escape GitHub workflow commands for
-//! any caller.
+//! GitHub Actions annotations are the cli's (`cli/src/render/annotation.rs`).
 //!
 //! # Invariants
 //!
