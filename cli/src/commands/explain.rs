@@ -81,7 +81,7 @@ pub fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
                             };
                             writeln!(out, "  {line}")?;
                         }
-                        if reason.starts_with("no cached result") {
+                        if *reason == engine::plan::Reason::NoCachedResult {
                             writeln!(out, "  {reason}")?;
                         }
                     }

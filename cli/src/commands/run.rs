@@ -138,7 +138,7 @@ fn dry_run(
         for decision in &mut decisions {
             if let PlanStatus::Cached { key } = &decision.status {
                 decision.status = PlanStatus::Run {
-                    reason: "forced".to_owned(),
+                    reason: engine::plan::Reason::Forced,
                     key: Some(key.clone()),
                 };
             }

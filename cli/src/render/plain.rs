@@ -48,7 +48,7 @@ impl Reporter for Plain {
                 reason: Some(reason),
             } => {
                 if let Ok(mut reasons) = self.reasons.lock() {
-                    reasons.insert(task.clone(), reason.clone());
+                    reasons.insert(task.clone(), reason.to_string());
                 }
                 if !self.quiet && !self.github {
                     self.print(&format!(
@@ -143,9 +143,8 @@ impl Reporter for Plain {
                     path, *line, *col, severity, message, rule,
                 ));
                 if self.github {
-                    let annotation =
-                        Annotation::new(Level::from_severity(severity), rule, message)
-                            .at(path, Some(*line), Some(*col));
+                    let annotation = Annotation::new(Level::from_severity(severity), rule, message)
+                        .at(path, Some(*line), Some(*col));
                     self.print(&annotation.to_string());
                 }
             }

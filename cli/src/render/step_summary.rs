@@ -45,7 +45,7 @@ impl Reporter for StepSummary {
                 task,
                 reason: Some(reason),
             } => {
-                state.reasons.insert(task.clone(), reason.clone());
+                state.reasons.insert(task.clone(), reason.to_string());
             }
             Event::TaskFinished {
                 task,

@@ -64,7 +64,10 @@ impl Reporter for Tty {
                 spinner.set_message(message);
                 spinner.enable_steady_tick(Duration::from_millis(100));
                 if let Ok(mut running) = self.running.lock() {
-                    running.insert(task.clone(), (spinner, reason.clone()));
+                    running.insert(
+                        task.clone(),
+                        (spinner, reason.as_ref().map(ToString::to_string)),
+                    );
                 }
             }
             Event::TaskOutput { task, line } => {

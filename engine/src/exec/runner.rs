@@ -317,7 +317,9 @@ impl Runner {
 
         let reason = keyed.as_ref().map(|(_, reason, _)| reason.clone());
         if let NodeKind::Llm(_) = node.kind {
-            let why = reason.as_deref().unwrap_or("not cached");
+            let why = reason
+                .as_ref()
+                .map_or_else(|| "not cached".to_owned(), ToString::to_string);
             if self.options.offline {
                 let message = format!("needs an LLM call ({why}) and --offline is set");
                 return done.finish(self.finish_failed(id, message, Vec::new(), Duration::ZERO));
@@ -501,7 +503,7 @@ impl Runner {
         let reason = if self.options.cache.read {
             crate::plan::why_from(previous.as_ref().map(|(_, parts)| parts), &keyed.parts)
         } else {
-            "forced".to_owned()
+            crate::plan::Reason::Forced
         };
         let KeyedInputs {
             key,
@@ -1134,7 +1136,7 @@ enum Prepared {
     /// Restored from the cache.
     Hit(Outcome),
     /// Must run: the key, why, and the key's lock.
-    Miss(Box<(Keyed, String, Option<KeyLock>)>),
+    Miss(Box<(Keyed, crate::plan::Reason, Option<KeyLock>)>),
 }
 
 impl Visitor for Runner {

@@ -1,7 +1,7 @@
 //! Why a node runs: the difference between the key parts of its last recorded run and now.
 //!
 //! `clab explain` prints every [`Change`]; a running task's line shows the first one in a
-//! few words ([`short_reason`]), because an unexplained cache miss is the complaint users of
+//! few words ([`super::Reason`]'s words), because an unexplained cache miss is the complaint users of
 //! build caches make most.
 
 use std::collections::BTreeSet;
@@ -171,15 +171,6 @@ pub fn diff(old: &KeyParts, new: &KeyParts) -> Vec<Change> {
     changes
 }
 
-/// The reason shown on a running task's line: the first change, and how many more.
-pub fn short_reason(changes: &[Change]) -> Option<String> {
-    let first = changes.first()?.describe();
-    Some(match changes.len() {
-        1 => first,
-        n => format!("{first}, +{} more", n - 1),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::{collections::BTreeMap, sync::Arc};
@@ -224,7 +215,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            short_reason(&diff(&old, &new)).unwrap(),
+            super::super::Reason::from_changes(Some(diff(&old, &new))).to_string(),
             "a.py changed, +5 more"
         );
         assert!(diff(&new, &new).is_empty());

@@ -12,8 +12,11 @@ pub mod explain;
 pub mod inputs;
 pub mod llm_prompt;
 pub mod outputs;
+pub mod reason;
+
 /// The stat cache lives in the store (`clab-store`); re-exported at its old path.
 pub use clab_store::stat_cache;
+pub use reason::Reason;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -356,17 +359,11 @@ impl Planner {
                 (PlanStatus::Aggregate, digest)
             } else if !node.is_cacheable() {
                 let reason = if node.cache {
-                    "not cached: no inputs"
+                    Reason::NoInputs
                 } else {
-                    "not cached: cache #false"
+                    Reason::CacheOff
                 };
-                (
-                    PlanStatus::Run {
-                        reason: reason.to_owned(),
-                        key: None,
-                    },
-                    None,
-                )
+                (PlanStatus::Run { reason, key: None }, None)
             } else if let Some(dep) = blocked {
                 // The key cannot be known yet, but the parts we do know help `explain`.
                 key_parts = self
@@ -378,7 +375,7 @@ impl Planner {
                             .unwrap_or_default();
                         self.key_parts(graph, id, &inputs, deps, extra)
                     });
-                let reason = format!("dep {dep} will run");
+                let reason = Reason::DepWillRun(dep);
                 (PlanStatus::Run { reason, key: None }, None)
             } else {
                 let prepared = self
@@ -388,7 +385,7 @@ impl Planner {
                 match prepared {
                     Err(err) => (
                         PlanStatus::Run {
-                            reason: err.to_string(),
+                            reason: Reason::KeyUnknown(err.to_string()),
                             key: None,
                         },
                         None,
@@ -451,7 +448,7 @@ impl Planner {
 }
 
 /// Why a node with these key parts must run, from its last recorded run.
-pub fn why(store: Option<&Store>, task: &str, parts: &KeyParts) -> String {
+pub fn why(store: Option<&Store>, task: &str, parts: &KeyParts) -> Reason {
     let previous = store.and_then(|s| previous_parts(s, task));
     why_from(previous.as_ref().map(|(_, parts)| parts), parts)
 }
@@ -532,12 +529,8 @@ pub fn env_input_hashes(graph: &Graph) -> BTreeMap<String, Option<String>> {
 }
 
 /// Why a node must run, given the key parts of its last run (if any) and its current ones.
-pub fn why_from(previous: Option<&KeyParts>, parts: &KeyParts) -> String {
-    match previous {
-        None => "no previous run".to_owned(),
-        Some(old) => explain::short_reason(&explain::diff(old, parts))
-            .unwrap_or_else(|| "no cached result (last run failed or was pruned)".to_owned()),
-    }
+pub fn why_from(previous: Option<&KeyParts>, parts: &KeyParts) -> Reason {
+    Reason::from_changes(previous.map(|old| explain::diff(old, parts)))
 }
 
 /// An aggregate passes its dependencies through: its digest is that of theirs.
@@ -574,8 +567,8 @@ pub enum PlanStatus {
     },
     /// Executed.
     Run {
-        /// Why, in a few words.
-        reason: String,
+        /// Why (its words in `--json`).
+        reason: Reason,
         /// The cache key, when it can be known before the run.
         #[serde(skip_serializing_if = "Option::is_none")]
         key: Option<String>,
