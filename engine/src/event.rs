@@ -54,24 +54,15 @@ pub enum Event {
         /// Why: a failed dependency, fail-fast, an interrupt.
         reason: String,
     },
-    /// A task's JUnit report, read after it ran (or was restored).
+    /// A task's JUnit report, read after it ran (or was restored): totals, failures (file
+    /// paths relative to the root when inside it) and the slowest tests, as data; the cli
+    /// renders them (`ReportSummary::render`).
     TestReport {
         /// The node's display id.
         task: String,
-        /// Test cases in the report.
-        tests: usize,
-        /// Passed cases.
-        passed: usize,
-        /// Failed cases.
-        failed: usize,
-        /// Errored cases.
-        errors: usize,
-        /// Skipped cases.
-        skipped: usize,
-        /// The failures and errors, in report order.
-        failures: Vec<TestFailure>,
-        /// The plain-text summary (totals, failures, slowest tests).
-        text: String,
+        /// The report.
+        #[serde(flatten)]
+        report: clab_reports::junit::ReportSummary,
     },
     /// A task's coverage report, read after it ran (or was restored).
     CoverageReport {
@@ -82,8 +73,8 @@ pub enum Event {
         /// The gate, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
         fail_under: Option<f64>,
-        /// The per-file table.
-        table: String,
+        /// The per-file table, as data (the cli renders it: `Table::render`).
+        table: clab_reports::coverage::Table,
     },
     /// A rule check found something in a file.
     Finding {
@@ -109,22 +100,6 @@ pub enum Event {
     },
     /// The run ends.
     RunFinished(Summary),
-}
-
-/// One failed or errored test of a [`Event::TestReport`].
-#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
-pub struct TestFailure {
-    /// `classname::name`.
-    pub name: String,
-    /// The failure message.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The source file, when the report names it (relative to the root when inside it).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// The line, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<u32>,
 }
 
 /// How a node ended.

@@ -115,17 +115,12 @@ impl Reporter for Plain {
                     self.print(&format!("{} {task} skipped: {reason}", style("-").dim()));
                 }
             }
-            Event::TestReport {
-                task,
-                text,
-                failures,
-                ..
-            } => {
-                for line in text.lines() {
+            Event::TestReport { task, report } => {
+                for line in report.render().lines() {
                     self.print(&format!("{} {line}", style(format!("[{task}]")).dim()));
                 }
                 if self.github {
-                    for failure in failures {
+                    for failure in &report.failures {
                         self.print(&annotation(task, failure));
                     }
                 }
@@ -149,7 +144,7 @@ impl Reporter for Plain {
                 }
             }
             Event::CoverageReport { task, table, .. } => {
-                for line in table.lines() {
+                for line in table.render().lines() {
                     self.print(&format!("{} {line}", style(format!("[{task}]")).dim()));
                 }
             }
@@ -193,8 +188,8 @@ pub fn status_line(task: &str, status: &Status, duration_ms: u64, reason: Option
 
 /// A GitHub Actions `::error` annotation for a failed test, placed on its file and line
 /// when the report knows them.
-fn annotation(task: &str, failure: &engine::event::TestFailure) -> String {
-    let title = format!("{task}: {}", failure.name);
+fn annotation(task: &str, failure: &engine::reports::junit::FailureRecord) -> String {
+    let title = format!("{task}: {}", failure.id);
     let message = failure.message.as_deref().unwrap_or("test failed");
     let annotation = Annotation::new(Level::Error, &title, message);
     match &failure.file {

@@ -119,8 +119,8 @@ impl Reporter for Tty {
                     self.println(&format!("{} {task} skipped: {reason}", style("-").dim()));
                 }
             }
-            Event::TestReport { text, .. } => {
-                for line in text.lines() {
+            Event::TestReport { report, .. } => {
+                for line in report.render().lines() {
                     self.println(&format!("  {line}"));
                 }
             }
@@ -138,7 +138,7 @@ impl Reporter for Tty {
                 ));
             }
             Event::CoverageReport { table, .. } => {
-                for line in table.lines() {
+                for line in table.render().lines() {
                     self.println(&format!("  {line}"));
                 }
             }

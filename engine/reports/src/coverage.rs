@@ -318,73 +318,133 @@ pub fn check_fail_under(total: f64, threshold: f64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Print a report like `coverage report` (`-m` with `show_missing`): a header, a row per file,
-/// a rule and a `TOTAL` row, columns aligned; no colours.
-pub fn render_table(report: &CoverageReport, options: TableOptions) -> String {
-    let rows: Vec<&FileCoverage> = report
+/// A report as a `coverage report` table (`-m` with `show_missing`), as data: the rows to
+/// show, the total, and how many fully covered files `skip_covered` left out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Table {
+    /// One row per file shown, by path.
+    pub rows: Vec<TableRow>,
+    /// The `TOTAL` row (its `missing` is empty).
+    pub total: TableRow,
+    /// Files at 100% left out by `skip_covered`.
+    pub skipped: usize,
+    /// Whether [`Table::render`] adds the `Missing` column.
+    pub show_missing: bool,
+    /// Digits after the decimal point in the `Cover` column.
+    pub precision: usize,
+}
+
+/// One row of a [`Table`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TableRow {
+    /// The file's path (or `TOTAL`).
+    pub name: String,
+    /// Statements.
+    pub statements: u64,
+    /// Statements not run.
+    pub missed: u64,
+    /// Line coverage in percent.
+    pub percent: f64,
+    /// Missing line ranges (`3-5, 9`).
+    pub missing: String,
+}
+
+/// The table of `report` under `options`.
+pub fn table(report: &CoverageReport, options: TableOptions) -> Table {
+    let rows: Vec<TableRow> = report
         .files
         .iter()
         .filter(|f| !(options.skip_covered && f.missed() == 0))
+        .map(|file| TableRow {
+            name: file.path.clone(),
+            statements: file.statements(),
+            missed: file.missed(),
+            percent: file.percent(),
+            missing: file.missing_ranges(),
+        })
         .collect();
-    let skipped = report.files.len() - rows.len();
-    let name_width = rows
-        .iter()
-        .map(|f| f.path.chars().count())
-        .chain(["Name".len(), "TOTAL".len()])
-        .max()
-        .unwrap_or(5);
-    // As coverage.py: room for "100%" plus the decimals and two spaces, at least " Cover".
-    let decimals = if options.precision > 0 {
-        options.precision + 1
-    } else {
-        0
-    };
-    let cover_width = ("100%".len() + decimals + 2).max(" Cover".len());
-    let line = |name: &str, stmts: &str, miss: &str, cover: &str, missing: &str| {
-        let mut s = format!("{name:<name_width$} {stmts:>7} {miss:>6} {cover:>cover_width$}");
-        if options.show_missing {
-            let _ = write!(s, "   {missing}");
-        }
-        s.trim_end().to_owned()
-    };
-    let header = line("Name", "Stmts", "Miss", "Cover", "Missing");
-    let rule = "-".repeat(header.chars().count());
-    let mut out = String::new();
-    out.push_str(&header);
-    out.push('\n');
-    out.push_str(&rule);
-    out.push('\n');
-    for file in &rows {
-        out.push_str(&line(
-            &file.path,
-            &file.statements().to_string(),
-            &file.missed().to_string(),
-            &format_percent(file.percent(), options.precision),
-            &file.missing_ranges(),
-        ));
-        out.push('\n');
+    let t = &report.totals;
+    Table {
+        skipped: report.files.len() - rows.len(),
+        rows,
+        total: TableRow {
+            name: "TOTAL".to_owned(),
+            statements: t.statements,
+            missed: t.missed,
+            percent: t.percent(),
+            missing: String::new(),
+        },
+        show_missing: options.show_missing,
+        precision: options.precision,
     }
-    if !rows.is_empty() {
+}
+
+/// Print a report like `coverage report` (`-m` with `show_missing`): [`Table::render`] of
+/// [`table`].
+pub fn render_table(report: &CoverageReport, options: TableOptions) -> String {
+    table(report, options).render()
+}
+
+impl Table {
+    /// A header, a row per file, a rule and the `TOTAL` row, columns aligned; no colours.
+    pub fn render(&self) -> String {
+        let name_width = self
+            .rows
+            .iter()
+            .map(|row| row.name.chars().count())
+            .chain(["Name".len(), "TOTAL".len()])
+            .max()
+            .unwrap_or(5);
+        // As coverage.py: room for "100%" plus the decimals and two spaces, at least " Cover".
+        let decimals = if self.precision > 0 {
+            self.precision + 1
+        } else {
+            0
+        };
+        let cover_width = ("100%".len() + decimals + 2).max(" Cover".len());
+        let line = |name: &str, stmts: &str, miss: &str, cover: &str, missing: &str| {
+            let mut s = format!("{name:<name_width$} {stmts:>7} {miss:>6} {cover:>cover_width$}");
+            if self.show_missing {
+                let _ = write!(s, "   {missing}");
+            }
+            s.trim_end().to_owned()
+        };
+        let row_line = |row: &TableRow| {
+            line(
+                &row.name,
+                &row.statements.to_string(),
+                &row.missed.to_string(),
+                &format_percent(row.percent, self.precision),
+                &row.missing,
+            )
+        };
+        let header = line("Name", "Stmts", "Miss", "Cover", "Missing");
+        let rule = "-".repeat(header.chars().count());
+        let mut out = String::new();
+        out.push_str(&header);
+        out.push('\n');
         out.push_str(&rule);
         out.push('\n');
+        for row in &self.rows {
+            out.push_str(&row_line(row));
+            out.push('\n');
+        }
+        if !self.rows.is_empty() {
+            out.push_str(&rule);
+            out.push('\n');
+        }
+        out.push_str(&row_line(&self.total));
+        out.push('\n');
+        if self.skipped > 0 {
+            let files = if self.skipped == 1 { "file" } else { "files" };
+            let _ = write!(
+                out,
+                "\n{} {files} skipped due to complete coverage.\n",
+                self.skipped
+            );
+        }
+        out
     }
-    let t = &report.totals;
-    out.push_str(&line(
-        "TOTAL",
-        &t.statements.to_string(),
-        &t.missed.to_string(),
-        &format_percent(t.percent(), options.precision),
-        "",
-    ));
-    out.push('\n');
-    if skipped > 0 {
-        let files = if skipped == 1 { "file" } else { "files" };
-        let _ = write!(
-            out,
-            "\n{skipped} {files} skipped due to complete coverage.\n"
-        );
-    }
-    out
 }
 
 /// Tell the format of a report from its content: a `<coverage>` XML root is Cobertura, a JSON

@@ -101,7 +101,9 @@ pub enum Error {
 }
 
 /// How one test case ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// No `<failure>`, `<error>` or `<skipped>` child.
@@ -150,19 +152,10 @@ impl TestCase {
             _ => self.name.clone(),
         }
     }
-
-    /// `file:line`, `file` or nothing.
-    fn location(&self) -> Option<String> {
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => Some(format!("{file}:{line}")),
-            (Some(file), None) => Some(file.clone()),
-            _ => None,
-        }
-    }
 }
 
 /// Counts over all cases of a report.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Totals {
     /// Number of test cases.
     pub tests: usize,
@@ -196,7 +189,7 @@ pub struct TestReport {
 }
 
 /// A failed or errored case, as stored per run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailureRecord {
     /// [`TestCase::id`].
     pub id: String,
@@ -211,7 +204,7 @@ pub struct FailureRecord {
 }
 
 /// A test and its duration, as stored per run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SlowTest {
     /// [`TestCase::id`].
     pub id: String,
@@ -221,7 +214,7 @@ pub struct SlowTest {
 
 /// What is kept of a report per run (for `clab history`/`clab stats`): totals, failures and
 /// the slowest tests, without the full failure texts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReportSummary {
     /// Counts.
     pub totals: Totals,
@@ -638,9 +631,18 @@ impl TestReport {
         }
     }
 
-    /// A plain-text summary (no colours): one totals line, each failure with its location and
-    /// message (indented), then the `slowest` slowest tests when `slowest > 0`.
+    /// A plain-text summary (no colours) of this report with the `slowest` slowest tests:
+    /// [`ReportSummary::render`] of [`TestReport::summary`].
     pub fn render_summary(&self, slowest: usize) -> String {
+        self.summary(slowest).render()
+    }
+}
+
+/// The plain-text rendering of a summary, for the cli (it adds colours and prefixes).
+impl ReportSummary {
+    /// One totals line, each failure with its location and message (indented), then the
+    /// slowest tests, if any.
+    pub fn render(&self) -> String {
         let t = &self.totals;
         let mut out = format!(
             "{} {}, {} passed, {} failed, {} {}, {} skipped in {:.2}s\n",
@@ -653,15 +655,21 @@ impl TestReport {
             t.skipped,
             t.time,
         );
-        for case in self.failures() {
+        for case in &self.failures {
             let kind = if case.outcome == Outcome::Error {
                 "error"
             } else {
                 "failed"
             };
-            let _ = write!(out, "{kind} {}", case.id());
-            if let Some(location) = case.location() {
-                let _ = write!(out, " ({location})");
+            let _ = write!(out, "{kind} {}", case.id);
+            match (&case.file, case.line) {
+                (Some(file), Some(line)) => {
+                    let _ = write!(out, " ({file}:{line})");
+                }
+                (Some(file), None) => {
+                    let _ = write!(out, " ({file})");
+                }
+                _ => {}
             }
             out.push('\n');
             if let Some(message) = &case.message {
@@ -670,11 +678,10 @@ impl TestReport {
                 }
             }
         }
-        let slow = self.slowest(slowest);
-        if !slow.is_empty() {
+        if !self.slowest.is_empty() {
             out.push_str("slowest:\n");
-            for case in slow {
-                let _ = writeln!(out, "  {:>8.3}s  {}", case.time.unwrap_or(0.0), case.id());
+            for case in &self.slowest {
+                let _ = writeln!(out, "  {:>8.3}s  {}", case.time, case.id);
             }
         }
         out

@@ -10,7 +10,7 @@ use super::{
     junit,
 };
 use crate::{
-    event::{Event, Reporter, TestFailure},
+    event::{Event, Reporter},
     graph::Node,
 };
 
@@ -49,25 +49,16 @@ pub fn read_reports(
     if let Some(path) = &node.junit {
         match junit::parse(&root.join(path)) {
             Ok(report) => {
-                let failures = report
-                    .failures()
-                    .map(|case| TestFailure {
-                        name: case.id(),
-                        message: case.message.clone(),
-                        file: case.file.as_deref().map(|file| relative(root, file)),
-                        line: case.line,
-                    })
-                    .collect();
+                let mut summary = report.summary(5);
+                for failure in &mut summary.failures {
+                    if let Some(file) = &mut failure.file {
+                        *file = relative(root, file);
+                    }
+                }
                 let t = report.totals;
                 reporter.report(&Event::TestReport {
                     task: node.name.clone(),
-                    tests: t.tests,
-                    passed: t.passed,
-                    failed: t.failed,
-                    errors: t.errors,
-                    skipped: t.skipped,
-                    failures,
-                    text: report.render_summary(5),
+                    report: summary,
                 });
                 if !t.is_success() {
                     problems.push(format!(
@@ -96,7 +87,7 @@ pub fn read_reports(
             Ok(mut report) => {
                 report.relative_to(root);
                 let percent = report.percent();
-                let table = coverage::render_table(
+                let table = coverage::table(
                     &report,
                     TableOptions {
                         show_missing: gate.show_missing,
