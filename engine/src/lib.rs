@@ -12,11 +12,13 @@
 #![warn(missing_docs)]
 
 pub use clab_model::source;
-pub mod project;
+/// Finding and loading a project (the `clab-graph` crate).
+pub use clab_graph::project;
 pub use clab_rules as rules;
 /// `tasks.kdl` → `TaskFile` (the `clab-syntax` crate).
 pub use clab_syntax as syntax;
-pub mod graph;
+/// `TaskFile` → `Graph` (the `clab-graph` crate).
+pub use clab_graph as graph;
 pub mod plan;
 pub mod exec;
 /// Test and coverage reports as data (the `clab-reports` crate; also `exec::junit`, `exec::coverage`).
@@ -25,5 +27,8 @@ pub mod watch;
 /// The cache store (the `clab-store` crate).
 pub use clab_store as store;
 pub mod event;
-pub mod error;
+/// The error of loading a project (`clab_graph::project::Error`).
+pub mod error {
+    pub use clab_graph::project::{Error, Kind};
+}
 pub use clab_model::atomic_write;

@@ -6,12 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{
-    error::Error,
-    graph::{self, Graph},
-    source::SourceFile,
-    syntax::{self, TaskFile, parse_cache::ParseCache},
-};
+mod error;
+
+pub use self::error::{Error, Kind};
+use crate::Graph;
+use clab_model::source::SourceFile;
+use clab_syntax::{self as syntax, TaskFile, parse_cache::ParseCache};
 
 /// The file name clab looks for.
 pub const TASKS_FILE: &str = "tasks.kdl";
@@ -106,16 +106,16 @@ impl Project {
 
     /// Read, parse and build the graph.
     pub fn load(&self) -> Result<Graph, Error> {
-        Ok(graph::build(self.parse()?, &self.root)?)
+        Ok(crate::build(self.parse()?, &self.root)?)
     }
 
     /// [`load`](Self::load) for a command that runs the graph: also refuse rule files that
-    /// would not compile as written ([`crate::rules::check_compiles`]). Commands that only
+    /// would not compile as written ([`clab_rules::check_compiles`]). Commands that only
     /// show the project (`list`, `graph`, `rules`) use `load`, so a broken rule can still be
     /// looked at.
     pub fn load_runnable(&self) -> Result<Graph, Error> {
         let graph = self.load()?;
-        crate::rules::check_compiles(graph.rule_files())?;
+        clab_rules::check_compiles(graph.rule_files())?;
         Ok(graph)
     }
 }

@@ -11,11 +11,9 @@ use miette::LabeledSpan;
 use petgraph::graph::DiGraph;
 
 use super::{Coverage, Diagnostics, Error, Graph, LlmNode, Node, NodeId, NodeKind, cycle};
-use crate::{
-    rules::{CompiledRule, DEFAULT_RULES_DIR, RuleFile},
-    source::Spanned,
-    syntax::{TaskDecl, TaskFile, did_you_mean, placeholders},
-};
+use clab_model::source::Spanned;
+use clab_rules::{CompiledRule, DEFAULT_RULES_DIR, RuleFile};
+use clab_syntax::{TaskDecl, TaskFile, did_you_mean, placeholders};
 
 /// Build the graph of `file`, whose relative paths are resolved against `root`.
 pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
@@ -244,7 +242,7 @@ fn load_dotenv(file: &TaskFile, root: &Path, errors: &mut Vec<Error>) -> BTreeMa
 }
 
 /// The name of the implicit aggregate of all rule checks.
-pub const RULES_TASK: &str = "rules";
+pub(crate) const RULES_TASK: &str = "rules";
 
 /// The rule files under the `rules` directories of the file (default `.cursor/rules`).
 fn discover_rules(file: &TaskFile, root: &Path) -> Result<Vec<RuleFile>, Box<Error>> {
@@ -256,7 +254,7 @@ fn discover_rules(file: &TaskFile, root: &Path) -> Result<Vec<RuleFile>, Box<Err
             .map(|d| Path::new(d.value.as_str()))
             .collect()
     };
-    crate::rules::discover(root, &dirs).map_err(|source| {
+    clab_rules::discover(root, &dirs).map_err(|source| {
         Box::new(Error::Rules {
             source: Box::new(source),
         })
@@ -613,7 +611,8 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{source::SourceFile, syntax::parse_task_file};
+    use clab_model::source::SourceFile;
+    use clab_syntax::parse_task_file;
 
     fn graph(text: &str, root: &Path) -> Result<Graph, Diagnostics> {
         let file = parse_task_file(SourceFile::new("tasks.kdl", "tasks.kdl", text)).unwrap();

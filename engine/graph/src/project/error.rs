@@ -1,11 +1,12 @@
-//! The engine's error type, wrapping each stage's error.
+//! The error of loading a project: finding, parsing and building its graph, wrapping each stage's error.
 //!
 //! Every variant is classified by [`Error::kind`], which the cli maps to exit codes and watch
 //! mode uses to decide whether to keep going.
 
 use miette::Diagnostic;
 
-use crate::{graph, syntax};
+use crate as graph;
+use clab_syntax as syntax;
 
 /// What kind of problem an error is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub enum Kind {
     Environment,
 }
 
-/// Any error the engine returns.
+/// Any error of finding, parsing or building a project.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum Error {
     /// No tasks.kdl was found.
@@ -43,7 +44,7 @@ pub enum Error {
     /// A rule file would not compile as written (`run` and `watch` only).
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Rules(#[from] crate::rules::Broken),
+    Rules(#[from] clab_rules::Broken),
 
     /// A target on the command line.
     #[error(transparent)]

@@ -1,13 +1,37 @@
-//! [`TaskFile`](crate::syntax::TaskFile) → [`Graph`]: names resolved, `for-each` expanded,
+//! [`TaskFile`](clab_syntax::TaskFile) → [`Graph`]: names resolved, `for-each` expanded,
 //! placeholders rendered, globs checked, and no cycles.
+//!
+//! ```text
+//! tasks.kdl ──(clab-syntax)──▶ TaskFile ──build──▶ Graph ──▶ (clab-plan, clab-exec)
+//!  *.mdc ────(clab-rules)───▶ RuleFile ───┘
+//! ```
+//!
+//! # Purpose
+//!
+//! The graph stage: turn the parsed task file and the rule files it finds into the one
+//! value every later stage reads. [`project`] finds `tasks.kdl` and loads it (through the
+//! parse cache) into a [`Graph`].
+//!
+//! # In
+//!
+//! A [`TaskFile`] and the project root ([`build`]), or a directory to search ([`project::Project`]).
+//!
+//! # Out
+//!
+//! A [`Graph`] of [`Node`]s with [`NodeKind`]s (command, LLM step, rule scan, aggregate), or
+//! [`Diagnostics`]: every problem, each with its span and help.
+//!
+//! # Invariants
 //!
 //! A [`Graph`] can only be made by [`build`], so holding one means the file was valid: later
 //! stages never re-check names or look for cycles. Edges run from a dependency to its
 //! dependent. Node ids display the same way everywhere: `lint`, `gen-tests[src/pkg/a.py]`,
-//! `rule:no-pip-install`.
+//! `rule:no-pip-install`. Among clab's crates this one depends on `clab-model`,
+//! `clab-syntax` and `clab-rules` only: it knows nothing of keys, the store or execution.
 
 mod build;
 mod cycle;
+pub mod project;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -24,7 +48,7 @@ use petgraph::{
 use serde::Serialize;
 
 pub use self::build::build;
-use crate::syntax::{LlmStepDecl, TaskFile};
+use clab_syntax::{LlmStepDecl, TaskFile};
 
 /// A node's index in its [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,7 +72,7 @@ pub enum NodeKind {
     /// An LLM step.
     Llm(Box<LlmNode>),
     /// A compiled `.mdc` rule that scans the files it selects.
-    Rule(Box<crate::rules::CompiledRule>),
+    Rule(Box<clab_rules::CompiledRule>),
     /// No work of its own: done when its dependencies are.
     Aggregate,
 }
@@ -153,7 +177,7 @@ pub struct Graph {
     tasks: BTreeMap<String, Vec<NodeId>>,
     root: PathBuf,
     file: Arc<TaskFile>,
-    rules: Arc<Vec<crate::rules::RuleFile>>,
+    rules: Arc<Vec<clab_rules::RuleFile>>,
     dotenv: Arc<BTreeMap<String, String>>,
 }
 
@@ -188,7 +212,7 @@ impl Graph {
     }
 
     /// The rule files of the project (for LLM context and `clab rules`).
-    pub fn rule_files(&self) -> &[crate::rules::RuleFile] {
+    pub fn rule_files(&self) -> &[clab_rules::RuleFile] {
         &self.rules
     }
 
@@ -253,7 +277,7 @@ impl Graph {
             } else if let Some(&id) = self.ids.get(name) {
                 targets.push(id);
             } else {
-                let help = crate::syntax::did_you_mean(name, self.tasks.keys().map(String::as_str))
+                let help = clab_syntax::did_you_mean(name, self.tasks.keys().map(String::as_str))
                     .map(|close| format!("did you mean `{close}`?"))
                     .unwrap_or_else(|| "`clab list` shows the tasks".to_owned());
                 return Err(UnknownTarget {
@@ -464,7 +488,7 @@ pub enum Error {
     Rules {
         /// The cause.
         #[source]
-        source: Box<crate::rules::Error>,
+        source: Box<clab_rules::Error>,
     },
 
     /// A `dotenv` file that cannot be read or parsed.
@@ -531,7 +555,7 @@ pub enum ArgsError {
 
 /// Every problem found while building the graph.
 #[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("{} in `{file}`", crate::syntax::plural(errors.len(), "problem"))]
+#[error("{} in `{file}`", clab_syntax::plural(errors.len(), "problem"))]
 #[diagnostic(code(clab::tasks::invalid))]
 pub struct Diagnostics {
     /// The file's display name.
