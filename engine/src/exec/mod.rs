@@ -5,7 +5,8 @@
 //! the run in the history.
 
 pub use clab_reports::{coverage, junit};
-pub mod llm;
+/// LLM steps (the `clab-llm` crate).
+pub use clab_llm as llm;
 pub mod llm_step;
 pub mod process;
 pub mod report_totals;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::{Error, looks_like_api_key};
 // One duration grammar: an LLM `timeout` reads as a task's `timeout` does (`1h30m`, no bare
 // numbers), wherever it is written (tasks.kdl, `CLAB_LLM_*`, the user's config file).
-pub use crate::syntax::parse_duration;
+pub use clab_syntax::parse_duration;
 
 /// Which wire protocol to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -168,7 +168,7 @@ impl Settings {
     /// The keys a settings layer accepts, as written in `tasks.kdl` and the config file (for
     /// "unknown key, did you mean" messages).
     /// The list lives with the syntax stage, which reads the same keys from `llm` blocks.
-    pub const KEYS: [&'static str; 11] = crate::syntax::LLM_SETTING_KEYS;
+    pub const KEYS: [&'static str; 11] = clab_syntax::LLM_SETTING_KEYS;
 
     /// Set `key` (one of [`Settings::KEYS`]) from its text as written; `origin` says where it
     /// was written, for errors. Returns `Ok(false)` when `key` is not a settings key, so the

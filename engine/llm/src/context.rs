@@ -165,7 +165,7 @@ fn language(path: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::llm::error::render;
+    use crate::error::render;
 
     fn bundle(files: &[(&str, &str)]) -> ContextBundle {
         ContextBundle {
@@ -258,7 +258,7 @@ mod tests {
         #[test]
         fn a_bundled_file_survives_extraction(text in "([a-z `~\n]|```|~~~|````){0,60}") {
             let rendered = bundle(&[("f.md", &text)]).render();
-            let back = crate::exec::llm::extract(crate::exec::llm::Extract::Code, &rendered).unwrap();
+            let back = crate::extract(crate::Extract::Code, &rendered).unwrap();
             let expected = format!("{}\n", text.trim_end_matches('\n'));
             proptest::prop_assert_eq!(back, expected);
         }

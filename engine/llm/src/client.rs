@@ -205,7 +205,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::exec::llm::{
+    use crate::{
         Message, ProviderKind, Settings,
         error::render,
         test_support::{filters, openai_answer},

@@ -120,7 +120,7 @@ impl Provider for CommandProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::llm::{Message, Settings};
+    use crate::{Message, Settings};
 
     fn provider(command: &str, root: &std::path::Path) -> CommandProvider {
         let config = Settings {

@@ -251,7 +251,7 @@ temperature = 0.0
         assert!(in_profile.to_string().contains("modle"), "{in_profile}");
         insta::assert_snapshot!(
             "config_unknown_key",
-            crate::exec::llm::error::render::graphical(&in_profile)
+            crate::error::render::graphical(&in_profile)
         );
         let timeout =
             ConfigFile::parse(Path::new("c.toml"), "[llm]\ntimeout = \"later\"\n").unwrap_err();

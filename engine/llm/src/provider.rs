@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn missing_key_is_an_error_except_for_local_openai() {
         let none = |_: &str| None;
-        let remote = crate::exec::llm::Settings {
+        let remote = crate::Settings {
             model: Some("m".into()),
             ..Default::default()
         }
@@ -401,7 +401,7 @@ mod tests {
             Err(other) => panic!("{other:?}"),
             Ok(_) => panic!("a remote provider without a key was built"),
         }
-        let local = crate::exec::llm::Settings {
+        let local = crate::Settings {
             model: Some("m".into()),
             base_url: Some("http://127.0.0.1:11434/v1".into()),
             ..Default::default()

@@ -2,7 +2,7 @@
 //!
 //! Every variant that comes from a call names the task, the provider, the model and (for HTTP)
 //! the URL and status, with the server's own message. None carries the API key: server
-//! messages pass through [`crate::exec::llm::Secret::redact`] before they land here, and the
+//! messages pass through [`crate::Secret::redact`] before they land here, and the
 //! only credential-related field is the *name* of the environment variable.
 
 use std::path::PathBuf;

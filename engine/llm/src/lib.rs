@@ -1,4 +1,13 @@
-//! LLM steps: providers behind one trait, rate limiting, retries and the call loop.
+//! LLM steps: settings, the user's config file, secrets, providers behind one trait, rate
+//! limiting, retries and the generate/check/repair loop.
+//!
+//! # Purpose
+//!
+//! Everything about talking to a model, and nothing about graphs or the cache: the planner
+//! (`clab-plan`) renders prompts with this crate's settings and context types; the LLM node
+//! kind of `clab-exec` drives [`generate`].
+//!
+//! # In and out
 //!
 //! What comes in: a resolved [`LlmConfig`] (layered [`Settings`] from CLI flags, `CLAB_LLM_*`
 //! variables, the task's `llm` block, its profile, the top-level `llm` block and the user's
@@ -15,7 +24,7 @@
 //!                                            no answer passed: previous file put back
 //! ```
 //!
-//! Typical use by the scheduler, for one LLM node:
+//! Typical use by the LLM node kind, for one node:
 //!
 //! ```text
 //! let config = Settings::stack([cli, Settings::from_env(&env)?, task, profile, defaults,
@@ -32,12 +41,16 @@
 //! [`LlmConfig`] and share it: nodes then share its HTTP connection pool as well as the
 //! [`LimiterRegistry`]'s limiter.
 //!
-//! Invariants: the API key lives only in a [`Secret`], is read from the environment variable
+//! # Invariants
+//!
+//! The API key lives only in a [`Secret`], is read from the environment variable
 //! named by `api-key-env` and nowhere else, and is exposed only where the request header is
 //! built; no error, record or `Debug` output contains it. Nothing is written outside the
 //! project root ([`confine_output`]); candidates are tried at the output path and only one that
 //! passed its check stays there ([`StagedOutput`] puts the previous file back otherwise). A
-//! check never sees the provider's key variables ([`LlmConfig::key_variables`]).
+//! check never sees the provider's key variables ([`LlmConfig::key_variables`]). Among
+//! clab's crates this one depends on `clab-syntax` only (the setting names and the API-key
+//! shape live there, so `clab check` and this crate agree).
 
 mod anthropic;
 mod check;

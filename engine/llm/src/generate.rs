@@ -333,7 +333,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::exec::llm::{
+    use crate::{
         BoxFuture, CheckOutcome, ContextBundle, LimiterRegistry, RetryPolicy, Settings, ShellCheck,
         confine_output, error::render, test_support::openai_answer,
     };

@@ -114,7 +114,7 @@ fn parse_answer(answer: &Value) -> Result<Completion, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::llm::{Message, ProviderKind, Settings};
+    use crate::{Message, ProviderKind, Settings};
 
     #[test]
     fn body_puts_system_at_top_level() {

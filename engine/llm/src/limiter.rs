@@ -142,7 +142,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::exec::llm::Settings;
+    use crate::Settings;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrency_cap_is_observed() {

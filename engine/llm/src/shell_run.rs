@@ -25,12 +25,12 @@ pub(crate) struct ShellRun {
 
 impl ShellRun {
     /// Whether it exited with 0.
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0) && self.timed_out.is_none()
     }
 
     /// `exit status 1`, `killed by a signal`, `timed out after 30s`.
-    pub fn status(&self) -> String {
+    pub(crate) fn status(&self) -> String {
         match (self.timed_out, self.code) {
             (Some(after), _) => format!("timed out after {}", format_duration(after)),
             (None, Some(code)) => format!("exit status {code}"),
@@ -41,7 +41,7 @@ impl ShellRun {
     /// Run `script` with `sh -c` in `cwd`, in clab's environment with `envs` set and the
     /// variables named in `unset` removed. With `merge_stderr`, stderr goes to stdout so the
     /// two keep their interleaving.
-    pub async fn run(
+    pub(crate) async fn run(
         script: &str,
         cwd: &Path,
         stdin: Option<Vec<u8>>,

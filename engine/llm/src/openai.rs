@@ -102,7 +102,7 @@ fn parse_answer(answer: &Value) -> Result<Completion, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::llm::{Message, Settings};
+    use crate::{Message, Settings};
 
     #[test]
     fn body_has_system_first_and_sampling_settings() {
