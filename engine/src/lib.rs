@@ -19,7 +19,8 @@ pub use clab_rules as rules;
 pub use clab_syntax as syntax;
 /// `TaskFile` → `Graph` (the `clab-graph` crate).
 pub use clab_graph as graph;
-pub mod plan;
+/// `Graph` + store → keys and decisions (the `clab-plan` crate).
+pub use clab_plan as plan;
 pub mod exec;
 /// Test and coverage reports as data (the `clab-reports` crate; also `exec::junit`, `exec::coverage`).
 pub use clab_reports as reports;

@@ -216,6 +216,14 @@ impl Graph {
         &self.rules
     }
 
+    /// Every rule node's prefilters in one set (see [`clab_rules::PrefilterSet::new`]).
+    pub fn prefilter_set(&self) -> Option<clab_rules::PrefilterSet> {
+        clab_rules::PrefilterSet::new(self.ids().filter_map(|id| match &self.node(id).kind {
+            NodeKind::Rule(rule) => Some(&**rule),
+            _ => None,
+        }))
+    }
+
     /// The number of nodes.
     pub fn len(&self) -> usize {
         self.dag.node_count()

@@ -21,7 +21,6 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    graph::{Graph, NodeKind},
     plan::inputs::InputFile,
     rules::{CompiledRule, Finding, Severity},
     store::Digest,
@@ -74,14 +73,6 @@ pub struct SharedText {
     pub text: Arc<String>,
     /// Which of the [`PrefilterSet`]'s patterns match it, when there is a set.
     pub hits: Option<Arc<[bool]>>,
-}
-
-/// The set of every rule node of `graph` (see [`PrefilterSet::new`]).
-pub fn prefilters_of_graph(graph: &Graph) -> Option<PrefilterSet> {
-    PrefilterSet::new(graph.ids().filter_map(|id| match &graph.node(id).kind {
-        NodeKind::Rule(rule) => Some(&**rule),
-        _ => None,
-    }))
 }
 
 /// Which of `inputs` `rule` selects.

@@ -941,7 +941,7 @@ impl Runner {
             return Some(set);
         }
         self.prefilters
-            .get_or_init(|| rule_scan::prefilters_of_graph(&self.graph))
+            .get_or_init(|| self.graph.prefilter_set())
             .as_ref()
     }
 

@@ -3,7 +3,7 @@
 //! [`super::inputs::expand_outputs`].
 
 use super::cache_key::digest_files;
-use crate::store::{Digest, cached_result::OutputEntry};
+use clab_store::{Digest, cached_result::OutputEntry};
 
 /// The digest of stored outputs, as dependents see it.
 pub fn digest_entries(entries: &[OutputEntry]) -> Digest {

@@ -1,11 +1,38 @@
 //! `Graph` + store → keys and decisions: what each node's result depends on, and whether the
 //! cache already holds it.
 //!
-//! The [`Planner`] hashes inputs once for the whole run ([`inputs::InputIndex`], one walk,
-//! each file hashed once through the [`stat_cache::StatCache`]) and turns a node plus its
-//! dependencies' output digests into [`cache_key::KeyParts`]. Keys are computed when a node
-//! becomes ready, because early cutoff needs the digests of what its dependencies actually
-//! wrote; `--dry-run` predicts them from the cache instead ([`Planner::predict`]).
+//! ```text
+//! Graph ──Planner::new──▶ Planner (inputs walked and hashed once) ──key_parts──▶ KeyParts ──▶ key
+//!   └── store (stat cache, last manifests, results) ──predict──▶ Fresh | Run(Reason) per node
+//! ```
+//!
+//! # Purpose
+//!
+//! The plan stage: the [`Planner`] hashes inputs once for the whole run
+//! ([`inputs::InputIndex`], one walk, each file hashed once through the
+//! [`stat_cache::StatCache`]) and turns a node plus its dependencies' output digests into
+//! [`cache_key::KeyParts`]. Keys are computed when a node becomes ready, because early cutoff
+//! needs the digests of what its dependencies actually wrote; `--dry-run` and `explain`
+//! predict them from the cache instead ([`Planner::predict`]), and [`explain`] words what
+//! changed since a task's last run.
+//!
+//! # In
+//!
+//! A [`Graph`] (`clab-graph`), the [`Store`] (`clab-store`) for the stat cache, last
+//! manifests and results, and the LLM settings layers that do not come from tasks.kdl
+//! ([`llm_prompt::LlmLayers`]).
+//!
+//! # Out
+//!
+//! Per node: its [`cache_key::KeyParts`] and key, or a prediction ([`PlanStatus`]) with a typed
+//! [`Reason`]; the rendered LLM request of an LLM node ([`llm_prompt`]).
+//!
+//! # Invariants
+//!
+//! Everything a node's result depends on is in its key parts, and nothing else: no absolute
+//! path of the checkout (the root is the marker `{{root}}`), never an API key. Planning reads
+//! the store and writes only the stat cache and manifests; it runs nothing. Among clab's
+//! crates this one depends on model, syntax, rules, graph, llm and store, never on exec.
 
 pub mod cache_key;
 pub mod explain;
@@ -31,11 +58,9 @@ use self::{
     llm_prompt::LlmLayers,
     stat_cache::{Sieve, StatCache},
 };
-use crate::{
-    exec::rule_scan::PrefilterSet,
-    graph::{Graph, NodeId, NodeKind},
-    store::{Digest, Store},
-};
+use clab_graph::{Graph, NodeId, NodeKind};
+use clab_rules::PrefilterSet;
+use clab_store::{Digest, Store};
 
 /// A problem computing a key: an input that cannot be read, a glob the index refuses.
 pub type Error = inputs::Error;
@@ -82,7 +107,7 @@ impl WalkedPlanner {
         let prefilters = if self.scanned.is_empty() {
             None
         } else {
-            crate::exec::rule_scan::prefilters_of_graph(graph).map(Arc::new)
+            graph.prefilter_set().map(Arc::new)
         };
         let (index, texts) = {
             let sieve = |bytes: &[u8]| {
@@ -470,13 +495,13 @@ pub fn save_parts(
     task: &str,
     key: &str,
     parts: &KeyParts,
-) -> Result<(), crate::store::Error> {
+) -> Result<(), clab_store::Error> {
     store.save_manifest(task, key, &manifest_json(store, parts)?)
 }
 
 /// `parts` as a manifest's JSON. A large inputs map goes to the store's input sets, once per
 /// distinct set, and the manifest names it by digest.
-pub fn manifest_json(store: &Store, parts: &KeyParts) -> Result<String, crate::store::Error> {
+pub fn manifest_json(store: &Store, parts: &KeyParts) -> Result<String, clab_store::Error> {
     let json = if parts.inputs.len() >= SHARED_INPUTS_MIN {
         let inputs = parts.inputs_json();
         let digest = parts
@@ -607,8 +632,8 @@ mod tests {
                 KeptText::Bytes(s.as_bytes().to_vec()),
             )
         };
-        let graph = crate::graph::build(
-            crate::syntax::parse_task_file(crate::source::SourceFile::new(
+        let graph = clab_graph::build(
+            clab_syntax::parse_task_file(clab_model::source::SourceFile::new(
                 "/p/tasks.kdl",
                 "tasks.kdl",
                 "task \"t\" { run \"true\"; }",
@@ -652,13 +677,13 @@ mod tests {
         "#;
         let parts_at = |root: &str| {
             let root = std::path::Path::new(root);
-            let file = crate::syntax::parse_task_file(crate::source::SourceFile::new(
+            let file = clab_syntax::parse_task_file(clab_model::source::SourceFile::new(
                 root.join("tasks.kdl").display().to_string(),
                 "tasks.kdl",
                 tasks,
             ))
             .unwrap();
-            let graph = crate::graph::build(file, root).unwrap();
+            let graph = clab_graph::build(file, root).unwrap();
             let dir = tempfile::tempdir().unwrap();
             let index =
                 InputIndex::build(dir.path(), Vec::<&str>::new(), &StatCache::new()).unwrap();

@@ -82,7 +82,7 @@ pub fn diff(old: &KeyParts, new: &KeyParts) -> Vec<Change> {
     if old.version != new.version || old.platform != new.platform {
         changes.push(Change::Platform);
     }
-    let short = |d: &crate::store::Digest| d.to_hex()[..10].to_owned();
+    let short = |d: &clab_store::Digest| d.to_hex()[..10].to_owned();
     let same_inputs = std::sync::Arc::ptr_eq(&old.inputs, &new.inputs)
         || (old.input_set.is_some() && old.input_set == new.input_set);
     if !same_inputs {
@@ -176,7 +176,7 @@ mod tests {
     use std::{collections::BTreeMap, sync::Arc};
 
     use super::*;
-    use crate::store::Digest;
+    use clab_store::Digest;
 
     #[test]
     fn names_each_kind_of_change() {

@@ -12,13 +12,11 @@
 use std::collections::BTreeMap;
 
 use super::{cache_key::without_root, stat_cache::StatCache};
-use crate::{
-    exec::llm::{ConfigFile, ContextBundle, Extract, LlmConfig, Settings},
-    graph::{Graph, NodeId, NodeKind},
-    rules::{attached_rules, render_rules},
-    store::Digest,
-    syntax::{LlmSettings, Scalar, placeholders},
-};
+use clab_graph::{Graph, NodeId, NodeKind};
+use clab_llm::{ConfigFile, ContextBundle, Extract, LlmConfig, Settings};
+use clab_rules::{attached_rules, render_rules};
+use clab_store::Digest;
+use clab_syntax::{LlmSettings, Scalar, placeholders};
 
 /// The settings layers that do not come from tasks.kdl: CLI flags, `CLAB_LLM_*` variables
 /// and the user's config file.
@@ -34,7 +32,7 @@ pub struct LlmLayers {
 
 impl LlmLayers {
     /// Read the environment layer and the user's config file; `model` is the `--model` flag.
-    pub fn load(model: Option<&str>) -> Result<LlmLayers, crate::exec::llm::Error> {
+    pub fn load(model: Option<&str>) -> Result<LlmLayers, clab_llm::Error> {
         let lookup = |name: &str| std::env::var(name).ok();
         let mut cli = Settings::default();
         if let Some(model) = model {

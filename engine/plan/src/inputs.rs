@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use super::stat_cache::{FileStat, RACY_MARGIN_NS, Sieve, StatCache, now_ns};
-use crate::store::Digest;
+use clab_store::Digest;
 
 /// One input file of a task.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -1157,7 +1157,7 @@ fn dir_holds(dir: &Path, trusted_before: i64) -> bool {
 
 /// The ignore files a walk reads in each directory it enters and in every parent of a glob
 /// base; `.git/info/exclude` is read too, at a repository's top.
-pub(crate) const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
+pub const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
 
 /// Whether every ignore file a walk reads in `dir` — `.gitignore`, `.ignore`, and
 /// `.git/info/exclude` of a repository's top — is absent or older than `trusted_before`.
@@ -1234,7 +1234,7 @@ fn walked_file(
 
 /// A relative path as a `/`-separated string; `None` when it climbs out (`..`), is absolute,
 /// or is not UTF-8.
-pub(crate) fn relative_string(rel: &Path) -> Option<String> {
+pub fn relative_string(rel: &Path) -> Option<String> {
     let mut parts = Vec::new();
     for component in rel.components() {
         match component {

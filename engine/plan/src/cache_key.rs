@@ -32,7 +32,7 @@ use std::{borrow::Cow, collections::BTreeMap, io, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::Digest;
+use clab_store::Digest;
 
 /// The version of the key encoding (2: `inputs` by digest).
 pub const KEY_VERSION: u32 = 2;
