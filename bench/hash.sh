@@ -15,8 +15,8 @@ set -eu
 work=${1:-/tmp/clab-bench}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-cargo build -q -p clab-engine --example hash_bench \
-    --config 'profile.dev.package.clab-engine.opt-level=3'
+cargo build -q -p clab-plan --example hash_bench \
+    --config 'profile.dev.package.clab-plan.opt-level=3'
 bin="$here/target/debug/examples/hash_bench"
 mkdir -p "$work"
 [ -d "$work/small" ] || "$bin" gen "$work/small" 40000 4KiB

@@ -410,7 +410,7 @@ fn rules_example_validates_clean_and_lists_its_four_rules() {
 /// suggestion at 7:5, nothing else is found.
 #[test]
 fn rules_example_findings_are_where_the_readme_says() {
-    use engine::rules::{CompiledRule, Severity, discover};
+    use clab_rules::{CompiledRule, Severity, discover};
     let dir = example_dir();
     let files = discover(&dir, &[std::path::Path::new(".cursor/rules")]).expect("discover");
     let rules = CompiledRule::compile_all(&files);

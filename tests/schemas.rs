@@ -24,7 +24,7 @@ fn check(name: &str, schema: schemars::Schema) {
 fn graph_schema_is_current() {
     check(
         "graph.schema.json",
-        schemars::schema_for!(engine::graph::GraphJson),
+        schemars::schema_for!(clab_graph::GraphJson),
     );
 }
 
@@ -32,6 +32,6 @@ fn graph_schema_is_current() {
 fn events_schema_is_current() {
     check(
         "events.schema.json",
-        schemars::schema_for!(engine::event::Event),
+        schemars::schema_for!(clab_exec::event::Event),
     );
 }

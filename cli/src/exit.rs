@@ -2,9 +2,8 @@
 //! did), 2 usage or configuration, 130 interrupted. A closed stdout (`clab list | head`)
 //! is not an error.
 
+use clab_graph::project::Kind;
 use std::process::ExitCode;
-
-use engine::error::Kind;
 
 /// How a command ended when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +22,9 @@ pub enum Done {
 #[derive(Debug)]
 pub enum Failure {
     /// An engine error, classified by its kind.
-    Engine(engine::error::Error),
+    Engine(clab_graph::project::Error),
     /// The cache store failed (`clab cache`, `clab history`).
-    Store(Box<engine::store::Error>),
+    Store(Box<clab_store::Error>),
     /// A bad argument value.
     Usage(String),
     /// A file could not be written.
@@ -39,8 +38,8 @@ pub enum Failure {
     Output(std::io::Error),
 }
 
-impl From<engine::error::Error> for Failure {
-    fn from(err: engine::error::Error) -> Self {
+impl From<clab_graph::project::Error> for Failure {
+    fn from(err: clab_graph::project::Error) -> Self {
         Failure::Engine(err)
     }
 }

@@ -1,11 +1,8 @@
 //! `clab cache stats|clean|prune` and `clab history`.
 
+use clab_graph::project::Project;
+use clab_store::{Store, byte_size::ByteSize};
 use std::io::Write;
-
-use engine::{
-    project::Project,
-    store::{Store, byte_size::ByteSize},
-};
 
 use crate::{
     args::CacheCommand,
@@ -61,12 +58,9 @@ pub fn cache(project: &Project, command: &CacheCommand) -> Result<Done, Failure>
             )?;
         }
         CacheCommand::Prune { max_size } => {
-            let size: ByteSize =
-                max_size
-                    .parse()
-                    .map_err(|err: engine::store::byte_size::SizeError| {
-                        Failure::Usage(err.to_string())
-                    })?;
+            let size: ByteSize = max_size
+                .parse()
+                .map_err(|err: clab_store::byte_size::SizeError| Failure::Usage(err.to_string()))?;
             let report = store.prune(size.0).map_err(fail)?;
             writeln!(
                 out,

@@ -5,7 +5,7 @@
 //! tasks.kdl parses (its `rules "DIR"` nodes say where they are), even when the graph does
 //! not build, so one run shows both; a rule error alone exits 1.
 
-use engine::project::Project;
+use clab_graph::project::Project;
 
 use super::rules::{Location, Summary, check_all, report, stop};
 use crate::exit::{Done, Failure};

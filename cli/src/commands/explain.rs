@@ -1,16 +1,13 @@
 //! `clab explain TASK`: why a task would run — every input, variable, command or dependency
 //! that differs from its last recorded run — or that it is up to date.
 
-use std::io::Write;
-
-use engine::{
-    plan::{
-        PlanStatus, Planner,
-        explain::{Change, diff},
-    },
-    project::Project,
-    store::Store,
+use clab_graph::project::Project;
+use clab_plan::{
+    PlanStatus, Planner,
+    explain::{Change, diff},
 };
+use clab_store::Store;
+use std::io::Write;
 
 use crate::exit::{Done, Failure};
 
@@ -19,7 +16,7 @@ pub fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
     let graph = project.load()?;
     let targets = graph
         .resolve_targets(&[task.to_owned()])
-        .map_err(engine::error::Error::from)?;
+        .map_err(clab_graph::project::Error::from)?;
     let nodes = graph.closure(&targets);
     let dir = super::cache_dir(project);
     let store = if dir.join("cache.db").exists() {
@@ -28,7 +25,7 @@ pub fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
     } else {
         None
     };
-    let stats = engine::plan::stat_cache::StatCache::new();
+    let stats = clab_store::stat_cache::StatCache::new();
     let stat_cache = match &store {
         Some(store) => store
             .stat_cache()
@@ -53,7 +50,7 @@ pub fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
             PlanStatus::Run { reason, .. } => {
                 let previous = store
                     .as_ref()
-                    .and_then(|s| engine::plan::previous_parts(s, name))
+                    .and_then(|s| clab_plan::previous_parts(s, name))
                     .map(|(_, parts)| parts);
                 match (previous, &decision.parts) {
                     (Some(old), Some(new)) => {
@@ -81,7 +78,7 @@ pub fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
                             };
                             writeln!(out, "  {line}")?;
                         }
-                        if *reason == engine::plan::Reason::NoCachedResult {
+                        if *reason == clab_plan::Reason::NoCachedResult {
                             writeln!(out, "  {reason}")?;
                         }
                     }

@@ -1,11 +1,8 @@
 //! `clab graph`: the task graph as Graphviz dot, Mermaid or JSON.
 
+use clab_graph::project::Project;
+use clab_graph::{Graph, NodeId, NodeKind};
 use std::io::Write;
-
-use engine::{
-    graph::{Graph, NodeId, NodeKind},
-    project::Project,
-};
 
 use crate::{
     args::{GraphArgs, GraphFormat},
@@ -19,7 +16,7 @@ pub fn graph(project: &Project, args: &GraphArgs) -> Result<Done, Failure> {
         Some(task) => graph.closure(
             &graph
                 .resolve_targets(std::slice::from_ref(task))
-                .map_err(engine::error::Error::from)?,
+                .map_err(clab_graph::project::Error::from)?,
         ),
         None => graph.topological_order(),
     };

@@ -154,7 +154,7 @@ pub fn init(
         } else {
             contents
         };
-        engine::atomic_write::write_atomic(&path, contents.as_bytes()).map_err(io_error)?;
+        clab_model::atomic_write::write_atomic(&path, contents.as_bytes()).map_err(io_error)?;
         writeln!(
             out,
             "wrote {}",

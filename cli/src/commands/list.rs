@@ -1,8 +1,8 @@
 //! `clab list`: the tasks, their descriptions and dependencies.
 
+use clab_graph::Graph;
+use clab_graph::project::Project;
 use std::io::Write;
-
-use engine::{graph::Graph, project::Project};
 
 use crate::exit::{Done, Failure};
 

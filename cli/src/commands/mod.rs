@@ -11,9 +11,8 @@ mod run;
 mod stats;
 mod watch;
 
+use clab_graph::project::Project;
 use std::path::PathBuf;
-
-use engine::project::Project;
 
 use crate::{
     args::{Args, Command},
@@ -82,13 +81,13 @@ fn completions(shell: clap_complete::Shell) -> Result<Done, Failure> {
 /// The project's cache directory: `CLAB_CACHE_DIR` (relative to the root) or `.clab/`.
 fn cache_dir(project: &Project) -> PathBuf {
     let dir = std::env::var_os("CLAB_CACHE_DIR").map(PathBuf::from);
-    engine::store::cache_dir(&project.root, dir.as_deref())
+    clab_store::cache_dir(&project.root, dir.as_deref())
 }
 
 /// The tasks a command should run: those given, else `default`. Without either, the task
 /// list goes to stderr and the answer is `None` (a usage error).
 fn target_names(
-    graph: &engine::graph::Graph,
+    graph: &clab_graph::Graph,
     given: &[String],
 ) -> Result<Option<Vec<String>>, Failure> {
     if !given.is_empty() {

@@ -6,23 +6,19 @@
 //! repository that has only `.cursor/rules`. Out: diagnostics on stderr (rendered by miette),
 //! tables and details on stdout, and an exit code: 0 clean, 1 a rule error (or an I/O error),
 //! 2 a usage problem (unknown id, bad name, a file that exists). Parsing and checking live in
-//! `engine::rules`; this module only finds the files and prints.
+//! `clab_rules`; this module only finds the files and prints.
 
+use clab_graph::project::Project;
+use clab_rules::{
+    DEFAULT_RULES_DIR, NewRule, ProjectFiles, RuleDiagnostic, RuleFile, RuleType, Severity,
+};
+use clab_syntax::TaskFile;
+use serde::Serialize;
 use std::{
     collections::BTreeMap,
     io::Write,
     path::{Path, PathBuf},
 };
-
-use engine::{
-    project::Project,
-    rules::{
-        self, DEFAULT_RULES_DIR, NewRule, ProjectFiles, RuleDiagnostic, RuleFile, RuleType,
-        Severity,
-    },
-    syntax::TaskFile,
-};
-use serde::Serialize;
 
 use crate::{
     args::{Args, RuleTypeArg, RulesCommand, RulesFormat},
@@ -76,9 +72,9 @@ impl Location {
     }
 
     /// Read and parse every rule file.
-    pub fn discover(&self) -> Result<Vec<RuleFile>, rules::Error> {
+    pub fn discover(&self) -> Result<Vec<RuleFile>, clab_rules::Error> {
         let dirs: Vec<&Path> = self.dirs.iter().map(Path::new).collect();
-        rules::discover(&self.root, &dirs)
+        clab_rules::discover(&self.root, &dirs)
     }
 }
 
@@ -88,9 +84,9 @@ fn locate(args: &Args) -> Result<Location, Failure> {
     match Project::discover(&dir, args.file.as_deref()) {
         Ok(project) => Ok(Location::of(&project.root, &project.parse()?)),
         // No tasks.kdl anywhere up the tree: a plain repository with `.cursor/rules`.
-        Err(engine::error::Error::NoTasksFile { .. }) if args.file.is_none() => {
+        Err(clab_graph::project::Error::NoTasksFile { .. }) if args.file.is_none() => {
             let root = std::path::absolute(&dir).map_err(|source| {
-                Failure::Engine(engine::error::Error::Io {
+                Failure::Engine(clab_graph::project::Error::Io {
                     path: dir.display().to_string(),
                     source,
                 })
@@ -106,10 +102,12 @@ fn locate(args: &Args) -> Result<Location, Failure> {
 
 /// Print an error from the rules library and say how the command ends: 2 for what the user
 /// asked for (a bad name, a file that exists), 1 for the file system.
-pub fn stop(err: rules::Error) -> Done {
+pub fn stop(err: clab_rules::Error) -> Done {
     let usage = matches!(
         err,
-        rules::Error::Exists { .. } | rules::Error::BadName { .. } | rules::Error::MissingGlobs
+        clab_rules::Error::Exists { .. }
+            | clab_rules::Error::BadName { .. }
+            | clab_rules::Error::MissingGlobs
     );
     eprintln!("{:?}", miette::Report::new(err));
     if usage { Done::Usage } else { Done::TaskFailed }
@@ -174,10 +172,10 @@ fn plural(n: usize, noun: &str) -> String {
 /// and globs that match nothing).
 pub fn check_all(
     location: &Location,
-) -> Result<(Vec<RuleFile>, Vec<RuleDiagnostic>), rules::Error> {
+) -> Result<(Vec<RuleFile>, Vec<RuleDiagnostic>), clab_rules::Error> {
     let files = location.discover()?;
     let project = ProjectFiles::walk(&location.root)?;
-    let diagnostics = rules::validate(&files, Some(&project));
+    let diagnostics = clab_rules::validate(&files, Some(&project));
     Ok((files, diagnostics))
 }
 
@@ -217,7 +215,7 @@ struct ValidateJson<'a> {
     root: String,
     dirs: &'a [String],
     summary: Summary,
-    diagnostics: Vec<rules::FlatDiagnostic>,
+    diagnostics: Vec<clab_rules::FlatDiagnostic>,
 }
 
 fn validate(location: &Location, format: RulesFormat, timing: bool) -> Result<Done, Failure> {
@@ -232,7 +230,7 @@ fn validate(location: &Location, format: RulesFormat, timing: bool) -> Result<Do
         Err(err) => return Ok(stop(err)),
     };
     let walked = start.elapsed();
-    let diagnostics = rules::validate(&files, Some(&project));
+    let diagnostics = clab_rules::validate(&files, Some(&project));
     if timing {
         // `-v`: where the time goes (the numbers in docs/rules.md come from here).
         eprintln!(
@@ -417,7 +415,7 @@ fn find<'a>(files: &'a [RuleFile], id: &str, location: &Location) -> Result<&'a 
                     .flat_map(|f| &f.body.rules)
                     .filter_map(|b| b.name.as_ref().map(|n| n.value.trim())),
             );
-            let help = match engine::syntax::did_you_mean(id, candidates) {
+            let help = match clab_syntax::did_you_mean(id, candidates) {
                 Some(close) => format!("did you mean `{close}`?"),
                 None => "`clab rules list` shows the rules".to_owned(),
             };
@@ -599,7 +597,7 @@ fn new(
         .dirs
         .first()
         .map_or(DEFAULT_RULES_DIR, String::as_str);
-    let path = match rules::write_new_rule(&location.root.join(dir), &rule) {
+    let path = match clab_rules::write_new_rule(&location.root.join(dir), &rule) {
         Ok(path) => path,
         Err(err) => return Ok(stop(err)),
     };
@@ -617,7 +615,7 @@ fn new(
         Ok(project) => project,
         Err(err) => return Ok(stop(err)),
     };
-    let mine: Vec<RuleDiagnostic> = rules::validate(&files, Some(&project))
+    let mine: Vec<RuleDiagnostic> = clab_rules::validate(&files, Some(&project))
         .into_iter()
         .filter(|d| d.file.path() == path)
         .collect();

@@ -1,14 +1,11 @@
 //! `clab run`: load the graph, pick the targets, schedule, report, exit.
 
+use clab_exec::event::Reporter;
+use clab_exec::{RunOptions, runner::CacheMode};
+use clab_graph::{Graph, NodeId};
+use clab_plan::{PlanStatus, Planner, llm_prompt::LlmLayers};
+use clab_store::Store;
 use std::{io::Write, path::PathBuf, sync::Arc, time::Duration};
-
-use engine::{
-    event::Reporter,
-    exec::{RunOptions, runner::CacheMode},
-    graph::{Graph, NodeId},
-    plan::{PlanStatus, Planner, llm_prompt::LlmLayers},
-    store::Store,
-};
 use tokio::sync::watch;
 
 use crate::{
@@ -26,10 +23,10 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     };
     let targets = graph
         .resolve_targets(&names)
-        .map_err(engine::error::Error::from)?;
+        .map_err(clab_graph::project::Error::from)?;
     graph
         .pass_args(&targets, &run_args.args)
-        .map_err(engine::error::Error::from)?;
+        .map_err(clab_graph::project::Error::from)?;
     let graph = Arc::new(graph);
     let nodes = graph.closure(&targets);
 
@@ -78,7 +75,7 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
             wait_for_interrupt().await;
             let _ = interrupt_tx.send(true);
         });
-        engine::exec::run(graph, names, nodes, &options, reporter, interrupt_rx).await
+        clab_exec::run(graph, names, nodes, &options, reporter, interrupt_rx).await
     });
     // Nothing is left running: every command has been reaped (the job threads wait for
     // them) and everything stored. What remains — the task waiting for Ctrl-C, idle
@@ -125,7 +122,7 @@ fn dry_run(
     } else {
         Store::open(&dir).ok().map(|opened| opened.store)
     };
-    let fresh = engine::plan::stat_cache::StatCache::new();
+    let fresh = clab_store::stat_cache::StatCache::new();
     let stat_cache = store
         .as_ref()
         .and_then(|s| s.stat_cache().ok())
@@ -138,7 +135,7 @@ fn dry_run(
         for decision in &mut decisions {
             if let PlanStatus::Cached { key } = &decision.status {
                 decision.status = PlanStatus::Run {
-                    reason: engine::plan::Reason::Forced,
+                    reason: clab_plan::Reason::Forced,
                     key: Some(key.clone()),
                 };
             }

@@ -1,9 +1,9 @@
 //! `clab stats`: LLM calls per model (runs, cache hit rate, tokens, latency percentiles) and
 //! the trend of tests and coverage over recent runs.
 
+use clab_exec::report_totals::ReportTotals;
+use clab_graph::project::Project;
 use std::{collections::BTreeMap, io::Write};
-
-use engine::{exec::report_totals::ReportTotals, project::Project};
 
 use crate::exit::{Done, Failure};
 
@@ -19,7 +19,7 @@ pub fn stats(project: &Project) -> Result<Done, Failure> {
     if calls.is_empty() {
         writeln!(out, "  none recorded yet")?;
     }
-    let mut by_model: BTreeMap<&str, Vec<&engine::store::llm_call::LlmCall>> = BTreeMap::new();
+    let mut by_model: BTreeMap<&str, Vec<&clab_store::llm_call::LlmCall>> = BTreeMap::new();
     for call in &calls {
         by_model.entry(call.model.as_str()).or_default().push(call);
     }

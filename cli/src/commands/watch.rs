@@ -1,21 +1,18 @@
-//! `clab watch`: load the graph, check the targets, hand over to `engine::watch`, and print
+//! `clab watch`: load the graph, check the targets, hand over to `clab_watch`, and print
 //! its notices: a status line after each run, reload diagnostics, services' output.
 //!
 //! Notices go to stdout as `[watch] …` lines (diagnostics to stderr). On a terminal the run's
 //! own summary line is drawn by the progress reporter, so the status line then only adds the
 //! time; elsewhere the status line carries the summary itself.
 
+use clab_exec::event::{Event, Reporter};
+use clab_exec::{RunOptions, runner::CacheMode};
+use clab_watch::{Notice, Observer, WatchOptions};
 use std::{
     io::{IsTerminal, Write},
     path::PathBuf,
     sync::Arc,
     time::Duration,
-};
-
-use engine::{
-    event::{Event, Reporter},
-    exec::{RunOptions, runner::CacheMode},
-    watch::{Notice, Observer, WatchOptions},
 };
 use tokio::sync::watch;
 
@@ -30,7 +27,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Watch the requested tasks until Ctrl-C.
 pub fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure> {
-    let debounce = engine::syntax::parse_duration(&watch_args.debounce).ok_or_else(|| {
+    let debounce = clab_syntax::parse_duration(&watch_args.debounce).ok_or_else(|| {
         Failure::Usage(format!(
             "invalid `--debounce` value `{}`: use a duration such as `50ms` or `1s`",
             watch_args.debounce
@@ -43,7 +40,7 @@ pub fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure> {
     };
     graph
         .resolve_targets(&names)
-        .map_err(engine::error::Error::from)?;
+        .map_err(clab_graph::project::Error::from)?;
 
     let jobs = args
         .jobs
@@ -84,12 +81,12 @@ pub fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure> {
             super::run::wait_for_interrupt().await;
             let _ = shutdown_tx.send(true);
         });
-        engine::watch::watch(project, graph, names, options, observer, shutdown_rx).await
+        clab_watch::watch(project, graph, names, options, observer, shutdown_rx).await
     });
     // Everything was stopped and reaped before `watch` returned.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
-        Ok(engine::watch::Stopped::Interrupted) => Ok(Done::Interrupted),
+        Ok(clab_watch::Stopped::Interrupted) => Ok(Done::Interrupted),
         Err(err) => {
             eprintln!("{:?}", miette::Report::new(err));
             Ok(Done::TaskFailed)

@@ -1,8 +1,7 @@
 //! `--json`: every event as one line of JSON on stdout (schema: schemas/events.schema.json).
 
+use clab_exec::event::{Event, Reporter};
 use std::io::Write;
-
-use engine::event::{Event, Reporter};
 
 /// The NDJSON reporter.
 pub struct Json;

@@ -12,9 +12,8 @@ pub mod step_summary;
 pub mod trace;
 pub mod tty;
 
+use clab_exec::event::{Event, Reporter, Summary};
 use std::{io::IsTerminal, sync::Arc, time::Duration};
-
-use engine::event::{Event, Reporter, Summary};
 
 use crate::args::Args;
 
@@ -60,7 +59,7 @@ pub fn finding_line(
 
 /// `1.2s`, `850ms`, `2m05s`.
 pub fn duration(ms: u64) -> String {
-    engine::syntax::format_duration(Duration::from_millis(ms))
+    clab_syntax::format_duration(Duration::from_millis(ms))
 }
 
 /// The last line of every run: counts ([`Summary`] defines them; `--json` carries the same),

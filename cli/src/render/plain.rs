@@ -4,8 +4,8 @@
 
 use std::{collections::HashMap, io::Write, sync::Mutex};
 
+use clab_exec::event::{Event, Reporter, Status};
 use console::style;
-use engine::event::{Event, Reporter, Status};
 
 use super::{
     annotation::{Annotation, Level},
@@ -188,7 +188,7 @@ pub fn status_line(task: &str, status: &Status, duration_ms: u64, reason: Option
 
 /// A GitHub Actions `::error` annotation for a failed test, placed on its file and line
 /// when the report knows them.
-fn annotation(task: &str, failure: &engine::reports::junit::FailureRecord) -> String {
+fn annotation(task: &str, failure: &clab_reports::junit::FailureRecord) -> String {
     let title = format!("{task}: {}", failure.id);
     let message = failure.message.as_deref().unwrap_or("test failed");
     let annotation = Annotation::new(Level::Error, &title, message);

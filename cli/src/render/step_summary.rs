@@ -1,9 +1,8 @@
 //! `$GITHUB_STEP_SUMMARY`: when GitHub Actions gives a step summary file, a Markdown table of
 //! the run is appended to it — each task, how it ended, its time, and why it ran.
 
+use clab_exec::event::{Event, Reporter, Status};
 use std::{collections::HashMap, path::PathBuf, sync::Mutex};
-
-use engine::event::{Event, Reporter, Status};
 
 use super::{duration, summary_line};
 
@@ -88,7 +87,9 @@ impl Reporter for StepSummary {
                     text.push('\n');
                 }
                 text.push_str(&format!("\n**{}**\n\n", summary_line(summary)));
-                if let Err(err) = engine::atomic_write::write_atomic(&self.path, text.as_bytes()) {
+                if let Err(err) =
+                    clab_model::atomic_write::write_atomic(&self.path, text.as_bytes())
+                {
                     eprintln!(
                         "warning: cannot write the step summary `{}`: {err}",
                         self.path.display()

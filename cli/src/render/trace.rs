@@ -2,10 +2,9 @@
 //! Perfetto and chrome://tracing open. Each task is a complete event (`ph: "X"`) on the first
 //! free lane, so the lanes show how the job slots were used; cache hits are instant events.
 
-use std::{collections::HashMap, path::PathBuf, sync::Mutex, time::Instant};
-
-use engine::event::{Event, Reporter, Status};
+use clab_exec::event::{Event, Reporter, Status};
 use serde_json::json;
+use std::{collections::HashMap, path::PathBuf, sync::Mutex, time::Instant};
 
 /// Collects the run and writes the trace when it finishes.
 pub struct Trace {

@@ -3,8 +3,8 @@
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
+use clab_exec::event::{Event, Reporter, Status};
 use console::style;
-use engine::event::{Event, Reporter, Status};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{plain::status_line, summary_line};

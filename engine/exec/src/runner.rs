@@ -27,25 +27,23 @@ use super::{
     rule_scan::{self, BatchScan, PrefilterSet, Previous, ScanFindings, SharedText},
     scheduler::{Done, Job, Outcome, Visitor},
 };
-use crate::{
-    event::{Event, Reporter, Status},
-    graph::{Graph, NodeId, NodeKind},
-    plan::{
-        Planner,
-        cache_key::{KeyParts, digest_files},
-        inputs::expand_outputs,
-        inputs::{InputFile, KeptText},
-        llm_prompt::{self, LlmLayers, LlmPrompt},
-        outputs::digest_entries,
-        stat_cache::{self, StatCache},
-    },
-    rules::CompiledRule,
-    store::{
-        Digest, Store,
-        cached_result::{CachedResult, OutputEntry},
-        key_lock::KeyLock,
-        llm_call::LlmCall,
-    },
+use crate::event::{Event, Reporter, Status};
+use clab_graph::{Graph, NodeId, NodeKind};
+use clab_plan::{
+    Planner,
+    cache_key::{KeyParts, digest_files},
+    inputs::expand_outputs,
+    inputs::{InputFile, KeptText},
+    llm_prompt::{self, LlmLayers, LlmPrompt},
+    outputs::digest_entries,
+    stat_cache::{self, StatCache},
+};
+use clab_rules::CompiledRule;
+use clab_store::{
+    Digest, Store,
+    cached_result::{CachedResult, OutputEntry},
+    key_lock::KeyLock,
+    llm_call::LlmCall,
 };
 
 /// How the cache is used.
@@ -382,7 +380,7 @@ impl Runner {
                     && self.options.cache.write
                 {
                     let _ =
-                        crate::plan::save_parts(&cache.store, &node.name, &keyed.key, &keyed.parts);
+                        clab_plan::save_parts(&cache.store, &node.name, &keyed.key, &keyed.parts);
                 }
                 drop(keyed);
                 self.finish(id, status, duration, Some(log));
@@ -501,9 +499,9 @@ impl Runner {
         lock: Option<KeyLock>,
     ) -> Prepared {
         let reason = if self.options.cache.read {
-            crate::plan::why_from(previous.as_ref().map(|(_, parts)| parts), &keyed.parts)
+            clab_plan::why_from(previous.as_ref().map(|(_, parts)| parts), &keyed.parts)
         } else {
-            crate::plan::Reason::Forced
+            clab_plan::Reason::Forced
         };
         let KeyedInputs {
             key,
@@ -541,7 +539,7 @@ impl Runner {
                 keyed
             }
         };
-        let previous = crate::plan::previous_parts(&cache.store, &node.name);
+        let previous = clab_plan::previous_parts(&cache.store, &node.name);
         let mut waited = false;
         let lock = if self.options.cache.write {
             let name = node.name.clone();
@@ -691,7 +689,7 @@ impl Runner {
                     entries.clone(),
                     Some(log),
                 );
-                let manifest = crate::plan::manifest_json(store, &keyed.parts)?;
+                let manifest = clab_plan::manifest_json(store, &keyed.parts)?;
                 store.save_result_and_manifest(&keyed.key, &result, &manifest)?;
                 Ok(entries)
             });
@@ -961,7 +959,7 @@ impl Runner {
         let root = self.graph.root();
         let inputs = if inputs.is_empty() {
             // Not keyed (no cache): walk the rule's inputs now.
-            crate::plan::inputs::collect(root, &node.inputs, self.stat_cache())
+            clab_plan::inputs::collect(root, &node.inputs, self.stat_cache())
                 .map_err(|err| (failed(&err.to_string()), Vec::new()))?
                 .into()
         } else {
@@ -1010,7 +1008,7 @@ impl Runner {
         let mut log = String::new();
         let mut errors = 0;
         for finding in &result.findings {
-            let error = finding.severity == crate::rules::Severity::Error;
+            let error = finding.severity == clab_rules::Severity::Error;
             errors += usize::from(error);
             let severity = if error { "error" } else { "warning" };
             log.push_str(&format!(
@@ -1136,7 +1134,7 @@ enum Prepared {
     /// Restored from the cache.
     Hit(Outcome),
     /// Must run: the key, why, and the key's lock.
-    Miss(Box<(Keyed, crate::plan::Reason, Option<KeyLock>)>),
+    Miss(Box<(Keyed, clab_plan::Reason, Option<KeyLock>)>),
 }
 
 impl Visitor for Runner {

@@ -26,7 +26,7 @@ pub enum Event {
         task: String,
         /// Why it runs although it ran before, in a few words (`src/a.py changed`).
         #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<crate::plan::Reason>,
+        reason: Option<clab_plan::Reason>,
     },
     /// A line a running node printed (stdout and stderr, interleaved as written).
     TaskOutput {

@@ -4,9 +4,10 @@
 //! inputs, schedule the nodes through the [`runner::Runner`], flush the stat cache and record
 //! the run in the history.
 
-pub use clab_reports::{coverage, junit};
 /// LLM steps (the `clab-llm` crate).
 pub use clab_llm as llm;
+pub use clab_reports::{coverage, junit};
+pub mod event;
 pub mod llm_step;
 pub mod process;
 pub mod report_totals;
@@ -28,12 +29,10 @@ use self::{
     runner::{Cache, CacheMode, Runner, RunnerOptions},
     scheduler::{Options, schedule},
 };
-use crate::{
-    event::{Event, Reporter, Summary},
-    graph::{Graph, NodeId},
-    plan::{Planner, llm_prompt::LlmLayers},
-    store::{Store, run_record::RunRecord},
-};
+use crate::event::{Event, Reporter, Summary};
+use clab_graph::{Graph, NodeId};
+use clab_plan::{Planner, llm_prompt::LlmLayers};
+use clab_store::{Store, run_record::RunRecord};
 
 /// Everything `clab run` decides from its flags.
 #[derive(Clone, Debug)]
@@ -67,8 +66,10 @@ pub fn open_store(dir: &Path, reporter: &dyn Reporter) -> Option<Arc<Store>> {
             // Keep the cache out of version control without touching the user's .gitignore.
             let ignore = dir.join(".gitignore");
             if !ignore.exists() {
-                let _ =
-                    crate::atomic_write::write_atomic_unsynced(&ignore, b"# created by clab\n*\n");
+                let _ = clab_model::atomic_write::write_atomic_unsynced(
+                    &ignore,
+                    b"# created by clab\n*\n",
+                );
             }
             Some(Arc::new(opened.store))
         }
@@ -157,7 +158,7 @@ pub async fn run(
     let started_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let started_ns = crate::plan::stat_cache::now_ns();
+    let started_ns = clab_plan::stat_cache::now_ns();
     let mut cache = None;
     let mut history = None;
     // Nothing to look up or store (`echo hi` without inputs): the store only keeps history.
@@ -165,7 +166,7 @@ pub async fn run(
     let mut snapshot = None;
     let mut history_opening = None;
     if options.cache.read || options.cache.write {
-        let dir = crate::store::cache_dir(graph.root(), options.cache_dir.as_deref());
+        let dir = clab_store::cache_dir(graph.root(), options.cache_dir.as_deref());
         if cacheable {
             history = open_store(&dir, &*reporter);
         } else {
@@ -200,7 +201,7 @@ pub async fn run(
                     store.stat_cache()?;
                     // A failed read-ahead only means lookups through SQL.
                     let _ = store.preload_results();
-                    Ok::<(), crate::store::Error>(())
+                    Ok::<(), clab_store::Error>(())
                 });
                 let walked = Planner::walk(&graph, &nodes);
                 (walked, loading.join())

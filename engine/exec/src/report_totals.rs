@@ -9,10 +9,8 @@ use super::{
     coverage::{self, TableOptions},
     junit,
 };
-use crate::{
-    event::{Event, Reporter},
-    graph::Node,
-};
+use crate::event::{Event, Reporter};
+use clab_graph::Node;
 
 /// What one node's reports said, as kept in the run history (`clab stats`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

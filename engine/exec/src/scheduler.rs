@@ -27,10 +27,8 @@ use rayon::prelude::*;
 use tokio::sync::{mpsc, watch};
 
 use super::process::Stop;
-use crate::{
-    event::{Event, Reporter, Summary},
-    graph::{Graph, NodeId, NodeKind},
-};
+use crate::event::{Event, Reporter, Summary};
+use clab_graph::{Graph, NodeId, NodeKind};
 
 /// How a visited node ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -658,7 +656,9 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::{event::Silent, source::SourceFile, syntax::parse_task_file};
+    use crate::event::Silent;
+    use clab_model::source::SourceFile;
+    use clab_syntax::parse_task_file;
 
     /// Settles the tasks named in `cached`, records every visit.
     struct Fake {
@@ -701,7 +701,7 @@ mod tests {
         make: impl FnOnce(Arc<Graph>) -> Arc<V>,
     ) -> Summary {
         let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
-        let graph = Arc::new(crate::graph::build(file, std::path::Path::new("/p")).unwrap());
+        let graph = Arc::new(clab_graph::build(file, std::path::Path::new("/p")).unwrap());
         let names: Vec<String> = targets.iter().map(|&t| t.to_owned()).collect();
         let nodes = graph.closure(&graph.resolve_targets(&names).unwrap());
         let visitor = make(Arc::clone(&graph));
@@ -838,7 +838,7 @@ task "b" { run "b"; deps "a"; }
 task "c" { run "c"; deps "b"; }
 "#;
         let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
-        let graph = crate::graph::build(file, std::path::Path::new("/p")).unwrap();
+        let graph = clab_graph::build(file, std::path::Path::new("/p")).unwrap();
         let nodes = graph.closure(&graph.resolve_targets(&["c".into()]).unwrap());
         let priority = graph.critical_path_lengths();
         let queue = Queue {

@@ -17,16 +17,13 @@ use std::{
     sync::Arc,
 };
 
+use clab_plan::inputs::InputFile;
+use clab_rules::{CompiledRule, Finding, Severity};
+use clab_store::Digest;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    plan::inputs::InputFile,
-    rules::{CompiledRule, Finding, Severity},
-    store::Digest,
-};
-
-pub use crate::rules::PrefilterSet;
+pub use clab_rules::PrefilterSet;
 
 /// One finding as kept between runs: line, column, message, whether it is an error.
 pub type StoredFinding = (usize, usize, String, bool);
@@ -282,7 +279,8 @@ pub fn text_of(bytes: Vec<u8>) -> Arc<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{rules::RuleFile, source::SourceFile};
+    use clab_model::source::SourceFile;
+    use clab_rules::RuleFile;
 
     /// A rule with one reject condition `pattern` over every `.py` file.
     fn condition_rule(pattern: &str) -> CompiledRule {

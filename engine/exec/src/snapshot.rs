@@ -32,17 +32,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use rayon::prelude::*;
-
-use crate::{
-    graph::{Graph, NodeId, NodeKind},
-    plan::{
-        Planner,
-        inputs::IGNORE_FILES,
-        stat_cache::{FileStat, RACY_MARGIN_NS},
-    },
-    store::{Digest, Store},
+use clab_graph::{Graph, NodeId, NodeKind};
+use clab_plan::{
+    Planner,
+    inputs::IGNORE_FILES,
+    stat_cache::{FileStat, RACY_MARGIN_NS},
 };
+use clab_store::{Digest, Store};
+use rayon::prelude::*;
 
 use super::runner::Hit;
 
@@ -90,7 +87,7 @@ pub fn stamp(graph: &Graph, targets: &[String], nodes: &[NodeId], env_inputs: &s
         hasher.update(part.as_bytes());
     };
     put(&format!("clab-noop {FORMAT} {}", env!("CARGO_PKG_VERSION")));
-    put(&crate::syntax::parse_cache::binary_stamp());
+    put(&clab_syntax::parse_cache::binary_stamp());
     put(&graph.root().display().to_string());
     put(env_inputs);
     for target in targets {
@@ -133,17 +130,13 @@ pub fn stamp(graph: &Graph, targets: &[String], nodes: &[NodeId], env_inputs: &s
 /// deletes them all).
 pub fn path(cache_dir: &Path, targets: &[String]) -> PathBuf {
     let id = blake3::hash(targets.join("\0").as_bytes()).to_hex();
-    cache_dir.join(format!(
-        "{}{}.txt",
-        crate::store::SNAPSHOT_PREFIX,
-        &id[..16]
-    ))
+    cache_dir.join(format!("{}{}.txt", clab_store::SNAPSHOT_PREFIX, &id[..16]))
 }
 
 /// The hashed values of the graph's `env-inputs` (as keys hold them), as one string for the
 /// stamp.
 pub fn env_inputs(graph: &Graph) -> String {
-    serde_json::to_string(&crate::plan::env_input_hashes(graph)).unwrap_or_default()
+    serde_json::to_string(&clab_plan::env_input_hashes(graph)).unwrap_or_default()
 }
 
 /// One recorded `stat`: `F` follows symlinks (inputs, directories, ignore files), `L` does
@@ -247,7 +240,7 @@ pub fn load(file: &Path, stamp: &str, graph: &Graph, nodes: &[NodeId]) -> Option
 pub fn save(file: &Path, stamp: &str, run: &Finished<'_>) {
     match snapshot_text(stamp, run) {
         Some(text) => {
-            let _ = crate::atomic_write::write_atomic_unsynced(file, text.as_bytes());
+            let _ = clab_model::atomic_write::write_atomic_unsynced(file, text.as_bytes());
         }
         None => {
             let _ = fs::remove_file(file);

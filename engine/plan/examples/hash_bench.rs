@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use engine::plan::inputs::InputIndex;
-use engine::plan::stat_cache::hash_contents;
-use engine::store::Store;
+use clab_plan::inputs::InputIndex;
+use clab_store::stat_cache::hash_contents;
+use clab_store::Store;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
-    text.parse::<engine::store::ByteSize>()
+    text.parse::<clab_store::ByteSize>()
         .map(|s| s.0)
         .map_err(|e| e.to_string())
 }

@@ -16,7 +16,7 @@
 //!   outputs (clab's own writes must not trigger it) and gitignored paths (unless a literal
 //!   input names them), then maps what is left to the nodes whose input globs match. Only when
 //!   a node of the targets' closure is affected does a run follow.
-//! - A **run** is one whole [`exec::run`] of the closure on its own task: the cache decides
+//! - A **run** is one whole [`clab_exec::run`] of the closure on its own task: the cache decides
 //!   what actually executes. At most one run is in flight; changes during a run queue exactly
 //!   one follow-up run. With `restart`, they interrupt the run instead (its process groups get
 //!   SIGINT, then SIGKILL after the grace period) and the follow-up starts when it has stopped.
@@ -41,6 +41,12 @@ use std::{
     time::Duration,
 };
 
+use clab_exec::{
+    RunOptions,
+    event::{Event, Reporter, Status, Summary},
+    process::{CommandSpec, Exit, SpawnError, Stop, run_command},
+};
+use clab_graph::{Graph, NodeId, NodeKind, project::Project};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use ignore::gitignore::Gitignore;
 use miette::Diagnostic;
@@ -54,16 +60,6 @@ use notify_debouncer_full::{
 use tokio::{
     sync::{mpsc, watch as flag},
     task::JoinHandle,
-};
-
-use crate::{
-    event::{Event, Reporter, Status, Summary},
-    exec::{
-        self, RunOptions,
-        process::{CommandSpec, Exit, SpawnError, Stop, run_command},
-    },
-    graph::{Graph, NodeId, NodeKind},
-    project::Project,
 };
 
 /// How watch mode behaves, beside the options of each run.
@@ -119,7 +115,7 @@ pub enum Notice {
     /// The tasks file or a rule file changed and does not load; the last good graph stays.
     ReloadFailed {
         /// What is wrong with it.
-        error: Box<crate::error::Error>,
+        error: Box<clab_graph::project::Error>,
     },
     /// A persistent task was started.
     ServiceStarted {
@@ -211,7 +207,7 @@ pub async fn watch(
     observer: Arc<dyn Observer>,
     mut shutdown: flag::Receiver<bool>,
 ) -> Result<Stopped, Error> {
-    let cache_dir = crate::store::cache_dir(&project.root, options.run.cache_dir.as_deref());
+    let cache_dir = clab_store::cache_dir(&project.root, options.run.cache_dir.as_deref());
     let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<DebounceEventResult>();
     let mut state = State::new(project, graph, names, cache_dir);
     let mut fs = FsWatcher::start(&mut state, &options, fs_tx)?;
@@ -579,8 +575,7 @@ fn is_change(kind: &EventKind) -> bool {
 
 /// `path` relative to `root`, with `/` separators; `None` outside the root or not UTF-8.
 fn relative(root: &Path, path: &Path) -> Option<String> {
-    crate::plan::inputs::relative_string(path.strip_prefix(root).ok()?)
-        .filter(|rel| !rel.is_empty())
+    clab_plan::inputs::relative_string(path.strip_prefix(root).ok()?).filter(|rel| !rel.is_empty())
 }
 
 /// What identifies a service's process: restart it when this changes.
@@ -961,7 +956,7 @@ impl Run {
         let run_options = options.run.clone();
         let reporter: Arc<dyn Reporter> = recorder.clone();
         let handle = tokio::spawn(async move {
-            exec::run(graph, names, nodes, &run_options, reporter, interrupt_rx).await
+            clab_exec::run(graph, names, nodes, &run_options, reporter, interrupt_rx).await
         });
         Run {
             handle,

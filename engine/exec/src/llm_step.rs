@@ -7,7 +7,7 @@ use std::{path::Path, time::Duration};
 use super::llm::{
     CallRecord, Client, GenerateRequest, LimiterRegistry, ShellCheck, confine_output, generate,
 };
-use crate::plan::llm_prompt::LlmPrompt;
+use clab_plan::llm_prompt::LlmPrompt;
 
 /// How long a check may run.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(300);
