@@ -36,9 +36,14 @@ mod body;
 mod compiled_rule;
 mod front_matter;
 mod known_types;
+mod pattern;
 mod prefilter_set;
+mod reference;
 mod rule_diagnostic;
 mod rule_globs;
+mod rule_index;
+mod scan_budget;
+mod scan_error;
 mod template;
 mod validate;
 mod yaml_node;
@@ -48,11 +53,15 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use body::{Action, Body, Condition, FileRef, Filter, RefStyle, RuleBlock, parse_body};
-pub use compiled_rule::{CompiledRule, Finding, Pattern, SelectFilter};
+pub use compiled_rule::{CompiledRule, Finding, SelectFilter};
 pub use front_matter::{FrontMatter, GlobsShape, parse_front_matter};
+pub use pattern::{BACKTRACK_LIMIT, Incomplete, Pattern, PatternOptions};
 pub use prefilter_set::PrefilterSet;
+pub use reference::{MAX_ATTACHED_BYTES, Reference, Target, referenced_paths};
 pub use rule_diagnostic::{FlatDiagnostic, Issue, Kind, RuleDiagnostic, Severity};
 pub use rule_globs::RuleGlobs;
+pub use scan_budget::{DEFAULT_FILE_SCAN_TIME, ScanBudget};
+pub use scan_error::ScanError;
 pub use template::{NewRule, write_new_rule};
 pub use validate::{ProjectFiles, validate};
 pub use yaml_node::{YamlError, YamlNode, YamlValue, parse_yaml};
@@ -163,6 +172,9 @@ pub struct RuleFile {
     pub body: Body,
     /// Problems found while reading the file.
     pub issues: Vec<Issue>,
+    /// The project root its references are read from (see [`RuleFile::with_root`]); `None`
+    /// for a file parsed on its own, whose references are then not attached.
+    root: Option<PathBuf>,
 }
 
 impl RuleFile {
@@ -177,6 +189,7 @@ impl RuleFile {
             front_matter,
             body,
             issues,
+            root: None,
         }
     }
 
@@ -240,7 +253,7 @@ pub fn discover(root: &Path, dirs: &[&Path]) -> Result<Vec<RuleFile>, Error> {
                 path: path.clone(),
                 source,
             })?;
-            files.push(RuleFile::parse(id, source));
+            files.push(RuleFile::parse(id, source).with_root(root));
         }
     }
     Ok(files)
@@ -339,9 +352,13 @@ pub fn attached_rules<'a>(
 }
 
 /// Render rules for a prompt's `{{rules}}`: per rule a heading with its id, its description,
-/// and its body, separated by blank lines.
+/// its body, then the text of each file the body references (`@path`, `mdc:` links) under a
+/// heading with its path, each file once in all; rules separated by blank lines. The
+/// referenced files are read now, from the project root (see [`RuleFile::references`]), so
+/// the text changes whenever one of them does.
 pub fn render_rules(files: &[&RuleFile]) -> String {
     let mut out = String::new();
+    let mut attached = std::collections::BTreeSet::new();
     for file in files {
         if !out.is_empty() {
             out.push('\n');
@@ -358,6 +375,7 @@ pub fn render_rules(files: &[&RuleFile]) -> String {
         }
         out.push_str(file.body_text().trim());
         out.push('\n');
+        reference::render_attachments(file, &mut attached, &mut out);
     }
     out
 }

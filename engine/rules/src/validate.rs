@@ -15,10 +15,12 @@ use miette::SourceSpan;
 
 use super::{
     Error, RuleFile,
-    compiled_rule::Pattern,
-    known_types::{ACTION_TYPES, FILTER_TYPES},
+    known_types::{ACTION_TYPES, FILTER_TYPES, closest, listed},
+    pattern::{Pattern, PatternOptions},
+    reference::{Target, resolve},
     rule_diagnostic::{Issue, Kind, RuleDiagnostic, Severity},
     rule_globs::{compile_one, normalize},
+    rule_index::{ExtendsProblem, RuleIndex},
 };
 
 /// The project the rules live in: its root and its files (relative, `/`-separated, sorted).
@@ -86,6 +88,7 @@ impl ProjectFiles {
 pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleDiagnostic> {
     let mut out = Vec::new();
     let mut names: BTreeMap<String, (usize, SourceSpan)> = BTreeMap::new();
+    let rule_index = RuleIndex::new(files);
     for (index, file) in files.iter().enumerate() {
         let mut issues = file.issues.clone();
         check_front_matter(file, project, &mut issues);
@@ -96,10 +99,11 @@ pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleD
                     .with_help("the model reads comments that rendered Markdown hides; make the text visible or remove it"),
             );
         }
-        if let Some(project) = project {
-            check_references(file, project, &mut issues);
-        }
+        check_references(file, project, &mut issues);
         for block in &file.body.rules {
+            if let Some(problem) = rule_index.chain(block).problem {
+                issues.push(extends_issue(problem));
+            }
             if let Some(name) = block.name.as_ref().filter(|n| !n.value.trim().is_empty()) {
                 match names.get(name.value.trim()) {
                     Some(&(first, first_span)) => {
@@ -137,7 +141,7 @@ pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleD
                     continue;
                 }
                 if let Some(pattern) = &filter.pattern {
-                    check_regex(pattern, &mut issues);
+                    check_regex(pattern, filter.options, &mut issues);
                 }
             }
             for action in &block.actions {
@@ -154,7 +158,7 @@ pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleD
                 }
                 for condition in &action.conditions {
                     if let Some(pattern) = &condition.pattern {
-                        let compiled = check_regex(pattern, &mut issues);
+                        let compiled = check_regex(pattern, PatternOptions::default(), &mut issues);
                         if compiled.is_some_and(|p| p.matches_empty()) {
                             issues.push(
                                 Issue::new(
@@ -189,20 +193,12 @@ fn unknown_type(
     value: &clab_model::source::Spanned<String>,
     known: &[&str],
 ) -> Issue {
-    // A typo (at most two edits from a known type) is an error: the author meant that type.
-    // Anything further off is a type of the author's own, which clab ignores.
-    let best = known
-        .iter()
-        .map(|k| (*k, strsim::damerau_levenshtein(&value.value, k)))
-        .filter(|(_, d)| *d <= 2)
-        .min_by_key(|(_, d)| *d);
-    let known_list = known
-        .iter()
-        .map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    match best {
-        Some((k, _)) => Issue::new(
+    // A typo (at most two edits from a known type, one for short words) is an error: the
+    // author meant that type. Anything further off is a type of the author's own, which clab
+    // ignores.
+    let known_list = listed(known);
+    match closest(&value.value, known) {
+        Some(k) => Issue::new(
             kind,
             value.span,
             format!("unknown {what} type `{}`", value.value),
@@ -222,12 +218,46 @@ fn unknown_type(
     }
 }
 
+/// The diagnostic for what cut an `extends` chain short.
+fn extends_issue(problem: ExtendsProblem) -> Issue {
+    match problem {
+        ExtendsProblem::Unknown { name, best } => {
+            let help = match best {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => {
+                    "`extends` takes the `name` of a `<rule>` block in any rule file".to_owned()
+                }
+            };
+            Issue::new(
+                Kind::UnknownExtends,
+                name.span,
+                format!("`extends` names no rule: `{}`", name.value.trim()),
+            )
+            .with_help(help)
+        }
+        ExtendsProblem::Cycle { extends, path } => {
+            let path = path
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(" → ");
+            Issue::new(
+                Kind::ExtendsCycle,
+                extends.span,
+                format!("`extends` goes round in a circle: {path}"),
+            )
+            .with_help("a rule cannot build on itself; remove one `extends` of the circle")
+        }
+    }
+}
+
 /// Report a pattern that does not compile or needs `fancy-regex`; the compiled pattern.
 fn check_regex(
     pattern: &clab_model::source::Spanned<String>,
+    options: PatternOptions,
     issues: &mut Vec<Issue>,
 ) -> Option<Pattern> {
-    let compiled = Pattern::compile(&pattern.value);
+    let compiled = Pattern::compile_with(&pattern.value, options);
     match &compiled {
         Ok(p) if p.is_fancy() => issues.push(
             Issue::new(
@@ -238,7 +268,7 @@ fn check_regex(
                     pattern.value
                 ),
             )
-            .with_help("such patterns can backtrack; prefer a plain regex if you can"),
+            .with_help(format!("such patterns backtrack; clab gives up on a line after {} backtracking steps or when the scan's time budget runs out, and the rule node fails; prefer a plain regex if you can", super::pattern::BACKTRACK_LIMIT)),
         ),
         Ok(_) => {}
         Err(err) => {
@@ -312,9 +342,31 @@ fn check_front_matter(file: &RuleFile, project: Option<&ProjectFiles>, issues: &
     }
 }
 
-fn check_references(file: &RuleFile, project: &ProjectFiles, issues: &mut Vec<Issue>) {
+fn check_references(file: &RuleFile, project: Option<&ProjectFiles>, issues: &mut Vec<Issue>) {
+    let root = project.map(ProjectFiles::root).or(file.root());
+    for r in &file.body.references {
+        if resolve(root, file.source.name(), &r.path.value) == Target::Outside {
+            issues.push(
+                Issue::new(
+                    Kind::OutsideRoot,
+                    r.path.span,
+                    format!(
+                        "`{}` is outside the project; clab does not attach it to the rule's context",
+                        r.path.value
+                    ),
+                )
+                .with_help("reference files inside the project, relative to its root or to the rule file's folder"),
+            );
+        }
+    }
+    let Some(project) = project else {
+        return;
+    };
     let folder = file.source.path().parent().map(Path::to_owned);
     for r in &file.body.references {
+        if resolve(Some(&project.root), file.source.name(), &r.path.value) == Target::Outside {
+            continue;
+        }
         let rel = r.path.value.trim_start_matches("./");
         let rel_root = rel.trim_start_matches('/');
         let exists = project.root.join(rel_root).exists()
