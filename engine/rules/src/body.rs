@@ -842,4 +842,101 @@ mod tests {
             .unwrap();
         assert_eq!(p.value, "\\]\\(mdc:[^)]+\\)");
     }
+
+    fn options_of(filter_tail: &str) -> (PatternOptions, Vec<Issue>) {
+        let text = format!(
+            "<rule>\nname: o\nfilters:\n  - type: content\n    pattern: x\n{filter_tail}</rule>\n"
+        );
+        let (body, issues) = parse_body(&text, 0);
+        (body.rules[0].filters[0].options, issues)
+    }
+
+    #[test]
+    fn filter_options_in_every_shape() {
+        let all = PatternOptions {
+            case_insensitive: true,
+            multiline: true,
+            whole_word: true,
+        };
+        let shapes = [
+            "    options:\n      case_insensitive: true\n      multiline: yes\n      whole_word: True\n",
+            "    options: [case_insensitive, multiline, whole_word]\n",
+            "    options:\n      - case_insensitive\n      - multiline\n      - whole_word\n",
+            "    options: {case_insensitive: true, multiline: true, whole_word}\n",
+            "    options: \"case_insensitive, multiline, whole_word\"\n",
+        ];
+        for shape in shapes {
+            let (options, issues) = options_of(shape);
+            assert_eq!(options, all, "{shape}");
+            assert!(issues.is_empty(), "{shape}: {issues:?}");
+        }
+        let (options, issues) = options_of("    options:\n      case_insensitive: false\n");
+        assert!(options.is_empty() && issues.is_empty());
+        // A misspelt option is named at its own text, even inline.
+        let text = "<rule>\nname: o\nfilters:\n  - type: content\n    pattern: x\n    options: {whole_wrd: true}\n</rule>\n";
+        let (_, issues) = parse_body(text, 0);
+        assert_eq!(kinds(&issues), [Kind::UnknownKey]);
+        let span = issues[0].span;
+        assert_eq!(
+            &text[span.offset()..span.offset() + span.len()],
+            "whole_wrd"
+        );
+        assert_eq!(
+            issues[0].help.as_deref(),
+            Some("did you mean `whole_word`?")
+        );
+    }
+
+    #[test]
+    fn versions_read_as_semver() {
+        let cases = [
+            ("version: 1.2.3\n", Some("1.2.3")),
+            ("version: v2.0.0-beta.1\n", Some("2.0.0-beta.1")),
+            ("version: \"1.0\"\n", Some("1.0.0")),
+            ("version: 3\n", Some("3.0.0")),
+            ("metadata:\n  version: 1.0\n", Some("1.0.0")),
+            ("version: 2.0.0\nmetadata:\n  version: 1.0\n", Some("2.0.0")),
+            ("version: 1.x\n", None),
+            ("version: 01.2.3\n", None),
+            ("", None),
+        ];
+        for (lines, want) in cases {
+            let text = format!("<rule>\nname: v\n{lines}</rule>\n");
+            let (body, issues) = parse_body(&text, 0);
+            let got = body.rules[0].version.as_ref().map(|v| v.value.to_string());
+            assert_eq!(got.as_deref(), want, "{lines}");
+            let warned = kinds(&issues) == [Kind::BadVersion];
+            assert_eq!(
+                warned,
+                want.is_none() && !lines.is_empty(),
+                "{lines}: {issues:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_warned_except_under_types_of_the_authors_own() {
+        let text = "<rule>\nname: k\nowner: me\nfilters:\n  - type: content\n    pattern: x\n    flags: i\n  - type: file_size\n    max: 10\nactions:\n  - type: reject\n    severity: high\n    conditions:\n      - pattern: y\n        negated: true\n  - type: analyze\n    script: z\n</rule>\n";
+        let (body, issues) = parse_body(text, 0);
+        assert_eq!(body.rules[0].filters.len(), 2);
+        let keys: Vec<&str> = issues
+            .iter()
+            .map(|i| &text[i.span.offset()..i.span.offset() + i.span.len()])
+            .collect();
+        assert_eq!(keys, ["owner", "flags", "severity", "negated"]);
+        assert!(issues.iter().all(|i| i.severity == Severity::Warning));
+    }
+
+    #[test]
+    fn extends_is_read_and_must_not_be_empty() {
+        let (body, issues) = parse_body("<rule>\nname: c\nextends: base\n</rule>\n", 0);
+        assert_eq!(
+            body.rules[0].extends.as_ref().map(|e| e.value.as_str()),
+            Some("base")
+        );
+        assert!(issues.is_empty());
+        let (body, issues) = parse_body("<rule>\nname: c\nextends:\n</rule>\n", 0);
+        assert_eq!(body.rules[0].extends, None);
+        assert_eq!(kinds(&issues), [Kind::MissingField]);
+    }
 }

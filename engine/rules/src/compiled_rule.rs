@@ -697,4 +697,208 @@ actions:
         assert!(!rule.is_check());
         assert!(rule.scan("a.mdc", "one\n\ntwo\n").is_empty());
     }
+
+    /// A base rule for Python files and a rule in another file that extends it.
+    const BASE: &str = r#"---
+description: Python basics
+globs: *.py
+---
+<rule>
+name: python-base
+filters:
+  - type: file_extension
+    pattern: "\\.py$"
+  - type: content
+    pattern: "import (os|subprocess)"
+actions:
+  - type: reject
+    conditions:
+      - pattern: "os\\.system\\("
+        message: "Use subprocess.run, not os.system"
+</rule>
+"#;
+    const CHILD: &str = r#"---
+description: No shells
+globs: *.py, *.rs
+---
+<rule>
+name: no-shell
+extends: python-base
+actions:
+  - type: reject
+    conditions:
+      - pattern: "shell=True"
+        message: "Pass a list, not shell=True"
+</rule>
+"#;
+
+    fn files(texts: &[(&str, &str)]) -> Vec<RuleFile> {
+        texts
+            .iter()
+            .map(|(id, text)| {
+                let name = format!(".cursor/rules/{id}.mdc");
+                RuleFile::parse(*id, SourceFile::new(&name, &name, *text))
+            })
+            .collect()
+    }
+
+    fn messages(findings: &[Finding]) -> Vec<(usize, &str)> {
+        findings
+            .iter()
+            .map(|f| (f.line, f.message.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_child_rule_via_extends_finds_its_parents_filter_plus_its_own_condition() {
+        let rules = CompiledRule::compile_all(&files(&[("child", CHILD), ("base", BASE)]));
+        let child = rules.iter().find(|r| r.name == "no-shell").unwrap();
+        let base = rules.iter().find(|r| r.name == "python-base").unwrap();
+        assert_eq!(child.extends, ["python-base"]);
+        let text = "import subprocess\nsubprocess.run('ls', shell=True)\nos.system('ls')\n";
+        // The parent's condition and the child's own, in the parent's files.
+        assert_eq!(
+            messages(&child.scan("src/a.py", text)),
+            [
+                (3, "Use subprocess.run, not os.system"),
+                (2, "Pass a list, not shell=True"),
+            ]
+        );
+        assert_eq!(
+            messages(&base.scan("src/a.py", text)),
+            [(3, "Use subprocess.run, not os.system")]
+        );
+        // The parent's filters hold: its content filter gates the file, its extension
+        // filter keeps out the child's own `*.rs` glob.
+        assert!(child.scan("src/b.py", "x(shell=True)\n").is_empty());
+        assert!(child.selects("src/a.py") && !child.selects("src/a.rs"));
+        // Compiled alone, the child has no filters and only its own condition.
+        let alone = files(&[("child", CHILD)]);
+        let alone = CompiledRule::compile(&alone[0], &alone[0].body.rules[0]).unwrap();
+        assert!(alone.extends.is_empty());
+        assert_eq!(
+            messages(&alone.scan("src/b.py", "x(shell=True)\n")),
+            [(1, "Pass a list, not shell=True")]
+        );
+        // A change in the parent changes the child's definition.
+        let edited = BASE.replace("os\\\\.system", "os\\\\.popen");
+        let again = CompiledRule::compile_all(&files(&[("child", CHILD), ("base", &edited)]));
+        let child_again = again.iter().find(|r| r.name == "no-shell").unwrap();
+        assert_ne!(child.definition_hash(), child_again.definition_hash());
+    }
+
+    #[test]
+    fn extends_chains_are_transitive_and_cycles_end() {
+        let grandchild = "---\nglobs: *.py\n---\n<rule>\nname: strict\nextends: no-shell\nactions:\n  - type: warn\n    conditions:\n      - pattern: \"eval\\\\(\"\n        message: no eval\n</rule>\n";
+        let rules = CompiledRule::compile_all(&files(&[
+            ("base", BASE),
+            ("child", CHILD),
+            ("strict", grandchild),
+        ]));
+        let strict = rules.iter().find(|r| r.name == "strict").unwrap();
+        assert_eq!(strict.extends, ["no-shell", "python-base"]);
+        let text = "import os\nos.system(eval('x'))\n";
+        assert_eq!(
+            messages(&strict.scan("a.py", text)),
+            [(2, "Use subprocess.run, not os.system"), (2, "no eval")]
+        );
+        let cycle = "<rule>\nname: a\nextends: b\nactions:\n  - type: warn\n    conditions:\n      - pattern: A\n</rule>\n<rule>\nname: b\nextends: a\nactions:\n  - type: warn\n    conditions:\n      - pattern: B\n</rule>\n";
+        let rules = CompiledRule::compile_all(&files(&[("cycle", cycle)]));
+        assert_eq!(messages(&rules[0].scan("x", "B\nA\n")).len(), 2);
+        assert_eq!(rules[0].extends, ["b"]);
+    }
+
+    #[test]
+    fn filter_options_are_honoured_when_scanning() {
+        let text = r#"---
+globs: *.py
+---
+<rule>
+name: todo
+filters:
+  - type: content
+    pattern: "todo"
+    options:
+      case_insensitive: true
+      whole_word: true
+actions:
+  - type: warn
+    message: has a todo
+</rule>
+"#;
+        let rule = compile(text);
+        assert_eq!(
+            messages(&rule.scan("a.py", "x\n# TODO: y\n")),
+            [(2, "has a todo")]
+        );
+        assert!(rule.scan("a.py", "todos = []\n").is_empty(), "whole word");
+        let plain = compile(&text.replace("      case_insensitive: true\n", ""));
+        assert!(plain.scan("a.py", "# TODO: y\n").is_empty());
+        assert_ne!(plain.definition_hash(), rule.definition_hash());
+    }
+
+    #[test]
+    fn backtrack_limit_is_an_error_not_a_pass_issue_18() {
+        // Issue 18, 3(a): this scan reported "0 findings", exited 0 and was cached.
+        let rule = condition_rule("((?=a)a+)+b|!");
+        let text = format!("ok\n{}!\n", "a".repeat(25));
+        let err = rule.try_scan("a.py", &text).unwrap_err();
+        assert_eq!(
+            (err.line, err.reason, err.pattern.as_str()),
+            (Some(2), Incomplete::BacktrackLimit, "((?=a)a+)+b|!")
+        );
+        // The findings-only API never passes either: the error is an error finding.
+        let findings = rule.scan("a.py", &text);
+        assert_eq!(findings, [err.to_finding()]);
+        assert_eq!(findings[0].severity, Severity::Error);
+        assert_eq!(rule.scan_selected("a.py", &text, None), [err.to_finding()]);
+        // A text it can decide is scanned as before.
+        assert_eq!(messages(&rule.scan("a.py", "x!\n")), [(1, "m")]);
+    }
+
+    #[test]
+    fn a_backtracking_scan_is_bounded_in_time_issue_18() {
+        // Issue 18, 4: this pattern over 100k characters scanned for 20 s.
+        let rule = condition_rule("(?=a)(a+)+$");
+        let text = format!("{}!\n", "a".repeat(100_000));
+        let started = Instant::now();
+        let budget = ScanBudget::new(std::time::Duration::from_millis(200));
+        let err = rule
+            .try_scan_selected("a.py", &text, None, budget)
+            .unwrap_err();
+        assert_eq!((err.line, err.reason), (Some(1), Incomplete::TimeLimit));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_path_filter_that_cannot_decide_selects_and_then_fails_the_scan() {
+        let text = "---\n---\n<rule>\nname: p\nfilters:\n  - type: file_path\n    pattern: \"((?=a)a+)+b\"\nactions:\n  - type: reject\n    conditions:\n      - pattern: x\n</rule>\n";
+        let rule = compile(text);
+        let path = format!("{}.py", "a".repeat(30));
+        assert!(rule.try_selects(&path).is_err());
+        assert!(rule.selects(&path));
+        let err = rule
+            .try_scan_selected(&path, "y\n", None, ScanBudget::default())
+            .unwrap_err();
+        assert_eq!((err.line, err.reason), (None, Incomplete::BacktrackLimit));
+        assert_eq!(rule.try_selects("b.py").map_err(|e| e.reason), Ok(false));
+    }
+
+    #[test]
+    fn snapshot_scan_incomplete() {
+        let rule = condition_rule("((?=a)a+)+b|!");
+        let err = rule
+            .try_scan("src/a.py", &format!("{}!", "a".repeat(25)))
+            .unwrap_err();
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                .with_width(100);
+        let mut out = String::new();
+        handler.render_report(&mut out, &err).unwrap();
+        insta::assert_snapshot!(out);
+    }
 }

@@ -511,6 +511,67 @@ mod tests {
         assert_eq!(f.body_text(), &text[text.find("# T").unwrap()..]);
     }
 
+    #[test]
+    fn referenced_files_reach_the_rendered_rules_and_their_edits_change_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("project");
+        let rules = root.join(".cursor/rules");
+        std::fs::create_dir_all(&rules).unwrap();
+        std::fs::create_dir_all(root.join("docs")).unwrap();
+        std::fs::write(root.join("docs/style.md"), "Use four spaces.\n").unwrap();
+        std::fs::write(rules.join("layout.md"), "src/ holds the code.\n").unwrap();
+        std::fs::write(dir.path().join("secret.md"), "do not send\n").unwrap();
+        std::fs::write(
+            rules.join("style.mdc"),
+            "---\nalwaysApply: true\n---\nFollow @docs/style.md and [layout](mdc:layout.md).\nNot @../../../secret.md.\nAgain @docs/style.md.\n",
+        )
+        .unwrap();
+        std::fs::write(
+            rules.join("more.mdc"),
+            "---\nalwaysApply: true\n---\nAlso @docs/style.md and @docs/missing.md.\n",
+        )
+        .unwrap();
+        let files = discover(&root, &[Path::new(DEFAULT_RULES_DIR)]).unwrap();
+        let style = files.iter().find(|f| f.id == "style").unwrap();
+        assert_eq!(
+            style.references(),
+            ["docs/style.md", ".cursor/rules/layout.md"]
+        );
+        let attached = attached_rules(&files, &[], &[]);
+        assert_eq!(
+            referenced_paths(&attached),
+            [
+                ".cursor/rules/layout.md",
+                "docs/missing.md",
+                "docs/style.md"
+            ]
+        );
+        let before = render_rules(&attached);
+        assert_eq!(
+            before,
+            "## Rule `more`\n\nAlso @docs/style.md and @docs/missing.md.\n\
+             \n### File `docs/style.md` (referenced by rule `more`)\n\n```\nUse four spaces.\n```\n\
+             \n### File `docs/missing.md` (referenced by rule `more`)\n\n(not found)\n\
+             \n## Rule `style`\n\nFollow @docs/style.md and [layout](mdc:layout.md).\nNot @../../../secret.md.\nAgain @docs/style.md.\n\
+             \n### File `.cursor/rules/layout.md` (referenced by rule `style`)\n\n```\nsrc/ holds the code.\n```\n"
+        );
+        assert!(!before.contains("do not send"));
+        std::fs::write(root.join("docs/style.md"), "Use tabs.\n").unwrap();
+        let after = render_rules(&attached);
+        assert_ne!(before, after);
+        assert!(after.contains("```\nUse tabs.\n```"));
+        // A file parsed on its own has no root: nothing is read.
+        let alone = file(
+            "alone",
+            "---\nalwaysApply: true\n---\nSee @docs/style.md.\n",
+        );
+        assert_eq!(
+            render_rules(&[&alone]),
+            "## Rule `alone`\n\nSee @docs/style.md.\n"
+        );
+        assert_eq!(alone.references(), ["docs/style.md"]);
+    }
+
     /// Parse, validate, compile, scan and render one text; checks every span is inside the
     /// text. Panics (failing the property) on any violation.
     fn exercise(text: &str) {

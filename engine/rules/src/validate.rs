@@ -868,6 +868,62 @@ pub(crate) mod tests {
         ));
     }
 
+    #[test]
+    fn snapshot_unknown_keys_and_misspelt_filter_type() {
+        insta::assert_snapshot!(snapshot_of(
+            "---\ndescription: d\nglobs: *.py\n---\n<rule>\nname: r\nfilter:\n  - type: content\nfilters:\n  - type: file_extention\n    pattern: \"\\\\.py$\"\n  - type: content\n    patern: x\n    pattern: \"print\"\n    options:\n      case_insensitve: true\n      whole_word: maybe\n  - type: file_size\n    max: 10\nactions:\n  - type: reject\n    mesage: no\n    conditions:\n      - pattern: \"print\\\\(\"\n        negated: true\n  - type: analyze\n    script: x\n</rule>\n"
+        ));
+    }
+
+    #[test]
+    fn snapshot_bad_version() {
+        insta::assert_snapshot!(snapshot_of(
+            "---\ndescription: d\n---\n<rule>\nname: a\nversion: 1.x\n</rule>\n<rule>\nname: b\nmetadata:\n  version: 1.0\n  priority: high\n</rule>\n"
+        ));
+    }
+
+    #[test]
+    fn snapshot_extends_unknown_and_cycle() {
+        let base = file(
+            "base",
+            "---\ndescription: base\n---\n<rule>\nname: python-base\nactions:\n  - type: warn\n    message: m\n</rule>\n",
+        );
+        let other = file(
+            "python/other",
+            "---\ndescription: other\n---\n<rule>\nname: typo\nextends: pyhton-base\n</rule>\n\n<rule>\nname: a\nextends: b\n</rule>\n<rule>\nname: b\nextends: a\n</rule>\n<rule>\nname: ok\nextends: python-base\n</rule>\n",
+        );
+        insta::assert_snapshot!(render(&validate(&[base, other], None)));
+    }
+
+    #[test]
+    fn snapshot_outside_root() {
+        insta::assert_snapshot!(snapshot_of(
+            "---\ndescription: d\n---\nSee @../../../etc/passwd.md, @~/.ssh/notes.md and [x](mdc:../../../secret.md); @docs/in.md is fine.\n"
+        ));
+    }
+
+    #[test]
+    fn extends_problems_break_compilation_and_unknown_keys_do_not() {
+        let broken = file(
+            "b",
+            "---\ndescription: d\n---\n<rule>\nname: b\nextends: nothing\n</rule>\n",
+        );
+        let errors = crate::check_compiles(&[broken]).unwrap_err().errors;
+        assert_eq!(errors[0].issue.kind, Kind::UnknownExtends);
+        let unknown = file(
+            "u",
+            "---\ndescription: d\n---\n<rule>\nname: u\nowner: me\nversion: 2\n</rule>\n",
+        );
+        assert!(crate::check_compiles(std::slice::from_ref(&unknown)).is_ok());
+        assert_eq!(
+            unknown.body.rules[0]
+                .version
+                .as_ref()
+                .map(|v| v.value.to_string()),
+            Some("2.0.0".to_owned())
+        );
+    }
+
     /// The copied corpus fixtures (`engine/rules/tests/fixtures/rules/corpus/`): every diagnostic,
     /// flat, per rule set. A change here is a change in what users see on real files.
     #[test]
