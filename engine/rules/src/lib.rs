@@ -20,15 +20,18 @@
 //!
 //! # Out
 //!
-//! [`RuleFile`]s, each with its front matter, body, `<rule>` blocks and the [`Issue`]s found
-//! while reading it; [`RuleDiagnostic`]s from [`validate`]; [`CompiledRule`]s that select
-//! files and find [`Finding`]s in their text; a [`PrefilterSet`] of every rule's whole-text
-//! prefilters.
+//! [`RuleFile`]s, each with its front matter, body, `<rule>` blocks, resolved references and
+//! the [`Issue`]s found while reading it; [`RuleDiagnostic`]s from [`validate`];
+//! [`CompiledRule`]s (with the rules they `extends`) that select files and find [`Finding`]s
+//! in their text, or say why they could not ([`ScanError`]); a [`PrefilterSet`] of every
+//! rule's whole-text prefilters; the `{{rules}}` text of [`render_rules`], referenced files
+//! included.
 //!
 //! # Invariants
 //!
 //! Parsing never fails on file content: every problem becomes an issue with a byte span into
-//! the file; only I/O fails. A file's id is its path relative to its rules directory without
+//! the file; only I/O fails. A scan never passes a file it could not finish searching. A
+//! reference outside the project root is never read. A file's id is its path relative to its rules directory without
 //! `.mdc`, folders kept (`python/uv`). The crate depends on `clab-model` only among clab's
 //! crates: it knows nothing of graphs, plans, the store or execution.
 
