@@ -153,8 +153,12 @@ pub struct CompiledRule {
     pub inert_filters: Vec<(String, String)>,
     globs: RuleGlobs,
     selectors: Vec<SelectFilter>,
-    content: Vec<Pattern>,
+    /// `content` filters, each with whether it can anchor an unconditioned action (it does
+    /// not match the empty string).
+    content: Vec<(Pattern, bool)>,
     actions: Vec<CompiledAction>,
+    /// Some pattern runs on `fancy-regex`, so scans need a deadline.
+    backtracks: bool,
     hash: blake3::Hash,
     /// The hash of what decides [`selects`](Self::selects): globs and path filters.
     selection: blake3::Hash,
@@ -195,7 +199,10 @@ impl CompiledRule {
                 ("file_extension", Ok(p)) => selectors.push(SelectFilter::Extension(p)),
                 ("file_path" | "path", Ok(p)) => selectors.push(SelectFilter::Path(p)),
                 ("file_name", Ok(p)) => selectors.push(SelectFilter::Name(p)),
-                ("content", Ok(p)) => content.push(p),
+                ("content", Ok(p)) => {
+                    let anchors = !p.matches_empty();
+                    content.push((p, anchors));
+                }
                 ("file_extension" | "file_path" | "path" | "file_name" | "content", Err(_)) => {}
                 (other, _) => inert_filters.push((other.to_owned(), pattern.value.clone())),
             }
@@ -260,6 +267,11 @@ impl CompiledRule {
             })
             .collect();
         let selection = serde_json::to_vec(&(&definition.globs, selecting)).unwrap_or_default();
+        let backtracks = selectors.iter().any(|s| s.pattern().is_fancy())
+            || content.iter().any(|(p, _)| p.is_fancy())
+            || actions
+                .iter()
+                .any(|a| a.conditions.iter().any(|(p, _)| p.is_fancy()));
         Some(CompiledRule {
             name: name.to_owned(),
             file_id: file.id.clone(),
@@ -272,6 +284,7 @@ impl CompiledRule {
             selectors,
             content,
             actions,
+            backtracks,
             hash: blake3::hash(&encoded),
             selection: blake3::hash(&selection),
         })
@@ -296,7 +309,7 @@ impl CompiledRule {
     /// Whether scanning can report anything: some `reject`/`suggest`/`warn` action with
     /// conditions, or with a `content` filter to anchor it.
     pub fn is_check(&self) -> bool {
-        let anchored = self.content.iter().any(|p| !p.matches_empty());
+        let anchored = self.content.iter().any(|(_, anchors)| *anchors);
         self.actions
             .iter()
             .any(|a| !a.conditions.is_empty() || (a.unconditioned && anchored))
@@ -337,7 +350,17 @@ impl CompiledRule {
     /// Whether this rule takes `rel_path` as input; an error when a path filter that could
     /// select it cannot decide (none of the others selects it).
     pub fn try_selects(&self, rel_path: &str) -> Result<bool, ScanError> {
-        self.selects_within(rel_path, ScanBudget::default().deadline())
+        self.selects_within(rel_path, self.deadline(ScanBudget::default()))
+    }
+
+    /// The deadline of a scan starting now; `None` (no clock read) when every pattern is
+    /// linear.
+    fn deadline(&self, budget: ScanBudget) -> Option<Instant> {
+        if self.backtracks {
+            budget.deadline()
+        } else {
+            None
+        }
     }
 
     fn selects_within(&self, rel_path: &str, deadline: Option<Instant>) -> Result<bool, ScanError> {
@@ -377,7 +400,7 @@ impl CompiledRule {
     /// nothing. A scan that cannot decide is an error (see [`ScanError`]), within the
     /// default [`ScanBudget`].
     pub fn try_scan(&self, rel_path: &str, text: &str) -> Result<Vec<Finding>, ScanError> {
-        let deadline = ScanBudget::default().deadline();
+        let deadline = self.deadline(ScanBudget::default());
         if !self.selects_within(rel_path, deadline)? {
             return Ok(Vec::new());
         }
@@ -396,7 +419,7 @@ impl CompiledRule {
         prefiltered: Option<&[bool]>,
         budget: ScanBudget,
     ) -> Result<Vec<Finding>, ScanError> {
-        let deadline = budget.deadline();
+        let deadline = self.deadline(budget);
         if self.selectors.iter().any(|s| s.pattern().is_fancy()) {
             self.selects_within(rel_path, deadline)?;
         }
@@ -438,14 +461,14 @@ impl CompiledRule {
             // or matched first.
             let mut any = false;
             let mut first: Option<usize> = None;
-            for pattern in &self.content {
+            for (pattern, anchors) in &self.content {
                 let found = pattern
                     .find(text, deadline)
                     .map_err(|reason| self.scan_error(rel_path, None, pattern, reason))?;
                 if let Some((start, _)) = found {
                     any = true;
                     // `.*`-like filters let every file through but anchor nothing.
-                    if !pattern.matches_empty() {
+                    if *anchors {
                         first = Some(first.map_or(start, |f| f.min(start)));
                     }
                 }
