@@ -7,8 +7,12 @@
 
 use miette::SourceSpan;
 
-use super::known_types::FILTER_TYPES;
+use super::known_types::{
+    ACTION_KEYS, ACTION_TYPES, CONDITION_KEYS, FILTER_KEYS, FILTER_TYPES, OPTION_KEYS, RULE_KEYS,
+    closest, listed,
+};
 use super::{
+    pattern::PatternOptions,
     rule_diagnostic::{Issue, Kind, Severity},
     yaml_node::{SourceLine, YamlNode, YamlValue, parse_yaml, split_lines},
 };
@@ -38,6 +42,12 @@ pub struct RuleBlock {
     pub name: Option<Spanned<String>>,
     /// `description:`.
     pub description: Option<Spanned<String>>,
+    /// `extends:`, the name of the rule whose filters and actions this one takes before its
+    /// own.
+    pub extends: Option<Spanned<String>>,
+    /// `version:` (else `metadata:`'s `version:`), read as semver; `1.0` and `1` read as
+    /// `1.0.0`. `None` when absent or unreadable (a `bad_version` warning).
+    pub version: Option<Spanned<semver::Version>>,
     /// `filters:`, in order.
     pub filters: Vec<Filter>,
     /// `actions:`, in order.
@@ -57,6 +67,8 @@ pub struct Filter {
     pub kind: Option<Spanned<String>>,
     /// `pattern:`, a regex.
     pub pattern: Option<Spanned<String>>,
+    /// `options:` (`case_insensitive`, `multiline`, `whole_word`), applied to `pattern`.
+    pub options: PatternOptions,
 }
 
 /// An `actions:` entry.
@@ -353,6 +365,8 @@ fn read_rule(
         tag,
         name: None,
         description: None,
+        extends: None,
+        version: None,
         filters: Vec::new(),
         actions: Vec::new(),
         examples: None,
@@ -388,10 +402,42 @@ fn read_rule(
                 .with_help("the content of a `<rule>` block is yaml: `key: value` lines, `- ` lists, `|` blocks"),
         );
     }
+    check_keys(&node, RULE_KEYS, "the `<rule>` block", issues);
     block.name = scalar(node.get("name"), "name", issues);
     block.description = scalar(node.get("description"), "description", issues);
+    block.extends = scalar(node.get("extends"), "extends", issues);
+    if let Some(extends) = block.extends.as_ref().filter(|e| e.value.trim().is_empty()) {
+        issues.push(Issue::new(
+            Kind::MissingField,
+            extends.span,
+            "the rule's `extends` is empty",
+        ));
+        block.extends = None;
+    }
     block.examples = node.get("examples").cloned();
     block.metadata = node.get("metadata").cloned();
+    let version = node.get("version").or_else(|| {
+        block
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.get("version"))
+    });
+    block.version = scalar(version, "version", issues).and_then(|v| {
+        let parsed = parse_version(&v.value);
+        if parsed.is_none() {
+            issues.push(
+                Issue::new(
+                    Kind::BadVersion,
+                    v.span,
+                    format!("`{}` is not a version", v.value.trim()),
+                )
+                .with_help(
+                    "write `MAJOR.MINOR.PATCH` (semver, `1.2.0`); `1.0` and `1` read as `1.0.0`",
+                ),
+            );
+        }
+        parsed.map(|p| Spanned::new(p, v.span))
+    });
     match block.name.as_ref() {
         None => issues.push(Issue::new(
             Kind::MissingField,
@@ -408,10 +454,11 @@ fn read_rule(
         Some(_) => {}
     }
     for item in node.get("filters").map(YamlNode::items).unwrap_or_default() {
-        let filter = Filter {
+        let mut filter = Filter {
             span: item.span,
             kind: scalar(item.get("type"), "type", issues),
             pattern: scalar(item.get("pattern"), "pattern", issues),
+            options: PatternOptions::default(),
         };
         if !matches!(item.value, YamlValue::Map(_)) {
             issues.push(Issue::new(
@@ -427,6 +474,7 @@ fn read_rule(
             .kind
             .as_ref()
             .is_some_and(|k| FILTER_TYPES.contains(&k.value.as_str()));
+        // The keys and options of a filter type of the author's own are the author's too.
         if known {
             require(
                 &filter.pattern,
@@ -434,6 +482,8 @@ fn read_rule(
                 "the filter has no `pattern`",
                 issues,
             );
+            check_keys(item, FILTER_KEYS, "a filter", issues);
+            filter.options = read_options(item.get("options"), issues);
         }
         block.filters.push(filter);
     }
@@ -453,6 +503,13 @@ fn read_rule(
             conditions: Vec::new(),
         };
         require(&action.kind, item.span, "the action has no `type`", issues);
+        let known = action
+            .kind
+            .as_ref()
+            .is_some_and(|k| ACTION_TYPES.contains(&k.value.as_str()));
+        if known {
+            check_keys(item, ACTION_KEYS, "an action", issues);
+        }
         for cond in item
             .get("conditions")
             .map(YamlNode::items)
@@ -477,11 +534,153 @@ fn read_rule(
                 "the condition has no `pattern`",
                 issues,
             );
+            if known {
+                check_keys(cond, CONDITION_KEYS, "a condition", issues);
+            }
             action.conditions.push(condition);
         }
         block.actions.push(action);
     }
     (block, next)
+}
+
+/// Warn about each key of the mapping `node` that is not in `known` (a typo gets a "did
+/// you mean"); `what` names the mapping in the message.
+fn check_keys(node: &YamlNode, known: &[&str], what: &str, issues: &mut Vec<Issue>) {
+    let YamlValue::Map(entries) = &node.value else {
+        return;
+    };
+    for (key, _) in entries {
+        if known.contains(&key.value.as_str()) {
+            continue;
+        }
+        let help = match closest(&key.value, known) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("known keys: {}", listed(known)),
+        };
+        issues.push(
+            Issue::new(
+                Kind::UnknownKey,
+                key.span,
+                format!("unknown key `{}` in {what}; clab ignores it", key.value),
+            )
+            .with_help(help),
+        );
+    }
+}
+
+/// A filter's `options:`, as a mapping (`case_insensitive: true`), a list of the options
+/// that are on (`[case_insensitive, whole_word]`, also as `- name` lines), or the same
+/// written inline (`{case_insensitive: true}`, which the YAML reader keeps as text).
+fn read_options(node: Option<&YamlNode>, issues: &mut Vec<Issue>) -> PatternOptions {
+    let mut options = PatternOptions::default();
+    let Some(node) = node else {
+        return options;
+    };
+    let mut set = |name: &str, span: SourceSpan, value: Option<&str>, issues: &mut Vec<Issue>| {
+        let on = match value.map(|v| v.trim().to_ascii_lowercase()) {
+            None => true,
+            Some(v) if matches!(v.as_str(), "true" | "yes" | "on") => true,
+            Some(v) if matches!(v.as_str(), "false" | "no" | "off") => false,
+            Some(_) => {
+                issues.push(Issue::new(
+                    Kind::RuleSyntax,
+                    span,
+                    format!("option `{name}` must be `true` or `false`"),
+                ));
+                return;
+            }
+        };
+        match name {
+            "case_insensitive" => options.case_insensitive = on,
+            "multiline" => options.multiline = on,
+            "whole_word" => options.whole_word = on,
+            _ => {
+                let help = match closest(name, OPTION_KEYS) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!("known options: {}", listed(OPTION_KEYS)),
+                };
+                issues.push(
+                    Issue::new(
+                        Kind::UnknownKey,
+                        span,
+                        format!("unknown filter option `{name}`; clab ignores it"),
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+    };
+    match &node.value {
+        YamlValue::Null => {}
+        YamlValue::Map(entries) => {
+            for (key, value) in entries {
+                match &value.value {
+                    YamlValue::Scalar(v) => set(&key.value, key.span, Some(v), issues),
+                    YamlValue::Null => set(&key.value, key.span, Some(""), issues),
+                    _ => set(&key.value, value.span, Some("(not a value)"), issues),
+                }
+            }
+        }
+        YamlValue::Seq(items) => {
+            for item in items {
+                match &item.value {
+                    YamlValue::Scalar(name) => set(name.trim(), item.span, None, issues),
+                    _ => issues.push(Issue::new(
+                        Kind::RuleSyntax,
+                        item.span,
+                        "an option is a name (`case_insensitive`)",
+                    )),
+                }
+            }
+        }
+        YamlValue::Scalar(text) => {
+            // Offsets inside a plain scalar are offsets in the file; a quoted one only has
+            // its whole span.
+            let exact = node.span.len() == text.len();
+            let inner = text
+                .trim()
+                .trim_start_matches(['{', '['])
+                .trim_end_matches(['}', ']']);
+            let inner_at = text.find(inner).unwrap_or(0);
+            for (at, part) in super::yaml_node::split_flow(inner) {
+                let lead = part.len() - part.trim_start().len();
+                let part = part.trim();
+                if part.is_empty() {
+                    continue;
+                }
+                let (name, value) = match part.split_once(':') {
+                    Some((name, value)) => (name.trim(), Some(value.trim())),
+                    None => (part, None),
+                };
+                let span = if exact {
+                    SourceSpan::from((node.span.offset() + inner_at + at + lead, name.len()))
+                } else {
+                    node.span
+                };
+                set(name, span, value, issues);
+            }
+        }
+    }
+    options
+}
+
+/// A version as semver, forgiving the forms rule authors write: `v1.2.3`, `1.0` and `1`.
+fn parse_version(text: &str) -> Option<semver::Version> {
+    let text = text.trim();
+    let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    if let Ok(version) = semver::Version::parse(text) {
+        return Some(version);
+    }
+    let parts: Vec<&str> = text.split('.').collect();
+    let numeric = parts
+        .iter()
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !numeric || parts.len() > 2 {
+        return None;
+    }
+    let padded = format!("{text}{}", ".0".repeat(3 - parts.len()));
+    semver::Version::parse(&padded).ok()
 }
 
 fn require(
@@ -642,5 +841,102 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(p.value, "\\]\\(mdc:[^)]+\\)");
+    }
+
+    fn options_of(filter_tail: &str) -> (PatternOptions, Vec<Issue>) {
+        let text = format!(
+            "<rule>\nname: o\nfilters:\n  - type: content\n    pattern: x\n{filter_tail}</rule>\n"
+        );
+        let (body, issues) = parse_body(&text, 0);
+        (body.rules[0].filters[0].options, issues)
+    }
+
+    #[test]
+    fn filter_options_in_every_shape() {
+        let all = PatternOptions {
+            case_insensitive: true,
+            multiline: true,
+            whole_word: true,
+        };
+        let shapes = [
+            "    options:\n      case_insensitive: true\n      multiline: yes\n      whole_word: True\n",
+            "    options: [case_insensitive, multiline, whole_word]\n",
+            "    options:\n      - case_insensitive\n      - multiline\n      - whole_word\n",
+            "    options: {case_insensitive: true, multiline: true, whole_word}\n",
+            "    options: \"case_insensitive, multiline, whole_word\"\n",
+        ];
+        for shape in shapes {
+            let (options, issues) = options_of(shape);
+            assert_eq!(options, all, "{shape}");
+            assert!(issues.is_empty(), "{shape}: {issues:?}");
+        }
+        let (options, issues) = options_of("    options:\n      case_insensitive: false\n");
+        assert!(options.is_empty() && issues.is_empty());
+        // A misspelt option is named at its own text, even inline.
+        let text = "<rule>\nname: o\nfilters:\n  - type: content\n    pattern: x\n    options: {whole_wrd: true}\n</rule>\n";
+        let (_, issues) = parse_body(text, 0);
+        assert_eq!(kinds(&issues), [Kind::UnknownKey]);
+        let span = issues[0].span;
+        assert_eq!(
+            &text[span.offset()..span.offset() + span.len()],
+            "whole_wrd"
+        );
+        assert_eq!(
+            issues[0].help.as_deref(),
+            Some("did you mean `whole_word`?")
+        );
+    }
+
+    #[test]
+    fn versions_read_as_semver() {
+        let cases = [
+            ("version: 1.2.3\n", Some("1.2.3")),
+            ("version: v2.0.0-beta.1\n", Some("2.0.0-beta.1")),
+            ("version: \"1.0\"\n", Some("1.0.0")),
+            ("version: 3\n", Some("3.0.0")),
+            ("metadata:\n  version: 1.0\n", Some("1.0.0")),
+            ("version: 2.0.0\nmetadata:\n  version: 1.0\n", Some("2.0.0")),
+            ("version: 1.x\n", None),
+            ("version: 01.2.3\n", None),
+            ("", None),
+        ];
+        for (lines, want) in cases {
+            let text = format!("<rule>\nname: v\n{lines}</rule>\n");
+            let (body, issues) = parse_body(&text, 0);
+            let got = body.rules[0].version.as_ref().map(|v| v.value.to_string());
+            assert_eq!(got.as_deref(), want, "{lines}");
+            let warned = kinds(&issues) == [Kind::BadVersion];
+            assert_eq!(
+                warned,
+                want.is_none() && !lines.is_empty(),
+                "{lines}: {issues:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_warned_except_under_types_of_the_authors_own() {
+        let text = "<rule>\nname: k\nowner: me\nfilters:\n  - type: content\n    pattern: x\n    flags: i\n  - type: file_size\n    max: 10\nactions:\n  - type: reject\n    severity: high\n    conditions:\n      - pattern: y\n        negated: true\n  - type: analyze\n    script: z\n</rule>\n";
+        let (body, issues) = parse_body(text, 0);
+        assert_eq!(body.rules[0].filters.len(), 2);
+        let keys: Vec<&str> = issues
+            .iter()
+            .map(|i| &text[i.span.offset()..i.span.offset() + i.span.len()])
+            .collect();
+        assert_eq!(keys, ["owner", "flags", "severity", "negated"]);
+        assert!(issues.iter().all(|i| i.severity == Severity::Warning));
+    }
+
+    #[test]
+    fn extends_is_read_and_must_not_be_empty() {
+        let (body, issues) = parse_body("<rule>\nname: c\nextends: base\n</rule>\n", 0);
+        assert_eq!(
+            body.rules[0].extends.as_ref().map(|e| e.value.as_str()),
+            Some("base")
+        );
+        assert!(issues.is_empty());
+        let (body, issues) = parse_body("<rule>\nname: c\nextends:\n</rule>\n", 0);
+        assert_eq!(body.rules[0].extends, None);
+        assert_eq!(kinds(&issues), [Kind::MissingField]);
     }
 }

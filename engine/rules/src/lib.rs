@@ -20,15 +20,18 @@
 //!
 //! # Out
 //!
-//! [`RuleFile`]s, each with its front matter, body, `<rule>` blocks and the [`Issue`]s found
-//! while reading it; [`RuleDiagnostic`]s from [`validate`]; [`CompiledRule`]s that select
-//! files and find [`Finding`]s in their text; a [`PrefilterSet`] of every rule's whole-text
-//! prefilters.
+//! [`RuleFile`]s, each with its front matter, body, `<rule>` blocks, resolved references and
+//! the [`Issue`]s found while reading it; [`RuleDiagnostic`]s from [`validate`];
+//! [`CompiledRule`]s (with the rules they `extends`) that select files and find [`Finding`]s
+//! in their text, or say why they could not ([`ScanError`]); a [`PrefilterSet`] of every
+//! rule's whole-text prefilters; the `{{rules}}` text of [`render_rules`], referenced files
+//! included.
 //!
 //! # Invariants
 //!
 //! Parsing never fails on file content: every problem becomes an issue with a byte span into
-//! the file; only I/O fails. A file's id is its path relative to its rules directory without
+//! the file; only I/O fails. A scan never passes a file it could not finish searching. A
+//! reference outside the project root is never read. A file's id is its path relative to its rules directory without
 //! `.mdc`, folders kept (`python/uv`). The crate depends on `clab-model` only among clab's
 //! crates: it knows nothing of graphs, plans, the store or execution.
 
@@ -36,9 +39,14 @@ mod body;
 mod compiled_rule;
 mod front_matter;
 mod known_types;
+mod pattern;
 mod prefilter_set;
+mod reference;
 mod rule_diagnostic;
 mod rule_globs;
+mod rule_index;
+mod scan_budget;
+mod scan_error;
 mod template;
 mod validate;
 mod yaml_node;
@@ -48,11 +56,15 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use body::{Action, Body, Condition, FileRef, Filter, RefStyle, RuleBlock, parse_body};
-pub use compiled_rule::{CompiledRule, Finding, Pattern, SelectFilter};
+pub use compiled_rule::{CompiledRule, Finding, SelectFilter};
 pub use front_matter::{FrontMatter, GlobsShape, parse_front_matter};
+pub use pattern::{BACKTRACK_LIMIT, Incomplete, Pattern, PatternOptions};
 pub use prefilter_set::PrefilterSet;
+pub use reference::{MAX_ATTACHED_BYTES, Reference, Target, referenced_paths};
 pub use rule_diagnostic::{FlatDiagnostic, Issue, Kind, RuleDiagnostic, Severity};
 pub use rule_globs::RuleGlobs;
+pub use scan_budget::{DEFAULT_FILE_SCAN_TIME, ScanBudget};
+pub use scan_error::ScanError;
 pub use template::{NewRule, write_new_rule};
 pub use validate::{ProjectFiles, validate};
 pub use yaml_node::{YamlError, YamlNode, YamlValue, parse_yaml};
@@ -163,6 +175,9 @@ pub struct RuleFile {
     pub body: Body,
     /// Problems found while reading the file.
     pub issues: Vec<Issue>,
+    /// The project root its references are read from (see [`RuleFile::with_root`]); `None`
+    /// for a file parsed on its own, whose references are then not attached.
+    root: Option<PathBuf>,
 }
 
 impl RuleFile {
@@ -177,6 +192,7 @@ impl RuleFile {
             front_matter,
             body,
             issues,
+            root: None,
         }
     }
 
@@ -240,7 +256,7 @@ pub fn discover(root: &Path, dirs: &[&Path]) -> Result<Vec<RuleFile>, Error> {
                 path: path.clone(),
                 source,
             })?;
-            files.push(RuleFile::parse(id, source));
+            files.push(RuleFile::parse(id, source).with_root(root));
         }
     }
     Ok(files)
@@ -339,9 +355,13 @@ pub fn attached_rules<'a>(
 }
 
 /// Render rules for a prompt's `{{rules}}`: per rule a heading with its id, its description,
-/// and its body, separated by blank lines.
+/// its body, then the text of each file the body references (`@path`, `mdc:` links) under a
+/// heading with its path, each file once in all; rules separated by blank lines. The
+/// referenced files are read now, from the project root (see [`RuleFile::references`]), so
+/// the text changes whenever one of them does.
 pub fn render_rules(files: &[&RuleFile]) -> String {
     let mut out = String::new();
+    let mut attached = std::collections::BTreeSet::new();
     for file in files {
         if !out.is_empty() {
             out.push('\n');
@@ -358,6 +378,7 @@ pub fn render_rules(files: &[&RuleFile]) -> String {
         }
         out.push_str(file.body_text().trim());
         out.push('\n');
+        reference::render_attachments(file, &mut attached, &mut out);
     }
     out
 }
@@ -491,6 +512,67 @@ mod tests {
             (2, 2, "no x")
         );
         assert_eq!(f.body_text(), &text[text.find("# T").unwrap()..]);
+    }
+
+    #[test]
+    fn referenced_files_reach_the_rendered_rules_and_their_edits_change_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("project");
+        let rules = root.join(".cursor/rules");
+        std::fs::create_dir_all(&rules).unwrap();
+        std::fs::create_dir_all(root.join("docs")).unwrap();
+        std::fs::write(root.join("docs/style.md"), "Use four spaces.\n").unwrap();
+        std::fs::write(rules.join("layout.md"), "src/ holds the code.\n").unwrap();
+        std::fs::write(dir.path().join("secret.md"), "do not send\n").unwrap();
+        std::fs::write(
+            rules.join("style.mdc"),
+            "---\nalwaysApply: true\n---\nFollow @docs/style.md and [layout](mdc:layout.md).\nNot @../../../secret.md.\nAgain @docs/style.md.\n",
+        )
+        .unwrap();
+        std::fs::write(
+            rules.join("more.mdc"),
+            "---\nalwaysApply: true\n---\nAlso @docs/style.md and @docs/missing.md.\n",
+        )
+        .unwrap();
+        let files = discover(&root, &[Path::new(DEFAULT_RULES_DIR)]).unwrap();
+        let style = files.iter().find(|f| f.id == "style").unwrap();
+        assert_eq!(
+            style.references(),
+            ["docs/style.md", ".cursor/rules/layout.md"]
+        );
+        let attached = attached_rules(&files, &[], &[]);
+        assert_eq!(
+            referenced_paths(&attached),
+            [
+                ".cursor/rules/layout.md",
+                "docs/missing.md",
+                "docs/style.md"
+            ]
+        );
+        let before = render_rules(&attached);
+        assert_eq!(
+            before,
+            "## Rule `more`\n\nAlso @docs/style.md and @docs/missing.md.\n\
+             \n### File `docs/style.md` (referenced by rule `more`)\n\n```\nUse four spaces.\n```\n\
+             \n### File `docs/missing.md` (referenced by rule `more`)\n\n(not found)\n\
+             \n## Rule `style`\n\nFollow @docs/style.md and [layout](mdc:layout.md).\nNot @../../../secret.md.\nAgain @docs/style.md.\n\
+             \n### File `.cursor/rules/layout.md` (referenced by rule `style`)\n\n```\nsrc/ holds the code.\n```\n"
+        );
+        assert!(!before.contains("do not send"));
+        std::fs::write(root.join("docs/style.md"), "Use tabs.\n").unwrap();
+        let after = render_rules(&attached);
+        assert_ne!(before, after);
+        assert!(after.contains("```\nUse tabs.\n```"));
+        // A file parsed on its own has no root: nothing is read.
+        let alone = file(
+            "alone",
+            "---\nalwaysApply: true\n---\nSee @docs/style.md.\n",
+        );
+        assert_eq!(
+            render_rules(&[&alone]),
+            "## Rule `alone`\n\nSee @docs/style.md.\n"
+        );
+        assert_eq!(alone.references(), ["docs/style.md"]);
     }
 
     /// Parse, validate, compile, scan and render one text; checks every span is inside the

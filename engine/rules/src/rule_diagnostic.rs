@@ -31,7 +31,9 @@ pub enum Kind {
     MissingFrontMatter,
     /// The front matter is not `key: value` lines between `---` lines.
     FrontMatterSyntax,
-    /// A front matter key other than `description`, `globs`, `alwaysApply`.
+    /// A front matter key other than `description`, `globs`, `alwaysApply`; a key of a
+    /// `<rule>` block, filter, action or condition outside the schema; an unknown filter
+    /// option.
     UnknownKey,
     /// A required field is missing or empty (`alwaysApply:` with no value, a rule without
     /// `name`, a filter without `pattern`, an action without `type`, …).
@@ -68,6 +70,14 @@ pub enum Kind {
     InvisibleUnicode,
     /// An HTML comment in the body (sent to the model, hidden in rendered Markdown).
     HtmlComment,
+    /// A `version` that does not read as semver.
+    BadVersion,
+    /// `extends:` names no rule.
+    UnknownExtends,
+    /// `extends:` leads back to the rule itself.
+    ExtendsCycle,
+    /// An `@file` or `mdc:` reference to a path outside the project (never attached).
+    OutsideRoot,
 }
 
 impl Kind {
@@ -93,6 +103,10 @@ impl Kind {
             Kind::MissingFile => "missing_file",
             Kind::InvisibleUnicode => "invisible_unicode",
             Kind::HtmlComment => "html_comment",
+            Kind::BadVersion => "bad_version",
+            Kind::UnknownExtends => "unknown_extends",
+            Kind::ExtendsCycle => "extends_cycle",
+            Kind::OutsideRoot => "outside_root",
         }
     }
 
@@ -103,7 +117,8 @@ impl Kind {
 
     /// Whether a problem of this kind, at error severity, makes a rule do something other
     /// than what its file says: a regex or glob that does not compile, a block that does not
-    /// read, a field or type that is missing or misspelt, a name used twice. The compiler
+    /// read, a field or type that is missing or misspelt, a name used twice, an `extends`
+    /// that names no rule or goes round in a circle. The compiler
     /// leaves such a part out, so `run` and `watch` refuse to start rather than run a rule
     /// that has quietly lost a filter or vanished (a rule file whose only problem is, say, an
     /// unknown front-matter key or a missing `@file` still runs).
@@ -118,6 +133,8 @@ impl Kind {
                 | Kind::DuplicateName
                 | Kind::UnknownFilterType
                 | Kind::UnknownActionType
+                | Kind::UnknownExtends
+                | Kind::ExtendsCycle
         )
     }
 
@@ -133,7 +150,10 @@ impl Kind {
             | Kind::UnknownFilterType
             | Kind::UnknownActionType
             | Kind::MissingFile
-            | Kind::InvisibleUnicode => Severity::Error,
+            | Kind::InvisibleUnicode
+            | Kind::UnknownExtends
+            | Kind::ExtendsCycle
+            | Kind::OutsideRoot => Severity::Error,
             Kind::MissingFrontMatter
             | Kind::UnknownKey
             | Kind::MultilineDescription
@@ -142,7 +162,8 @@ impl Kind {
             | Kind::AlwaysApplyWithGlobs
             | Kind::FancyRegex
             | Kind::MatchesEmpty
-            | Kind::HtmlComment => Severity::Warning,
+            | Kind::HtmlComment
+            | Kind::BadVersion => Severity::Warning,
         }
     }
 }
@@ -295,6 +316,10 @@ fn label_for(kind: Kind) -> &'static str {
         Kind::MissingFile => "no such file",
         Kind::InvisibleUnicode => "invisible",
         Kind::HtmlComment => "comment",
+        Kind::BadVersion => "not semver",
+        Kind::UnknownExtends => "no such rule",
+        Kind::ExtendsCycle => "cycle",
+        Kind::OutsideRoot => "outside the project",
     }
 }
 

@@ -15,10 +15,12 @@ use miette::SourceSpan;
 
 use super::{
     Error, RuleFile,
-    compiled_rule::Pattern,
-    known_types::{ACTION_TYPES, FILTER_TYPES},
+    known_types::{ACTION_TYPES, FILTER_TYPES, closest, listed},
+    pattern::{Pattern, PatternOptions},
+    reference::{Target, resolve},
     rule_diagnostic::{Issue, Kind, RuleDiagnostic, Severity},
     rule_globs::{compile_one, normalize},
+    rule_index::{ExtendsProblem, RuleIndex},
 };
 
 /// The project the rules live in: its root and its files (relative, `/`-separated, sorted).
@@ -86,6 +88,7 @@ impl ProjectFiles {
 pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleDiagnostic> {
     let mut out = Vec::new();
     let mut names: BTreeMap<String, (usize, SourceSpan)> = BTreeMap::new();
+    let rule_index = RuleIndex::new(files);
     for (index, file) in files.iter().enumerate() {
         let mut issues = file.issues.clone();
         check_front_matter(file, project, &mut issues);
@@ -96,10 +99,11 @@ pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleD
                     .with_help("the model reads comments that rendered Markdown hides; make the text visible or remove it"),
             );
         }
-        if let Some(project) = project {
-            check_references(file, project, &mut issues);
-        }
+        check_references(file, project, &mut issues);
         for block in &file.body.rules {
+            if let Some(problem) = rule_index.chain(block).problem {
+                issues.push(extends_issue(problem));
+            }
             if let Some(name) = block.name.as_ref().filter(|n| !n.value.trim().is_empty()) {
                 match names.get(name.value.trim()) {
                     Some(&(first, first_span)) => {
@@ -137,7 +141,7 @@ pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleD
                     continue;
                 }
                 if let Some(pattern) = &filter.pattern {
-                    check_regex(pattern, &mut issues);
+                    check_regex(pattern, filter.options, &mut issues);
                 }
             }
             for action in &block.actions {
@@ -154,7 +158,7 @@ pub fn validate(files: &[RuleFile], project: Option<&ProjectFiles>) -> Vec<RuleD
                 }
                 for condition in &action.conditions {
                     if let Some(pattern) = &condition.pattern {
-                        let compiled = check_regex(pattern, &mut issues);
+                        let compiled = check_regex(pattern, PatternOptions::default(), &mut issues);
                         if compiled.is_some_and(|p| p.matches_empty()) {
                             issues.push(
                                 Issue::new(
@@ -189,20 +193,12 @@ fn unknown_type(
     value: &clab_model::source::Spanned<String>,
     known: &[&str],
 ) -> Issue {
-    // A typo (at most two edits from a known type) is an error: the author meant that type.
-    // Anything further off is a type of the author's own, which clab ignores.
-    let best = known
-        .iter()
-        .map(|k| (*k, strsim::damerau_levenshtein(&value.value, k)))
-        .filter(|(_, d)| *d <= 2)
-        .min_by_key(|(_, d)| *d);
-    let known_list = known
-        .iter()
-        .map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    match best {
-        Some((k, _)) => Issue::new(
+    // A typo (at most two edits from a known type, one for short words) is an error: the
+    // author meant that type. Anything further off is a type of the author's own, which clab
+    // ignores.
+    let known_list = listed(known);
+    match closest(&value.value, known) {
+        Some(k) => Issue::new(
             kind,
             value.span,
             format!("unknown {what} type `{}`", value.value),
@@ -222,12 +218,46 @@ fn unknown_type(
     }
 }
 
+/// The diagnostic for what cut an `extends` chain short.
+fn extends_issue(problem: ExtendsProblem) -> Issue {
+    match problem {
+        ExtendsProblem::Unknown { name, best } => {
+            let help = match best {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => {
+                    "`extends` takes the `name` of a `<rule>` block in any rule file".to_owned()
+                }
+            };
+            Issue::new(
+                Kind::UnknownExtends,
+                name.span,
+                format!("`extends` names no rule: `{}`", name.value.trim()),
+            )
+            .with_help(help)
+        }
+        ExtendsProblem::Cycle { extends, path } => {
+            let path = path
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(" → ");
+            Issue::new(
+                Kind::ExtendsCycle,
+                extends.span,
+                format!("`extends` goes round in a circle: {path}"),
+            )
+            .with_help("a rule cannot build on itself; remove one `extends` of the circle")
+        }
+    }
+}
+
 /// Report a pattern that does not compile or needs `fancy-regex`; the compiled pattern.
 fn check_regex(
     pattern: &clab_model::source::Spanned<String>,
+    options: PatternOptions,
     issues: &mut Vec<Issue>,
 ) -> Option<Pattern> {
-    let compiled = Pattern::compile(&pattern.value);
+    let compiled = Pattern::compile_with(&pattern.value, options);
     match &compiled {
         Ok(p) if p.is_fancy() => issues.push(
             Issue::new(
@@ -238,7 +268,7 @@ fn check_regex(
                     pattern.value
                 ),
             )
-            .with_help("such patterns can backtrack; prefer a plain regex if you can"),
+            .with_help(format!("such patterns backtrack; clab gives up on a line after {} backtracking steps or when the scan's time budget runs out, and the rule node fails; prefer a plain regex if you can", super::pattern::BACKTRACK_LIMIT)),
         ),
         Ok(_) => {}
         Err(err) => {
@@ -312,9 +342,31 @@ fn check_front_matter(file: &RuleFile, project: Option<&ProjectFiles>, issues: &
     }
 }
 
-fn check_references(file: &RuleFile, project: &ProjectFiles, issues: &mut Vec<Issue>) {
+fn check_references(file: &RuleFile, project: Option<&ProjectFiles>, issues: &mut Vec<Issue>) {
+    let root = project.map(ProjectFiles::root).or(file.root());
+    for r in &file.body.references {
+        if resolve(root, file.source.name(), &r.path.value) == Target::Outside {
+            issues.push(
+                Issue::new(
+                    Kind::OutsideRoot,
+                    r.path.span,
+                    format!(
+                        "`{}` is outside the project; clab does not attach it to the rule's context",
+                        r.path.value
+                    ),
+                )
+                .with_help("reference files inside the project, relative to its root or to the rule file's folder"),
+            );
+        }
+    }
+    let Some(project) = project else {
+        return;
+    };
     let folder = file.source.path().parent().map(Path::to_owned);
     for r in &file.body.references {
+        if resolve(Some(&project.root), file.source.name(), &r.path.value) == Target::Outside {
+            continue;
+        }
         let rel = r.path.value.trim_start_matches("./");
         let rel_root = rel.trim_start_matches('/');
         let exists = project.root.join(rel_root).exists()
@@ -648,6 +700,37 @@ pub(crate) mod tests {
                 .entry((d.issue.kind.name().to_owned(), sev))
                 .or_default() += 1;
         }
+        // The hidden-corpus guarantee: every diagnostic points into its file and renders.
+        for d in &diagnostics {
+            let text = d.file.text();
+            let (offset, len) = (d.issue.span.offset(), d.issue.span.len());
+            assert!(
+                offset + len <= text.len()
+                    && text.is_char_boundary(offset)
+                    && text.is_char_boundary(offset + len),
+                "{d:?}"
+            );
+        }
+        assert!(!render(&diagnostics).contains("<render failed>"));
+        let versions: usize = files
+            .iter()
+            .flat_map(|f| &f.body.rules)
+            .filter(|b| b.version.is_some())
+            .count();
+        let extending: usize = files
+            .iter()
+            .flat_map(|f| &f.body.rules)
+            .filter(|b| b.extends.is_some())
+            .count();
+        let with_options: usize = files
+            .iter()
+            .flat_map(|f| &f.body.rules)
+            .flat_map(|b| &b.filters)
+            .filter(|f| !f.options.is_empty())
+            .count();
+        println!(
+            "blocks with a version: {versions}, with extends: {extending}; filters with options: {with_options}"
+        );
         let blocks: usize = files.iter().map(|f| f.body.rules.len()).sum();
         let compiled = super::super::CompiledRule::compile_all(&files);
         // Scanning speed: every compiled rule over every corpus file's text, as if the corpus
@@ -660,8 +743,13 @@ pub(crate) mod tests {
                 let path = f.id.trim_end_matches(".md");
                 if rule.selects(path) {
                     scanned += 1;
-                    for finding in rule.scan(path, f.source.text()) {
-                        *findings.entry(finding.rule).or_default() += 1;
+                    match rule.try_scan(path, f.source.text()) {
+                        Ok(found) => {
+                            for finding in found {
+                                *findings.entry(finding.rule).or_default() += 1;
+                            }
+                        }
+                        Err(err) => println!("scan error: {err}"),
                     }
                 }
             }
@@ -814,6 +902,62 @@ pub(crate) mod tests {
         insta::assert_snapshot!(snapshot_of(
             "---\ndescription: Python style\n---\nAlways use type hints.\u{200B}\u{202E}\u{2066}\nAlso\u{E0069}\u{E0067}\u{E006E}\u{E006F}\u{E0072}\u{E0065} this.\n"
         ));
+    }
+
+    #[test]
+    fn snapshot_unknown_keys_and_misspelt_filter_type() {
+        insta::assert_snapshot!(snapshot_of(
+            "---\ndescription: d\nglobs: *.py\n---\n<rule>\nname: r\nfilter:\n  - type: content\nfilters:\n  - type: file_extention\n    pattern: \"\\\\.py$\"\n  - type: content\n    patern: x\n    pattern: \"print\"\n    options:\n      case_insensitve: true\n      whole_word: maybe\n  - type: file_size\n    max: 10\nactions:\n  - type: reject\n    mesage: no\n    conditions:\n      - pattern: \"print\\\\(\"\n        negated: true\n  - type: analyze\n    script: x\n</rule>\n"
+        ));
+    }
+
+    #[test]
+    fn snapshot_bad_version() {
+        insta::assert_snapshot!(snapshot_of(
+            "---\ndescription: d\n---\n<rule>\nname: a\nversion: 1.x\n</rule>\n<rule>\nname: b\nmetadata:\n  version: 1.0\n  priority: high\n</rule>\n"
+        ));
+    }
+
+    #[test]
+    fn snapshot_extends_unknown_and_cycle() {
+        let base = file(
+            "base",
+            "---\ndescription: base\n---\n<rule>\nname: python-base\nactions:\n  - type: warn\n    message: m\n</rule>\n",
+        );
+        let other = file(
+            "python/other",
+            "---\ndescription: other\n---\n<rule>\nname: typo\nextends: pyhton-base\n</rule>\n\n<rule>\nname: a\nextends: b\n</rule>\n<rule>\nname: b\nextends: a\n</rule>\n<rule>\nname: ok\nextends: python-base\n</rule>\n",
+        );
+        insta::assert_snapshot!(render(&validate(&[base, other], None)));
+    }
+
+    #[test]
+    fn snapshot_outside_root() {
+        insta::assert_snapshot!(snapshot_of(
+            "---\ndescription: d\n---\nSee @../../../etc/passwd.md, @~/.ssh/notes.md and [x](mdc:../../../secret.md); @docs/in.md is fine.\n"
+        ));
+    }
+
+    #[test]
+    fn extends_problems_break_compilation_and_unknown_keys_do_not() {
+        let broken = file(
+            "b",
+            "---\ndescription: d\n---\n<rule>\nname: b\nextends: nothing\n</rule>\n",
+        );
+        let errors = crate::check_compiles(&[broken]).unwrap_err().errors;
+        assert_eq!(errors[0].issue.kind, Kind::UnknownExtends);
+        let unknown = file(
+            "u",
+            "---\ndescription: d\n---\n<rule>\nname: u\nowner: me\nversion: 2\n</rule>\n",
+        );
+        assert!(crate::check_compiles(std::slice::from_ref(&unknown)).is_ok());
+        assert_eq!(
+            unknown.body.rules[0]
+                .version
+                .as_ref()
+                .map(|v| v.value.to_string()),
+            Some("2.0.0".to_owned())
+        );
     }
 
     /// The copied corpus fixtures (`engine/rules/tests/fixtures/rules/corpus/`): every diagnostic,

@@ -62,6 +62,32 @@ impl YamlNode {
         }
     }
 
+    /// The value on one line, in YAML flow style (`{priority: high, tags: [a, b]}`), for
+    /// display (`clab rules show` prints `metadata` this way). Scalars that would not read
+    /// back as plain text are double-quoted; line breaks in block scalars become `\n`.
+    pub fn to_flow(&self) -> String {
+        match &self.value {
+            YamlValue::Null => "~".to_owned(),
+            YamlValue::Scalar(s) => flow_scalar(s),
+            YamlValue::Seq(items) => format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(YamlNode::to_flow)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            YamlValue::Map(entries) => format!(
+                "{{{}}}",
+                entries
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", flow_scalar(&k.value), v.to_flow()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
     /// The items, if this node is a sequence; a single non-sequence value counts as one item,
     /// `Null` as none.
     pub fn items(&self) -> Vec<&YamlNode> {
@@ -70,6 +96,37 @@ impl YamlNode {
             YamlValue::Null => Vec::new(),
             _ => vec![self],
         }
+    }
+}
+
+/// A scalar as flow YAML: plain when that reads back the same, else double-quoted.
+fn flow_scalar(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.trim() == s
+        && !s.starts_with([
+            '[', '{', '"', '\'', '&', '*', '!', '|', '>', '%', '@', '`', '#', '-',
+        ])
+        && !s.contains([',', '[', ']', '{', '}', '\n', '\r', '\t'])
+        && !s.contains(": ")
+        && !s.contains(" #")
+        && !s.ends_with(':');
+    if plain {
+        s.to_owned()
+    } else {
+        let mut out = String::with_capacity(s.len() + 2);
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
     }
 }
 
@@ -816,5 +873,16 @@ mod tests {
         let items = node.items();
         assert_eq!(items[0].as_str(), Some("https://example.com/a"));
         assert_eq!(items[1].get("key").and_then(YamlNode::as_str), Some("v"));
+    }
+
+    #[test]
+    fn to_flow_prints_a_node_on_one_line() {
+        let text = "metadata:\n  priority: high\n  version: 1.0\n  tags:\n    - python\n    - \"a, b\"\n  note: |\n    two\n    lines\n  empty:\n";
+        let (node, errors) = parse_yaml(text, 0);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            node.get("metadata").unwrap().to_flow(),
+            r#"{priority: high, version: 1.0, tags: [python, "a, b"], note: "two\nlines\n", empty: ~}"#
+        );
     }
 }
