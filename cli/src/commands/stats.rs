@@ -19,7 +19,7 @@ pub fn stats(project: &Project) -> Result<Done, Failure> {
     if calls.is_empty() {
         writeln!(out, "  none recorded yet")?;
     }
-    let mut by_model: BTreeMap<&str, Vec<&clab_store::llm_call::LlmCall>> = BTreeMap::new();
+    let mut by_model: BTreeMap<&str, Vec<&clab_store::LlmCall>> = BTreeMap::new();
     for call in &calls {
         by_model.entry(call.model.as_str()).or_default().push(call);
     }
@@ -31,8 +31,8 @@ pub fn stats(project: &Project) -> Result<Done, Failure> {
         )?;
     }
     for (model, calls) in by_model {
-        let hits = calls.iter().filter(|c| c.cache_hit).count();
-        let sent: Vec<_> = calls.iter().filter(|c| !c.cache_hit).collect();
+        let hits = calls.iter().filter(|c| c.is_cache_hit()).count();
+        let sent: Vec<_> = calls.iter().filter(|c| !c.is_cache_hit()).collect();
         // A node that ran counts once however many attempts it took.
         let runs = sent.iter().filter(|c| c.attempt <= 1).count();
         let rate = if hits + runs == 0 {

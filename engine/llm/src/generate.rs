@@ -2,7 +2,7 @@
 //!
 //! In: a [`Client`], a [`GenerateRequest`] (rendered prompts, extract mode, confined output
 //! path, attempts) and an optional [`Check`]. Out: the text that passed, written to the output
-//! path, and one [`CallRecord`] per attempt pushed to the caller's log (also when the loop
+//! path, and one [`LlmCall`] per attempt pushed to the caller's log (also when the loop
 //! fails, so failed calls are logged too).
 //!
 //! Each attempt puts the extracted text at the real output path through a [`StagedOutput`]
@@ -19,11 +19,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
-
 use super::{
-    ChatRequest, Check, Client, Error, Exchange, Extract, Message, StagedOutput,
-    context::fence_for, extract, extract::Problem, provider::head, shell_run::tail,
+    CallOutcome, ChatRequest, Check, Client, Error, Exchange, Extract, LlmCall, Message,
+    StagedOutput, context::fence_for, extract, extract::Problem, provider::head, shell_run::tail,
 };
 
 /// How many bytes of check output go back to the model and into the final error.
@@ -55,57 +53,6 @@ pub struct Generated {
     pub attempts: u32,
 }
 
-/// How one attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallOutcome {
-    /// The answer passed (or there was no check) and was written.
-    Passed,
-    /// The check failed.
-    CheckFailed,
-    /// No usable code block (or an empty answer).
-    ExtractFailed,
-    /// The provider call failed.
-    Error,
-}
-
-impl CallOutcome {
-    /// The outcome as stored in `cache.db`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallOutcome::Passed => "passed",
-            CallOutcome::CheckFailed => "check_failed",
-            CallOutcome::ExtractFailed => "extract_failed",
-            CallOutcome::Error => "error",
-        }
-    }
-}
-
-/// One attempt, for the LLM call log in `cache.db`. Holds no key and no prompt text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CallRecord {
-    /// The node.
-    pub task: String,
-    /// `openai`, `anthropic` or `command`.
-    pub provider: String,
-    /// The model.
-    pub model: String,
-    /// 1-based attempt number.
-    pub attempt: u32,
-    /// Prompt tokens, when reported.
-    pub tokens_in: Option<u64>,
-    /// Answer tokens, when reported.
-    pub tokens_out: Option<u64>,
-    /// Wall time of the provider call, retries included, limiter queueing excluded.
-    pub latency_ms: u64,
-    /// Time spent queueing for the provider's limiter.
-    pub queued_ms: u64,
-    /// HTTP requests sent for this attempt.
-    pub tries: u32,
-    /// How it ended.
-    pub outcome: CallOutcome,
-}
-
 /// What one answer led to.
 enum Step {
     /// It passed and is staged at the output; the text written.
@@ -132,7 +79,7 @@ pub async fn generate(
     client: &Client,
     request: &GenerateRequest,
     check: Option<&dyn Check>,
-    calls: &mut Vec<CallRecord>,
+    calls: &mut Vec<LlmCall>,
 ) -> Result<Generated, Error> {
     // Begun at the first answer to stage, so a failed call leaves the output untouched; if
     // this future is dropped mid-check, dropping `staged` puts the previous file back.
@@ -153,7 +100,7 @@ async fn attempt_all(
     client: &Client,
     request: &GenerateRequest,
     check: Option<&dyn Check>,
-    calls: &mut Vec<CallRecord>,
+    calls: &mut Vec<LlmCall>,
     staged: &mut Option<StagedOutput>,
 ) -> Result<Generated, Error> {
     let attempts = request.attempts.max(1);
@@ -278,9 +225,9 @@ fn record(
     exchange: Option<&Exchange>,
     latency_ms: u64,
     outcome: CallOutcome,
-) -> CallRecord {
+) -> LlmCall {
     let provider = client.provider();
-    CallRecord {
+    LlmCall {
         task: request.task.clone(),
         provider: provider.kind().to_string(),
         model: provider.model().to_owned(),
@@ -291,6 +238,9 @@ fn record(
         queued_ms: exchange.map(|e| millis(e.queued)).unwrap_or(0),
         tries: exchange.map(|e| e.tries).unwrap_or(0),
         outcome,
+        at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
     }
 }
 

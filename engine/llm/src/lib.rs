@@ -12,7 +12,7 @@
 //! What comes in: a resolved [`LlmConfig`] (layered [`Settings`] from CLI flags, `CLAB_LLM_*`
 //! variables, the task's `llm` block, its profile, the top-level `llm` block and the user's
 //! [`ConfigFile`]), a rendered prompt, the output path and an optional check. What goes out: the
-//! text that passed the check, written into place, and one [`CallRecord`] per attempt for the
+//! text that passed the check, written into place, and one [`LlmCall`] per attempt for the
 //! LLM call log.
 //!
 //! ```text
@@ -73,13 +73,14 @@ mod staged_output;
 
 pub use anthropic::Anthropic;
 pub use check::{Check, CheckOutcome, ShellCheck};
+pub use clab_model::llm_call::{CallOutcome, LlmCall};
 pub use client::{Client, Exchange};
 pub use command::CommandProvider;
 pub use config_file::ConfigFile;
 pub use context::{ContextBundle, ContextFile, estimate_tokens, fence_for};
 pub use error::{CallContext, ConfigParseError, Error};
 pub use extract::{Extract, Problem, extract};
-pub use generate::{CallOutcome, CallRecord, GenerateRequest, Generated, generate};
+pub use generate::{GenerateRequest, Generated, generate};
 pub use limiter::{Limiter, LimiterRegistry, Permit};
 pub use openai::OpenAi;
 pub use output_path::confine_output;

@@ -3,7 +3,8 @@
 //! # Purpose
 //!
 //! The leaves of the engine's crate graph: source files and the spans diagnostics point at,
-//! the duration grammar of `tasks.kdl`, and the one way clab writes a file.
+//! the duration grammar of `tasks.kdl`, the one way clab writes a file, and the record of an
+//! LLM call that the LLM layer makes and the store keeps ([`llm_call::LlmCall`]).
 //!
 //! # In
 //!
@@ -22,4 +23,5 @@
 
 pub mod atomic_write;
 pub mod duration;
+pub mod llm_call;
 pub mod source;

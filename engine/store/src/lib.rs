@@ -37,7 +37,7 @@
 //! - Two clab processes may share one store: SQLite's WAL and busy timeout order writers, and
 //!   `lock_key` keeps the same key from being built twice at once.
 //! - `Store` is `Send + Sync`; its methods are synchronous (call them from `spawn_blocking`).
-//! - This crate depends on no other clab crate.
+//! - Among clab's crates this one depends on `clab-model` only (for the [`LlmCall`] record).
 
 pub mod byte_size;
 pub mod cached_result;
@@ -45,7 +45,6 @@ pub mod cas;
 pub mod db;
 pub mod digest;
 pub mod key_lock;
-pub mod llm_call;
 pub mod run_record;
 pub mod stat_cache;
 
@@ -63,15 +62,18 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use byte_size::{ByteSize, SizeError};
 pub use cached_result::{CachedResult, OutputEntry, RestoreReport};
 pub use cas::Cas;
+pub use clab_model::llm_call::{CallOutcome, LlmCall};
 pub use digest::Digest;
 pub use key_lock::KeyLock;
-pub use llm_call::LlmCall;
 pub use run_record::RunRecord;
 
 use crate::stat_cache::{FileStat, StatCache, StatEntry, now_ns};
 
 /// The default cache directory name under the project root.
 pub const DEFAULT_DIR: &str = ".clab";
+
+/// The database's file name in the cache directory.
+pub const DB_FILE: &str = "cache.db";
 
 /// The environment variable that overrides the cache directory.
 pub const CACHE_DIR_ENV: &str = "CLAB_CACHE_DIR";
@@ -390,7 +392,7 @@ impl Store {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Opened, Error> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(|source| Error::io("create", &dir, source))?;
-        let db_path = dir.join("cache.db");
+        let db_path = dir.join(DB_FILE);
         let (conn, warning) = db::open(&db_path)?;
         let cas = Cas::new(dir.join("cas"));
         cas.create_root();
@@ -1023,15 +1025,16 @@ impl Store {
                 call.tokens_in.map(|t| t as i64),
                 call.tokens_out.map(|t| t as i64),
                 call.latency_ms as i64,
-                call.status,
-                call.cache_hit,
+                call.outcome.as_str(),
+                call.is_cache_hit(),
                 call.at_ms
             ],
         ))?;
         Ok(())
     }
 
-    /// Every logged LLM call, oldest first.
+    /// Every logged LLM call, oldest first. What is not stored (`queued_ms`, `tries`) reads
+    /// back as 0; an outcome this version does not know reads as an error.
     pub fn llm_calls(&self) -> Result<Vec<LlmCall>, Error> {
         let conn = self.conn();
         let mut statement = self.sql(conn.prepare_cached(
@@ -1050,8 +1053,14 @@ impl Store {
                         tokens_in: row.get::<_, Option<i64>>(4)?.map(|t| t.max(0) as u64),
                         tokens_out: row.get::<_, Option<i64>>(5)?.map(|t| t.max(0) as u64),
                         latency_ms: row.get::<_, i64>(6)?.max(0) as u64,
-                        status: row.get(7)?,
-                        cache_hit: row.get(8)?,
+                        queued_ms: 0,
+                        tries: 0,
+                        outcome: match CallOutcome::parse(&row.get::<_, String>(7)?) {
+                            // Older logs marked hits only by their flag.
+                            _ if row.get::<_, bool>(8)? => CallOutcome::Cached,
+                            Some(outcome) => outcome,
+                            None => CallOutcome::Error,
+                        },
                         at_ms: row.get(9)?,
                     })
                 })
@@ -1867,8 +1876,9 @@ mod tests {
             tokens_in: Some(100),
             tokens_out: None,
             latency_ms: 830,
-            status: "ok".into(),
-            cache_hit: false,
+            queued_ms: 0,
+            tries: 0,
+            outcome: CallOutcome::CheckFailed,
             at_ms: 5,
         };
         store.record_llm_call(&call).unwrap();
