@@ -44,6 +44,15 @@ impl From<clab_graph::project::Error> for Failure {
     }
 }
 
+impl From<clab_plan::PlanError> for Failure {
+    fn from(err: clab_plan::PlanError) -> Self {
+        match err {
+            clab_plan::PlanError::Store(err) => Failure::Store(Box::new(err)),
+            clab_plan::PlanError::Inputs(err) => Failure::Usage(err.to_string()),
+        }
+    }
+}
+
 impl From<std::io::Error> for Failure {
     fn from(err: std::io::Error) -> Self {
         Failure::Output(err)

@@ -78,9 +78,10 @@ fn completions(shell: clap_complete::Shell) -> Result<Done, Failure> {
     Ok(Done::Success)
 }
 
-/// The project's cache directory: `CLAB_CACHE_DIR` (relative to the root) or `.clab/`.
+/// The project's cache directory: `CLAB_CACHE_DIR` (relative to the root) or `.clab/`. The one
+/// place it is worked out; every command and the engine get it from here.
 fn cache_dir(project: &Project) -> PathBuf {
-    let dir = std::env::var_os("CLAB_CACHE_DIR").map(PathBuf::from);
+    let dir = std::env::var_os(clab_store::CACHE_DIR_ENV).map(PathBuf::from);
     clab_store::cache_dir(&project.root, dir.as_deref())
 }
 

@@ -1,11 +1,10 @@
 //! `clab run`: load the graph, pick the targets, schedule, report, exit.
 
 use clab_exec::event::Reporter;
-use clab_exec::{RunOptions, runner::CacheMode};
+use clab_exec::{CacheMode, RunOptions};
 use clab_graph::{Graph, NodeId};
-use clab_plan::{PlanStatus, Planner, llm_prompt::LlmLayers};
-use clab_store::Store;
-use std::{io::Write, path::PathBuf, sync::Arc, time::Duration};
+use clab_plan::{Plan, PlanStatus, llm_prompt::LlmLayers};
+use std::{io::Write, sync::Arc, time::Duration};
 use tokio::sync::watch;
 
 use crate::{
@@ -58,7 +57,7 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
             read: !run_args.no_cache && !run_args.force,
             write: !run_args.no_cache,
         },
-        cache_dir: std::env::var_os("CLAB_CACHE_DIR").map(PathBuf::from),
+        cache_dir: super::cache_dir(&project),
         grace: Duration::from_secs(3),
         offline: run_args.offline,
         llm: llm_layers(run_args.model.as_deref())?,
@@ -116,41 +115,23 @@ fn dry_run(
     nodes: &[NodeId],
 ) -> Result<Done, Failure> {
     let project = super::project(args)?;
-    let dir = super::cache_dir(&project);
-    let store = if run_args.no_cache || !dir.join("cache.db").exists() {
-        None
-    } else {
-        Store::open(&dir).ok().map(|opened| opened.store)
-    };
-    let fresh = clab_store::stat_cache::StatCache::new();
-    let stat_cache = store
-        .as_ref()
-        .and_then(|s| s.stat_cache().ok())
-        .unwrap_or(&fresh);
-    let planner =
-        Planner::new(graph, nodes, stat_cache).map_err(|err| Failure::Usage(err.to_string()))?;
+    let cache_dir = (!run_args.no_cache).then(|| super::cache_dir(&project));
     let llm = llm_layers(run_args.model.as_deref())?;
-    let mut decisions = planner.predict(graph, nodes, store.as_ref(), stat_cache, &llm);
+    let mut plan = Plan::predict(graph, nodes, cache_dir.as_deref(), &llm)?;
     if run_args.force {
-        for decision in &mut decisions {
-            if let PlanStatus::Cached { key } = &decision.status {
-                decision.status = PlanStatus::Run {
-                    reason: clab_plan::Reason::Forced,
-                    key: Some(key.clone()),
-                };
-            }
-        }
+        plan.force();
     }
+    let decisions = &plan.decisions;
     let mut out = std::io::stdout().lock();
     if run_args.json {
-        for decision in &decisions {
+        for decision in decisions {
             serde_json::to_writer(&mut out, decision).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
         return Ok(Done::Success);
     }
     let (mut run, mut cached) = (0, 0);
-    for decision in &decisions {
+    for decision in decisions {
         match &decision.status {
             PlanStatus::Cached { .. } => {
                 cached += 1;

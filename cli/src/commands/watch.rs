@@ -6,11 +6,10 @@
 //! time; elsewhere the status line carries the summary itself.
 
 use clab_exec::event::{Event, Reporter};
-use clab_exec::{RunOptions, runner::CacheMode};
+use clab_exec::{CacheMode, RunOptions};
 use clab_watch::{Notice, Observer, WatchOptions};
 use std::{
     io::{IsTerminal, Write},
-    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -53,7 +52,7 @@ pub fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure> {
                 read: !watch_args.no_cache,
                 write: !watch_args.no_cache,
             },
-            cache_dir: std::env::var_os("CLAB_CACHE_DIR").map(PathBuf::from),
+            cache_dir: super::cache_dir(&project),
             grace: Duration::from_secs(3),
             offline: false,
             llm: super::run::llm_layers(None)?,

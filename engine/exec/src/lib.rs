@@ -4,11 +4,11 @@
 //! inputs, schedule the nodes through the [`runner::Runner`], flush the stat cache and record
 //! the run in the history.
 
-/// LLM steps (the `clab-llm` crate).
-pub use clab_llm as llm;
-pub use clab_reports::{coverage, junit};
+use clab_llm as llm;
+use clab_reports::{coverage, junit};
+pub mod context;
 pub mod event;
-pub mod llm_step;
+pub mod kind;
 pub mod process;
 pub mod report_totals;
 pub mod rule_scan;
@@ -24,9 +24,11 @@ use std::{
 
 use tokio::sync::watch;
 
+pub use self::context::{Cache, CacheMode, Context};
 use self::{
+    kind::{Kinds, aggregate::AggregateKind, command::CommandKind, llm::LlmKind, rule::RuleKind},
     llm::ai_enabled,
-    runner::{Cache, CacheMode, Runner, RunnerOptions},
+    runner::Runner,
     scheduler::{Options, schedule},
 };
 use crate::event::{Event, Reporter, Summary};
@@ -43,8 +45,9 @@ pub struct RunOptions {
     pub keep_going: bool,
     /// How the cache is used.
     pub cache: CacheMode,
-    /// Where the cache lives (`CLAB_CACHE_DIR`); `None`: `.clab/` in the root.
-    pub cache_dir: Option<PathBuf>,
+    /// Where the cache lives (`.clab/` in the root unless `CLAB_CACHE_DIR` says otherwise;
+    /// the caller works it out, with `clab_store::cache_dir`).
+    pub cache_dir: PathBuf,
     /// Time between SIGINT/SIGTERM and SIGKILL.
     pub grace: Duration,
     /// LLM steps only from the cache.
@@ -166,7 +169,7 @@ pub async fn run(
     let mut snapshot = None;
     let mut history_opening = None;
     if options.cache.read || options.cache.write {
-        let dir = clab_store::cache_dir(graph.root(), options.cache_dir.as_deref());
+        let dir = options.cache_dir.clone();
         if cacheable {
             history = open_store(&dir, &*reporter);
         } else {
@@ -233,18 +236,25 @@ pub async fn run(
             flushed
         })
     });
-    let runner = Arc::new(Runner::new(
+    let llm = Arc::new(LlmKind::new(
+        options.llm.clone(),
+        options.offline,
+        ai_switch(&|name: &str| std::env::var(name).ok()),
+    ));
+    let kinds = Kinds {
+        command: Arc::new(CommandKind),
+        llm: Arc::clone(&llm) as _,
+        rule: Arc::new(RuleKind::default()),
+        aggregate: Arc::new(AggregateKind),
+    };
+    let cx = Context::new(
         Arc::clone(&graph),
         Arc::clone(&reporter),
-        RunnerOptions {
-            grace: options.grace,
-            cache: options.cache,
-            offline: options.offline,
-            ai_off: ai_switch(&|name: &str| std::env::var(name).ok()),
-            llm: options.llm.clone(),
-        },
         cache,
-    ));
+        options.cache,
+        options.grace,
+    );
+    let runner = Arc::new(Runner::new(cx, kinds));
     let scheduling = Options {
         jobs: options.jobs,
         keep_going: options.keep_going,
@@ -263,10 +273,10 @@ pub async fn run(
         history = opening.join().ok().flatten();
     }
     let reports = runner.report_totals();
-    (summary.tokens_in, summary.tokens_out) = runner.tokens();
+    (summary.tokens_in, summary.tokens_out) = llm.tokens();
     reporter.report(&Event::RunFinished(summary.clone()));
     if let (Some((file, stamp)), Some(store), Some(planner)) =
-        (&snapshot, &history, runner.planner())
+        (&snapshot, &history, runner.context().planner())
         && !summary.interrupted
     {
         // Kept only when every node was a hit (`save` checks each one); else removed.

@@ -1,7 +1,7 @@
 //! Reading a node's `junit` and `coverage` reports after it ran or was restored: report them
 //! as events, apply the coverage gate, and keep the totals for the run's history.
 
-use std::path::Path;
+use std::{path::Path, sync::Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +10,9 @@ use super::{
     junit,
 };
 use crate::event::{Event, Reporter};
-use clab_graph::Node;
+use clab_graph::{Node, NodeId};
+
+use crate::context::Context;
 
 /// What one node's reports said, as kept in the run history (`clab stats`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -23,6 +25,31 @@ pub struct ReportTotals {
     /// Total line coverage in percent, when the node has a `coverage` report.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coverage: Option<f64>,
+}
+
+/// The totals of every node of a run that had reports, in finishing order.
+#[derive(Debug, Default)]
+pub struct Reports(Mutex<Vec<ReportTotals>>);
+
+impl Reports {
+    /// Read node `id`'s reports, if it declares any (`restored`: after a cache hit), and
+    /// keep their totals; `Err` is why the node must fail.
+    pub fn read(&self, cx: &Context, id: NodeId, restored: bool) -> Result<(), String> {
+        let node = cx.node(id);
+        if node.junit.is_none() && node.coverage.is_none() {
+            return Ok(());
+        }
+        let (totals, result) = read_reports(cx.graph.root(), node, &*cx.reporter, restored);
+        if let Ok(mut reports) = self.0.lock() {
+            reports.push(totals);
+        }
+        result
+    }
+
+    /// The totals kept so far.
+    pub fn totals(&self) -> Vec<ReportTotals> {
+        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
 }
 
 /// Read the reports `node` declares; report them; `Err` says why the node must fail: a

@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clab_plan::inputs::InputIndex;
-use clab_store::stat_cache::hash_contents;
 use clab_store::Store;
+use clab_store::stat_cache::hash_contents;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

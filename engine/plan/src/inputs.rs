@@ -39,10 +39,12 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 
 use super::stat_cache::{FileStat, RACY_MARGIN_NS, Sieve, StatCache, now_ns};
 use clab_store::Digest;
+
+use crate::path_pattern::{PathPattern, Pattern, compile_glob};
 
 /// One input file of a task.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -127,24 +129,6 @@ pub enum Error {
     },
 }
 
-/// A parsed input pattern.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Pattern {
-    /// A path without glob characters, normalized.
-    Literal(String),
-    /// A glob, normalized.
-    Glob(String),
-}
-
-impl Pattern {
-    /// The normalized text.
-    fn body(&self) -> &str {
-        match self {
-            Pattern::Literal(p) | Pattern::Glob(p) => p,
-        }
-    }
-}
-
 /// For each exclude body, which of `files` it removes (the body itself, or anything below it).
 fn exclusion_masks(
     files: &[InputFile],
@@ -169,57 +153,6 @@ fn exclusion_masks(
         }
     }
     Ok(excludes.into_iter().zip(masks).collect())
-}
-
-/// One task's pattern, include or exclude.
-#[derive(Debug, Clone)]
-struct TaskPattern {
-    exclude: bool,
-    pattern: Pattern,
-}
-
-fn parse_pattern(text: &str) -> Result<TaskPattern, Error> {
-    let (exclude, body) = match text.strip_prefix('!') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let mut body = body.trim_start_matches("./").to_owned();
-    if body.ends_with('/') {
-        body.push_str("**");
-    }
-    let outside = || Error::OutsideRoot {
-        pattern: text.to_owned(),
-    };
-    if body.is_empty() || body.starts_with('/') {
-        return Err(outside());
-    }
-    if body.split('/').any(|c| c == "..") {
-        return Err(outside());
-    }
-    let is_glob = body.contains(['*', '?', '[', ']', '{', '}']);
-    // Globs are compiled (and so validated) by `InputIndex::build`, once per distinct glob.
-    let pattern = if is_glob {
-        Pattern::Glob(body)
-    } else {
-        // Collapse `a//b` and `a/./b`.
-        let normalized: Vec<&str> = body
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
-        Pattern::Literal(normalized.join("/"))
-    };
-    Ok(TaskPattern { exclude, pattern })
-}
-
-fn compile_glob(glob: &str, original: &str) -> Result<Glob, Error> {
-    GlobBuilder::new(glob)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map_err(|source| Error::BadGlob {
-            pattern: original.to_owned(),
-            source,
-        })
 }
 
 /// The directory a glob's matches must live under: its leading components without glob
@@ -328,7 +261,7 @@ impl InputIndex {
         let mut exclude_list = BTreeSet::new();
         for text in patterns {
             let text = text.as_ref();
-            let parsed = parse_pattern(text)?;
+            let parsed = PathPattern::parse(text)?;
             let body = parsed.pattern.body();
             let seen = if parsed.exclude {
                 &mut exclude_list
@@ -508,7 +441,7 @@ impl WalkedInputs {
             }
         ];
         for text in patterns {
-            let Ok(parsed) = parse_pattern(text.as_ref()) else {
+            let Ok(parsed) = PathPattern::parse(text.as_ref()) else {
                 continue;
             };
             if parsed.exclude {
@@ -599,7 +532,7 @@ impl InputIndex {
         let mut globs = Vec::new();
         let mut dirs_inside = HashMap::new();
         for text in patterns {
-            let parsed = parse_pattern(text.as_ref())?;
+            let parsed = PathPattern::parse(text.as_ref())?;
             match parsed.pattern {
                 _ if parsed.exclude => {}
                 Pattern::Glob(glob) => globs.push(glob),
@@ -657,7 +590,7 @@ impl InputIndex {
         let mut any_exclude = false;
         for text in patterns {
             let text = text.as_ref();
-            let parsed = parse_pattern(text)?;
+            let parsed = PathPattern::parse(text)?;
             if parsed.exclude {
                 let body = parsed.pattern.body();
                 if let Some(mask) = self.excluded.get(body) {
@@ -812,7 +745,7 @@ pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<
     let mut found = BTreeSet::new();
     for text in patterns {
         let text = text.as_ref();
-        let parsed = parse_pattern(text)?;
+        let parsed = PathPattern::parse(text)?;
         let body = parsed.pattern.body();
         if parsed.exclude {
             excludes.add(compile_glob(body, text)?);

@@ -39,8 +39,11 @@ pub mod explain;
 pub mod inputs;
 pub mod llm_prompt;
 pub mod outputs;
+pub mod path_pattern;
+mod plan;
 pub mod reason;
 
+pub use self::plan::{Plan, PlanError};
 /// The stat cache lives in the store (`clab-store`); re-exported at its old path.
 pub use clab_store::stat_cache;
 pub use reason::Reason;

@@ -47,7 +47,7 @@ use clab_exec::{
     process::{CommandSpec, Exit, SpawnError, Stop, run_command},
 };
 use clab_graph::{Graph, NodeId, NodeKind, project::Project};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use clab_plan::path_pattern::PathPatterns;
 use ignore::gitignore::Gitignore;
 use miette::Diagnostic;
 use notify::{
@@ -207,7 +207,7 @@ pub async fn watch(
     observer: Arc<dyn Observer>,
     mut shutdown: flag::Receiver<bool>,
 ) -> Result<Stopped, Error> {
-    let cache_dir = clab_store::cache_dir(&project.root, options.run.cache_dir.as_deref());
+    let cache_dir = options.run.cache_dir.clone();
     let (fs_tx, mut fs_rx) = mpsc::unbounded_channel::<DebounceEventResult>();
     let mut state = State::new(project, graph, names, cache_dir);
     let mut fs = FsWatcher::start(&mut state, &options, fs_tx)?;
@@ -593,9 +593,9 @@ fn service_spec(
 /// Input and output patterns of one graph, compiled for matching single paths.
 struct Index {
     /// Each node's inputs.
-    inputs: Vec<(NodeId, Patterns)>,
+    inputs: Vec<(NodeId, PathPatterns)>,
     /// Every node's outputs (and LLM outputs, JUnit and coverage reports): clab's own writes.
-    outputs: Patterns,
+    outputs: PathPatterns,
     /// The tasks file, relative to the root.
     tasks_file: Option<String>,
     /// The rules directories, relative to the root.
@@ -608,7 +608,7 @@ impl Index {
     fn new(graph: &Graph, project: &Project) -> Self {
         let inputs = graph
             .ids()
-            .map(|id| (id, Patterns::new(&graph.node(id).inputs)))
+            .map(|id| (id, PathPatterns::new(&graph.node(id).inputs)))
             .collect();
         let mut outputs = Vec::new();
         for id in graph.ids() {
@@ -636,7 +636,7 @@ impl Index {
         }
         Index {
             inputs,
-            outputs: Patterns::new(&outputs),
+            outputs: PathPatterns::new(&outputs),
             tasks_file: relative(&project.root, &project.file),
             rules_dirs,
             dotenv: graph
@@ -677,102 +677,10 @@ impl Index {
 
     /// Whether some literal input lies below the directory `rel`.
     fn literal_under(&self, rel: &str) -> bool {
-        self.inputs.iter().any(|(_, patterns)| {
-            patterns.literals.iter().any(|lit| {
-                lit.strip_prefix(rel)
-                    .is_some_and(|r| r.is_empty() || r.starts_with('/'))
-            })
-        })
+        self.inputs
+            .iter()
+            .any(|(_, patterns)| patterns.has_literal_under(rel))
     }
-}
-
-/// A list of patterns as tasks.kdl writes them: globs from the root, literal paths, `dir/`
-/// for everything below, `!` to exclude (a matching directory excludes what is below it).
-/// The same semantics as the planner's input walk, for one path at a time.
-#[derive(Default)]
-struct Patterns {
-    literals: Vec<String>,
-    globs: GlobSet,
-    exclude_literals: Vec<String>,
-    exclude_globs: GlobSet,
-}
-
-impl Patterns {
-    fn new(patterns: &[String]) -> Self {
-        let mut out = Patterns::default();
-        let mut globs = GlobSetBuilder::new();
-        let mut exclude_globs = GlobSetBuilder::new();
-        for text in patterns {
-            let (exclude, body) = match text.strip_prefix('!') {
-                Some(rest) => (true, rest),
-                None => (false, text.as_str()),
-            };
-            let mut body = body.trim_start_matches("./").to_owned();
-            if body.ends_with('/') {
-                body.push_str("**");
-            }
-            if body.contains(['*', '?', '[', ']', '{', '}']) {
-                // The graph already refused bad globs; one that fails here is skipped.
-                let Ok(glob) = GlobBuilder::new(&body)
-                    .literal_separator(true)
-                    .backslash_escape(true)
-                    .build()
-                else {
-                    continue;
-                };
-                if exclude {
-                    exclude_globs.add(glob);
-                } else {
-                    globs.add(glob);
-                }
-            } else {
-                let normalized: Vec<&str> = body
-                    .split('/')
-                    .filter(|c| !c.is_empty() && *c != ".")
-                    .collect();
-                let literal = normalized.join("/");
-                if exclude {
-                    out.exclude_literals.push(literal);
-                } else {
-                    out.literals.push(literal);
-                }
-            }
-        }
-        out.globs = globs.build().unwrap_or_default();
-        out.exclude_globs = exclude_globs.build().unwrap_or_default();
-        out
-    }
-
-    fn matches_literal(&self, rel: &str) -> bool {
-        below_any(&self.literals, rel) && !self.excluded(rel)
-    }
-
-    fn matches(&self, rel: &str) -> bool {
-        (below_any(&self.literals, rel) || self.globs.is_match(rel)) && !self.excluded(rel)
-    }
-
-    fn excluded(&self, rel: &str) -> bool {
-        let mut path = rel;
-        loop {
-            if self.exclude_literals.iter().any(|lit| lit == path)
-                || self.exclude_globs.is_match(path)
-            {
-                return true;
-            }
-            match path.rsplit_once('/') {
-                Some((parent, _)) => path = parent,
-                None => return false,
-            }
-        }
-    }
-}
-
-/// Whether `rel` is one of `literals` or lies below one.
-fn below_any(literals: &[String], rel: &str) -> bool {
-    literals.iter().any(|lit| {
-        rel.strip_prefix(lit.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
 }
 
 /// `.gitignore` and `.ignore` files, read lazily per directory, plus `.git/info/exclude`.
@@ -1192,38 +1100,6 @@ fn format_utc(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn patterns(list: &[&str]) -> Patterns {
-        Patterns::new(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn globs_literals_and_excludes() {
-        let p = patterns(&["src/**/*.py", "pyproject.toml", "data/", "!**/__pycache__"]);
-        assert!(p.matches("src/a.py"));
-        assert!(p.matches("src/pkg/b.py"));
-        assert!(!p.matches("src/pkg/__pycache__/b.py"));
-        assert!(p.matches("pyproject.toml"));
-        assert!(!p.matches("pyproject.toml.bak"));
-        assert!(p.matches("data/x/y.csv"));
-        assert!(!p.matches("notes.txt"));
-    }
-
-    #[test]
-    fn star_stays_in_one_directory() {
-        let p = patterns(&["src/*.rs"]);
-        assert!(p.matches("src/main.rs"));
-        assert!(!p.matches("src/a/b.rs"));
-    }
-
-    #[test]
-    fn literal_directory_covers_what_is_below() {
-        let p = patterns(&["config"]);
-        assert!(p.matches("config/app.toml"));
-        assert!(!p.matches("configs/app.toml"));
-        assert!(p.matches_literal("config/app.toml"));
-        assert!(!patterns(&["*.toml"]).matches_literal("a.toml"));
-    }
 
     #[test]
     fn reads_and_access_times_are_not_changes() {
