@@ -8,13 +8,13 @@ use std::{
 use tempfile::TempDir;
 
 /// The built binary under test.
-pub fn clab_path() -> &'static str {
+pub(crate) fn clab_path() -> &'static str {
     env!("CARGO_BIN_EXE_clab")
 }
 
 /// Strip the indentation common to all non-blank lines, and a leading newline, so tests can
 /// write files as indented literals.
-pub fn unindent(text: &str) -> String {
+pub(crate) fn unindent(text: &str) -> String {
     let text = text.strip_prefix('\n').unwrap_or(text);
     let indent = text
         .lines()
@@ -31,7 +31,7 @@ pub fn unindent(text: &str) -> String {
 }
 
 /// Every byte of every file under `dir`, to look for a value that must not be stored.
-pub fn all_bytes_under(dir: &Path) -> Vec<u8> {
+pub(crate) fn all_bytes_under(dir: &Path) -> Vec<u8> {
     let mut bytes = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
@@ -47,7 +47,7 @@ pub fn all_bytes_under(dir: &Path) -> Vec<u8> {
 /// Fail, never skip, where `uv` is missing: the tests that call this prove clab with real
 /// uv, ruff, pytest and basedpyright, and a skipped one would hide a broken CI.
 #[track_caller]
-pub fn require_uv() {
+pub(crate) fn require_uv() {
     let found = Command::new("uv")
         .arg("--version")
         .output()
@@ -60,21 +60,21 @@ pub fn require_uv() {
 }
 
 /// A temp project and a `clab` invocation in it.
-pub struct Test {
+pub(crate) struct Test {
     dir: TempDir,
     args: Vec<String>,
     env: Vec<(String, String)>,
 }
 
 /// What one invocation did.
-pub struct Run {
+pub(crate) struct Run {
     pub status: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Test {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Test {
             dir: tempfile::tempdir().expect("temp dir"),
             args: Vec::new(),
@@ -82,18 +82,18 @@ impl Test {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Write a file (parents created), unindented.
-    pub fn file(self, path: &str, contents: &str) -> Self {
+    pub(crate) fn file(self, path: &str, contents: &str) -> Self {
         self.write(path, contents);
         self
     }
 
     /// Write a file now, between runs.
-    pub fn write(&self, path: &str, contents: &str) {
+    pub(crate) fn write(&self, path: &str, contents: &str) {
         let full = self.dir.path().join(path);
         if let Some(parent) = full.parent() {
             std::fs::create_dir_all(parent).expect("create dirs");
@@ -101,17 +101,17 @@ impl Test {
         std::fs::write(full, unindent(contents)).expect("write file");
     }
 
-    pub fn read(&self, path: &str) -> String {
+    pub(crate) fn read(&self, path: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(path)).unwrap_or_default()
     }
 
-    pub fn exists(&self, path: &str) -> bool {
+    pub(crate) fn exists(&self, path: &str) -> bool {
         self.dir.path().join(path).exists()
     }
 
     /// The whole project (`.clab` included) copied to a new temp directory, with the same
     /// environment: a second checkout at another path.
-    pub fn copy(&self) -> Test {
+    pub(crate) fn copy(&self) -> Test {
         let copy = Test {
             dir: tempfile::tempdir().expect("temp dir"),
             args: self.args.clone(),
@@ -127,18 +127,18 @@ impl Test {
         copy
     }
 
-    pub fn args(mut self, args: &[&str]) -> Self {
+    pub(crate) fn args(mut self, args: &[&str]) -> Self {
         self.args = args.iter().map(|s| s.to_string()).collect();
         self
     }
 
-    pub fn env(mut self, key: &str, value: &str) -> Self {
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
     /// The command, ready to run: plain output, no color, no CI variables from outside.
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(clab_path());
         command
             .args(args)
@@ -157,14 +157,14 @@ impl Test {
 
     /// Run with the builder's arguments.
     #[track_caller]
-    pub fn run(&self) -> Run {
+    pub(crate) fn run(&self) -> Run {
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
         self.run_with(&args)
     }
 
     /// Run with other arguments.
     #[track_caller]
-    pub fn run_with(&self, args: &[&str]) -> Run {
+    pub(crate) fn run_with(&self, args: &[&str]) -> Run {
         let output: Output = self.command(args).output().expect("run clab");
         Run {
             status: output.status.code().unwrap_or(-1),
@@ -176,7 +176,7 @@ impl Test {
 
 impl Run {
     #[track_caller]
-    pub fn status(self, expected: i32) -> Self {
+    pub(crate) fn status(self, expected: i32) -> Self {
         assert_eq!(
             self.status, expected,
             "exit status\n--- stdout\n{}\n--- stderr\n{}",
@@ -186,7 +186,7 @@ impl Run {
     }
 
     #[track_caller]
-    pub fn stdout_has(self, needle: &str) -> Self {
+    pub(crate) fn stdout_has(self, needle: &str) -> Self {
         assert!(
             self.stdout.contains(needle),
             "stdout lacks {needle:?}\n--- stdout\n{}\n--- stderr\n{}",
@@ -197,7 +197,7 @@ impl Run {
     }
 
     #[track_caller]
-    pub fn stdout_lacks(self, needle: &str) -> Self {
+    pub(crate) fn stdout_lacks(self, needle: &str) -> Self {
         assert!(
             !self.stdout.contains(needle),
             "stdout has {needle:?}\n{}",
@@ -207,7 +207,7 @@ impl Run {
     }
 
     #[track_caller]
-    pub fn stderr_has(self, needle: &str) -> Self {
+    pub(crate) fn stderr_has(self, needle: &str) -> Self {
         assert!(
             self.stderr.contains(needle),
             "stderr lacks {needle:?}\n--- stderr\n{}",
@@ -218,7 +218,7 @@ impl Run {
 }
 
 /// Whether a process with this pid still exists (zombies of other parents count as gone).
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Field 3 is the state; `Z` is a zombie, already dead.
     match stat.rsplit_once(')') {
@@ -228,7 +228,7 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// Poll until `path` exists and holds a line, or give up after ~10 s.
-pub fn wait_for_file(path: &Path) -> String {
+pub(crate) fn wait_for_file(path: &Path) -> String {
     for _ in 0..200 {
         if let Ok(text) = std::fs::read_to_string(path)
             && text.ends_with('\n')

@@ -8,7 +8,7 @@ use clap_complete::engine::ArgValueCandidates;
 /// clab: a declarative task runner and build-graph engine for AI-assisted development.
 #[derive(Debug, Parser)]
 #[command(name = "clab", version, about, max_term_width = 100)]
-pub struct Args {
+pub(crate) struct Args {
     /// Run as if started in DIR.
     #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
@@ -40,7 +40,7 @@ pub struct Args {
 
 /// `--color`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     /// Colors on a terminal, unless NO_COLOR is set.
     Auto,
     /// Always.
@@ -51,7 +51,7 @@ pub enum ColorChoice {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run tasks and what they depend on.
     Run(RunArgs),
     /// Run tasks, then run them again whenever a file they depend on changes.
@@ -105,7 +105,7 @@ pub enum Command {
 
 /// `clab run`.
 #[derive(Debug, Default, ClapArgs)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Tasks to run (task names or node ids such as `gen[src/a.py]`); none: `default`.
     #[arg(add = ArgValueCandidates::new(crate::commands::task_names))]
     pub tasks: Vec<String>,
@@ -150,7 +150,7 @@ pub struct RunArgs {
 
 /// `clab watch`.
 #[derive(Debug, ClapArgs)]
-pub struct WatchArgs {
+pub(crate) struct WatchArgs {
     /// Tasks to run (task names or node ids); none: `default`.
     #[arg(add = ArgValueCandidates::new(crate::commands::task_names))]
     pub tasks: Vec<String>,
@@ -182,7 +182,7 @@ pub struct WatchArgs {
 
 /// `clab cache …`.
 #[derive(Debug, Subcommand)]
-pub enum CacheCommand {
+pub(crate) enum CacheCommand {
     /// Entries, size and hit rate.
     Stats,
     /// Remove everything cached.
@@ -197,7 +197,7 @@ pub enum CacheCommand {
 
 /// `clab rules …`.
 #[derive(Debug, Subcommand)]
-pub enum RulesCommand {
+pub(crate) enum RulesCommand {
     /// Check every rule file; exit 1 on any error.
     Validate {
         /// Output format.
@@ -230,7 +230,7 @@ pub enum RulesCommand {
 
 /// `clab rules validate --format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RulesFormat {
+pub(crate) enum RulesFormat {
     /// Rendered diagnostics on stderr and a summary line.
     Human,
     /// One JSON document on stdout: a summary and the flat diagnostics.
@@ -239,7 +239,7 @@ pub enum RulesFormat {
 
 /// `clab rules new --type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RuleTypeArg {
+pub(crate) enum RuleTypeArg {
     /// `alwaysApply: true`: attached to every request.
     Always,
     /// Attached when a file matches `--globs`.
@@ -254,7 +254,7 @@ pub enum RuleTypeArg {
 
 /// `clab graph`.
 #[derive(Debug, ClapArgs)]
-pub struct GraphArgs {
+pub(crate) struct GraphArgs {
     /// Only this task and what it depends on.
     #[arg(add = ArgValueCandidates::new(crate::commands::task_names))]
     pub task: Option<String>,
@@ -266,7 +266,7 @@ pub struct GraphArgs {
 
 /// `clab graph --format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum GraphFormat {
+pub(crate) enum GraphFormat {
     /// Graphviz.
     Dot,
     /// Mermaid flowchart.
@@ -277,7 +277,7 @@ pub enum GraphFormat {
 
 /// `clab init --template`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Template {
+pub(crate) enum Template {
     /// uv workspace: sync, ruff, basedpyright, pytest with coverage, an LLM test generator.
     PythonUv,
     /// cargo: fmt, clippy, tests (nextest JUnit when available), coverage with cargo-llvm-cov.

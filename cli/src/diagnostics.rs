@@ -3,7 +3,7 @@
 use crate::args::ColorChoice;
 
 /// Whether to use colors on a stream that is (or is not) a terminal.
-pub fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
+pub(crate) fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -14,7 +14,7 @@ pub fn use_color(choice: ColorChoice, is_terminal: bool) -> bool {
 }
 
 /// Install the diagnostic renderer for this process.
-pub fn install(choice: ColorChoice) {
+pub(crate) fn install(choice: ColorChoice) {
     use std::io::IsTerminal;
     let color = use_color(choice, std::io::stderr().is_terminal());
     console::set_colors_enabled(use_color(choice, std::io::stdout().is_terminal()));

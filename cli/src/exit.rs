@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 /// How a command ended when it did not fail outright.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Done {
+pub(crate) enum Done {
     /// Everything succeeded.
     Success,
     /// A task failed.
@@ -20,7 +20,7 @@ pub enum Done {
 
 /// An error that ends a command.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// An engine error, classified by its kind.
     Engine(clab_graph::project::Error),
     /// The cache store failed (`clab cache`, `clab history`).
@@ -60,7 +60,7 @@ impl From<std::io::Error> for Failure {
 }
 
 /// The exit code for a command's result; errors are printed here.
-pub fn code(result: Result<Done, Failure>) -> ExitCode {
+pub(crate) fn code(result: Result<Done, Failure>) -> ExitCode {
     match result {
         Ok(Done::Success) => ExitCode::SUCCESS,
         Ok(Done::TaskFailed) => ExitCode::from(1),

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// Open the project's store for inspection (errors are final here: there is nothing to run).
-pub fn store(project: &Project) -> Result<Store, Failure> {
+pub(super) fn store(project: &Project) -> Result<Store, Failure> {
     let dir = super::cache_dir(project);
     let opened = Store::open(&dir).map_err(|err| Failure::Store(Box::new(err)))?;
     for warning in opened.warnings {
@@ -20,7 +20,7 @@ pub fn store(project: &Project) -> Result<Store, Failure> {
 }
 
 /// `clab cache …`.
-pub fn cache(project: &Project, command: &CacheCommand) -> Result<Done, Failure> {
+pub(super) fn cache(project: &Project, command: &CacheCommand) -> Result<Done, Failure> {
     let store = store(project)?;
     let mut out = std::io::stdout().lock();
     let fail = |err| Failure::Store(Box::new(err));
@@ -76,7 +76,7 @@ pub fn cache(project: &Project, command: &CacheCommand) -> Result<Done, Failure>
 }
 
 /// `clab history`.
-pub fn history(project: &Project, limit: usize) -> Result<Done, Failure> {
+pub(super) fn history(project: &Project, limit: usize) -> Result<Done, Failure> {
     let store = store(project)?;
     let runs = store
         .recent_runs(limit)
@@ -107,7 +107,7 @@ pub fn history(project: &Project, limit: usize) -> Result<Done, Failure> {
 }
 
 /// `2026-11-24 06:27:52` from Unix milliseconds (civil-from-days, proleptic Gregorian).
-pub fn format_utc(ms: i64) -> String {
+pub(super) fn format_utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;

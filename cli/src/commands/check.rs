@@ -11,7 +11,7 @@ use super::rules::{Location, Summary, check_all, report, stop};
 use crate::exit::{Done, Failure};
 
 /// Load the project and validate its rules; print a one-line count for each.
-pub fn check(project: &Project) -> Result<Done, Failure> {
+pub(super) fn check(project: &Project) -> Result<Done, Failure> {
     let (graph, location) = match project.load() {
         Ok(graph) => {
             let location = Location::of(&project.root, graph.file());

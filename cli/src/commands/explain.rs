@@ -11,7 +11,7 @@ use std::io::Write;
 use crate::exit::{Done, Failure};
 
 /// Explain each node of `task`.
-pub fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
+pub(super) fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
     let graph = project.load()?;
     let targets = graph
         .resolve_targets(&[task.to_owned()])

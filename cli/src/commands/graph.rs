@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// Print the graph, or the part of it a task needs.
-pub fn graph(project: &Project, args: &GraphArgs) -> Result<Done, Failure> {
+pub(super) fn graph(project: &Project, args: &GraphArgs) -> Result<Done, Failure> {
     let graph = project.load()?;
     let nodes = match &args.task {
         Some(task) => graph.closure(

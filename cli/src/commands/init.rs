@@ -100,7 +100,7 @@ const FILES: &[(&str, &str, &str)] = &[
 ];
 
 /// Write `template` into `dir`.
-pub fn init(
+pub(super) fn init(
     dir: &Path,
     template: Template,
     name: Option<&str>,

@@ -7,7 +7,7 @@ use std::io::Write;
 use crate::exit::{Done, Failure};
 
 /// Print the tasks of the project.
-pub fn list(project: &Project) -> Result<Done, Failure> {
+pub(super) fn list(project: &Project) -> Result<Done, Failure> {
     let graph = project.load()?;
     let mut out = std::io::stdout().lock();
     write_list(&graph, &mut out)?;
@@ -15,7 +15,7 @@ pub fn list(project: &Project) -> Result<Done, Failure> {
 }
 
 /// The listing, also shown by `clab run` when no task is given and there is no `default`.
-pub fn write_list(graph: &Graph, out: &mut impl Write) -> std::io::Result<()> {
+pub(super) fn write_list(graph: &Graph, out: &mut impl Write) -> std::io::Result<()> {
     let file = graph.file();
     let width = file
         .tasks

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Run the command the arguments ask for.
-pub fn run(args: Args) -> Result<Done, Failure> {
+pub(crate) fn run(args: Args) -> Result<Done, Failure> {
     let Some(command) = &args.command else {
         return bare(&args);
     };
@@ -113,7 +113,7 @@ fn project(args: &Args) -> Result<Project, Failure> {
 /// The task names of the project in the working directory, with their descriptions, for
 /// shell completion; none when there is no project or it does not load (a completion must
 /// never print an error into the shell's line).
-pub fn task_names() -> Vec<clap_complete::engine::CompletionCandidate> {
+pub(crate) fn task_names() -> Vec<clap_complete::engine::CompletionCandidate> {
     let Ok(project) = Project::discover(std::path::Path::new("."), None) else {
         return Vec::new();
     };

@@ -29,7 +29,7 @@ use crate::{
 const MAX_CELL: usize = 40;
 
 /// Run a `clab rules` subcommand.
-pub fn rules(args: &Args, command: &RulesCommand) -> Result<Done, Failure> {
+pub(super) fn rules(args: &Args, command: &RulesCommand) -> Result<Done, Failure> {
     let location = locate(args)?;
     match command {
         RulesCommand::Validate { format } => validate(&location, *format, args.verbose > 0),
@@ -46,7 +46,7 @@ pub fn rules(args: &Args, command: &RulesCommand) -> Result<Done, Failure> {
 
 /// Where the rule files are: the project root and the rules directories relative to it.
 #[derive(Clone, Debug)]
-pub struct Location {
+pub(super) struct Location {
     /// The project root (the folder of tasks.kdl, else the working directory).
     pub root: PathBuf,
     /// The rules directories, relative to the root, as written in tasks.kdl.
@@ -55,7 +55,7 @@ pub struct Location {
 
 impl Location {
     /// The rules directories named in a tasks file, or the default.
-    pub fn of(root: &Path, file: &TaskFile) -> Location {
+    pub(super) fn of(root: &Path, file: &TaskFile) -> Location {
         let mut dirs: Vec<String> = file.rules_dirs.iter().map(|d| d.value.clone()).collect();
         if dirs.is_empty() {
             dirs.push(DEFAULT_RULES_DIR.to_owned());
@@ -67,12 +67,12 @@ impl Location {
     }
 
     /// The directories for display: `.cursor/rules` or `rules, more-rules`.
-    pub fn display(&self) -> String {
+    pub(super) fn display(&self) -> String {
         self.dirs.join(", ")
     }
 
     /// Read and parse every rule file.
-    pub fn discover(&self) -> Result<Vec<RuleFile>, clab_rules::Error> {
+    pub(super) fn discover(&self) -> Result<Vec<RuleFile>, clab_rules::Error> {
         let dirs: Vec<&Path> = self.dirs.iter().map(Path::new).collect();
         clab_rules::discover(&self.root, &dirs)
     }
@@ -102,7 +102,7 @@ fn locate(args: &Args) -> Result<Location, Failure> {
 
 /// Print an error from the rules library and say how the command ends: 2 for what the user
 /// asked for (a bad name, a file that exists), 1 for the file system.
-pub fn stop(err: clab_rules::Error) -> Done {
+pub(super) fn stop(err: clab_rules::Error) -> Done {
     let usage = matches!(
         err,
         clab_rules::Error::Exists { .. }
@@ -115,7 +115,7 @@ pub fn stop(err: clab_rules::Error) -> Done {
 
 /// Counts over a set of rule files and their diagnostics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Summary {
+pub(super) struct Summary {
     /// Rule files read.
     pub files: usize,
     /// `<rule>` blocks in them.
@@ -128,7 +128,7 @@ pub struct Summary {
 
 impl Summary {
     /// Count `files` and `diagnostics`.
-    pub fn of(files: &[RuleFile], diagnostics: &[RuleDiagnostic]) -> Summary {
+    pub(super) fn of(files: &[RuleFile], diagnostics: &[RuleDiagnostic]) -> Summary {
         let errors = diagnostics
             .iter()
             .filter(|d| d.severity() == Severity::Error)
@@ -142,7 +142,7 @@ impl Summary {
     }
 
     /// `.cursor/rules: 3 files, 2 rules, 1 error, 2 warnings` (or `…, no problems`).
-    pub fn line(&self, dirs: &str) -> String {
+    pub(super) fn line(&self, dirs: &str) -> String {
         let problems = if self.errors + self.warnings == 0 {
             "no problems".to_owned()
         } else {
@@ -170,7 +170,7 @@ fn plural(n: usize, noun: &str) -> String {
 
 /// Discover and validate every rule file (with the project's files, for `@file` references
 /// and globs that match nothing).
-pub fn check_all(
+pub(super) fn check_all(
     location: &Location,
 ) -> Result<(Vec<RuleFile>, Vec<RuleDiagnostic>), clab_rules::Error> {
     let files = location.discover()?;
@@ -181,7 +181,7 @@ pub fn check_all(
 
 /// Render diagnostics to stderr, and as workflow commands when running in GitHub Actions
 /// (on stdout, or on stderr when stdout carries JSON).
-pub fn report(diagnostics: &[RuleDiagnostic], annotations_on_stderr: bool) {
+pub(super) fn report(diagnostics: &[RuleDiagnostic], annotations_on_stderr: bool) {
     let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
     for diagnostic in diagnostics {
         eprintln!("{:?}", miette::Report::new(diagnostic.clone()));

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Run the requested tasks.
-pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
+pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     let project = super::project(args)?;
     let mut graph = project.load_runnable()?;
     let Some(names) = super::target_names(&graph, &run_args.tasks)? else {
@@ -90,7 +90,7 @@ pub fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
 }
 
 /// Ctrl-C or SIGTERM.
-pub async fn wait_for_interrupt() {
+pub(super) async fn wait_for_interrupt() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::interrupt()),
@@ -152,6 +152,6 @@ fn dry_run(
 }
 
 /// The LLM settings of flags, `CLAB_LLM_*` and the user's config file; bad ones are usage errors.
-pub fn llm_layers(model: Option<&str>) -> Result<LlmLayers, Failure> {
+pub(super) fn llm_layers(model: Option<&str>) -> Result<LlmLayers, Failure> {
     LlmLayers::load(model).map_err(|err| Failure::Usage(format!("{:?}", miette::Report::new(err))))
 }

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, io::Write};
 use crate::exit::{Done, Failure};
 
 /// Print the statistics kept in the project's cache.
-pub fn stats(project: &Project) -> Result<Done, Failure> {
+pub(super) fn stats(project: &Project) -> Result<Done, Failure> {
     let store = super::cache::store(project)?;
     let fail = |err| Failure::Store(Box::new(err));
     let calls = store.llm_calls().map_err(fail)?;
@@ -19,7 +19,7 @@ pub fn stats(project: &Project) -> Result<Done, Failure> {
     if calls.is_empty() {
         writeln!(out, "  none recorded yet")?;
     }
-    let mut by_model: BTreeMap<&str, Vec<&clab_store::LlmCall>> = BTreeMap::new();
+    let mut by_model: BTreeMap<&str, Vec<&clab_model::llm_call::LlmCall>> = BTreeMap::new();
     for call in &calls {
         by_model.entry(call.model.as_str()).or_default().push(call);
     }

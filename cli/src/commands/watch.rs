@@ -25,8 +25,8 @@ use crate::{
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Watch the requested tasks until Ctrl-C.
-pub fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure> {
-    let debounce = clab_syntax::parse_duration(&watch_args.debounce).ok_or_else(|| {
+pub(super) fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure> {
+    let debounce = clab_model::duration::parse_duration(&watch_args.debounce).ok_or_else(|| {
         Failure::Usage(format!(
             "invalid `--debounce` value `{}`: use a duration such as `50ms` or `1s`",
             watch_args.debounce

@@ -8,7 +8,7 @@ use std::fmt;
 
 /// How GitHub shows the annotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     /// `::error`: a red annotation; the step's result does not change.
     Error,
     /// `::warning`: a yellow annotation.
@@ -17,7 +17,7 @@ pub enum Level {
 
 impl Level {
     /// `error` for an error severity name, `warning` for anything else.
-    pub fn from_severity(severity: &str) -> Level {
+    pub(crate) fn from_severity(severity: &str) -> Level {
         if severity == "error" {
             Level::Error
         } else {
@@ -28,7 +28,7 @@ impl Level {
 
 /// One workflow command; `Display` writes it as one line.
 #[derive(Debug, Clone, Copy)]
-pub struct Annotation<'a> {
+pub(crate) struct Annotation<'a> {
     /// Error or warning.
     pub level: Level,
     /// The file, relative to the repository root, if known.
@@ -45,7 +45,7 @@ pub struct Annotation<'a> {
 
 impl<'a> Annotation<'a> {
     /// An annotation with only a title and a message.
-    pub fn new(level: Level, title: &'a str, message: &'a str) -> Annotation<'a> {
+    pub(crate) fn new(level: Level, title: &'a str, message: &'a str) -> Annotation<'a> {
         Annotation {
             level,
             file: None,
@@ -57,7 +57,12 @@ impl<'a> Annotation<'a> {
     }
 
     /// Place it at `file`, and at `line`/`col` when known.
-    pub fn at(self, file: &'a str, line: Option<usize>, col: Option<usize>) -> Annotation<'a> {
+    pub(crate) fn at(
+        self,
+        file: &'a str,
+        line: Option<usize>,
+        col: Option<usize>,
+    ) -> Annotation<'a> {
         Annotation {
             file: Some(file),
             line,

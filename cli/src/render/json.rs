@@ -4,7 +4,7 @@ use clab_exec::event::{Event, Reporter};
 use std::io::Write;
 
 /// The NDJSON reporter.
-pub struct Json;
+pub(crate) struct Json;
 
 impl Reporter for Json {
     fn report(&self, event: &Event) {

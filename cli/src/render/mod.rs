@@ -5,12 +5,12 @@
 //! - [`json`]: one JSON event per line (`--json`).
 //! - [`trace`]: a Chrome trace file (`--profile`), beside any of the above.
 
-pub mod annotation;
-pub mod json;
-pub mod plain;
-pub mod step_summary;
-pub mod trace;
-pub mod tty;
+pub(crate) mod annotation;
+pub(crate) mod json;
+pub(crate) mod plain;
+pub(crate) mod step_summary;
+pub(crate) mod trace;
+pub(crate) mod tty;
 
 use clab_exec::event::{Event, Reporter, Summary};
 use std::{io::IsTerminal, sync::Arc, time::Duration};
@@ -18,7 +18,7 @@ use std::{io::IsTerminal, sync::Arc, time::Duration};
 use crate::args::Args;
 
 /// Sends every event to each reporter in turn.
-pub struct Fanout(pub Vec<Arc<dyn Reporter>>);
+pub(crate) struct Fanout(pub Vec<Arc<dyn Reporter>>);
 
 impl Reporter for Fanout {
     fn report(&self, event: &Event) {
@@ -29,7 +29,7 @@ impl Reporter for Fanout {
 }
 
 /// The human-facing reporter for this environment: bars on a terminal, lines elsewhere.
-pub fn human(args: &Args) -> Arc<dyn Reporter> {
+pub(crate) fn human(args: &Args) -> Arc<dyn Reporter> {
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
     let no_progress = std::env::var_os("CLAB_NO_PROGRESS").is_some();
     let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
@@ -41,7 +41,7 @@ pub fn human(args: &Args) -> Arc<dyn Reporter> {
 }
 
 /// `src/m.py:5:5: error: message [rule]`, the severity colored.
-pub fn finding_line(
+pub(crate) fn finding_line(
     path: &str,
     line: usize,
     col: usize,
@@ -58,13 +58,13 @@ pub fn finding_line(
 }
 
 /// `1.2s`, `850ms`, `2m05s`.
-pub fn duration(ms: u64) -> String {
-    clab_syntax::format_duration(Duration::from_millis(ms))
+pub(crate) fn duration(ms: u64) -> String {
+    clab_model::duration::format_duration(Duration::from_millis(ms))
 }
 
 /// The last line of every run: counts ([`Summary`] defines them; `--json` carries the same),
 /// wall time, time saved.
-pub fn summary_line(summary: &Summary) -> String {
+pub(crate) fn summary_line(summary: &Summary) -> String {
     let total = summary.total();
     // The failures that ran are part of "ran": `2 ran (1 failed)` adds up, `2 ran, 1 failed`
     // reads as three.

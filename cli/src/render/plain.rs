@@ -13,7 +13,7 @@ use super::{
 };
 
 /// The plain reporter.
-pub struct Plain {
+pub(crate) struct Plain {
     quiet: bool,
     github: bool,
     /// Why each running task runs, for its final line.
@@ -24,7 +24,7 @@ pub struct Plain {
 
 impl Plain {
     /// A reporter that prints only failures and the summary when `quiet`.
-    pub fn new(quiet: bool, github: bool) -> Self {
+    pub(crate) fn new(quiet: bool, github: bool) -> Self {
         Plain {
             quiet,
             github,
@@ -167,7 +167,12 @@ impl Reporter for Plain {
 
 /// `✓ lint 1.2s (src/a.py changed)`, `✗ test exit 1 (0.4s)`, `⚡ build cached`. `reason` is
 /// why the task ran (its `TaskStarted` reason); the line that stays keeps it.
-pub fn status_line(task: &str, status: &Status, duration_ms: u64, reason: Option<&str>) -> String {
+pub(crate) fn status_line(
+    task: &str,
+    status: &Status,
+    duration_ms: u64,
+    reason: Option<&str>,
+) -> String {
     match status {
         Status::Succeeded => {
             let mut line = format!("{} {task} {}", style("✓").green(), duration(duration_ms));

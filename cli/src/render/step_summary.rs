@@ -7,7 +7,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Mutex};
 use super::{duration, summary_line};
 
 /// Collects the run and appends the table when it finishes.
-pub struct StepSummary {
+pub(crate) struct StepSummary {
     path: PathBuf,
     state: Mutex<State>,
 }
@@ -20,7 +20,7 @@ struct State {
 
 impl StepSummary {
     /// The reporter, when `GITHUB_STEP_SUMMARY` names a file.
-    pub fn from_env() -> Option<StepSummary> {
+    pub(crate) fn from_env() -> Option<StepSummary> {
         let path = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty())?;
         Some(StepSummary {
             path: PathBuf::from(path),

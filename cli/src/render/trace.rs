@@ -7,7 +7,7 @@ use serde_json::json;
 use std::{collections::HashMap, path::PathBuf, sync::Mutex, time::Instant};
 
 /// Collects the run and writes the trace when it finishes.
-pub struct Trace {
+pub(crate) struct Trace {
     path: PathBuf,
     origin: Instant,
     state: Mutex<State>,
@@ -22,7 +22,7 @@ struct State {
 
 impl Trace {
     /// A trace that will be written to `path`.
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         Trace {
             path,
             origin: Instant::now(),

@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::{plain::status_line, summary_line};
 
 /// The terminal reporter.
-pub struct Tty {
+pub(crate) struct Tty {
     verbose: bool,
     quiet: bool,
     multi: MultiProgress,
@@ -22,7 +22,7 @@ pub struct Tty {
 
 impl Tty {
     /// A reporter drawing to stderr.
-    pub fn new(verbose: bool, quiet: bool) -> Self {
+    pub(crate) fn new(verbose: bool, quiet: bool) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(

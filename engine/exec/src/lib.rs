@@ -161,7 +161,7 @@ pub async fn run(
     let started_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let started_ns = clab_plan::stat_cache::now_ns();
+    let started_ns = clab_store::stat_cache::now_ns();
     let mut cache = None;
     let mut history = None;
     // Nothing to look up or store (`echo hi` without inputs): the store only keeps history.

@@ -75,7 +75,10 @@ impl Exit {
             Exit::Code(code) => format!("exit {code}"),
             Exit::Signal(signal) => format!("killed by signal {signal}"),
             Exit::TimedOut(after) => {
-                format!("timed out after {}", clab_syntax::format_duration(*after))
+                format!(
+                    "timed out after {}",
+                    clab_model::duration::format_duration(*after)
+                )
             }
             Exit::Interrupted => "interrupted".to_owned(),
         }

@@ -23,7 +23,7 @@ use clab_store::Digest;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-pub use clab_rules::PrefilterSet;
+use clab_rules::PrefilterSet;
 
 /// One finding as kept between runs: line, column, message, whether it is an error.
 pub type StoredFinding = (usize, usize, String, bool);

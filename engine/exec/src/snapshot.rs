@@ -33,12 +33,11 @@ use std::{
 };
 
 use clab_graph::{Graph, NodeId, NodeKind};
-use clab_plan::{
-    Planner,
-    inputs::IGNORE_FILES,
+use clab_plan::{Planner, inputs::IGNORE_FILES};
+use clab_store::{
+    Digest, Store,
     stat_cache::{FileStat, RACY_MARGIN_NS},
 };
-use clab_store::{Digest, Store};
 use rayon::prelude::*;
 
 use super::runner::Hit;

@@ -32,7 +32,9 @@ use std::{
 use miette::{NamedSource, SourceSpan};
 use serde::Deserialize;
 
-use super::{Error, ProviderKind, Settings, error::ConfigParseError, parse_duration};
+use clab_model::duration::parse_duration;
+
+use super::{Error, ProviderKind, Settings, error::ConfigParseError};
 
 /// The parsed user config file.
 #[derive(Debug, Clone, Default, PartialEq)]

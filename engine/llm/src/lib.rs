@@ -73,7 +73,7 @@ mod staged_output;
 
 pub use anthropic::Anthropic;
 pub use check::{Check, CheckOutcome, ShellCheck};
-pub use clab_model::llm_call::{CallOutcome, LlmCall};
+use clab_model::llm_call::{CallOutcome, LlmCall};
 pub use client::{Client, Exchange};
 pub use command::CommandProvider;
 pub use config_file::ConfigFile;
@@ -88,8 +88,9 @@ pub use provider::{
     BoxFuture, ChatRequest, Completion, Failure, Message, Provider, Role, build_provider,
 };
 pub use retry_policy::{RetryPolicy, parse_retry_after};
-pub use secret::{Secret, looks_like_api_key};
-pub use settings::{LlmConfig, ProviderKind, Settings, ai_enabled, parse_duration};
+pub use secret::Secret;
+use secret::looks_like_api_key;
+pub use settings::{LlmConfig, ProviderKind, Settings, ai_enabled};
 pub use staged_output::StagedOutput;
 
 #[cfg(test)]

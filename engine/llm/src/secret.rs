@@ -8,7 +8,7 @@
 use std::fmt;
 
 /// Moved down to the syntax stage, which rejects a literal key written in `tasks.kdl`.
-pub use clab_syntax::looks_like_api_key;
+pub(crate) use clab_syntax::looks_like_api_key;
 
 /// An API key (or any credential): never printed, never serialized.
 #[derive(Clone, PartialEq, Eq)]

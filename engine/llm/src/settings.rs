@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::{Error, looks_like_api_key};
 // One duration grammar: an LLM `timeout` reads as a task's `timeout` does (`1h30m`, no bare
 // numbers), wherever it is written (tasks.kdl, `CLAB_LLM_*`, the user's config file).
-pub use clab_syntax::parse_duration;
+use clab_model::duration::parse_duration;
 
 /// Which wire protocol to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

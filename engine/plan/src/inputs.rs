@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 
 use globset::{GlobSet, GlobSetBuilder};
 
-use super::stat_cache::{FileStat, RACY_MARGIN_NS, Sieve, StatCache, now_ns};
 use clab_store::Digest;
+use clab_store::stat_cache::{FileStat, RACY_MARGIN_NS, Sieve, StatCache, now_ns};
 
 use crate::path_pattern::{PathPattern, Pattern, compile_glob};
 
@@ -208,7 +208,7 @@ pub struct InputIndex {
 /// What [`WalkedInputs::hash_keeping`] kept: relative path → (hash, what was kept).
 pub type KeptTexts = HashMap<String, (Digest, KeptText), foldhash::fast::RandomState>;
 
-pub use super::stat_cache::KeptText;
+use clab_store::stat_cache::KeptText;
 
 /// The files an [`InputIndex`] will hold, found but not yet hashed
 /// ([`InputIndex::walk`]): the stat cache can load meanwhile.

@@ -45,7 +45,6 @@ pub mod reason;
 
 pub use self::plan::{Plan, PlanError};
 /// The stat cache lives in the store (`clab-store`); re-exported at its old path.
-pub use clab_store::stat_cache;
 pub use reason::Reason;
 
 use std::{
@@ -57,13 +56,15 @@ use serde::Serialize;
 
 use self::{
     cache_key::{KEY_VERSION, KeyParts},
-    inputs::{InputFile, InputIndex, KeptText, KeptTexts, WalkedInputs},
+    inputs::{InputFile, InputIndex, KeptTexts, WalkedInputs},
     llm_prompt::LlmLayers,
-    stat_cache::{Sieve, StatCache},
 };
 use clab_graph::{Graph, NodeId, NodeKind};
 use clab_rules::PrefilterSet;
-use clab_store::{Digest, Store};
+use clab_store::{
+    Digest, Store,
+    stat_cache::{KeptText, Sieve, StatCache},
+};
 
 /// A problem computing a key: an input that cannot be read, a glob the index refuses.
 pub type Error = inputs::Error;

@@ -11,7 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{cache_key::without_root, stat_cache::StatCache};
+use clab_store::stat_cache::StatCache;
+
+use super::cache_key::without_root;
 use clab_graph::{Graph, NodeId, NodeKind};
 use clab_llm::{ConfigFile, ContextBundle, Extract, LlmConfig, Settings};
 use clab_rules::{attached_rules, render_rules};

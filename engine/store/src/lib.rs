@@ -62,7 +62,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use byte_size::{ByteSize, SizeError};
 pub use cached_result::{CachedResult, OutputEntry, RestoreReport};
 pub use cas::Cas;
-pub use clab_model::llm_call::{CallOutcome, LlmCall};
+use clab_model::llm_call::{CallOutcome, LlmCall};
 pub use digest::Digest;
 pub use key_lock::KeyLock;
 pub use run_record::RunRecord;

@@ -41,7 +41,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use miette::{Diagnostic, NamedSource, SourceSpan};
 
 pub use self::{api_key::looks_like_api_key, kdl::parse_task_file};
-pub use clab_model::duration::{format_duration, parse_duration};
+use clab_model::duration::parse_duration;
 use clab_model::source::{SourceFile, Spanned};
 
 /// A parsed `tasks.kdl`.

@@ -15,8 +15,9 @@ use std::{
 
 use clab_graph::NodeId;
 use clab_llm::{
-    Check, Client, GenerateRequest, LimiterRegistry, LlmCall, ShellCheck, confine_output, generate,
+    Check, Client, GenerateRequest, LimiterRegistry, ShellCheck, confine_output, generate,
 };
+use clab_model::llm_call::LlmCall;
 use clab_plan::{
     Reason,
     llm_prompt::{self, LlmLayers, LlmPrompt},

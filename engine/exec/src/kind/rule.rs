@@ -12,9 +12,12 @@ use std::{
 };
 
 use clab_graph::{NodeId, NodeKind};
-use clab_plan::inputs::{InputFile, KeptText};
+use clab_plan::inputs::InputFile;
 use clab_rules::{CompiledRule, PrefilterSet, Severity};
-use clab_store::{Digest, stat_cache};
+use clab_store::{
+    Digest,
+    stat_cache::{self, KeptText},
+};
 
 use crate::{
     context::{Context, failed},
