@@ -1,8 +1,38 @@
-//! `Graph` → outcomes: the scheduler, processes, LLM calls and test reports.
+//! `Graph` → outcomes: the scheduler, processes, the node kinds and the run's events.
 //!
-//! [`run`] is the whole of `clab run` below the command line: open the cache, hash the
-//! inputs, schedule the nodes through the [`runner::Runner`], flush the stat cache and record
-//! the run in the history.
+//! ```text
+//! Graph + nodes ──run──▶ store opened, inputs walked and hashed (Planner)
+//!   ──scheduler (blind to node kinds)──▶ Runner: key → lookup → lock → restore | Kind::run → store
+//!   ──▶ Summary, Events (to the cli's reporters), history row, no-op snapshot
+//! ```
+//!
+//! # Purpose
+//!
+//! The execution stage: [`run`] is the whole of `clab run` below the command line — open the
+//! cache, hash the inputs, schedule the nodes through the [`runner::Runner`], flush the stat
+//! cache and record the run in the history. When nothing changed since an all-cached run, the
+//! no-op [`snapshot`] answers instead.
+//!
+//! # In
+//!
+//! A [`clab_graph::Graph`], the nodes to run (a closure, in dependency order), [`RunOptions`],
+//! an [`event::Reporter`] and an interrupt flag.
+//!
+//! # Out
+//!
+//! An [`event::Summary`], and every [`event::Event`] of the run sent to the reporter: the
+//! engine never prints, the cli renders.
+//!
+//! # Invariants
+//!
+//! - The [`scheduler`] knows the graph's shape, not what nodes do; the [`runner::Runner`]
+//!   knows the cache protocol, not what nodes do; each [`kind::Kind`] knows one kind of work.
+//! - Every command runs in its own process group ([`process`]); when [`run`] returns nothing
+//!   it started is left running.
+//! - A failure is never stored; a result is stored only after its outputs and log are in the
+//!   CAS (the store checks).
+//! - Depends on model, syntax, rules, graph, llm, reports, plan and store — never on watch or
+//!   the cli.
 
 use clab_llm as llm;
 use clab_reports::{coverage, junit};

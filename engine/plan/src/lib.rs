@@ -10,7 +10,7 @@
 //!
 //! The plan stage: the [`Planner`] hashes inputs once for the whole run
 //! ([`inputs::InputIndex`], one walk, each file hashed once through the
-//! [`stat_cache::StatCache`]) and turns a node plus its dependencies' output digests into
+//! [`clab_store::stat_cache::StatCache`]) and turns a node plus its dependencies' output digests into
 //! [`cache_key::KeyParts`]. Keys are computed when a node becomes ready, because early cutoff
 //! needs the digests of what its dependencies actually wrote; `--dry-run` and `explain`
 //! predict them from the cache instead ([`Planner::predict`]), and [`explain`] words what

@@ -1,11 +1,20 @@
 //! Watch mode: file events → debounce → affected subgraph → re-plan, keeping the last good graph.
 //!
+//! # Purpose
+//!
+//! `clab watch` below the command line: run the targets, then rerun what each save affects,
+//! restart persistent services, reload tasks.kdl and the rules when they change.
+//!
+//! # In and out
+//!
 //! In: a [`Project`], its loaded [`Graph`] and the target names, [`WatchOptions`], an
 //! [`Observer`] (the cli) and a shutdown flag (Ctrl-C, SIGTERM). Out: [`Notice`]s and the
 //! reporters' events while it runs; [`Stopped`] when the shutdown flag turns true, or a critical
 //! [`Error`] when the file watcher cannot start.
 //!
-//! Theory of operation, as workers on channels:
+//! # Theory of operation
+//!
+//! As workers on channels:
 //! - The **fs worker** is notify's watcher behind `notify-debouncer-full` (or its `PollWatcher`
 //!   with `--poll`). It sends each debounced batch into a channel. It watches the root itself
 //!   non-recursively and each top-level directory recursively, leaving out `.git/`, the cache
@@ -31,8 +40,13 @@
 //! Errors are split as in watchexec: a critical [`Error`] ends watching (the watcher cannot
 //! start); a [`RuntimeError`] is reported as a notice and watching goes on.
 //!
-//! Invariants: the main loop never blocks on a run or a service; when [`watch`] returns, no
+//! # Invariants
+//!
+//! The main loop never blocks on a run or a service; when [`watch`] returns, no
 //! run and no service is left running, and every process group it started has been reaped.
+//! Paths are matched with the planner's own pattern type ([`clab_plan::path_pattern`]), so a
+//! file is an input to watch mode exactly when it is one to a run. Depends on graph, plan,
+//! store and exec among clab's crates; nothing depends on it but the cli.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
