@@ -76,6 +76,8 @@ pub mod remote_stats;
 pub mod remote_url;
 pub mod secret;
 pub mod signing;
+#[cfg(feature = "test-servers")]
+pub mod test_servers;
 pub mod uploader;
 pub mod warning;
 

@@ -86,19 +86,20 @@ impl RemoteUrl {
         if url.password().is_some() {
             let _ = url.set_password(Some(REDACTED));
         }
-        if url.query().is_some() {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if PUBLIC_QUERY.contains(&k.as_ref()) {
-                        v.into_owned()
+        if let Some(query) = url.query().map(str::to_owned) {
+            // Rebuilt by hand, not re-encoded: public values print as they were written.
+            let redacted: Vec<String> = query
+                .split('&')
+                .map(|pair| {
+                    let (name, _) = pair.split_once('=').unwrap_or((pair, ""));
+                    if PUBLIC_QUERY.contains(&decode(name).as_str()) {
+                        pair.to_owned()
                     } else {
-                        REDACTED.to_owned()
-                    };
-                    (k.into_owned(), v)
+                        format!("{name}={REDACTED}")
+                    }
                 })
                 .collect();
-            url.query_pairs_mut().clear().extend_pairs(pairs);
+            url.set_query(Some(&redacted.join("&")));
         }
         url.set_fragment(None);
         url.to_string().replace("%2A%2A%2A%2A", REDACTED)

@@ -1,6 +1,6 @@
-//! Object stores through Apache OpenDAL: S3 (and compatible stores), Redis, Google Cloud
-//! Storage, Azure Blob Storage and the GitHub Actions cache, each one Cargo feature of OpenDAL
-//! (`services-*`, default features off).
+//! Object stores through Apache OpenDAL: S3 (and compatible stores), Google Cloud Storage,
+//! Azure Blob Storage and the GitHub Actions cache, each one Cargo feature of OpenDAL
+//! (`services-*`, default features off). Redis has its own module ([`super::redis`]).
 //!
 //! In: the URL and the environment. Objects live at `<root>/ac/<key>` and
 //! `<root>/cas/<digest>`, where the root is the URL's path (`s3://bucket/clab` → `clab/`):
@@ -10,10 +10,6 @@
 //!   Credentials: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`); without
 //!   `AWS_ACCESS_KEY_ID`, OpenDAL's default AWS chain (web identity, profile, instance
 //!   metadata). Path-style requests, which every S3-compatible server answers.
-//! - `redis://[user:password@]host[:port][/db]` (`rediss://` for TLS): keys
-//!   `clab/ac/<key>` and `clab/cas/<digest>` in database `db` (default 0); the password may
-//!   also come from `REDIS_PASSWORD` (user `REDIS_USERNAME`). Values are whole blobs (`SET`),
-//!   so mind Redis's 512 MB limit per value and its memory.
 //! - `gs://bucket[/root]`: credentials as OpenDAL's GCS service finds them
 //!   (`GOOGLE_APPLICATION_CREDENTIALS`, …). Untested here.
 //! - `azblob://container[/root]?endpoint=URL`: `AZURE_STORAGE_CONNECTION_STRING`, or
@@ -43,7 +39,7 @@ pub struct DalBackend {
 }
 
 impl DalBackend {
-    /// The backend for `url` (scheme `s3`, `redis`, `rediss`, `gs`, `azblob` or `ghac`).
+    /// The backend for `url` (scheme `s3`, `gs`, `azblob` or `ghac`).
     pub fn new(
         url: &RemoteUrl,
         env: &Env,
@@ -60,8 +56,25 @@ impl DalBackend {
     }
 
     fn error(&self, error: opendal::Error) -> BackendError {
-        BackendError::Transport(self.scrubber.scrub(&error.to_string()))
+        BackendError::Transport(describe_dal(&error, &self.scrubber))
     }
+}
+
+/// An OpenDAL error as a short line: its kind, its message and its causes ("Unexpected: send
+/// http request: error sending request: … Connection refused"), without the context map
+/// (request URL, path, range) that makes OpenDAL's own text long; scrubbed.
+fn describe_dal(error: &opendal::Error, scrubber: &Scrubber) -> String {
+    let mut text = format!("{}: {}", error.kind(), error.message());
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    scrubber.scrub(&text)
 }
 
 /// The bucket or container (the URL's host) and the root (its path, `/`-terminated).
@@ -113,33 +126,6 @@ fn operator(url: &RemoteUrl, env: &Env) -> Result<Operator, opendal::Error> {
                 if let Some(token) = var("AWS_SESSION_TOKEN") {
                     builder = builder.session_token(&token);
                 }
-            }
-            Operator::new(builder)
-        }
-        "redis" | "rediss" => {
-            let host = url.url().host_str().unwrap_or("127.0.0.1");
-            let port = url.url().port().unwrap_or(6379);
-            let db = url
-                .url()
-                .path()
-                .trim_matches('/')
-                .parse::<i64>()
-                .unwrap_or(0);
-            let scheme = url.scheme();
-            let mut builder = opendal::services::Redis::default()
-                .endpoint(&format!("{scheme}://{host}:{port}"))
-                .db(db)
-                .root("/clab/");
-            let user = url.username().or_else(|| var("REDIS_USERNAME"));
-            let password = url
-                .password()
-                .map(|p| p.expose().to_owned())
-                .or_else(|| var("REDIS_PASSWORD"));
-            if let Some(user) = user {
-                builder = builder.username(&user);
-            }
-            if let Some(password) = password {
-                builder = builder.password(&password);
             }
             Operator::new(builder)
         }
@@ -256,8 +242,6 @@ mod tests {
         env.set("ACTIONS_RUNTIME_TOKEN", "token");
         for url in [
             "s3://bucket/clab?endpoint=http://127.0.0.1:1&region=r",
-            "redis://127.0.0.1:1/2",
-            "rediss://user:pw@127.0.0.1:1",
             "gs://bucket/clab",
             "azblob://container/clab?endpoint=http://127.0.0.1:1",
             "ghac://v1",

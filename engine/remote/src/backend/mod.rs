@@ -7,7 +7,7 @@
 //! | `http(s)://host/prefix` | Bazel's HTTP cache layout: `GET/PUT/HEAD prefix/ac/KEY`, `prefix/cas/DIGEST` | [`http`] (reqwest) |
 //! | `turbo+http(s)://host[/prefix]` | Turborepo remote cache API v8, `/v8/artifacts/:hash` | [`turbo`] (reqwest) |
 //! | `s3://bucket/prefix?endpoint=URL&region=R` | S3 and compatible stores | [`dal`] (OpenDAL `services-s3`) |
-//! | `redis://[:password@]host:port/db` (`rediss://` for TLS) | Redis `GET`/`SET` | [`dal`] (OpenDAL `services-redis`) |
+//! | `redis://[:password@]host:port/db` (`rediss://` for TLS) | Redis `GET`/`SET`/`EXISTS` | [`redis`] (the redis crate) |
 //! | `gs://bucket/prefix` | Google Cloud Storage | [`dal`] (OpenDAL `services-gcs`), untested here |
 //! | `azblob://container/prefix?endpoint=URL` | Azure Blob Storage | [`dal`] (OpenDAL `services-azblob`), untested here |
 //! | `ghac://prefix` | the GitHub Actions cache | [`dal`] (OpenDAL `services-ghac`), untested here |
@@ -27,6 +27,7 @@
 pub mod dal;
 pub mod http;
 pub mod memory;
+pub mod redis;
 pub mod turbo;
 
 use std::collections::BTreeMap;
@@ -256,7 +257,13 @@ pub fn open(
             client,
             scrubber.clone(),
         )?),
-        "s3" | "redis" | "rediss" | "gs" | "azblob" | "ghac" => {
+        "redis" | "rediss" => Arc::new(self::redis::RedisBackend::new(
+            url,
+            env,
+            timeouts,
+            scrubber.clone(),
+        )?),
+        "s3" | "gs" | "azblob" | "ghac" => {
             Arc::new(dal::DalBackend::new(url, env, client, scrubber.clone())?)
         }
         other => return Err(OpenError(format!("unsupported scheme `{other}`"))),
