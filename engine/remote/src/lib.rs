@@ -91,7 +91,9 @@ pub use remote_config::{
 pub use remote_stats::RemoteStats;
 pub use remote_url::RemoteUrl;
 pub use secret::Secret;
-pub use signing::{KeyError, PublicKey, SigningKey, TrustedKeys, public_key_line};
+pub use signing::{
+    KeyError, PublicKey, SigningKey, TrustedKeys, public_key_from_env, public_key_line,
+};
 pub use uploader::{FlushReport, Uploader};
 pub use warning::Warning;
 

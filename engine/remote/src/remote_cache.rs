@@ -642,6 +642,111 @@ mod tests {
         assert_eq!(remote.stats().upload_abandoned, report.abandoned + 1);
     }
 
+    /// A backend whose puts take a while and that records how many ran at once.
+    #[derive(Debug, Default)]
+    struct Slow {
+        inner: MemoryBackend,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        /// Manifests put before one of their blobs was there.
+        early_manifests: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Backend for Slow {
+        fn get(
+            &self,
+            name: ObjectName,
+        ) -> crate::backend::BoxFuture<'_, Result<Option<Bytes>, crate::BackendError>> {
+            self.inner.get(name)
+        }
+
+        fn put(
+            &self,
+            name: ObjectName,
+            bytes: Bytes,
+        ) -> crate::backend::BoxFuture<'_, Result<(), crate::BackendError>> {
+            use std::sync::atomic::Ordering;
+            Box::pin(async move {
+                if name.namespace() == crate::backend::Namespace::Ac {
+                    let objects = self.inner.objects();
+                    let manifest = Manifest::parse(&bytes).unwrap();
+                    if manifest
+                        .blobs()
+                        .unwrap()
+                        .keys()
+                        .any(|d| !objects.contains_key(&format!("cas/{d}")))
+                    {
+                        self.early_manifests.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+                let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+                self.most.fetch_max(now, Ordering::AcqRel);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.inner.put(name, bytes).await
+            })
+        }
+
+        fn exists(
+            &self,
+            name: ObjectName,
+        ) -> crate::backend::BoxFuture<'_, Result<bool, crate::BackendError>> {
+            self.inner.exists(name)
+        }
+    }
+
+    #[test]
+    fn uploads_stay_within_the_parallelism_bound_and_write_manifests_last() {
+        let slow = Arc::new(Slow::default());
+        let mut config = RemoteConfig::new(None);
+        config.parallelism = 3;
+        let remote =
+            RemoteCache::with_backend(config, Arc::clone(&slow) as Arc<dyn Backend>).unwrap();
+        let project = project();
+        // Six entries of ten distinct blobs each.
+        let mut results = Vec::new();
+        for entry in 0..6 {
+            let outputs = (0..10)
+                .map(|i| {
+                    let rel = format!("gen/{entry}/{i}.txt");
+                    let path = project.dir.path().join(&rel);
+                    fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    fs::write(&path, format!("{entry}-{i}")).unwrap();
+                    project
+                        .store
+                        .store_output(project.dir.path(), &rel)
+                        .unwrap()
+                })
+                .collect();
+            results.push(CachedResult::new(
+                format!("t{entry}"),
+                "ok",
+                1,
+                outputs,
+                None,
+            ));
+        }
+        let started = Instant::now();
+        for (entry, result) in results.iter().enumerate() {
+            remote.upload(&format!("key{entry}"), result, project.store.cas());
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "upload blocked"
+        );
+        let stats = remote.finish(deadline());
+        assert_eq!((stats.entries_up, stats.blobs_up), (6, 60), "{stats:?}");
+        let most = slow.most.load(std::sync::atomic::Ordering::Acquire);
+        assert!((2..=3).contains(&most), "{most} transfers at once");
+        assert_eq!(
+            slow.early_manifests
+                .load(std::sync::atomic::Ordering::Acquire),
+            0,
+            "a manifest went up before its blobs"
+        );
+        assert_eq!(slow.inner.objects().len(), 66);
+    }
+
     #[test]
     fn fetch_never_touches_unsafe_keys() {
         let backend = Arc::new(MemoryBackend::new());

@@ -137,6 +137,15 @@ pub fn public_key_line(signing_key_text: &str) -> Result<String, KeyError> {
         .to_string())
 }
 
+/// The public key of this process's `CLAB_CACHE_SIGNING_KEY` as one line, or `None` when the
+/// variable is unset or empty.
+pub fn public_key_from_env() -> Result<Option<String>, KeyError> {
+    match std::env::var(SIGNING_KEY_ENV) {
+        Ok(text) if !text.trim().is_empty() => public_key_line(&text).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// An ed25519 public key, printed and parsed as `ed25519:<base64 of 32 bytes>`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey(ed25519_dalek::VerifyingKey);

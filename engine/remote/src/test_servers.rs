@@ -123,10 +123,12 @@ impl fmt::Debug for TestServer {
     }
 }
 
-/// Where `binary` is on `PATH`.
+/// Where `binary` is on `PATH`, or in an `sbin` directory (nginx lives in `/usr/sbin`, which
+/// is not on every user's `PATH`).
 pub fn find_binary(binary: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(binary))
         .find(|candidate| {
             fs::metadata(candidate)

@@ -449,11 +449,88 @@ fn a_missing_server_binary_fails_with_an_install_hint() {
         .to_string(),
         "nginx not found: apt-get install -y nginx"
     );
-    let panicked = std::panic::catch_unwind(|| {
-        started(Err(ServerError::NotInstalled {
-            binary: "redis-server",
-            hint: ServerKind::Redis.install_hint(),
-        }))
+}
+
+/// A server on a thread that accepts connections and answers each request with `reply`
+/// (or never, for `None`); returns its port.
+fn fake_http_server(reply: Option<&'static str>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(64) {
+            let Ok(mut stream) = stream else { break };
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            match reply {
+                Some(reply) => {
+                    let _ = stream.write_all(reply.as_bytes());
+                }
+                // Keep the connection open and say nothing.
+                None => held.push(stream),
+            }
+        }
     });
-    assert!(panicked.is_err());
+    port
+}
+
+#[test]
+fn a_server_answering_errors_is_unavailable_after_three_calls() {
+    let port = fake_http_server(Some(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    ));
+    let mut config = RemoteConfig::new(Some(
+        RemoteUrl::parse(&format!("http://127.0.0.1:{port}/cache")).unwrap(),
+    ));
+    config.timeouts = Timeouts {
+        connect: Duration::from_secs(1),
+        request: Duration::from_secs(2),
+    };
+    let reader = RemoteCache::from_config(config).unwrap().unwrap();
+    let (_other, store) = checkout();
+    for _ in 0..5 {
+        assert_eq!(
+            reader.fetch(KEY, &store),
+            Fetch::Miss(MissReason::Unavailable)
+        );
+    }
+    let stats = reader.finish(deadline());
+    assert!(stats.circuit_open && stats.failures == 3, "{stats:?}");
+    let warnings = reader.warnings();
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].to_string().contains("503"), "{}", warnings[0]);
+}
+
+#[test]
+fn a_silent_server_times_out_and_is_given_up_on() {
+    let port = fake_http_server(None);
+    let mut config = RemoteConfig::new(Some(
+        RemoteUrl::parse(&format!("http://127.0.0.1:{port}/cache")).unwrap(),
+    ));
+    config.timeouts = Timeouts {
+        connect: Duration::from_millis(500),
+        request: Duration::from_millis(500),
+    };
+    let reader = RemoteCache::from_config(config).unwrap().unwrap();
+    let (_other, store) = checkout();
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(
+            reader.fetch(KEY, &store),
+            Fetch::Miss(MissReason::Unavailable)
+        );
+    }
+    let elapsed = started.elapsed();
+    // Three timed-out calls, then none.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert!(reader.stats().circuit_open);
+    let warnings = reader.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].to_string().contains("timed out"),
+        "{}",
+        warnings[0]
+    );
 }
