@@ -335,4 +335,34 @@ mod tests {
         let err = config(&CacheSettings::default(), &[(REMOTE_CACHE_ENV, "::nope")]).unwrap_err();
         assert!(matches!(err, ConfigError::BadUrl { .. }), "{err:?}");
     }
+
+    #[test]
+    fn config_diagnostics() {
+        let with_password = CacheSettings {
+            remote: Some("https://ci:hunter2-pass@cache.example".into()),
+            ..CacheSettings::default()
+        };
+        let unsupported = config(
+            &CacheSettings::default(),
+            &[(REMOTE_CACHE_ENV, "ftp://u:secret-pw@x/y")],
+        )
+        .map(crate::RemoteCache::from_config)
+        .unwrap()
+        .unwrap_err();
+        let errors = [
+            config(&with_password, &[]).unwrap_err(),
+            config(
+                &CacheSettings::default(),
+                &[(REMOTE_CACHE_ENV, "cache.example.com")],
+            )
+            .unwrap_err(),
+            unsupported,
+            config(&CacheSettings::default(), &[(SIGNING_KEY_ENV, "c2hvcnQ=")]).unwrap_err(),
+            config(&CacheSettings::default(), &[(TRUSTED_KEYS_ENV, "AAAA")]).unwrap_err(),
+            config(&CacheSettings::default(), &[(READ_ONLY_ENV, "maybe")]).unwrap_err(),
+        ];
+        let rendered: String = errors.iter().map(|e| crate::render::both(e)).collect();
+        assert!(!rendered.contains("hunter2") && !rendered.contains("secret-pw"));
+        insta::assert_snapshot!(rendered);
+    }
 }

@@ -115,4 +115,35 @@ mod tests {
         assert_eq!(json["warning"], "rejected");
         assert_eq!(json["reason"]["reason"], "blob_mismatch");
     }
+
+    #[test]
+    fn warning_diagnostics() {
+        let digest = clab_store::Digest::of_bytes(b"x");
+        let warnings = [
+            Warning::Unavailable {
+                url: "https://****:****@cache.example.com/clab".into(),
+                cause:
+                    "error sending request: tcp connect error: Connection refused (os error 111)"
+                        .into(),
+                failures: 3,
+                gave_up: true,
+            },
+            Warning::Rejected {
+                key: "3b7e4d2a".into(),
+                task: Some("build".into()),
+                reason: MissReason::BlobMismatch { digest },
+            },
+            Warning::Rejected {
+                key: "3b7e4d2a".into(),
+                task: None,
+                reason: MissReason::BadSignature,
+            },
+            Warning::LocalStore {
+                key: "3b7e4d2a".into(),
+                cause: "cannot create `/tmp/x/.clab/cas/ab`".into(),
+            },
+        ];
+        let rendered: String = warnings.iter().map(|w| crate::render::both(w)).collect();
+        insta::assert_snapshot!(rendered);
+    }
 }
