@@ -25,6 +25,8 @@ pub(crate) enum CallError {
     Unavailable,
     /// The object was rejected by a protocol check (text scrubbed).
     Integrity(String),
+    /// The server refused a write (text scrubbed).
+    WriteDenied,
 }
 
 /// The backend with its guards and the run's shared state.
@@ -37,6 +39,8 @@ pub(crate) struct Client {
     stats: Mutex<RemoteStats>,
     warnings: Mutex<Vec<Warning>>,
     known: Mutex<HashSet<Digest>>,
+    /// The first refused write's cause, for the one warning about it.
+    write_denied: Mutex<Option<String>>,
 }
 
 impl Client {
@@ -54,6 +58,7 @@ impl Client {
             stats: Mutex::new(RemoteStats::default()),
             warnings: Mutex::new(Vec::new()),
             known: Mutex::new(HashSet::new()),
+            write_denied: Mutex::new(None),
         }
     }
 
@@ -74,6 +79,13 @@ impl Client {
             Ok(Err(error)) if error.is_outage() => {
                 self.breaker.failure(&error.to_string());
                 Err(CallError::Unavailable)
+            }
+            Ok(Err(BackendError::WriteDenied(cause))) => {
+                let mut denied = self.write_denied.lock().unwrap_or_else(|e| e.into_inner());
+                if denied.is_none() {
+                    *denied = Some(cause);
+                }
+                Err(CallError::WriteDenied)
             }
             Ok(Err(error)) => Err(CallError::Integrity(error.to_string())),
             Err(_) => {
@@ -107,13 +119,25 @@ impl Client {
             .push(warning);
     }
 
-    /// The warnings so far: those recorded, then at most one about unavailability.
+    /// The warnings so far: those recorded, then at most one about refused writes and one about
+    /// unavailability.
     pub(crate) fn warnings(&self) -> Vec<Warning> {
         let mut warnings = self
             .warnings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        if let Some(cause) = self
+            .write_denied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            warnings.push(Warning::WriteDenied {
+                url: self.url.redacted(),
+                cause,
+            });
+        }
         if let Some(outage) = self.breaker.outage() {
             warnings.push(Warning::Unavailable {
                 url: self.url.redacted(),

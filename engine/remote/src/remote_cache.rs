@@ -283,7 +283,9 @@ async fn fetch_manifest(
     let bytes = match client.call(client.backend.get(name)).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err((MissReason::NotFound, None)),
-        Err(CallError::Unavailable) => return Err((MissReason::Unavailable, None)),
+        Err(CallError::Unavailable | CallError::WriteDenied) => {
+            return Err((MissReason::Unavailable, None));
+        }
         Err(CallError::Integrity(_)) => return Err((MissReason::BadSignature, None)),
     };
     client.stats_mut().bytes_down += bytes.len() as u64;
@@ -343,7 +345,9 @@ async fn fetch_blob(
     {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err(MissReason::BlobMissing { digest }),
-        Err(CallError::Unavailable) => return Err(MissReason::Unavailable),
+        Err(CallError::Unavailable | CallError::WriteDenied) => {
+            return Err(MissReason::Unavailable);
+        }
         Err(CallError::Integrity(_)) => return Err(MissReason::BlobMismatch { digest }),
     };
     {
@@ -745,6 +749,78 @@ mod tests {
             "a manifest went up before its blobs"
         );
         assert_eq!(slow.inner.objects().len(), 66);
+    }
+
+    /// A backend that serves reads from a memory backend and refuses every write.
+    #[derive(Debug, Default)]
+    struct NoWrites(MemoryBackend);
+
+    impl Backend for NoWrites {
+        fn get(
+            &self,
+            name: ObjectName,
+        ) -> crate::backend::BoxFuture<'_, Result<Option<Bytes>, crate::BackendError>> {
+            self.0.get(name)
+        }
+
+        fn put(
+            &self,
+            name: ObjectName,
+            _: Bytes,
+        ) -> crate::backend::BoxFuture<'_, Result<(), crate::BackendError>> {
+            Box::pin(async move { Err(crate::BackendError::status("PUT", &name, 403)) })
+        }
+
+        fn exists(
+            &self,
+            name: ObjectName,
+        ) -> crate::backend::BoxFuture<'_, Result<bool, crate::BackendError>> {
+            self.0.exists(name)
+        }
+    }
+
+    #[test]
+    fn refused_writes_warn_once_and_reads_go_on() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        upload(&remote(&backend, |_| {}), &project);
+        let refusing = Arc::new(NoWrites::default());
+        for (path, bytes) in backend.objects() {
+            refusing.0.set(&path, bytes);
+        }
+        let remote = RemoteCache::with_backend(
+            RemoteConfig::new(None),
+            Arc::clone(&refusing) as Arc<dyn Backend>,
+        )
+        .unwrap();
+        let mut other = project.result.clone();
+        other.duration_ms = 7;
+        for key in ["k2", "k3", "k4", "k5"] {
+            let (_dir, store) = empty_store();
+            store.put_log(b"fresh").unwrap();
+            let fresh =
+                CachedResult::new("t", "ok", 1, vec![], Some(store.put_log(b"fresh").unwrap()));
+            remote.upload(key, &fresh, store.cas());
+            remote.uploader().pending();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (_dir, store) = empty_store();
+        assert!(
+            matches!(remote.fetch("k1", &store), Fetch::Hit(_)),
+            "reads go on"
+        );
+        let stats = remote.finish(deadline());
+        assert_eq!(
+            (stats.upload_failed, stats.circuit_open),
+            (4, false),
+            "{stats:?}"
+        );
+        let warnings = remote.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            matches!(warnings[0], Warning::WriteDenied { .. }),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -150,18 +150,18 @@ impl TestServer {
     /// on;`), one process (`master_process off`, so killing it stops it), data in
     /// `<dir>/data/cache/`.
     pub fn nginx() -> Result<TestServer, ServerError> {
-        TestServer::start(ServerKind::Nginx, None)
+        TestServer::start(ServerKind::Nginx, None, false)
     }
 
     /// redis-server with `--save '' --appendonly no`.
     pub fn redis() -> Result<TestServer, ServerError> {
-        TestServer::start(ServerKind::Redis, None)
+        TestServer::start(ServerKind::Redis, None, false)
     }
 
     /// moto's S3 server with the bucket [`MOTO_BUCKET`]; [`env`](Self::env) holds test
     /// `AWS_*` credentials (moto accepts any).
     pub fn moto() -> Result<TestServer, ServerError> {
-        let server = TestServer::start(ServerKind::Moto, None)?;
+        let server = TestServer::start(ServerKind::Moto, None, false)?;
         let (status, _) = server.http("PUT", &format!("/{MOTO_BUCKET}"))?;
         if status != 200 {
             return Err(ServerError::Protocol(format!(
@@ -175,10 +175,19 @@ impl TestServer {
     /// `signature_key`, the server keeps artifact tags (and requires them on reads), and
     /// [`env`](Self::env) gives the client the same key.
     pub fn turbo(signature_key: Option<&str>) -> Result<TestServer, ServerError> {
-        TestServer::start(ServerKind::Turbo, signature_key)
+        TestServer::start(ServerKind::Turbo, signature_key, false)
     }
 
-    fn start(kind: ServerKind, signature_key: Option<&str>) -> Result<TestServer, ServerError> {
+    /// turborepo-remote-cache with `READ_ONLY=true`: it answers 403 to every upload.
+    pub fn turbo_read_only() -> Result<TestServer, ServerError> {
+        TestServer::start(ServerKind::Turbo, None, true)
+    }
+
+    fn start(
+        kind: ServerKind,
+        signature_key: Option<&str>,
+        read_only: bool,
+    ) -> Result<TestServer, ServerError> {
         let binary = find_binary(kind.binary()).ok_or(ServerError::NotInstalled {
             binary: kind.binary(),
             hint: kind.install_hint(),
@@ -186,7 +195,7 @@ impl TestServer {
         // A port found free can be taken before the server binds it: try a few.
         let mut last = None;
         for _ in 0..3 {
-            match TestServer::start_once(kind, &binary, signature_key) {
+            match TestServer::start_once(kind, &binary, signature_key, read_only) {
                 Ok(server) => return Ok(server),
                 Err(e @ ServerError::Start { .. }) => last = Some(e),
                 Err(e) => return Err(e),
@@ -199,6 +208,7 @@ impl TestServer {
         kind: ServerKind,
         binary: &Path,
         signature_key: Option<&str>,
+        read_only: bool,
     ) -> Result<TestServer, ServerError> {
         let dir = tempfile::Builder::new()
             .prefix("clab-test-server-")
@@ -275,6 +285,7 @@ impl TestServer {
                     .env("STORAGE_PATH_USE_TMP_FOLDER", "false")
                     .env("TURBO_TOKEN", TURBO_TOKEN)
                     .env("LOG_LEVEL", "warn")
+                    .env("READ_ONLY", if read_only { "true" } else { "false" })
                     .env_remove("TURBO_REMOTE_CACHE_SIGNATURE_KEY");
                 env = vec![
                     ("TURBO_TOKEN".to_owned(), TURBO_TOKEN.to_owned()),

@@ -110,7 +110,7 @@ impl Uploader {
     }
 
     /// Waits until every upload handed over so far is done or `deadline` passes, then refuses
-    /// further uploads. Blocks the calling thread (not a runtime's). Uploads still running at
+    /// further uploads (a second call adds nothing to the counts). Blocks the calling thread (not a runtime's). Uploads still running at
     /// the deadline are counted as abandoned; they go on until the remote cache is dropped.
     pub fn flush(&self, deadline: Instant) -> FlushReport {
         let started = Instant::now();
@@ -120,10 +120,12 @@ impl Uploader {
             let _ = tokio::time::timeout_at(deadline, receiver.wait_for(|n| *n == 0)).await;
         });
         let _ = waited;
-        self.closed.store(true, Ordering::Release);
+        let first = !self.closed.swap(true, Ordering::AcqRel);
         let abandoned = self.pending() as u64;
         let mut stats = self.client.stats_mut();
-        stats.upload_abandoned += abandoned;
+        if first {
+            stats.upload_abandoned += abandoned;
+        }
         stats.flush_ms += started.elapsed().as_millis() as u64;
         FlushReport {
             uploaded: stats.entries_up,

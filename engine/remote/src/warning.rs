@@ -34,6 +34,23 @@ pub enum Warning {
         gave_up: bool,
     },
 
+    /// The server refused uploads (at most one such warning per run); reads went on.
+    #[error("remote cache `{url}` refused an upload: {cause}")]
+    #[diagnostic(
+        code(clab::remote::write_denied),
+        severity(Warning),
+        help(
+            "a job that may not write should set CLAB_REMOTE_CACHE_READ_ONLY=1 \
+             (or `read-only #true` in tasks.kdl)"
+        )
+    )]
+    WriteDenied {
+        /// The remote's URL, redacted.
+        url: String,
+        /// The first refusal, scrubbed.
+        cause: String,
+    },
+
     /// An entry failed an integrity check (a blob that does not match its digest, a bad
     /// signature, a broken manifest): someone tampered with the remote, or it is damaged.
     #[error("remote cache entry `{key}`{} was rejected: {reason}", task_text(task))]
@@ -141,6 +158,10 @@ mod tests {
             Warning::LocalStore {
                 key: "3b7e4d2a".into(),
                 cause: "cannot create `/tmp/x/.clab/cas/ab`".into(),
+            },
+            Warning::WriteDenied {
+                url: "turbo+https://cache.example.com".into(),
+                cause: "the server answered 403 to PUT `cas/3ae7d805f678`".into(),
             },
         ];
         let rendered: String = warnings.iter().map(|w| crate::render::both(w)).collect();

@@ -421,6 +421,33 @@ fn turbo_artifact_tags_are_written_and_verified() {
     assert_eq!(wrong.warnings().len(), 1);
 }
 
+/// A server that refuses uploads (turborepo-remote-cache's `READ_ONLY`) costs one warning
+/// and does not stop reads.
+#[test]
+fn a_server_refusing_writes_warns_once_and_reads_go_on() {
+    let server = started(TestServer::turbo_read_only());
+    let project = project();
+    let remote = remote(&server, |_| {});
+    for n in 0..4 {
+        let mut result = project.result.clone();
+        result.duration_ms = n;
+        remote.upload(&format!("{KEY}{n}"), &result, project.store.cas());
+    }
+    let stats = remote.finish(deadline());
+    assert_eq!((stats.upload_failed, stats.entries_up), (4, 0), "{stats:?}");
+    assert!(!stats.circuit_open, "{stats:?}");
+    // Four refused uploads later, reads still reach the server.
+    let (_other, store) = checkout();
+    assert_eq!(remote.fetch(KEY, &store), Fetch::Miss(MissReason::NotFound));
+    let warnings = remote.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        matches!(warnings[0], Warning::WriteDenied { .. }),
+        "{warnings:?}"
+    );
+    assert_eq!(server.object_count().unwrap(), 0);
+}
+
 /// A missing server binary is a failure that says how to install it.
 #[test]
 fn a_missing_server_binary_fails_with_an_install_hint() {

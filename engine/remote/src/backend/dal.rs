@@ -191,11 +191,13 @@ impl Backend for DalBackend {
 
     fn put(&self, name: ObjectName, bytes: Bytes) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            self.operator
-                .write(&name.path(), bytes)
-                .await
-                .map(|_| ())
-                .map_err(|e| self.error(e))
+            match self.operator.write(&name.path(), bytes).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                    Err(BackendError::WriteDenied(describe_dal(&e, &self.scrubber)))
+                }
+                Err(e) => Err(self.error(e)),
+            }
         })
     }
 

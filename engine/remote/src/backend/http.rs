@@ -111,11 +111,7 @@ impl Backend for HttpBackend {
                     let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
                     Ok(Some(bytes))
                 }
-                status => Err(BackendError::Status {
-                    op: "GET",
-                    object: name.path(),
-                    status: status.as_u16(),
-                }),
+                status => Err(BackendError::status("GET", &name, status.as_u16())),
             }
         })
     }
@@ -132,11 +128,11 @@ impl Backend for HttpBackend {
             if response.status().is_success() {
                 Ok(())
             } else {
-                Err(BackendError::Status {
-                    op: "PUT",
-                    object: name.path(),
-                    status: response.status().as_u16(),
-                })
+                Err(BackendError::status(
+                    "PUT",
+                    &name,
+                    response.status().as_u16(),
+                ))
             }
         })
     }
@@ -151,11 +147,7 @@ impl Backend for HttpBackend {
             match response.status() {
                 StatusCode::NOT_FOUND => Ok(false),
                 status if status.is_success() => Ok(true),
-                status => Err(BackendError::Status {
-                    op: "HEAD",
-                    object: name.path(),
-                    status: status.as_u16(),
-                }),
+                status => Err(BackendError::status("HEAD", &name, status.as_u16())),
             }
         })
     }

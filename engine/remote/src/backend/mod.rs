@@ -132,13 +132,33 @@ pub enum BackendError {
     /// artifact whose `x-artifact-tag` does not verify): not an outage, a rejected object.
     #[error("{0}")]
     Integrity(String),
+    /// The server refused a write (401 or 403 to a `PUT`, S3's `AccessDenied`): this job may
+    /// read but not write. Not an outage: reads go on.
+    #[error("{0}")]
+    WriteDenied(String),
 }
 
 impl BackendError {
     /// Whether this failure counts toward the circuit breaker (the remote is down or
-    /// misbehaving), as opposed to one rejected object.
+    /// misbehaving), as opposed to one rejected object or a refused write.
     pub fn is_outage(&self) -> bool {
-        !matches!(self, BackendError::Integrity(_))
+        !matches!(
+            self,
+            BackendError::Integrity(_) | BackendError::WriteDenied(_)
+        )
+    }
+
+    /// The error of an unexpected HTTP status: a refused `PUT` is [`WriteDenied`](Self::WriteDenied).
+    pub fn status(op: &'static str, name: &ObjectName, status: u16) -> BackendError {
+        if op == "PUT" && matches!(status, 401 | 403) {
+            BackendError::WriteDenied(format!("the server answered {status} to PUT `{name}`"))
+        } else {
+            BackendError::Status {
+                op,
+                object: name.path(),
+                status,
+            }
+        }
     }
 }
 

@@ -168,11 +168,7 @@ impl Backend for TurboBackend {
                     }
                     Ok(Some(bytes))
                 }
-                status => Err(BackendError::Status {
-                    op: "GET",
-                    object: name.path(),
-                    status: status.as_u16(),
-                }),
+                status => Err(BackendError::status("GET", &name, status.as_u16())),
             }
         })
     }
@@ -194,11 +190,11 @@ impl Backend for TurboBackend {
             if response.status().is_success() {
                 Ok(())
             } else {
-                Err(BackendError::Status {
-                    op: "PUT",
-                    object: name.path(),
-                    status: response.status().as_u16(),
-                })
+                Err(BackendError::status(
+                    "PUT",
+                    &name,
+                    response.status().as_u16(),
+                ))
             }
         })
     }
@@ -214,11 +210,7 @@ impl Backend for TurboBackend {
             match response.status() {
                 StatusCode::NOT_FOUND => Ok(false),
                 status if status.is_success() => Ok(true),
-                status => Err(BackendError::Status {
-                    op: "HEAD",
-                    object: name.path(),
-                    status: status.as_u16(),
-                }),
+                status => Err(BackendError::status("HEAD", &name, status.as_u16())),
             }
         })
     }
