@@ -111,12 +111,25 @@ impl Client {
         stats
     }
 
-    /// Records a warning.
+    /// Records a warning; a rejected entry whose kind of reason was already warned about is
+    /// counted in that warning instead (a proxy answering HTML for every key is one warning).
     pub(crate) fn warn(&self, warning: Warning) {
-        self.warnings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(warning);
+        let mut warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+        if let Warning::Rejected { reason, .. } = &warning {
+            let same = warnings.iter_mut().find_map(|w| match w {
+                Warning::Rejected {
+                    reason: earlier,
+                    others,
+                    ..
+                } if earlier.code() == reason.code() => Some(others),
+                _ => None,
+            });
+            if let Some(others) = same {
+                *others += 1;
+                return;
+            }
+        }
+        warnings.push(warning);
     }
 
     /// The warnings so far: those recorded, then at most one about refused writes and one about

@@ -184,6 +184,7 @@ impl RemoteCache {
                         key: key.to_owned(),
                         task,
                         reason: reason.clone(),
+                        others: 0,
                     });
                 } else if let MissReason::LocalStore { detail } = &reason {
                     self.client.warn(Warning::LocalStore {
@@ -820,6 +821,29 @@ mod tests {
         assert!(
             matches!(warnings[0], Warning::WriteDenied { .. }),
             "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn rejections_of_one_kind_are_one_warning() {
+        let backend = Arc::new(MemoryBackend::new());
+        for key in ["a", "b", "c"] {
+            backend.set(&format!("ac/{key}"), "<html>proxy error</html>");
+        }
+        let remote = remote(&backend, |_| {});
+        let (_dir, store) = empty_store();
+        for key in ["a", "b", "c"] {
+            assert!(matches!(
+                remote.fetch(key, &store),
+                Fetch::Miss(MissReason::BadManifest { .. })
+            ));
+        }
+        let warnings = remote.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].to_string().ends_with("(and 2 more entries)"),
+            "{}",
+            warnings[0]
         );
     }
 

@@ -52,8 +52,13 @@ pub enum Warning {
     },
 
     /// An entry failed an integrity check (a blob that does not match its digest, a bad
-    /// signature, a broken manifest): someone tampered with the remote, or it is damaged.
-    #[error("remote cache entry `{key}`{} was rejected: {reason}", task_text(task))]
+    /// signature, a broken manifest): someone tampered with the remote, or it is damaged. One
+    /// warning per reason: later entries rejected for the same reason only count in `others`.
+    #[error(
+        "remote cache entry `{key}`{} was rejected: {reason}{}",
+        task_text(task),
+        others_text(*others)
+    )]
     #[diagnostic(
         code(clab::remote::rejected),
         severity(Warning),
@@ -68,6 +73,8 @@ pub enum Warning {
         task: Option<String>,
         /// Why it was rejected.
         reason: MissReason,
+        /// How many more entries were rejected for the same kind of reason.
+        others: u64,
     },
 
     /// Verified blobs could not be put in the local cache.
@@ -90,6 +97,14 @@ fn gave_up_text(gave_up: bool) -> &'static str {
         "; not using it for the rest of this run"
     } else {
         ""
+    }
+}
+
+fn others_text(others: u64) -> String {
+    match others {
+        0 => String::new(),
+        1 => " (and 1 more entry)".to_owned(),
+        n => format!(" (and {n} more entries)"),
     }
 }
 
@@ -121,6 +136,7 @@ mod tests {
             key: "k1".into(),
             task: Some("build".into()),
             reason: MissReason::BlobMismatch { digest },
+            others: 0,
         };
         assert!(
             rejected
@@ -149,11 +165,13 @@ mod tests {
                 key: "3b7e4d2a".into(),
                 task: Some("build".into()),
                 reason: MissReason::BlobMismatch { digest },
+                others: 0,
             },
             Warning::Rejected {
                 key: "3b7e4d2a".into(),
                 task: None,
                 reason: MissReason::BadSignature,
+                others: 4,
             },
             Warning::LocalStore {
                 key: "3b7e4d2a".into(),
