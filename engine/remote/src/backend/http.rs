@@ -1,0 +1,170 @@
+//! The Bazel HTTP cache layout over reqwest: `GET`/`PUT`/`HEAD` on `<base>/ac/<key>` and
+//! `<base>/cas/<digest>`.
+//!
+//! In: `http(s)://host[:port]/prefix` (a query or fragment is ignored). Credentials, from the
+//! environment only: the URL's `user:password` when the URL itself comes from
+//! `CLAB_REMOTE_CACHE` (HTTP basic auth), or `CLAB_REMOTE_CACHE_TOKEN` (a bearer token). Out:
+//! 200 → the bytes, 404 → none; `PUT` succeeds on any 2xx. Works with any server that stores a
+//! `PUT` body under its path and serves it back: nginx with `dav_methods PUT;
+//! create_full_put_path on;` is what the tests run. bazel-remote is not compatible: it checks
+//! that a `cas/` object's name is the SHA-256 of its bytes (clab names blobs by blake3) and
+//! that `ac/` holds Bazel `ActionResult` protobufs.
+
+use bytes::Bytes;
+use reqwest::{Client, RequestBuilder, StatusCode};
+use url::Url;
+
+use super::{Backend, BackendError, BoxFuture, Env, ObjectName, OpenError, describe_reqwest};
+use crate::remote_url::RemoteUrl;
+use crate::secret::{Scrubber, Secret};
+
+/// The environment variable holding a bearer token for `http(s)` remotes.
+pub const TOKEN_ENV: &str = "CLAB_REMOTE_CACHE_TOKEN";
+
+/// How requests authenticate.
+#[derive(Debug, Clone)]
+enum Auth {
+    None,
+    Basic {
+        user: String,
+        password: Option<Secret>,
+    },
+    Bearer(Secret),
+}
+
+/// A Bazel-layout HTTP cache.
+#[derive(Debug)]
+pub struct HttpBackend {
+    client: Client,
+    /// `scheme://host:port/prefix` without credentials, query or trailing slash.
+    base: String,
+    auth: Auth,
+    scrubber: Scrubber,
+}
+
+impl HttpBackend {
+    /// The backend for `url`.
+    pub fn new(
+        url: &RemoteUrl,
+        env: &Env,
+        client: Client,
+        scrubber: Scrubber,
+    ) -> Result<HttpBackend, OpenError> {
+        let auth = match (url.username(), env.get(TOKEN_ENV)) {
+            (Some(user), _) => Auth::Basic {
+                user,
+                password: url.password(),
+            },
+            (None, Some(token)) => Auth::Bearer(token.clone()),
+            (None, None) => Auth::None,
+        };
+        Ok(HttpBackend {
+            client,
+            base: base_of(url.url())?,
+            auth,
+            scrubber,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, name: &ObjectName) -> RequestBuilder {
+        let request = self
+            .client
+            .request(method, format!("{}/{}", self.base, name.path()));
+        match &self.auth {
+            Auth::None => request,
+            Auth::Basic { user, password } => {
+                request.basic_auth(user, password.as_ref().map(Secret::expose))
+            }
+            Auth::Bearer(token) => request.bearer_auth(token.expose()),
+        }
+    }
+
+    fn transport(&self, error: reqwest::Error) -> BackendError {
+        BackendError::Transport(describe_reqwest(error, &self.scrubber))
+    }
+}
+
+/// `scheme://host:port/prefix` of `url`, without credentials, query, fragment or trailing `/`.
+pub(crate) fn base_of(url: &Url) -> Result<String, OpenError> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| OpenError("the URL has no host".to_owned()))?;
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let scheme = url.scheme().trim_start_matches("turbo+");
+    Ok(format!(
+        "{scheme}://{host}{port}{}",
+        url.path().trim_end_matches('/')
+    ))
+}
+
+impl Backend for HttpBackend {
+    fn get(&self, name: ObjectName) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
+        Box::pin(async move {
+            let response = self
+                .request(reqwest::Method::GET, &name)
+                .send()
+                .await
+                .map_err(|e| self.transport(e))?;
+            match response.status() {
+                StatusCode::NOT_FOUND => Ok(None),
+                status if status.is_success() => {
+                    let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+                    Ok(Some(bytes))
+                }
+                status => Err(BackendError::status("GET", &name, status.as_u16())),
+            }
+        })
+    }
+
+    fn put(&self, name: ObjectName, bytes: Bytes) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            let response = self
+                .request(reqwest::Method::PUT, &name)
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(bytes)
+                .send()
+                .await
+                .map_err(|e| self.transport(e))?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(BackendError::status(
+                    "PUT",
+                    &name,
+                    response.status().as_u16(),
+                ))
+            }
+        })
+    }
+
+    fn exists(&self, name: ObjectName) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let response = self
+                .request(reqwest::Method::HEAD, &name)
+                .send()
+                .await
+                .map_err(|e| self.transport(e))?;
+            match response.status() {
+                StatusCode::NOT_FOUND => Ok(false),
+                status if status.is_success() => Ok(true),
+                status => Err(BackendError::status("HEAD", &name, status.as_u16())),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_keeps_host_port_and_prefix_only() {
+        let url = RemoteUrl::parse("https://u:p@cache.example:8443/team/clab/?x=1#f").unwrap();
+        assert_eq!(
+            base_of(url.url()).unwrap(),
+            "https://cache.example:8443/team/clab"
+        );
+        let url = RemoteUrl::parse("http://127.0.0.1:9090").unwrap();
+        assert_eq!(base_of(url.url()).unwrap(), "http://127.0.0.1:9090");
+    }
+}

@@ -1,0 +1,102 @@
+//! `MemoryBackend`: objects in a map, for tests of everything above the backends (and of
+//! callers that want a remote without a server). It can be told to fail like a server that
+//! is down, and counts the calls it answered.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use super::{Backend, BackendError, BoxFuture, ObjectName};
+
+/// An in-memory [`Backend`].
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    objects: Mutex<BTreeMap<String, Bytes>>,
+    down: AtomicBool,
+    calls: AtomicU64,
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    pub fn new() -> MemoryBackend {
+        MemoryBackend::default()
+    }
+
+    /// Every object, by path (`ac/…`, `cas/…`).
+    pub fn objects(&self) -> BTreeMap<String, Bytes> {
+        self.objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces an object's bytes (to tamper with it).
+    pub fn set(&self, path: &str, bytes: impl Into<Bytes>) {
+        self.objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_owned(), bytes.into());
+    }
+
+    /// Removes an object.
+    pub fn remove(&self, path: &str) {
+        self.objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
+    }
+
+    /// Makes every call fail (`true`) as if the server were down, or answer again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Release);
+    }
+
+    /// Calls made so far (answered or failed).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Acquire)
+    }
+
+    fn enter(&self) -> Result<(), BackendError> {
+        self.calls.fetch_add(1, Ordering::AcqRel);
+        if self.down.load(Ordering::Acquire) {
+            Err(BackendError::Transport("connection refused".to_owned()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, name: ObjectName) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
+        Box::pin(async move {
+            self.enter()?;
+            Ok(self
+                .objects
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&name.path())
+                .cloned())
+        })
+    }
+
+    fn put(&self, name: ObjectName, bytes: Bytes) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.enter()?;
+            self.set(&name.path(), bytes);
+            Ok(())
+        })
+    }
+
+    fn exists(&self, name: ObjectName) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(async move {
+            self.enter()?;
+            Ok(self
+                .objects
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&name.path()))
+        })
+    }
+}

@@ -1,0 +1,861 @@
+//! `RemoteCache`: the one object a run holds to read through and write behind a shared cache.
+//!
+//! In: a [`RemoteConfig`]; then cache keys, the local [`Store`] and the results the run saved.
+//! Out: [`Fetch`] answers (a hit's blobs are already in the local CAS, verified, and its result
+//! saved in the local store, so the normal local restore path does the rest), background
+//! uploads, [`RemoteStats`] and [`Warning`]s.
+//!
+//! Invariants:
+//! - Nothing here fails a run: every remote problem is a [`MissReason`] (and, for outages and
+//!   tampering, a warning), never an `Err`. Only [`RemoteCache::from_config`] returns errors
+//!   (bad configuration, which the user must fix).
+//! - A blob enters the local CAS only after its bytes hashed to the digest its manifest names
+//!   (and had the size it says); a fetch is a hit only if every blob did.
+//! - The methods are synchronous and may be called from many threads at once; the remote
+//!   cache owns a small tokio runtime (2 workers) for its I/O. Call them from ordinary or
+//!   blocking threads (`spawn_blocking`), not from inside an async task.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use clab_store::{CachedResult, Cas, Digest, Store};
+use serde::Serialize;
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::backend::{self, Backend, ObjectName};
+use crate::client::{CallError, Client};
+use crate::entry::Manifest;
+use crate::miss_reason::MissReason;
+use crate::remote_config::{ConfigError, RemoteConfig};
+use crate::remote_stats::RemoteStats;
+use crate::signing::TrustedKeys;
+use crate::uploader::{FlushReport, Uploader};
+use crate::warning::Warning;
+
+/// The answer of a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetch {
+    /// The entry, its blobs in the local CAS (verified) and its result saved locally.
+    Hit(CachedResult),
+    /// No usable entry, and why.
+    Miss(MissReason),
+}
+
+/// What a remote cache is, for `--json`, `clab cache stats` and run headers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemoteInfo {
+    /// The URL, redacted.
+    pub url: String,
+    /// Whether uploads are off.
+    pub read_only: bool,
+    /// The public key uploads are signed with, if any.
+    pub signer: Option<String>,
+    /// The trusted public keys (empty: any entry is accepted).
+    pub trusted_keys: Vec<String>,
+}
+
+/// A run's remote cache (see the module documentation).
+#[derive(Debug)]
+pub struct RemoteCache {
+    client: Arc<Client>,
+    uploader: Uploader,
+    trusted: TrustedKeys,
+    info: RemoteInfo,
+    downloads: Arc<Semaphore>,
+    runtime: Option<Runtime>,
+}
+
+impl RemoteCache {
+    /// The remote cache `config` describes, or `None` when it names no URL.
+    pub fn from_config(config: RemoteConfig) -> Result<Option<RemoteCache>, ConfigError> {
+        let Some(url) = config.url.clone() else {
+            return Ok(None);
+        };
+        let mut scrubber = config.env.scrubber();
+        url.add_secrets_to(&mut scrubber);
+        let backend =
+            backend::open(&url, &config.env, config.timeouts, &scrubber).map_err(|e| match url
+                .scheme()
+            {
+                "http" | "https" | "turbo+http" | "turbo+https" | "s3" | "redis" | "rediss"
+                | "gs" | "azblob" | "ghac" => ConfigError::Backend {
+                    url: url.redacted(),
+                    reason: scrubber.scrub(&e.0),
+                },
+                scheme => ConfigError::UnsupportedScheme {
+                    url: url.redacted(),
+                    scheme: scheme.to_owned(),
+                },
+            })?;
+        RemoteCache::with_backend(config, backend).map(Some)
+    }
+
+    /// The remote cache of `config` on `backend` (tests and callers with their own backend;
+    /// `config.url` only names it in warnings).
+    pub fn with_backend(
+        config: RemoteConfig,
+        backend: Arc<dyn Backend>,
+    ) -> Result<RemoteCache, ConfigError> {
+        let url = config
+            .url
+            .clone()
+            .unwrap_or_else(|| crate::RemoteUrl::parse("memory://test").expect("a valid URL"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("clab-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| ConfigError::Backend {
+                url: url.redacted(),
+                reason: format!("cannot start its I/O threads: {e}"),
+            })?;
+        let client = Arc::new(Client::new(
+            backend,
+            url.clone(),
+            config.timeouts,
+            config.breaker_threshold,
+        ));
+        let signer = config.signing_key.clone().filter(|_| !config.read_only);
+        let info = RemoteInfo {
+            url: url.redacted(),
+            read_only: config.read_only,
+            signer: signer.as_ref().map(|k| k.public_key().to_string()),
+            trusted_keys: config.trusted_keys.iter().map(|k| k.to_string()).collect(),
+        };
+        let uploader = Uploader::new(
+            Arc::clone(&client),
+            runtime.handle().clone(),
+            signer,
+            config.parallelism,
+        );
+        Ok(RemoteCache {
+            client,
+            uploader,
+            trusted: config.trusted_keys,
+            info,
+            downloads: Arc::new(Semaphore::new(config.parallelism.max(1))),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// What this remote cache is (URL redacted, mode, keys).
+    pub fn info(&self) -> &RemoteInfo {
+        &self.info
+    }
+
+    /// Whether uploads are off.
+    pub fn read_only(&self) -> bool {
+        self.info.read_only
+    }
+
+    /// Looks `key` up on the remote; on a hit, downloads and verifies every blob into
+    /// `store`'s CAS and saves the result in `store`, then returns it. The caller restores
+    /// outputs from the local store as for a local hit (`Store::restore_outputs`).
+    pub fn fetch(&self, key: &str, store: &Store) -> Fetch {
+        let started = Instant::now();
+        let answer = self.block_on(fetch_entry(
+            Arc::clone(&self.client),
+            key.to_owned(),
+            store.cas().clone(),
+            self.trusted.clone(),
+            Arc::clone(&self.downloads),
+        ));
+        let answer = match answer {
+            Some(answer) => answer,
+            None => Err((MissReason::Unavailable, None)),
+        };
+        let fetch = match answer {
+            Ok(result) => {
+                if let Err(e) = store.save_result(key, &result) {
+                    // The blobs are in the CAS: the caller can still restore from `result`.
+                    self.client.warn(Warning::LocalStore {
+                        key: key.to_owned(),
+                        cause: e.to_string(),
+                    });
+                }
+                Fetch::Hit(result)
+            }
+            Err((reason, task)) => {
+                if reason.is_integrity_failure() {
+                    self.client.warn(Warning::Rejected {
+                        key: key.to_owned(),
+                        task,
+                        reason: reason.clone(),
+                        others: 0,
+                    });
+                } else if let MissReason::LocalStore { detail } = &reason {
+                    self.client.warn(Warning::LocalStore {
+                        key: key.to_owned(),
+                        cause: detail.clone(),
+                    });
+                }
+                Fetch::Miss(reason)
+            }
+        };
+        let mut stats = self.client.stats_mut();
+        match &fetch {
+            Fetch::Hit(_) => stats.hits += 1,
+            Fetch::Miss(reason) => *stats.misses.entry(reason.code().to_owned()).or_insert(0) += 1,
+        }
+        stats.fetch_ms += started.elapsed().as_millis() as u64;
+        fetch
+    }
+
+    /// Whether the remote has a usable manifest for `key` (fetched and checked against the
+    /// format and the trusted keys; blobs are not downloaded): for `--dry-run` and `explain`.
+    /// Counts nothing and records no warning.
+    pub fn probe(&self, key: &str) -> Result<(), MissReason> {
+        let client = Arc::clone(&self.client);
+        let trusted = self.trusted.clone();
+        let key = key.to_owned();
+        self.block_on(async move {
+            fetch_manifest(&client, &key, &trusted)
+                .await
+                .map(|_| ())
+                .map_err(|(reason, _)| reason)
+        })
+        .unwrap_or(Err(MissReason::Unavailable))
+    }
+
+    /// Uploads `result` (saved locally under `key`, its blobs in `cas`) in the background,
+    /// unless the remote is read-only; returns at once.
+    pub fn upload(&self, key: &str, result: &CachedResult, cas: &Cas) {
+        if self.read_only() {
+            self.client.stats_mut().upload_skipped_read_only += 1;
+            return;
+        }
+        self.uploader.upload(key, result, cas);
+    }
+
+    /// The uploader (to look at pending uploads or flush without finishing).
+    pub fn uploader(&self) -> &Uploader {
+        &self.uploader
+    }
+
+    /// Ends the run: waits for uploads until `deadline` (those still running are counted as
+    /// abandoned) and returns the run's stats.
+    pub fn finish(&self, deadline: Instant) -> RemoteStats {
+        let _: FlushReport = self.uploader.flush(deadline);
+        self.stats()
+    }
+
+    /// The run's stats so far.
+    pub fn stats(&self) -> RemoteStats {
+        self.client.stats()
+    }
+
+    /// The warnings so far: rejected entries and local store failures as they happened, then
+    /// at most one about the remote being unavailable. A snapshot: calling again repeats them,
+    /// so show them once, after [`finish`](Self::finish).
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.client.warnings()
+    }
+
+    fn block_on<T: Send + 'static>(
+        &self,
+        future: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        let runtime = self.runtime.as_ref()?;
+        crate::block_on(runtime.handle(), future)
+    }
+}
+
+impl Drop for RemoteCache {
+    fn drop(&mut self) {
+        // Uploads still running are abandoned; the runtime's threads are not waited for.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A miss, with the task the manifest names when it could be read.
+type Rejection = (MissReason, Option<String>);
+
+async fn fetch_manifest(
+    client: &Client,
+    key: &str,
+    trusted: &TrustedKeys,
+) -> Result<Manifest, Rejection> {
+    let name = ObjectName::ac(key).ok_or((MissReason::NotFound, None))?;
+    let bytes = match client.call(client.backend.get(name)).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err((MissReason::NotFound, None)),
+        Err(CallError::Unavailable | CallError::WriteDenied) => {
+            return Err((MissReason::Unavailable, None));
+        }
+        Err(CallError::Integrity(_)) => return Err((MissReason::BadSignature, None)),
+    };
+    client.stats_mut().bytes_down += bytes.len() as u64;
+    let manifest = Manifest::parse(&bytes).map_err(|reason| (reason, None))?;
+    manifest
+        .check(key, trusted)
+        .map_err(|reason| (reason, Some(manifest.task.clone())))?;
+    Ok(manifest)
+}
+
+async fn fetch_entry(
+    client: Arc<Client>,
+    key: String,
+    cas: Cas,
+    trusted: TrustedKeys,
+    downloads: Arc<Semaphore>,
+) -> Result<CachedResult, Rejection> {
+    let manifest = fetch_manifest(&client, &key, &trusted).await?;
+    let task = Some(manifest.task.clone());
+    let blobs = manifest.blobs().map_err(|reason| (reason, task.clone()))?;
+    let mut transfers = JoinSet::new();
+    for (digest, size) in blobs {
+        if cas.contains(&digest) {
+            // Local blobs are verified when restored (`Cas::copy_to`).
+            continue;
+        }
+        let client = Arc::clone(&client);
+        let cas = cas.clone();
+        let downloads = Arc::clone(&downloads);
+        transfers.spawn(async move { fetch_blob(&client, &cas, digest, size, &downloads).await });
+    }
+    while let Some(joined) = transfers.join_next().await {
+        let outcome = joined.unwrap_or(Err(MissReason::Unavailable));
+        if let Err(reason) = outcome {
+            transfers.abort_all();
+            return Err((reason, task));
+        }
+    }
+    Ok(manifest.to_result())
+}
+
+/// Downloads one blob, verifies it, and puts it in the local CAS.
+async fn fetch_blob(
+    client: &Client,
+    cas: &Cas,
+    digest: Digest,
+    size: Option<u64>,
+    downloads: &Semaphore,
+) -> Result<(), MissReason> {
+    let _permit = downloads
+        .acquire()
+        .await
+        .map_err(|_| MissReason::Unavailable)?;
+    let bytes: Bytes = match client
+        .call(client.backend.get(ObjectName::cas(&digest)))
+        .await
+    {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(MissReason::BlobMissing { digest }),
+        Err(CallError::Unavailable | CallError::WriteDenied) => {
+            return Err(MissReason::Unavailable);
+        }
+        Err(CallError::Integrity(_)) => return Err(MissReason::BlobMismatch { digest }),
+    };
+    {
+        let mut stats = client.stats_mut();
+        stats.bytes_down += bytes.len() as u64;
+    }
+    if size.is_some_and(|size| size != bytes.len() as u64) {
+        return Err(MissReason::BlobMismatch { digest });
+    }
+    let cas = cas.clone();
+    // Hashing and writing are CPU and disk work: off the I/O threads.
+    tokio::task::spawn_blocking(move || {
+        if Digest::of_bytes(&bytes) != digest {
+            return Err(MissReason::BlobMismatch { digest });
+        }
+        cas.put_bytes(&bytes)
+            .map(|_| ())
+            .map_err(|e| MissReason::LocalStore {
+                detail: e.to_string(),
+            })
+    })
+    .await
+    .map_err(|_| MissReason::Unavailable)??;
+    client.learn(digest);
+    client.stats_mut().blobs_down += 1;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::signing::SigningKey;
+
+    /// A project with two outputs and a log, saved in its local store under `key`.
+    struct Project {
+        dir: tempfile::TempDir,
+        store: Store,
+        result: CachedResult,
+    }
+
+    fn project() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("out")).unwrap();
+        fs::write(dir.path().join("out/a.txt"), "alpha").unwrap();
+        fs::write(dir.path().join("out/b.bin"), vec![7u8; 300_000]).unwrap();
+        let store = Store::open(dir.path().join(".clab")).unwrap().store;
+        let outputs = vec![
+            store.store_output(dir.path(), "out/a.txt").unwrap(),
+            store.store_output(dir.path(), "out/b.bin").unwrap(),
+        ];
+        let log = store.put_log(b"built\n").unwrap();
+        let result = CachedResult::new("build", "ok", 42, outputs, Some(log));
+        store.save_result("k1", &result).unwrap();
+        Project { dir, store, result }
+    }
+
+    fn empty_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".clab")).unwrap().store;
+        (dir, store)
+    }
+
+    fn remote(
+        backend: &Arc<MemoryBackend>,
+        configure: impl FnOnce(&mut RemoteConfig),
+    ) -> RemoteCache {
+        let mut config = RemoteConfig::new(Some(
+            crate::RemoteUrl::parse("https://ci:pa55word-x@cache.example/clab").unwrap(),
+        ));
+        configure(&mut config);
+        RemoteCache::with_backend(config, Arc::clone(backend) as Arc<dyn Backend>).unwrap()
+    }
+
+    fn deadline() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    fn upload(remote: &RemoteCache, project: &Project) -> RemoteStats {
+        remote.upload("k1", &project.result, project.store.cas());
+        remote.finish(deadline())
+    }
+
+    #[test]
+    fn an_uploaded_entry_is_fetched_into_another_store() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        let writer = remote(&backend, |_| {});
+        let stats = upload(&writer, &project);
+        assert_eq!(
+            (stats.entries_up, stats.blobs_up, stats.upload_failed),
+            (1, 3, 0)
+        );
+        let objects = backend.objects();
+        assert_eq!(objects.len(), 4, "{:?}", objects.keys());
+        assert!(objects.contains_key("ac/k1"));
+
+        let (other, store) = empty_store();
+        let reader = remote(&backend, |_| {});
+        let Fetch::Hit(result) = reader.fetch("k1", &store) else {
+            panic!("expected a hit");
+        };
+        let mut expected = project.result.clone();
+        expected.outputs.sort();
+        assert_eq!(result, expected);
+        // Saved locally: the next lookup is a local hit.
+        assert!(store.load_result("k1").unwrap().is_some());
+        store.restore_outputs(other.path(), &result).unwrap();
+        for path in ["out/a.txt", "out/b.bin"] {
+            assert_eq!(
+                fs::read(other.path().join(path)).unwrap(),
+                fs::read(project.dir.path().join(path)).unwrap()
+            );
+        }
+        let stats = reader.finish(deadline());
+        assert_eq!((stats.hits, stats.blobs_down), (1, 3));
+        assert!(stats.bytes_down > 300_000);
+        assert!(reader.warnings().is_empty(), "{:?}", reader.warnings());
+
+        // A second upload of the same blobs skips them.
+        let again = remote(&backend, |_| {});
+        let stats = upload(&again, &project);
+        assert_eq!(
+            (stats.blobs_up, stats.blobs_present, stats.entries_up),
+            (0, 3, 1)
+        );
+    }
+
+    #[test]
+    fn a_tampered_blob_is_never_kept_and_warns_once() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        upload(&remote(&backend, |_| {}), &project);
+        let digest = project.result.outputs[0].hash;
+        let path = format!("cas/{digest}");
+        let original = backend.objects()[&path].clone();
+        // Same size, other bytes; then other size.
+        let mut evil = original.to_vec();
+        evil[0] ^= 1;
+        for bytes in [evil, b"evil".to_vec()] {
+            backend.set(&path, bytes);
+            let (_dir, store) = empty_store();
+            let reader = remote(&backend, |_| {});
+            assert_eq!(
+                reader.fetch("k1", &store),
+                Fetch::Miss(MissReason::BlobMismatch { digest })
+            );
+            assert!(
+                !store.cas().contains(&digest),
+                "a tampered blob entered the CAS"
+            );
+            assert!(store.load_result("k1").unwrap().is_none());
+            let warnings = reader.warnings();
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(matches!(&warnings[0], Warning::Rejected { key, .. } if key == "k1"));
+            assert_eq!(reader.stats().misses_of("blob_mismatch"), 1);
+        }
+        // A missing blob is an ordinary miss.
+        backend.remove(&path);
+        let (_dir, store) = empty_store();
+        let reader = remote(&backend, |_| {});
+        assert_eq!(
+            reader.fetch("k1", &store),
+            Fetch::Miss(MissReason::BlobMissing { digest })
+        );
+        assert!(reader.warnings().is_empty());
+    }
+
+    #[test]
+    fn trust_decides_which_entries_are_read() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        let main = SigningKey::from_seed([1; 32]);
+        let fork = SigningKey::from_seed([2; 32]);
+        let trusting = |config: &mut RemoteConfig| {
+            config.trusted_keys = TrustedKeys::of([SigningKey::from_seed([1; 32]).public_key()]);
+        };
+
+        // Unsigned entry: a miss for a reader with trusted keys, a hit without.
+        upload(&remote(&backend, |_| {}), &project);
+        let (_dir, store) = empty_store();
+        assert_eq!(
+            remote(&backend, trusting).fetch("k1", &store),
+            Fetch::Miss(MissReason::Unsigned)
+        );
+        assert!(matches!(
+            remote(&backend, |_| {}).fetch("k1", &store),
+            Fetch::Hit(_)
+        ));
+
+        // Signed by another key: refused.
+        let fork_key = fork.clone();
+        upload(
+            &remote(&backend, move |c| c.signing_key = Some(fork_key)),
+            &project,
+        );
+        let (_dir, store) = empty_store();
+        assert_eq!(
+            remote(&backend, trusting).fetch("k1", &store),
+            Fetch::Miss(MissReason::UntrustedSigner {
+                signer: fork.public_key().to_string()
+            })
+        );
+
+        // Signed by the trusted key: accepted.
+        let main_key = main.clone();
+        let writer = remote(&backend, move |c| c.signing_key = Some(main_key));
+        assert_eq!(writer.info().signer, Some(main.public_key().to_string()));
+        upload(&writer, &project);
+        let (_dir, store) = empty_store();
+        let reader = remote(&backend, trusting);
+        assert!(matches!(reader.fetch("k1", &store), Fetch::Hit(_)));
+        assert_eq!(reader.probe("k1"), Ok(()));
+        assert_eq!(reader.probe("k2"), Err(MissReason::NotFound));
+
+        // A signed manifest changed on the server fails its signature, with a warning.
+        let mut manifest = Manifest::parse(&backend.objects()["ac/k1"]).unwrap();
+        manifest.duration_ms = 1;
+        backend.set("ac/k1", manifest.to_bytes());
+        let (_dir, store) = empty_store();
+        let reader = remote(&backend, trusting);
+        assert_eq!(
+            reader.fetch("k1", &store),
+            Fetch::Miss(MissReason::BadSignature)
+        );
+        assert_eq!(reader.warnings().len(), 1);
+        assert_eq!(reader.stats().misses_of("bad_signature"), 1);
+    }
+
+    #[test]
+    fn read_only_writes_nothing() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        let reader = remote(&backend, |c| {
+            c.read_only = true;
+            c.signing_key = Some(SigningKey::from_seed([1; 32]));
+        });
+        assert!(reader.read_only() && reader.info().signer.is_none());
+        let stats = upload(&reader, &project);
+        assert!(backend.objects().is_empty());
+        assert_eq!(backend.calls(), 0);
+        assert_eq!((stats.entries_up, stats.upload_skipped_read_only), (0, 1));
+    }
+
+    #[test]
+    fn an_outage_costs_one_warning_and_opens_the_breaker() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        backend.set_down(true);
+        let remote = remote(&backend, |_| {});
+        let (_dir, store) = empty_store();
+        for _ in 0..10 {
+            assert_eq!(
+                remote.fetch("k1", &store),
+                Fetch::Miss(MissReason::Unavailable)
+            );
+        }
+        remote.upload("k1", &project.result, project.store.cas());
+        let stats = remote.finish(deadline());
+        assert_eq!(
+            backend.calls(),
+            3,
+            "the breaker stops calls after 3 failures"
+        );
+        assert!(stats.circuit_open);
+        assert_eq!((stats.failures, stats.upload_failed), (3, 1));
+        assert_eq!(stats.misses_of("unavailable"), 10);
+        let warnings = remote.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let text = warnings[0].to_string();
+        assert!(
+            text.contains("connection refused") && text.contains("rest of this run"),
+            "{text}"
+        );
+        assert!(!text.contains("pa55word-x"), "{text}");
+        assert!(
+            text.contains("https://****:****@cache.example/clab"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn flush_reports_abandoned_uploads_at_the_deadline() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        let remote = remote(&backend, |_| {});
+        remote.upload("k1", &project.result, project.store.cas());
+        // A deadline already passed: whatever is still running is abandoned.
+        let report = remote.uploader().flush(Instant::now());
+        assert_eq!(report.uploaded + report.abandoned, 1, "{report:?}");
+        // After flush, uploads are refused (counted as abandoned).
+        remote.upload("k2", &project.result, project.store.cas());
+        assert_eq!(remote.stats().upload_abandoned, report.abandoned + 1);
+    }
+
+    /// A backend whose puts take a while and that records how many ran at once.
+    #[derive(Debug, Default)]
+    struct Slow {
+        inner: MemoryBackend,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        /// Manifests put before one of their blobs was there.
+        early_manifests: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Backend for Slow {
+        fn get(
+            &self,
+            name: ObjectName,
+        ) -> crate::backend::BoxFuture<'_, Result<Option<Bytes>, crate::BackendError>> {
+            self.inner.get(name)
+        }
+
+        fn put(
+            &self,
+            name: ObjectName,
+            bytes: Bytes,
+        ) -> crate::backend::BoxFuture<'_, Result<(), crate::BackendError>> {
+            use std::sync::atomic::Ordering;
+            Box::pin(async move {
+                if name.namespace() == crate::backend::Namespace::Ac {
+                    let objects = self.inner.objects();
+                    let manifest = Manifest::parse(&bytes).unwrap();
+                    if manifest
+                        .blobs()
+                        .unwrap()
+                        .keys()
+                        .any(|d| !objects.contains_key(&format!("cas/{d}")))
+                    {
+                        self.early_manifests.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+                let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+                self.most.fetch_max(now, Ordering::AcqRel);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                self.inner.put(name, bytes).await
+            })
+        }
+
+        fn exists(
+            &self,
+            name: ObjectName,
+        ) -> crate::backend::BoxFuture<'_, Result<bool, crate::BackendError>> {
+            self.inner.exists(name)
+        }
+    }
+
+    #[test]
+    fn uploads_stay_within_the_parallelism_bound_and_write_manifests_last() {
+        let slow = Arc::new(Slow::default());
+        let mut config = RemoteConfig::new(None);
+        config.parallelism = 3;
+        let remote =
+            RemoteCache::with_backend(config, Arc::clone(&slow) as Arc<dyn Backend>).unwrap();
+        let project = project();
+        // Six entries of ten distinct blobs each.
+        let mut results = Vec::new();
+        for entry in 0..6 {
+            let outputs = (0..10)
+                .map(|i| {
+                    let rel = format!("gen/{entry}/{i}.txt");
+                    let path = project.dir.path().join(&rel);
+                    fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    fs::write(&path, format!("{entry}-{i}")).unwrap();
+                    project
+                        .store
+                        .store_output(project.dir.path(), &rel)
+                        .unwrap()
+                })
+                .collect();
+            results.push(CachedResult::new(
+                format!("t{entry}"),
+                "ok",
+                1,
+                outputs,
+                None,
+            ));
+        }
+        let started = Instant::now();
+        for (entry, result) in results.iter().enumerate() {
+            remote.upload(&format!("key{entry}"), result, project.store.cas());
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "upload blocked"
+        );
+        let stats = remote.finish(deadline());
+        assert_eq!((stats.entries_up, stats.blobs_up), (6, 60), "{stats:?}");
+        let most = slow.most.load(std::sync::atomic::Ordering::Acquire);
+        assert!((2..=3).contains(&most), "{most} transfers at once");
+        assert_eq!(
+            slow.early_manifests
+                .load(std::sync::atomic::Ordering::Acquire),
+            0,
+            "a manifest went up before its blobs"
+        );
+        assert_eq!(slow.inner.objects().len(), 66);
+    }
+
+    /// A backend that serves reads from a memory backend and refuses every write.
+    #[derive(Debug, Default)]
+    struct NoWrites(MemoryBackend);
+
+    impl Backend for NoWrites {
+        fn get(
+            &self,
+            name: ObjectName,
+        ) -> crate::backend::BoxFuture<'_, Result<Option<Bytes>, crate::BackendError>> {
+            self.0.get(name)
+        }
+
+        fn put(
+            &self,
+            name: ObjectName,
+            _: Bytes,
+        ) -> crate::backend::BoxFuture<'_, Result<(), crate::BackendError>> {
+            Box::pin(async move { Err(crate::BackendError::status("PUT", &name, 403)) })
+        }
+
+        fn exists(
+            &self,
+            name: ObjectName,
+        ) -> crate::backend::BoxFuture<'_, Result<bool, crate::BackendError>> {
+            self.0.exists(name)
+        }
+    }
+
+    #[test]
+    fn refused_writes_warn_once_and_reads_go_on() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        upload(&remote(&backend, |_| {}), &project);
+        let refusing = Arc::new(NoWrites::default());
+        for (path, bytes) in backend.objects() {
+            refusing.0.set(&path, bytes);
+        }
+        let remote = RemoteCache::with_backend(
+            RemoteConfig::new(None),
+            Arc::clone(&refusing) as Arc<dyn Backend>,
+        )
+        .unwrap();
+        let mut other = project.result.clone();
+        other.duration_ms = 7;
+        for key in ["k2", "k3", "k4", "k5"] {
+            let (_dir, store) = empty_store();
+            store.put_log(b"fresh").unwrap();
+            let fresh =
+                CachedResult::new("t", "ok", 1, vec![], Some(store.put_log(b"fresh").unwrap()));
+            remote.upload(key, &fresh, store.cas());
+            remote.uploader().pending();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (_dir, store) = empty_store();
+        assert!(
+            matches!(remote.fetch("k1", &store), Fetch::Hit(_)),
+            "reads go on"
+        );
+        let stats = remote.finish(deadline());
+        assert_eq!(
+            (stats.upload_failed, stats.circuit_open),
+            (4, false),
+            "{stats:?}"
+        );
+        let warnings = remote.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            matches!(warnings[0], Warning::WriteDenied { .. }),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn rejections_of_one_kind_are_one_warning() {
+        let backend = Arc::new(MemoryBackend::new());
+        for key in ["a", "b", "c"] {
+            backend.set(&format!("ac/{key}"), "<html>proxy error</html>");
+        }
+        let remote = remote(&backend, |_| {});
+        let (_dir, store) = empty_store();
+        for key in ["a", "b", "c"] {
+            assert!(matches!(
+                remote.fetch(key, &store),
+                Fetch::Miss(MissReason::BadManifest { .. })
+            ));
+        }
+        let warnings = remote.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].to_string().ends_with("(and 2 more entries)"),
+            "{}",
+            warnings[0]
+        );
+    }
+
+    #[test]
+    fn fetch_never_touches_unsafe_keys() {
+        let backend = Arc::new(MemoryBackend::new());
+        let remote = remote(&backend, |_| {});
+        let (_dir, store) = empty_store();
+        assert_eq!(
+            remote.fetch("../etc", &store),
+            Fetch::Miss(MissReason::NotFound)
+        );
+        assert_eq!(backend.calls(), 0);
+    }
+}

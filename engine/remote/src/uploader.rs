@@ -1,0 +1,214 @@
+//! `Uploader`: write-behind uploads of finished tasks' entries, off the run's critical path.
+//!
+//! In: `(key, CachedResult, local Cas)` from [`RemoteCache::upload`](crate::RemoteCache::upload),
+//! which returns at once. Out: the entry on the remote — every blob first (each skipped when
+//! the remote already has it: known from this run, or `exists`), then the manifest, signed when
+//! a signing key is set — and, from [`flush`](Uploader::flush), what was done by a deadline.
+//!
+//! Invariants:
+//! - At most `parallelism` transfers (blob or manifest) are in flight at once, across entries.
+//! - A manifest is written only after each of its blobs was confirmed on the remote, so a
+//!   reader never finds a manifest whose blobs were never uploaded.
+//! - Blobs are read from the local CAS with verification (`Cas::read`): a corrupt local blob
+//!   fails the entry rather than spreading.
+//! - Nothing is retried; a failure is counted (`upload_failed`) and feeds the breaker. Once
+//!   the breaker is open, uploads fail at once without calling the remote.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use clab_store::{CachedResult, Cas, Digest};
+use serde::Serialize;
+use tokio::runtime::Handle;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::backend::ObjectName;
+use crate::client::Client;
+use crate::entry::Manifest;
+use crate::signing::SigningKey;
+
+/// What the uploads of a run came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FlushReport {
+    /// Entries uploaded (manifest written).
+    pub uploaded: u64,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// Entries whose upload failed.
+    pub failed: u64,
+    /// Entries not finished by the deadline (or handed over after `flush`).
+    pub abandoned: u64,
+}
+
+/// Background uploads with bounded parallelism.
+#[derive(Debug)]
+pub struct Uploader {
+    client: Arc<Client>,
+    handle: Handle,
+    signer: Option<SigningKey>,
+    semaphore: Arc<Semaphore>,
+    pending: Arc<watch::Sender<usize>>,
+    closed: AtomicBool,
+}
+
+impl Uploader {
+    pub(crate) fn new(
+        client: Arc<Client>,
+        handle: Handle,
+        signer: Option<SigningKey>,
+        parallelism: usize,
+    ) -> Uploader {
+        Uploader {
+            client,
+            handle,
+            signer,
+            semaphore: Arc::new(Semaphore::new(parallelism.max(1))),
+            pending: Arc::new(watch::Sender::new(0)),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts uploading `result` under `key`, reading its blobs from `cas`; returns at once.
+    pub fn upload(&self, key: &str, result: &CachedResult, cas: &Cas) {
+        if self.closed.load(Ordering::Acquire) {
+            self.client.stats_mut().upload_abandoned += 1;
+            return;
+        }
+        let Some(name) = ObjectName::ac(key) else {
+            self.client.stats_mut().upload_failed += 1;
+            return;
+        };
+        self.pending.send_modify(|n| *n += 1);
+        let client = Arc::clone(&self.client);
+        let semaphore = Arc::clone(&self.semaphore);
+        let pending = Arc::clone(&self.pending);
+        let signer = self.signer.clone();
+        let result = result.clone();
+        let cas = cas.clone();
+        self.handle.spawn(async move {
+            let started = Instant::now();
+            let uploaded = upload_entry(&client, name, &result, &cas, signer, &semaphore).await;
+            {
+                let mut stats = client.stats_mut();
+                match uploaded {
+                    Ok(()) => stats.entries_up += 1,
+                    Err(()) => stats.upload_failed += 1,
+                }
+                stats.upload_ms += started.elapsed().as_millis() as u64;
+            }
+            pending.send_modify(|n| *n = n.saturating_sub(1));
+        });
+    }
+
+    /// Entries still uploading.
+    pub fn pending(&self) -> usize {
+        *self.pending.borrow()
+    }
+
+    /// Waits until every upload handed over so far is done or `deadline` passes, then refuses
+    /// further uploads (a second call adds nothing to the counts). Blocks the calling thread (not a runtime's). Uploads still running at
+    /// the deadline are counted as abandoned; they go on until the remote cache is dropped.
+    pub fn flush(&self, deadline: Instant) -> FlushReport {
+        let started = Instant::now();
+        let mut receiver = self.pending.subscribe();
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let waited = crate::block_on(&self.handle, async move {
+            let _ = tokio::time::timeout_at(deadline, receiver.wait_for(|n| *n == 0)).await;
+        });
+        let _ = waited;
+        let first = !self.closed.swap(true, Ordering::AcqRel);
+        let abandoned = self.pending() as u64;
+        let mut stats = self.client.stats_mut();
+        if first {
+            stats.upload_abandoned += abandoned;
+        }
+        stats.flush_ms += started.elapsed().as_millis() as u64;
+        FlushReport {
+            uploaded: stats.entries_up,
+            bytes: stats.bytes_up,
+            failed: stats.upload_failed,
+            abandoned: stats.upload_abandoned,
+        }
+    }
+}
+
+async fn upload_entry(
+    client: &Arc<Client>,
+    name: ObjectName,
+    result: &CachedResult,
+    cas: &Cas,
+    signer: Option<SigningKey>,
+    semaphore: &Arc<Semaphore>,
+) -> Result<(), ()> {
+    let digests: BTreeSet<Digest> = result.blobs().collect();
+    let mut blobs = JoinSet::new();
+    for digest in digests {
+        let client = Arc::clone(client);
+        let semaphore = Arc::clone(semaphore);
+        let cas = cas.clone();
+        blobs.spawn(async move { upload_blob(&client, &cas, digest, &semaphore).await });
+    }
+    while let Some(joined) = blobs.join_next().await {
+        if !matches!(joined, Ok(Ok(()))) {
+            blobs.abort_all();
+            return Err(());
+        }
+    }
+    let mut manifest = Manifest::from_result(name.name(), result);
+    if let Some(signer) = &signer {
+        manifest.sign(signer);
+    }
+    let bytes = Bytes::from(manifest.to_bytes());
+    let size = bytes.len() as u64;
+    let _permit = semaphore.acquire().await.map_err(|_| ())?;
+    client
+        .call(client.backend.put(name, bytes))
+        .await
+        .map_err(|_| ())?;
+    client.stats_mut().bytes_up += size;
+    Ok(())
+}
+
+async fn upload_blob(
+    client: &Arc<Client>,
+    cas: &Cas,
+    digest: Digest,
+    semaphore: &Arc<Semaphore>,
+) -> Result<(), ()> {
+    if client.knows(&digest) {
+        return Ok(());
+    }
+    let _permit = semaphore.acquire().await.map_err(|_| ())?;
+    if client.knows(&digest) {
+        return Ok(());
+    }
+    let name = ObjectName::cas(&digest);
+    if client
+        .call(client.backend.exists(name.clone()))
+        .await
+        .map_err(|_| ())?
+    {
+        client.learn(digest);
+        client.stats_mut().blobs_present += 1;
+        return Ok(());
+    }
+    let cas = cas.clone();
+    let bytes = tokio::task::spawn_blocking(move || cas.read(&digest))
+        .await
+        .map_err(|_| ())?
+        .map_err(|_| ())?;
+    let size = bytes.len() as u64;
+    client
+        .call(client.backend.put(name, Bytes::from(bytes)))
+        .await
+        .map_err(|_| ())?;
+    client.learn(digest);
+    let mut stats = client.stats_mut();
+    stats.blobs_up += 1;
+    stats.bytes_up += size;
+    Ok(())
+}
