@@ -23,3 +23,4 @@
 pub mod atomic_write;
 pub mod duration;
 pub mod source;
+pub mod source_text;
