@@ -23,6 +23,10 @@
 //!   `#false`, `#null`; decimal integers and floats (sign, `_` separators, exponent);
 //! - `key=value` properties (node space allowed around `=`) and nested `{ … }` blocks.
 //!
+//! Blocks nest at most [`MAX_DEPTH`](crate::MAX_DEPTH) deep: the parser recurses once per
+//! block, and 4,000 nested braces overflowed the stack (issue 18). A deeper `{` ends the read
+//! with [`Fast::TooDeep`] at its offset — the same `{` the `outline` scan finds for the crate.
+//!
 //! Everything else returns `None`: identifier values, raw and multi-line strings, whitespace
 //! escapes, hex/octal/binary numbers, `#inf`/`#nan`, type annotations, `/-` slashdash
 //! comments, other Unicode spaces and newlines, and the code points KDL disallows.
@@ -45,18 +49,44 @@ use miette::SourceSpan;
 /// Plain identifiers KDL reads as something else.
 const KEYWORDS: &[&str] = &["true", "false", "null", "inf", "nan"];
 
-/// Parse `text` if it is inside the subset; `None` means "ask the `kdl` crate".
-pub(super) fn parse(text: &str) -> Option<KdlDocument> {
+/// What the fast path made of a text.
+#[derive(Debug)]
+pub(super) enum Fast {
+    /// The text is inside the subset: its document.
+    Document(KdlDocument),
+    /// A block nests deeper than `MAX_DEPTH`: the offset of its `{`.
+    TooDeep(usize),
+    /// The text leaves the subset (or is malformed): ask the `kdl` crate.
+    Outside,
+}
+
+/// Read `text` if it is inside the subset and nests no deeper than `MAX_DEPTH`.
+pub(super) fn read(text: &str) -> Fast {
     let mut parser = Parser {
         text,
         bytes: text.as_bytes(),
         pos: 0,
+        depth: 0,
+        too_deep: None,
     };
     if text.starts_with('\u{feff}') {
         parser.pos = '\u{feff}'.len_utf8();
     }
-    let document = parser.nodes(Block::File)?;
-    (parser.pos == text.len()).then_some(document)
+    let document = parser.nodes(Block::File);
+    match (document, parser.too_deep) {
+        (_, Some(at)) => Fast::TooDeep(at),
+        (Some(document), None) if parser.pos == text.len() => Fast::Document(document),
+        _ => Fast::Outside,
+    }
+}
+
+/// Parse `text` if it is inside the subset; `None` means "ask the `kdl` crate" (or too deep).
+#[cfg(test)]
+pub(super) fn parse(text: &str) -> Option<KdlDocument> {
+    match read(text) {
+        Fast::Document(document) => Some(document),
+        Fast::TooDeep(_) | Fast::Outside => None,
+    }
 }
 
 /// Where a list of nodes sits, which decides how it may end.
@@ -76,6 +106,10 @@ struct Parser<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// Blocks open around `pos`.
+    depth: usize,
+    /// The `{` that went past `MAX_DEPTH`, once met.
+    too_deep: Option<usize>,
 }
 
 impl Parser<'_> {
@@ -149,10 +183,18 @@ impl Parser<'_> {
         Some(node)
     }
 
-    /// `{ nodes }`.
+    /// `{ nodes }`, at most `MAX_DEPTH` deep.
     fn children(&mut self) -> Option<KdlDocument> {
+        let open = self.pos;
         self.eat(b'{')?;
-        let document = self.nodes(Block::Children)?;
+        if self.depth >= crate::MAX_DEPTH {
+            self.too_deep = Some(open);
+            return None;
+        }
+        self.depth += 1;
+        let document = self.nodes(Block::Children);
+        self.depth -= 1;
+        let document = document?;
         self.eat(b'}')?;
         Some(document)
     }
@@ -679,13 +721,16 @@ pub(super) mod tests {
     pub(crate) fn assert_same_task_file(text: &str) {
         let source = SourceFile::new("tasks.kdl", "tasks.kdl", text);
         let fast = outcome(parse_task_file(source.clone()));
-        let slow = outcome(read_task_file(source, KdlDocument::parse(text)));
+        let slow = outcome(read_task_file(
+            source,
+            KdlDocument::parse(text).map_err(crate::kdl::Unread::from),
+        ));
         assert_eq!(fast, slow, "the models differ for {text:?}");
     }
 
     /// A task file shaped like the one `bench/gen.py` writes: layers of tasks with 1–3
     /// dependencies each and an `all` aggregate.
-    fn generated_task_file(tasks: usize) -> String {
+    pub(crate) fn generated_task_file(tasks: usize) -> String {
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = move |bound: usize| {
             seed ^= seed << 13;
