@@ -1188,4 +1188,90 @@ pub(super) mod tests {
             assert_same_task_file(&text);
         }
     }
+
+    /// The properties every text must have, whatever it holds: reading it does not panic or
+    /// abort, every label of every diagnostic lies inside it, and the diagnostics render
+    /// (miette panicked on labels past column 65,535) to a bounded amount of text.
+    fn assert_reads_safely(text: &str) {
+        let Err(diagnostics) = parse_task_file(SourceFile::new("tasks.kdl", "tasks.kdl", text))
+        else {
+            return;
+        };
+        assert!(diagnostics.errors.len() <= crate::MAX_DIAGNOSTICS + 1);
+        for error in &diagnostics.errors {
+            for label in error.labels().into_iter().flatten() {
+                assert!(
+                    label.offset() + label.len() <= text.len(),
+                    "{error}: {label:?} is past the end of {text:?}"
+                );
+            }
+        }
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(80)
+            .with_context_lines(2)
+            .render_report(&mut out, &diagnostics)
+            .expect("diagnostics render");
+        assert!(out.len() < 200 * 1024 + 40 * text.len().min(10_000));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Issue 18's fuzzing, bounded: the repository's task files (examples and templates)
+        /// mutated a few bytes at a time read safely, and both paths read them alike.
+        #[test]
+        fn mutated_repository_files_read_safely_and_alike_issue_18(
+            file in prop::sample::select(REPO_FILES.iter().map(|(_, text)| *text).collect::<Vec<_>>()),
+            mutations in prop::collection::vec(mutation(), 1..8),
+        ) {
+            let text = mutate(file, &mutations);
+            assert_reads_safely(&text);
+            check(&text);
+            assert_same_task_file(&text);
+        }
+
+        /// The outline the crate's pieces are cut by finds the top-level nodes the crate
+        /// finds, where it finds them.
+        #[test]
+        fn the_outline_delimits_the_nodes_the_crate_reads(text in document()) {
+            let outline = crate::outline::Outline::scan(&text);
+            let document = KdlDocument::parse(&text).expect("generated documents are valid");
+            let starts: Vec<usize> = document.nodes().iter().map(|n| n.span().offset()).collect();
+            let found: Vec<usize> = outline.nodes.iter().map(|r| r.start).collect();
+            prop_assert_eq!(found, starts, "{:?}", text);
+            for (range, node) in outline.nodes.iter().zip(document.nodes()) {
+                let end = node.span().offset() + node.span().len();
+                prop_assert!(range.end >= end, "{:?}: {:?} ends before {}", text, range, end);
+                let rest = &text[end..range.end];
+                prop_assert!(rest.trim().is_empty() || rest.trim_start().starts_with("//"), "{:?}", text);
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_reads_safely_issue_18(text in any::<String>()) {
+            assert_reads_safely(&text);
+        }
+
+        #[test]
+        fn kdl_like_text_reads_safely_issue_18(
+            text in "[a-z0-9 \t\r\n\"\\\\{};=#/*().+_\u{feff}\u{2028}-]{0,200}",
+        ) {
+            assert_reads_safely(&text);
+        }
+    }
+
+    #[test]
+    fn long_lines_and_repetitions_read_safely_issue_18() {
+        for file in REPO_FILES.iter().map(|(_, text)| *text) {
+            // Every line pushed past column 65,535, and the file repeated on one line.
+            let wide: String = file
+                .lines()
+                .map(|line| format!("{}{line}\n", " ".repeat(66_000)))
+                .collect();
+            assert_reads_safely(&wide);
+            assert_reads_safely(&file.replace('\n', " ").repeat(20));
+            assert_reads_safely(&file.replace('"', "\"\"").repeat(10));
+        }
+    }
 }

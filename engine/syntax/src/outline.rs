@@ -66,10 +66,8 @@ impl Outline {
                         node_start.get_or_insert(at);
                     }
                 }
-                b'\\' => {
-                    node_start.get_or_insert(at);
-                    lexer.line_continuation();
-                }
+                // Node space (or line space between nodes): never ends a node.
+                b'\\' => lexer.line_continuation(),
                 b'/' if lexer.peek_at(1) == Some(b'-') => {
                     node_start.get_or_insert(at);
                     lexer.pos += 2;
