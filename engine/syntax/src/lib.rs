@@ -474,7 +474,7 @@ pub enum Error {
         #[source_code]
         src: Src,
         /// The second occurrence.
-        #[label("set again here")]
+        #[label(primary, "set again here")]
         span: SourceSpan,
         /// The first occurrence.
         #[label("first set here")]
