@@ -95,7 +95,7 @@ impl SourceFile {
     /// label on a line past column 65,535 makes miette's renderer panic with it, which
     /// [`source_code`](Self::source_code) avoids.
     pub fn named_source(&self) -> NamedSource<Arc<str>> {
-        NamedSource::new(self.name.clone(), Arc::from(self.text.text()))
+        NamedSource::new(self.name.clone(), self.text.shared())
     }
 
     /// 1-based line and column of a byte offset (columns count characters).

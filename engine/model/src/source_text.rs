@@ -61,6 +61,11 @@ impl SourceText {
         &self.inner.text
     }
 
+    /// The whole text, shared.
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.inner.text)
+    }
+
     fn line_starts(&self) -> &[usize] {
         self.inner.line_starts.get_or_init(|| {
             std::iter::once(0)
