@@ -11,6 +11,9 @@
 //! at character boundaries, without context lines; a span longer than [`MAX_SPAN`] is shown
 //! by its first [`MAX_SPAN`] bytes. Context lines are kept only while they are short.
 //!
+//! Where every line in reach is short, a span reads exactly as miette reads plain text, so
+//! diagnostics of ordinary files render as they always did.
+//!
 //! Invariants: the bytes handed out are always a slice of the text at their true offsets (the
 //! renderer places labels by offset), so a window starts and ends inside lines rather than
 //! inserting markers; the line and column reported are the true ones (1-based in the header
@@ -158,7 +161,13 @@ impl SourceCode for SourceText {
         {
             return Err(MietteError::OutOfBounds);
         }
-
+        // Short lines all round: read exactly as miette reads plain text.
+        let lines = self.line_starts().len();
+        let mut context = first_line.saturating_sub(context_lines_before)
+            ..=(last_line + context_lines_after).min(lines - 1);
+        if !context.any(|line| long(self.line_range(line))) {
+            return text.read_span(span, context_lines_before, context_lines_after);
+        }
         let (data_start, line) = if start - first_start > WINDOW && long((first_start, first_end)) {
             (self.floor_boundary(start - WINDOW), first_line)
         } else {
@@ -175,7 +184,6 @@ impl SourceCode for SourceText {
         let data_end = if last_end.saturating_sub(end) > WINDOW && long((last_start, last_end)) {
             self.ceil_boundary(end + WINDOW)
         } else {
-            let lines = self.line_starts().len();
             let mut line = last_line;
             while line + 1 < lines
                 && line + 1 - last_line <= context_lines_after
