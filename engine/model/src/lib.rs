@@ -25,3 +25,4 @@ pub mod atomic_write;
 pub mod duration;
 pub mod llm_call;
 pub mod source;
+pub mod source_text;

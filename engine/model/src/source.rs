@@ -1,9 +1,10 @@
 //! Source files and spans.
 //!
 //! Every user-facing diagnostic points into a [`SourceFile`]: `tasks.kdl`, a rule file, a
-//! prompt. The text sits behind an `Arc` so errors can carry it cheaply as miette source code,
-//! and [`Spanned`] values keep the byte range they were parsed from all the way to the last
-//! error that mentions them.
+//! prompt. The text sits behind an `Arc` so errors can carry it cheaply as miette source code
+//! ([`SourceFile::source_code`], read in windows by [`SourceText`] so that no line is too long
+//! to draw), and [`Spanned`] values keep the byte range they were parsed from all the way to
+//! the last error that mentions them.
 
 use std::{
     fmt,
@@ -13,12 +14,14 @@ use std::{
 
 use miette::{NamedSource, SourceSpan};
 
+pub use crate::source_text::SourceText;
+
 /// A file's text together with the path it was read from.
 #[derive(Clone, Default)]
 pub struct SourceFile {
     path: PathBuf,
     name: String,
-    text: Arc<str>,
+    text: SourceText,
 }
 
 impl SourceFile {
@@ -31,7 +34,7 @@ impl SourceFile {
         SourceFile {
             path: path.into(),
             name: name.into(),
-            text: text.into(),
+            text: SourceText::new(text),
         }
     }
 
@@ -39,11 +42,32 @@ impl SourceFile {
     /// still yields a diagnostic instead of an I/O error).
     pub fn read(path: &Path, name: impl Into<String>) -> std::io::Result<Self> {
         let bytes = std::fs::read(path)?;
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        Ok(SourceFile::new(path, name, lossy(bytes)))
+    }
+
+    /// [`read`](Self::read), refusing a file of more than `limit` bytes without reading it
+    /// (an error of kind `FileTooLarge` that names the size and the limit): a 50 MB
+    /// `tasks.kdl` is a mistake, and reading it whole costs memory before any check runs.
+    pub fn read_at_most(path: &Path, name: impl Into<String>, limit: u64) -> std::io::Result<Self> {
+        use std::io::Read;
+        let file = std::fs::File::open(path)?;
+        let size = file.metadata()?.len();
+        let too_large = |size: u64| {
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("the file is {size} bytes, more than the limit of {limit}"),
+            )
         };
-        Ok(SourceFile::new(path, name, text))
+        if size > limit {
+            return Err(too_large(size));
+        }
+        // The file may grow while it is read: read one byte past the limit at most.
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok(SourceFile::new(path, name, lossy(bytes)))
     }
 
     /// The path the file was read from.
@@ -58,17 +82,33 @@ impl SourceFile {
 
     /// The whole text.
     pub fn text(&self) -> &str {
-        &self.text
+        self.text.text()
     }
 
-    /// The text as miette source code, for `#[source_code]` fields.
+    /// The text as miette source code, for `#[source_code]` fields, read in windows so that
+    /// any span renders (see [`SourceText`]). Prefer it to [`named_source`](Self::named_source).
+    pub fn source_code(&self) -> NamedSource<SourceText> {
+        NamedSource::new(self.name.clone(), self.text.clone())
+    }
+
+    /// The text as plain miette source code. Kept for errors whose field has this type; a
+    /// label on a line past column 65,535 makes miette's renderer panic with it, which
+    /// [`source_code`](Self::source_code) avoids.
     pub fn named_source(&self) -> NamedSource<Arc<str>> {
-        NamedSource::new(self.name.clone(), Arc::clone(&self.text))
+        NamedSource::new(self.name.clone(), self.text.shared())
     }
 
     /// 1-based line and column of a byte offset (columns count characters).
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        line_col(&self.text, offset)
+        line_col(self.text(), offset)
+    }
+}
+
+/// Bytes as text; invalid UTF-8 sequences are replaced.
+fn lossy(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
     }
 }
 
@@ -140,5 +180,17 @@ mod tests {
         assert_eq!(line_col(text, 7), (2, 4));
         assert_eq!(line_col(text, 8), (3, 1));
         assert_eq!(line_col(text, 100), (3, 2));
+    }
+
+    #[test]
+    fn read_at_most_refuses_a_larger_file_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.kdl");
+        std::fs::write(&path, "x".repeat(101)).unwrap();
+        let err = SourceFile::read_at_most(&path, "tasks.kdl", 100).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
+        assert!(err.to_string().contains("101 bytes"), "{err}");
+        let file = SourceFile::read_at_most(&path, "tasks.kdl", 101).unwrap();
+        assert_eq!(file.text().len(), 101);
     }
 }

@@ -11,9 +11,13 @@
 //!   (nothing looks up `.tmp-*` names) and is swept by `prune` once it is older than the grace
 //!   period.
 //! - Putting a blob that exists is a no-op apart from refreshing its mtime, which tells `prune`
-//!   that a writer may be about to reference it (see `Store::prune`).
+//!   that a writer may be about to reference it (see `Store::prune`) — if the file has the
+//!   size of the content being put; a blob of another size is damaged and is replaced.
 //! - Readers verify: every read hashes what it returns and fails with
-//!   `clab::store::corrupt_blob` on a mismatch, so a flipped bit on disk is never restored.
+//!   `clab::store::corrupt_blob` on a mismatch, so a flipped bit on disk is never restored; the
+//!   damaged blob is then deleted (if it is still the file that was read), so the result that
+//!   names it misses and the next good store of that content writes it afresh (issue 18: a
+//!   corrupt blob was detected on every restore and never replaced).
 //!
 //! Layout version: `CAS_VERSION` (1). Blobs hold raw bytes, uncompressed; the file mode of an
 //! output is kept in the result's manifest, not on the blob.
@@ -91,7 +95,7 @@ impl Cas {
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, Error> {
         let digest = Digest::of_bytes(bytes);
         let dest = self.path_of(&digest);
-        if self.refresh_existing(&dest) {
+        if self.refresh_existing(&dest, bytes.len() as u64) {
             return Ok(digest);
         }
         // The digest is known first: write beside the blob's final name, so the rename stays
@@ -138,7 +142,7 @@ impl Cas {
             size += n as u64;
         }
         let digest = Digest::from(hasher.finalize());
-        if self.refresh_existing(&self.path_of(&digest)) {
+        if self.refresh_existing(&self.path_of(&digest), size) {
             // The temp file is removed when dropped.
             return Ok((digest, size));
         }
@@ -149,9 +153,13 @@ impl Cas {
     /// Reads a whole blob, verifying its digest.
     pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, Error> {
         let path = self.path_of(digest);
-        let bytes = fs::read(&path).map_err(|source| Error::blob_io(digest, &path, source))?;
+        let mut file = File::open(&path).map_err(|source| Error::blob_io(digest, &path, source))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|source| Error::io("read", &path, source))?;
         let actual = Digest::of_bytes(&bytes);
         if actual != *digest {
+            discard_damaged(&file, &path);
             return Err(Error::CorruptBlob {
                 digest: *digest,
                 actual,
@@ -188,6 +196,7 @@ impl Cas {
         }
         let actual = Digest::from(hasher.finalize());
         if actual != *digest {
+            discard_damaged(&file, &path);
             return Err(Error::CorruptBlob {
                 digest: *digest,
                 actual,
@@ -290,9 +299,11 @@ impl Cas {
         .map_err(|source| Error::io("create a temp file in", dir, source))
     }
 
-    /// If the blob exists, refresh its mtime (a writer is about to reference it) and say so.
-    fn refresh_existing(&self, dest: &Path) -> bool {
-        if !dest.is_file() {
+    /// If the blob exists with `size` bytes, refresh its mtime (a writer is about to reference
+    /// it) and say so. One of another size is damaged: the caller writes the blob again (the
+    /// rename replaces it). Same-size damage is found by the next read, which deletes it.
+    fn refresh_existing(&self, dest: &Path, size: u64) -> bool {
+        if !fs::metadata(dest).is_ok_and(|meta| meta.is_file() && meta.len() == size) {
             return false;
         }
         if let Ok(file) = File::options().append(true).open(dest) {
@@ -316,6 +327,17 @@ impl Cas {
         temp.persist(&dest)
             .map_err(|e| Error::io("rename a temp file to", &dest, e.error))?;
         Ok(())
+    }
+}
+
+/// Delete the blob at `path` that `file` (open on it) was found damaged in, unless the path
+/// now names another file (a writer replaced it meanwhile). Best effort.
+fn discard_damaged(file: &File, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let read = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+    let now = fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    if read.is_some() && read == now {
+        let _ = fs::remove_file(path);
     }
 }
 
@@ -407,11 +429,65 @@ mod tests {
         fs::write(cas.path_of(&digest), b"tampered").unwrap();
         let err = cas.read(&digest).unwrap_err();
         assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
+        // Deleted once found: then it is missing.
         let mut out = Vec::new();
         let err = cas
             .copy_to(&digest, &mut out, Path::new("out"))
             .unwrap_err();
+        assert!(matches!(err, Error::MissingBlob { .. }), "{err:?}");
+        cas.put_bytes(b"original").unwrap();
+        fs::write(cas.path_of(&digest), b"tampered").unwrap();
+        let err = cas
+            .copy_to(&digest, &mut out, Path::new("out"))
+            .unwrap_err();
         assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_corrupt_blob_is_replaced_by_the_next_good_store_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(dir.path().join("cas"));
+        let content = vec![42u8; 300_000];
+        let src = dir.path().join("big.bin");
+        fs::write(&src, &content).unwrap();
+        for (put, size_kept) in [
+            ("bytes", true),
+            ("bytes", false),
+            ("file", true),
+            ("file", false),
+        ] {
+            let digest = cas.put_bytes(&content).unwrap();
+            // Damage: a flipped byte (same size), or a truncation.
+            let mut damaged = content.clone();
+            if size_kept {
+                damaged[1000] ^= 0xff;
+            } else {
+                damaged.truncate(1000);
+            }
+            fs::write(cas.path_of(&digest), &damaged).unwrap();
+            if size_kept {
+                // Same size: the store cannot tell without reading; the read finds it, fails,
+                // and deletes it.
+                let mut out = Vec::new();
+                let err = cas
+                    .copy_to(&digest, &mut out, Path::new("out"))
+                    .unwrap_err();
+                assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
+                assert!(!cas.contains(&digest), "the damaged blob is gone");
+            }
+            // The next good store of the same content writes it again.
+            let stored = match put {
+                "bytes" => cas.put_bytes(&content).unwrap(),
+                _ => cas.put_file(&src).unwrap().0,
+            };
+            assert_eq!(stored, digest);
+            assert_eq!(cas.read(&digest).unwrap(), content, "{put}, {size_kept}");
+        }
+        // `read` deletes a damaged blob too.
+        let digest = cas.put_bytes(b"log").unwrap();
+        fs::write(cas.path_of(&digest), b"LOG").unwrap();
+        assert!(cas.read(&digest).is_err());
+        assert!(!cas.contains(&digest));
     }
 
     #[test]

@@ -40,8 +40,10 @@
 //!              (`input_set`) instead of holding a copy each; pruned with its last manifest
 //! ```
 //!
-//! Corruption: if SQLite says the file is not a database or is malformed (also as found by
-//! the open-time check, `check_integrity`), the file and its `-wal`/`-shm` companions are renamed to
+//! Corruption: if SQLite says the file is not a database, is malformed or has an unsupported
+//! file format ([`is_corruption`]) — at open (also as found by the open-time check,
+//! `check_integrity`) or on any later query (`Store::heal`, after `PRAGMA quick_check`
+//! confirms it, [`confirm_damage`]) — the file and its `-wal`/`-shm` companions are renamed to
 //! `cache.db.corrupt-<unix seconds>` (`…-wal`, `…-shm`) and a fresh database is created; the
 //! caller gets one warning and the run goes on with an empty cache. Any other failure (a
 //! permission error, a locked file past the busy timeout) is an error, not a reason to discard
@@ -177,12 +179,55 @@ pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 fn classify(path: &Path, error: rusqlite::Error) -> OpenFailure {
-    match error.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
-            OpenFailure::Corrupt(error.to_string())
-        }
-        _ => OpenFailure::Other(Error::sqlite(path, error)),
+    if is_corruption(&error) {
+        OpenFailure::Corrupt(error.to_string())
+    } else {
+        OpenFailure::Other(Error::sqlite(path, error))
     }
+}
+
+/// Whether `error` says the file is damaged: `SQLITE_CORRUPT`, `SQLITE_NOTADB`, or a message
+/// naming it ("malformed", "not a database", "unsupported file format" — what SQLite says of
+/// a header whose schema-format bytes 44–47 are out of range).
+pub(crate) fn is_corruption(error: &rusqlite::Error) -> bool {
+    if matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    ) {
+        return true;
+    }
+    let message = error.to_string();
+    ["malformed", "not a database", "unsupported file format"]
+        .iter()
+        .any(|sign| message.contains(sign))
+}
+
+/// After `error` (which [`is_corruption`]) on `conn`: the reason to replace the file, or
+/// `None` if it checks out. SQLite's corruption codes are trusted; a message alone is
+/// confirmed by `PRAGMA quick_check`.
+pub(crate) fn confirm_damage(conn: &Connection, error: &rusqlite::Error) -> Option<String> {
+    if matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    ) {
+        return Some(error.to_string());
+    }
+    match conn.query_row("PRAGMA quick_check(1)", [], |row| row.get::<_, String>(0)) {
+        Ok(check) if check == "ok" => None,
+        Ok(check) => Some(check),
+        Err(_) => Some(error.to_string()),
+    }
+}
+
+/// A connection to nothing, to stand in while a damaged database is moved aside.
+pub(crate) fn placeholder() -> Result<Connection, Error> {
+    Connection::open_in_memory().map_err(|e| Error::sqlite(Path::new(":memory:"), e))
+}
+
+/// The device and inode of `path`, to tell whether another process has replaced it.
+pub(crate) fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Is the database whole? `PRAGMA quick_check` reads every page — 70 ms for a 10 MB cache,
@@ -302,7 +347,7 @@ fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
 }
 
 /// Renames a corrupt database and its WAL companions out of the way; returns the new name.
-fn move_aside(path: &Path) -> Result<PathBuf, Error> {
+pub(crate) fn move_aside(path: &Path) -> Result<PathBuf, Error> {
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -37,7 +37,12 @@
 //! - Two clab processes may share one store: SQLite's WAL and busy timeout order writers, and
 //!   `lock_key` keeps the same key from being built twice at once.
 //! - `Store` is `Send + Sync`; its methods are synchronous (call them from `spawn_blocking`).
-//! - Among clab's crates this one depends on `clab-model` only (for the [`LlmCall`] record).
+//! - Every temp file the store writes beside a user's files (a restore in progress) is named
+//!   [`TEMP_PREFIX`]`…`: output expansion must skip such names, and [`sweep_temp_files`]
+//!   removes those a killed clab left (issue 18: a partial `out/.clab-restore-*` was stored as
+//!   an output of `outputs "out/**"`).
+//! - Among clab's crates this one depends on `clab-model` only (for the [`LlmCall`] record and
+//!   [`TEMP_PREFIX`]).
 
 pub mod byte_size;
 pub mod cached_result;
@@ -53,7 +58,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,6 +68,10 @@ pub use byte_size::{ByteSize, SizeError};
 pub use cached_result::{CachedResult, OutputEntry, RestoreReport};
 pub use cas::Cas;
 use clab_model::llm_call::{CallOutcome, LlmCall};
+/// The name prefix of every temp file clab writes beside a user's files: restores in progress
+/// here, and `clab_model::atomic_write` (LLM outputs, reports). Output globs must never match
+/// such a name; [`sweep_temp_files`] removes stale ones.
+pub use clab_model::atomic_write::TEMP_PREFIX;
 pub use digest::Digest;
 pub use key_lock::KeyLock;
 pub use run_record::RunRecord;
@@ -330,14 +339,40 @@ impl StoreStats {
 pub struct PruneReport {
     /// Result entries removed.
     pub entries: u64,
-    /// Blobs (and stale temp files) removed.
+    /// Blobs removed.
     pub blobs: u64,
-    /// Bytes freed in the CAS.
+    /// Temp files of killed writers removed from the CAS.
+    pub temp_files: u64,
+    /// Bytes freed in the CAS (blobs and temp files).
     pub freed_bytes: u64,
     /// Bytes left in the CAS.
     pub remaining_bytes: u64,
     /// Stat-cache entries dropped because their file is gone.
     pub stat_entries: u64,
+}
+
+impl std::fmt::Display for PruneReport {
+    /// `removed 1 entry and 2 blobs (8 B); 0 B left`, each count with its plural; temp files
+    /// are named only when there were some.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = vec![
+            count(self.entries, "entry", "entries"),
+            count(self.blobs, "blob", "blobs"),
+        ];
+        if self.temp_files > 0 {
+            parts.push(count(self.temp_files, "temp file", "temp files"));
+        }
+        let last = parts.pop().unwrap_or_default();
+        write!(
+            f,
+            "removed {} and {last} ({}); {} left",
+            parts.join(", "),
+            ByteSize(self.freed_bytes),
+            ByteSize(self.remaining_bytes)
+        )
+    }
 }
 
 /// The cache store of one project.
@@ -366,6 +401,13 @@ pub struct Store {
     input_sets: Mutex<HashSet<Digest>>,
     /// Input sets read by this process.
     parsed_input_sets: Mutex<HashMap<Digest, InputSet>>,
+    /// Bumped each time a damaged `cache.db` is replaced (see [`Store::heal`]): an operation
+    /// that failed on generation `n` heals only if nobody has since.
+    generation: AtomicU64,
+    /// The device and inode of the `cache.db` the connections opened.
+    db_file: Mutex<Option<(u64, u64)>>,
+    /// Warnings since the last [`Store::take_warnings`] (a database healed during use).
+    warnings: Mutex<Vec<Warning>>,
 }
 
 /// A node's inputs map (path → content hash), as manifests share it.
@@ -394,6 +436,7 @@ impl Store {
         fs::create_dir_all(&dir).map_err(|source| Error::io("create", &dir, source))?;
         let db_path = dir.join(DB_FILE);
         let (conn, warning) = db::open(&db_path)?;
+        let db_file = db::file_id(&db_path);
         let cas = Cas::new(dir.join("cas"));
         cas.create_root();
         let store = Store {
@@ -409,6 +452,9 @@ impl Store {
             manifest_names: RwLock::new(None),
             input_sets: Mutex::new(HashSet::new()),
             parsed_input_sets: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            db_file: Mutex::new(db_file),
+            warnings: Mutex::new(Vec::new()),
         };
         if warning.is_some() {
             // The results a snapshot vouches for went with the damaged database.
@@ -461,6 +507,129 @@ impl Store {
         result.map_err(|e| Error::sqlite(&self.db_path, e))
     }
 
+    /// Run `op` on the connection; if SQLite says the database is damaged, heal it (see
+    /// [`heal`](Self::heal)) and run `op` once more on the fresh one.
+    fn with_conn<T>(
+        &self,
+        op: impl Fn(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, Error> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let result = op(&mut self.conn());
+        match result {
+            Err(err) if db::is_corruption(&err) => {
+                self.heal(generation, &err)?;
+                self.sql(op(&mut self.conn()))
+            }
+            result => self.sql(result),
+        }
+    }
+
+    /// [`with_conn`](Self::with_conn) on the lookup connection.
+    fn with_reader<T>(&self, op: impl Fn(&Connection) -> rusqlite::Result<T>) -> Result<T, Error> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let result = op(&self.reader());
+        match result {
+            Err(err) if db::is_corruption(&err) => {
+                self.heal(generation, &err)?;
+                self.sql(op(&self.reader()))
+            }
+            result => self.sql(result),
+        }
+    }
+
+    /// `cache.db` turned out damaged during use (issue 18: a damaged stat-cache page, index
+    /// page or header byte made every run warn and rerun everything, forever). Unless another
+    /// thread healed it since `generation`, or another clab already replaced the file: close
+    /// both connections, move the file and its `-wal`/`-shm` aside (`db::move_aside`), open a
+    /// fresh database, forget everything read from the old one, and queue one
+    /// [`Warning::CorruptDatabase`] for [`take_warnings`](Self::take_warnings). The run goes
+    /// on as a cold run.
+    fn heal(&self, generation: u64, err: &rusqlite::Error) -> Result<(), Error> {
+        let mut conn = self.conn();
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return Ok(());
+        }
+        // A query failed, but the file checks out: the retry reports the error, the cache is
+        // kept.
+        let Some(reason) = db::confirm_damage(&conn, err) else {
+            return Ok(());
+        };
+        // Close before moving: a connection closing after the move would delete the new
+        // database's `-wal` by name.
+        drop(std::mem::replace(&mut *conn, db::placeholder()?));
+        if let Some(Some(reader)) = self.reader.get() {
+            let mut reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+            drop(std::mem::replace(&mut *reader, db::placeholder()?));
+        }
+        let mut db_file = self.db_file.lock().unwrap_or_else(|e| e.into_inner());
+        let replaced_by_another = db_file.is_some() && db::file_id(&self.db_path) != *db_file;
+        let moved_to = if replaced_by_another {
+            None
+        } else {
+            Some(db::move_aside(&self.db_path)?)
+        };
+        let (fresh, _) = db::open(&self.db_path)?;
+        *conn = fresh;
+        *db_file = db::file_id(&self.db_path);
+        if let Some(Some(reader)) = self.reader.get() {
+            let mut reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(fresh) = db::open_reader(&self.db_path) {
+                *reader = fresh;
+            }
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        drop(conn);
+        // Nothing read from the damaged file is trusted any more.
+        self.forget_preloaded();
+        *self
+            .manifest_names
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        self.input_sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        if let Some(cache) = self.stat_cache.get() {
+            cache.clear();
+        }
+        self.forget_snapshots();
+        if let Some(moved_to) = moved_to {
+            self.warnings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Warning::CorruptDatabase {
+                    path: self.db_path.clone(),
+                    moved_to,
+                    reason,
+                });
+        }
+        Ok(())
+    }
+
+    /// `PRAGMA quick_check` (reads every page: ~70 ms for a 10 MB cache), healing a damaged
+    /// database. Run by the maintenance commands (`stats`, `clean`, `prune`), which may afford
+    /// it, so that damage no query of a run happens to meet is found there.
+    fn verify(&self) -> Result<(), Error> {
+        self.with_conn(|conn| {
+            let check: String = conn.query_row("PRAGMA quick_check(1)", [], |row| row.get(0))?;
+            if check == "ok" {
+                Ok(())
+            } else {
+                Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                    Some(check),
+                ))
+            }
+        })
+    }
+
+    /// Warnings raised since the last call: a `cache.db` found damaged during use and
+    /// replaced (at most once per damage). The caller reports them as it reports
+    /// [`Opened::warnings`]; a run should ask after planning and at its end.
+    pub fn take_warnings(&self) -> Vec<Warning> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     // ── blobs ────────────────────────────────────────────────────────────────────────────────
 
     /// Puts the output file `root/rel` in the CAS and returns its manifest entry (with its
@@ -502,8 +671,7 @@ impl Store {
     /// `missing_blob` unless every output and the log are already in the CAS.
     pub fn save_result(&self, key: &str, result: &CachedResult) -> Result<(), Error> {
         let row = self.result_row(key, result)?;
-        let conn = self.conn();
-        self.sql(insert_result(&conn, &row))?;
+        self.with_conn(|conn| insert_result(conn, &row))?;
         Ok(())
     }
 
@@ -516,13 +684,12 @@ impl Store {
         manifest: &str,
     ) -> Result<(), Error> {
         let row = self.result_row(key, result)?;
-        let mut conn = self.conn();
-        self.sql(conn.transaction().and_then(|transaction| {
+        self.with_conn(|conn| {
+            let transaction = conn.transaction()?;
             insert_result(&transaction, &row)?;
             insert_manifest(&transaction, &result.task, key, manifest)?;
             transaction.commit()
-        }))?;
-        drop(conn);
+        })?;
         self.note_manifest(&result.task);
         Ok(())
     }
@@ -585,18 +752,15 @@ impl Store {
             .cloned();
         let row = match preloaded {
             Some(row) => Some(row),
-            None => {
-                let conn = self.reader();
-                self.sql(
-                    conn.prepare_cached(
-                        "SELECT task, status, duration_ms, outputs, log_hash, created_ms,
-                                last_used_ms
-                         FROM results WHERE key = ?1",
-                    )
-                    .and_then(|mut statement| statement.query_row(params![key], result_row))
-                    .optional(),
-                )?
-            }
+            None => self.with_reader(|conn| {
+                conn.prepare_cached(
+                    "SELECT task, status, duration_ms, outputs, log_hash, created_ms,
+                            last_used_ms
+                     FROM results WHERE key = ?1",
+                )
+                .and_then(|mut statement| statement.query_row(params![key], result_row))
+                .optional()
+            })?,
         };
         let had_row = row.is_some();
         let result = match row {
@@ -634,8 +798,9 @@ impl Store {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(key);
-                let conn = self.conn();
-                self.sql(conn.execute("DELETE FROM results WHERE key = ?1", params![key]))?;
+                self.with_conn(|conn| {
+                    conn.execute("DELETE FROM results WHERE key = ?1", params![key])
+                })?;
                 None
             }
             _ => None,
@@ -695,26 +860,21 @@ impl Store {
     /// other task answers `None` at once (one saved later by another process is missed: this
     /// run then explains less and rescans more, but keys nothing differently).
     pub fn preload_results(&self) -> Result<usize, Error> {
-        let (rows, names) = {
-            let conn = self.conn();
-            let mut tasks = self.sql(conn.prepare("SELECT task FROM manifests"))?;
-            let names = self.sql(
-                tasks
-                    .query_map([], |row| row.get::<_, String>(0))
-                    .and_then(|names| names.collect::<rusqlite::Result<HashSet<_>>>()),
-            )?;
-            let mut statement = self.sql(conn.prepare(
+        let (rows, names) = self.with_conn(|conn| {
+            let mut tasks = conn.prepare("SELECT task FROM manifests")?;
+            let names = tasks
+                .query_map([], |row| row.get::<_, String>(0))
+                .and_then(|names| names.collect::<rusqlite::Result<HashSet<_>>>())?;
+            let mut statement = conn.prepare(
                 "SELECT r.task, r.status, r.duration_ms, r.outputs, r.log_hash, r.created_ms,
                         r.last_used_ms, r.key
                  FROM manifests m JOIN results r ON r.key = m.key",
-            ))?;
-            let rows = self.sql(
-                statement
-                    .query_map([], |row| Ok((row.get::<_, String>(7)?, result_row(row)?)))
-                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
             )?;
-            (rows, names)
-        };
+            let rows = statement
+                .query_map([], |row| Ok((row.get::<_, String>(7)?, result_row(row)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())?;
+            Ok((rows, names))
+        })?;
         *self
             .manifest_names
             .write()
@@ -758,26 +918,27 @@ impl Store {
         if hits == 0 && misses == 0 && used.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
-        let tx = self.sql(conn.transaction())?;
-        for (name, n) in [("hits", hits), ("misses", misses)] {
-            if n > 0 {
-                self.sql(tx.execute(
-                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
-                     ON CONFLICT (name) DO UPDATE SET value = value + ?2",
-                    params![name, n],
-                ))?;
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            for (name, n) in [("hits", hits), ("misses", misses)] {
+                if n > 0 {
+                    tx.execute(
+                        "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                         ON CONFLICT (name) DO UPDATE SET value = value + ?2",
+                        params![name, n],
+                    )?;
+                }
             }
-        }
-        {
-            let mut statement = self.sql(tx.prepare(
-                "UPDATE results SET last_used_ms = max(last_used_ms, ?2) WHERE key = ?1",
-            ))?;
-            for (key, when) in &used {
-                self.sql(statement.execute(params![key, when]))?;
+            {
+                let mut statement = tx.prepare(
+                    "UPDATE results SET last_used_ms = max(last_used_ms, ?2) WHERE key = ?1",
+                )?;
+                for (key, when) in &used {
+                    statement.execute(params![key, when])?;
+                }
             }
-        }
-        self.sql(tx.commit())
+            tx.commit()
+        })
     }
 
     /// Makes the outputs of `result` present under `root`: an output that already has the
@@ -802,10 +963,7 @@ impl Store {
             }
             let parent = abs.parent().unwrap_or(root);
             fs::create_dir_all(parent).map_err(|source| Error::io("create", parent, source))?;
-            let mut temp = tempfile::Builder::new()
-                .prefix(".clab-restore-")
-                .tempfile_in(parent)
-                .map_err(|source| Error::io("create a temp file in", parent, source))?;
+            let mut temp = restore_temp_file(parent)?;
             let started_ns = now_ns();
             let temp_path = temp.path().to_owned();
             self.cas
@@ -831,9 +989,7 @@ impl Store {
 
     /// Saves the inputs manifest (opaque JSON) of `task`'s latest run, with its key.
     pub fn save_manifest(&self, task: &str, key: &str, json: &str) -> Result<(), Error> {
-        let conn = self.conn();
-        self.sql(insert_manifest(&conn, task, key, json))?;
-        drop(conn);
+        self.with_conn(|conn| insert_manifest(conn, task, key, json))?;
         self.note_manifest(task);
         Ok(())
     }
@@ -859,17 +1015,15 @@ impl Store {
                 return Ok(());
             }
         }
-        let conn = self.conn();
-        self.sql(
+        self.with_conn(|conn| {
             conn.prepare_cached(
                 "INSERT INTO input_sets (digest, json, updated_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (digest) DO UPDATE SET updated_ms = ?3",
             )
             .and_then(|mut statement| {
                 statement.execute(params![digest.to_hex().as_str(), json, now_ms()])
-            }),
-        )?;
-        drop(conn);
+            })
+        })?;
         self.input_sets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -889,17 +1043,14 @@ impl Store {
         {
             return Ok(Some(Arc::clone(set)));
         }
-        let json: Option<String> = {
-            let conn = self.reader();
-            self.sql(
-                conn.query_row(
-                    "SELECT json FROM input_sets WHERE digest = ?1",
-                    params![digest.to_hex().as_str()],
-                    |row| row.get(0),
-                )
-                .optional(),
-            )?
-        };
+        let json: Option<String> = self.with_reader(|conn| {
+            conn.query_row(
+                "SELECT json FROM input_sets WHERE digest = ?1",
+                params![digest.to_hex().as_str()],
+                |row| row.get(0),
+            )
+            .optional()
+        })?;
         let Some(set) = json.and_then(|json| serde_json::from_str::<InputSet>(&json).ok()) else {
             return Ok(None);
         };
@@ -925,8 +1076,7 @@ impl Store {
         if !self.may_have_manifest(task) {
             return Ok(None);
         }
-        let conn = self.reader();
-        self.sql(
+        self.with_reader(|conn| {
             conn.query_row(
                 "SELECT key, json, updated_ms FROM manifests WHERE task = ?1",
                 params![task],
@@ -938,8 +1088,8 @@ impl Store {
                     })
                 },
             )
-            .optional(),
-        )
+            .optional()
+        })
     }
 
     // ── history ──────────────────────────────────────────────────────────────────────────────
@@ -951,31 +1101,31 @@ impl Store {
             source,
         })?;
         let extra = run.extra.as_ref().map(|v| v.to_string());
-        let conn = self.conn();
-        self.sql(conn.execute(
-            "INSERT INTO runs (started_ms, targets, ran, cached, failed, duration_ms, extra)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                run.started_ms,
-                targets,
-                run.ran,
-                run.cached,
-                run.failed,
-                run.duration_ms as i64,
-                extra
-            ],
-        ))?;
-        Ok(conn.last_insert_rowid())
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO runs (started_ms, targets, ran, cached, failed, duration_ms, extra)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    run.started_ms,
+                    targets,
+                    run.ran,
+                    run.cached,
+                    run.failed,
+                    run.duration_ms as i64,
+                    extra
+                ],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
     }
 
     /// The `n` most recent runs, newest first.
     pub fn recent_runs(&self, n: usize) -> Result<Vec<RunRecord>, Error> {
-        let conn = self.conn();
-        let mut statement = self.sql(conn.prepare_cached(
-            "SELECT started_ms, targets, ran, cached, failed, duration_ms, extra
-             FROM runs ORDER BY id DESC LIMIT ?1",
-        ))?;
-        let rows = self.sql(
+        let rows = self.with_conn(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT started_ms, targets, ran, cached, failed, duration_ms, extra
+                 FROM runs ORDER BY id DESC LIMIT ?1",
+            )?;
             statement
                 .query_map(params![n as i64], |row| {
                     Ok((
@@ -988,8 +1138,8 @@ impl Store {
                         row.get::<_, Option<String>>(6)?,
                     ))
                 })
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
-        )?;
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        })?;
         rows.into_iter()
             .map(
                 |(started_ms, targets, ran, cached, failed, duration_ms, extra)| {
@@ -1012,37 +1162,37 @@ impl Store {
 
     /// Appends one LLM call to the log.
     pub fn record_llm_call(&self, call: &LlmCall) -> Result<(), Error> {
-        let conn = self.conn();
-        self.sql(conn.execute(
-            "INSERT INTO llm_calls (task, provider, model, attempt, tokens_in, tokens_out,
+        self.with_conn(|conn| {
+            conn.execute(
+                "INSERT INTO llm_calls (task, provider, model, attempt, tokens_in, tokens_out,
                                     latency_ms, status, cache_hit, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                call.task,
-                call.provider,
-                call.model,
-                call.attempt,
-                call.tokens_in.map(|t| t as i64),
-                call.tokens_out.map(|t| t as i64),
-                call.latency_ms as i64,
-                call.outcome.as_str(),
-                call.is_cache_hit(),
-                call.at_ms
-            ],
-        ))?;
+                params![
+                    call.task,
+                    call.provider,
+                    call.model,
+                    call.attempt,
+                    call.tokens_in.map(|t| t as i64),
+                    call.tokens_out.map(|t| t as i64),
+                    call.latency_ms as i64,
+                    call.outcome.as_str(),
+                    call.is_cache_hit(),
+                    call.at_ms
+                ],
+            )
+        })?;
         Ok(())
     }
 
     /// Every logged LLM call, oldest first. What is not stored (`queued_ms`, `tries`) reads
     /// back as 0; an outcome this version does not know reads as an error.
     pub fn llm_calls(&self) -> Result<Vec<LlmCall>, Error> {
-        let conn = self.conn();
-        let mut statement = self.sql(conn.prepare_cached(
-            "SELECT task, provider, model, attempt, tokens_in, tokens_out, latency_ms, status,
-                    cache_hit, at_ms
-             FROM llm_calls ORDER BY id",
-        ))?;
-        self.sql(
+        self.with_conn(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT task, provider, model, attempt, tokens_in, tokens_out, latency_ms, status,
+                        cache_hit, at_ms
+                 FROM llm_calls ORDER BY id",
+            )?;
             statement
                 .query_map([], |row| {
                     Ok(LlmCall {
@@ -1064,8 +1214,8 @@ impl Store {
                         at_ms: row.get(9)?,
                     })
                 })
-                .and_then(|rows| rows.collect()),
-        )
+                .and_then(|rows| rows.collect())
+        })
     }
 
     // ── stat cache ───────────────────────────────────────────────────────────────────────────
@@ -1083,13 +1233,16 @@ impl Store {
 
     /// Every stat-cache row, read without an intermediate copy (40,000 of them on a no-op run).
     fn load_stat_entries(&self) -> Result<crate::stat_cache::Entries, Error> {
-        let conn = self.conn();
-        let mut statement = self.sql(conn.prepare(
+        self.with_conn(|conn| Self::read_stat_entries(conn))
+    }
+
+    fn read_stat_entries(conn: &Connection) -> rusqlite::Result<crate::stat_cache::Entries> {
+        let mut statement = conn.prepare(
             "SELECT path, size, mtime_ns, ctime_ns, inode, hash, written_ns FROM stat_cache",
-        ))?;
+        )?;
         let mut entries = crate::stat_cache::Entries::default();
-        let mut rows = self.sql(statement.query([]))?;
-        while let Some(row) = self.sql(rows.next())? {
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
             let (Ok(path), Ok(hash)) = (row.get_ref(0), row.get_ref(5)) else {
                 continue;
             };
@@ -1132,44 +1285,43 @@ impl Store {
         if dirty.is_empty() {
             return usage.map(|()| 0);
         }
-        let mut conn = self.conn();
-        let tx = self.sql(conn.transaction())?;
-        let mut written = 0;
-        {
-            let mut statement = self.sql(tx.prepare(
-                "INSERT OR REPLACE INTO stat_cache
-                 (path, size, mtime_ns, ctime_ns, inode, hash, written_ns)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            ))?;
-            for (path, e) in &dirty {
-                let Some(path) = path.to_str() else { continue };
-                self.sql(statement.execute(params![
-                    path,
-                    e.size as i64,
-                    e.mtime_ns,
-                    e.ctime_ns,
-                    e.inode as i64,
-                    &e.hash.as_bytes()[..],
-                    e.written_ns
-                ]))?;
-                written += 1;
+        let written = self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let mut written = 0;
+            {
+                let mut statement = tx.prepare(
+                    "INSERT OR REPLACE INTO stat_cache
+                     (path, size, mtime_ns, ctime_ns, inode, hash, written_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for (path, e) in &dirty {
+                    let Some(path) = path.to_str() else { continue };
+                    statement.execute(params![
+                        path,
+                        e.size as i64,
+                        e.mtime_ns,
+                        e.ctime_ns,
+                        e.inode as i64,
+                        &e.hash.as_bytes()[..],
+                        e.written_ns
+                    ])?;
+                    written += 1;
+                }
             }
-        }
-        self.sql(tx.commit())?;
+            tx.commit()?;
+            Ok(written)
+        })?;
         usage.map(|()| written)
     }
 
     /// Deletes stat-cache rows whose file no longer exists; returns how many.
     fn prune_stat_cache(&self) -> Result<u64, Error> {
-        let paths: Vec<String> = {
-            let conn = self.conn();
-            let mut statement = self.sql(conn.prepare("SELECT path FROM stat_cache"))?;
-            self.sql(
-                statement
-                    .query_map([], |row| row.get(0))
-                    .and_then(|rows| rows.collect()),
-            )?
-        };
+        let paths: Vec<String> = self.with_conn(|conn| {
+            let mut statement = conn.prepare("SELECT path FROM stat_cache")?;
+            statement
+                .query_map([], |row| row.get(0))
+                .and_then(|rows| rows.collect())
+        })?;
         let gone: Vec<String> = paths
             .into_iter()
             .filter(|p| matches!(fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound))
@@ -1177,12 +1329,13 @@ impl Store {
         if gone.is_empty() {
             return Ok(0);
         }
-        let mut conn = self.conn();
-        let tx = self.sql(conn.transaction())?;
-        for path in &gone {
-            self.sql(tx.execute("DELETE FROM stat_cache WHERE path = ?1", params![path]))?;
-        }
-        self.sql(tx.commit())?;
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            for path in &gone {
+                tx.execute("DELETE FROM stat_cache WHERE path = ?1", params![path])?;
+            }
+            tx.commit()
+        })?;
         Ok(gone.len() as u64)
     }
 
@@ -1208,22 +1361,23 @@ impl Store {
 
     /// Entry count, CAS size, database size and hit rate.
     pub fn stats(&self) -> Result<StoreStats, Error> {
+        self.verify()?;
         let blobs = self.cas.list()?;
         self.flush_usage()?;
-        let conn = self.conn();
-        let entries: i64 =
-            self.sql(conn.query_row("SELECT count(*) FROM results", [], |r| r.get(0)))?;
-        let counter = |name: &str| -> Result<u64, Error> {
-            let value: Option<i64> = self.sql(
-                conn.query_row(
-                    "SELECT value FROM counters WHERE name = ?1",
-                    params![name],
-                    |r| r.get(0),
-                )
-                .optional(),
-            )?;
-            Ok(value.unwrap_or(0).max(0) as u64)
-        };
+        let (entries, hits, misses) = self.with_conn(|conn| {
+            let entries: i64 = conn.query_row("SELECT count(*) FROM results", [], |r| r.get(0))?;
+            let counter = |name: &str| -> rusqlite::Result<u64> {
+                let value: Option<i64> = conn
+                    .query_row(
+                        "SELECT value FROM counters WHERE name = ?1",
+                        params![name],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(value.unwrap_or(0).max(0) as u64)
+            };
+            Ok((entries, counter("hits")?, counter("misses")?))
+        })?;
         let db_bytes = ["", "-wal"]
             .iter()
             .filter_map(|suffix| fs::metadata(self.dir.join(format!("cache.db{suffix}"))).ok())
@@ -1234,29 +1388,29 @@ impl Store {
             blobs: blobs.len() as u64,
             blob_bytes: blobs.iter().map(|b| b.size).sum(),
             db_bytes,
-            hits: counter("hits")?,
-            misses: counter("misses")?,
+            hits,
+            misses,
         })
     }
 
     /// Removes every result, manifest, stat-cache entry, counter and blob. Run history and the
     /// LLM call log are kept: they are records, not cache.
     pub fn clean(&self) -> Result<PruneReport, Error> {
+        self.verify()?;
         self.flush_usage()?;
         self.forget_preloaded();
         self.forget_snapshots();
         let blobs = self.cas.list()?;
-        let entries = {
-            let mut conn = self.conn();
-            let tx = self.sql(conn.transaction())?;
-            let entries = self.sql(tx.execute("DELETE FROM results", []))?;
-            self.sql(tx.execute_batch(
+        let entries = self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            let entries = tx.execute("DELETE FROM results", [])?;
+            tx.execute_batch(
                 "DELETE FROM manifests; DELETE FROM input_sets; DELETE FROM stat_cache;
                  DELETE FROM counters;",
-            ))?;
-            self.sql(tx.commit())?;
-            entries
-        };
+            )?;
+            tx.commit()?;
+            Ok(entries)
+        })?;
         self.input_sets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1275,6 +1429,7 @@ impl Store {
             freed_bytes: blobs.iter().map(|b| b.size).sum(),
             remaining_bytes: 0,
             stat_entries: 0,
+            temp_files: 0,
         })
     }
 
@@ -1282,6 +1437,7 @@ impl Store {
     /// every blob no result references. Blobs and temp files younger than the grace period
     /// (`BLOB_GRACE`) are kept, since a concurrent writer may be about to reference them.
     pub fn prune(&self, max_bytes: u64) -> Result<PruneReport, Error> {
+        self.verify()?;
         self.flush_usage()?;
         self.forget_preloaded();
         self.forget_snapshots();
@@ -1294,31 +1450,29 @@ impl Store {
             .into_iter()
             .map(|b| (b.digest, (b.size, b.modified < cutoff)))
             .collect();
-        let rows = {
-            let conn = self.conn();
-            let mut statement = self.sql(conn.prepare(
+        let rows = self.with_conn(|conn| {
+            let mut statement = conn.prepare(
                 "SELECT key, outputs, log_hash FROM results ORDER BY last_used_ms, created_ms, key",
-            ))?;
-            self.sql(
-                statement
-                    .query_map([], |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, Option<String>>(2)?,
-                        ))
-                    })
-                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()),
-            )?
-        };
+            )?;
+            statement
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        })?;
         let mut referenced: Vec<(String, BTreeSet<Digest>)> = Vec::new();
         let mut refs: HashMap<Digest, usize> = HashMap::new();
+        // Rows this build cannot decode are misses to `load_result`: removed here too.
+        let mut undecodable = Vec::new();
         for (key, outputs, log) in rows {
-            let outputs: Vec<OutputEntry> =
-                serde_json::from_str(&outputs).map_err(|source| Error::Json {
-                    what: "an output manifest",
-                    source,
-                })?;
+            let Ok(outputs) = serde_json::from_str::<Vec<OutputEntry>>(&outputs) else {
+                undecodable.push(key);
+                continue;
+            };
             let digests: BTreeSet<Digest> = outputs
                 .iter()
                 .map(|o| o.hash)
@@ -1358,14 +1512,13 @@ impl Store {
                 }
             }
         }
-        {
-            let mut conn = self.conn();
-            let tx = self.sql(conn.transaction())?;
-            for key in &removed_keys {
-                self.sql(tx.execute("DELETE FROM results WHERE key = ?1", params![key]))?;
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            for key in removed_keys.iter().chain(&undecodable) {
+                tx.execute("DELETE FROM results WHERE key = ?1", params![key])?;
             }
             // Input sets no manifest refers to any more.
-            self.sql(tx.execute(
+            tx.execute(
                 "DELETE FROM input_sets WHERE digest NOT IN
                  (SELECT set_digest FROM
                     (SELECT CASE WHEN json_valid(json)
@@ -1373,11 +1526,11 @@ impl Store {
                      FROM manifests)
                   WHERE set_digest IS NOT NULL)",
                 [],
-            ))?;
-            self.sql(tx.commit())?;
-        }
+            )?;
+            tx.commit()
+        })?;
         let mut report = PruneReport {
-            entries: removed_keys.len() as u64,
+            entries: (removed_keys.len() + undecodable.len()) as u64,
             ..PruneReport::default()
         };
         for digest in &doomed {
@@ -1385,9 +1538,13 @@ impl Store {
             report.blobs += 1;
             report.freed_bytes += blobs.get(digest).map_or(0, |(size, _)| *size);
         }
+        // Temp files of killed writers are counted apart: counted as blobs without their
+        // size they made `1 blobs (0 B)` (issue 18).
         for temp in self.cas.stale_temp_files(cutoff)? {
+            let size = fs::symlink_metadata(&temp).map_or(0, |m| m.len());
             if fs::remove_file(&temp).is_ok() {
-                report.blobs += 1;
+                report.temp_files += 1;
+                report.freed_bytes += size;
             }
         }
         report.stat_entries = self.prune_stat_cache()?;
@@ -1402,6 +1559,89 @@ impl Drop for Store {
         // reported only by an explicit `flush_stat_cache`.
         let _ = self.flush_stat_cache();
     }
+}
+
+/// The temp file a restore writes beside its output (named [`TEMP_PREFIX`]`…`).
+fn restore_temp_file(parent: &Path) -> Result<tempfile::NamedTempFile, Error> {
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(parent)
+        .map_err(|source| Error::io("create a temp file in", parent, source))
+}
+
+/// How long a temp file must have gone unmodified before [`sweep_temp_files`] takes it for a
+/// leftover: a writer streams into its temp file, so a live one is younger.
+pub const TEMP_FILE_GRACE: Duration = Duration::from_secs(60);
+
+/// Remove the temp files (named [`TEMP_PREFIX`]`…`) that a killed clab left in `dirs`
+/// (relative to `root`, searched recursively; symbolic links are not followed) and that have
+/// not been modified for [`TEMP_FILE_GRACE`]; returns the paths removed. Call it at the start
+/// of a run with the directories output globs expand in. A directory that does not exist, or
+/// one outside the root, is skipped.
+pub fn sweep_temp_files(root: &Path, dirs: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, Error> {
+    let cutoff = SystemTime::now()
+        .checked_sub(TEMP_FILE_GRACE)
+        .unwrap_or(UNIX_EPOCH);
+    sweep_temp_files_before(root, dirs, cutoff)
+}
+
+fn sweep_temp_files_before(
+    root: &Path,
+    dirs: &[impl AsRef<Path>],
+    cutoff: SystemTime,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut removed = Vec::new();
+    let mut pending: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        let dir = dir.as_ref();
+        let inside = dir
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if inside {
+            pending.push(root.join(dir));
+        }
+    }
+    let mut seen = HashSet::new();
+    while let Some(dir) = pending.pop() {
+        if !seen.insert(dir.clone()) {
+            continue;
+        }
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue;
+            }
+            Err(source) => return Err(Error::io("read", &dir, source)),
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if kind.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let is_temp = entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(TEMP_PREFIX.as_bytes());
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < cutoff);
+            if is_temp && stale && !kind.is_symlink() && fs::remove_file(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 /// Whether `abs` already holds `output` (hash via the stat cache, and mode).
@@ -1964,7 +2204,7 @@ mod tests {
             .save_result("k", &CachedResult::new("t", "ok", 1, vec![], Some(kept)))
             .unwrap();
         let report = store.prune(u64::MAX).unwrap();
-        assert_eq!((report.entries, report.blobs), (0, 1));
+        assert_eq!((report.entries, report.blobs, report.temp_files), (0, 0, 1));
         assert!(!leftover.exists());
         assert_eq!(store.read_log(&kept).unwrap(), b"complete");
     }
@@ -2147,5 +2387,263 @@ mod tests {
             store.restore_outputs(dir.path(), &evil).unwrap_err(),
             Error::OutsideRoot { .. }
         ));
+    }
+
+    /// A cache with results, manifests and 3,000 stat-cache rows (many pages of each), closed.
+    fn populated_cache(cache: &Path) {
+        let store = Store::open(cache).unwrap().store;
+        let log = store.put_log(b"log").unwrap();
+        for i in 0..300 {
+            let key = format!("{i:064x}");
+            store
+                .save_result_and_manifest(
+                    &key,
+                    &CachedResult::new(format!("t{i}"), "ok", 1, vec![], Some(log)),
+                    "{}",
+                )
+                .unwrap();
+        }
+        store
+            .with_connection(|conn| {
+                let blob = vec![7u8; 32];
+                for i in 0..3000 {
+                    conn.execute(
+                        "INSERT INTO stat_cache VALUES (?1, 1, 1, 1, 1, ?2, 1)",
+                        params![format!("/some/long/path/number/{i}/file.txt"), blob],
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        store.finish_writes();
+    }
+
+    /// The first page of the table or index `name`.
+    fn root_page(cache: &Path, name: &str) -> u64 {
+        let conn = Connection::open(cache.join("cache.db")).unwrap();
+        conn.query_row(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?1",
+            params![name],
+            |row| row.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+    }
+
+    /// Everything a run does with the store; the warnings it gave.
+    fn use_like_a_run(store: &Store) -> Vec<Warning> {
+        store.stat_cache().unwrap();
+        let _ = store.preload_results();
+        store.load_result(&format!("{:064x}", 7)).unwrap();
+        store.load_manifest("t7").unwrap();
+        let log = store.put_log(b"new log").unwrap();
+        store
+            .save_result_and_manifest(
+                "fresh",
+                &CachedResult::new("t-new", "ok", 1, vec![], Some(log)),
+                "{}",
+            )
+            .unwrap();
+        store.flush_stat_cache().unwrap();
+        store.recent_runs(5).unwrap();
+        assert!(store.load_result("fresh").unwrap().is_some());
+        // Damage no query of the run met is found by the maintenance commands' check.
+        store.stats().unwrap();
+        store.take_warnings()
+    }
+
+    #[test]
+    fn a_damaged_cache_db_heals_once_and_the_next_open_is_clean_issue_18() {
+        let page = |cache: &Path, name: &str| (root_page(cache, name) - 1) * 4096;
+        /// Where to write which bytes into a closed `cache.db`.
+        type Damage = Box<dyn Fn(&Path) -> (u64, Vec<u8>)>;
+        let damages: Vec<(&str, Damage)> = vec![
+            (
+                "header bytes 44-47",
+                Box::new(|_: &Path| (44, vec![0xff; 4])),
+            ),
+            (
+                "a stat-cache page",
+                Box::new(move |cache: &Path| (page(cache, "stat_cache") + 100, vec![0xa5; 3000])),
+            ),
+            (
+                "a page of the results index",
+                Box::new(move |cache: &Path| {
+                    (page(cache, "sqlite_autoindex_results_1"), vec![0x5a; 4096])
+                }),
+            ),
+            (
+                "a page of the last-used index",
+                Box::new(move |cache: &Path| {
+                    (page(cache, "results_by_last_used") + 8, vec![0x01; 200])
+                }),
+            ),
+            (
+                "the schema page",
+                Box::new(|_: &Path| (120, vec![0x33; 1000])),
+            ),
+            (
+                "the magic header",
+                Box::new(|_: &Path| (0, b"not an sqlite file at all".to_vec())),
+            ),
+        ];
+        for (what, damage) in &damages {
+            let dir = tempfile::tempdir().unwrap();
+            let cache = dir.path().join(".clab");
+            populated_cache(&cache);
+            let (offset, bytes) = damage(&cache);
+            {
+                use std::io::{Seek, SeekFrom, Write};
+                let mut file = fs::File::options()
+                    .write(true)
+                    .open(cache.join("cache.db"))
+                    .unwrap();
+                file.seek(SeekFrom::Start(offset)).unwrap();
+                file.write_all(&bytes).unwrap();
+            }
+            let opened = Store::open(&cache).unwrap_or_else(|e| panic!("{what}: {e}"));
+            let mut warnings = opened.warnings;
+            warnings.extend(use_like_a_run(&opened.store));
+            assert_eq!(warnings.len(), 1, "{what}: {warnings:?}");
+            assert!(
+                matches!(&warnings[0], Warning::CorruptDatabase { .. }),
+                "{what}: {warnings:?}"
+            );
+            drop(opened.store);
+            let aside = fs::read_dir(&cache)
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("cache.db.corrupt-")
+                })
+                .count();
+            assert!(aside >= 1, "{what}: nothing moved aside");
+            // The next open is clean and keeps what the healed run saved.
+            let opened = Store::open(&cache).unwrap();
+            assert!(opened.warnings.is_empty(), "{what}: {:?}", opened.warnings);
+            assert!(use_like_a_run(&opened.store).is_empty(), "{what}");
+            let check: String = opened
+                .store
+                .with_connection(|conn| conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+                .unwrap();
+            assert_eq!(check, "ok", "{what}");
+        }
+    }
+
+    #[test]
+    fn cache_clean_works_on_a_damaged_database_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join(".clab");
+        populated_cache(&cache);
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let offset = (root_page(&cache, "stat_cache") - 1) * 4096;
+            let mut file = fs::File::options()
+                .write(true)
+                .open(cache.join("cache.db"))
+                .unwrap();
+            file.seek(SeekFrom::Start(offset)).unwrap();
+            file.write_all(&[0xa5; 4096]).unwrap();
+        }
+        let opened = Store::open(&cache).unwrap();
+        opened.store.clean().unwrap();
+        let mut warnings = opened.warnings;
+        warnings.extend(opened.store.take_warnings());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(opened.store.stats().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn prune_reports_temp_files_apart_and_words_plurals_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.blob_grace = Duration::ZERO;
+        // One unreferenced blob of 5 bytes and a killed writer's 7-byte temp file.
+        store.put_log(b"12345").unwrap();
+        let temp = store
+            .cas()
+            .root()
+            .join(format!("{}killed", cas::TEMP_PREFIX));
+        fs::write(&temp, b"1234567").unwrap();
+        backdate(&temp);
+        std::thread::sleep(Duration::from_millis(5));
+        let report = store.prune(u64::MAX).unwrap();
+        assert_eq!((report.blobs, report.temp_files), (1, 1));
+        assert_eq!(report.freed_bytes, 12);
+        assert_eq!(
+            report.to_string(),
+            "removed 0 entries, 1 blob and 1 temp file (12 B); 0 B left"
+        );
+        let report = store.prune(u64::MAX).unwrap();
+        assert_eq!(
+            report.to_string(),
+            "removed 0 entries and 0 blobs (0 B); 0 B left"
+        );
+    }
+
+    #[test]
+    fn restore_temp_files_carry_the_prefix_and_stale_ones_are_swept_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("out/sub")).unwrap();
+        let temp = restore_temp_file(&root.join("out")).unwrap();
+        let name = temp
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(name.starts_with(TEMP_PREFIX), "{name}");
+        // What a kill during a restore leaves, and what a live writer has open.
+        let (_, killed) = temp.keep().unwrap();
+        let deeper = root.join(format!("out/sub/{TEMP_PREFIX}abc"));
+        fs::write(&deeper, b"partial").unwrap();
+        backdate(&killed);
+        backdate(&deeper);
+        let live = root.join(format!("out/{TEMP_PREFIX}live"));
+        fs::write(&live, b"writing").unwrap();
+        write(root, "out/keep.txt", "kept", 0o644);
+        write(root, "elsewhere/.clab-tmp-x", "not swept here", 0o644);
+        backdate(&root.join("elsewhere/.clab-tmp-x"));
+        let removed = sweep_temp_files(root, &["out", "missing", "../up"]).unwrap();
+        let mut expected = vec![killed.clone(), deeper.clone()];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(live.exists() && root.join("out/keep.txt").exists());
+        assert!(root.join("elsewhere/.clab-tmp-x").exists());
+        assert!(sweep_temp_files(root, &["out"]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_blob_is_replaced_by_the_next_run_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let store = open(root);
+        write(root, "out/a.txt", "good content", 0o644);
+        let entry = store.store_output(root, "out/a.txt").unwrap();
+        let result = CachedResult::new("t", "ok", 1, vec![entry.clone()], None);
+        store.save_result("k", &result).unwrap();
+        fs::write(store.cas().path_of(&entry.hash), "bad content!").unwrap();
+        fs::remove_file(root.join("out/a.txt")).unwrap();
+        // The restore finds the damage and leaves no file.
+        let err = store.restore_outputs(root, &result).unwrap_err();
+        assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
+        assert!(!root.join("out/a.txt").exists());
+        // The next lookup misses (the blob is gone), the task runs and stores again…
+        assert!(store.load_result("k").unwrap().is_none());
+        write(root, "out/a.txt", "good content", 0o644);
+        let again = store.store_output(root, "out/a.txt").unwrap();
+        store
+            .save_result("k", &CachedResult::new("t", "ok", 1, vec![again], None))
+            .unwrap();
+        // …and the restore after that works.
+        fs::remove_file(root.join("out/a.txt")).unwrap();
+        let found = store.load_result("k").unwrap().unwrap();
+        store.restore_outputs(root, &found).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("out/a.txt")).unwrap(),
+            "good content"
+        );
     }
 }

@@ -23,6 +23,10 @@
 //!   `#false`, `#null`; decimal integers and floats (sign, `_` separators, exponent);
 //! - `key=value` properties (node space allowed around `=`) and nested `{ … }` blocks.
 //!
+//! Blocks nest at most [`MAX_DEPTH`](crate::MAX_DEPTH) deep: the parser recurses once per
+//! block, and 4,000 nested braces overflowed the stack (issue 18). A deeper `{` ends the read
+//! with [`Fast::TooDeep`] at its offset — the same `{` the `outline` scan finds for the crate.
+//!
 //! Everything else returns `None`: identifier values, raw and multi-line strings, whitespace
 //! escapes, hex/octal/binary numbers, `#inf`/`#nan`, type annotations, `/-` slashdash
 //! comments, other Unicode spaces and newlines, and the code points KDL disallows.
@@ -45,18 +49,44 @@ use miette::SourceSpan;
 /// Plain identifiers KDL reads as something else.
 const KEYWORDS: &[&str] = &["true", "false", "null", "inf", "nan"];
 
-/// Parse `text` if it is inside the subset; `None` means "ask the `kdl` crate".
-pub(super) fn parse(text: &str) -> Option<KdlDocument> {
+/// What the fast path made of a text.
+#[derive(Debug)]
+pub(super) enum Fast {
+    /// The text is inside the subset: its document.
+    Document(KdlDocument),
+    /// A block nests deeper than `MAX_DEPTH`: the offset of its `{`.
+    TooDeep(usize),
+    /// The text leaves the subset (or is malformed): ask the `kdl` crate.
+    Outside,
+}
+
+/// Read `text` if it is inside the subset and nests no deeper than `MAX_DEPTH`.
+pub(super) fn read(text: &str) -> Fast {
     let mut parser = Parser {
         text,
         bytes: text.as_bytes(),
         pos: 0,
+        depth: 0,
+        too_deep: None,
     };
     if text.starts_with('\u{feff}') {
         parser.pos = '\u{feff}'.len_utf8();
     }
-    let document = parser.nodes(Block::File)?;
-    (parser.pos == text.len()).then_some(document)
+    let document = parser.nodes(Block::File);
+    match (document, parser.too_deep) {
+        (_, Some(at)) => Fast::TooDeep(at),
+        (Some(document), None) if parser.pos == text.len() => Fast::Document(document),
+        _ => Fast::Outside,
+    }
+}
+
+/// Parse `text` if it is inside the subset; `None` means "ask the `kdl` crate" (or too deep).
+#[cfg(test)]
+pub(super) fn parse(text: &str) -> Option<KdlDocument> {
+    match read(text) {
+        Fast::Document(document) => Some(document),
+        Fast::TooDeep(_) | Fast::Outside => None,
+    }
 }
 
 /// Where a list of nodes sits, which decides how it may end.
@@ -76,6 +106,10 @@ struct Parser<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// Blocks open around `pos`.
+    depth: usize,
+    /// The `{` that went past `MAX_DEPTH`, once met.
+    too_deep: Option<usize>,
 }
 
 impl Parser<'_> {
@@ -149,10 +183,18 @@ impl Parser<'_> {
         Some(node)
     }
 
-    /// `{ nodes }`.
+    /// `{ nodes }`, at most `MAX_DEPTH` deep.
     fn children(&mut self) -> Option<KdlDocument> {
+        let open = self.pos;
         self.eat(b'{')?;
-        let document = self.nodes(Block::Children)?;
+        if self.depth >= crate::MAX_DEPTH {
+            self.too_deep = Some(open);
+            return None;
+        }
+        self.depth += 1;
+        let document = self.nodes(Block::Children);
+        self.depth -= 1;
+        let document = document?;
         self.eat(b'}')?;
         Some(document)
     }
@@ -679,13 +721,16 @@ pub(super) mod tests {
     pub(crate) fn assert_same_task_file(text: &str) {
         let source = SourceFile::new("tasks.kdl", "tasks.kdl", text);
         let fast = outcome(parse_task_file(source.clone()));
-        let slow = outcome(read_task_file(source, KdlDocument::parse(text)));
+        let slow = outcome(read_task_file(
+            source,
+            KdlDocument::parse(text).map_err(crate::kdl::Unread::from),
+        ));
         assert_eq!(fast, slow, "the models differ for {text:?}");
     }
 
     /// A task file shaped like the one `bench/gen.py` writes: layers of tasks with 1–3
     /// dependencies each and an `all` aggregate.
-    fn generated_task_file(tasks: usize) -> String {
+    pub(crate) fn generated_task_file(tasks: usize) -> String {
         let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = move |bound: usize| {
             seed ^= seed << 13;
@@ -1141,6 +1186,92 @@ pub(super) mod tests {
         #[test]
         fn generated_documents_make_the_same_task_file(text in document()) {
             assert_same_task_file(&text);
+        }
+    }
+
+    /// The properties every text must have, whatever it holds: reading it does not panic or
+    /// abort, every label of every diagnostic lies inside it, and the diagnostics render
+    /// (miette panicked on labels past column 65,535) to a bounded amount of text.
+    fn assert_reads_safely(text: &str) {
+        let Err(diagnostics) = parse_task_file(SourceFile::new("tasks.kdl", "tasks.kdl", text))
+        else {
+            return;
+        };
+        assert!(diagnostics.errors.len() <= crate::MAX_DIAGNOSTICS + 1);
+        for error in &diagnostics.errors {
+            for label in error.labels().into_iter().flatten() {
+                assert!(
+                    label.offset() + label.len() <= text.len(),
+                    "{error}: {label:?} is past the end of {text:?}"
+                );
+            }
+        }
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(80)
+            .with_context_lines(2)
+            .render_report(&mut out, &diagnostics)
+            .expect("diagnostics render");
+        assert!(out.len() < 200 * 1024 + 40 * text.len().min(10_000));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Issue 18's fuzzing, bounded: the repository's task files (examples and templates)
+        /// mutated a few bytes at a time read safely, and both paths read them alike.
+        #[test]
+        fn mutated_repository_files_read_safely_and_alike_issue_18(
+            file in prop::sample::select(REPO_FILES.iter().map(|(_, text)| *text).collect::<Vec<_>>()),
+            mutations in prop::collection::vec(mutation(), 1..8),
+        ) {
+            let text = mutate(file, &mutations);
+            assert_reads_safely(&text);
+            check(&text);
+            assert_same_task_file(&text);
+        }
+
+        /// The outline the crate's pieces are cut by finds the top-level nodes the crate
+        /// finds, where it finds them.
+        #[test]
+        fn the_outline_delimits_the_nodes_the_crate_reads(text in document()) {
+            let outline = crate::outline::Outline::scan(&text);
+            let document = KdlDocument::parse(&text).expect("generated documents are valid");
+            let starts: Vec<usize> = document.nodes().iter().map(|n| n.span().offset()).collect();
+            let found: Vec<usize> = outline.nodes.iter().map(|r| r.start).collect();
+            prop_assert_eq!(found, starts, "{:?}", text);
+            for (range, node) in outline.nodes.iter().zip(document.nodes()) {
+                let end = node.span().offset() + node.span().len();
+                prop_assert!(range.end >= end, "{:?}: {:?} ends before {}", text, range, end);
+                let rest = &text[end..range.end];
+                prop_assert!(rest.trim().is_empty() || rest.trim_start().starts_with("//"), "{:?}", text);
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_reads_safely_issue_18(text in any::<String>()) {
+            assert_reads_safely(&text);
+        }
+
+        #[test]
+        fn kdl_like_text_reads_safely_issue_18(
+            text in "[a-z0-9 \t\r\n\"\\\\{};=#/*().+_\u{feff}\u{2028}-]{0,200}",
+        ) {
+            assert_reads_safely(&text);
+        }
+    }
+
+    #[test]
+    fn long_lines_and_repetitions_read_safely_issue_18() {
+        for file in REPO_FILES.iter().map(|(_, text)| *text) {
+            // Every line pushed past column 65,535, and the file repeated on one line.
+            let wide: String = file
+                .lines()
+                .map(|line| format!("{}{line}\n", " ".repeat(66_000)))
+                .collect();
+            assert_reads_safely(&wide);
+            assert_reads_safely(&file.replace('\n', " ").repeat(20));
+            assert_reads_safely(&file.replace('"', "\"\"").repeat(10));
         }
     }
 }

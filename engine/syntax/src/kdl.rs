@@ -4,14 +4,17 @@
 //! its arguments against their expected types, and every problem is collected so one run of
 //! `clab check` shows them all.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, ops::Range, sync::Arc};
 
-use kdl::{KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
+use kdl::{KdlDiagnostic, KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::{
-    CoverageDecl, Diagnostics, Error, LLM_SETTINGS, LlmSettings, LlmStepDecl, Scalar, TaskDecl,
-    TaskFile, fast_kdl, parse_duration, placeholders, suggestion,
+    CoverageDecl, Diagnostics, Error, LLM_SETTINGS, LlmSettings, LlmStepDecl, MAX_DEPTH,
+    MAX_FILE_BYTES, Scalar, TaskDecl, TaskFile,
+    fast_kdl::{self, Fast},
+    outline::Outline,
+    parse_duration, placeholders, suggestion,
 };
 use crate::looks_like_api_key;
 use clab_model::source::{SourceFile, Spanned};
@@ -58,50 +61,313 @@ const LLM_STEP: &[&str] = &[
 ];
 const COVERAGE_PROPS: &[&str] = &["fail-under", "show-missing", "skip-covered"];
 
-/// Parse `tasks.kdl` text into the model, collecting every problem.
+/// Parse `tasks.kdl` text into the model, collecting every problem (at most
+/// [`MAX_DIAGNOSTICS`](crate::MAX_DIAGNOSTICS) are kept).
 pub fn parse_task_file(source: SourceFile) -> Result<TaskFile, Diagnostics> {
+    let size = source.text().len() as u64;
+    if size > MAX_FILE_BYTES {
+        let error = Error::TooLarge {
+            file: source.name().to_owned(),
+            size,
+            limit: MAX_FILE_BYTES,
+        };
+        return Err(Diagnostics::bounded(&source, vec![error], false, &[]));
+    }
     // The fast path reads the common subset of KDL in a fraction of the crate's time; anything
     // else, errors included, goes to the crate.
-    let parsed = fast_kdl::parse(source.text())
-        .map(Ok)
-        .unwrap_or_else(|| KdlDocument::parse(source.text()));
+    let parsed = match fast_kdl::read(source.text()) {
+        Fast::Document(document) => Ok(document),
+        Fast::TooDeep(at) => Err(Unread {
+            problems: vec![Problem::TooDeep(at)],
+            partial: false,
+        }),
+        Fast::Outside => parse_with_crate(source.text()),
+    };
     read_task_file(source, parsed)
 }
 
-/// Read an already parsed document (or report its syntax errors) into the model.
+/// Why a text gave no document.
+#[derive(Debug)]
+pub(super) struct Unread {
+    /// What was wrong, in file order.
+    pub(super) problems: Vec<Problem>,
+    /// Reading stopped before the end (too many problems).
+    pub(super) partial: bool,
+}
+
+/// One reason a text gave no document.
+#[derive(Debug)]
+pub(super) enum Problem {
+    /// What the `kdl` crate reported, its span in the whole text.
+    Syntax(KdlDiagnostic),
+    /// The `{` that nests deeper than `MAX_DEPTH`.
+    TooDeep(usize),
+    /// A top-level node too large for the crate, outside the fast path's subset.
+    NodeTooLarge(Range<usize>),
+}
+
+impl From<KdlError> for Unread {
+    fn from(err: KdlError) -> Unread {
+        Unread {
+            problems: err.diagnostics.into_iter().map(Problem::Syntax).collect(),
+            partial: false,
+        }
+    }
+}
+
+/// The most the crate reads at once: a piece of whole top-level nodes (see `outline`).
+const CRATE_CHUNK: usize = 32 * 1024;
+
+/// Stack for the crate's thread: a base, and per byte of the longest piece the most one byte
+/// of KDL was measured to cost (about 2.7 KiB in a release build, where one `"\q{` nests a
+/// block the outline cannot see; more without optimizations).
+const CRATE_STACK_BASE: usize = 16 * 1024 * 1024;
+const CRATE_STACK_PER_BYTE: usize = 6 * 1024;
+
+/// Parse `text` with the `kdl` crate, bounded: blocks no deeper than `MAX_DEPTH` (by the
+/// outline), a large text in pieces of whole top-level nodes of at most [`CRATE_CHUNK`]
+/// bytes, on a thread whose stack covers the worst such a piece can cost, and no further
+/// pieces once more than `MAX_DIAGNOSTICS` problems are found.
+fn parse_with_crate(text: &str) -> Result<KdlDocument, Unread> {
+    let outline = Outline::scan(text);
+    if let Some(at) = outline.too_deep {
+        return Err(Unread {
+            problems: vec![Problem::TooDeep(at)],
+            partial: false,
+        });
+    }
+    let pieces: Vec<Range<usize>> = if text.len() <= CRATE_CHUNK {
+        std::iter::once(0..text.len()).collect()
+    } else {
+        pieces(&outline.nodes)
+    };
+    let longest = pieces
+        .iter()
+        .map(|piece| piece.len().min(CRATE_CHUNK))
+        .max()
+        .unwrap_or(0);
+    let stack = CRATE_STACK_BASE + CRATE_STACK_PER_BYTE * longest;
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("kdl".into())
+            .stack_size(stack)
+            .spawn_scoped(scope, || parse_pieces(text, &pieces))
+            .map_err(|err| Unread {
+                problems: vec![Problem::Syntax(KdlDiagnostic {
+                    input: Arc::new(String::new()),
+                    span: (0..0).into(),
+                    message: Some(format!("Cannot start the parser: {err}")),
+                    label: None,
+                    help: None,
+                    severity: miette::Severity::Error,
+                })],
+                partial: false,
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(Unread {
+                    problems: vec![Problem::NodeTooLarge(0..text.len())],
+                    partial: false,
+                })
+            })
+    })
+}
+
+/// Group top-level node ranges into pieces of at most [`CRATE_CHUNK`] bytes (a larger node is
+/// a piece of its own).
+fn pieces(nodes: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut pieces: Vec<Range<usize>> = Vec::new();
+    for node in nodes {
+        match pieces.last_mut() {
+            Some(piece) if node.end - piece.start <= CRATE_CHUNK => piece.end = node.end,
+            _ => pieces.push(node.clone()),
+        }
+    }
+    pieces
+}
+
+/// Parse each piece and put the nodes together, spans in the whole text.
+fn parse_pieces(text: &str, pieces: &[Range<usize>]) -> Result<KdlDocument, Unread> {
+    let mut document = KdlDocument::new();
+    let mut span: Option<Range<usize>> = None;
+    let mut problems = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        if problems.len() > crate::MAX_DIAGNOSTICS {
+            return Err(Unread {
+                problems,
+                partial: i < pieces.len(),
+            });
+        }
+        let Some(piece_text) = text.get(piece.clone()) else {
+            continue;
+        };
+        let parsed = if piece.len() <= CRATE_CHUNK {
+            KdlDocument::parse(piece_text).map_err(Unread::from)
+        } else {
+            parse_large_node(text, piece.clone())
+        };
+        match parsed {
+            Ok(mut part) => {
+                if problems.is_empty() {
+                    shift_document(&mut part, piece.start);
+                    let part_span = part.span();
+                    let part_span = part_span.offset()..part_span.offset() + part_span.len();
+                    span = Some(match span {
+                        Some(whole) => whole.start..part_span.end,
+                        None => part_span,
+                    });
+                    document.nodes_mut().append(part.nodes_mut());
+                }
+            }
+            Err(unread) => {
+                for mut problem in unread.problems {
+                    if let Problem::Syntax(diagnostic) = &mut problem {
+                        diagnostic.span = shift(diagnostic.span, piece.start);
+                    }
+                    problems.push(problem);
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Unread {
+            problems,
+            partial: false,
+        });
+    }
+    if let Some(span) = span {
+        document.set_span(span);
+    }
+    Ok(document)
+}
+
+/// A single top-level node longer than [`CRATE_CHUNK`]: read by the fast path if it can;
+/// otherwise the crate reads its first [`CRATE_CHUNK`] bytes, and the errors it finds before
+/// that cut are reported, or else that the node is too large. Spans are relative to the node.
+fn parse_large_node(text: &str, node: Range<usize>) -> Result<KdlDocument, Unread> {
+    let node_text = &text[node.clone()];
+    if let Fast::Document(document) = fast_kdl::read(node_text) {
+        return Ok(document);
+    }
+    let mut cut = CRATE_CHUNK;
+    while !node_text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let too_large = || Unread {
+        problems: vec![Problem::NodeTooLarge(node.clone())],
+        partial: false,
+    };
+    match KdlDocument::parse(&node_text[..cut]) {
+        Ok(_) => Err(too_large()),
+        Err(err) => {
+            let before_cut: Vec<_> = err
+                .diagnostics
+                .into_iter()
+                .filter(|d| d.span.offset() + d.span.len() + 1 < cut)
+                .map(Problem::Syntax)
+                .collect();
+            if before_cut.is_empty() {
+                Err(too_large())
+            } else {
+                Err(Unread {
+                    problems: before_cut,
+                    partial: true,
+                })
+            }
+        }
+    }
+}
+
+fn shift(span: SourceSpan, by: usize) -> SourceSpan {
+    SourceSpan::new((span.offset() + by).into(), span.len())
+}
+
+/// Move every span of `document` `by` bytes on (a piece's document into the whole text).
+fn shift_document(document: &mut KdlDocument, by: usize) {
+    document.set_span(shift(document.span(), by));
+    for node in document.nodes_mut() {
+        node.set_span(shift(node.span(), by));
+        let name = node.name_mut();
+        name.set_span(shift(name.span(), by));
+        if let Some(ty) = node.ty_mut() {
+            ty.set_span(shift(ty.span(), by));
+        }
+        for entry in node.entries_mut() {
+            entry.set_span(shift(entry.span(), by));
+            if let Some(name) = entry.name_mut() {
+                name.set_span(shift(name.span(), by));
+            }
+            if let Some(ty) = entry.ty_mut() {
+                ty.set_span(shift(ty.span(), by));
+            }
+        }
+        if let Some(children) = node.children_mut() {
+            shift_document(children, by);
+        }
+    }
+}
+
+/// Read an already parsed document (or report why there is none) into the model.
 pub(super) fn read_task_file(
     source: SourceFile,
-    parsed: Result<KdlDocument, KdlError>,
+    parsed: Result<KdlDocument, Unread>,
 ) -> Result<TaskFile, Diagnostics> {
     let mut reader = Reader {
         source: &source,
         errors: Vec::new(),
+        secrets: Vec::new(),
     };
+    let mut partial = false;
     let file = match parsed {
         Ok(document) => Some(reader.document(&document)),
-        Err(err) => {
-            for diagnostic in err.diagnostics {
-                let message = diagnostic
-                    .message
-                    .unwrap_or_else(|| "invalid KDL".to_owned());
-                reader.errors.push(Error::Syntax {
-                    label: diagnostic.label.unwrap_or_else(|| "here".to_owned()),
-                    message: format!("invalid KDL: {}", lowercase_first(&message)),
-                    src: source.named_source(),
-                    span: diagnostic.span,
-                    help: diagnostic.help,
-                });
+        Err(unread) => {
+            partial = unread.partial;
+            for problem in unread.problems {
+                let error = match problem {
+                    Problem::Syntax(diagnostic) => {
+                        let message = diagnostic
+                            .message
+                            .unwrap_or_else(|| "invalid KDL".to_owned());
+                        Error::Syntax {
+                            label: diagnostic.label.unwrap_or_else(|| "here".to_owned()),
+                            message: format!("invalid KDL: {}", lowercase_first(&message)),
+                            src: source.source_code(),
+                            span: clamp(diagnostic.span, source.text().len()),
+                            help: diagnostic.help,
+                        }
+                    }
+                    Problem::TooDeep(at) => Error::TooDeep {
+                        limit: MAX_DEPTH,
+                        src: source.source_code(),
+                        span: (at, 1).into(),
+                    },
+                    Problem::NodeTooLarge(node) => Error::NodeTooLarge {
+                        size: node.len(),
+                        limit: CRATE_CHUNK,
+                        src: source.source_code(),
+                        span: (node.start, 0).into(),
+                    },
+                };
+                reader.errors.push(error);
             }
             None
         }
     };
     match file {
         Some(file) if reader.errors.is_empty() => Ok(file),
-        _ => Err(Diagnostics {
-            file: source.name().to_owned(),
-            errors: reader.errors,
-        }),
+        _ => Err(Diagnostics::bounded(
+            &source,
+            reader.errors,
+            partial,
+            &reader.secrets,
+        )),
     }
+}
+
+/// `span`, moved inside a text of `len` bytes.
+fn clamp(span: SourceSpan, len: usize) -> SourceSpan {
+    let start = span.offset().min(len);
+    SourceSpan::new(start.into(), span.len().min(len - start))
 }
 
 fn lowercase_first(text: &str) -> String {
@@ -115,9 +381,60 @@ fn lowercase_first(text: &str) -> String {
 struct Reader<'a> {
     source: &'a SourceFile,
     errors: Vec<Error>,
+    /// Byte ranges holding what looks like an API key: masked in every diagnostic's source.
+    secrets: Vec<Range<usize>>,
 }
 
 impl Reader<'_> {
+    /// Whether `name` is met the first time in `once`'s node; a second time is an error that
+    /// points at both (issue 18: a repeated `timeout` was silently the last one).
+    fn first(&mut self, once: &mut Once, name: &str, span: SourceSpan) -> bool {
+        match once.seen.get(name) {
+            Some(&first) => {
+                self.errors.push(Error::DuplicateProperty {
+                    name: name.to_owned(),
+                    node: once.node.clone(),
+                    src: self.source.source_code(),
+                    span,
+                    first,
+                });
+                false
+            }
+            None => {
+                once.seen.insert(name.to_owned(), span);
+                true
+            }
+        }
+    }
+
+    /// Report an API key at `span`; its bytes are masked in every diagnostic of the file.
+    fn api_key(&mut self, span: SourceSpan) {
+        self.secrets.push(span.offset()..span.offset() + span.len());
+        self.errors.push(Error::ApiKeyInFile {
+            file: self.source.name().to_owned(),
+            src: self.source.source_code(),
+            span,
+        });
+    }
+
+    /// `text` (written at `span`) as a message may quote it: when it looks like an API key,
+    /// the key is reported instead ([`Self::api_key`]) and `****` is returned, so no message
+    /// echoes a key or a part of it.
+    fn shown(&mut self, text: &str, span: SourceSpan) -> String {
+        if looks_like_api_key(text) {
+            if !self
+                .secrets
+                .iter()
+                .any(|range| range.start == span.offset())
+            {
+                self.api_key(span);
+            }
+            "****".to_owned()
+        } else {
+            text.to_owned()
+        }
+    }
+
     fn document(&mut self, document: &KdlDocument) -> TaskFile {
         let mut file = TaskFile {
             source: self.source.clone(),
@@ -131,11 +448,14 @@ impl Reader<'_> {
             tasks: Vec::new(),
         };
         let mut seen: BTreeMap<String, SourceSpan> = BTreeMap::new();
+        let mut once = Once::new("the file");
         for node in document.nodes() {
             match node.name().value() {
                 "project" => {
                     self.no_children(node);
-                    file.project = self.one_string(node);
+                    if self.first(&mut once, "project", node.name().span()) {
+                        file.project = self.one_string(node);
+                    }
                 }
                 "env" => {
                     self.no_children(node);
@@ -153,13 +473,24 @@ impl Reader<'_> {
                     self.no_children(node);
                     file.rules_dirs.extend(self.strings(node));
                 }
-                "llm" => self.llm_block(node, &mut file),
+                "llm" => {
+                    let name = match node.entries() {
+                        [entry] => match entry.value() {
+                            KdlValue::String(name) => format!("llm \"{name}\""),
+                            _ => "llm".to_owned(),
+                        },
+                        _ => "llm".to_owned(),
+                    };
+                    if self.first(&mut once, &name, node.name().span()) {
+                        self.llm_block(node, &mut file);
+                    }
+                }
                 "task" => {
                     if let Some(task) = self.task(node) {
                         if let Some(&first) = seen.get(&task.name.value) {
                             self.errors.push(Error::DuplicateTask {
                                 name: task.name.value.clone(),
-                                src: self.source.named_source(),
+                                src: self.source.source_code(),
                                 span: task.name.span,
                                 first,
                             });
@@ -189,10 +520,15 @@ impl Reader<'_> {
             span: node.span(),
             values: BTreeMap::new(),
         };
+        let mut once = Once::new("the `llm` block");
         for child in children(node) {
             let key = child.name().value();
             match LLM_SETTINGS.iter().find(|&&s| s == key) {
-                Some(&setting) => self.setting(child, setting, &mut settings),
+                Some(&setting) => {
+                    if self.first(&mut once, setting, child.name().span()) {
+                        self.setting(child, setting, &mut settings);
+                    }
+                }
                 None => self.unknown_node(child, "llm setting", LLM_SETTINGS),
             }
         }
@@ -229,11 +565,7 @@ impl Reader<'_> {
         };
         if let Scalar::String(text) = &value {
             if looks_like_api_key(text) {
-                self.errors.push(Error::ApiKeyInFile {
-                    file: self.source.name().to_owned(),
-                    src: self.source.named_source(),
-                    span: entry.span(),
-                });
+                self.api_key(entry.span());
                 return;
             }
             if setting == "timeout" && parse_duration(text).is_none() {
@@ -269,10 +601,16 @@ impl Reader<'_> {
             llm: None,
         };
         let mut run_span = None;
+        let mut once = Once::new(format!("task `{}`", task.name.value));
         for child in children(node) {
             let key = child.name().value();
             if key != "llm" {
                 self.no_children(child);
+            }
+            if SINGLE_TASK_CHILDREN.contains(&key)
+                && !self.first(&mut once, key, child.name().span())
+            {
+                continue;
             }
             match key {
                 "description" => task.description = self.one_string(child),
@@ -309,7 +647,7 @@ impl Reader<'_> {
         if let (Some(run), Some(llm)) = (run_span, &task.llm) {
             self.errors.push(Error::RunAndLlm {
                 task: task.name.value.clone(),
-                src: self.source.named_source(),
+                src: self.source.source_code(),
                 run,
                 llm: llm.span,
             });
@@ -384,7 +722,7 @@ impl Reader<'_> {
             };
             self.errors.push(Error::UnknownPlaceholder {
                 name: placeholder.name.to_owned(),
-                src: self.source.named_source(),
+                src: self.source.source_code(),
                 span: (start, placeholder.range.len()).into(),
                 help,
             });
@@ -420,13 +758,21 @@ impl Reader<'_> {
             max_context_tokens: None,
             rules: Vec::new(),
         };
+        let mut once = Once::new(format!("the `llm` step of task `{task}`"));
         for child in children(node) {
             let key = child.name().value();
             if let Some(&setting) = LLM_SETTINGS.iter().find(|&&s| s == key) {
-                self.setting(child, setting, &mut step.settings);
+                if self.first(&mut once, setting, child.name().span()) {
+                    self.setting(child, setting, &mut step.settings);
+                }
                 continue;
             }
             self.no_children(child);
+            if SINGLE_LLM_STEP_CHILDREN.contains(&key)
+                && !self.first(&mut once, key, child.name().span())
+            {
+                continue;
+            }
             match key {
                 "profile" => step.profile = self.one_string(child),
                 "prompt" => step.prompt = self.one_string(child),
@@ -440,12 +786,13 @@ impl Reader<'_> {
                     if let Some(extract) = &step.extract
                         && !matches!(extract.value.as_str(), "code" | "text")
                     {
+                        let found = format!("`{}`", self.shown(&extract.value, extract.span));
                         self.errors.push(Error::BadArgument {
                             node: "extract".into(),
                             expected: "takes \"code\" or \"text\"".into(),
-                            src: self.source.named_source(),
+                            src: self.source.source_code(),
                             span: extract.span,
-                            found: format!("`{}`", extract.value),
+                            found,
                         });
                     }
                 }
@@ -464,7 +811,7 @@ impl Reader<'_> {
             self.errors.push(Error::BadLlmStep {
                 task: task.to_owned(),
                 problem: "needs exactly one of `prompt` and `prompt-file`".into(),
-                src: self.source.named_source(),
+                src: self.source.source_code(),
                 span: node.name().span(),
             });
         }
@@ -472,7 +819,7 @@ impl Reader<'_> {
             self.errors.push(Error::BadLlmStep {
                 task: task.to_owned(),
                 problem: "needs an `output` file".into(),
-                src: self.source.named_source(),
+                src: self.source.source_code(),
                 span: node.name().span(),
             });
         }
@@ -480,7 +827,7 @@ impl Reader<'_> {
             self.errors.push(Error::BadLlmStep {
                 task: task.to_owned(),
                 problem: "has both `system` and `system-file`".into(),
-                src: self.source.named_source(),
+                src: self.source.source_code(),
                 span: node.name().span(),
             });
         }
@@ -556,10 +903,18 @@ impl Reader<'_> {
                 }
             };
             if looks_like_api_key(&value) {
-                self.errors.push(Error::ApiKeyInFile {
-                    file: self.source.name().to_owned(),
-                    src: self.source.named_source(),
+                self.api_key(entry.span());
+                continue;
+            }
+            if let Some(first) = env.get(name.value()) {
+                let first = first.span;
+                let name = self.shown(name.value(), entry.span());
+                self.errors.push(Error::DuplicateProperty {
+                    name,
+                    node: "`env`".to_owned(),
+                    src: self.source.source_code(),
                     span: entry.span(),
+                    first,
                 });
                 continue;
             }
@@ -661,7 +1016,7 @@ impl Reader<'_> {
             self.errors.push(Error::BadArgument {
                 node: node.name().value().to_owned(),
                 expected: "takes no block".into(),
-                src: self.source.named_source(),
+                src: self.source.source_code(),
                 span: children.span(),
                 found: "unexpected block".into(),
             });
@@ -670,10 +1025,14 @@ impl Reader<'_> {
 
     fn unknown_node(&mut self, node: &KdlNode, context: &'static str, valid: &[&str]) {
         let name = node.name().value();
+        let shown = self.shown(name, node.name().span());
+        if shown != name {
+            return;
+        }
         self.errors.push(Error::UnknownNode {
-            name: name.to_owned(),
+            name: shown,
             context,
-            src: self.source.named_source(),
+            src: self.source.source_code(),
             span: node.name().span(),
             help: suggestion(name, valid),
         });
@@ -685,10 +1044,14 @@ impl Reader<'_> {
         } else {
             suggestion(name, valid)
         };
+        let shown = self.shown(name, entry.span());
+        if shown != name {
+            return;
+        }
         self.errors.push(Error::UnknownProperty {
-            name: name.to_owned(),
+            name: shown,
             node: node.name().value().to_owned(),
-            src: self.source.named_source(),
+            src: self.source.source_code(),
             span: entry.span(),
             help,
         });
@@ -698,7 +1061,7 @@ impl Reader<'_> {
         self.errors.push(Error::BadArgument {
             node: node.name().value().to_owned(),
             expected: expected.to_owned(),
-            src: self.source.named_source(),
+            src: self.source.source_code(),
             span: entry.span(),
             found: found.to_owned(),
         });
@@ -708,18 +1071,64 @@ impl Reader<'_> {
         self.errors.push(Error::BadArgument {
             node: node.name().value().to_owned(),
             expected: expected.to_owned(),
-            src: self.source.named_source(),
+            src: self.source.source_code(),
             span: node.name().span(),
             found: "here".into(),
         });
     }
 
     fn bad_duration(&mut self, value: &str, span: SourceSpan) {
+        let shown = self.shown(value, span);
+        if shown != value {
+            return;
+        }
         self.errors.push(Error::BadDuration {
-            value: value.to_owned(),
-            src: self.source.named_source(),
+            value: shown,
+            src: self.source.source_code(),
             span,
         });
+    }
+}
+
+/// Task children that take one value: a second one is an error.
+const SINGLE_TASK_CHILDREN: &[&str] = &[
+    "description",
+    "cwd",
+    "cache",
+    "timeout",
+    "retry",
+    "persistent",
+    "junit",
+    "coverage",
+    "llm",
+];
+
+/// `llm` step children (besides the settings) that take one value.
+const SINGLE_LLM_STEP_CHILDREN: &[&str] = &[
+    "profile",
+    "prompt",
+    "prompt-file",
+    "system",
+    "system-file",
+    "output",
+    "extract",
+    "check",
+    "attempts",
+    "max-context-tokens",
+];
+
+/// The single-valued names met so far in one node, and where.
+struct Once {
+    node: String,
+    seen: BTreeMap<String, SourceSpan>,
+}
+
+impl Once {
+    fn new(node: impl Into<String>) -> Once {
+        Once {
+            node: node.into(),
+            seen: BTreeMap::new(),
+        }
     }
 }
 
@@ -739,6 +1148,8 @@ fn describe(value: &KdlValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MAX_DIAGNOSTICS;
+    use miette::Diagnostic as _;
 
     fn parse(text: &str) -> Result<TaskFile, Diagnostics> {
         // Every document here also checks the fast path against the `kdl` crate.
@@ -893,5 +1304,289 @@ task "gen" {
             panic!("expected an error");
         };
         assert!(matches!(diagnostics.errors[0], Error::Syntax { .. }));
+    }
+
+    /// Every label of every diagnostic lies inside a text of `len` bytes.
+    fn assert_spans_inside(diagnostics: &Diagnostics, len: usize) {
+        for error in &diagnostics.errors {
+            for label in error.labels().into_iter().flatten() {
+                assert!(
+                    label.offset() + label.len() <= len,
+                    "{error}: {label:?} past {len}"
+                );
+            }
+        }
+    }
+
+    /// Render like the cli: miette's graphical handler, two context lines, no colors.
+    fn render(diagnostics: &Diagnostics) -> String {
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(80)
+            .with_context_lines(2)
+            .render_report(&mut out, diagnostics)
+            .expect("renders");
+        out
+    }
+
+    fn parse_only(text: &str) -> Result<TaskFile, Diagnostics> {
+        parse_task_file(SourceFile::new("tasks.kdl", "tasks.kdl", text))
+    }
+
+    /// A raw string the fast path does not read: what follows goes to the `kdl` crate.
+    const CRATE_PATH: &str = "project #\"p\"#\n";
+
+    #[test]
+    fn nesting_depth_is_bounded_issue_18() {
+        for prefix in ["", CRATE_PATH] {
+            for close in [true, false] {
+                let mut text = format!("{prefix}{}", "a {".repeat(4000));
+                if close {
+                    text.push_str(&"}".repeat(4000));
+                }
+                let Err(diagnostics) = parse_only(&text) else {
+                    panic!("4,000 nested blocks were accepted");
+                };
+                let [Error::TooDeep { span, limit, .. }] = &diagnostics.errors[..] else {
+                    panic!("{:?}", diagnostics.errors);
+                };
+                assert_eq!(*limit, MAX_DEPTH);
+                assert_eq!(span.offset(), prefix.len() + MAX_DEPTH * 3 + 2);
+                assert_eq!(&text[span.offset()..span.offset() + 1], "{");
+                let out = render(&diagnostics);
+                assert!(out.contains("blocks nest more than 64 deep"), "{out}");
+            }
+        }
+        // As deep as allowed still reads.
+        let ok = format!("{}{}", "a {".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+        let Err(diagnostics) = parse_only(&ok) else {
+            panic!("`a` is not a task file node");
+        };
+        assert!(
+            !diagnostics
+                .errors
+                .iter()
+                .any(|e| matches!(e, Error::TooDeep { .. }))
+        );
+    }
+
+    #[test]
+    fn pathological_text_for_the_crate_ends_in_bounded_diagnostics_issue_18() {
+        let cases = [
+            "}".repeat(20_000),
+            "= ".repeat(100_000),
+            "a =\n".repeat(50_000),
+            format!("{CRATE_PATH}/*{}*/", "*".repeat(200_000)),
+            "\"\\q{".repeat(20_000),
+            "\\q{".repeat(20_000),
+            format!("{CRATE_PATH}/*{}", "a{".repeat(50_000)),
+            format!(
+                "{CRATE_PATH}task \"a\" {{ run \"{}\" }}",
+                "x".repeat(100_000)
+            ),
+        ];
+        for text in &cases {
+            let started = std::time::Instant::now();
+            let result = parse_only(text);
+            let Err(diagnostics) = result else {
+                // Valid, only large: a long comment, a long string.
+                assert!(text.starts_with(CRATE_PATH), "accepted {}…", &text[..40]);
+                continue;
+            };
+            assert!(diagnostics.errors.len() <= MAX_DIAGNOSTICS + 1);
+            assert_spans_inside(&diagnostics, text.len());
+            let out = render(&diagnostics);
+            assert!(
+                out.len() < 200_000,
+                "{} bytes for {}…",
+                out.len(),
+                &text[..20]
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "{:?} for {}…",
+                started.elapsed(),
+                &text[..20]
+            );
+        }
+    }
+
+    #[test]
+    fn file_size_is_bounded_issue_18() {
+        let text = "// x\n".repeat(usize::try_from(MAX_FILE_BYTES).unwrap() / 5 + 1);
+        let Err(diagnostics) = parse_only(&text) else {
+            panic!("a file over the limit was read");
+        };
+        let [Error::TooLarge { size, limit, .. }] = &diagnostics.errors[..] else {
+            panic!("{:?}", diagnostics.errors);
+        };
+        assert_eq!((*size, *limit), (text.len() as u64, MAX_FILE_BYTES));
+        // At the limit it is read.
+        let text = &text[..usize::try_from(MAX_FILE_BYTES).unwrap()];
+        assert!(parse_only(text).is_ok());
+    }
+
+    #[test]
+    fn diagnostics_are_capped_issue_18() {
+        let text = format!("task \"a\" {{ run \"x\" }}\n{}\n", "\"".repeat(8_000));
+        let started = std::time::Instant::now();
+        let Err(diagnostics) = parse_only(&text) else {
+            panic!("8,000 stray quotes were accepted");
+        };
+        assert_eq!(diagnostics.errors.len(), MAX_DIAGNOSTICS + 1);
+        let Some(Error::MoreProblems { count, partial }) = diagnostics.errors.last() else {
+            panic!("no count of the rest");
+        };
+        assert!(*count > 2_000 && !partial, "{count}");
+        let out = render(&diagnostics);
+        assert!(out.contains(&format!("and {count} more problems")), "{out}");
+        assert!(out.contains(&format!("{} problems in `tasks.kdl`", count + 50)));
+        assert!(out.len() < 100_000, "{} bytes printed", out.len());
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn an_error_past_column_65535_renders_issue_18() {
+        for prefix in ["", CRATE_PATH] {
+            let text = format!("{prefix}task \"a\" {{{}run 1 }}\n", " ".repeat(70_000));
+            let Err(diagnostics) = parse_only(&text) else {
+                panic!("accepted");
+            };
+            let out = render(&diagnostics);
+            assert!(
+                out.contains("tasks.kdl:") && out.contains(":70015]"),
+                "{out}"
+            );
+            assert!(out.len() < 4_000, "{} bytes printed", out.len());
+            // A syntax error there, too.
+            let text = format!("{prefix}task \"a\" {{ run \"{}\n}}\n", "x".repeat(70_000));
+            let Err(diagnostics) = parse_only(&text) else {
+                panic!("accepted");
+            };
+            assert!(render(&diagnostics).len() < 4_000);
+        }
+    }
+
+    #[test]
+    fn duplicate_properties_are_diagnostics_issue_18() {
+        let text = r#"
+project "a"
+project "b"
+llm { model "m"; model "n" }
+task "t" {
+    timeout "1m"
+    run "x"
+    timeout "2m"
+    cwd "a"
+    cwd "b"
+    description "one"
+    description "two"
+    env A="1"
+    env A="2"
+    llm { prompt "p"; output "o"; prompt "q"; temperature 0.1; temperature 0.2 }
+}
+"#;
+        let errors = messages(text);
+        assert_eq!(
+            errors,
+            [
+                "`project` is set twice in the file",
+                "`model` is set twice in the `llm` block",
+                "`timeout` is set twice in task `t`",
+                "`cwd` is set twice in task `t`",
+                "`description` is set twice in task `t`",
+                "`A` is set twice in `env`",
+                "`prompt` is set twice in the `llm` step of task `t`",
+                "`temperature` is set twice in the `llm` step of task `t`",
+                "task `t` has both `run` and `llm`",
+            ]
+        );
+        // The crate's path reads them alike, and each points at both occurrences.
+        let slow = parse_only(&format!(
+            "{CRATE_PATH}{}",
+            text.replacen("project \"a\"\n", "", 1)
+        ));
+        let Err(diagnostics) = slow else {
+            panic!("accepted")
+        };
+        let Some(Error::DuplicateProperty { span, first, .. }) = diagnostics
+            .errors
+            .iter()
+            .find(|e| matches!(e, Error::DuplicateProperty { name, .. } if name == "timeout"))
+        else {
+            panic!("{:?}", diagnostics.errors);
+        };
+        let source = format!("{CRATE_PATH}{}", text.replacen("project \"a\"\n", "", 1));
+        assert_eq!(&source[span.offset()..span.offset() + 7], "timeout");
+        assert_eq!(&source[first.offset()..first.offset() + 7], "timeout");
+        assert!(first.offset() < span.offset());
+    }
+
+    #[test]
+    fn an_api_key_is_never_echoed_issue_18() {
+        let key = "sk-proj-Abc123def456ghi789jkl012mno345";
+        let text = format!(
+            "llm {{ api-key-env \"{key}\" }}\n\
+             task \"a\" {{\n    run \"x\"\n    env TOKEN=\"{key}\"\n    timeout \"{key}\"\n}}\n\
+             {key} \"node named by a key\"\n"
+        );
+        let Err(diagnostics) = parse_only(&text) else {
+            panic!("a key was accepted");
+        };
+        let out = render(&diagnostics);
+        let mut json = String::new();
+        miette::JSONReportHandler::new()
+            .render_report(&mut json, &diagnostics)
+            .expect("renders");
+        for shown in [&out, &json] {
+            assert!(!shown.contains("sk-"), "a key prefix is shown:\n{shown}");
+            assert!(
+                !shown.contains("Abc123"),
+                "a part of the key is shown:\n{shown}"
+            );
+        }
+        insta::assert_snapshot!(out);
+        insta::assert_snapshot!("an_api_key_is_never_echoed_issue_18_json", json);
+    }
+
+    #[test]
+    fn a_large_file_outside_the_fast_path_reads_like_the_crate_whole() {
+        let text = format!(
+            "/-task \"off\" {{ run #\"raw\"# }}\n{}",
+            crate::fast_kdl::tests::generated_task_file(2000)
+        );
+        assert!(text.len() > 4 * CRATE_CHUNK);
+        let source = SourceFile::new("tasks.kdl", "tasks.kdl", text.as_str());
+        let pieced = parse_task_file(source.clone()).expect("parses");
+        // The crate reads the whole text on a thread with room for it.
+        let whole = std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn({
+                let text = text.clone();
+                move || KdlDocument::parse(&text).map_err(Unread::from)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let whole = read_task_file(source, whole).expect("parses");
+        assert_eq!(
+            serde_json::to_value(&pieced).unwrap(),
+            serde_json::to_value(&whole).unwrap()
+        );
+        // An error far into it is found in its piece (the crate's label starts where its
+        // recovery began, which is no earlier than the piece).
+        let broken = text.replacen("task \"t1500\"", "task \"t1500\" =", 1);
+        let Err(diagnostics) = parse_only(&broken) else {
+            panic!("accepted");
+        };
+        let at = broken.find("task \"t1500\"").unwrap();
+        assert!(
+            diagnostics.errors.iter().any(|e| e
+                .labels()
+                .into_iter()
+                .flatten()
+                .any(|l| l.offset() + CRATE_CHUNK >= at && l.offset() <= at)),
+            "{diagnostics:?}"
+        );
     }
 }

@@ -12,6 +12,10 @@
 //! already exists (listing a fresh project's tasks creates nothing). Every failure — a missing,
 //! truncated or foreign entry, an unwritable directory — just means a normal parse.
 //!
+//! Bounded like parsing (issue 18): a text over [`MAX_FILE_BYTES`](crate::MAX_FILE_BYTES) is
+//! neither looked up nor stored (parsing refuses it anyway), the stamp line is read and
+//! compared before the rest of an entry, and an entry over [`MAX_ENTRY_BYTES`] is not read.
+//!
 //! Why both this and `fast_kdl`: they speed up different runs. Measured on the bench's
 //! 2,000-task workspace (release build, `hyperfine -N -r 40`, 2 cores, other jobs idle, each
 //! path switched off in turn): an all-cached `clab run all` takes 104 ms with this cache and
@@ -31,6 +35,9 @@ use clab_model::source::SourceFile;
 /// Bumped when the shape of [`TaskFile`] changes in a way serde would misread.
 const FORMAT: u32 = 1;
 
+/// The largest entry read back: the JSON of a file at the size limit is a few times its text.
+pub const MAX_ENTRY_BYTES: u64 = 8 * crate::MAX_FILE_BYTES;
+
 /// Where one tasks file's parse is cached.
 #[derive(Debug, Clone)]
 pub struct ParseCache {
@@ -49,12 +56,24 @@ impl ParseCache {
     /// The cached parse of `source`, if the entry was made from exactly this text by this
     /// build of clab.
     pub fn load(&self, source: &SourceFile) -> Option<TaskFile> {
-        let bytes = fs::read(&self.entry).ok()?;
-        let newline = bytes.iter().position(|&b| b == b'\n')?;
-        if bytes[..newline] != *stamp(source.text()).as_bytes() {
+        use std::io::{BufRead, Read};
+        if source.text().len() as u64 > crate::MAX_FILE_BYTES {
             return None;
         }
-        let mut file: TaskFile = serde_json::from_slice(&bytes[newline + 1..]).ok()?;
+        let entry = fs::File::open(&self.entry).ok()?;
+        if entry.metadata().ok()?.len() > MAX_ENTRY_BYTES {
+            return None;
+        }
+        let mut reader = std::io::BufReader::new(entry.take(MAX_ENTRY_BYTES));
+        let mut first = Vec::new();
+        // A stamp is 64 hex digits: a longer first line is not one.
+        (&mut reader).take(80).read_until(b'\n', &mut first).ok()?;
+        if first.pop() != Some(b'\n') || first != *stamp(source.text()).as_bytes() {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).ok()?;
+        let mut file: TaskFile = serde_json::from_slice(&bytes).ok()?;
         file.source = source.clone();
         Some(file)
     }
@@ -64,7 +83,7 @@ impl ParseCache {
         let Some(dir) = self.entry.parent() else {
             return;
         };
-        if !dir.is_dir() {
+        if !dir.is_dir() || file.source.text().len() as u64 > crate::MAX_FILE_BYTES {
             return;
         }
         let mut bytes = stamp(file.source.text()).into_bytes();
@@ -219,5 +238,20 @@ task "ask" {
         let cache = ParseCache::new(&missing, Path::new("/p/tasks.kdl"));
         cache.store(&parse_task_file(source(TASKS)).unwrap());
         assert!(!missing.exists());
+    }
+
+    #[test]
+    fn oversized_texts_and_entries_are_neither_stored_nor_read_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ParseCache::new(dir.path(), Path::new("/p/tasks.kdl"));
+        let big = " ".repeat(usize::try_from(crate::MAX_FILE_BYTES).unwrap() + 1);
+        let mut parsed = parse_task_file(source(TASKS)).unwrap();
+        parsed.source = source(&big);
+        cache.store(&parsed);
+        assert!(!cache.entry.exists());
+        assert!(cache.load(&source(&big)).is_none());
+        // A first line that is not a stamp is not read to its end.
+        fs::write(&cache.entry, "x".repeat(1 << 20)).unwrap();
+        assert!(cache.load(&source(TASKS)).is_none());
     }
 }
