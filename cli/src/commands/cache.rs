@@ -49,28 +49,18 @@ pub(super) fn cache(project: &Project, command: &CacheCommand) -> Result<Done, F
         }
         CacheCommand::Clean => {
             let report = store.clean().map_err(fail)?;
-            writeln!(
-                out,
-                "removed {} entries and {} blobs ({})",
-                report.entries,
-                report.blobs,
-                ByteSize(report.freed_bytes)
-            )?;
+            writeln!(out, "{report}")?;
         }
         CacheCommand::Prune { max_size } => {
             let size: ByteSize = max_size
                 .parse()
                 .map_err(|err: clab_store::byte_size::SizeError| Failure::Usage(err.to_string()))?;
             let report = store.prune(size.0).map_err(fail)?;
-            writeln!(
-                out,
-                "removed {} entries and {} blobs ({}); {} left",
-                report.entries,
-                report.blobs,
-                ByteSize(report.freed_bytes),
-                ByteSize(report.remaining_bytes)
-            )?;
+            writeln!(out, "{report}")?;
         }
+    }
+    for warning in store.take_warnings() {
+        eprintln!("warning: {warning}");
     }
     Ok(Done::Success)
 }

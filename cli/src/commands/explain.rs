@@ -19,6 +19,9 @@ pub(super) fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
     let nodes = graph.closure(&targets);
     let llm = super::run::llm_layers(None)?;
     let plan = Plan::predict(&graph, &nodes, Some(&super::cache_dir(project)), &llm)?;
+    for warning in plan.take_warnings() {
+        eprintln!("warning: {warning}");
+    }
     let mut out = std::io::stdout().lock();
     for &target in &targets {
         let name = &graph.node(target).name;

@@ -121,6 +121,9 @@ fn dry_run(
     if run_args.force {
         plan.force();
     }
+    for warning in plan.take_warnings() {
+        eprintln!("warning: {warning}");
+    }
     let decisions = &plan.decisions;
     let mut out = std::io::stdout().lock();
     if run_args.json {

@@ -163,6 +163,15 @@ async fn replay(
     summary
 }
 
+/// Report what the store healed during the run (a damaged `cache.db` moved aside).
+fn report_store_warnings(store: &Store, reporter: &dyn Reporter) {
+    for warning in store.take_warnings() {
+        reporter.report(&Event::Warning {
+            message: warning.to_string(),
+        });
+    }
+}
+
 /// Write what the run left in memory (stat-cache rows, hit counts) and its history row.
 async fn save_run(store: Arc<Store>, record: RunRecord, reporter: &dyn Reporter) {
     let saved = tokio::task::spawn_blocking(move || {
@@ -247,6 +256,7 @@ pub async fn run(
                 Ok(Err(err)) => Err(err.to_string()),
                 Err(_) => Err("loading the stat cache panicked".to_owned()),
             };
+            report_store_warnings(&store, &*reporter);
             match planner {
                 Ok(planner) => cache = Some(Cache { store, planner }),
                 Err(err) => reporter.report(&Event::Warning {
@@ -340,7 +350,8 @@ pub async fn run(
                 message: format!("cannot save the stat cache: {err}"),
             });
         }
-        save_run(store, record, &*reporter).await;
+        save_run(Arc::clone(&store), record, &*reporter).await;
+        report_store_warnings(&store, &*reporter);
     }
     // What the run built is freed on a thread of its own: on a cold rules run that is 10,000
     // texts and hashes, milliseconds of one core nobody needs to wait for (the process may

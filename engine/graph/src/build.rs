@@ -18,7 +18,7 @@ use clab_syntax::{TaskDecl, TaskFile, did_you_mean, placeholders};
 /// Build the graph of `file`, whose relative paths are resolved against `root`.
 pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
     let mut errors = Vec::new();
-    let src = || file.source.named_source();
+    let src = || file.source.source_code();
     let by_name: HashMap<&str, usize> = file
         .tasks
         .iter()
@@ -214,7 +214,7 @@ fn load_dotenv(file: &TaskFile, root: &Path, errors: &mut Vec<Error>) -> BTreeMa
         let error = |message: String| Error::Dotenv {
             path: entry.value.clone(),
             message,
-            src: file.source.named_source(),
+            src: file.source.source_code(),
             span: entry.span,
         };
         let items = match dotenvy::from_path_iter(&path) {
@@ -387,7 +387,7 @@ fn check_paths(task: &TaskDecl, file: &TaskFile, errors: &mut Vec<Error>) {
         if let Err(err) = Glob::new(pattern) {
             errors.push(Error::BadGlob {
                 glob: glob.value.clone(),
-                src: file.source.named_source(),
+                src: file.source.source_code(),
                 span: glob.span,
                 reason: err.kind().to_string(),
             });
@@ -411,7 +411,7 @@ fn check_paths(task: &TaskDecl, file: &TaskFile, errors: &mut Vec<Error>) {
 fn outside_root(path: &Spanned<String>, file: &TaskFile) -> Error {
     Error::OutsideRoot {
         path: path.value.clone(),
-        src: file.source.named_source(),
+        src: file.source.source_code(),
         span: path.span,
     }
 }

@@ -40,7 +40,7 @@ use std::{
     time::Duration,
 };
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
 use petgraph::{
     Direction,
     graph::{DiGraph, NodeIndex},
@@ -412,7 +412,7 @@ pub enum Error {
         name: String,
         /// The file.
         #[source_code]
-        src: NamedSource<Arc<str>>,
+        src: clab_syntax::Src,
         /// Where.
         #[label("no task is called this")]
         span: SourceSpan,
@@ -432,7 +432,7 @@ pub enum Error {
         path: String,
         /// The file.
         #[source_code]
-        src: NamedSource<Arc<str>>,
+        src: clab_syntax::Src,
         /// Each `deps` entry on the cycle.
         #[label(collection)]
         spans: Vec<miette::LabeledSpan>,
@@ -448,7 +448,7 @@ pub enum Error {
         name: String,
         /// The file.
         #[source_code]
-        src: NamedSource<Arc<str>>,
+        src: clab_syntax::Src,
         /// Where.
         #[label("no `llm \"{name}\" {{ … }}` block")]
         span: SourceSpan,
@@ -465,7 +465,7 @@ pub enum Error {
         glob: String,
         /// The file.
         #[source_code]
-        src: NamedSource<Arc<str>>,
+        src: clab_syntax::Src,
         /// Where.
         #[label("{reason}")]
         span: SourceSpan,
@@ -484,7 +484,7 @@ pub enum Error {
         path: String,
         /// The file.
         #[source_code]
-        src: NamedSource<Arc<str>>,
+        src: clab_syntax::Src,
         /// Where.
         #[label("leaves the project root")]
         span: SourceSpan,
@@ -509,7 +509,7 @@ pub enum Error {
         message: String,
         /// tasks.kdl.
         #[source_code]
-        src: NamedSource<Arc<str>>,
+        src: clab_syntax::Src,
         /// The `dotenv` entry.
         #[label("loaded here")]
         span: SourceSpan,

@@ -81,15 +81,25 @@ impl Project {
 
     /// Read and parse the tasks file (from the parse cache when its text is unchanged).
     pub fn parse(&self) -> Result<TaskFile, Error> {
-        let source = SourceFile::read(&self.file, self.display_name()).map_err(|source| {
-            Error::Syntax(syntax::Diagnostics {
-                file: self.display_name(),
-                errors: vec![syntax::Error::Io {
-                    path: self.file.display().to_string(),
-                    source,
-                }],
-            })
-        })?;
+        let source =
+            SourceFile::read_at_most(&self.file, self.display_name(), syntax::MAX_FILE_BYTES)
+                .map_err(|source| {
+                    let error = match source.kind() {
+                        std::io::ErrorKind::FileTooLarge => syntax::Error::TooLarge {
+                            file: self.display_name(),
+                            size: std::fs::metadata(&self.file).map_or(0, |m| m.len()),
+                            limit: syntax::MAX_FILE_BYTES,
+                        },
+                        _ => syntax::Error::Io {
+                            path: self.file.display().to_string(),
+                            source,
+                        },
+                    };
+                    Error::Syntax(syntax::Diagnostics {
+                        file: self.display_name(),
+                        errors: vec![error],
+                    })
+                })?;
         let cache = self
             .cache_dir
             .as_deref()

@@ -86,16 +86,9 @@ impl SourceFile {
     }
 
     /// The text as miette source code, for `#[source_code]` fields, read in windows so that
-    /// any span renders (see [`SourceText`]). Prefer it to [`named_source`](Self::named_source).
+    /// any span renders (see [`SourceText`]).
     pub fn source_code(&self) -> NamedSource<SourceText> {
         NamedSource::new(self.name.clone(), self.text.clone())
-    }
-
-    /// The text as plain miette source code. Kept for errors whose field has this type; a
-    /// label on a line past column 65,535 makes miette's renderer panic with it, which
-    /// [`source_code`](Self::source_code) avoids.
-    pub fn named_source(&self) -> NamedSource<Arc<str>> {
-        NamedSource::new(self.name.clone(), self.text.shared())
     }
 
     /// 1-based line and column of a byte offset (columns count characters).

@@ -84,6 +84,18 @@ impl Plan {
             .is_some_and(|d| matches!(d.status, PlanStatus::Run { .. }))
     }
 
+    /// What the store healed while the plan was made (a damaged `cache.db` moved aside), to
+    /// report once.
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.store.as_ref().map_or_else(Vec::new, |store| {
+            store
+                .take_warnings()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
+    }
+
     /// The key parts of task `name`'s last recorded run.
     pub fn previous_parts(&self, name: &str) -> Option<KeyParts> {
         let store = self.store.as_ref()?;

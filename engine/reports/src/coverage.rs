@@ -29,6 +29,7 @@ use std::{
     sync::Arc,
 };
 
+use clab_model::source::SourceText;
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use quick_xml::{
     XmlVersion,
@@ -74,7 +75,7 @@ pub enum Error {
         hint: String,
         /// The report's text.
         #[source_code]
-        src: Arc<NamedSource<Arc<str>>>,
+        src: Arc<NamedSource<SourceText>>,
         /// Where the content starts.
         #[label("not Cobertura XML, LCOV or coverage.py JSON")]
         span: SourceSpan,
@@ -91,7 +92,7 @@ pub enum Error {
         reason: String,
         /// The report's text.
         #[source_code]
-        src: Arc<NamedSource<Arc<str>>>,
+        src: Arc<NamedSource<SourceText>>,
         /// Where.
         #[label("here")]
         span: SourceSpan,
@@ -509,7 +510,7 @@ pub fn parse(path: &Path) -> Result<CoverageReport, Error> {
 
 /// Parse the text of a coverage report, detecting its format; `name` is how diagnostics name it.
 pub fn parse_str(text: &str, name: &str) -> Result<CoverageReport, Error> {
-    let src = || Arc::new(NamedSource::new(name, Arc::from(text)));
+    let src = || Arc::new(NamedSource::new(name, SourceText::new(text)));
     let Some(format) = detect(text) else {
         let body = text.trim_start_matches('\u{feff}').trim_start();
         let start = text.len() - body.len();

@@ -28,6 +28,7 @@ use std::{
     sync::{Arc, LazyLock},
 };
 
+use clab_model::source::SourceText;
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use quick_xml::{
     XmlVersion,
@@ -73,7 +74,7 @@ pub enum Error {
         reason: String,
         /// The report's text.
         #[source_code]
-        src: Arc<NamedSource<Arc<str>>>,
+        src: Arc<NamedSource<SourceText>>,
         /// Where the reader stopped, or the element left open.
         #[label("{label}")]
         span: SourceSpan,
@@ -93,7 +94,7 @@ pub enum Error {
         root: String,
         /// The report's text.
         #[source_code]
-        src: Arc<NamedSource<Arc<str>>>,
+        src: Arc<NamedSource<SourceText>>,
         /// The root element.
         #[label("expected `<testsuites>` or `<testsuite>`")]
         span: SourceSpan,
@@ -250,7 +251,7 @@ pub fn parse_str(text: &str, name: &str) -> Result<TestReport, Error> {
     let malformed = |reason: String, at: u64| Error::Malformed {
         name: name.to_owned(),
         reason,
-        src: Arc::new(NamedSource::new(name, Arc::from(text))),
+        src: Arc::new(NamedSource::new(name, SourceText::new(text))),
         span: point_span(text, at),
         label: "here",
     };
@@ -273,7 +274,7 @@ pub fn parse_str(text: &str, name: &str) -> Result<TestReport, Error> {
                         return Err(Error::NotJunit {
                             name: name.to_owned(),
                             root: tag,
-                            src: Arc::new(NamedSource::new(name, Arc::from(text))),
+                            src: Arc::new(NamedSource::new(name, SourceText::new(text))),
                             span: range_span(before, after),
                         });
                     }
@@ -313,7 +314,7 @@ pub fn parse_str(text: &str, name: &str) -> Result<TestReport, Error> {
         return Err(Error::NotJunit {
             name: name.to_owned(),
             root: String::new(),
-            src: Arc::new(NamedSource::new(name, Arc::from(text))),
+            src: Arc::new(NamedSource::new(name, SourceText::new(text))),
             span: point_span(text, 0),
         });
     }
@@ -321,7 +322,7 @@ pub fn parse_str(text: &str, name: &str) -> Result<TestReport, Error> {
         return Err(Error::Malformed {
             name: name.to_owned(),
             reason: format!("the document ends before `<{tag}>` is closed"),
-            src: Arc::new(NamedSource::new(name, Arc::from(text))),
+            src: Arc::new(NamedSource::new(name, SourceText::new(text))),
             span,
             label: "opened here, never closed",
         });

@@ -6,12 +6,12 @@
 //! per kind, so `--format json` consumers can filter by code. [`FlatDiagnostic`] is the
 //! serializable form: file, 1-based line and column, severity, code, message.
 
-use std::{fmt, sync::Arc};
+use std::fmt;
 
 use miette::{LabeledSpan, NamedSource, SourceCode, SourceSpan};
 use serde::Serialize;
 
-use clab_model::source::SourceFile;
+use clab_model::source::{SourceFile, SourceText};
 
 /// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -217,7 +217,7 @@ pub struct RuleDiagnostic {
     /// The file it is in.
     pub file: SourceFile,
     /// The file's text as miette source code (the `#[source_code]` of this diagnostic).
-    source: NamedSource<Arc<str>>,
+    source: NamedSource<SourceText>,
 }
 
 impl Clone for RuleDiagnostic {
@@ -232,7 +232,7 @@ impl RuleDiagnostic {
         RuleDiagnostic {
             issue,
             file: file.clone(),
-            source: file.named_source(),
+            source: file.source_code(),
         }
     }
 

@@ -67,11 +67,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use byte_size::{ByteSize, SizeError};
 pub use cached_result::{CachedResult, OutputEntry, RestoreReport};
 pub use cas::Cas;
-use clab_model::llm_call::{CallOutcome, LlmCall};
 /// The name prefix of every temp file clab writes beside a user's files: restores in progress
 /// here, and `clab_model::atomic_write` (LLM outputs, reports). Output globs must never match
 /// such a name; [`sweep_temp_files`] removes stale ones.
 pub use clab_model::atomic_write::TEMP_PREFIX;
+use clab_model::llm_call::{CallOutcome, LlmCall};
 pub use digest::Digest;
 pub use key_lock::KeyLock;
 pub use run_record::RunRecord;
