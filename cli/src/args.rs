@@ -193,6 +193,9 @@ pub(crate) enum CacheCommand {
         #[arg(long, value_name = "SIZE")]
         max_size: String,
     },
+    /// Print the public key of `CLAB_CACHE_SIGNING_KEY` (`ed25519:…`), for
+    /// `cache { trusted-key … }` or `CLAB_CACHE_TRUSTED_KEYS`.
+    PublicKey,
 }
 
 /// `clab rules …`.

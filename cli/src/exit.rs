@@ -27,6 +27,8 @@ pub(crate) enum Failure {
     Store(Box<clab_store::Error>),
     /// A bad argument value.
     Usage(String),
+    /// A bad configuration, with its diagnostic (exit 2).
+    Config(miette::Report),
     /// A file could not be written.
     Io {
         /// The file.
@@ -80,6 +82,10 @@ pub(crate) fn code(result: Result<Done, Failure>) -> ExitCode {
         Err(Failure::Io { path, source }) => {
             eprintln!("error: cannot write `{path}`: {source}");
             ExitCode::from(1)
+        }
+        Err(Failure::Config(report)) => {
+            eprintln!("{report:?}");
+            ExitCode::from(2)
         }
         Err(Failure::Usage(message)) => {
             eprintln!("error: {message}");

@@ -25,6 +25,7 @@ pub(super) fn cache(project: &Project, command: &CacheCommand) -> Result<Done, F
     let mut out = std::io::stdout().lock();
     let fail = |err| Failure::Store(Box::new(err));
     match command {
+        CacheCommand::PublicKey => return public_key(),
         CacheCommand::Stats => {
             let stats = store.stats().map_err(fail)?;
             writeln!(out, "cache:    {}", store.dir().display())?;
@@ -46,6 +47,7 @@ pub(super) fn cache(project: &Project, command: &CacheCommand) -> Result<Done, F
                 )?,
                 None => writeln!(out, "hit rate: no lookups yet")?,
             }
+            remote_section(project, &store, &mut out)?;
         }
         CacheCommand::Clean => {
             let report = store.clean().map_err(fail)?;
@@ -63,6 +65,80 @@ pub(super) fn cache(project: &Project, command: &CacheCommand) -> Result<Done, F
         eprintln!("warning: {warning}");
     }
     Ok(Done::Success)
+}
+
+/// `clab cache public-key`: the public key of `CLAB_CACHE_SIGNING_KEY`, one line. The key
+/// itself is never printed; a bad one is a usage error that does not quote it.
+pub(super) fn public_key() -> Result<Done, Failure> {
+    match clab_remote::public_key_from_env() {
+        Ok(Some(line)) => {
+            writeln!(std::io::stdout().lock(), "{line}")?;
+            Ok(Done::Success)
+        }
+        Ok(None) => Err(Failure::Usage(format!(
+            "`{}` is not set: it holds the base64 of a 32-byte ed25519 seed \
+             (for example `openssl rand -base64 32`)",
+            clab_remote::signing::SIGNING_KEY_ENV
+        ))),
+        Err(err) => Err(Failure::Config(miette::Report::new(err))),
+    }
+}
+
+/// The remote cache part of `clab cache stats`: what is configured, and what it did in the
+/// last run that used it.
+fn remote_section(project: &Project, store: &Store, out: &mut impl Write) -> Result<(), Failure> {
+    // A project that does not load still has a local cache to show.
+    let Ok(graph) = project.load() else {
+        return Ok(());
+    };
+    let Some(remote) = super::remote_cache(&graph)? else {
+        writeln!(
+            out,
+            "remote:   none (`cache {{ remote … }}` or CLAB_REMOTE_CACHE)"
+        )?;
+        return Ok(());
+    };
+    let info = remote.info();
+    let mode = if info.read_only {
+        "read-only"
+    } else {
+        "read-write"
+    };
+    writeln!(out, "remote:   {} ({mode})", info.url)?;
+    if let Some(signer) = &info.signer {
+        writeln!(out, "  signs with   {signer}")?;
+    }
+    match info.trusted_keys.as_slice() {
+        [] => writeln!(out, "  trusts       any entry (no trusted keys)")?,
+        keys => writeln!(out, "  trusts       {}", keys.join(", "))?,
+    }
+    let runs = store
+        .recent_runs(50)
+        .map_err(|err| Failure::Store(Box::new(err)))?;
+    let last = runs.iter().find_map(|run| {
+        let remote = run.extra.as_ref()?.get("remote")?;
+        Some((run, remote.clone()))
+    });
+    match last {
+        None => writeln!(out, "  last run     none used the remote cache yet")?,
+        Some((_, remote)) => {
+            let count = |name: &str| remote.get(name).and_then(|v| v.as_u64()).unwrap_or(0);
+            let misses: u64 = remote
+                .get("misses")
+                .and_then(|m| m.as_object())
+                .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
+            writeln!(
+                out,
+                "  last run     {} hits, {misses} misses, {} down in {}; {} entries ({}) up",
+                count("hits"),
+                ByteSize(count("bytes_down")),
+                crate::render::duration(count("fetch_ms")),
+                count("entries_up"),
+                ByteSize(count("bytes_up")),
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// `clab history`.

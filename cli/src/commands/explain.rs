@@ -18,7 +18,9 @@ pub(super) fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
         .map_err(clab_graph::project::Error::from)?;
     let nodes = graph.closure(&targets);
     let llm = super::run::llm_layers(None)?;
-    let plan = Plan::predict(&graph, &nodes, Some(&super::cache_dir(project)), &llm)?;
+    let remote = super::remote_cache(&graph)?;
+    let cache_dir = super::cache_dir(project);
+    let plan = Plan::predict(&graph, &nodes, Some(&cache_dir), remote.as_deref(), &llm)?;
     for warning in plan.take_warnings() {
         eprintln!("warning: {warning}");
     }
@@ -30,9 +32,15 @@ pub(super) fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
         };
         match &decision.status {
             PlanStatus::Aggregate => writeln!(out, "{name}: an aggregate; it runs nothing itself")?,
-            PlanStatus::Cached { key } => {
-                writeln!(out, "{name}: up to date (cached as {})", &key[..12])?
-            }
+            PlanStatus::Cached { key } => match &decision.remote {
+                Some(remote) => writeln!(
+                    out,
+                    "{name}: up to date (cached as {} on the remote cache `{}`)",
+                    &key[..12],
+                    remote.url
+                )?,
+                None => writeln!(out, "{name}: up to date (cached as {})", &key[..12])?,
+            },
             PlanStatus::Run { reason, .. } => {
                 let previous = plan.previous_parts(name);
                 match (previous, &decision.parts) {
@@ -61,6 +69,11 @@ pub(super) fn explain(project: &Project, task: &str) -> Result<Done, Failure> {
                         }
                     }
                     _ => writeln!(out, "{name}: would run: {reason}")?,
+                }
+                if let Some(remote) = &decision.remote
+                    && let Some(rejected) = &remote.rejected
+                {
+                    writeln!(out, "  remote cache `{}`: {rejected}", remote.url)?;
                 }
             }
         }

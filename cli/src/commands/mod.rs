@@ -12,10 +12,11 @@ mod stats;
 mod watch;
 
 use clab_graph::project::Project;
-use std::path::PathBuf;
+use clab_remote::{CacheSettings, RemoteCache, RemoteConfig};
+use std::{path::PathBuf, sync::Arc};
 
 use crate::{
-    args::{Args, Command},
+    args::{Args, CacheCommand, Command},
     exit::{Done, Failure},
 };
 
@@ -32,6 +33,7 @@ pub(crate) fn run(args: Args) -> Result<Done, Failure> {
         Command::Graph(graph_args) => graph::graph(&project(&args)?, graph_args),
         Command::Explain { task } => explain::explain(&project(&args)?, task),
         Command::Rules(command) => rules::rules(&args, command),
+        Command::Cache(CacheCommand::PublicKey) => cache::public_key(),
         Command::Cache(command) => cache::cache(&project(&args)?, command),
         Command::Stats => stats::stats(&project(&args)?),
         Command::History { limit } => cache::history(&project(&args)?, *limit),
@@ -83,6 +85,26 @@ fn completions(shell: clap_complete::Shell) -> Result<Done, Failure> {
 fn cache_dir(project: &Project) -> PathBuf {
     let dir = std::env::var_os(clab_store::CACHE_DIR_ENV).map(PathBuf::from);
     clab_store::cache_dir(&project.root, dir.as_deref())
+}
+
+/// The shared remote cache that tasks.kdl's `cache { }` block and the environment
+/// (`CLAB_REMOTE_CACHE`, …) configure, if any. A bad configuration is a usage error.
+fn remote_cache(graph: &clab_graph::Graph) -> Result<Option<Arc<RemoteCache>>, Failure> {
+    let settings = graph
+        .file()
+        .cache
+        .as_ref()
+        .map(|decl| CacheSettings {
+            remote: decl.remote.as_ref().map(|url| url.value.clone()),
+            read_only: decl.read_only.as_ref().is_some_and(|flag| flag.value),
+            trusted_keys: decl.trusted_keys.iter().map(|k| k.value.clone()).collect(),
+        })
+        .unwrap_or_default();
+    let config = RemoteConfig::from_env_and(&settings)
+        .map_err(|err| Failure::Config(miette::Report::new(err)))?;
+    let remote = RemoteCache::from_config(config)
+        .map_err(|err| Failure::Config(miette::Report::new(err)))?;
+    Ok(remote.map(Arc::new))
 }
 
 /// The tasks a command should run: those given, else `default`. Without either, the task

@@ -61,6 +61,11 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
         grace: Duration::from_secs(3),
         offline: run_args.offline,
         llm: llm_layers(run_args.model.as_deref())?,
+        remote: if run_args.no_cache {
+            None
+        } else {
+            super::remote_cache(&graph)?
+        },
     };
     // One thread for the async side: the scheduler's loop, LLM calls' I/O, Ctrl-C. Commands,
     // rule scans and storing run on the job threads, settling on this one (a multi-threaded
@@ -116,8 +121,12 @@ fn dry_run(
 ) -> Result<Done, Failure> {
     let project = super::project(args)?;
     let cache_dir = (!run_args.no_cache).then(|| super::cache_dir(&project));
+    let remote = match run_args.no_cache {
+        true => None,
+        false => super::remote_cache(graph)?,
+    };
     let llm = llm_layers(run_args.model.as_deref())?;
-    let mut plan = Plan::predict(graph, nodes, cache_dir.as_deref(), &llm)?;
+    let mut plan = Plan::predict(graph, nodes, cache_dir.as_deref(), remote.as_deref(), &llm)?;
     if run_args.force {
         plan.force();
     }
@@ -138,11 +147,20 @@ fn dry_run(
         match &decision.status {
             PlanStatus::Cached { .. } => {
                 cached += 1;
-                writeln!(out, "⚡ {} cached", decision.task)?;
+                let from = if decision.remote.is_some() {
+                    " (remote)"
+                } else {
+                    ""
+                };
+                writeln!(out, "⚡ {} cached{from}", decision.task)?;
             }
             PlanStatus::Run { reason, .. } => {
                 run += 1;
-                writeln!(out, "▶ {} would run: {reason}", decision.task)?;
+                let remote = match decision.remote.as_ref().and_then(|r| r.rejected.as_ref()) {
+                    Some(rejected) => format!("; remote cache: {rejected}"),
+                    None => String::new(),
+                };
+                writeln!(out, "▶ {} would run: {reason}{remote}", decision.task)?;
             }
             PlanStatus::Aggregate => {}
         }

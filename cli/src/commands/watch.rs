@@ -56,6 +56,8 @@ pub(super) fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure
             grace: Duration::from_secs(3),
             offline: false,
             llm: super::run::llm_layers(None)?,
+            // Watch mode works against the local cache; the remote cache is for CI runs.
+            remote: None,
         },
         debounce,
         poll: watch_args.poll.then_some(POLL_INTERVAL),

@@ -72,8 +72,12 @@ pub(crate) fn summary_line(summary: &Summary) -> String {
         0 => format!("{} ran", summary.ran()),
         failed => format!("{} ran ({failed} failed)", summary.ran()),
     }];
+    let cached = match summary.remote {
+        0 => "cached".to_owned(),
+        remote => format!("cached ({remote} remote)"),
+    };
     for (count, what) in [
-        (summary.cached, "cached"),
+        (summary.cached, cached.as_str()),
         (summary.failed_before_start, "failed before start"),
         (summary.skipped, "skipped"),
         (summary.interrupted_tasks, "interrupted"),

@@ -86,7 +86,7 @@ impl Reporter for Plain {
                     for text in held {
                         self.print(&text);
                     }
-                    if let (Status::Cached, Some(log)) = (status, log) {
+                    if let (Status::Cached { .. }, Some(log)) = (status, log) {
                         self.print(log.trim_end());
                     }
                     self.print("::endgroup::");
@@ -181,7 +181,10 @@ pub(crate) fn status_line(
             }
             line
         }
-        Status::Cached => format!("{} {task} cached", style("⚡").cyan()),
+        Status::Cached { remote: false } => format!("{} {task} cached", style("⚡").cyan()),
+        Status::Cached { remote: true } => {
+            format!("{} {task} cached (remote)", style("⚡").cyan())
+        }
         Status::Failed { message } => format!(
             "{} {task} {message} ({})",
             style("✗").red().bold(),

@@ -54,7 +54,7 @@ impl Reporter for StepSummary {
             } => {
                 let (result, time) = match status {
                     Status::Succeeded => ("✅ ran".to_owned(), duration(*duration_ms)),
-                    Status::Cached => (
+                    Status::Cached { .. } => (
                         "⚡ cached".to_owned(),
                         format!("{} saved", duration(*duration_ms)),
                     ),

@@ -1,6 +1,7 @@
 //! `--profile FILE`: the run as a Chrome trace (the JSON "trace event format"), which
 //! Perfetto and chrome://tracing open. Each task is a complete event (`ph: "X"`) on the first
-//! free lane, so the lanes show how the job slots were used; cache hits are instant events.
+//! free lane, so the lanes show how the job slots were used; cache hits are instant events (`cached (remote)` for hits from the shared remote cache), and the
+//! remote cache's totals (bytes and milliseconds each way) are one global instant event at the end.
 
 use clab_exec::event::{Event, Reporter, Status};
 use serde_json::json;
@@ -69,7 +70,8 @@ impl Reporter for Trace {
             Event::TaskFinished { task, status, .. } => {
                 let status_name = match status {
                     Status::Succeeded => "succeeded",
-                    Status::Cached => "cached",
+                    Status::Cached { remote: false } => "cached",
+                    Status::Cached { remote: true } => "cached (remote)",
                     Status::Failed { .. } => "failed",
                     Status::Interrupted => "interrupted",
                 };
@@ -88,7 +90,14 @@ impl Reporter for Trace {
                     })),
                 }
             }
-            Event::RunFinished(_) => {
+            Event::RunFinished(summary) => {
+                // What the remote cache moved and how long it took, on the trace's timeline.
+                if let Some(remote) = &summary.remote_cache {
+                    state.events.push(json!({
+                        "name": "remote cache", "cat": "remote", "ph": "i", "s": "g",
+                        "ts": now, "pid": 1, "tid": 0, "args": remote,
+                    }));
+                }
                 let events = std::mem::take(&mut state.events);
                 drop(state);
                 if let Err(err) = self.write(&events) {

@@ -90,7 +90,7 @@ impl Reporter for Tty {
                     reason = why;
                 }
                 self.overall.inc(1);
-                if *status == Status::Cached
+                if matches!(status, Status::Cached { .. })
                     && let Ok(mut cached) = self.cached.lock()
                 {
                     *cached += 1;
@@ -106,7 +106,7 @@ impl Reporter for Tty {
                             self.println(&format!("  {line}"));
                         }
                     }
-                    (Status::Cached, Some(log)) if self.verbose => {
+                    (Status::Cached { .. }, Some(log)) if self.verbose => {
                         for line in log.lines() {
                             self.println(&format!("  {}", style(line).dim()));
                         }

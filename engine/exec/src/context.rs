@@ -9,7 +9,8 @@ use std::{sync::Arc, time::Duration};
 
 use clab_graph::{Graph, Node, NodeId};
 use clab_plan::Planner;
-use clab_store::{Store, stat_cache::StatCache};
+use clab_remote::{Fetch, RemoteCache};
+use clab_store::{CachedResult, Store, stat_cache::StatCache};
 
 use crate::event::{Event, Reporter, Status};
 
@@ -51,6 +52,8 @@ pub struct Context {
     pub mode: CacheMode,
     /// Time between the polite signal (SIGINT, SIGTERM) and SIGKILL.
     pub grace: Duration,
+    /// The shared remote cache, read on a local miss and written after a local store.
+    pub remote: Option<Arc<RemoteCache>>,
     /// Stands in for the store's stat cache when there is none.
     empty_stats: StatCache,
 }
@@ -70,8 +73,15 @@ impl Context {
             cache,
             mode,
             grace,
+            remote: None,
             empty_stats: StatCache::new(),
         }
+    }
+
+    /// The context with the shared remote cache `remote`.
+    pub fn with_remote(mut self, remote: Option<Arc<RemoteCache>>) -> Context {
+        self.remote = remote;
+        self
     }
 
     /// Node `id` of the graph.
@@ -92,6 +102,28 @@ impl Context {
     /// The run's planner, when it has a cache.
     pub fn planner(&self) -> Option<&Planner> {
         self.cache.as_ref().map(|cache| &cache.planner)
+    }
+
+    /// The result stored under `key`: the local store's, else the remote cache's (its blobs
+    /// verified into the local CAS and its row saved locally); `remote` says which. `None`: a
+    /// miss, or a lookup that failed (reported as a warning; the node runs).
+    pub fn load_result(&self, id: NodeId, key: &str) -> Option<(CachedResult, bool)> {
+        let store = self.store()?;
+        match store.load_result(key) {
+            Ok(Some(result)) => return Some((result, false)),
+            Ok(None) => {}
+            Err(err) => {
+                self.warn(format!(
+                    "cache lookup for `{}` failed: {err}",
+                    self.node(id).name
+                ));
+                return None;
+            }
+        }
+        match self.remote.as_ref()?.fetch(key, store) {
+            Fetch::Hit(result) => Some((result, true)),
+            Fetch::Miss(_) => None,
+        }
     }
 
     /// The store's stat cache, or an empty one.

@@ -109,7 +109,11 @@ pub enum Status {
     /// It ran and succeeded.
     Succeeded,
     /// Its result came from the cache.
-    Cached,
+    Cached {
+        /// It came from the shared remote cache (and is now in the local one too).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        remote: bool,
+    },
     /// It ran and failed.
     Failed {
         /// What went wrong, in a few words: `exit 2`, `timed out after 5s`.
@@ -129,6 +133,9 @@ pub struct Summary {
     pub succeeded: usize,
     /// Nodes restored from the cache.
     pub cached: usize,
+    /// Of the cached nodes, those restored from the shared remote cache.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote: usize,
     /// Nodes that ran and failed.
     pub failed: usize,
     /// Nodes that failed before anything was started for them: an input missing, an LLM
@@ -148,6 +155,9 @@ pub struct Summary {
     pub tokens_in: u64,
     /// Answer tokens received from LLM providers.
     pub tokens_out: u64,
+    /// What the shared remote cache did: hits, misses by reason, bytes and time each way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_cache: Option<clab_remote::RemoteStats>,
     /// Nothing had changed since a run in which everything was cached: the run was answered
     /// from its snapshot (`exec::snapshot`) without hashing anything.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -187,6 +197,11 @@ pub struct Silent;
 
 impl Reporter for Silent {
     fn report(&self, _event: &Event) {}
+}
+
+/// For `skip_serializing_if`: a count of none is left out.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use clab_remote::RemoteCache;
 use tokio::sync::watch;
 
 pub use self::context::{Cache, CacheMode, Context};
@@ -84,7 +85,13 @@ pub struct RunOptions {
     pub offline: bool,
     /// LLM settings from flags, variables and the user's config file.
     pub llm: LlmLayers,
+    /// The shared remote cache, if one is configured (`cache { remote … }`,
+    /// `CLAB_REMOTE_CACHE`); a run flushes its uploads before it ends.
+    pub remote: Option<Arc<RemoteCache>>,
 }
+
+/// How long the end of a run waits for uploads to the remote cache still in flight.
+const UPLOAD_FLUSH_LIMIT: Duration = Duration::from_secs(30);
 
 /// Open the store, reporting what went wrong as warnings: a cache that cannot be opened
 /// means a run without a cache, not a failed run.
@@ -139,7 +146,7 @@ async fn replay(
             .filter(|text| !text.is_empty());
         reporter.report(&Event::TaskFinished {
             task: node.name.clone(),
-            status: crate::event::Status::Cached,
+            status: crate::event::Status::Cached { remote: false },
             duration_ms: node.duration_ms,
             log,
         });
@@ -293,7 +300,8 @@ pub async fn run(
         cache,
         options.cache,
         options.grace,
-    );
+    )
+    .with_remote(options.remote.clone());
     let runner = Arc::new(Runner::new(cx, kinds));
     let scheduling = Options {
         jobs: options.jobs,
@@ -314,6 +322,20 @@ pub async fn run(
     }
     let reports = runner.report_totals();
     (summary.tokens_in, summary.tokens_out) = llm.tokens();
+    if let Some(remote) = &options.remote {
+        let finishing = Arc::clone(remote);
+        let stats = tokio::task::spawn_blocking(move || {
+            finishing.finish(std::time::Instant::now() + UPLOAD_FLUSH_LIMIT)
+        })
+        .await
+        .unwrap_or_else(|_| remote.stats());
+        for warning in remote.warnings() {
+            reporter.report(&Event::Warning {
+                message: warning.to_string(),
+            });
+        }
+        summary.remote_cache = Some(stats);
+    }
     reporter.report(&Event::RunFinished(summary.clone()));
     if let (Some((file, stamp)), Some(store), Some(planner)) =
         (&snapshot, &history, runner.context().planner())
@@ -341,7 +363,7 @@ pub async fn run(
             cached: summary.cached as u32,
             failed: summary.failures() as u32,
             duration_ms: summary.wall_ms,
-            extra: (!reports.is_empty()).then(|| serde_json::json!({ "reports": reports })),
+            extra: history_extra(&reports, summary.remote_cache.as_ref()),
         };
         if let Some(flush) = early_flush
             && let Ok(Err(err)) = flush.await
@@ -359,6 +381,22 @@ pub async fn run(
     // (`finish_writes`) and the reporter has seen the run finish.
     free_in_background((runner, graph));
     summary
+}
+
+/// What a history row keeps beside its counts: the test and coverage totals, and what the
+/// remote cache did (`clab stats`, `clab cache stats`).
+fn history_extra(
+    reports: &[report_totals::ReportTotals],
+    remote: Option<&clab_remote::RemoteStats>,
+) -> Option<serde_json::Value> {
+    let mut extra = serde_json::Map::new();
+    if !reports.is_empty() {
+        extra.insert("reports".into(), serde_json::json!(reports));
+    }
+    if let Some(remote) = remote {
+        extra.insert("remote".into(), serde_json::json!(remote));
+    }
+    (!extra.is_empty()).then_some(serde_json::Value::Object(extra))
 }
 
 /// The setting that turns LLM calls off (`CLAB_AI=off`), if one does.

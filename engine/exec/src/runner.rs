@@ -409,18 +409,12 @@ impl Runner {
         Ok(self.miss(keyed, previous, lock))
     }
 
-    /// Restore a cached result for the node's key, if there is one and it restores cleanly.
+    /// Restore a cached result for the node's key — from the local store, else from the
+    /// remote cache — if there is one and it restores cleanly.
     fn try_restore(&self, id: NodeId, keyed: &Keyed) -> Option<Outcome> {
         let store = self.cx.store()?;
         let node = self.cx.node(id);
-        let result = match store.load_result(&keyed.key) {
-            Ok(result) => result?,
-            Err(err) => {
-                self.cx
-                    .warn(format!("cache lookup for `{}` failed: {err}", node.name));
-                return None;
-            }
-        };
+        let (result, remote) = self.cx.load_result(id, &keyed.key)?;
         let report = match store.restore_outputs(self.cx.graph.root(), &result) {
             Ok(report) => report,
             Err(err) => {
@@ -451,7 +445,7 @@ impl Runner {
         }
         self.cx.reporter.report(&Event::TaskFinished {
             task: node.name.clone(),
-            status: Status::Cached,
+            status: Status::Cached { remote },
             duration_ms: result.duration_ms,
             log,
         });
@@ -465,6 +459,7 @@ impl Runner {
         }
         Some(Outcome::Cached {
             saved: Duration::from_millis(result.duration_ms),
+            remote,
         })
     }
 
@@ -515,6 +510,9 @@ impl Runner {
                 );
                 let manifest = clab_plan::manifest_json(store, &miss.keyed.parts)?;
                 store.save_result_and_manifest(&miss.keyed.key, &result, &manifest)?;
+                if let Some(remote) = &self.cx.remote {
+                    remote.upload(&miss.keyed.key, &result, store.cas());
+                }
                 Ok(entries)
             });
         match stored {

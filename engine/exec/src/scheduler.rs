@@ -39,6 +39,8 @@ pub enum Outcome {
     Cached {
         /// The recorded duration of the run that produced the cached result.
         saved: Duration,
+        /// It came from the shared remote cache.
+        remote: bool,
     },
     /// It ran and failed.
     Failed,
@@ -579,8 +581,9 @@ impl State<'_> {
         let summary = &mut self.summary;
         match outcome {
             Outcome::Succeeded => summary.succeeded += 1,
-            Outcome::Cached { saved } => {
+            Outcome::Cached { saved, remote } => {
                 summary.cached += 1;
+                summary.remote += usize::from(*remote);
                 summary.saved_ms += saved.as_millis() as u64;
             }
             Outcome::Failed => summary.failed += 1,
@@ -689,6 +692,7 @@ mod tests {
                 .contains(&name.as_str())
                 .then(|| Outcome::Cached {
                     saved: Duration::from_millis(10),
+                    remote: false,
                 })
         }
     }

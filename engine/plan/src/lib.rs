@@ -60,6 +60,7 @@ use self::{
     llm_prompt::LlmLayers,
 };
 use clab_graph::{Graph, NodeId, NodeKind};
+use clab_remote::RemoteCache;
 use clab_rules::PrefilterSet;
 use clab_store::{
     Digest, Store,
@@ -365,6 +366,7 @@ impl Planner {
         graph: &Graph,
         nodes: &[NodeId],
         store: Option<&Store>,
+        remote: Option<&RemoteCache>,
         stat_cache: &StatCache,
         llm: &LlmLayers,
     ) -> Vec<Decision> {
@@ -383,6 +385,7 @@ impl Planner {
                 }
             }
             let mut key_parts = None;
+            let mut remote_answer = None;
             let (status, digest) = if matches!(node.kind, NodeKind::Aggregate) {
                 let digest = blocked.is_none().then(|| aggregate_digest(&deps));
                 (PlanStatus::Aggregate, digest)
@@ -422,8 +425,16 @@ impl Planner {
                     Ok((inputs, extra)) => {
                         let parts = self.key_parts(graph, id, &inputs, deps, extra);
                         let key = parts.key();
-                        let hit =
+                        let mut hit =
                             store.and_then(|s| s.peek_result(&key.to_string()).ok().flatten());
+                        if let (None, Some(remote)) = (&hit, remote) {
+                            let probed = remote.probe(&key.to_string());
+                            remote_answer = Some(RemoteAnswer {
+                                url: remote.info().url.clone(),
+                                rejected: probed.as_ref().err().map(ToString::to_string),
+                            });
+                            hit = probed.ok();
+                        }
                         key_parts = Some(parts.clone());
                         match hit {
                             Some(result) => {
@@ -454,6 +465,7 @@ impl Planner {
                 task: node.name.clone(),
                 status,
                 parts: key_parts,
+                remote: remote_answer,
             });
         }
         decisions
@@ -583,6 +595,20 @@ pub struct Decision {
     /// The key parts, when they could be computed (for `clab explain`).
     #[serde(skip)]
     pub parts: Option<KeyParts>,
+    /// What the shared remote cache said, when it was asked (the local cache missed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteAnswer>,
+}
+
+/// What the shared remote cache said about a key the local cache does not hold.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct RemoteAnswer {
+    /// The remote cache's URL, redacted.
+    pub url: String,
+    /// Why its entry cannot be used (`no entry`, `signed by an untrusted key`, …); `None`:
+    /// found, and it would be restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 /// What would happen to a node.

@@ -1,8 +1,9 @@
 //! [`Plan`]: what a run would do, predicted from the cache without running anything — the
 //! one value `clab run --dry-run` prints and `clab explain` words.
 //!
-//! In: a [`Graph`], the nodes to run, the cache directory (or none: `--no-cache`) and the
-//! LLM settings layers. Out: one [`Decision`] per node in dependency order, and the store
+//! In: a [`Graph`], the nodes to run, the cache directory (or none: `--no-cache`), the shared
+//! remote cache if one is configured (asked when the local cache misses, without downloading
+//! anything) and the LLM settings layers. Out: one [`Decision`] per node in dependency order, and the store
 //! they were read from, for `explain`'s "what changed since the last run".
 //!
 //! Predicting moves nothing in the store: results are peeked (no hit is counted, nothing is
@@ -11,6 +12,7 @@
 use std::path::Path;
 
 use clab_graph::{Graph, NodeId};
+use clab_remote::RemoteCache;
 use clab_store::{Store, stat_cache::StatCache};
 
 use crate::{
@@ -45,6 +47,7 @@ impl Plan {
         graph: &Graph,
         nodes: &[NodeId],
         cache_dir: Option<&Path>,
+        remote: Option<&RemoteCache>,
         llm: &LlmLayers,
     ) -> Result<Plan, PlanError> {
         let store = match cache_dir {
@@ -57,7 +60,7 @@ impl Plan {
             None => &fresh,
         };
         let planner = Planner::new(graph, nodes, stat_cache)?;
-        let decisions = planner.predict(graph, nodes, store.as_ref(), stat_cache, llm);
+        let decisions = planner.predict(graph, nodes, store.as_ref(), remote, stat_cache, llm);
         Ok(Plan { decisions, store })
     }
 
@@ -127,7 +130,8 @@ mod tests {
         let graph = graph(dir.path());
         let nodes = graph.topological_order();
         let cache = dir.path().join(".clab");
-        let mut plan = Plan::predict(&graph, &nodes, Some(&cache), &LlmLayers::default()).unwrap();
+        let mut plan =
+            Plan::predict(&graph, &nodes, Some(&cache), None, &LlmLayers::default()).unwrap();
         assert!(plan.runs("t"));
         assert!(matches!(
             &plan.decision("t").unwrap().status,

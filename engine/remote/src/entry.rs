@@ -37,7 +37,10 @@
 //! Blobs are verified by the fetcher ([`crate::RemoteCache::fetch`]): each is hashed (and its
 //! size compared) before it enters the local CAS, and the result is handed back only when all
 //! of them did. Writers upload every blob before the manifest, so a reader that finds a
-//! manifest finds its blobs unless they were evicted since.
+//! manifest finds its blobs unless they were evicted since. The one exception is the empty
+//! blob (`af1349b9…`, an empty log or output): it is never uploaded and never downloaded,
+//! since every reader can make it, and some servers cannot store it (nginx's WebDAV answers
+//! 500 to a `PUT` with an empty body).
 
 use std::collections::BTreeMap;
 

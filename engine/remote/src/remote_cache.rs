@@ -204,17 +204,18 @@ impl RemoteCache {
         fetch
     }
 
-    /// Whether the remote has a usable manifest for `key` (fetched and checked against the
-    /// format and the trusted keys; blobs are not downloaded): for `--dry-run` and `explain`.
-    /// Counts nothing and records no warning.
-    pub fn probe(&self, key: &str) -> Result<(), MissReason> {
+    /// The result the remote holds for `key`, if its manifest is usable (fetched and checked
+    /// against the format and the trusted keys; blobs are not downloaded): for `--dry-run`
+    /// and `explain`, which need the outputs' digests for the keys downstream. Counts nothing
+    /// and records no warning.
+    pub fn probe(&self, key: &str) -> Result<CachedResult, MissReason> {
         let client = Arc::clone(&self.client);
         let trusted = self.trusted.clone();
         let key = key.to_owned();
         self.block_on(async move {
             fetch_manifest(&client, &key, &trusted)
                 .await
-                .map(|_| ())
+                .map(|manifest| manifest.to_result())
                 .map_err(|(reason, _)| reason)
         })
         .unwrap_or(Err(MissReason::Unavailable))
@@ -311,6 +312,14 @@ async fn fetch_entry(
     for (digest, size) in blobs {
         if cas.contains(&digest) {
             // Local blobs are verified when restored (`Cas::copy_to`).
+            continue;
+        }
+        if digest == Digest::empty() {
+            // Never uploaded (see `uploader`): made here, from nothing.
+            cas.put_bytes(&[]).map_err(|e| {
+                let detail = e.to_string();
+                (MissReason::LocalStore { detail }, task.clone())
+            })?;
             continue;
         }
         let client = Arc::clone(&client);
@@ -564,7 +573,7 @@ mod tests {
         let (_dir, store) = empty_store();
         let reader = remote(&backend, trusting);
         assert!(matches!(reader.fetch("k1", &store), Fetch::Hit(_)));
-        assert_eq!(reader.probe("k1"), Ok(()));
+        assert!(reader.probe("k1").is_ok());
         assert_eq!(reader.probe("k2"), Err(MissReason::NotFound));
 
         // A signed manifest changed on the server fails its signature, with a warning.

@@ -144,7 +144,9 @@ async fn upload_entry(
     signer: Option<SigningKey>,
     semaphore: &Arc<Semaphore>,
 ) -> Result<(), ()> {
-    let digests: BTreeSet<Digest> = result.blobs().collect();
+    // The empty blob is never sent: every reader can make it (see `entry`), and some servers
+    // cannot store it (nginx's WebDAV answers 500 to a PUT with an empty body).
+    let digests: BTreeSet<Digest> = result.blobs().filter(|d| *d != Digest::empty()).collect();
     let mut blobs = JoinSet::new();
     for digest in digests {
         let client = Arc::clone(client);

@@ -10,7 +10,7 @@ use kdl::{KdlDiagnostic, KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
 use miette::SourceSpan;
 
 use super::{
-    CoverageDecl, Diagnostics, Error, LLM_SETTINGS, LlmSettings, LlmStepDecl, MAX_DEPTH,
+    CacheDecl, CoverageDecl, Diagnostics, Error, LLM_SETTINGS, LlmSettings, LlmStepDecl, MAX_DEPTH,
     MAX_FILE_BYTES, Scalar, TaskDecl, TaskFile,
     fast_kdl::{self, Fast},
     outline::Outline,
@@ -26,8 +26,10 @@ const TOP_LEVEL: &[&str] = &[
     "dotenv",
     "llm",
     "rules",
+    "cache",
     "task",
 ];
+const CACHE_CHILDREN: &[&str] = &["remote", "read-only", "trusted-key"];
 const TASK_CHILDREN: &[&str] = &[
     "description",
     "run",
@@ -445,6 +447,7 @@ impl Reader<'_> {
             rules_dirs: Vec::new(),
             llm_defaults: None,
             llm_profiles: BTreeMap::new(),
+            cache: None,
             tasks: Vec::new(),
         };
         let mut seen: BTreeMap<String, SourceSpan> = BTreeMap::new();
@@ -485,6 +488,11 @@ impl Reader<'_> {
                         self.llm_block(node, &mut file);
                     }
                 }
+                "cache" => {
+                    if self.first(&mut once, "cache", node.name().span()) {
+                        file.cache = Some(self.cache_block(node));
+                    }
+                }
                 "task" => {
                     if let Some(task) = self.task(node) {
                         if let Some(&first) = seen.get(&task.name.value) {
@@ -504,6 +512,41 @@ impl Reader<'_> {
             }
         }
         file
+    }
+
+    /// `cache { remote "URL"; read-only #true; trusted-key "ed25519:…" }`.
+    fn cache_block(&mut self, node: &KdlNode) -> CacheDecl {
+        self.no_props(node);
+        if let Some(extra) = node.entries().first() {
+            self.bad_argument(
+                node,
+                "takes no arguments, only a block",
+                extra,
+                "unexpected",
+            );
+        }
+        let mut cache = CacheDecl::default();
+        let mut once = Once::new("the `cache` block");
+        for child in children(node) {
+            let key = child.name().value();
+            match key {
+                "remote" | "read-only" if !self.first(&mut once, key, child.name().span()) => {}
+                "remote" => {
+                    self.no_children(child);
+                    cache.remote = self.one_string(child);
+                }
+                "read-only" => {
+                    self.no_children(child);
+                    cache.read_only = self.one_bool(child);
+                }
+                "trusted-key" => {
+                    self.no_children(child);
+                    cache.trusted_keys.extend(self.strings(child));
+                }
+                _ => self.unknown_node(child, "cache setting", CACHE_CHILDREN),
+            }
+        }
+        cache
     }
 
     fn llm_block(&mut self, node: &KdlNode, file: &mut TaskFile) {
@@ -1218,6 +1261,48 @@ tsk "b"
                 "unknown node `tsk`",
             ]
         );
+    }
+
+    #[test]
+    fn reads_the_cache_block() {
+        let file = parse(
+            r#"
+cache {
+    remote "https://cache.example.com/clab"
+    read-only #true
+    trusted-key "ed25519:AAAA" "ed25519:BBBB"
+    trusted-key "ed25519:CCCC"
+}
+"#,
+        )
+        .unwrap();
+        let cache = file.cache.unwrap();
+        assert_eq!(
+            cache.remote.unwrap().value,
+            "https://cache.example.com/clab"
+        );
+        assert!(cache.read_only.unwrap().value);
+        let keys: Vec<_> = cache
+            .trusted_keys
+            .iter()
+            .map(|k| k.value.as_str())
+            .collect();
+        assert_eq!(keys, ["ed25519:AAAA", "ed25519:BBBB", "ed25519:CCCC"]);
+        assert!(parse("task \"t\" { run \"x\"; }").unwrap().cache.is_none());
+    }
+
+    #[test]
+    fn cache_block_problems_are_diagnostics() {
+        let errors = messages(
+            r#"
+cache { remot "x"; remote "a"; remote "b"; read-only "yes" }
+cache { }
+"#,
+        );
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert_eq!(errors[0], "unknown cache setting `remot`");
+        assert!(errors[1].contains("remote"), "{errors:?}");
+        assert!(errors[3].contains("cache"), "{errors:?}");
     }
 
     #[test]

@@ -91,8 +91,22 @@ pub struct TaskFile {
     pub llm_defaults: Option<LlmSettings>,
     /// Named `llm "NAME" { … }` profiles.
     pub llm_profiles: BTreeMap<String, LlmSettings>,
+    /// The top-level `cache { … }` block: the shared remote cache.
+    pub cache: Option<CacheDecl>,
     /// The tasks, in file order.
     pub tasks: Vec<TaskDecl>,
+}
+
+/// The top-level `cache { … }` block: where the shared remote cache is and whom to trust.
+/// Credentials never belong here: they come from the environment.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct CacheDecl {
+    /// `remote "URL"`: the remote cache (`CLAB_REMOTE_CACHE` overrides it).
+    pub remote: Option<Spanned<String>>,
+    /// `read-only #true`: fetch, never upload.
+    pub read_only: Option<Spanned<bool>>,
+    /// `trusted-key "ed25519:…" …`: accept only entries signed by one of these.
+    pub trusted_keys: Vec<Spanned<String>>,
 }
 
 /// One `task "NAME" { … }` node.

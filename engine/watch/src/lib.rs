@@ -921,7 +921,7 @@ impl Reporter for Recorder {
                 task,
                 match status {
                     Status::Succeeded => Ended::Ran,
-                    Status::Cached => Ended::Cached,
+                    Status::Cached { .. } => Ended::Cached,
                     Status::Failed { .. } | Status::Interrupted => Ended::NotOk,
                 },
             )),

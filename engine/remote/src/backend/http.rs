@@ -116,24 +116,32 @@ impl Backend for HttpBackend {
         })
     }
 
+    /// A PUT is idempotent (the same name always holds the same bytes), so a server error
+    /// (a busy server's 503, a proxy's 502) is tried again twice, briefly, before it counts
+    /// as a failure toward the breaker.
     fn put(&self, name: ObjectName, bytes: Bytes) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let response = self
-                .request(reqwest::Method::PUT, &name)
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .body(bytes)
-                .send()
-                .await
-                .map_err(|e| self.transport(e))?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(BackendError::status(
-                    "PUT",
-                    &name,
-                    response.status().as_u16(),
-                ))
+            let mut status = StatusCode::OK;
+            for pause_ms in [0, 20, 100] {
+                if pause_ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+                }
+                let response = self
+                    .request(reqwest::Method::PUT, &name)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(bytes.clone())
+                    .send()
+                    .await
+                    .map_err(|e| self.transport(e))?;
+                status = response.status();
+                if status.is_success() {
+                    return Ok(());
+                }
+                if !status.is_server_error() {
+                    break;
+                }
             }
+            Err(BackendError::status("PUT", &name, status.as_u16()))
         })
     }
 

@@ -1,0 +1,319 @@
+//! The shared remote cache, end to end against real servers started on 127.0.0.1 (nginx with
+//! WebDAV, redis-server, moto's S3 server, turborepo-remote-cache): a fresh checkout at another
+//! path restores every task, a tampered blob is never restored, an untrusted signer's entries
+//! rerun, read-only writes nothing, and a server that is down costs one warning and changes
+//! neither the result nor the exit code. A missing server binary fails the test with the
+//! command that installs it (`.ci/run` installs all four).
+
+use clab_remote::test_servers::TestServer;
+
+use crate::test::{Test, all_bytes_under};
+
+/// base64 of the 32-byte ed25519 seed 0, 1, …, 31.
+const SIGNING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// base64 of another seed (32 × 7).
+const OTHER_SIGNING_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+/// gen → (upper, tool) → check; every task appends its name to `counter` when it really runs,
+/// and `tool` writes an executable output.
+fn project() -> Test {
+    Test::new().file("src/data.txt", "b\na\n").file(
+        "tasks.kdl",
+        r#"
+            task "gen" {
+                inputs "src/*.txt"
+                outputs "build/sorted.txt"
+                run "echo gen >> counter" "mkdir -p build" "sort src/*.txt > build/sorted.txt"
+            }
+            task "upper" {
+                deps "gen"
+                inputs "tasks.kdl"
+                outputs "build/upper.txt"
+                run "echo upper >> counter" "tr a-z A-Z < build/sorted.txt > build/upper.txt"
+            }
+            task "tool" {
+                deps "gen"
+                inputs "tasks.kdl"
+                outputs "build/tool.sh"
+                run "echo tool >> counter" "printf '#!/bin/sh\necho hi\n' > build/tool.sh" "chmod 755 build/tool.sh"
+            }
+            task "check" {
+                deps "upper" "tool"
+                inputs "tasks.kdl"
+                outputs "build/check.txt"
+                run "echo check >> counter" "cat build/upper.txt build/tool.sh > build/check.txt"
+            }
+            "#,
+    )
+}
+
+/// `test` with the server's URL and credentials (and `extra`) in its environment.
+fn with_server(mut test: Test, server: &TestServer, extra: &[(&str, &str)]) -> Test {
+    test = test.env("CLAB_REMOTE_CACHE", &server.url());
+    for (key, value) in server.env() {
+        test = test.env(key, value);
+    }
+    for (key, value) in extra {
+        test = test.env(key, value);
+    }
+    test
+}
+
+/// The tasks that really ran since the last call.
+fn ran(test: &Test) -> Vec<String> {
+    let mut lines: Vec<String> = test.read("counter").lines().map(str::to_owned).collect();
+    lines.sort();
+    std::fs::remove_file(test.path().join("counter")).ok();
+    lines
+}
+
+/// A second checkout of `test`'s sources at another path, with an empty cache.
+fn fresh_checkout(test: &Test) -> Test {
+    let clone = test.copy();
+    std::fs::remove_dir_all(clone.path().join(".clab")).ok();
+    std::fs::remove_dir_all(clone.path().join("build")).ok();
+    std::fs::remove_file(clone.path().join("counter")).ok();
+    clone
+}
+
+const OUTPUTS: [&str; 4] = [
+    "build/sorted.txt",
+    "build/upper.txt",
+    "build/tool.sh",
+    "build/check.txt",
+];
+
+/// Every output of `b` equals `a`'s, byte for byte and mode for mode.
+#[track_caller]
+fn same_outputs(a: &Test, b: &Test) {
+    use std::os::unix::fs::PermissionsExt;
+    for output in OUTPUTS {
+        let (pa, pb) = (a.path().join(output), b.path().join(output));
+        assert_eq!(
+            std::fs::read(&pa).unwrap(),
+            std::fs::read(&pb).unwrap(),
+            "{output}"
+        );
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
+        assert_eq!(mode(&pa), mode(&pb), "{output}");
+    }
+}
+
+/// Writer signs and uploads; a fresh checkout elsewhere that trusts the writer's key restores
+/// every task without running one, byte-identical.
+fn a_fresh_checkout_restores_everything(server: TestServer) {
+    let writer = with_server(
+        project(),
+        &server,
+        &[("CLAB_CACHE_SIGNING_KEY", SIGNING_KEY)],
+    );
+    writer.run_with(&["run", "check"]).status(0);
+    assert_eq!(ran(&writer), ["check", "gen", "tool", "upper"]);
+    assert!(server.object_count().unwrap() > 0, "nothing was uploaded");
+
+    let public_key = writer.run_with(&["cache", "public-key"]).status(0).stdout;
+    let reader = with_server(
+        fresh_checkout(&writer),
+        &server,
+        &[("CLAB_CACHE_TRUSTED_KEYS", public_key.trim())],
+    );
+    reader
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("⚡ gen cached (remote)")
+        .stdout_has("4 tasks: 0 ran, 4 cached (4 remote)");
+    assert!(ran(&reader).is_empty());
+    same_outputs(&writer, &reader);
+    // The entries are local now: the next run needs no server.
+    reader
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 0 ran, 4 cached in");
+}
+
+#[test]
+fn a_fresh_checkout_restores_everything_from_nginx() {
+    a_fresh_checkout_restores_everything(TestServer::nginx().expect("nginx"));
+}
+
+#[test]
+fn a_fresh_checkout_restores_everything_from_redis() {
+    a_fresh_checkout_restores_everything(TestServer::redis().expect("redis-server"));
+}
+
+#[test]
+fn a_fresh_checkout_restores_everything_from_s3() {
+    a_fresh_checkout_restores_everything(TestServer::moto().expect("moto_server"));
+}
+
+#[test]
+fn a_fresh_checkout_restores_everything_from_the_turborepo_cache() {
+    a_fresh_checkout_restores_everything(TestServer::turbo(None).expect("turborepo-remote-cache"));
+}
+
+#[test]
+fn the_cache_block_names_the_remote_and_dry_run_and_explain_see_it() {
+    let server = TestServer::nginx().expect("nginx");
+    let url = server.url();
+    let writer = project().file(
+        "tasks.kdl",
+        &format!(
+            "cache {{ remote \"{url}\"; }}\n{}",
+            std::fs::read_to_string(project().path().join("tasks.kdl")).unwrap()
+        ),
+    );
+    writer.run_with(&["run", "check"]).status(0);
+    let reader = fresh_checkout(&writer);
+    reader
+        .run_with(&["run", "check", "--dry-run"])
+        .status(0)
+        .stdout_has("⚡ check cached (remote)")
+        .stdout_has("0 would run, 4 cached");
+    reader
+        .run_with(&["explain", "check"])
+        .status(0)
+        .stdout_has(&format!("on the remote cache `{url}`"));
+    assert!(ran(&reader).is_empty(), "dry-run and explain run nothing");
+    reader
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 cached (4 remote)");
+}
+
+#[test]
+fn a_tampered_blob_is_never_restored() {
+    let server = TestServer::nginx().expect("nginx");
+    let writer = with_server(project(), &server, &[]);
+    writer.run_with(&["run", "check"]).status(0);
+    // Rewrite every blob of the uppercased output on the server, keeping its size.
+    let upper = std::fs::read(writer.path().join("build/upper.txt")).unwrap();
+    let mut tampered = 0;
+    for entry in walk(&server.data_dir().unwrap()) {
+        if std::fs::read(&entry).is_ok_and(|bytes| bytes == upper) {
+            std::fs::write(&entry, upper.to_ascii_lowercase()).unwrap();
+            tampered += 1;
+        }
+    }
+    assert_eq!(tampered, 1, "the blob of build/upper.txt is on the server");
+
+    let reader = with_server(fresh_checkout(&writer), &server, &[]);
+    let run = reader.run_with(&["run", "check"]).status(0);
+    assert!(
+        run.stderr.contains("rejected") || run.stdout.contains("rejected"),
+        "a rejected entry is warned about\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(ran(&reader), ["upper"], "only the tampered entry reruns");
+    same_outputs(&writer, &reader);
+}
+
+#[test]
+fn an_untrusted_signer_s_entries_rerun() {
+    let server = TestServer::nginx().expect("nginx");
+    let writer = with_server(
+        project(),
+        &server,
+        &[("CLAB_CACHE_SIGNING_KEY", SIGNING_KEY)],
+    );
+    writer.run_with(&["run", "check"]).status(0);
+    let other =
+        with_server(Test::new(), &server, &[]).env("CLAB_CACHE_SIGNING_KEY", OTHER_SIGNING_KEY);
+    let trusted = other.run_with(&["cache", "public-key"]).status(0).stdout;
+
+    let reader = with_server(
+        fresh_checkout(&writer),
+        &server,
+        &[("CLAB_CACHE_TRUSTED_KEYS", trusted.trim())],
+    );
+    reader
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 4 ran in");
+    assert_eq!(ran(&reader), ["check", "gen", "tool", "upper"]);
+}
+
+#[test]
+fn read_only_writes_nothing() {
+    let server = TestServer::nginx().expect("nginx");
+    let test = with_server(project(), &server, &[("CLAB_REMOTE_CACHE_READ_ONLY", "1")]);
+    test.run_with(&["run", "check"]).status(0);
+    assert_eq!(server.object_count().unwrap(), 0);
+}
+
+#[test]
+fn a_stopped_server_costs_one_warning_and_the_same_exit_code() {
+    let mut server = TestServer::nginx().expect("nginx");
+    server.stop();
+    let test = with_server(
+        project(),
+        &server,
+        &[("CLAB_CACHE_SIGNING_KEY", SIGNING_KEY)],
+    );
+    let run = test.run_with(&["run", "check"]).status(0);
+    assert_eq!(
+        run.stderr.matches("is unavailable").count() + run.stdout.matches("is unavailable").count(),
+        1,
+        "one warning\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(ran(&test), ["check", "gen", "tool", "upper"]);
+    // A failing task still fails with its own exit code.
+    test.write("src/data.txt", "c\n");
+    test.write(
+        "tasks.kdl",
+        r#"task "gen" { inputs "src/*.txt"; run "exit 3"; }"#,
+    );
+    test.run_with(&["run", "gen"]).status(1);
+}
+
+#[test]
+fn the_signing_key_is_never_printed_or_stored() {
+    let server = TestServer::nginx().expect("nginx");
+    let test = with_server(
+        project(),
+        &server,
+        &[("CLAB_CACHE_SIGNING_KEY", SIGNING_KEY)],
+    );
+    let run = test.run_with(&["run", "check", "--json"]).status(0);
+    assert!(!run.stdout.contains(SIGNING_KEY) && !run.stderr.contains(SIGNING_KEY));
+    let stored = all_bytes_under(&test.path().join(".clab"));
+    assert!(
+        !stored
+            .windows(SIGNING_KEY.len())
+            .any(|w| w == SIGNING_KEY.as_bytes())
+    );
+    let bad = Test::new().env("CLAB_CACHE_SIGNING_KEY", "c2stbm90LWEta2V5LWJ1dC1zZWNyZXQ=");
+    let run = bad.run_with(&["cache", "public-key"]).status(2);
+    assert!(
+        !run.stderr.contains("c2stbm90LWEta2V5LWJ1dC1zZWNyZXQ="),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn cache_stats_has_a_remote_section() {
+    let server = TestServer::nginx().expect("nginx");
+    let test = with_server(project(), &server, &[]);
+    test.run_with(&["run", "check"]).status(0);
+    test.run_with(&["cache", "stats"])
+        .status(0)
+        .stdout_has(&format!("remote:   {} (read-write)", server.url()))
+        .stdout_has("entries (");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
