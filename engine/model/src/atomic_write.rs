@@ -1,7 +1,14 @@
 //! Writing a file so that readers see the old contents or the new, never half of either:
 //! a temp file in the same directory, flushed, then renamed over the target.
+//!
+//! Temp files are named [`TEMP_PREFIX`]`…`, the one prefix every clab temp file beside a
+//! user's files carries (the store's restores use it too): output globs never match such a
+//! name, and a start-up sweep removes stale ones (issue 18).
 
 use std::{io::Write, os::unix::fs::PermissionsExt, path::Path};
+
+/// The name prefix of every temp file clab writes beside a user's files.
+pub const TEMP_PREFIX: &str = ".clab-tmp-";
 
 /// Write `bytes` to `path` through a temp file beside it and a rename, flushed to disk
 /// first: after an operating system crash the file holds the old contents or the new.
@@ -23,7 +30,7 @@ fn write(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     let mut temp = tempfile::Builder::new()
-        .prefix(".clab-tmp-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)?;
     temp.write_all(bytes)?;
     // Temp files are created private (0600); the file takes the mode it had, or 0644.
