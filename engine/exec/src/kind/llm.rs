@@ -120,7 +120,7 @@ impl Kind for LlmKind {
         let prompt = match rendered {
             Some(prompt) => prompt,
             None => llm_prompt::render(&cx.graph, id, &self.layers, cx.stat_cache())
-                .map_err(|message| (failed(&message), Vec::new()))?,
+                .map_err(|message| (failed(&message), Default::default()))?,
         };
         let (result, calls) =
             self.runtime
@@ -129,9 +129,9 @@ impl Kind for LlmKind {
         match result {
             Ok(line) => {
                 cx.output(id, line.clone());
-                Ok(format!("{line}\n").into_bytes())
+                Ok(format!("{line}\n").into_bytes().into())
             }
-            Err(message) => Err((failed(&message), message.into_bytes())),
+            Err(message) => Err((failed(&message), message.into_bytes().into())),
         }
     }
 
