@@ -362,6 +362,12 @@ pub async fn run(
 /// cannot be read but no LLM step needs it (one that does fails with the reason).
 fn start_up(graph: &Graph, nodes: &[NodeId], options: &RunOptions, reporter: &dyn Reporter) {
     process_tag::become_subreaper();
+    if nodes
+        .iter()
+        .any(|&id| matches!(graph.node(id).kind, clab_graph::NodeKind::Command { .. }))
+    {
+        watchdog::Watchdog::start_soon();
+    }
     let reaped = process_record::reap_stale(&options.cache_dir);
     if !reaped.clabs.is_empty() && reaped.killed > 0 {
         let pids: Vec<String> = reaped.clabs.iter().map(u32::to_string).collect();
@@ -420,8 +426,11 @@ fn sweep_in_background(graph: &Graph, nodes: &[NodeId], cache_dir: &Path) {
 /// groups (clab is their subreaper; their tags name them), say so, and — with no command
 /// running — drop this clab's process record and tell the watchdog there is nothing to do.
 fn end_processes(reporter: &dyn Reporter) {
-    let live = process_record::ProcessRecord::live_tags();
-    let killed = process_tag::kill_leftovers(&live);
+    let killed = if process::take_spawned() {
+        process_tag::kill_leftovers(&process_record::ProcessRecord::live_tags())
+    } else {
+        0
+    };
     if killed > 0 {
         reporter.report(&Event::Warning {
             message: format!(

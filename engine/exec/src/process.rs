@@ -195,6 +195,15 @@ impl Default for Stop {
     }
 }
 
+/// Whether a command was started since [`take_spawned`] last asked.
+static SPAWNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a command was started since the last call: the end of a run looks for leftovers
+/// only then.
+pub fn take_spawned() -> bool {
+    SPAWNED.swap(false, Ordering::SeqCst)
+}
+
 /// How a command ended, and what clab had to clean up after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ran {
@@ -237,6 +246,7 @@ pub fn run_command_into(
     };
     process_tag::become_subreaper();
     Watchdog::ensure();
+    SPAWNED.store(true, Ordering::SeqCst);
     let tag = ProcessTag::next();
     let (reader, writer) = io::pipe().map_err(spawn_error)?;
     let mut command = std::process::Command::new("/bin/sh");

@@ -20,7 +20,10 @@
 use std::{
     io::{PipeWriter, Write},
     process::{Command, Stdio},
-    sync::{Mutex, OnceLock},
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use crate::process_tag::{ProcessTag, TAG_VAR};
@@ -45,22 +48,44 @@ pub struct Watchdog {
     busy: bool,
 }
 
-static WATCHDOG: OnceLock<Mutex<Option<Watchdog>>> = OnceLock::new();
+static WATCHDOG: Mutex<Option<Watchdog>> = Mutex::new(None);
+
+/// Whether a start was begun (the watchdog may still be starting, or have failed to).
+static STARTED: AtomicBool = AtomicBool::new(false);
 
 impl Watchdog {
-    /// Start the watchdog unless it runs already (Linux; elsewhere nothing). A watchdog that
-    /// cannot start is no error: the next clab's reaping still covers a crash.
-    /// A command is about to start: the watchdog must run and know clab is busy.
+    /// Start the watchdog on a thread of its own unless it was started already, so that the
+    /// first command does not wait for it (Linux; elsewhere nothing). A watchdog that cannot
+    /// start is no error: the next clab's reaping still covers a crash.
+    pub fn start_soon() {
+        if !cfg!(target_os = "linux") || STARTED.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let started = std::thread::Builder::new()
+            .name("clab-watchdog".into())
+            .spawn(|| {
+                let dog = Watchdog::start();
+                *WATCHDOG.lock().unwrap_or_else(|e| e.into_inner()) = dog;
+            });
+        if started.is_err() {
+            STARTED.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// A command is about to start: the watchdog must run (started now, when no run started
+    /// it: a watch-mode service) and know clab is busy.
     pub fn ensure() {
         if !cfg!(target_os = "linux") {
             return;
         }
-        let slot = WATCHDOG.get_or_init(|| Mutex::new(None));
-        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Watchdog::start();
+        if !STARTED.swap(true, Ordering::SeqCst) {
+            let dog = Watchdog::start();
+            *WATCHDOG.lock().unwrap_or_else(|e| e.into_inner()) = dog;
+            return;
         }
-        if let Some(dog) = slot.as_mut()
+        // Locked: being started (busy from its first line), or told `idle` this instant.
+        if let Ok(mut slot) = WATCHDOG.try_lock()
+            && let Some(dog) = slot.as_mut()
             && !dog.busy
         {
             dog.busy = true;
@@ -71,8 +96,7 @@ impl Watchdog {
     /// No command runs and none left anything running: if clab ends now, there is nothing
     /// for the watchdog to do.
     pub fn idle() {
-        let Some(slot) = WATCHDOG.get() else { return };
-        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(dog) = slot.as_mut()
             && dog.busy
         {
@@ -97,10 +121,10 @@ impl Watchdog {
             .process_group(0);
         let mut child = command.spawn().ok()?;
         drop(command);
-        // Waited for by nobody: when clab exits it is re-parented; until then it sleeps in
-        // `cat`. Its status is collected if it ends early (no zombie in watch mode).
+        // When clab exits it is re-parented; until then it waits in `read`. Its status is
+        // collected if it ends early (no zombie in watch mode).
         std::thread::Builder::new()
-            .name("clab-watchdog".into())
+            .name("clab-watchdog-wait".into())
             .spawn(move || {
                 let _ = child.wait();
             })
