@@ -1855,4 +1855,101 @@ mod tests {
         .map(String::from);
         assert_eq!(walk_bases(&globs), ["src/a", "src/a-b", "src/ab", "srcx"]);
     }
+
+    #[test]
+    fn a_glob_base_that_is_a_symlink_out_of_the_root_is_refused_issue_18() {
+        let outside = tree(&[("secret.txt", "s"), ("sub/x.txt", "x")]);
+        let dir = tree(&[("src/a.txt", "a")]);
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("srcl")).unwrap();
+        std::os::unix::fs::symlink("src", dir.path().join("inside")).unwrap();
+        let cache = StatCache::new();
+        for pattern in ["srcl/**", "srcl/sub/*.txt", "srcl/*"] {
+            let err = collect(dir.path(), &[pattern], &cache).unwrap_err();
+            assert!(
+                matches!(&err, Error::OutsideRoot { pattern: p } if p == pattern),
+                "{pattern}: {err:?}"
+            );
+        }
+        // One index for several tasks: only the task that needs the outside base fails.
+        let index = InputIndex::build(dir.path(), ["srcl/**", "src/*.txt"], &cache).unwrap();
+        assert!(index.select(&["srcl/**"]).is_err());
+        assert_eq!(paths(&index.select(&["src/*.txt"]).unwrap()), ["src/a.txt"]);
+        // A symlink that stays inside is walked; outputs are held to the same rule.
+        assert_eq!(
+            paths(&collect(dir.path(), &["inside/*"], &cache).unwrap()),
+            ["inside/a.txt"]
+        );
+        assert!(matches!(
+            expand_outputs(dir.path(), &["srcl/**"]).unwrap_err(),
+            Error::OutsideRoot { .. }
+        ));
+    }
+
+    #[test]
+    fn clab_temp_files_are_never_inputs_or_outputs_issue_18() {
+        let dir = tree(&[
+            ("out/a.txt", "a"),
+            ("out/.clab-tmp-restore1", "partial"),
+            ("out/sub/.clab-restore-old", "partial"),
+            ("src/.clab-tmp-x", "x"),
+            ("src/b.txt", "b"),
+        ]);
+        assert_eq!(
+            expand_outputs(dir.path(), &["out/**"]).unwrap(),
+            ["out/a.txt"]
+        );
+        let cache = StatCache::new();
+        assert_eq!(
+            paths(&collect(dir.path(), &["src/*", "out/**"], &cache).unwrap()),
+            ["out/a.txt", "src/b.txt"]
+        );
+    }
+
+    #[test]
+    fn stale_temp_files_are_swept_below_output_directories_issue_18() {
+        let dir = tree(&[
+            ("out/a.txt", "a"),
+            ("out/.clab-tmp-old", "partial"),
+            ("out/deep/.clab-restore-old", "partial"),
+            ("dist/.clab-tmp-old", "partial"),
+            ("dist/app.js", "js"),
+            ("src/.clab-tmp-old", "not an output directory"),
+        ]);
+        let cache_dir = tree(&[(".clab-tmp-log-1", "log"), ("cache.db", "db")]);
+        let patterns = ["out/**", "dist/app.js"];
+        // Fresh: a live writer may own them.
+        let none = sweep_temp_files(dir.path(), &patterns, &[cache_dir.path()], TEMP_FILE_GRACE);
+        assert!(none.is_empty(), "{none:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        let removed = sweep_temp_files(
+            dir.path(),
+            &patterns,
+            &[cache_dir.path()],
+            Duration::from_millis(10),
+        );
+        let names: Vec<String> = removed
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(removed.len(), 4, "{removed:?}");
+        assert!(names.iter().all(|n| n.starts_with(".clab-")));
+        assert!(dir.path().join("src/.clab-tmp-old").exists());
+        assert!(
+            dir.path().join("out/a.txt").exists() && cache_dir.path().join("cache.db").exists()
+        );
+    }
+
+    #[test]
+    fn inputs_changed_since_they_were_hashed_are_named() {
+        let dir = tree(&[("a.txt", "a"), ("b.txt", "b"), ("c.txt", "c")]);
+        let cache = StatCache::new();
+        let files = collect(dir.path(), &["*.txt"], &cache).unwrap();
+        assert!(changed_since(dir.path(), &files, &cache).is_empty());
+        fs::write(dir.path().join("b.txt"), "B, longer").unwrap();
+        fs::remove_file(dir.path().join("c.txt")).unwrap();
+        assert_eq!(
+            changed_since(dir.path(), &files, &cache),
+            ["b.txt", "c.txt"]
+        );
+    }
 }
