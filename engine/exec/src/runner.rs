@@ -331,6 +331,12 @@ impl Runner {
         } else {
             None
         };
+        // A free lock does not say nobody built the key since the scheduler looked: another
+        // clab may have stored it and let go (issue 18: four runs at once). Then the slow
+        // path restores it.
+        if lock.is_some() && self.cx.mode.read && store.peek_result(key).ok().flatten().is_some() {
+            return None;
+        }
         let keyed = missed.remove(&id)?;
         drop(missed);
         Some(self.miss(keyed, None, lock))
@@ -363,6 +369,7 @@ impl Runner {
         let store = self.cx.store().ok_or("no cache")?;
         let node = self.cx.node(id);
         let settled = self.missed.lock().ok().and_then(|mut m| m.remove(&id));
+        let looked_earlier = settled.is_some();
         let keyed = match settled {
             Some(keyed) => keyed,
             None => {
@@ -396,13 +403,15 @@ impl Runner {
         } else {
             None
         };
-        // The other process may have stored the result while we waited for the lock. (One
-        // that stored it and let go before we asked is not waited for, and not looked for:
-        // the task then runs again — never twice at once — instead of every miss of every
-        // run asking the cache twice.)
+        // Another process may have stored the result while we waited for the lock, or since
+        // the scheduler looked (it stored it and let go before we asked): look again, with a
+        // peek that counts nothing when there is nothing (issue 18: a task of four runs at
+        // once ran twice).
+        let stored_meanwhile =
+            || waited || (looked_earlier && store.peek_result(&keyed.key).ok().flatten().is_some());
         if self.cx.mode.read
-            && waited
             && lock.is_some()
+            && stored_meanwhile()
             && let Some(outcome) = self.try_restore(id, &keyed)
         {
             return Ok(Prepared::Hit(outcome));
