@@ -231,8 +231,23 @@ fn ctrl_c_ends_the_run_within_the_grace_period_issue_18() {
     }
 }
 
-/// The watchdog of the clab with pid `clab`: its child running the watchdog script.
+/// The watchdog of the clab with pid `clab`, once it has started (it starts 100 ms into a
+/// run: a kill sooner is left to the next run's reaping).
 fn watchdog_of(clab: u32) -> Option<u32> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(pid) = find_watchdog(clab) {
+            return Some(pid);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The child of `clab` running the watchdog script, if there is one now.
+fn find_watchdog(clab: u32) -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -283,6 +298,7 @@ fn after_kill_9_of_clab_no_task_outlives_it_issue_18() {
     let mut reaper = Reaper::default();
     let test = Test::new().file("tasks.kdl", LEAVES_THREE);
     let (mut child, pids) = start_three(&test, &mut reaper);
+    reaper.hold(watchdog_of(child.id()).expect("clab runs a watchdog"));
     child.kill().expect("SIGKILL clab");
     child.wait().expect("wait");
     // The watchdog sees clab's end and kills the rest.

@@ -271,6 +271,13 @@ pub async fn run(
             flushed
         })
     });
+    // Not answered by the snapshot: commands may run, and the watchdog starts beside them.
+    if nodes
+        .iter()
+        .any(|&id| matches!(graph.node(id).kind, clab_graph::NodeKind::Command { .. }))
+    {
+        watchdog::Watchdog::start_soon();
+    }
     let llm = Arc::new(LlmKind::new(
         options.llm.clone(),
         options.offline,
@@ -362,12 +369,6 @@ pub async fn run(
 /// cannot be read but no LLM step needs it (one that does fails with the reason).
 fn start_up(graph: &Graph, nodes: &[NodeId], options: &RunOptions, reporter: &dyn Reporter) {
     process_tag::become_subreaper();
-    if nodes
-        .iter()
-        .any(|&id| matches!(graph.node(id).kind, clab_graph::NodeKind::Command { .. }))
-    {
-        watchdog::Watchdog::start_soon();
-    }
     let reaped = process_record::reap_stale(&options.cache_dir);
     if !reaped.clabs.is_empty() && reaped.killed > 0 {
         let pids: Vec<String> = reaped.clabs.iter().map(u32::to_string).collect();

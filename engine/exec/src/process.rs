@@ -301,7 +301,7 @@ pub fn run_command_into(
     // What left the group: the orphans clab adopted (cheap to list), or — when the pipe
     // stays open — every descendant of clab with the command's tag.
     let mut closed = output.read_until(Instant::now() + PIPE_SETTLE, &mut on_line);
-    let mut escaped = kill_escaped(&tag, process_tag::adopted());
+    let mut escaped = kill_escaped(&tag, ProcessRecord::not_running(process_tag::adopted()));
     if !closed {
         escaped += kill_escaped(&tag, process_tag::descendants());
         closed = output.read_until(Instant::now() + PIPE_GIVE_UP, &mut on_line);

@@ -88,6 +88,18 @@ impl ProcessRecord {
         });
     }
 
+    /// `pids` without the shells of the commands running now (each leads its group) and
+    /// the watchdog: what is left may be an orphan clab adopted.
+    pub fn not_running(mut pids: Vec<i32>) -> Vec<i32> {
+        let watchdog = crate::watchdog::Watchdog::pid();
+        pids.retain(|&pid| Some(pid) != watchdog);
+        if pids.is_empty() {
+            return pids;
+        }
+        with_record(|record| pids.retain(|pid| !record.live.values().any(|group| group == pid)));
+        pids
+    }
+
     /// The tags of the commands running now.
     pub fn live_tags() -> HashSet<String> {
         with_record(|record| record.live.keys().cloned().collect())

@@ -1,9 +1,11 @@
 //! [`Watchdog`]: a small process that outlives clab only to kill what clab's commands left,
 //! however clab ended — `kill -9` included (issue 18).
 //!
-//! Started once per clab process, before its first command: `/bin/sh` in a process group of
-//! its own (Ctrl-C at the terminal does not reach it), its stdin the read end of a pipe whose
-//! write end only clab holds (close-on-exec: no command inherits it). When clab ends, the
+//! Started once per clab process, [`START_AFTER`] into a run that runs commands (a run over
+//! sooner costs no process; a kill sooner is left to the next run's reaping): `/bin/sh` in
+//! a process group of its own (Ctrl-C at the terminal does not reach it), its stdin the read
+//! end of a pipe whose write end only clab holds (close-on-exec: no command inherits it).
+//! When clab ends, the
 //! kernel closes that end, the script's `read` sees end-of-file, and it kills every process
 //! whose environment holds a tag of this clab (`process_tag`), with the group each leads, in
 //! up to three passes (a process forked during a pass is found by the next). clab writes
@@ -22,14 +24,15 @@ use std::{
     process::{Command, Stdio},
     sync::{
         Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicI32, Ordering},
     },
+    time::Duration,
 };
 
 use crate::process_tag::{ProcessTag, TAG_VAR};
 
 /// The script: wait for clab to end, then kill its tagged processes.
-const SCRIPT: &str = r#"state=busy
+const SCRIPT: &str = r#"state=idle
 while read -r line; do state=$line; done
 [ "$state" = idle ] && exit 0
 for pass in 1 2 3; do
@@ -53,10 +56,21 @@ static WATCHDOG: Mutex<Option<Watchdog>> = Mutex::new(None);
 /// Whether a start was begun (the watchdog may still be starting, or have failed to).
 static STARTED: AtomicBool = AtomicBool::new(false);
 
+/// How long a run goes before its watchdog starts: a `kill -9` sooner is left to the next
+/// run's reaping, and a short run (a save hook's) costs no process.
+pub const START_AFTER: Duration = Duration::from_millis(100);
+
+/// Whether a command runs (or is about to): a watchdog that starts finds out from this.
+static WANT_BUSY: AtomicBool = AtomicBool::new(false);
+
+/// The watchdog's pid, once it runs (0 before).
+static PID: AtomicI32 = AtomicI32::new(0);
+
 impl Watchdog {
-    /// Start the watchdog on a thread of its own unless it was started already, so that the
-    /// first command does not wait for it (Linux; elsewhere nothing). A watchdog that cannot
-    /// start is no error: the next clab's reaping still covers a crash.
+    /// Start the watchdog on a thread of its own, [`START_AFTER`] from now if a command runs
+    /// then, unless it was started (or is about to be) already: the first command does not
+    /// wait for it, and a run over in less time never starts one (Linux; elsewhere nothing).
+    /// A watchdog that cannot start is no error: the next clab's reaping covers a crash.
     pub fn start_soon() {
         if !cfg!(target_os = "linux") || STARTED.swap(true, Ordering::SeqCst) {
             return;
@@ -64,8 +78,17 @@ impl Watchdog {
         let started = std::thread::Builder::new()
             .name("clab-watchdog".into())
             .spawn(|| {
-                let dog = Watchdog::start();
-                *WATCHDOG.lock().unwrap_or_else(|e| e.into_inner()) = dog;
+                std::thread::sleep(START_AFTER);
+                let mut slot = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner());
+                if !WANT_BUSY.load(Ordering::SeqCst) {
+                    // Nothing runs: the next run schedules it again.
+                    STARTED.store(false, Ordering::SeqCst);
+                    return;
+                }
+                *slot = Watchdog::start();
+                if let Some(dog) = slot.as_mut() {
+                    dog.mark(true);
+                }
             });
         if started.is_err() {
             STARTED.store(false, Ordering::SeqCst);
@@ -78,30 +101,44 @@ impl Watchdog {
         if !cfg!(target_os = "linux") {
             return;
         }
+        WANT_BUSY.store(true, Ordering::SeqCst);
         if !STARTED.swap(true, Ordering::SeqCst) {
-            let dog = Watchdog::start();
+            let mut dog = Watchdog::start();
+            if let Some(dog) = dog.as_mut() {
+                dog.mark(true);
+            }
             *WATCHDOG.lock().unwrap_or_else(|e| e.into_inner()) = dog;
             return;
         }
-        // Locked: being started (busy from its first line), or told `idle` this instant.
+        // Locked: being started (it reads `WANT_BUSY` when done), or told `idle` now.
         if let Ok(mut slot) = WATCHDOG.try_lock()
             && let Some(dog) = slot.as_mut()
-            && !dog.busy
         {
-            dog.busy = true;
-            let _ = (&dog.pipe).write_all(b"busy\n");
+            dog.mark(true);
         }
+    }
+
+    /// Tell the watchdog whether clab is busy, unless it knows.
+    fn mark(&mut self, busy: bool) {
+        if self.busy != busy {
+            self.busy = busy;
+            let line: &[u8] = if busy { b"busy\n" } else { b"idle\n" };
+            let _ = (&self.pipe).write_all(line);
+        }
+    }
+
+    /// The watchdog's pid, when it runs: a child of clab that is no command's leftover.
+    pub fn pid() -> Option<i32> {
+        Some(PID.load(Ordering::SeqCst)).filter(|&pid| pid > 0)
     }
 
     /// No command runs and none left anything running: if clab ends now, there is nothing
     /// for the watchdog to do.
     pub fn idle() {
         let mut slot = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(dog) = slot.as_mut()
-            && dog.busy
-        {
-            dog.busy = false;
-            let _ = (&dog.pipe).write_all(b"idle\n");
+        WANT_BUSY.store(false, Ordering::SeqCst);
+        if let Some(dog) = slot.as_mut() {
+            dog.mark(false);
         }
     }
 
@@ -121,6 +158,7 @@ impl Watchdog {
             .process_group(0);
         let mut child = command.spawn().ok()?;
         drop(command);
+        PID.store(child.id() as i32, Ordering::SeqCst);
         // When clab exits it is re-parented; until then it waits in `read`. Its status is
         // collected if it ends early (no zombie in watch mode).
         std::thread::Builder::new()
@@ -131,7 +169,7 @@ impl Watchdog {
             .ok()?;
         Some(Watchdog {
             pipe: writer,
-            busy: true,
+            busy: false,
         })
     }
 }
@@ -158,12 +196,13 @@ mod tests {
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let (reader, writer) = std::io::pipe().unwrap();
+        let (reader, mut writer) = std::io::pipe().unwrap();
         let mut dog = Command::new("/bin/sh")
             .args(["-c", SCRIPT, "clab-watchdog", &prefix])
             .stdin(reader)
             .spawn()
             .unwrap();
+        writer.write_all(b"busy\n").unwrap();
         drop(writer);
         dog.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
