@@ -28,7 +28,9 @@
 //! - The [`scheduler`] knows the graph's shape, not what nodes do; the [`runner::Runner`]
 //!   knows the cache protocol, not what nodes do; each [`kind::Kind`] knows one kind of work.
 //! - Every command runs in its own process group ([`process`]); when [`run`] returns nothing
-//!   it started is left running.
+//!   it started is left running — what left its group neither ([`process_tag`]: clab is a
+//!   subreaper and finds such processes by their tag), and a `kill -9` of clab is covered by
+//!   the [`watchdog`] and the next start's [`process_record`] reaping.
 //! - A failure is never stored; a result is stored only after its outputs and log are in the
 //!   CAS (the store checks).
 //! - Depends on model, syntax, rules, graph, llm, reports, plan and store — never on watch or

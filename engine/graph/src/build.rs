@@ -579,8 +579,8 @@ fn make_node(
         .unwrap_or(raw)
     };
     // A shell line: values are data, never code (see `quoting`).
-    let render_shell = |text: &str, output: Option<&str>| {
-        quoting::render_command(text, |name| match name {
+    let render_shell = |line: &Spanned<String>, output: Option<&str>| {
+        quoting::render_command(&line.value, |name| match name {
             "args" => Some(Fill::Args),
             "output" => output.map(|output| {
                 if quoting::is_plain(output) {
@@ -604,7 +604,7 @@ fn make_node(
                 name: refused.name,
                 value: refused.value.escape_debug().to_string(),
                 src: file.source.named_source(),
-                span: task.name.span,
+                span: line.span,
             })
         })
     };
@@ -622,7 +622,7 @@ fn make_node(
             .map(|o| render(&o.value))
             .unwrap_or_default();
         let check = match &llm.check {
-            Some(check) => Some(render_shell(&check.value, Some(&output))?),
+            Some(check) => Some(render_shell(check, Some(&output))?),
             None => None,
         };
         NodeKind::Llm(Box::new(LlmNode {
@@ -640,7 +640,7 @@ fn make_node(
         let lines = task
             .run
             .iter()
-            .map(|line| render_shell(&line.value, None))
+            .map(|line| render_shell(line, None))
             .collect::<Result<Vec<String>, _>>()?;
         if lines.iter().any(|line| quoting::has_args_mark(line)) {
             args_template = Some(lines.clone());

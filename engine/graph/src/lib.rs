@@ -25,7 +25,9 @@
 //!
 //! A [`Graph`] can only be made by [`build`], so holding one means the file was valid: later
 //! stages never re-check names or look for cycles. Edges run from a dependency to its
-//! dependent. Node ids display the same way everywhere: `lint`, `gen-tests[src/pkg/a.py]`,
+//! dependent. A placeholder in a command is data, never code: a value that is not plain is
+//! passed in an environment variable the line refers to ([`Graph::command_env`]; the rule is
+//! in the `quoting` module). Node ids display the same way everywhere: `lint`, `gen-tests[src/pkg/a.py]`,
 //! `rule:no-pip-install`. Among clab's crates this one depends on `clab-model`,
 //! `clab-syntax` and `clab-rules` only: it knows nothing of keys, the store or execution.
 
@@ -589,8 +591,8 @@ pub enum Error {
         /// The file.
         #[source_code]
         src: NamedSource<Arc<str>>,
-        /// The task.
-        #[label("in this task's commands")]
+        /// The command.
+        #[label("in this command")]
         span: SourceSpan,
     },
 
