@@ -16,26 +16,40 @@ use std::{
 
 use crate::test::{Test, alive, wait_for_file};
 
-/// Kills the pids it holds when dropped: a failed assertion leaves nothing running.
+/// Kills the processes it holds when dropped, so a failed assertion leaves nothing running
+/// — each only if it is still the process it held (same pid *and* start time): pids are
+/// reused, and a test must never kill a stranger.
 #[derive(Default)]
-struct Reaper(Vec<u32>);
+struct Reaper(Vec<(u32, String)>);
 
 impl Reaper {
     fn hold(&mut self, pid: u32) -> u32 {
-        self.0.push(pid);
+        if let Some(started) = start_time(pid) {
+            self.0.push((pid, started));
+        }
         pid
     }
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
+        for (pid, started) in &self.0 {
+            if start_time(*pid).as_ref() == Some(started) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
+}
+
+/// The start time of `pid` (field 22 of `/proc/PID/stat`), while it runs.
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    (fields.first() != Some(&"Z")).then(|| fields.get(19).map(|s| (*s).to_owned()))?
 }
 
 /// Wait up to `limit` for every pid in `pids` to be gone; the ones still alive.
