@@ -74,6 +74,29 @@ fn several_problems_at_once() {
 }
 
 #[test]
+fn a_for_each_name_that_is_not_utf8_issue_18() {
+    use std::os::unix::ffi::OsStrExt;
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"task "count" { for-each "src/*.txt"; run "wc -c {{file}}" }"#,
+    );
+    std::fs::create_dir_all(test.path().join("src")).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"bad\xff.txt");
+    std::fs::write(test.path().join("src").join(name), "x").unwrap();
+    insta::assert_snapshot!(test.args(&["check"]).run().status(2).stderr);
+}
+
+#[test]
+fn a_file_name_in_arithmetic_issue_18() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"task "n" { for-each "*.n"; run "echo $(( {{stem}} + 1 ))" }"#,
+    );
+    std::fs::write(test.path().join("a[$(id)].n"), "x").unwrap();
+    insta::assert_snapshot!(test.args(&["check"]).run().status(2).stderr);
+}
+
+#[test]
 fn check_accepts_a_valid_file() {
     Test::new()
         .file("tasks.kdl", r#"task "a" { run "true" }"#)

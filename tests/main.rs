@@ -7,6 +7,7 @@ mod cli;
 mod diagnostics;
 mod examples;
 mod llm;
+mod reliability;
 mod remote;
 mod reporter;
 mod rule_nodes;

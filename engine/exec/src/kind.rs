@@ -21,10 +21,10 @@ use std::{collections::BTreeMap, sync::Arc};
 use clab_graph::{NodeId, NodeKind};
 use clab_plan::{Reason, cache_key::KeyParts, inputs::InputFile};
 
-use crate::{context::Context, event::Status, scheduler::Job};
+use crate::{context::Context, event::Status, scheduler::Job, task_log::TaskLog};
 
 /// What a run of a node produced: its log, or the failure and the log so far.
-pub type RunResult = Result<Vec<u8>, (Status, Vec<u8>)>;
+pub type RunResult = Result<TaskLog, (Status, TaskLog)>;
 
 /// One node's run, as the runner hands it to its kind.
 pub struct Work<'a> {

@@ -28,7 +28,9 @@
 //! - The [`scheduler`] knows the graph's shape, not what nodes do; the [`runner::Runner`]
 //!   knows the cache protocol, not what nodes do; each [`kind::Kind`] knows one kind of work.
 //! - Every command runs in its own process group ([`process`]); when [`run`] returns nothing
-//!   it started is left running.
+//!   it started is left running — what left its group neither ([`process_tag`]: clab is a
+//!   subreaper and finds such processes by their tag), and a `kill -9` of clab is covered by
+//!   the [`watchdog`] and the next start's [`process_record`] reaping.
 //! - A failure is never stored; a result is stored only after its outputs and log are in the
 //!   CAS (the store checks).
 //! - Depends on model, syntax, rules, graph, llm, reports, plan and store — never on watch or
@@ -40,11 +42,15 @@ pub mod context;
 pub mod event;
 pub mod kind;
 pub mod process;
+pub mod process_record;
+pub mod process_tag;
 pub mod report_totals;
 pub mod rule_scan;
 pub mod runner;
 pub mod scheduler;
 pub mod snapshot;
+pub mod task_log;
+pub mod watchdog;
 
 use std::{
     path::{Path, PathBuf},
@@ -141,8 +147,7 @@ async fn replay(
     for node in &found.nodes {
         let log = node
             .log
-            .and_then(|digest| store.read_log(&digest).ok())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .and_then(|digest| task_log::read_tail(store, &digest))
             .filter(|text| !text.is_empty());
         reporter.report(&Event::TaskFinished {
             task: node.name.clone(),
@@ -208,6 +213,7 @@ pub async fn run(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let started_ns = clab_store::stat_cache::now_ns();
+    start_up(&graph, &nodes, options, &*reporter);
     let mut cache = None;
     let mut history = None;
     // Nothing to look up or store (`echo hi` without inputs): the store only keeps history.
@@ -243,6 +249,7 @@ pub async fn run(
             }
             snapshot = Some((file, stamp));
         }
+        sweep_in_background(&graph, &nodes, &options.cache_dir);
         if let Some(store) = history.as_ref().filter(|_| cacheable).map(Arc::clone) {
             // The stat cache loads while the tree is walked.
             let (walked, loaded) = std::thread::scope(|scope| {
@@ -283,6 +290,13 @@ pub async fn run(
             flushed
         })
     });
+    // Not answered by the snapshot: commands may run, and the watchdog starts beside them.
+    if nodes
+        .iter()
+        .any(|&id| matches!(graph.node(id).kind, clab_graph::NodeKind::Command { .. }))
+    {
+        watchdog::Watchdog::start_soon();
+    }
     let llm = Arc::new(LlmKind::new(
         options.llm.clone(),
         options.offline,
@@ -320,6 +334,7 @@ pub async fn run(
     if let Some(opening) = history_opening {
         history = opening.join().ok().flatten();
     }
+    end_processes(&*reporter);
     let reports = runner.report_totals();
     (summary.tokens_in, summary.tokens_out) = llm.tokens();
     if let Some(remote) = &options.remote {
@@ -397,6 +412,91 @@ fn history_extra(
         extra.insert("remote".into(), serde_json::json!(remote));
     }
     (!extra.is_empty()).then_some(serde_json::Value::Object(extra))
+}
+
+/// What every run does first (issue 18): become a subreaper, so that what a command leaves
+/// running stays among clab's descendants; kill what a killed clab left (its record in the
+/// cache directory); keep this clab's record there; and say when the user's config file
+/// cannot be read but no LLM step needs it (one that does fails with the reason).
+fn start_up(graph: &Graph, nodes: &[NodeId], options: &RunOptions, reporter: &dyn Reporter) {
+    process_tag::become_subreaper();
+    let reaped = process_record::reap_stale(&options.cache_dir);
+    if !reaped.clabs.is_empty() && reaped.killed > 0 {
+        let pids: Vec<String> = reaped.clabs.iter().map(u32::to_string).collect();
+        reporter.report(&Event::Warning {
+            message: format!(
+                "killed {} left running by a clab that did not finish (pid {})",
+                match reaped.killed {
+                    1 => "1 process".to_owned(),
+                    n => format!("{n} processes"),
+                },
+                pids.join(", ")
+            ),
+        });
+    }
+    process_record::ProcessRecord::keep_in(&options.cache_dir);
+    if let Some(problem) = &options.llm.config_unreadable {
+        let llm_steps = nodes
+            .iter()
+            .any(|&id| matches!(graph.node(id).kind, clab_graph::NodeKind::Llm(_)));
+        if !llm_steps {
+            reporter.report(&Event::Warning {
+                message: format!("{problem}; no LLM step runs, so it is not needed"),
+            });
+        }
+    }
+}
+
+/// Remove, on a thread of its own, the temp files a killed clab left where outputs are
+/// written and in the cache directory (stale ones only: see `inputs::sweep_temp_files`).
+/// Nothing waits for it: output globs skip such files anyway.
+fn sweep_in_background(graph: &Graph, nodes: &[NodeId], cache_dir: &Path) {
+    let mut patterns: Vec<String> = nodes
+        .iter()
+        .flat_map(|&id| graph.node(id).outputs.iter().cloned())
+        .collect();
+    if patterns.is_empty() && !cache_dir.is_dir() {
+        return;
+    }
+    patterns.sort();
+    patterns.dedup();
+    let root = graph.root().to_path_buf();
+    let cache_dir = cache_dir.to_path_buf();
+    let _ = std::thread::Builder::new()
+        .name("clab-sweep".into())
+        .spawn(move || {
+            clab_plan::inputs::sweep_temp_files(
+                &root,
+                &patterns,
+                &[&cache_dir],
+                clab_plan::inputs::TEMP_FILE_GRACE,
+            )
+        });
+}
+
+/// After the last command of a run: kill what commands left running outside their process
+/// groups (clab is their subreaper; their tags name them), say so, and — with no command
+/// running — drop this clab's process record and tell the watchdog there is nothing to do.
+fn end_processes(reporter: &dyn Reporter) {
+    let killed = if process::take_spawned() {
+        process_tag::kill_leftovers(&process_record::ProcessRecord::live_tags())
+    } else {
+        0
+    };
+    if killed > 0 {
+        reporter.report(&Event::Warning {
+            message: format!(
+                "killed {} that tasks left running after they ended",
+                match killed {
+                    1 => "1 process".to_owned(),
+                    n => format!("{n} processes"),
+                }
+            ),
+        });
+    }
+    if process_record::ProcessRecord::settle() {
+        watchdog::Watchdog::idle();
+    }
 }
 
 /// The setting that turns LLM calls off (`CLAB_AI=off`), if one does.

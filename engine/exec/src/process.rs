@@ -6,6 +6,15 @@
 //! its group is killed: a task cannot leave orphans behind. A timeout sends SIGTERM to the
 //! group, a [`Stop`] SIGINT; either is followed by SIGKILL after the grace period.
 //!
+//! What leaves the group (`setsid`, a double fork) is found by the command's tag
+//! ([`crate::process_tag`]) among clab's descendants — clab is a subreaper, so orphans stay
+//! among them — and gets the same signals; when the shell has ended, it is killed. The end
+//! of a command never waits on its output pipe for longer than [`PIPE_SETTLE`] and
+//! [`PIPE_GIVE_UP`]: a process that holds the pipe and cannot be found makes clab stop
+//! reading, never hang (issue 18: a run ignored Ctrl-C until an escaped `sleep` ended).
+//! Each group is recorded ([`crate::process_record`]) and watched ([`crate::watchdog`]) for
+//! the case of clab itself being killed.
+//!
 //! The wait is blocking, on the caller's thread, in one `poll` over the output pipe, the
 //! shell's pidfd and the stop signal: the thread that sees a command end can start the next
 //! one at once. (Waiting through the async runtime cost two or three thread wake-ups between
@@ -34,6 +43,24 @@ use nix::{
     sys::signal::{Signal, killpg},
     unistd::Pid,
 };
+
+use crate::{
+    process_record::ProcessRecord,
+    process_tag::{self, ProcessTag, TAG_VAR},
+    task_log::TaskLog,
+    watchdog::Watchdog,
+};
+
+/// How long the end of a command waits for its output pipe to close once its group is
+/// killed, before it looks for processes outside the group that hold it.
+pub const PIPE_SETTLE: Duration = Duration::from_millis(100);
+
+/// How long it then waits again before it stops reading the pipe.
+pub const PIPE_GIVE_UP: Duration = Duration::from_secs(2);
+
+/// The longest line handed to `on_line` in one piece: a longer one comes in pieces, so a
+/// task printing megabytes without a newline does not grow a line buffer without bound.
+const MAX_LINE: usize = 64 << 10;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -168,20 +195,59 @@ impl Default for Stop {
     }
 }
 
+/// Whether a command was started since [`take_spawned`] last asked.
+static SPAWNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a command was started since the last call: the end of a run looks for leftovers
+/// only then.
+pub fn take_spawned() -> bool {
+    SPAWNED.swap(false, Ordering::SeqCst)
+}
+
+/// How a command ended, and what clab had to clean up after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ran {
+    /// How it ended.
+    pub exit: Exit,
+    /// How many processes it left running outside its process group (killed when it ended).
+    pub escaped: usize,
+    /// A process clab could not find kept its output open after it ended; clab stopped
+    /// reading, so the log may lack what that process wrote later.
+    pub output_abandoned: bool,
+}
+
 /// Run `spec`, calling `on_line` for each line of output, until it exits, times out, or
-/// `stop` is raised. Returns how it ended and everything it printed. Blocks the calling
-/// thread throughout; `meanwhile` is called once the shell has started, before waiting.
+/// `stop` is raised. Returns how it ended and what it printed (its end, past
+/// [`crate::task_log::TAIL_BYTES`]). Blocks the calling thread throughout; `meanwhile` is
+/// called once the shell has started, before waiting.
 pub fn run_command(
     spec: &CommandSpec,
-    mut on_line: impl FnMut(&str),
+    on_line: impl FnMut(&str),
     stop: &Stop,
     meanwhile: impl FnOnce(),
 ) -> Result<(Exit, Vec<u8>), SpawnError> {
+    let mut log = TaskLog::new(None);
+    let ran = run_command_into(spec, &mut log, on_line, stop, meanwhile)?;
+    Ok((ran.exit, log.to_bytes().unwrap_or_default()))
+}
+
+/// [`run_command`], writing the output into `log`.
+pub fn run_command_into(
+    spec: &CommandSpec,
+    log: &mut TaskLog,
+    mut on_line: impl FnMut(&str),
+    stop: &Stop,
+    meanwhile: impl FnOnce(),
+) -> Result<Ran, SpawnError> {
     let spawn_error = |source| SpawnError {
         line: spec.line.clone(),
         cwd: spec.cwd.display().to_string(),
         source,
     };
+    process_tag::become_subreaper();
+    Watchdog::ensure();
+    SPAWNED.store(true, Ordering::SeqCst);
+    let tag = ProcessTag::next();
     let (reader, writer) = io::pipe().map_err(spawn_error)?;
     let mut command = std::process::Command::new("/bin/sh");
     command
@@ -189,6 +255,7 @@ pub fn run_command(
         .arg(&spec.line)
         .current_dir(&spec.cwd)
         .envs(&spec.env)
+        .env(TAG_VAR, tag.as_str())
         .stdin(Stdio::null())
         .stdout(writer.try_clone().map_err(spawn_error)?)
         .stderr(writer)
@@ -197,14 +264,15 @@ pub fn run_command(
     // Our copies of the pipe's write end must go, or the reader never sees end-of-file.
     drop(command);
     let pgid = Pid::from_raw(child.id() as i32);
-    let mut output = Output::new(reader.into());
+    ProcessRecord::started(&tag, pgid.as_raw());
+    let mut output = Output::new(reader.into(), log);
     let mut shell = Shell::new(child.id());
     let deadline = spec.timeout.map(|t| Instant::now() + t);
     meanwhile();
 
     let exit = loop {
         if stop.is_raised() {
-            stop_group(&mut child, &shell, pgid, Signal::SIGINT, spec.grace);
+            stop_group(&mut child, &shell, pgid, &tag, Signal::SIGINT, spec.grace);
             break Exit::Interrupted;
         }
         if shell.may_have_exited()
@@ -214,7 +282,7 @@ pub fn run_command(
         }
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left == Some(Duration::ZERO) {
-            stop_group(&mut child, &shell, pgid, Signal::SIGTERM, spec.grace);
+            stop_group(&mut child, &shell, pgid, &tag, Signal::SIGTERM, spec.grace);
             break Exit::TimedOut(spec.timeout.unwrap_or_default());
         }
         let fds = [output.fd(), shell.fd(), stop.fd()];
@@ -230,8 +298,32 @@ pub fn run_command(
     };
     // Whatever the shell left in its group goes with it.
     let _ = killpg(pgid, Signal::SIGKILL);
-    output.read_to_end(&mut on_line);
-    Ok((exit, output.log))
+    // What left the group: the orphans clab adopted (cheap to list), or — when the pipe
+    // stays open — every descendant of clab with the command's tag.
+    let mut closed = output.read_until(Instant::now() + PIPE_SETTLE, &mut on_line);
+    let mut escaped = kill_escaped(&tag, ProcessRecord::not_running(process_tag::adopted()));
+    if !closed {
+        escaped += kill_escaped(&tag, process_tag::descendants());
+        closed = output.read_until(Instant::now() + PIPE_GIVE_UP, &mut on_line);
+    }
+    output.finish(&mut on_line);
+    ProcessRecord::ended(&tag);
+    Ok(Ran {
+        exit,
+        escaped,
+        output_abandoned: !closed,
+    })
+}
+
+/// Kill (SIGKILL) what carries `tag` among `roots` and their descendants; how many.
+fn kill_escaped(tag: &ProcessTag, roots: Vec<i32>) -> usize {
+    if roots.is_empty() {
+        return 0;
+    }
+    let pids = process_tag::subtree(roots);
+    let hit = process_tag::signal_tagged(&pids, |t| t == tag.as_str(), Signal::SIGKILL, None);
+    process_tag::reap(&hit, Duration::from_millis(200));
+    hit.len()
 }
 
 /// The shell's pidfd, which turns readable when it exits — or, on kernels without pidfds
@@ -330,16 +422,16 @@ fn wait_for(fds: &[Option<BorrowedFd<'_>>], limit: Option<Duration>) -> Vec<bool
         .collect()
 }
 
-/// The read end of a command's output pipe, the log so far, and the line being read.
-struct Output {
+/// The read end of a command's output pipe, the log it goes to, and the line being read.
+struct Output<'a> {
     pipe: Option<io::PipeReader>,
-    log: Vec<u8>,
-    /// Bytes of `log` not yet handed out as a line.
-    line_start: usize,
+    log: &'a mut TaskLog,
+    /// The start of a line not finished yet (at most [`MAX_LINE`]).
+    line: Vec<u8>,
 }
 
-impl Output {
-    fn new(fd: OwnedFd) -> Output {
+impl<'a> Output<'a> {
+    fn new(fd: OwnedFd, log: &'a mut TaskLog) -> Output<'a> {
         // Non-blocking, so that a read takes only what is there. (A pipe that cannot be made
         // so is not read: the command then writes into a closed pipe.)
         let nonblocking = fcntl(&fd, FcntlArg::F_GETFL)
@@ -347,8 +439,8 @@ impl Output {
             .and_then(|flags| fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)));
         Output {
             pipe: nonblocking.is_ok().then(|| io::PipeReader::from(fd)),
-            log: Vec::new(),
-            line_start: 0,
+            log,
+            line: Vec::new(),
         }
     }
 
@@ -366,7 +458,10 @@ impl Output {
                     self.pipe = None;
                     break;
                 }
-                Ok(n) => self.log.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    self.log.push(&chunk[..n]);
+                    hand_out_lines(&mut self.line, &chunk[..n], on_line);
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -375,37 +470,81 @@ impl Output {
                 }
             }
         }
-        self.hand_out_lines(on_line);
     }
 
-    /// Read until end-of-file, then hand out an unfinished last line too.
-    fn read_to_end(&mut self, on_line: &mut impl FnMut(&str)) {
+    /// Read until end-of-file or `deadline`; whether the pipe closed.
+    fn read_until(&mut self, deadline: Instant, on_line: &mut impl FnMut(&str)) -> bool {
         while self.pipe.is_some() {
-            wait_for(&[self.fd()], None);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            wait_for(&[self.fd()], Some(left));
             self.read_available(on_line);
         }
-        if self.line_start < self.log.len() {
-            let text = String::from_utf8_lossy(&self.log[self.line_start..]);
-            on_line(text.trim_end_matches(['\n', '\r']));
-            self.line_start = self.log.len();
-        }
+        true
     }
 
-    fn hand_out_lines(&mut self, on_line: &mut impl FnMut(&str)) {
-        while let Some(end) = self.log[self.line_start..].iter().position(|&b| b == b'\n') {
-            let end = self.line_start + end + 1;
-            let text = String::from_utf8_lossy(&self.log[self.line_start..end]);
+    /// Stop reading; hand out an unfinished last line.
+    fn finish(&mut self, on_line: &mut impl FnMut(&str)) {
+        self.pipe = None;
+        if !self.line.is_empty() {
+            let text = String::from_utf8_lossy(&self.line);
             on_line(text.trim_end_matches(['\n', '\r']));
-            self.line_start = end;
+            self.line.clear();
         }
     }
 }
 
-/// Send `signal` to the group, then SIGKILL if the shell has not exited within `grace`.
-fn stop_group(child: &mut Child, shell: &Shell, pgid: Pid, signal: Signal, grace: Duration) {
+/// Hand out the lines `chunk` finishes (the first one begun in `line`), keeping the start of
+/// an unfinished one in `line`; a line past [`MAX_LINE`] is handed out in pieces.
+fn hand_out_lines(line: &mut Vec<u8>, mut chunk: &[u8], on_line: &mut impl FnMut(&str)) {
+    while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+        line.extend_from_slice(&chunk[..end]);
+        let text = String::from_utf8_lossy(line);
+        on_line(text.trim_end_matches('\r'));
+        line.clear();
+        chunk = &chunk[end + 1..];
+    }
+    line.extend_from_slice(chunk);
+    while line.len() >= MAX_LINE {
+        let mut cut = MAX_LINE;
+        // Not inside a UTF-8 sequence.
+        while cut > 0 && cut < line.len() && (line[cut] & 0xC0) == 0x80 {
+            cut -= 1;
+        }
+        let cut = if cut == 0 { MAX_LINE } else { cut };
+        let text = String::from_utf8_lossy(&line[..cut]).into_owned();
+        on_line(&text);
+        line.drain(..cut);
+    }
+}
+
+/// Send `signal` to the group and to what left it carrying `tag`, then SIGKILL to both if
+/// the shell has not exited within `grace`. (What outlives the shell is killed after.)
+fn stop_group(
+    child: &mut Child,
+    shell: &Shell,
+    pgid: Pid,
+    tag: &ProcessTag,
+    signal: Signal,
+    grace: Duration,
+) {
     let _ = killpg(pgid, signal);
+    let outside = |signal| {
+        process_tag::signal_tagged_outside(
+            &process_tag::descendants(),
+            |t| t == tag.as_str(),
+            signal,
+            pgid.as_raw(),
+        )
+    };
+    let escaped = outside(signal);
     if !shell.wait(child, grace) {
         let _ = killpg(pgid, Signal::SIGKILL);
+        if !escaped.is_empty() {
+            outside(Signal::SIGKILL);
+        }
         let _ = child.wait();
     }
 }
@@ -555,5 +694,116 @@ mod tests {
         spec.cwd = PathBuf::from("/nonexistent/clab-test");
         let err = run_command(&spec, |_| {}, &Stop::new(), || {}).unwrap_err();
         assert_eq!(err.cwd, "/nonexistent/clab-test");
+    }
+
+    /// Whether `pid` still runs (a zombie counts as gone).
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    }
+
+    /// The pid written to `file` in `dir` by a command.
+    fn pid_in(dir: &std::path::Path, file: &str) -> i32 {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(dir.join(file))
+                && let Ok(pid) = text.trim().parse()
+            {
+                return pid;
+            }
+            assert!(Instant::now() < until, "no {file}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn an_escaped_process_holding_the_output_does_not_hold_up_the_end_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec("setsid sleep 12 & echo $! > escaped.pid; sleep 0.3; echo ok");
+        spec.cwd = dir.path().to_owned();
+        let started = Instant::now();
+        let mut log = TaskLog::new(None);
+        let ran = run_command_into(&spec, &mut log, |_| {}, &Stop::new(), || {}).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(ran.exit, Exit::Code(0));
+        assert_eq!(ran.escaped, 1);
+        assert!(!ran.output_abandoned);
+        assert_eq!(log.tail_text(), "ok\n");
+        assert!(
+            !alive(pid_in(dir.path(), "escaped.pid")),
+            "the escaped sleep survived"
+        );
+    }
+
+    #[test]
+    fn an_interrupt_ends_a_command_whose_escapee_ignores_it_within_the_grace_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec(
+            "setsid sh -c 'trap \"\" INT TERM; echo $$ > escaped.pid; sleep 12; sleep 12' & \
+             sleep 0.2; echo started; wait",
+        );
+        spec.cwd = dir.path().to_owned();
+        spec.grace = Duration::from_millis(300);
+        let stop = Stop::new();
+        let raiser = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(500));
+                stop.raise();
+            })
+        };
+        let started = Instant::now();
+        let mut log = TaskLog::new(None);
+        let ran = run_command_into(&spec, &mut log, |_| {}, &stop, || {}).unwrap();
+        raiser.join().unwrap();
+        assert_eq!(ran.exit, Exit::Interrupted);
+        // 0.5 s until the interrupt, the grace period, and a little.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            !alive(pid_in(dir.path(), "escaped.pid")),
+            "the escapee survived"
+        );
+    }
+
+    #[test]
+    fn a_double_fork_that_closes_its_output_is_killed_when_the_command_ends_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec(
+            "(setsid sh -c 'echo $$ > daemon.pid; exec sleep 12' >/dev/null 2>&1 &); sleep 0.3; echo ok",
+        );
+        spec.cwd = dir.path().to_owned();
+        let mut log = TaskLog::new(None);
+        let ran = run_command_into(&spec, &mut log, |_| {}, &Stop::new(), || {}).unwrap();
+        assert_eq!(ran.exit, Exit::Code(0));
+        let pid = pid_in(dir.path(), "daemon.pid");
+        assert_eq!(ran.escaped, 1, "found among the orphans clab adopted");
+        let until = Instant::now() + Duration::from_secs(2);
+        while alive(pid) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!alive(pid), "the daemon survived");
+    }
+
+    #[test]
+    fn a_line_without_end_comes_in_bounded_pieces() {
+        let (exit, log, lines) = run(&spec("head -c 200000 /dev/zero | tr '\\0' x"));
+        assert_eq!(exit, Exit::Code(0));
+        assert_eq!(log.len(), 200_000);
+        assert_eq!(lines.iter().map(String::len).sum::<usize>(), 200_000);
+        assert!(lines.iter().all(|line| line.len() <= MAX_LINE));
     }
 }

@@ -39,6 +39,7 @@ use crate::{
     kind::{Kind, Kinds, Work},
     report_totals::{ReportTotals, Reports},
     scheduler::{Done, Job, Outcome, Visitor},
+    task_log::TaskLog,
 };
 
 /// What each finished node left for its dependents.
@@ -222,7 +223,7 @@ impl Runner {
                     "clab panicked running this {} node (a bug)",
                     node.kind.label()
                 );
-                Err((failed(&message), Vec::new()))
+                Err((failed(&message), Default::default()))
             });
         let duration = started.elapsed();
         // Reports are read whether the node passed or not: failing tests are the point.
@@ -257,11 +258,11 @@ impl Runner {
                 self.finish(id, status, duration, Some(log));
                 done.finish(Outcome::Failed);
             }
-            Ok(log) => {
+            Ok(mut log) => {
                 // Storing what the node made does not keep the next one waiting.
                 let this = Arc::clone(&self);
                 job.defer(move || {
-                    let digest = this.after_success(id, miss, &log, duration);
+                    let digest = this.after_success(id, miss, &mut log, duration);
                     this.leave(id, digest, true);
                     this.finish(id, Status::Succeeded, duration, None);
                     done.finish(Outcome::Succeeded);
@@ -330,6 +331,12 @@ impl Runner {
         } else {
             None
         };
+        // A free lock does not say nobody built the key since the scheduler looked: another
+        // clab may have stored it and let go (issue 18: four runs at once). Then the slow
+        // path restores it.
+        if lock.is_some() && self.cx.mode.read && store.peek_result(key).ok().flatten().is_some() {
+            return None;
+        }
         let keyed = missed.remove(&id)?;
         drop(missed);
         Some(self.miss(keyed, None, lock))
@@ -362,6 +369,7 @@ impl Runner {
         let store = self.cx.store().ok_or("no cache")?;
         let node = self.cx.node(id);
         let settled = self.missed.lock().ok().and_then(|mut m| m.remove(&id));
+        let looked_earlier = settled.is_some();
         let keyed = match settled {
             Some(keyed) => keyed,
             None => {
@@ -395,13 +403,15 @@ impl Runner {
         } else {
             None
         };
-        // The other process may have stored the result while we waited for the lock. (One
-        // that stored it and let go before we asked is not waited for, and not looked for:
-        // the task then runs again — never twice at once — instead of every miss of every
-        // run asking the cache twice.)
+        // Another process may have stored the result while we waited for the lock, or since
+        // the scheduler looked (it stored it and let go before we asked): look again, with a
+        // peek that counts nothing when there is nothing (issue 18: a task of four runs at
+        // once ran twice).
+        let stored_meanwhile =
+            || waited || (looked_earlier && store.peek_result(&keyed.key).ok().flatten().is_some());
         if self.cx.mode.read
-            && waited
             && lock.is_some()
+            && stored_meanwhile()
             && let Some(outcome) = self.try_restore(id, &keyed)
         {
             return Ok(Prepared::Hit(outcome));
@@ -425,12 +435,11 @@ impl Runner {
                 return None;
             }
         };
-        // Most logs are empty: no blob to read.
+        // Most logs are empty: no blob to read. A long one is read as its end.
         let log = result
             .log
             .filter(|digest| *digest != Digest::empty())
-            .and_then(|digest| store.read_log(&digest).ok())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .and_then(|digest| crate::task_log::read_tail(store, &digest))
             .filter(|text| !text.is_empty());
         let restored = !report.restored.is_empty();
         self.leave(id, Some(digest_entries(&result.outputs)), restored);
@@ -468,7 +477,7 @@ impl Runner {
         &self,
         id: NodeId,
         miss: Option<Miss>,
-        log: &[u8],
+        log: &mut TaskLog,
         duration: Duration,
     ) -> Option<Digest> {
         let node = self.cx.node(id);
@@ -492,6 +501,9 @@ impl Runner {
                 ));
             }
         }
+        if let (Some(miss), NodeKind::Command { .. }) = (&miss, &node.kind) {
+            self.warn_changed_inputs(id, &miss.keyed.inputs);
+        }
         let (Some(store), Some(miss)) = (self.cx.writable_store(), miss) else {
             return self.digest_uncached(&files);
         };
@@ -500,7 +512,7 @@ impl Runner {
             .map(|file| store.store_output(root, file))
             .collect::<Result<Vec<_>, _>>()
             .and_then(|entries| {
-                let log = store.put_log(log)?;
+                let log = log.store(store)?;
                 let result = CachedResult::new(
                     node.name.clone(),
                     "ok",
@@ -525,6 +537,28 @@ impl Runner {
         }
     }
 
+    /// Warn, once, when inputs of node `id` (as hashed for its key) changed while it ran: a
+    /// task that writes its own inputs runs again on every run, and said nothing of it
+    /// (issue 18).
+    fn warn_changed_inputs(&self, id: NodeId, inputs: &[InputFile]) {
+        let changed =
+            clab_plan::inputs::changed_since(self.cx.graph.root(), inputs, self.cx.stat_cache());
+        if changed.is_empty() {
+            return;
+        }
+        let mut named: Vec<String> = changed.iter().take(5).map(|p| format!("`{p}`")).collect();
+        if changed.len() > 5 {
+            named.push(format!("and {} more", changed.len() - 5));
+        }
+        self.cx.warn(format!(
+            "inputs of `{}` changed while it ran: {}; its result is stored for the inputs it \
+             started with, so the next run runs it again (if it writes them itself, make them \
+             outputs only, or leave them out of `inputs`)",
+            self.cx.node(id).name,
+            named.join(", ")
+        ));
+    }
+
     /// The digest of outputs that are not stored: hashed in place.
     fn digest_uncached(&self, files: &[String]) -> Option<Digest> {
         use std::os::unix::fs::PermissionsExt;
@@ -546,13 +580,13 @@ impl Runner {
             id,
             Status::Failed { message },
             Duration::ZERO,
-            Some(Vec::new()),
+            Some(TaskLog::default()),
         );
         Outcome::FailedBeforeStart
     }
 
-    fn finish(&self, id: NodeId, status: Status, duration: Duration, log: Option<Vec<u8>>) {
-        let log = log.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    fn finish(&self, id: NodeId, status: Status, duration: Duration, log: Option<TaskLog>) {
+        let log = log.map(|log| log.tail_text());
         self.cx.reporter.report(&Event::TaskFinished {
             task: self.cx.node(id).name.clone(),
             status,
@@ -613,13 +647,13 @@ mod tests {
             let name = cx.node(work.id).name.clone();
             self.ran.lock().unwrap().push(name.clone());
             if self.fail.contains(&name.as_str()) {
-                return Err((failed("told to fail"), b"no\n".to_vec()));
+                return Err((failed("told to fail"), b"no\n".to_vec().into()));
             }
             let root = cx.graph.root();
             let text = std::fs::read_to_string(root.join("in.txt")).unwrap_or_default();
             std::fs::create_dir_all(root.join("out")).unwrap();
             std::fs::write(root.join(format!("out/{name}.txt")), text.to_uppercase()).unwrap();
-            Ok(format!("{name} ran\n").into_bytes())
+            Ok(format!("{name} ran\n").into_bytes().into())
         }
 
         fn restored(&self, cx: &Context, id: NodeId, extra: &BTreeMap<String, String>) {

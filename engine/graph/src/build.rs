@@ -10,7 +10,10 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use miette::LabeledSpan;
 use petgraph::graph::DiGraph;
 
-use super::{Coverage, Diagnostics, Error, Graph, LlmNode, Node, NodeId, NodeKind, cycle};
+use super::{
+    Coverage, Diagnostics, Error, Graph, LlmNode, Node, NodeId, NodeKind, cycle,
+    quoting::{self, Fill},
+};
 use clab_model::source::Spanned;
 use clab_rules::{CompiledRule, DEFAULT_RULES_DIR, RuleFile};
 use clab_syntax::{TaskDecl, TaskFile, did_you_mean, placeholders};
@@ -127,20 +130,23 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
         let items = if task.for_each.is_empty() {
             vec![None]
         } else {
-            match for_each_files(root, task) {
+            match for_each_files(root, task, &file) {
                 Ok(files) => files.into_iter().map(Some).collect(),
-                Err(source) => {
-                    errors.push(Error::Walk {
-                        task: task.name.value.clone(),
-                        source,
-                    });
+                Err(err) => {
+                    errors.push(*err);
                     continue;
                 }
             }
         };
         let nodes = tasks.entry(task.name.value.clone()).or_default();
         for item in items {
-            let node = make_node(&file, task, item, root);
+            let node = match make_node(&file, task, item, root) {
+                Ok(node) => node,
+                Err(err) => {
+                    errors.push(*err);
+                    continue;
+                }
+            };
             let id = NodeId(dag.add_node(node));
             ids.insert(dag[id.0].name.clone(), id);
             nodes.push(id);
@@ -352,9 +358,6 @@ fn implicit_node(name: &str, description: &str, kind: NodeKind) -> Node {
     }
 }
 
-/// Where `{{args}}` stands in a rendered command line until [`Graph::pass_args`] fills it.
-pub(super) const ARGS_MARK: &str = "\0args\0";
-
 fn add_node(
     dag: &mut DiGraph<Node, ()>,
     ids: &mut HashMap<String, NodeId>,
@@ -434,7 +437,13 @@ fn escapes_root(path: &str) -> bool {
 }
 
 /// The files a `for-each` task runs over, sorted, as `/`-separated paths relative to the root.
-fn for_each_files(root: &Path, task: &TaskDecl) -> Result<Vec<String>, ignore::Error> {
+/// clab's own temp files are never among them. A name that is not UTF-8 is refused: no
+/// placeholder, input pattern or node id could name it (issue 18).
+fn for_each_files(
+    root: &Path,
+    task: &TaskDecl,
+    file: &TaskFile,
+) -> Result<Vec<String>, Box<Error>> {
     let mut include = GlobSetBuilder::new();
     let mut exclude = GlobSetBuilder::new();
     for pattern in &task.for_each {
@@ -454,24 +463,53 @@ fn for_each_files(root: &Path, task: &TaskDecl) -> Result<Vec<String>, ignore::E
         .filter_entry(|entry| !matches!(entry.file_name().to_str(), Some(".git" | ".clab")))
         .build();
     for entry in walker {
-        let entry = entry?;
-        if !entry.file_type().is_some_and(|t| t.is_file()) {
+        let entry = entry.map_err(|source| {
+            Box::new(Error::Walk {
+                task: task.name.value.clone(),
+                source,
+            })
+        })?;
+        if !entry.file_type().is_some_and(|t| t.is_file())
+            || super::is_temp_file_name(entry.file_name())
+        {
             continue;
         }
         let Ok(relative) = entry.path().strip_prefix(root) else {
             continue;
         };
-        let relative = relative.to_string_lossy().replace('\\', "/");
-        if include.is_match(&relative) && !exclude.is_match(&relative) {
-            files.push(relative);
+        let Some(text) = relative.to_str() else {
+            // Matched as the walker's lossy text: only a match is refused.
+            let lossy = relative.to_string_lossy();
+            if include.is_match(&*lossy) && !exclude.is_match(&*lossy) {
+                let pattern = task.for_each.iter().find(|p| !p.value.starts_with('!'));
+                return Err(Box::new(Error::UnnamableFile {
+                    task: task.name.value.clone(),
+                    path: lossy.escape_debug().to_string(),
+                    src: file.source.source_code(),
+                    span: pattern.map_or(task.name.span, |p| p.span),
+                }));
+            }
+            continue;
+        };
+        if include.is_match(text) && !exclude.is_match(text) {
+            files.push(text.to_owned());
         }
     }
     files.sort();
     Ok(files)
 }
 
+/// A path as an output pattern: escaped when it holds glob characters, so it names itself.
+fn as_pattern(path: &str) -> String {
+    if path.contains(['*', '?', '[', ']', '{', '}']) {
+        quoting::escape_glob(path)
+    } else {
+        path.to_owned()
+    }
+}
+
 /// The values of the placeholders for one node.
-fn placeholder_values(root: &Path, item: Option<&str>) -> BTreeMap<String, String> {
+pub(super) fn placeholder_values(root: &Path, item: Option<&str>) -> BTreeMap<String, String> {
     let mut vars = BTreeMap::new();
     vars.insert("root".to_owned(), root.display().to_string());
     if let Some(file) = item {
@@ -496,7 +534,26 @@ fn placeholder_values(root: &Path, item: Option<&str>) -> BTreeMap<String, Strin
     vars
 }
 
-fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path) -> Node {
+/// The environment variable that holds placeholder `name`'s value in a command's
+/// environment (see [`quoting`]).
+pub(super) fn placeholder_var(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "root" => "CLAB_ROOT",
+        "file" => "CLAB_FILE",
+        "stem" => "CLAB_STEM",
+        "dir" => "CLAB_DIR",
+        "name" => "CLAB_NAME",
+        "output" => "CLAB_OUTPUT",
+        _ => return None,
+    })
+}
+
+fn make_node(
+    file: &TaskFile,
+    task: &TaskDecl,
+    item: Option<String>,
+    root: &Path,
+) -> Result<Node, Box<Error>> {
     let vars = placeholder_values(root, item.as_deref());
     // Placeholders were checked at parse time; `{{output}}` stays for the LLM check to fill.
     let render = |text: &str| {
@@ -507,48 +564,91 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
         })
         .unwrap_or_else(|_| text.to_owned())
     };
-    let render_all = |items: &[Spanned<String>]| items.iter().map(|s| render(&s.value)).collect();
+    // A path pattern: a value in a glob is escaped, so it matches the file it names
+    // (`pages/[id].tsx`); a literal path keeps it as it is.
+    let render_pattern = |text: &str| {
+        let raw = render(text);
+        if !raw.contains(['*', '?', '[', ']', '{', '}']) {
+            return raw;
+        }
+        placeholders::render(text, |name| {
+            vars.get(name)
+                .map(|value| quoting::escape_glob(value))
+                .or_else(|| (name == "output").then(|| "{{output}}".to_owned()))
+        })
+        .unwrap_or(raw)
+    };
+    // A shell line: values are data, never code (see `quoting`).
+    let render_shell = |line: &Spanned<String>, output: Option<&str>| {
+        quoting::render_command(&line.value, |name| match name {
+            "args" => Some(Fill::Args),
+            "output" => output.map(|output| {
+                if quoting::is_plain(output) {
+                    // The check fills it (shell-quoted) when it runs.
+                    Fill::Verbatim("{{output}}".to_owned())
+                } else {
+                    Fill::Value {
+                        value: output.to_owned(),
+                        var: "CLAB_OUTPUT",
+                    }
+                }
+            }),
+            _ => Some(Fill::Value {
+                value: vars.get(name)?.clone(),
+                var: placeholder_var(name)?,
+            }),
+        })
+        .map_err(|refused| {
+            Box::new(Error::UnsafePlaceholder {
+                task: task.name.value.clone(),
+                name: refused.name,
+                value: refused.value.escape_debug().to_string(),
+                src: file.source.source_code(),
+                span: line.span,
+            })
+        })
+    };
+    let render_patterns =
+        |items: &[Spanned<String>]| items.iter().map(|s| render_pattern(&s.value)).collect();
     let mut args_template = None;
     let name = match &item {
         Some(file) => format!("{}[{file}]", task.name.value),
         None => task.name.value.clone(),
     };
     let kind = if let Some(llm) = &task.llm {
+        let output = llm
+            .output
+            .as_ref()
+            .map(|o| render(&o.value))
+            .unwrap_or_default();
+        let check = match &llm.check {
+            Some(check) => Some(render_shell(check, Some(&output))?),
+            None => None,
+        };
         NodeKind::Llm(Box::new(LlmNode {
             decl: llm.clone(),
-            output: llm
-                .output
-                .as_ref()
-                .map(|o| render(&o.value))
-                .unwrap_or_default(),
-            context: render_all(&llm.context),
-            check: llm.check.as_ref().map(|c| render(&c.value)),
+            output,
+            context: render_patterns(&llm.context),
+            check,
             vars: vars.clone(),
         }))
     } else if task.run.is_empty() {
         NodeKind::Aggregate
     } else {
         // `{{args}}` is filled by `clab run TASK -- ARGS` (`Graph::pass_args`); until then
-        // it renders as nothing. NUL cannot occur in a command line, so it marks the place.
-        let lines: Vec<String> = task
+        // it renders as a mark that says how it is quoted, and runs as nothing.
+        let lines = task
             .run
             .iter()
-            .map(|line| {
-                placeholders::render(&line.value, |name| {
-                    vars.get(name)
-                        .cloned()
-                        .or_else(|| (name == "args").then(|| ARGS_MARK.to_owned()))
-                })
-                .unwrap_or_else(|_| line.value.clone())
-            })
-            .collect();
-        if lines.iter().any(|line| line.contains(ARGS_MARK)) {
+            .map(|line| render_shell(line, None))
+            .collect::<Result<Vec<String>, _>>()?;
+        if lines.iter().any(|line| quoting::has_args_mark(line)) {
             args_template = Some(lines.clone());
         }
         NodeKind::Command {
             run: lines
                 .iter()
-                .map(|line| line.replace(ARGS_MARK, ""))
+                .map(|line| quoting::fill_args(line, None).unwrap_or_else(|_| line.clone()))
                 .collect(),
         }
     };
@@ -559,26 +659,26 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
         .collect();
     env.extend(task.env.iter().map(|(k, v)| (k.clone(), render(&v.value))));
     // Reports are outputs too: a cache hit restores them and shows them again.
-    let mut outputs: Vec<String> = render_all(&task.outputs);
-    let mut inputs: Vec<String> = render_all(&task.inputs);
+    let mut outputs: Vec<String> = render_patterns(&task.outputs);
+    let mut inputs: Vec<String> = render_patterns(&task.inputs);
     if let NodeKind::Llm(llm) = &kind {
         // An LLM step's inputs are its context and prompt files; its output is an output.
-        outputs.push(llm.output.clone());
+        outputs.push(as_pattern(&llm.output));
         inputs.extend(llm.context.iter().cloned());
         let files = llm.decl.prompt_file.iter().chain(&llm.decl.system_file);
-        inputs.extend(files.map(|f| render(&f.value)));
+        inputs.extend(files.map(|f| render_pattern(&f.value)));
     }
     let reports = task
         .junit
         .iter()
         .chain(task.coverage.iter().map(|c| &c.path));
     for report in reports {
-        let path = render(&report.value);
+        let path = as_pattern(&render(&report.value));
         if !outputs.contains(&path) {
             outputs.push(path);
         }
     }
-    Node {
+    Ok(Node {
         name,
         task: task.name.value.clone(),
         item,
@@ -605,7 +705,7 @@ fn make_node(file: &TaskFile, task: &TaskDecl, item: Option<String>, root: &Path
         }),
         args_template,
         span: task.name.span,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -719,6 +819,76 @@ task "gen" { deps "setup"; for-each "src/pkg/*.py"; run "cat {{file}} > out/{{st
         assert_eq!(
             g.dependencies(g.find("gen[src/pkg/a.py]").unwrap()).len(),
             1
+        );
+    }
+
+    #[test]
+    fn hostile_names_are_referred_to_and_escaped_in_patterns_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        for name in ["$(touch PWNED).txt", "[id].txt", "back\\slash.txt", "a.txt"] {
+            std::fs::write(dir.path().join("src").join(name), "").unwrap();
+        }
+        let g = graph(
+            r#"task "wc" { for-each "src/*.txt"; inputs "{{file}}"; outputs "out/{{stem}}/**"; run "wc -c \"{{file}}\" > 'out/{{name}}'" }"#,
+            dir.path(),
+        )
+        .unwrap();
+        let node = |file: &str| g.node(g.find(&format!("wc[src/{file}]")).unwrap());
+        let run = |file: &str| match &node(file).kind {
+            NodeKind::Command { run } => run[0].clone(),
+            _ => panic!("a command"),
+        };
+        assert_eq!(run("a.txt"), "wc -c \"src/a.txt\" > 'out/a.txt'");
+        assert_eq!(
+            run("$(touch PWNED).txt"),
+            "wc -c \"${CLAB_FILE}\" > 'out/'\"${CLAB_NAME}\"''"
+        );
+        let env = g.command_env(g.find("wc[src/$(touch PWNED).txt]").unwrap());
+        assert_eq!(env["CLAB_FILE"], "src/$(touch PWNED).txt");
+        assert_eq!(env["CLAB_NAME"], "$(touch PWNED).txt");
+        // Literal patterns keep the name; globs escape it.
+        assert_eq!(node("[id].txt").inputs, ["src/\\[id\\].txt"]);
+        assert_eq!(node("[id].txt").outputs, ["out/\\[id\\]/**"]);
+        assert_eq!(node("back\\slash.txt").inputs, ["src/back\\slash.txt"]);
+        assert_eq!(node("back\\slash.txt").outputs, ["out/back\\\\slash/**"]);
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_refused_with_its_for_each_issue_18() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"bad\xff.txt");
+        std::fs::write(dir.path().join("src").join(name), "").unwrap();
+        std::fs::write(dir.path().join("src/.clab-tmp-x.txt"), "").unwrap();
+        let text = r#"task "wc" { for-each "src/*.txt"; run "wc -c {{file}}" }"#;
+        let err = graph(text, dir.path()).unwrap_err();
+        assert_eq!(
+            err.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            ["task `wc` runs over `src/bad\u{fffd}.txt`, whose name is not UTF-8"]
+        );
+        // Left out by a pattern, it is no problem; clab's temp files are never items.
+        let text = r#"task "wc" { for-each "src/*.txt" "!src/bad*"; run "wc -c {{file}}" }"#;
+        let g = graph(text, dir.path()).unwrap();
+        assert!(g.tasks()["wc"].is_empty());
+    }
+
+    #[test]
+    fn a_placeholder_in_arithmetic_must_be_plain_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["12", "a[$(id)]"] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let text = r#"task "n" { for-each "*"; run "echo $(( {{file}} + 1 ))" }"#;
+        let err = graph(text, dir.path()).unwrap_err();
+        assert_eq!(err.errors.len(), 1);
+        assert!(
+            err.errors[0]
+                .to_string()
+                .starts_with("`{{file}}` of task `n` is `a[$(id)]`"),
+            "{}",
+            err.errors[0]
         );
     }
 }

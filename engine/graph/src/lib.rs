@@ -25,13 +25,16 @@
 //!
 //! A [`Graph`] can only be made by [`build`], so holding one means the file was valid: later
 //! stages never re-check names or look for cycles. Edges run from a dependency to its
-//! dependent. Node ids display the same way everywhere: `lint`, `gen-tests[src/pkg/a.py]`,
+//! dependent. A placeholder in a command is data, never code: a value that is not plain is
+//! passed in an environment variable the line refers to ([`Graph::command_env`]; the rule is
+//! in the `quoting` module). Node ids display the same way everywhere: `lint`, `gen-tests[src/pkg/a.py]`,
 //! `rule:no-pip-install`. Among clab's crates this one depends on `clab-model`,
 //! `clab-syntax` and `clab-rules` only: it knows nothing of keys, the store or execution.
 
 mod build;
 mod cycle;
 pub mod project;
+mod quoting;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -49,6 +52,21 @@ use serde::Serialize;
 
 pub use self::build::build;
 use clab_syntax::{LlmStepDecl, TaskFile};
+
+/// Whether `name` (a file name, without its directory) is one of clab's temp files: the
+/// store's restores and `clab_model::atomic_write` name them
+/// [`TEMP_PREFIX`](clab_model::atomic_write::TEMP_PREFIX)`…` (clab before issue 18 named
+/// restores `.clab-restore-…`). Walks skip them: they are never inputs, outputs or `for-each`
+/// items, and a run sweeps the stale ones away.
+pub fn is_temp_file_name(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    [clab_model::atomic_write::TEMP_PREFIX, LEGACY_RESTORE_PREFIX]
+        .iter()
+        .any(|prefix| name.starts_with(prefix.as_bytes()))
+}
+
+/// What restore temp files were named before issue 18 gave every clab temp file one prefix.
+pub const LEGACY_RESTORE_PREFIX: &str = ".clab-restore-";
 
 /// A node's index in its [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,7 +116,8 @@ pub struct LlmNode {
     pub output: String,
     /// The rendered `context` globs.
     pub context: Vec<String>,
-    /// The rendered `check` command (`{{output}}` still in place: it names a temp file).
+    /// The rendered `check` command: `{{output}}` still in place for a plain output path
+    /// (the check fills it), else a reference to `CLAB_OUTPUT` (see [`Graph::command_env`]).
     pub check: Option<String>,
     /// Values of the file placeholders for this node, for rendering prompts.
     pub vars: BTreeMap<String, String>,
@@ -189,15 +208,25 @@ impl Graph {
     }
 
     /// The environment a node's commands get on top of clab's own: the `dotenv` variables,
-    /// then the node's `env` (tasks.kdl wins over `.env`).
+    /// then the node's `env` (tasks.kdl wins over `.env`), then the values of its
+    /// placeholders — `CLAB_ROOT`, and `CLAB_FILE`, `CLAB_STEM`, `CLAB_DIR`, `CLAB_NAME` for
+    /// a `for-each` node, `CLAB_OUTPUT` for an LLM step — which its lines refer to where a
+    /// value is not plain (issue 18), and which a script inside a line can read. They are
+    /// not in the key: the node's id and the root marker stand for them there.
     pub fn command_env(&self, id: NodeId) -> BTreeMap<String, String> {
+        let node = self.node(id);
         let mut env = (*self.dotenv).clone();
-        env.extend(
-            self.node(id)
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        env.extend(node.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (name, value) in build::placeholder_values(&self.root, node.item.as_deref()) {
+            if let Some(var) = build::placeholder_var(&name) {
+                env.insert(var.to_owned(), value);
+            }
+        }
+        if let NodeKind::Llm(llm) = &node.kind
+            && !llm.output.is_empty()
+        {
+            env.insert("CLAB_OUTPUT".to_owned(), llm.output.clone());
+        }
         env
     }
 
@@ -299,24 +328,25 @@ impl Graph {
         Ok(targets)
     }
 
-    /// Pass `clab run TASK -- ARGS` to the command nodes among `targets`: each argument
-    /// shell-quoted, joined by spaces, in place of `{{args}}` where the task's lines use it,
-    /// else at the end of its last line. The commands are part of the key, so the arguments
-    /// are too. Dependencies of the targets get nothing. `Err` when no target runs a command
-    /// (an aggregate or an LLM step cannot take arguments) or an argument holds a NUL.
+    /// Pass `clab run TASK -- ARGS` to the command nodes among `targets`, in place of
+    /// `{{args}}` where the task's lines use it, else at the end of its last line: plain
+    /// arguments as they are, others shell-quoted where `{{args}}` stands unquoted, and read
+    /// from `CLAB_ARGS` (the arguments joined by spaces, set on the node) where it stands
+    /// inside quotes — an argument is data, never code (issue 18). The commands and the
+    /// node's environment are part of the key, so the arguments are too. Dependencies of
+    /// the targets get nothing. `Err` when no target runs a command (an aggregate or an LLM
+    /// step cannot take arguments), an argument holds a NUL, or one that is not plain would
+    /// stand inside `$(( … ))`.
     pub fn pass_args(&mut self, targets: &[NodeId], args: &[String]) -> Result<(), ArgsError> {
         if args.is_empty() {
             return Ok(());
         }
-        let quoted: Vec<String> = args
-            .iter()
-            .map(|arg| {
-                shlex::try_quote(arg)
-                    .map(|q| q.into_owned())
-                    .map_err(|_| ArgsError::Nul { arg: arg.clone() })
-            })
-            .collect::<Result<_, _>>()?;
-        let joined = quoted.join(" ");
+        if let Some(arg) = args.iter().find(|arg| arg.contains('\0')) {
+            return Err(ArgsError::Nul { arg: arg.clone() });
+        }
+        let words = quoting::quote_words(args).ok_or_else(|| ArgsError::Nul {
+            arg: args.join(" "),
+        })?;
         let mut passed = false;
         for &id in targets {
             let node = &mut self.dag[id.0];
@@ -327,16 +357,19 @@ impl Graph {
                 Some(template) => {
                     *run = template
                         .iter()
-                        .map(|line| line.replace(build::ARGS_MARK, &joined))
-                        .collect();
+                        .map(|line| quoting::fill_args(line, Some(args)))
+                        .collect::<Result<_, _>>()
+                        .map_err(|arg| ArgsError::Arithmetic { arg })?;
                 }
                 None => {
                     if let Some(last) = run.last_mut() {
                         last.push(' ');
-                        last.push_str(&joined);
+                        last.push_str(&words);
                     }
                 }
             }
+            node.env
+                .insert(quoting::ARGS_VAR.to_owned(), args.join(" "));
             passed = true;
         }
         if passed {
@@ -515,6 +548,54 @@ pub enum Error {
         span: SourceSpan,
     },
 
+    /// A `for-each` pattern matches a file whose name is not UTF-8.
+    #[error("task `{task}` runs over `{path}`, whose name is not UTF-8")]
+    #[diagnostic(
+        code(clab::tasks::unnamable_file),
+        help(
+            "clab names files as text in commands, patterns and node ids: rename the file, \
+             or leave it out with a `!pattern`"
+        )
+    )]
+    UnnamableFile {
+        /// The task.
+        task: String,
+        /// The path, lossily decoded and escaped.
+        path: String,
+        /// The file.
+        #[source_code]
+        src: clab_syntax::Src,
+        /// The `for-each` pattern.
+        #[label("matches it")]
+        span: SourceSpan,
+    },
+
+    /// A placeholder stands inside `$(( … ))` and its value is not plain.
+    #[error("`{{{{{name}}}}}` of task `{task}` is `{value}`, which cannot stand inside `$(( … ))`")]
+    #[diagnostic(
+        code(clab::tasks::unsafe_placeholder),
+        help(
+            "the shell evaluates the text of an arithmetic expansion (bash runs `$(…)` in an \
+             array index there), so only plain values (letters, digits, `_-./+,:@%`) may go \
+             in it: rename the file, or read `$CLAB_{}` and check it yourself",
+            name.to_uppercase()
+        )
+    )]
+    UnsafePlaceholder {
+        /// The task.
+        task: String,
+        /// The placeholder.
+        name: String,
+        /// Its value, escaped.
+        value: String,
+        /// The file.
+        #[source_code]
+        src: clab_syntax::Src,
+        /// The command.
+        #[label("in this command")]
+        span: SourceSpan,
+    },
+
     /// The project tree could not be walked to expand `for-each`.
     #[error("cannot list files for `for-each` of task `{task}`")]
     #[diagnostic(code(clab::tasks::walk))]
@@ -551,6 +632,19 @@ pub enum ArgsError {
     NoCommand {
         /// The targets, in backticks, comma-separated.
         targets: String,
+    },
+    /// An argument that is not plain would stand inside `$(( … ))`.
+    #[error("argument `{}` cannot stand inside `$(( … ))`", arg.escape_debug())]
+    #[diagnostic(
+        code(clab::run::args),
+        help(
+            "the shell evaluates the text of an arithmetic expansion, so only plain \
+             arguments (letters, digits, `_-./+,:@%`) may go in it"
+        )
+    )]
+    Arithmetic {
+        /// The argument.
+        arg: String,
     },
     /// An argument holds a NUL byte, which no command line can carry.
     #[error("argument `{}` holds a NUL byte", arg.escape_debug())]

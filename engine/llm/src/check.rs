@@ -40,6 +40,7 @@ pub struct ShellCheck {
     root: PathBuf,
     timeout: Duration,
     unset: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl ShellCheck {
@@ -56,7 +57,15 @@ impl ShellCheck {
             root: root.into(),
             timeout,
             unset: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// The same check, run with `vars` set: the values its placeholders refer to where they
+    /// are not plain (`CLAB_OUTPUT`, `CLAB_FILE`, …; see clab-graph's quoting rule).
+    pub fn with_env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.env.extend(vars);
+        self
     }
 
     /// The same check, run without the environment variables named in `names` (the
@@ -85,11 +94,18 @@ impl Check for ShellCheck {
 
     fn run<'a>(&'a self, candidate: &'a Path) -> BoxFuture<'a, Result<CheckOutcome, Error>> {
         Box::pin(async move {
+            // A key variable stays out even when `.env` sets it.
+            let env: Vec<(&str, &str)> = self
+                .env
+                .iter()
+                .filter(|(name, _)| !self.unset.contains(name))
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
             let run = ShellRun::run(
                 &self.script(candidate),
                 &self.root,
                 None,
-                &[],
+                &env,
                 &self.unset,
                 self.timeout,
                 true,

@@ -10,7 +10,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use super::{
-    BoxFuture, ChatRequest, Completion, Failure, LlmConfig, Provider, ProviderKind, Role,
+    BoxFuture, ChatRequest, Completion, Failure, LlmConfig, Provider, ProviderKind, Role, Secret,
     shell_run::{ShellRun, tail},
 };
 
@@ -20,6 +20,8 @@ pub struct CommandProvider {
     model: String,
     cwd: PathBuf,
     timeout: Duration,
+    /// Keys the command may see (it inherits clab's environment), scrubbed from its stderr.
+    secrets: Vec<Secret>,
 }
 
 impl CommandProvider {
@@ -35,7 +37,22 @@ impl CommandProvider {
             model: config.model.clone(),
             cwd: root.to_owned(),
             timeout: config.timeout,
+            secrets: Vec::new(),
         }
+    }
+
+    /// The same provider, with `secrets` (the values of the key variables the command
+    /// inherits) scrubbed from whatever of its stderr is shown (issue 18).
+    pub fn with_secrets(mut self, secrets: impl IntoIterator<Item = Secret>) -> Self {
+        self.secrets.extend(secrets);
+        self
+    }
+
+    /// `text` with every secret (and every partial echo of one) redacted.
+    fn scrub(&self, text: String) -> String {
+        self.secrets
+            .iter()
+            .fold(text, |text, secret| secret.redact(&text))
     }
 }
 
@@ -99,7 +116,7 @@ impl Provider for CommandProvider {
             if !run.success() {
                 return Err(Failure::CommandFailed {
                     status: run.status(),
-                    stderr_tail: tail(&run.stderr, 2000),
+                    stderr_tail: self.scrub(tail(&run.stderr, 2000)),
                 });
             }
             let text = String::from_utf8_lossy(&run.stdout).into_owned();
@@ -176,6 +193,35 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_key_in_the_commands_stderr_is_scrubbed_issue_18() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "sk-proj-AbCdEfGh1234567890XyZ";
+        let p = provider(
+            "cat >/dev/null; echo \"debug: key is $TEST_KEY\" >&2; \
+             echo \"prefix ${TEST_KEY%%1234*}\" >&2; exit 1",
+            dir.path(),
+        )
+        .with_secrets([Secret::new(key)]);
+        // The key reaches the command through its environment, set by the line itself.
+        let p = CommandProvider {
+            command: format!("TEST_KEY={key}; {}", p.command),
+            ..p
+        };
+        let err = p
+            .complete(&ChatRequest {
+                system: None,
+                messages: vec![Message::user("x")],
+            })
+            .await
+            .unwrap_err();
+        let Failure::CommandFailed { stderr_tail, .. } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(stderr_tail, "debug: key is ****\nprefix ****");
+        assert!(!stderr_tail.contains("AbCd"));
     }
 
     #[test]

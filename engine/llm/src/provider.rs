@@ -207,7 +207,16 @@ pub fn build_provider(
     Ok(match config.provider {
         ProviderKind::OpenAi => Arc::new(OpenAi::new(config, key).map_err(http_error)?),
         ProviderKind::Anthropic => Arc::new(Anthropic::new(config, key).map_err(http_error)?),
-        ProviderKind::Command => Arc::new(CommandProvider::new(config, root)),
+        // The command inherits clab's environment, key variables included: what it prints
+        // of them is scrubbed.
+        ProviderKind::Command => Arc::new(
+            CommandProvider::new(config, root).with_secrets(
+                config
+                    .key_variables()
+                    .iter()
+                    .filter_map(|name| Secret::from_env(lookup, name)),
+            ),
+        ),
     })
 }
 

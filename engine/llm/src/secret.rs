@@ -10,6 +10,12 @@ use std::fmt;
 /// Moved down to the syntax stage, which rejects a literal key written in `tasks.kdl`.
 pub(crate) use clab_syntax::looks_like_api_key;
 
+/// How long a key must be for parts of it to be redacted too (see [`Secret::redact`]).
+pub(crate) const PARTIAL_KEY_LEN: usize = 16;
+
+/// The shortest run of a key's characters that [`Secret::redact`] takes for an echo of it.
+pub(crate) const PARTIAL_ECHO_LEN: usize = 6;
+
 /// An API key (or any credential): never printed, never serialized.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -34,12 +40,42 @@ impl Secret {
     }
 
     /// `text` with every occurrence of the key replaced by `****` (servers sometimes echo the
-    /// key they were given in their error message).
+    /// key they were given in their error message) — and, for a key of [`PARTIAL_KEY_LEN`]
+    /// characters or more, every run of [`PARTIAL_ECHO_LEN`] or more characters that is also
+    /// a run of the key: a tool that prints `key is sk-proj-AbC…` or the key's last eight
+    /// characters leaks them as surely (issue 18).
     pub fn redact(&self, text: &str) -> String {
         if self.0.len() < 4 {
             return text.to_owned();
         }
-        text.replace(&self.0, "****")
+        let text = text.replace(&self.0, "****");
+        if self.0.chars().count() < PARTIAL_KEY_LEN {
+            return text;
+        }
+        let key: Vec<char> = self.0.chars().collect();
+        let chars: Vec<char> = text.chars().collect();
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        while i < chars.len() {
+            let longest = (0..key.len())
+                .map(|start| {
+                    key[start..]
+                        .iter()
+                        .zip(&chars[i..])
+                        .take_while(|(a, b)| a == b)
+                        .count()
+                })
+                .max()
+                .unwrap_or(0);
+            if longest >= PARTIAL_ECHO_LEN {
+                out.push_str("****");
+                i += longest;
+            } else {
+                out.push(chars[i]);
+                i += 1;
+            }
+        }
+        out
     }
 }
 
@@ -81,6 +117,19 @@ mod tests {
         );
         assert!(Secret::from_env(&lookup, "EMPTY").is_none());
         assert!(Secret::from_env(&lookup, "UNSET").is_none());
+    }
+
+    #[test]
+    fn partial_echoes_of_a_key_are_redacted_too_issue_18() {
+        let secret = Secret::new("sk-proj-AbCdEfGh1234567890XyZ");
+        assert_eq!(
+            secret.redact("debug: key is sk-proj-AbC… (ends 7890XyZ), user sk-1"),
+            "debug: key is ****… (ends ****), user sk-1"
+        );
+        // Five characters in a row are not enough to be taken for the key.
+        assert_eq!(secret.redact("AbCdE and 12345"), "AbCdE and 12345");
+        // A short key is redacted whole only.
+        assert_eq!(Secret::new("abcd1234").redact("abcd123"), "abcd123");
     }
 
     #[test]

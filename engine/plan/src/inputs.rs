@@ -30,7 +30,13 @@
 //!   includes hidden files, never enters `.git/` or `.clab/` directories, and does not follow
 //!   symlinks: a symlinked file is an input (hashed through its target) only if its target lies
 //!   inside the root; symlinks out of the root are skipped, and a literal one is an error.
-//! - Paths that are not UTF-8 are skipped.
+//! - Paths that are not UTF-8 are skipped, and so are clab's own temp files
+//!   ([`clab_graph::is_temp_file_name`]: a restore or an atomic write in progress, or one a
+//!   killed clab left): they are never inputs or outputs (issue 18: a partial
+//!   `out/.clab-restore-*` was stored as an output of `out/**`). [`sweep_temp_files`] removes
+//!   stale ones.
+//! - A glob whose base directory resolves out of the root (`srcl/**` with `srcl` a symlink to
+//!   `/elsewhere`) is refused like a literal path out of it (issue 18).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
@@ -77,7 +83,10 @@ pub enum Error {
     #[error("input `{pattern}` is outside the project root")]
     #[diagnostic(
         code(clab::inputs::outside_root),
-        help("inputs are paths relative to the project root")
+        help(
+            "inputs are paths relative to the project root, and a symbolic link on the way \
+             must not lead out of it"
+        )
     )]
     OutsideRoot {
         /// The pattern as written.
@@ -604,6 +613,11 @@ impl InputIndex {
             }
             match &parsed.pattern {
                 Pattern::Glob(g) => {
+                    if self.area.base_is_outside(g) {
+                        return Err(Error::OutsideRoot {
+                            pattern: text.to_owned(),
+                        });
+                    }
                     let ids = self.globs.get(g).ok_or_else(|| Error::NotIndexed {
                         pattern: text.to_owned(),
                     })?;
@@ -791,7 +805,13 @@ pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<
     };
     let (includes, excludes) = (build(includes)?, build(excludes)?);
     if !globs.is_empty() {
-        for (rel, _) in walk(&root, &root, &walk_bases(&globs), false, false)?.0 {
+        let (walked, area) = walk(&root, &root, &walk_bases(&globs), false, false)?;
+        if let Some(glob) = globs.iter().find(|g| area.base_is_outside(g)) {
+            return Err(Error::OutsideRoot {
+                pattern: glob.clone(),
+            });
+        }
+        for (rel, _) in walked {
             if includes.is_match(&rel) {
                 found.insert(rel);
             }
@@ -801,6 +821,121 @@ pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<
         .into_iter()
         .filter(|p| !excludes.is_match(p))
         .collect())
+}
+
+/// Which of `files` (hashed earlier, relative to `root`) no longer hold what they held: gone,
+/// or hashing to another digest now (through `stat_cache`, so an unchanged file costs a
+/// `stat`). Sorted as `files` are.
+pub fn changed_since(root: &Path, files: &[InputFile], stat_cache: &StatCache) -> Vec<String> {
+    // The stat cache's keys are canonical paths.
+    let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
+    files
+        .iter()
+        .filter(|file| {
+            stat_cache
+                .hash_file(&root.join(&file.path))
+                .map_or(true, |(hash, _)| hash != file.hash)
+        })
+        .map(|file| file.path.clone())
+        .collect()
+}
+
+/// How long a temp file must have gone unmodified before [`sweep_temp_files`] takes it for a
+/// leftover: a live writer (a restore, an atomic write, another clab) streams into its file.
+pub const TEMP_FILE_GRACE: Duration = Duration::from_secs(60);
+
+/// Remove clab's temp files ([`clab_graph::is_temp_file_name`]) left below the directories
+/// that output `patterns` expand in (a glob's base, recursively; a literal's directory) and
+/// directly in `dirs` (absolute: the cache directory, where long logs are spilled), that have
+/// not been modified for `grace`. Symlinks are not followed, `.git/` and `.clab/` not
+/// entered, nothing outside the root is touched. Returns the paths removed. Best effort: an
+/// unreadable directory is skipped.
+pub fn sweep_temp_files<S: AsRef<str>>(
+    root: &Path,
+    patterns: &[S],
+    dirs: &[&Path],
+    grace: Duration,
+) -> Vec<PathBuf> {
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(grace)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let stale = |path: &Path| {
+        fs::symlink_metadata(path)
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|modified| modified < cutoff)
+    };
+    let mut removed = Vec::new();
+    let mut remove = |path: &Path| {
+        if stale(path) && fs::remove_file(path).is_ok() {
+            removed.push(path.to_owned());
+        }
+    };
+    for dir in dirs {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let file_type = entry.file_type();
+            if clab_graph::is_temp_file_name(&entry.file_name())
+                && file_type.is_ok_and(|t| t.is_file())
+            {
+                remove(&entry.path());
+            }
+        }
+    }
+    let Ok(canonical_root) = fs::canonicalize(root) else {
+        return removed;
+    };
+    let mut recursive = Vec::new();
+    let mut flat = BTreeSet::new();
+    for text in patterns {
+        let Ok(parsed) = PathPattern::parse(text.as_ref()) else {
+            continue;
+        };
+        match parsed.pattern {
+            _ if parsed.exclude => {}
+            Pattern::Glob(glob) => recursive.push(glob),
+            Pattern::Literal(literal) => {
+                let parent = Path::new(&literal).parent().map(Path::to_path_buf);
+                flat.insert(parent.unwrap_or_default());
+            }
+        }
+    }
+    let inside =
+        |dir: &Path| fs::canonicalize(dir).is_ok_and(|real| real.starts_with(&canonical_root));
+    for dir in flat {
+        let dir = canonical_root.join(dir);
+        if !inside(&dir) {
+            continue;
+        }
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if clab_graph::is_temp_file_name(&entry.file_name())
+                && entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                remove(&entry.path());
+            }
+        }
+    }
+    for base in walk_bases(&recursive) {
+        let dir = canonical_root.join(&base);
+        if !inside(&dir) {
+            continue;
+        }
+        let walker = ignore::WalkBuilder::new(&dir)
+            .standard_filters(false)
+            .follow_links(false)
+            .filter_entry(|entry| {
+                !(entry.file_type().is_some_and(|t| t.is_dir())
+                    && matches!(entry.file_name().to_str(), Some(".git" | ".clab")))
+            })
+            .build();
+        for entry in walker.flatten() {
+            if clab_graph::is_temp_file_name(entry.file_name())
+                && entry.file_type().is_some_and(|t| t.is_file())
+            {
+                remove(entry.path());
+            }
+        }
+    }
+    removed.sort();
+    removed
 }
 
 /// The globs of one run grouped by base directory (`glob_base`).
@@ -982,10 +1117,16 @@ fn walk(
         } else {
             root.join(base)
         };
-        if dir.is_dir() {
-            dirs.push(dir.clone());
-        } else {
+        if !dir.is_dir() {
             area.missing.push(dir.clone());
+        } else if !base.is_empty()
+            && !fs::canonicalize(&dir).is_ok_and(|real| real.starts_with(canonical_root))
+        {
+            // A symlink on the way leads out of the root: not walked, refused by the
+            // patterns that need it.
+            area.outside.push(dir.clone());
+        } else {
+            dirs.push(dir.clone());
         }
         area.bases.push(dir);
     }
@@ -1133,9 +1274,20 @@ pub struct WalkArea {
     /// The walked directories holding a symlink (sorted, no duplicates): what a symlink
     /// names can appear, vanish or change kind without its directory changing.
     pub with_symlinks: Vec<PathBuf>,
+    /// Glob bases (absolute) that resolve out of the root, through a symlink: not walked.
+    pub outside: Vec<PathBuf>,
 }
 
 impl WalkArea {
+    /// Whether `glob`'s base lies in (or is) a base that resolves out of the root.
+    fn base_is_outside(&self, glob: &str) -> bool {
+        if self.outside.is_empty() {
+            return false;
+        }
+        let base = self.root.join(glob_base(glob));
+        self.outside.iter().any(|out| base.starts_with(out))
+    }
+
     /// Sorted lists, for lookups by path.
     fn sort(&mut self) {
         self.dirs.sort_unstable();
@@ -1153,6 +1305,9 @@ fn walked_file(
 ) -> Option<(String, PathBuf)> {
     let file_type = entry.file_type()?;
     let path = entry.path();
+    if clab_graph::is_temp_file_name(entry.file_name()) {
+        return None;
+    }
     if file_type.is_symlink() {
         let real = fs::canonicalize(path).ok()?;
         if !(real.starts_with(canonical_root) && real.is_file()) {
@@ -1699,5 +1854,102 @@ mod tests {
         ]
         .map(String::from);
         assert_eq!(walk_bases(&globs), ["src/a", "src/a-b", "src/ab", "srcx"]);
+    }
+
+    #[test]
+    fn a_glob_base_that_is_a_symlink_out_of_the_root_is_refused_issue_18() {
+        let outside = tree(&[("secret.txt", "s"), ("sub/x.txt", "x")]);
+        let dir = tree(&[("src/a.txt", "a")]);
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("srcl")).unwrap();
+        std::os::unix::fs::symlink("src", dir.path().join("inside")).unwrap();
+        let cache = StatCache::new();
+        for pattern in ["srcl/**", "srcl/sub/*.txt", "srcl/*"] {
+            let err = collect(dir.path(), &[pattern], &cache).unwrap_err();
+            assert!(
+                matches!(&err, Error::OutsideRoot { pattern: p } if p == pattern),
+                "{pattern}: {err:?}"
+            );
+        }
+        // One index for several tasks: only the task that needs the outside base fails.
+        let index = InputIndex::build(dir.path(), ["srcl/**", "src/*.txt"], &cache).unwrap();
+        assert!(index.select(&["srcl/**"]).is_err());
+        assert_eq!(paths(&index.select(&["src/*.txt"]).unwrap()), ["src/a.txt"]);
+        // A symlink that stays inside is walked; outputs are held to the same rule.
+        assert_eq!(
+            paths(&collect(dir.path(), &["inside/*"], &cache).unwrap()),
+            ["inside/a.txt"]
+        );
+        assert!(matches!(
+            expand_outputs(dir.path(), &["srcl/**"]).unwrap_err(),
+            Error::OutsideRoot { .. }
+        ));
+    }
+
+    #[test]
+    fn clab_temp_files_are_never_inputs_or_outputs_issue_18() {
+        let dir = tree(&[
+            ("out/a.txt", "a"),
+            ("out/.clab-tmp-restore1", "partial"),
+            ("out/sub/.clab-restore-old", "partial"),
+            ("src/.clab-tmp-x", "x"),
+            ("src/b.txt", "b"),
+        ]);
+        assert_eq!(
+            expand_outputs(dir.path(), &["out/**"]).unwrap(),
+            ["out/a.txt"]
+        );
+        let cache = StatCache::new();
+        assert_eq!(
+            paths(&collect(dir.path(), &["src/*", "out/**"], &cache).unwrap()),
+            ["out/a.txt", "src/b.txt"]
+        );
+    }
+
+    #[test]
+    fn stale_temp_files_are_swept_below_output_directories_issue_18() {
+        let dir = tree(&[
+            ("out/a.txt", "a"),
+            ("out/.clab-tmp-old", "partial"),
+            ("out/deep/.clab-restore-old", "partial"),
+            ("dist/.clab-tmp-old", "partial"),
+            ("dist/app.js", "js"),
+            ("src/.clab-tmp-old", "not an output directory"),
+        ]);
+        let cache_dir = tree(&[(".clab-tmp-log-1", "log"), ("cache.db", "db")]);
+        let patterns = ["out/**", "dist/app.js"];
+        // Fresh: a live writer may own them.
+        let none = sweep_temp_files(dir.path(), &patterns, &[cache_dir.path()], TEMP_FILE_GRACE);
+        assert!(none.is_empty(), "{none:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        let removed = sweep_temp_files(
+            dir.path(),
+            &patterns,
+            &[cache_dir.path()],
+            Duration::from_millis(10),
+        );
+        let names: Vec<String> = removed
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(removed.len(), 4, "{removed:?}");
+        assert!(names.iter().all(|n| n.starts_with(".clab-")));
+        assert!(dir.path().join("src/.clab-tmp-old").exists());
+        assert!(
+            dir.path().join("out/a.txt").exists() && cache_dir.path().join("cache.db").exists()
+        );
+    }
+
+    #[test]
+    fn inputs_changed_since_they_were_hashed_are_named() {
+        let dir = tree(&[("a.txt", "a"), ("b.txt", "b"), ("c.txt", "c")]);
+        let cache = StatCache::new();
+        let files = collect(dir.path(), &["*.txt"], &cache).unwrap();
+        assert!(changed_since(dir.path(), &files, &cache).is_empty());
+        fs::write(dir.path().join("b.txt"), "B, longer").unwrap();
+        fs::remove_file(dir.path().join("c.txt")).unwrap();
+        assert_eq!(
+            changed_since(dir.path(), &files, &cache),
+            ["b.txt", "c.txt"]
+        );
     }
 }

@@ -30,6 +30,9 @@ pub struct LlmLayers {
     pub env: Settings,
     /// `~/.config/clab/config.toml`.
     pub config_file: ConfigFile,
+    /// Why the config file could not be read, when it exists and cannot be (issue 18): a
+    /// warning for a run without LLM steps, the failure of each LLM step that needs it.
+    pub config_unreadable: Option<String>,
 }
 
 impl LlmLayers {
@@ -40,14 +43,27 @@ impl LlmLayers {
         if let Some(model) = model {
             cli.set("model", model, "the --model flag")?;
         }
+        let mut config_unreadable = None;
         let config_file = match ConfigFile::path(&lookup) {
-            Some(path) => ConfigFile::load(&path)?,
+            // Unreadable (permissions, a directory, not UTF-8) is a problem only for a run
+            // that needs it; a file that reads but does not parse is an error of its own.
+            Some(path) => match ConfigFile::load(&path) {
+                Err(clab_llm::Error::ConfigRead { path, source }) => {
+                    config_unreadable = Some(format!(
+                        "cannot read the user config `{}`: {source}",
+                        path.display()
+                    ));
+                    ConfigFile::default()
+                }
+                loaded => loaded?,
+            },
             None => ConfigFile::default(),
         };
         Ok(LlmLayers {
             cli,
             env: Settings::from_env(&lookup)?,
             config_file,
+            config_unreadable,
         })
     }
 }
@@ -88,6 +104,9 @@ pub fn render(
     let file = graph.file();
     let decl = &llm.decl;
 
+    if let Some(problem) = &layers.config_unreadable {
+        return Err(problem.clone());
+    }
     let profile = decl.profile.as_ref().map(|p| p.value.as_str());
     let mut stack = vec![layers.cli.clone(), layers.env.clone()];
     stack.push(settings_layer(

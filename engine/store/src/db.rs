@@ -248,10 +248,18 @@ fn check_integrity(path: &Path, conn: &Connection) -> Result<(), OpenFailure> {
             .map_err(|e| classify(path, e))?;
         let len = fs::metadata(path).map_or(0, |m| m.len());
         if len < pages.max(0) as u64 * page_size.max(0) as u64 {
-            return Err(OpenFailure::Corrupt(format!(
-                "the file is {len} bytes, its header says {} pages of {page_size}",
-                pages
-            )));
+            // A short file is a truncated database — or another clab that started a WAL
+            // between the look at `-wal` above and `page_count` (four runs starting at once
+            // did, and lost their cache): let SQLite's own check decide.
+            let check: String = conn
+                .query_row("PRAGMA quick_check(1)", [], |row| row.get(0))
+                .map_err(|e| classify(path, e))?;
+            if check != "ok" {
+                return Err(OpenFailure::Corrupt(format!(
+                    "the file is {len} bytes, its header says {pages} pages of {page_size}: {check}"
+                )));
+            }
+            return Ok(());
         }
         // Reading the schema touches the first pages: garbage there fails here.
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| {

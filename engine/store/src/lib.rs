@@ -38,7 +38,7 @@
 //!   `lock_key` keeps the same key from being built twice at once.
 //! - `Store` is `Send + Sync`; its methods are synchronous (call them from `spawn_blocking`).
 //! - Every temp file the store writes beside a user's files (a restore in progress) is named
-//!   [`TEMP_PREFIX`]`…`: output expansion must skip such names, and [`sweep_temp_files`]
+//!   [`TEMP_PREFIX`]`…`: output expansion must skip such names, and `clab_plan::inputs::sweep_temp_files`
 //!   removes those a killed clab left (issue 18: a partial `out/.clab-restore-*` was stored as
 //!   an output of `outputs "out/**"`).
 //! - Among clab's crates this one depends on `clab-model` only (for the [`LlmCall`] record and
@@ -69,7 +69,7 @@ pub use cached_result::{CachedResult, OutputEntry, RestoreReport};
 pub use cas::Cas;
 /// The name prefix of every temp file clab writes beside a user's files: restores in progress
 /// here, and `clab_model::atomic_write` (LLM outputs, reports). Output globs must never match
-/// such a name; [`sweep_temp_files`] removes stale ones.
+/// such a name; `clab_plan::inputs::sweep_temp_files` removes stale ones at the start of a run.
 pub use clab_model::atomic_write::TEMP_PREFIX;
 use clab_model::llm_call::{CallOutcome, LlmCall};
 pub use digest::Digest;
@@ -1569,81 +1569,6 @@ fn restore_temp_file(parent: &Path) -> Result<tempfile::NamedTempFile, Error> {
         .map_err(|source| Error::io("create a temp file in", parent, source))
 }
 
-/// How long a temp file must have gone unmodified before [`sweep_temp_files`] takes it for a
-/// leftover: a writer streams into its temp file, so a live one is younger.
-pub const TEMP_FILE_GRACE: Duration = Duration::from_secs(60);
-
-/// Remove the temp files (named [`TEMP_PREFIX`]`…`) that a killed clab left in `dirs`
-/// (relative to `root`, searched recursively; symbolic links are not followed) and that have
-/// not been modified for [`TEMP_FILE_GRACE`]; returns the paths removed. Call it at the start
-/// of a run with the directories output globs expand in. A directory that does not exist, or
-/// one outside the root, is skipped.
-pub fn sweep_temp_files(root: &Path, dirs: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>, Error> {
-    let cutoff = SystemTime::now()
-        .checked_sub(TEMP_FILE_GRACE)
-        .unwrap_or(UNIX_EPOCH);
-    sweep_temp_files_before(root, dirs, cutoff)
-}
-
-fn sweep_temp_files_before(
-    root: &Path,
-    dirs: &[impl AsRef<Path>],
-    cutoff: SystemTime,
-) -> Result<Vec<PathBuf>, Error> {
-    let mut removed = Vec::new();
-    let mut pending: Vec<PathBuf> = Vec::new();
-    for dir in dirs {
-        let dir = dir.as_ref();
-        let inside = dir
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-        if inside {
-            pending.push(root.join(dir));
-        }
-    }
-    let mut seen = HashSet::new();
-    while let Some(dir) = pending.pop() {
-        if !seen.insert(dir.clone()) {
-            continue;
-        }
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                continue;
-            }
-            Err(source) => return Err(Error::io("read", &dir, source)),
-        };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            let path = entry.path();
-            if kind.is_dir() {
-                pending.push(path);
-                continue;
-            }
-            let is_temp = entry
-                .file_name()
-                .as_encoded_bytes()
-                .starts_with(TEMP_PREFIX.as_bytes());
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|modified| modified < cutoff);
-            if is_temp && stale && !kind.is_symlink() && fs::remove_file(&path).is_ok() {
-                removed.push(path);
-            }
-        }
-    }
-    removed.sort();
-    Ok(removed)
-}
-
 /// Whether `abs` already holds `output` (hash via the stat cache, and mode).
 fn output_is_current(stat_cache: &StatCache, abs: &Path, output: &OutputEntry) -> bool {
     let started_ns = now_ns();
@@ -2583,11 +2508,12 @@ mod tests {
     }
 
     #[test]
-    fn restore_temp_files_carry_the_prefix_and_stale_ones_are_swept_issue_18() {
+    fn restore_temp_files_carry_the_prefix_issue_18() {
+        // Output expansion skips the prefix and the run sweeps stale ones
+        // (`clab_plan::inputs::sweep_temp_files`).
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir_all(root.join("out/sub")).unwrap();
-        let temp = restore_temp_file(&root.join("out")).unwrap();
+        fs::create_dir_all(dir.path().join("out")).unwrap();
+        let temp = restore_temp_file(&dir.path().join("out")).unwrap();
         let name = temp
             .path()
             .file_name()
@@ -2595,24 +2521,6 @@ mod tests {
             .to_string_lossy()
             .into_owned();
         assert!(name.starts_with(TEMP_PREFIX), "{name}");
-        // What a kill during a restore leaves, and what a live writer has open.
-        let (_, killed) = temp.keep().unwrap();
-        let deeper = root.join(format!("out/sub/{TEMP_PREFIX}abc"));
-        fs::write(&deeper, b"partial").unwrap();
-        backdate(&killed);
-        backdate(&deeper);
-        let live = root.join(format!("out/{TEMP_PREFIX}live"));
-        fs::write(&live, b"writing").unwrap();
-        write(root, "out/keep.txt", "kept", 0o644);
-        write(root, "elsewhere/.clab-tmp-x", "not swept here", 0o644);
-        backdate(&root.join("elsewhere/.clab-tmp-x"));
-        let removed = sweep_temp_files(root, &["out", "missing", "../up"]).unwrap();
-        let mut expected = vec![killed.clone(), deeper.clone()];
-        expected.sort();
-        assert_eq!(removed, expected);
-        assert!(live.exists() && root.join("out/keep.txt").exists());
-        assert!(root.join("elsewhere/.clab-tmp-x").exists());
-        assert!(sweep_temp_files(root, &["out"]).unwrap().is_empty());
     }
 
     #[test]

@@ -12,6 +12,6 @@ pub struct AggregateKind;
 
 impl Kind for AggregateKind {
     fn run(&self, _cx: &Context, _work: Work<'_>) -> RunResult {
-        Ok(Vec::new())
+        Ok(Default::default())
     }
 }

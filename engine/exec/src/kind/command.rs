@@ -7,7 +7,8 @@ use crate::{
     context::Context,
     event::Status,
     kind::{Kind, RunResult, Work},
-    process::{CommandSpec, Exit, run_command},
+    process::{CommandSpec, Exit, run_command_into},
+    task_log::TaskLog,
 };
 
 /// Runs shell commands.
@@ -24,13 +25,18 @@ impl Kind for CommandKind {
     fn run(&self, cx: &Context, work: Work<'_>) -> RunResult {
         let node = cx.node(work.id);
         let clab_graph::NodeKind::Command { run: lines } = &node.kind else {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         };
         let cwd: PathBuf = cx.graph.root().join(&node.cwd);
         let attempts = node.retry + 1;
         let env = cx.graph.command_env(work.id);
         let job = work.job;
-        let mut log = Vec::new();
+        // A log the run will store goes whole to a file when long; any other keeps its end.
+        let spill = cx
+            .writable_store()
+            .filter(|_| work.keyed.is_some())
+            .map(|store| store.dir());
+        let mut log = TaskLog::new(spill);
         for attempt in 1..=attempts {
             log.clear();
             let mut failure = None;
@@ -43,17 +49,19 @@ impl Kind for CommandKind {
                     grace: cx.grace,
                 };
                 let on_line = |text: &str| cx.output(work.id, text.to_owned());
-                match run_command(&spec, on_line, job.stop(), || job.run_deferred()) {
-                    Ok((exit, output)) => {
-                        log.extend_from_slice(&output);
-                        if !exit.success() {
-                            failure = Some((exit, index));
+                let ran =
+                    run_command_into(&spec, &mut log, on_line, job.stop(), || job.run_deferred());
+                match ran {
+                    Ok(ran) => {
+                        warn_left_behind(cx, &node.name, &ran);
+                        if !ran.exit.success() {
+                            failure = Some((ran.exit, index));
                             break;
                         }
                     }
                     Err(err) => {
                         let message = format!("{err}: {}\n", err.source);
-                        log.extend_from_slice(message.as_bytes());
+                        log.push(message.as_bytes());
                         failure = Some((Exit::Code(127), index));
                         break;
                     }
@@ -78,5 +86,27 @@ impl Kind for CommandKind {
             }
         }
         Ok(log)
+    }
+}
+
+/// Warn about what a command left running outside its process group (killed when it
+/// ended), and about output clab stopped reading.
+fn warn_left_behind(cx: &Context, task: &str, ran: &crate::process::Ran) {
+    if ran.escaped > 0 {
+        cx.warn(format!(
+            "`{task}` left {} running outside its process group; killed when it ended \
+             (a task's processes end with it)",
+            if ran.escaped == 1 {
+                "1 process".to_owned()
+            } else {
+                format!("{} processes", ran.escaped)
+            }
+        ));
+    }
+    if ran.output_abandoned {
+        cx.warn(format!(
+            "a process of `{task}` that clab could not find kept its output open after it \
+             ended; the rest of that output is not in the log"
+        ));
     }
 }

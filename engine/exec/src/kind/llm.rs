@@ -8,7 +8,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    path::Path,
     sync::Mutex,
     time::Duration,
 };
@@ -121,18 +120,18 @@ impl Kind for LlmKind {
         let prompt = match rendered {
             Some(prompt) => prompt,
             None => llm_prompt::render(&cx.graph, id, &self.layers, cx.stat_cache())
-                .map_err(|message| (failed(&message), Vec::new()))?,
+                .map_err(|message| (failed(&message), Default::default()))?,
         };
         let (result, calls) =
             self.runtime
-                .block_on(call(&node.name, cx.graph.root(), &prompt, &self.limiters));
+                .block_on(call(&node.name, cx, id, &prompt, &self.limiters));
         self.record(cx, id, &calls);
         match result {
             Ok(line) => {
                 cx.output(id, line.clone());
-                Ok(format!("{line}\n").into_bytes())
+                Ok(format!("{line}\n").into_bytes().into())
             }
-            Err(message) => Err((failed(&message), message.into_bytes())),
+            Err(message) => Err((failed(&message), message.into_bytes().into())),
         }
     }
 
@@ -159,10 +158,12 @@ impl Kind for LlmKind {
 /// line for the log, or the failure message; the records of every attempt either way.
 async fn call(
     task: &str,
-    root: &Path,
+    cx: &Context,
+    id: NodeId,
     prompt: &LlmPrompt,
     limiters: &LimiterRegistry,
 ) -> (Result<String, String>, Vec<LlmCall>) {
+    let root = cx.graph.root();
     let lookup = |name: &str| std::env::var(name).ok();
     let mut calls = Vec::new();
     let client = match Client::from_config(&prompt.config, root, task, limiters, &lookup) {
@@ -183,6 +184,7 @@ async fn call(
     };
     let check = prompt.check.as_ref().map(|command| {
         ShellCheck::new(task, command.clone(), root, CHECK_TIMEOUT)
+            .with_env(cx.graph.command_env(id))
             .without_env(prompt.config.key_variables())
     });
     let check = check.as_ref().map(|c| c as &dyn Check);

@@ -55,13 +55,13 @@ impl Kind for RuleKind {
         let id = work.id;
         let node = cx.node(id);
         let NodeKind::Rule(rule) = &node.kind else {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         };
         let root = cx.graph.root();
         let inputs = if work.inputs.is_empty() {
             // Not keyed (no cache): walk the rule's inputs now.
             clab_plan::inputs::collect(root, &node.inputs, cx.stat_cache())
-                .map_err(|err| (failed(&err.to_string()), Vec::new()))?
+                .map_err(|err| (failed(&err.to_string()), Default::default()))?
                 .into()
         } else {
             work.inputs
@@ -141,9 +141,9 @@ impl Kind for RuleKind {
                 "{errors} finding{} to fix",
                 if errors == 1 { "" } else { "s" }
             );
-            return Err((failed(&message), log.into_bytes()));
+            return Err((failed(&message), log.into_bytes().into()));
         }
-        Ok(log.into_bytes())
+        Ok(log.into_bytes().into())
     }
 }
 
