@@ -32,6 +32,8 @@
 mod build;
 mod cycle;
 pub mod project;
+mod scope;
+pub mod workspace;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -47,7 +49,9 @@ use petgraph::{
 };
 use serde::Serialize;
 
-pub use self::build::build;
+pub use self::build::{build, build_workspace};
+pub use self::scope::{Scope, Selection};
+use self::workspace::{Member, MemberId, Workspace};
 use clab_syntax::{LlmStepDecl, TaskFile};
 
 /// A node's index in its [`Graph`].
@@ -96,8 +100,12 @@ pub struct LlmNode {
     pub decl: LlmStepDecl,
     /// The rendered `output` path, relative to the root.
     pub output: String,
-    /// The rendered `context` globs.
+    /// The rendered `context` globs, relative to the root.
     pub context: Vec<String>,
+    /// The rendered `prompt-file`, relative to the root.
+    pub prompt_file: Option<String>,
+    /// The rendered `system-file`, relative to the root.
+    pub system_file: Option<String>,
     /// The rendered `check` command (`{{output}}` still in place: it names a temp file).
     pub check: Option<String>,
     /// Values of the file placeholders for this node, for rendering prompts.
@@ -120,10 +128,12 @@ pub struct Coverage {
 /// One unit of work: a task, or one file of a `for-each` task.
 #[derive(Clone, Debug)]
 pub struct Node {
-    /// The display id: `lint`, `gen-tests[src/pkg/a.py]`.
+    /// The display id: `lint`, `gen-tests[src/pkg/a.py]`, `core:build` in a workspace.
     pub name: String,
-    /// The task it comes from.
+    /// The task it comes from (`core:build` for a member's).
     pub task: String,
+    /// The workspace member whose tasks.kdl declares it; `None`: the root's.
+    pub member: Option<MemberId>,
     /// The file of a `for-each` node.
     pub item: Option<String>,
     /// What it does.
@@ -179,6 +189,10 @@ pub struct Graph {
     file: Arc<TaskFile>,
     rules: Arc<Vec<clab_rules::RuleFile>>,
     dotenv: Arc<BTreeMap<String, String>>,
+    /// Each member's own `dotenv` variables (on top of the root's).
+    member_dotenv: Arc<Vec<BTreeMap<String, String>>>,
+    workspace: Arc<Workspace>,
+    scope: Scope,
 }
 
 impl Graph {
@@ -188,10 +202,44 @@ impl Graph {
         &self.dotenv
     }
 
+    /// The `dotenv` variables a node gets: the root's, then its member's.
+    pub fn dotenv_of(&self, id: NodeId) -> BTreeMap<String, String> {
+        let mut env = (*self.dotenv).clone();
+        if let Some(member) = self.node(id).member
+            && let Some(vars) = self.member_dotenv.get(member.index())
+        {
+            env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        env
+    }
+
+    /// The `env-inputs` names a node's key hashes: the root's, then its member's.
+    pub fn env_inputs_of(&self, member: Option<MemberId>) -> Vec<&str> {
+        let own = member
+            .and_then(|m| self.workspace.members[m.index()].file.as_deref())
+            .map(|f| f.env_inputs.as_slice())
+            .unwrap_or_default();
+        self.file
+            .env_inputs
+            .iter()
+            .chain(own)
+            .map(|name| name.value.as_str())
+            .collect()
+    }
+
+    /// The `dotenv` variables of `member` (the root's for `None`), as [`Self::dotenv_of`].
+    pub fn member_dotenv(&self, member: Option<MemberId>) -> BTreeMap<String, String> {
+        let mut env = (*self.dotenv).clone();
+        if let Some(vars) = member.and_then(|m| self.member_dotenv.get(m.index())) {
+            env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        env
+    }
+
     /// The environment a node's commands get on top of clab's own: the `dotenv` variables,
     /// then the node's `env` (tasks.kdl wins over `.env`).
     pub fn command_env(&self, id: NodeId) -> BTreeMap<String, String> {
-        let mut env = (*self.dotenv).clone();
+        let mut env = self.dotenv_of(id);
         env.extend(
             self.node(id)
                 .env
@@ -206,9 +254,37 @@ impl Graph {
         &self.root
     }
 
-    /// The parsed file the graph was built from.
+    /// The parsed file the graph was built from (a workspace's root tasks.kdl).
     pub fn file(&self) -> &TaskFile {
         &self.file
+    }
+
+    /// The tasks file that declares node `id`: its member's, or the root's.
+    pub fn file_of(&self, id: NodeId) -> &TaskFile {
+        self.node(id)
+            .member
+            .and_then(|m| self.workspace.members[m.index()].file.as_deref())
+            .unwrap_or(&self.file)
+    }
+
+    /// The workspace's members (none for a single project).
+    pub fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    /// A member of the workspace.
+    pub fn member(&self, id: MemberId) -> &Member {
+        &self.workspace.members[id.index()]
+    }
+
+    /// Every file the graph was read from besides the root tasks.kdl: the members'
+    /// tasks.kdl and the manifests (relative to the root), for watch mode.
+    pub fn workspace_files(&self) -> Vec<String> {
+        let mut files = self.workspace.files.clone();
+        for member in &self.workspace.members {
+            files.extend(member.files.iter().cloned());
+        }
+        files
     }
 
     /// The rule files of the project (for LLM context and `clab rules`).
@@ -273,30 +349,6 @@ impl Graph {
         ids.sort_by(|a, b| self.node(*a).name.cmp(&self.node(*b).name));
         ids.dedup();
         ids
-    }
-
-    /// Resolve names given on the command line: a task name selects all its nodes, a display
-    /// id one node.
-    pub fn resolve_targets(&self, names: &[String]) -> Result<Vec<NodeId>, UnknownTarget> {
-        let mut targets = Vec::new();
-        for name in names {
-            if let Some(ids) = self.tasks.get(name) {
-                targets.extend(ids);
-            } else if let Some(&id) = self.ids.get(name) {
-                targets.push(id);
-            } else {
-                let help = clab_syntax::did_you_mean(name, self.tasks.keys().map(String::as_str))
-                    .map(|close| format!("did you mean `{close}`?"))
-                    .unwrap_or_else(|| "`clab list` shows the tasks".to_owned());
-                return Err(UnknownTarget {
-                    name: name.clone(),
-                    help,
-                });
-            }
-        }
-        targets.sort();
-        targets.dedup();
-        Ok(targets)
     }
 
     /// Pass `clab run TASK -- ARGS` to the command nodes among `targets`: each argument
@@ -566,11 +618,43 @@ pub enum ArgsError {
 #[error("{} in `{file}`", clab_syntax::plural(errors.len(), "problem"))]
 #[diagnostic(code(clab::tasks::invalid))]
 pub struct Diagnostics {
-    /// The file's display name.
+    /// The file's display name (in a workspace: the one file all problems are in, else
+    /// the root's with `and members` after it).
     pub file: String,
     /// The problems.
     #[related]
     pub errors: Vec<Error>,
+}
+
+impl Diagnostics {
+    /// The problems found building the graph of `root`'s file: named after the one file
+    /// they are all in.
+    fn new(root: &TaskFile, errors: Vec<Error>) -> Diagnostics {
+        let mut files: Vec<&str> = errors.iter().filter_map(Error::file_name).collect();
+        files.sort_unstable();
+        files.dedup();
+        let file = match files.as_slice() {
+            [one] => (*one).to_owned(),
+            [] => root.source.name().to_owned(),
+            _ => format!("{} and its members' files", root.source.name()),
+        };
+        Diagnostics { file, errors }
+    }
+}
+
+impl Error {
+    /// The name of the file the problem is in, when it points into one.
+    fn file_name(&self) -> Option<&str> {
+        match self {
+            Error::UnknownDep { src, .. }
+            | Error::Cycle { src, .. }
+            | Error::UnknownProfile { src, .. }
+            | Error::BadGlob { src, .. }
+            | Error::OutsideRoot { src, .. }
+            | Error::Dotenv { src, .. } => Some(src.name()),
+            Error::Rules { .. } | Error::Walk { .. } => None,
+        }
+    }
 }
 
 /// The `clab graph --format json` document.
@@ -578,8 +662,22 @@ pub struct Diagnostics {
 pub struct GraphJson {
     /// The project name, if the file gives one.
     pub project: Option<String>,
+    /// The workspace's members (empty for a single project).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberJson>,
     /// Every node, in topological order.
     pub nodes: Vec<NodeJson>,
+}
+
+/// One member of [`GraphJson`].
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct MemberJson {
+    /// The member's name.
+    pub name: String,
+    /// Its directory, relative to the root.
+    pub dir: String,
+    /// The members it depends on.
+    pub deps: Vec<String>,
 }
 
 /// One node of [`GraphJson`].
@@ -589,6 +687,9 @@ pub struct NodeJson {
     pub id: String,
     /// Task name.
     pub task: String,
+    /// The workspace member that declares it (absent for the root's tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
     /// `command`, `llm`, `rule` or `aggregate`.
     pub kind: String,
     /// `description`.
@@ -609,6 +710,20 @@ impl Graph {
     pub fn to_json(&self, nodes: &[NodeId]) -> GraphJson {
         GraphJson {
             project: self.file.project.as_ref().map(|p| p.value.clone()),
+            members: self
+                .workspace
+                .members
+                .iter()
+                .map(|m| MemberJson {
+                    name: m.name.clone(),
+                    dir: m.dir.clone(),
+                    deps: m
+                        .deps
+                        .iter()
+                        .map(|d| self.workspace.members[d.member.index()].name.clone())
+                        .collect(),
+                })
+                .collect(),
             nodes: nodes
                 .iter()
                 .map(|&id| {
@@ -616,6 +731,7 @@ impl Graph {
                     NodeJson {
                         id: node.name.clone(),
                         task: node.task.clone(),
+                        member: node.member.map(|m| self.member(m).name.clone()),
                         kind: node.kind.label().to_owned(),
                         description: node.description.clone(),
                         deps: self
