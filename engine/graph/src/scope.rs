@@ -201,7 +201,9 @@ impl Graph {
                 }
             }
         }
-        let outputs = outputs.build().unwrap_or_else(|_| globset::GlobSet::empty());
+        let outputs = outputs
+            .build()
+            .unwrap_or_else(|_| globset::GlobSet::empty());
         let mut root = false;
         let mut touched: Vec<MemberId> = Vec::new();
         let mut outside: Vec<&str> = Vec::new();
