@@ -10,7 +10,9 @@
 //!
 //! The graph stage: turn the parsed task file and the rule files it finds into the one
 //! value every later stage reads. [`project`] finds `tasks.kdl` and loads it (through the
-//! parse cache) into a [`Graph`].
+//! parse cache) into a [`Graph`]; in a workspace, [`workspace`] reads the members and their
+//! manifests and [`build_workspace`] puts every member's tasks into the one graph, whose
+//! [`Scope`] says what bare names on the command line mean.
 //!
 //! # In
 //!
@@ -23,10 +25,12 @@
 //!
 //! # Invariants
 //!
-//! A [`Graph`] can only be made by [`build`], so holding one means the file was valid: later
+//! A [`Graph`] can only be made by [`build`] or [`build_workspace`], so holding one means the
+//! files were valid: later
 //! stages never re-check names or look for cycles. Edges run from a dependency to its
 //! dependent. Node ids display the same way everywhere: `lint`, `gen-tests[src/pkg/a.py]`,
-//! `rule:no-pip-install`. Among clab's crates this one depends on `clab-model`,
+//! `rule:no-pip-install`, `core:build` (a member's). Every path a node holds is relative to
+//! the root, a member's included. Among clab's crates this one depends on `clab-model`,
 //! `clab-syntax` and `clab-rules` only: it knows nothing of keys, the store or execution.
 
 mod build;
