@@ -79,6 +79,7 @@ pub fn build_workspace(
     for (g, (u, task)) in all.iter().enumerate() {
         by_unit[*u].insert(task.name.value.as_str(), g);
     }
+    let defined_anywhere: HashSet<&str> = all.iter().map(|(_, t)| t.name.value.as_str()).collect();
     let member_index: HashMap<&str, usize> = workspace
         .members
         .iter()
@@ -111,7 +112,7 @@ pub fn build_workspace(
                 help,
             };
             if let Some(name) = dep.value.strip_prefix('^') {
-                if !by_unit.iter().any(|tasks| tasks.contains_key(name)) {
+                if !defined_anywhere.contains(name) {
                     errors.push(unknown(if workspace.members.is_empty() {
                         "`^NAME` names the task of every member this one depends on, and this \
                          project has no `members`"

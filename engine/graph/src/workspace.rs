@@ -142,6 +142,7 @@ impl Workspace {
                 continue;
             }
             for dir in expand(root, &glob.value) {
+                // `is_file` of a path under a plain file fails too: no `is_dir` needed.
                 if !excluded.is_match(&dir) && root.join(&dir).join(TASKS_FILE).is_file() {
                     dirs.entry(dir).or_insert(Found {
                         by_members: Some(glob.clone()),
@@ -178,7 +179,11 @@ impl Workspace {
                     continue;
                 }
                 for dir in expand(root, &glob.glob) {
-                    if !excluded.is_match(&dir) && root.join(&dir).join(manifest).is_file() {
+                    // A member already found needs no second look.
+                    if !dirs.contains_key(&dir)
+                        && !excluded.is_match(&dir)
+                        && root.join(&dir).join(manifest).is_file()
+                    {
                         dirs.entry(dir).or_insert(Found { by_members: None });
                     }
                 }
@@ -573,7 +578,8 @@ fn member_glob(glob: &str) -> Result<Glob, String> {
         .map_err(|err| err.kind().to_string())
 }
 
-/// The directories under `root` that `glob` matches, relative and `/`-separated, sorted.
+/// The paths under `root` that `glob` matches (directories, and any files the glob also
+/// matches), relative and `/`-separated, sorted.
 fn expand(root: &Path, glob: &str) -> Vec<String> {
     let glob = glob.trim_start_matches("./").trim_end_matches('/');
     let pattern = format!("{}/{glob}", glob::Pattern::escape(&root.to_string_lossy()));
@@ -585,9 +591,10 @@ fn expand(root: &Path, glob: &str) -> Vec<String> {
     let Ok(paths) = glob::glob_with(&pattern, options) else {
         return Vec::new();
     };
+    // Not filtered to directories here: the caller looks for a file inside each (one
+    // `stat` instead of two on a workspace of hundreds of members).
     let mut dirs: Vec<String> = paths
         .flatten()
-        .filter(|path| path.is_dir())
         .filter_map(|path| {
             let relative = path.strip_prefix(root).ok()?;
             let text = relative.to_str()?.replace('\\', "/");
