@@ -24,7 +24,8 @@ big/, and a tasks.kdl with one task whose inputs are `big/**` (to time cold hash
 
 Workspace mode (`--workspace M`): a monorepo of M members under pkgs/mNNN, each with
 --member-tasks T tasks t00..tTT (default 20) and one 64-byte input per task (src/tKK.txt).
-Member i's package.json depends on 1-3 earlier members (`workspace:*` ranges), so the
+Member i's package.json depends on 1-3 earlier members (`"*"` ranges: npm has no
+`workspace:` protocol; clab reads either), so the
 member graph is acyclic. Task tK depends on t(K-1) of its own member and, as `^tK`, on tK
 of every member it depends on (turbo's `dependsOn: ["^tK"]`). Each task does
 
@@ -254,7 +255,7 @@ def workspace(args: argparse.Namespace, root: Path) -> None:
             "version": "1.0.0",
             "private": True,
             "scripts": scripts,
-            "dependencies": {f"@bench/{names[x]}": "workspace:*" for x in deps[i]},
+            "dependencies": {f"@bench/{names[x]}": "*" for x in deps[i]},
         }
         (d / "package.json").write_text(json.dumps(package, indent=2) + "\n")
     nj.append("")

@@ -2,6 +2,7 @@
 # Workspace benchmark (issue 17): a monorepo of 100 members x 20 tasks, member dependencies
 # from package.json (`workspace:*`), for clab, ninja and turbo on the same tasks. Writes
 # bench/results/ws-*.json and re-renders docs/benchmarks.md.
+# Member dependencies are package.json `dependencies` (`"*"` ranges, npm workspaces).
 #
 #   bash bench/workspace.sh                # (about 10 minutes: turbo's cold build runs npm 2,000 times)
 #   RUNS=20 bash bench/workspace.sh        # more timing runs per command (default 10)
@@ -54,6 +55,9 @@ if [ ! -d "$ws/clab" ]; then
     python3 bench/gen.py --out "$ws/clab" --workspace "$MEMBERS" --member-tasks "$TASKS"
     cp -a "$ws/clab" "$ws/ninja"
     cp -a "$ws/clab" "$ws/turbo"
+    # turbo reads the package manager's lockfile; npm writes one without fetching anything
+    # (every dependency is a workspace member).
+    (cd "$ws/turbo" && npm install --package-lock-only --ignore-scripts --no-audit --no-fund >/dev/null)
 fi
 echo "members=$MEMBERS tasks_per_member=$TASKS turbo=$(turbo --version) node=$(node --version)" \
     >"$results/ws-info.txt"

@@ -34,12 +34,7 @@ pub(super) fn write_list(graph: &Graph, out: &mut impl Write) -> std::io::Result
                 .map(move |t| qualifier.chars().count() + t.name.value.chars().count())
         })
         .max()
-        .unwrap_or(0)
-        .max(if graph.tasks().contains_key("rules") {
-            5
-        } else {
-            0
-        });
+        .unwrap_or(0);
     let root_tasks = !graph.file().tasks.is_empty() || graph.tasks().contains_key("rules");
     if root_tasks || workspace.members.is_empty() {
         writeln!(out, "Tasks:")?;
