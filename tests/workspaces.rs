@@ -297,6 +297,13 @@ fn filter_selects_members_with_dependents_or_dependencies() {
         .status(2)
         .stderr_has("`--filter lbi` matches no member")
         .stderr_has("did you mean `lib`?");
+    // Outside a workspace the flags are an error, not ignored.
+    Test::new()
+        .file("tasks.kdl", r#"task "test" { run "true" }"#)
+        .args(&["run", "test", "--since", "HEAD"])
+        .run()
+        .status(2)
+        .stderr_has("`--since` selects workspace members, and this project has none");
 }
 
 #[test]

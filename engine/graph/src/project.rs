@@ -137,6 +137,14 @@ impl Project {
     pub fn load(&self) -> Result<Graph, Error> {
         let file = self.parse()?;
         if file.members.is_empty() {
+            let flag = match (self.filters.is_empty(), &self.since) {
+                (false, _) => Some("--filter"),
+                (true, Some(_)) => Some("--since"),
+                (true, None) => None,
+            };
+            if let Some(flag) = flag {
+                return Err(single(crate::workspace::Error::NotAWorkspace { flag }).into());
+            }
             return Ok(crate::build(file, &self.root)?);
         }
         let parse = |path: &Path, name: String| self.parse_file(path, name);

@@ -172,6 +172,19 @@ pub enum Error {
         help: String,
     },
 
+    /// `--filter` or `--since` in a project without `members`.
+    #[error("`{flag}` selects workspace members, and this project has none")]
+    #[diagnostic(
+        code(clab::workspace::not_a_workspace),
+        help(
+            "list the members in the root tasks.kdl with `members \"packages/*\"` (docs/workspaces.md)"
+        )
+    )]
+    NotAWorkspace {
+        /// The flag given.
+        flag: &'static str,
+    },
+
     /// `--filter` with a glob that does not compile.
     #[error("invalid `--filter {filter}`: {reason}")]
     #[diagnostic(code(clab::workspace::bad_filter))]
