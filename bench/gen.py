@@ -22,12 +22,28 @@ Single-task mode (`--trivial`): one task `hi` running `echo hi`, as tasks.kdl an
 Hash-tree mode (`--hash-tree BYTES`): a tree of --files files adding up to BYTES under
 big/, and a tasks.kdl with one task whose inputs are `big/**` (to time cold hashing).
 
+Workspace mode (`--workspace M`): a monorepo of M members under pkgs/mNNN, each with
+--member-tasks T tasks t00..tTT (default 20) and one 64-byte input per task (src/tKK.txt).
+Member i's package.json depends on 1-3 earlier members (`"*"` ranges: npm has no
+`workspace:` protocol; clab reads either), so the
+member graph is acyclic. Task tK depends on t(K-1) of its own member and, as `^tK`, on tK
+of every member it depends on (turbo's `dependsOn: ["^tK"]`). Each task does
+
+    cat src/tKK.txt > out/tKK.txt                              # its own input
+    cksum <the outputs it depends on> >> out/tKK.txt           # one line per dependency
+
+Written for clab (root tasks.kdl with `members "pkgs/*"`, a tasks.kdl per member), for
+turbo (root package.json with npm `workspaces` and `packageManager`, turbo.json, a
+`scripts` entry per task in each member's package.json) and for ninja (one build.ninja at
+the root, each command `cd`-ing into its member). All three run the same shell lines.
+
 Standard library only; the same --seed always writes the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 from pathlib import Path
@@ -184,6 +200,87 @@ def hash_tree(args: argparse.Namespace, root: Path) -> None:
     )
 
 
+def workspace(args: argparse.Namespace, root: Path) -> None:
+    rng = random.Random(args.seed)
+    members, per = args.workspace, args.member_tasks
+    names = [f"m{i:03d}" for i in range(members)]
+    deps: list[list[int]] = []
+    for i in range(members):
+        k = min(i, rng.randint(1, 3))
+        deps.append(sorted(rng.sample(range(i), k)) if k else [])
+    tasks = [f"t{k:02d}" for k in range(per)]
+
+    def own_deps(i: int, k: int) -> list[str]:
+        """Outputs task k of member i depends on, relative to the member's directory."""
+        outs = [f"out/{tasks[k - 1]}.txt"] if k else []
+        outs += [f"../{names[d]}/out/{tasks[k]}.txt" for d in deps[i]]
+        return outs
+
+    def command(i: int, k: int) -> str:
+        parts = [f"cat src/{tasks[k]}.txt > out/{tasks[k]}.txt"]
+        outs = own_deps(i, k)
+        if outs:
+            parts.append(f"cksum {' '.join(outs)} >> out/{tasks[k]}.txt")
+        return " && ".join(parts)
+
+    (root / "tasks.kdl").write_text('project "bench-workspace"\nmembers "pkgs/*"\n')
+    nj = ["rule sh", "  command = $cmd", "  description = $out", ""]
+    outputs = []
+    for i, name in enumerate(names):
+        d = root / "pkgs" / name
+        (d / "src").mkdir(parents=True, exist_ok=True)
+        (d / "out").mkdir(parents=True, exist_ok=True)
+        kdl = []
+        scripts = {}
+        for k, task in enumerate(tasks):
+            (d / "src" / f"{task}.txt").write_bytes(content(rng, 64))
+            kdl.append(f'task "{task}" {{')
+            task_deps = ([f'"{tasks[k - 1]}"'] if k else []) + [f'"^{task}"']
+            kdl.append("    deps " + " ".join(task_deps))
+            kdl.append(f'    inputs "src/{task}.txt"')
+            kdl.append(f'    outputs "out/{task}.txt"')
+            kdl.append(f"    run {kdl_string(command(i, k))}")
+            kdl.append("}")
+            scripts[task] = command(i, k)
+            out = f"pkgs/{name}/out/{task}.txt"
+            outputs.append(out)
+            prereqs = [f"pkgs/{name}/src/{task}.txt"]
+            prereqs += [f"pkgs/{name}/{o}" if not o.startswith("..") else
+                        f"pkgs/{o[3:]}" for o in own_deps(i, k)]
+            nj.append(f"build {out}: sh " + " ".join(prereqs))
+            nj.append(f"  cmd = {ninja_escape(f'cd pkgs/{name} && ' + command(i, k))}")
+        (d / "tasks.kdl").write_text("\n".join(kdl) + "\n")
+        package = {
+            "name": f"@bench/{name}",
+            "version": "1.0.0",
+            "private": True,
+            "scripts": scripts,
+            "dependencies": {f"@bench/{names[x]}": "*" for x in deps[i]},
+        }
+        (d / "package.json").write_text(json.dumps(package, indent=2) + "\n")
+    nj.append("")
+    nj.append("default " + " ".join(outputs))
+    (root / "build.ninja").write_text("\n".join(nj) + "\n")
+    (root / "package.json").write_text(json.dumps({
+        "name": "bench-workspace",
+        "private": True,
+        "packageManager": "npm@10.9.0",
+        "workspaces": ["pkgs/*"],
+    }, indent=2) + "\n")
+    turbo_tasks = {}
+    for k, task in enumerate(tasks):
+        turbo_tasks[task] = {
+            "dependsOn": ([tasks[k - 1]] if k else []) + [f"^{task}"],
+            "inputs": [f"src/{task}.txt"],
+            "outputs": [f"out/{task}.txt"],
+        }
+    (root / "turbo.json").write_text(json.dumps({
+        "$schema": "https://turbo.build/schema.json",
+        "tasks": turbo_tasks,
+    }, indent=2) + "\n")
+    (root / ".gitignore").write_text(".clab/\n.turbo/\nnode_modules/\n.ninja_*\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path, help="workspace directory to create")
@@ -198,6 +295,9 @@ def main() -> None:
     p.add_argument("--trivial", action="store_true", help="one `echo hi` task (with justfile)")
     p.add_argument("--hash-tree", type=int, default=0, metavar="BYTES",
                    help="a tree of --files files totalling BYTES under big/")
+    p.add_argument("--workspace", type=int, default=0, metavar="MEMBERS",
+                   help="a monorepo of MEMBERS members for clab, turbo and ninja")
+    p.add_argument("--member-tasks", type=int, default=20, help="tasks per member")
     args = p.parse_args()
     root: Path = args.out
     if root.exists() and any(root.iterdir()):
@@ -207,6 +307,8 @@ def main() -> None:
         trivial(root)
     elif args.hash_tree:
         hash_tree(args, root)
+    elif args.workspace:
+        workspace(args, root)
     else:
         layered(args, root)
 

@@ -66,6 +66,36 @@ fn python_uv_example_runs_green() {
 }
 
 #[test]
+fn uv_workspace_example_runs_green_and_then_only_what_a_change_touches() {
+    crate::test::require_uv();
+    let test = copy_example("uv-workspace");
+    test.run_with(&["run", "ci"])
+        .status(0)
+        .stdout_has("[core:test] 2 passed")
+        .stdout_has("[lib:test] 2 passed")
+        .stdout_has("[cli:test] 2 passed")
+        .stdout_has("7 tasks: 7 ran");
+    test.run_with(&["run", "ci"])
+        .status(0)
+        .stdout_has("7 tasks: 0 ran, 7 cached");
+    // A change in lib reruns lib's checks and cli's tests (which exercise lib's code), not
+    // core's; inside lib, bare names are lib's tasks.
+    let path = "packages/lib/src/tally_report/__init__.py";
+    let source = test.read(path);
+    test.write(path, &format!("{source}\n\nSEPARATOR = \": \"\n"));
+    test.run_with(&["-C", "packages/lib", "run", "test"])
+        .status(0)
+        .stdout_has("⚡ core:test cached")
+        .stdout_has("✓ lib:test")
+        .stdout_lacks("cli:test");
+    test.run_with(&["run", "ci"])
+        .status(0)
+        .stdout_has("✓ lib:lint")
+        .stdout_has("✓ cli:test")
+        .stdout_has("7 tasks: 2 ran, 5 cached");
+}
+
+#[test]
 fn llm_example_replays_offline_from_its_shipped_cache() {
     let test = copy_example("llm");
     test.run_with(&["run", "--offline"])

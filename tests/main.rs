@@ -17,4 +17,5 @@ mod schemas;
 mod templates;
 mod testing;
 mod watch;
+mod workspaces;
 mod test;

@@ -480,3 +480,46 @@ fn a_rule_that_does_not_compile_keeps_the_last_good_graph() {
     watch.expect("waiting for changes");
     assert_eq!(test.read("count.txt"), "run\nrun\n");
 }
+
+#[test]
+fn a_member_tasks_file_or_manifest_change_reloads_the_workspace() {
+    let test = Test::new()
+        .file("tasks.kdl", r#"members "pkgs/*""#)
+        .file(
+            "pkgs/core/tasks.kdl",
+            r#"task "build" { run "echo core >> {{root}}/count.txt"; inputs "src/**" }"#,
+        )
+        .file("pkgs/core/src/a.txt", "one")
+        .file("pkgs/core/package.json", r#"{ "name": "core" }"#)
+        .file(
+            "pkgs/app/tasks.kdl",
+            r#"task "build" { deps "^build"; run "echo app >> {{root}}/count.txt"; inputs "src/**" }"#,
+        )
+        .file("pkgs/app/src/a.txt", "one")
+        .file("pkgs/app/package.json", r#"{ "name": "app" }"#);
+    let mut watch = Watch::start(&test, &["build"]);
+    watch.expect("waiting for changes");
+    let first = test.read("count.txt");
+    assert_eq!(lines(&first), 2, "{first}");
+
+    // app now depends on core: a manifest change reloads the graph.
+    test.write(
+        "pkgs/app/package.json",
+        r#"{ "name": "app", "dependencies": { "core": "workspace:*" } }"#,
+    );
+    watch.expect_all(&["reloaded the graph", "`pkgs/app/package.json`"]);
+    watch.expect("waiting for changes");
+
+    // A member's tasks.kdl change reloads it and reruns the changed task.
+    test.write(
+        "pkgs/core/tasks.kdl",
+        r#"task "build" { run "echo core2 >> {{root}}/count.txt"; inputs "src/**" }"#,
+    );
+    watch.expect_all(&["reloaded the graph", "`pkgs/core/tasks.kdl`"]);
+    watch.expect("waiting for changes");
+    assert!(
+        test.read("count.txt").contains("core2"),
+        "{}",
+        test.read("count.txt")
+    );
+}

@@ -106,13 +106,24 @@ pub(crate) enum Command {
 /// `clab run`.
 #[derive(Debug, Default, ClapArgs)]
 pub(crate) struct RunArgs {
-    /// Tasks to run (task names or node ids such as `gen[src/a.py]`); none: `default`.
+    /// Tasks to run (task names, `member:task`, or node ids such as `gen[src/a.py]`); none:
+    /// `default`.
     #[arg(add = ArgValueCandidates::new(crate::commands::task_names))]
     pub tasks: Vec<String>,
 
     /// Run everything that does not depend on a failed task.
     #[arg(short, long)]
     pub keep_going: bool,
+
+    /// Only these workspace members' tasks for bare names (globs over member names; `NAME...`
+    /// adds its dependents, `...NAME` its dependencies, `//` the root); may be repeated.
+    #[arg(long, value_name = "NAME")]
+    pub filter: Vec<String>,
+
+    /// Only workspace members with files changed since the git revision REF (and untracked
+    /// files), and their dependents.
+    #[arg(long, value_name = "REF")]
+    pub since: Option<String>,
 
     /// Write events as JSON lines to stdout instead of a human report.
     #[arg(long)]
@@ -174,6 +185,16 @@ pub(crate) struct WatchArgs {
     /// Run what does not depend on a failed task.
     #[arg(short, long)]
     pub keep_going: bool,
+
+    /// Only these workspace members' tasks for bare names (globs over member names; `NAME...`
+    /// adds its dependents, `...NAME` its dependencies, `//` the root); may be repeated.
+    #[arg(long, value_name = "NAME")]
+    pub filter: Vec<String>,
+
+    /// Only workspace members with files changed since the git revision REF (and untracked
+    /// files), and their dependents.
+    #[arg(long, value_name = "REF")]
+    pub since: Option<String>,
 
     /// Neither read nor write the cache.
     #[arg(long)]

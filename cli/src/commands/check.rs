@@ -37,9 +37,24 @@ pub(super) fn check(project: &Project) -> Result<Done, Failure> {
             return Err(err.into());
         }
     };
-    let tasks = graph.file().tasks.len();
+    let members = &graph.workspace().members;
+    let tasks = graph.file().tasks.len()
+        + members
+            .iter()
+            .filter_map(|m| m.file.as_deref())
+            .map(|f| f.tasks.len())
+            .sum::<usize>();
+    let in_members = if members.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} member{})",
+            members.len(),
+            if members.len() == 1 { "" } else { "s" }
+        )
+    };
     println!(
-        "{}: {} task{}, {} node{}, no problems",
+        "{}: {} task{}{in_members}, {} node{}, no problems",
         project.display_name(),
         tasks,
         if tasks == 1 { "" } else { "s" },

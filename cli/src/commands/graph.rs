@@ -1,8 +1,9 @@
 //! `clab graph`: the task graph as Graphviz dot, Mermaid or JSON.
 
 use clab_graph::project::Project;
+use clab_graph::workspace::MemberId;
 use clab_graph::{Graph, NodeId, NodeKind};
-use std::io::Write;
+use std::{collections::BTreeMap, io::Write};
 
 use crate::{
     args::{GraphArgs, GraphFormat},
@@ -37,18 +38,44 @@ fn quote(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// `nodes` grouped by workspace member, the root's first (member `None`), then the
+/// members in directory order; each group keeps the nodes' order.
+fn by_member(graph: &Graph, nodes: &[NodeId]) -> Vec<(Option<MemberId>, Vec<NodeId>)> {
+    let mut groups: BTreeMap<Option<MemberId>, Vec<NodeId>> = BTreeMap::new();
+    for &id in nodes {
+        groups.entry(graph.node(id).member).or_default().push(id);
+    }
+    groups.into_iter().collect()
+}
+
 fn write_dot(graph: &Graph, nodes: &[NodeId], out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "digraph tasks {{")?;
     writeln!(out, "    rankdir=LR;")?;
-    for &id in nodes {
-        let node = graph.node(id);
-        let shape = match node.kind {
-            NodeKind::Aggregate => "ellipse",
-            NodeKind::Llm(_) => "hexagon",
-            NodeKind::Rule(_) => "note",
-            NodeKind::Command { .. } => "box",
-        };
-        writeln!(out, "    {} [shape={shape}];", quote(&node.name))?;
+    for (member, ids) in by_member(graph, nodes) {
+        // A member's nodes in a cluster, boxed and labeled with its name.
+        let indent = if member.is_some() { "        " } else { "    " };
+        if let Some(member) = member {
+            let member = graph.member(member);
+            writeln!(
+                out,
+                "    subgraph {} {{",
+                quote(&format!("cluster_{}", member.name))
+            )?;
+            writeln!(out, "        label={};", quote(&member.name))?;
+        }
+        for id in ids {
+            let node = graph.node(id);
+            let shape = match node.kind {
+                NodeKind::Aggregate => "ellipse",
+                NodeKind::Llm(_) => "hexagon",
+                NodeKind::Rule(_) => "note",
+                NodeKind::Command { .. } => "box",
+            };
+            writeln!(out, "{indent}{} [shape={shape}];", quote(&node.name))?;
+        }
+        if member.is_some() {
+            writeln!(out, "    }}")?;
+        }
     }
     for &id in nodes {
         for dep in graph.dependencies(id) {
@@ -69,8 +96,18 @@ fn write_mermaid(graph: &Graph, nodes: &[NodeId], out: &mut impl Write) -> std::
         let name = graph.node(id).name.replace('"', "#quot;");
         format!("n{}[\"{name}\"]", id.index())
     };
-    for &id in nodes {
-        writeln!(out, "    {}", label(id))?;
+    for (member, ids) in by_member(graph, nodes) {
+        let indent = if member.is_some() { "        " } else { "    " };
+        if let Some(member) = member {
+            let name = graph.member(member).name.replace('"', "#quot;");
+            writeln!(out, "    subgraph m{}[\"{name}\"]", member.index())?;
+        }
+        for id in ids {
+            writeln!(out, "{indent}{}", label(id))?;
+        }
+        if member.is_some() {
+            writeln!(out, "    end")?;
+        }
     }
     for &id in nodes {
         for dep in graph.dependencies(id) {

@@ -53,11 +53,13 @@ pub(crate) fn run(args: Args) -> Result<Done, Failure> {
 /// tasks (exit 0 either way, unless the run fails).
 fn bare(args: &Args) -> Result<Done, Failure> {
     let project = project(args)?;
-    let has_default = project
-        .parse()?
-        .tasks
-        .iter()
-        .any(|task| task.name.value == "default");
+    let file = project.parse()?;
+    let has_default = if file.members.is_empty() {
+        file.tasks.iter().any(|task| task.name.value == "default")
+    } else {
+        // In a workspace a member may define it, or clab runs inside a member.
+        project.load()?.defines("default")
+    };
     if has_default {
         run::run(args, &crate::args::RunArgs::default())
     } else {
@@ -116,7 +118,7 @@ fn target_names(
     if !given.is_empty() {
         return Ok(Some(given.to_vec()));
     }
-    if graph.tasks().contains_key("default") {
+    if graph.defines("default") {
         return Ok(Some(vec!["default".to_owned()]));
     }
     eprintln!("error: no task given and no `default` task defined\n");
@@ -142,6 +144,23 @@ pub(crate) fn task_names() -> Vec<clap_complete::engine::CompletionCandidate> {
     let Ok(file) = project.parse() else {
         return Vec::new();
     };
+    if !file.members.is_empty() {
+        // A workspace: every member's tasks, as `member:task`.
+        let Ok(graph) = project.load() else {
+            return Vec::new();
+        };
+        return graph
+            .tasks()
+            .iter()
+            .map(|(name, ids)| {
+                let help = ids
+                    .first()
+                    .and_then(|&id| graph.node(id).description.clone())
+                    .map(Into::into);
+                clap_complete::engine::CompletionCandidate::new(name.clone()).help(help)
+            })
+            .collect();
+    }
     file.tasks
         .iter()
         .map(|task| {

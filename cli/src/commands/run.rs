@@ -15,7 +15,8 @@ use crate::{
 
 /// Run the requested tasks.
 pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
-    let project = super::project(args)?;
+    let project =
+        super::project(args)?.with_selection(run_args.filter.clone(), run_args.since.clone());
     let mut graph = project.load_runnable()?;
     let Some(names) = super::target_names(&graph, &run_args.tasks)? else {
         return Ok(Done::Usage);

@@ -32,7 +32,8 @@ pub(super) fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure
             watch_args.debounce
         ))
     })?;
-    let project = super::project(args)?;
+    let project =
+        super::project(args)?.with_selection(watch_args.filter.clone(), watch_args.since.clone());
     let graph = Arc::new(project.load_runnable()?);
     let Some(names) = super::target_names(&graph, &watch_args.tasks)? else {
         return Ok(Done::Usage);

@@ -1,7 +1,15 @@
-//! Building the graph: resolve `deps`, refuse cycles, expand `for-each`, render placeholders.
+//! Building the graph: resolve `deps`, refuse cycles, expand `for-each`, render placeholders,
+//! and, in a workspace, put every member's tasks into the one graph.
+//!
+//! A workspace's tasks come from *units*: the root tasks.kdl, then each member's. A unit's
+//! tasks get ids qualified by its member (`core:build`; the root's stay bare), its paths are
+//! rebased from the member's directory onto the root (`src/**` → `packages/core/src/**`,
+//! `../../uv.lock` → `uv.lock`), and its commands run in the member's directory unless
+//! `cwd` says otherwise. Nothing else downstream needs to know about members: every path a
+//! node holds is relative to the root, as in a single project.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     path::{Component, Path},
     sync::Arc,
 };
@@ -14,19 +22,72 @@ use super::{
     Coverage, Diagnostics, Error, Graph, LlmNode, Node, NodeId, NodeKind, cycle,
     quoting::{self, Fill},
 };
+use crate::workspace::{MemberId, Workspace, normalize, path_join};
 use clab_model::source::Spanned;
 use clab_rules::{CompiledRule, DEFAULT_RULES_DIR, RuleFile};
 use clab_syntax::{TaskDecl, TaskFile, did_you_mean, placeholders};
 
 /// Build the graph of `file`, whose relative paths are resolved against `root`.
 pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
+    build_workspace(file, Workspace::default(), root)
+}
+
+/// One tasks file of the graph: the root's, or a member's.
+struct Unit<'a> {
+    file: &'a TaskFile,
+    /// The member; `None` for the root.
+    member: Option<MemberId>,
+    /// The member's directory relative to the root (`""` for the root).
+    prefix: &'a str,
+    /// `"core:"`, or `""` for the root.
+    qualifier: String,
+}
+
+/// Which `deps` entry a resolved dependency came from.
+type Resolved = Vec<(usize, miette::SourceSpan)>;
+
+/// Build the graph of a workspace: the root's `file` and the tasks of each of `workspace`'s
+/// members (an empty workspace: a single project).
+pub fn build_workspace(
+    file: TaskFile,
+    workspace: Workspace,
+    root: &Path,
+) -> Result<Graph, Diagnostics> {
     let mut errors = Vec::new();
-    let src = || file.source.source_code();
-    let by_name: HashMap<&str, usize> = file
-        .tasks
+    let mut units = vec![Unit {
+        file: &file,
+        member: None,
+        prefix: "",
+        qualifier: String::new(),
+    }];
+    let mut member_unit: Vec<Option<usize>> = vec![None; workspace.members.len()];
+    for (index, member) in workspace.members.iter().enumerate() {
+        if let Some(member_file) = &member.file {
+            member_unit[index] = Some(units.len());
+            units.push(Unit {
+                file: member_file,
+                member: Some(MemberId::new(index)),
+                prefix: &member.dir,
+                qualifier: format!("{}:", member.name),
+            });
+        }
+    }
+    // Every task of every unit, with a global index.
+    let all: Vec<(usize, &TaskDecl)> = units
         .iter()
         .enumerate()
-        .map(|(i, task)| (task.name.value.as_str(), i))
+        .flat_map(|(u, unit)| unit.file.tasks.iter().map(move |task| (u, task)))
+        .collect();
+    let mut by_unit: Vec<HashMap<&str, usize>> = vec![HashMap::new(); units.len()];
+    for (g, (u, task)) in all.iter().enumerate() {
+        by_unit[*u].insert(task.name.value.as_str(), g);
+    }
+    let defined_anywhere: HashSet<&str> = all.iter().map(|(_, t)| t.name.value.as_str()).collect();
+    let member_index: HashMap<&str, usize> = workspace
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.name.as_str(), i))
         .collect();
 
     // Rules come first: a task may depend on the implicit `rules` aggregate.
@@ -37,74 +98,139 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
             Vec::new()
         }
     };
-    let implicit_rules = !rule_files.is_empty() && !by_name.contains_key(RULES_TASK);
+    let implicit_rules = !rule_files.is_empty() && !by_unit[0].contains_key(RULES_TASK);
 
     // Resolve names first: cycles and expansion need them.
-    let mut deps: Vec<Vec<(usize, miette::SourceSpan)>> = Vec::with_capacity(file.tasks.len());
-    for task in &file.tasks {
+    let mut deps: Vec<Resolved> = Vec::with_capacity(all.len());
+    let mut needs_rules = vec![false; all.len()];
+    for (g, &(u, task)) in all.iter().enumerate() {
+        let unit = &units[u];
         let mut resolved = Vec::new();
         for dep in &task.deps {
-            match by_name.get(dep.value.as_str()) {
-                Some(&index) => resolved.push((index, dep.span)),
-                // Resolved to the rules aggregate below, after the tasks' nodes exist.
-                None if implicit_rules && dep.value == RULES_TASK => {}
-                None => errors.push(Error::UnknownDep {
-                    task: task.name.value.clone(),
-                    name: dep.value.clone(),
-                    src: src(),
-                    span: dep.span,
-                    help: if dep.value == RULES_TASK {
-                        "`rules` runs the checks of the rule files, and none were found \
-                         (`.cursor/rules/**/*.mdc`, or the `rules \"DIR\"` directories)"
+            let unknown = |help: String| Error::UnknownDep {
+                task: format!("{}{}", unit.qualifier, task.name.value),
+                name: dep.value.clone(),
+                src: unit.file.source.source_code(),
+                span: dep.span,
+                help,
+            };
+            if let Some(name) = dep.value.strip_prefix('^') {
+                if !defined_anywhere.contains(name) {
+                    errors.push(unknown(if workspace.members.is_empty() {
+                        "`^NAME` names the task of every member this one depends on, and this \
+                         project has no `members`"
                             .to_owned()
                     } else {
-                        did_you_mean(&dep.value, by_name.keys().copied())
-                            .map(|close| format!("did you mean `{close}`?"))
-                            .unwrap_or_else(|| "define it with `task \"NAME\" { … }`".to_owned())
-                    },
-                }),
+                        format!("no member defines a task `{name}`")
+                    }));
+                    continue;
+                }
+                for target in caret(&workspace, &member_unit, &by_unit, unit.member, name) {
+                    resolved.push((target, dep.span));
+                }
+                continue;
+            }
+            let (target_unit, name) = match dep.value.split_once(':') {
+                Some(("//", name)) => (0, name),
+                Some((member, name)) => {
+                    match member_index.get(member) {
+                        Some(&m) => match member_unit[m] {
+                            Some(target) => (target, name),
+                            None => {
+                                errors.push(unknown(format!(
+                                    "member `{member}` has no tasks.kdl, so no tasks"
+                                )));
+                                continue;
+                            }
+                        },
+                        None => {
+                            let names = workspace.members.iter().map(|m| m.name.as_str());
+                            errors.push(unknown(
+                            did_you_mean(member, names)
+                                .map(|close| format!("no member is called `{member}`; did you mean `{close}`?"))
+                                .unwrap_or_else(|| format!("no member is called `{member}`")),
+                        ));
+                            continue;
+                        }
+                    }
+                }
+                None => (u, dep.value.as_str()),
+            };
+            match by_unit[target_unit].get(name) {
+                Some(&index) => resolved.push((index, dep.span)),
+                // Resolved to the rules aggregate below, after the tasks' nodes exist.
+                None if implicit_rules
+                    && name == RULES_TASK
+                    && (target_unit == 0 || target_unit == u) =>
+                {
+                    needs_rules[g] = true;
+                }
+                None => errors.push(unknown(if name == RULES_TASK {
+                    "`rules` runs the checks of the rule files, and none were found \
+                     (`.cursor/rules/**/*.mdc`, or the `rules \"DIR\"` directories)"
+                        .to_owned()
+                } else {
+                    did_you_mean(name, by_unit[target_unit].keys().copied())
+                        .map(|close| {
+                            format!(
+                                "did you mean `{}{close}`?",
+                                dep.value.strip_suffix(name).unwrap_or("")
+                            )
+                        })
+                        .unwrap_or_else(|| "define it with `task \"NAME\" { … }`".to_owned())
+                })),
             }
         }
         deps.push(resolved);
     }
+    let qualified = |g: usize| {
+        let (u, task) = all[g];
+        format!("{}{}", units[u].qualifier, task.name.value)
+    };
     for found in cycle::find_cycles(&deps) {
-        let names: Vec<&str> = found
-            .tasks
-            .iter()
-            .map(|&t| file.tasks[t].name.value.as_str())
-            .collect();
+        let names: Vec<String> = found.tasks.iter().map(|&t| qualified(t)).collect();
         let mut path = names.join(" → ");
         path.push_str(" → ");
-        path.push_str(names[0]);
+        path.push_str(&names[0]);
+        // Labels in the file of the cycle's first task (a cycle across members names the
+        // others in its path).
+        let first_unit = all[found.tasks[0]].0;
         let spans = found
             .spans
             .iter()
             .enumerate()
+            .filter(|(step, _)| all[found.tasks[*step]].0 == first_unit)
             .map(|(step, &span)| {
-                let from = names[step];
-                let to = names[(step + 1) % names.len()];
+                let from = &names[step];
+                let to = &names[(step + 1) % names.len()];
                 LabeledSpan::new_with_span(Some(format!("`{from}` depends on `{to}`")), span)
             })
             .collect();
         errors.push(Error::Cycle {
             path,
-            src: src(),
+            src: units[first_unit].file.source.source_code(),
             spans,
         });
     }
-    for task in &file.tasks {
-        check_paths(task, &file, &mut errors);
+    for &(u, task) in &all {
+        let unit = &units[u];
+        check_paths(task, unit.file, unit.prefix, &mut errors);
         let profile = task.llm.as_ref().and_then(|llm| llm.profile.as_ref());
         if let Some(profile) = profile
+            && !unit.file.llm_profiles.contains_key(&profile.value)
             && !file.llm_profiles.contains_key(&profile.value)
         {
-            let known = file.llm_profiles.keys().map(String::as_str);
+            let known = unit
+                .file
+                .llm_profiles
+                .keys()
+                .chain(file.llm_profiles.keys());
             errors.push(Error::UnknownProfile {
-                task: task.name.value.clone(),
+                task: format!("{}{}", unit.qualifier, task.name.value),
                 name: profile.value.clone(),
-                src: src(),
+                src: unit.file.source.source_code(),
                 span: profile.span,
-                help: did_you_mean(&profile.value, known)
+                help: did_you_mean(&profile.value, known.map(String::as_str))
                     .map(|close| format!("did you mean `{close}`?"))
                     .unwrap_or_else(|| {
                         format!(
@@ -116,21 +242,20 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
         }
     }
     if !errors.is_empty() {
-        return Err(Diagnostics {
-            file: file.source.name().to_owned(),
-            errors,
-        });
+        return Err(Diagnostics::new(&file, errors));
     }
 
     // Expand: one node per task, or per file of a `for-each` task.
-    let mut dag = DiGraph::with_capacity(file.tasks.len(), file.tasks.len());
+    let mut dag = DiGraph::with_capacity(all.len(), all.len());
     let mut ids = HashMap::new();
     let mut tasks: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
-    for task in &file.tasks {
+    let mut task_nodes: Vec<Vec<NodeId>> = vec![Vec::new(); all.len()];
+    for (g, &(u, task)) in all.iter().enumerate() {
+        let unit = &units[u];
         let items = if task.for_each.is_empty() {
             vec![None]
         } else {
-            match for_each_files(root, task, &file) {
+            match for_each_files(&root.join(unit.prefix), task, &qualified(g), unit.file) {
                 Ok(files) => files.into_iter().map(Some).collect(),
                 Err(err) => {
                     errors.push(*err);
@@ -138,9 +263,9 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
                 }
             }
         };
-        let nodes = tasks.entry(task.name.value.clone()).or_default();
+        let nodes = tasks.entry(qualified(g)).or_default();
         for item in items {
-            let node = match make_node(&file, task, item, root) {
+            let node = match make_node(&file, unit, task, item, root) {
                 Ok(node) => node,
                 Err(err) => {
                     errors.push(*err);
@@ -151,17 +276,12 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
             ids.insert(dag[id.0].name.clone(), id);
             nodes.push(id);
         }
+        task_nodes[g].clone_from(nodes);
     }
-    for (task, resolved) in file.tasks.iter().zip(&deps) {
-        let Some(dependents) = tasks.get(&task.name.value) else {
-            continue;
-        };
+    for (g, resolved) in deps.iter().enumerate() {
         for &(dep, _) in resolved {
-            let Some(dependencies) = tasks.get(&file.tasks[dep].name.value) else {
-                continue;
-            };
-            for &from in dependencies {
-                for &to in dependents {
+            for &from in &task_nodes[dep] {
+                for &to in &task_nodes[g] {
                     dag.update_edge(from.0, to.0, ());
                 }
             }
@@ -182,32 +302,75 @@ pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
         for check in checks {
             dag.update_edge(check.0, aggregate.0, ());
         }
-        for task in &file.tasks {
-            if task.deps.iter().any(|d| d.value == RULES_TASK)
-                && let Some(dependents) = tasks.get(&task.name.value)
-            {
-                for &to in dependents {
-                    dag.update_edge(aggregate.0, to.0, ());
-                }
+        for (g, _) in needs_rules.iter().enumerate().filter(|(_, on)| **on) {
+            for &to in &task_nodes[g] {
+                dag.update_edge(aggregate.0, to.0, ());
             }
         }
     }
     let dotenv = load_dotenv(&file, root, &mut errors);
+    let mut member_dotenv = vec![BTreeMap::new(); workspace.members.len()];
+    for unit in &units[1..] {
+        if let Some(member) = unit.member {
+            member_dotenv[member.index()] =
+                load_dotenv(unit.file, &root.join(unit.prefix), &mut errors);
+        }
+    }
     if !errors.is_empty() {
-        return Err(Diagnostics {
-            file: file.source.name().to_owned(),
-            errors,
-        });
+        return Err(Diagnostics::new(&file, errors));
     }
     Ok(Graph {
         dotenv: Arc::new(dotenv),
+        member_dotenv: Arc::new(member_dotenv),
         dag,
         ids,
         tasks,
         root: root.to_path_buf(),
         file: Arc::new(file),
         rules: Arc::new(rule_files),
+        workspace: Arc::new(workspace),
+        scope: crate::Scope::default(),
     })
+}
+
+/// The tasks `^name` stands for in `member`'s file: `name` of each member it depends on,
+/// and, through a dependency that does not define `name`, of that one's dependencies
+/// (turbo's semantics). In the root's file: `name` of every member.
+fn caret(
+    workspace: &Workspace,
+    member_unit: &[Option<usize>],
+    by_unit: &[HashMap<&str, usize>],
+    member: Option<MemberId>,
+    name: &str,
+) -> Vec<usize> {
+    let defined = |m: usize| member_unit[m].and_then(|u| by_unit[u].get(name).copied());
+    let Some(member) = member else {
+        return (0..workspace.members.len()).filter_map(defined).collect();
+    };
+    let mut found = Vec::new();
+    let mut seen: HashSet<usize> = HashSet::from([member.index()]);
+    let mut stack: Vec<usize> = workspace.members[member.index()]
+        .deps
+        .iter()
+        .rev()
+        .map(|d| d.member.index())
+        .collect();
+    while let Some(m) = stack.pop() {
+        if !seen.insert(m) {
+            continue;
+        }
+        match defined(m) {
+            Some(task) => found.push(task),
+            None => stack.extend(
+                workspace.members[m]
+                    .deps
+                    .iter()
+                    .rev()
+                    .map(|d| d.member.index()),
+            ),
+        }
+    }
+    found
 }
 
 /// The variables of the file's `dotenv` files, in order (a later file wins), less those the
@@ -340,6 +503,7 @@ fn implicit_node(name: &str, description: &str, kind: NodeKind) -> Node {
     Node {
         name: name.to_owned(),
         task: name.to_owned(),
+        member: None,
         item: None,
         kind,
         description: Some(description.to_owned()),
@@ -358,6 +522,9 @@ fn implicit_node(name: &str, description: &str, kind: NodeKind) -> Node {
     }
 }
 
+/// No variables: what a root unit adds on top of the root's `env`.
+static EMPTY_ENV: BTreeMap<String, Spanned<String>> = BTreeMap::new();
+
 fn add_node(
     dag: &mut DiGraph<Node, ()>,
     ids: &mut HashMap<String, NodeId>,
@@ -371,12 +538,20 @@ fn add_node(
     id
 }
 
-/// Globs must compile and paths must stay inside the root. Placeholders are rendered with a
-/// stand-in first, so `out/{{stem}}.txt` is checked as the glob it will become.
-fn check_paths(task: &TaskDecl, file: &TaskFile, errors: &mut Vec<Error>) {
+/// Globs must compile and paths must stay inside the root (a member's may climb out of its
+/// directory, not out of the root). Placeholders are rendered with a stand-in first, so
+/// `out/{{stem}}.txt` is checked as the glob it will become.
+fn check_paths(task: &TaskDecl, file: &TaskFile, prefix: &str, errors: &mut Vec<Error>) {
     let stand_in = |text: &str| {
         placeholders::render(text, |name| (name != "root").then(|| "x".to_owned()))
             .unwrap_or_else(|_| text.to_owned())
+    };
+    let escapes = |path: &str| {
+        if prefix.is_empty() {
+            escapes_root(path)
+        } else {
+            normalize(&path_join(prefix, path)).is_none()
+        }
     };
     let globs = task
         .inputs
@@ -387,14 +562,17 @@ fn check_paths(task: &TaskDecl, file: &TaskFile, errors: &mut Vec<Error>) {
     for glob in globs {
         let pattern = stand_in(&glob.value);
         let pattern = pattern.strip_prefix('!').unwrap_or(&pattern);
-        if let Err(err) = Glob::new(pattern) {
+        // A path without glob syntax always compiles: skip building its matcher (most
+        // inputs and outputs of a large workspace are plain paths).
+        let literal = !pattern.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        if let Some(err) = (!literal).then(|| Glob::new(pattern).err()).flatten() {
             errors.push(Error::BadGlob {
                 glob: glob.value.clone(),
                 src: file.source.source_code(),
                 span: glob.span,
                 reason: err.kind().to_string(),
             });
-        } else if escapes_root(pattern) {
+        } else if escapes(pattern) {
             errors.push(outside_root(glob, file));
         }
     }
@@ -403,12 +581,34 @@ fn check_paths(task: &TaskDecl, file: &TaskFile, errors: &mut Vec<Error>) {
         .iter()
         .chain(&task.junit)
         .chain(task.coverage.iter().map(|c| &c.path))
-        .chain(task.llm.iter().flat_map(|llm| &llm.output));
+        .chain(task.llm.iter().flat_map(|llm| &llm.output))
+        .chain(task.llm.iter().flat_map(|llm| &llm.prompt_file))
+        .chain(task.llm.iter().flat_map(|llm| &llm.system_file));
     for path in paths {
-        if escapes_root(&stand_in(&path.value)) {
+        if escapes(&stand_in(&path.value)) {
             errors.push(outside_root(path, file));
         }
     }
+}
+
+/// A path or glob of a member's file (relative to its directory `prefix`) as a path
+/// relative to the root: `!` kept, `.` and `..` folded. The root's own (`prefix` empty)
+/// stay as written.
+pub(crate) fn rebase(prefix: &str, path: &str) -> String {
+    if prefix.is_empty() {
+        return path.to_owned();
+    }
+    let (negated, body) = match path.strip_prefix('!') {
+        Some(body) => ("!", body),
+        None => ("", path),
+    };
+    let joined = path_join(prefix, body);
+    // `check_paths` refused paths that leave the root, so `normalize` cannot fail here.
+    let mut rebased = normalize(&joined).unwrap_or(joined);
+    if body.ends_with('/') && !rebased.is_empty() {
+        rebased.push('/');
+    }
+    format!("{negated}{rebased}")
 }
 
 fn outside_root(path: &Spanned<String>, file: &TaskFile) -> Error {
@@ -436,12 +636,14 @@ fn escapes_root(path: &str) -> bool {
     false
 }
 
-/// The files a `for-each` task runs over, sorted, as `/`-separated paths relative to the root.
-/// clab's own temp files are never among them. A name that is not UTF-8 is refused: no
-/// placeholder, input pattern or node id could name it (issue 18).
+/// The files a `for-each` task runs over, sorted, as `/`-separated paths relative to `root`
+/// (the member's directory in a workspace). clab's own temp files are never among them. A
+/// name that is not UTF-8 is refused: no placeholder, input pattern or node id could name it
+/// (issue 18). `name` is the task's qualified name, for errors.
 fn for_each_files(
     root: &Path,
     task: &TaskDecl,
+    name: &str,
     file: &TaskFile,
 ) -> Result<Vec<String>, Box<Error>> {
     let mut include = GlobSetBuilder::new();
@@ -465,7 +667,7 @@ fn for_each_files(
     for entry in walker {
         let entry = entry.map_err(|source| {
             Box::new(Error::Walk {
-                task: task.name.value.clone(),
+                task: name.to_owned(),
                 source,
             })
         })?;
@@ -483,7 +685,7 @@ fn for_each_files(
             if include.is_match(&*lossy) && !exclude.is_match(&*lossy) {
                 let pattern = task.for_each.iter().find(|p| !p.value.starts_with('!'));
                 return Err(Box::new(Error::UnnamableFile {
-                    task: task.name.value.clone(),
+                    task: name.to_owned(),
                     path: lossy.escape_debug().to_string(),
                     src: file.source.source_code(),
                     span: pattern.map_or(task.name.span, |p| p.span),
@@ -549,11 +751,14 @@ pub(super) fn placeholder_var(name: &str) -> Option<&'static str> {
 }
 
 fn make_node(
-    file: &TaskFile,
+    root_file: &TaskFile,
+    unit: &Unit<'_>,
     task: &TaskDecl,
     item: Option<String>,
     root: &Path,
 ) -> Result<Node, Box<Error>> {
+    let file = unit.file;
+    let prefix = unit.prefix;
     let vars = placeholder_values(root, item.as_deref());
     // Placeholders were checked at parse time; `{{output}}` stays for the LLM check to fill.
     let render = |text: &str| {
@@ -564,6 +769,7 @@ fn make_node(
         })
         .unwrap_or_else(|_| text.to_owned())
     };
+    let located = |text: &str| rebase(prefix, &render(text));
     // A path pattern: a value in a glob is escaped, so it matches the file it names
     // (`pages/[id].tsx`); a literal path keeps it as it is.
     let render_pattern = |text: &str| {
@@ -578,6 +784,7 @@ fn make_node(
         })
         .unwrap_or(raw)
     };
+    let located_pattern = |text: &str| rebase(prefix, &render_pattern(text));
     // A shell line: values are data, never code (see `quoting`).
     let render_shell = |line: &Spanned<String>, output: Option<&str>| {
         quoting::render_command(&line.value, |name| match name {
@@ -600,7 +807,7 @@ fn make_node(
         })
         .map_err(|refused| {
             Box::new(Error::UnsafePlaceholder {
-                task: task.name.value.clone(),
+                task: format!("{}{}", unit.qualifier, task.name.value),
                 name: refused.name,
                 value: refused.value.escape_debug().to_string(),
                 src: file.source.source_code(),
@@ -608,18 +815,22 @@ fn make_node(
             })
         })
     };
-    let render_patterns =
-        |items: &[Spanned<String>]| items.iter().map(|s| render_pattern(&s.value)).collect();
+    let render_all = |items: &[Spanned<String>]| {
+        items
+            .iter()
+            .map(|s| located_pattern(&s.value))
+            .collect::<Vec<String>>()
+    };
     let mut args_template = None;
     let name = match &item {
-        Some(file) => format!("{}[{file}]", task.name.value),
-        None => task.name.value.clone(),
+        Some(file) => format!("{}{}[{file}]", unit.qualifier, task.name.value),
+        None => format!("{}{}", unit.qualifier, task.name.value),
     };
     let kind = if let Some(llm) = &task.llm {
         let output = llm
             .output
             .as_ref()
-            .map(|o| render(&o.value))
+            .map(|o| located(&o.value))
             .unwrap_or_default();
         let check = match &llm.check {
             Some(check) => Some(render_shell(check, Some(&output))?),
@@ -628,7 +839,9 @@ fn make_node(
         NodeKind::Llm(Box::new(LlmNode {
             decl: llm.clone(),
             output,
-            context: render_patterns(&llm.context),
+            context: render_all(&llm.context),
+            prompt_file: llm.prompt_file.as_ref().map(|f| located_pattern(&f.value)),
+            system_file: llm.system_file.as_ref().map(|f| located_pattern(&f.value)),
             check,
             vars: vars.clone(),
         }))
@@ -652,53 +865,63 @@ fn make_node(
                 .collect(),
         }
     };
-    let mut env: BTreeMap<String, String> = file
+    // The root's `env` applies to every member's tasks; a member's own `env` wins.
+    let mut env: BTreeMap<String, String> = root_file
         .env
         .iter()
+        .chain(if unit.member.is_some() {
+            &file.env
+        } else {
+            &EMPTY_ENV
+        })
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect();
     env.extend(task.env.iter().map(|(k, v)| (k.clone(), render(&v.value))));
     // Reports are outputs too: a cache hit restores them and shows them again.
-    let mut outputs: Vec<String> = render_patterns(&task.outputs);
-    let mut inputs: Vec<String> = render_patterns(&task.inputs);
+    let mut outputs: Vec<String> = render_all(&task.outputs);
+    let mut inputs: Vec<String> = render_all(&task.inputs);
     if let NodeKind::Llm(llm) = &kind {
         // An LLM step's inputs are its context and prompt files; its output is an output.
         outputs.push(as_pattern(&llm.output));
         inputs.extend(llm.context.iter().cloned());
-        let files = llm.decl.prompt_file.iter().chain(&llm.decl.system_file);
-        inputs.extend(files.map(|f| render_pattern(&f.value)));
+        inputs.extend(llm.prompt_file.iter().chain(&llm.system_file).cloned());
     }
     let reports = task
         .junit
         .iter()
         .chain(task.coverage.iter().map(|c| &c.path));
     for report in reports {
-        let path = as_pattern(&render(&report.value));
+        let path = as_pattern(&located(&report.value));
         if !outputs.contains(&path) {
             outputs.push(path);
         }
     }
     Ok(Node {
         name,
-        task: task.name.value.clone(),
+        task: format!("{}{}", unit.qualifier, task.name.value),
+        member: unit.member,
         item,
         kind,
         description: task.description.as_ref().map(|d| d.value.clone()),
         inputs,
         outputs,
         env,
-        cwd: task
-            .cwd
-            .as_ref()
-            .map(|c| render(&c.value))
-            .unwrap_or_default(),
+        // A member's commands run in its directory unless `cwd` says otherwise.
+        cwd: rebase(
+            prefix,
+            &task
+                .cwd
+                .as_ref()
+                .map(|c| render(&c.value))
+                .unwrap_or_default(),
+        ),
         cache: task.cache.as_ref().is_none_or(|c| c.value),
         timeout: task.timeout.as_ref().map(|t| t.value),
         retry: task.retry.as_ref().map_or(0, |r| r.value),
         persistent: task.persistent.as_ref().is_some_and(|p| p.value),
-        junit: task.junit.as_ref().map(|j| render(&j.value)),
+        junit: task.junit.as_ref().map(|j| located(&j.value)),
         coverage: task.coverage.as_ref().map(|c| Coverage {
-            path: render(&c.path.value),
+            path: located(&c.path.value),
             fail_under: c.fail_under.as_ref().map(|f| f.value),
             show_missing: c.show_missing,
             skip_covered: c.skip_covered,

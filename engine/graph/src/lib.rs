@@ -10,7 +10,9 @@
 //!
 //! The graph stage: turn the parsed task file and the rule files it finds into the one
 //! value every later stage reads. [`project`] finds `tasks.kdl` and loads it (through the
-//! parse cache) into a [`Graph`].
+//! parse cache) into a [`Graph`]; in a workspace, [`workspace`] reads the members and their
+//! manifests and [`build_workspace`] puts every member's tasks into the one graph, whose
+//! [`Scope`] says what bare names on the command line mean.
 //!
 //! # In
 //!
@@ -23,18 +25,22 @@
 //!
 //! # Invariants
 //!
-//! A [`Graph`] can only be made by [`build`], so holding one means the file was valid: later
+//! A [`Graph`] can only be made by [`build`] or [`build_workspace`], so holding one means the
+//! files were valid: later
 //! stages never re-check names or look for cycles. Edges run from a dependency to its
 //! dependent. A placeholder in a command is data, never code: a value that is not plain is
 //! passed in an environment variable the line refers to ([`Graph::command_env`]; the rule is
 //! in the `quoting` module). Node ids display the same way everywhere: `lint`, `gen-tests[src/pkg/a.py]`,
-//! `rule:no-pip-install`. Among clab's crates this one depends on `clab-model`,
+//! `rule:no-pip-install`, `core:build` (a member's). Every path a node holds is relative to
+//! the root, a member's included. Among clab's crates this one depends on `clab-model`,
 //! `clab-syntax` and `clab-rules` only: it knows nothing of keys, the store or execution.
 
 mod build;
 mod cycle;
 pub mod project;
 mod quoting;
+mod scope;
+pub mod workspace;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -50,7 +56,9 @@ use petgraph::{
 };
 use serde::Serialize;
 
-pub use self::build::build;
+pub use self::build::{build, build_workspace};
+pub use self::scope::{Scope, Selection};
+use self::workspace::{Member, MemberId, Workspace};
 use clab_syntax::{LlmStepDecl, TaskFile};
 
 /// Whether `name` (a file name, without its directory) is one of clab's temp files: the
@@ -114,8 +122,12 @@ pub struct LlmNode {
     pub decl: LlmStepDecl,
     /// The rendered `output` path, relative to the root.
     pub output: String,
-    /// The rendered `context` globs.
+    /// The rendered `context` globs, relative to the root.
     pub context: Vec<String>,
+    /// The rendered `prompt-file`, relative to the root.
+    pub prompt_file: Option<String>,
+    /// The rendered `system-file`, relative to the root.
+    pub system_file: Option<String>,
     /// The rendered `check` command: `{{output}}` still in place for a plain output path
     /// (the check fills it), else a reference to `CLAB_OUTPUT` (see [`Graph::command_env`]).
     pub check: Option<String>,
@@ -139,10 +151,12 @@ pub struct Coverage {
 /// One unit of work: a task, or one file of a `for-each` task.
 #[derive(Clone, Debug)]
 pub struct Node {
-    /// The display id: `lint`, `gen-tests[src/pkg/a.py]`.
+    /// The display id: `lint`, `gen-tests[src/pkg/a.py]`, `core:build` in a workspace.
     pub name: String,
-    /// The task it comes from.
+    /// The task it comes from (`core:build` for a member's).
     pub task: String,
+    /// The workspace member whose tasks.kdl declares it; `None`: the root's.
+    pub member: Option<MemberId>,
     /// The file of a `for-each` node.
     pub item: Option<String>,
     /// What it does.
@@ -198,6 +212,10 @@ pub struct Graph {
     file: Arc<TaskFile>,
     rules: Arc<Vec<clab_rules::RuleFile>>,
     dotenv: Arc<BTreeMap<String, String>>,
+    /// Each member's own `dotenv` variables (on top of the root's).
+    member_dotenv: Arc<Vec<BTreeMap<String, String>>>,
+    workspace: Arc<Workspace>,
+    scope: Scope,
 }
 
 impl Graph {
@@ -205,6 +223,40 @@ impl Graph {
     /// set (a variable set by the caller wins, as with just's `dotenv-load`).
     pub fn dotenv(&self) -> &BTreeMap<String, String> {
         &self.dotenv
+    }
+
+    /// The `dotenv` variables a node gets: the root's, then its member's.
+    pub fn dotenv_of(&self, id: NodeId) -> BTreeMap<String, String> {
+        let mut env = (*self.dotenv).clone();
+        if let Some(member) = self.node(id).member
+            && let Some(vars) = self.member_dotenv.get(member.index())
+        {
+            env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        env
+    }
+
+    /// The `env-inputs` names a node's key hashes: the root's, then its member's.
+    pub fn env_inputs_of(&self, member: Option<MemberId>) -> Vec<&str> {
+        let own = member
+            .and_then(|m| self.workspace.members[m.index()].file.as_deref())
+            .map(|f| f.env_inputs.as_slice())
+            .unwrap_or_default();
+        self.file
+            .env_inputs
+            .iter()
+            .chain(own)
+            .map(|name| name.value.as_str())
+            .collect()
+    }
+
+    /// The `dotenv` variables of `member` (the root's for `None`), as [`Self::dotenv_of`].
+    pub fn member_dotenv(&self, member: Option<MemberId>) -> BTreeMap<String, String> {
+        let mut env = (*self.dotenv).clone();
+        if let Some(vars) = member.and_then(|m| self.member_dotenv.get(m.index())) {
+            env.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        env
     }
 
     /// The environment a node's commands get on top of clab's own: the `dotenv` variables,
@@ -215,7 +267,7 @@ impl Graph {
     /// not in the key: the node's id and the root marker stand for them there.
     pub fn command_env(&self, id: NodeId) -> BTreeMap<String, String> {
         let node = self.node(id);
-        let mut env = (*self.dotenv).clone();
+        let mut env = self.dotenv_of(id);
         env.extend(node.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (name, value) in build::placeholder_values(&self.root, node.item.as_deref()) {
             if let Some(var) = build::placeholder_var(&name) {
@@ -235,9 +287,37 @@ impl Graph {
         &self.root
     }
 
-    /// The parsed file the graph was built from.
+    /// The parsed file the graph was built from (a workspace's root tasks.kdl).
     pub fn file(&self) -> &TaskFile {
         &self.file
+    }
+
+    /// The tasks file that declares node `id`: its member's, or the root's.
+    pub fn file_of(&self, id: NodeId) -> &TaskFile {
+        self.node(id)
+            .member
+            .and_then(|m| self.workspace.members[m.index()].file.as_deref())
+            .unwrap_or(&self.file)
+    }
+
+    /// The workspace's members (none for a single project).
+    pub fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    /// A member of the workspace.
+    pub fn member(&self, id: MemberId) -> &Member {
+        &self.workspace.members[id.index()]
+    }
+
+    /// Every file the graph was read from besides the root tasks.kdl: the members'
+    /// tasks.kdl and the manifests (relative to the root), for watch mode.
+    pub fn workspace_files(&self) -> Vec<String> {
+        let mut files = self.workspace.files.clone();
+        for member in &self.workspace.members {
+            files.extend(member.files.iter().cloned());
+        }
+        files
     }
 
     /// The rule files of the project (for LLM context and `clab rules`).
@@ -302,30 +382,6 @@ impl Graph {
         ids.sort_by(|a, b| self.node(*a).name.cmp(&self.node(*b).name));
         ids.dedup();
         ids
-    }
-
-    /// Resolve names given on the command line: a task name selects all its nodes, a display
-    /// id one node.
-    pub fn resolve_targets(&self, names: &[String]) -> Result<Vec<NodeId>, UnknownTarget> {
-        let mut targets = Vec::new();
-        for name in names {
-            if let Some(ids) = self.tasks.get(name) {
-                targets.extend(ids);
-            } else if let Some(&id) = self.ids.get(name) {
-                targets.push(id);
-            } else {
-                let help = clab_syntax::did_you_mean(name, self.tasks.keys().map(String::as_str))
-                    .map(|close| format!("did you mean `{close}`?"))
-                    .unwrap_or_else(|| "`clab list` shows the tasks".to_owned());
-                return Err(UnknownTarget {
-                    name: name.clone(),
-                    help,
-                });
-            }
-        }
-        targets.sort();
-        targets.dedup();
-        Ok(targets)
     }
 
     /// Pass `clab run TASK -- ARGS` to the command nodes among `targets`, in place of
@@ -660,11 +716,45 @@ pub enum ArgsError {
 #[error("{} in `{file}`", clab_syntax::plural(errors.len(), "problem"))]
 #[diagnostic(code(clab::tasks::invalid))]
 pub struct Diagnostics {
-    /// The file's display name.
+    /// The file's display name (in a workspace: the one file all problems are in, else
+    /// the root's with `and members` after it).
     pub file: String,
     /// The problems.
     #[related]
     pub errors: Vec<Error>,
+}
+
+impl Diagnostics {
+    /// The problems found building the graph of `root`'s file: named after the one file
+    /// they are all in.
+    fn new(root: &TaskFile, errors: Vec<Error>) -> Diagnostics {
+        let mut files: Vec<&str> = errors.iter().filter_map(Error::file_name).collect();
+        files.sort_unstable();
+        files.dedup();
+        let file = match files.as_slice() {
+            [one] => (*one).to_owned(),
+            [] => root.source.name().to_owned(),
+            _ => format!("{} and its members' files", root.source.name()),
+        };
+        Diagnostics { file, errors }
+    }
+}
+
+impl Error {
+    /// The name of the file the problem is in, when it points into one.
+    fn file_name(&self) -> Option<&str> {
+        match self {
+            Error::UnknownDep { src, .. }
+            | Error::Cycle { src, .. }
+            | Error::UnknownProfile { src, .. }
+            | Error::BadGlob { src, .. }
+            | Error::OutsideRoot { src, .. }
+            | Error::UnnamableFile { src, .. }
+            | Error::UnsafePlaceholder { src, .. }
+            | Error::Dotenv { src, .. } => Some(src.name()),
+            Error::Rules { .. } | Error::Walk { .. } => None,
+        }
+    }
 }
 
 /// The `clab graph --format json` document.
@@ -672,8 +762,22 @@ pub struct Diagnostics {
 pub struct GraphJson {
     /// The project name, if the file gives one.
     pub project: Option<String>,
+    /// The workspace's members (empty for a single project).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberJson>,
     /// Every node, in topological order.
     pub nodes: Vec<NodeJson>,
+}
+
+/// One member of [`GraphJson`].
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct MemberJson {
+    /// The member's name.
+    pub name: String,
+    /// Its directory, relative to the root.
+    pub dir: String,
+    /// The members it depends on.
+    pub deps: Vec<String>,
 }
 
 /// One node of [`GraphJson`].
@@ -683,6 +787,9 @@ pub struct NodeJson {
     pub id: String,
     /// Task name.
     pub task: String,
+    /// The workspace member that declares it (absent for the root's tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
     /// `command`, `llm`, `rule` or `aggregate`.
     pub kind: String,
     /// `description`.
@@ -703,6 +810,20 @@ impl Graph {
     pub fn to_json(&self, nodes: &[NodeId]) -> GraphJson {
         GraphJson {
             project: self.file.project.as_ref().map(|p| p.value.clone()),
+            members: self
+                .workspace
+                .members
+                .iter()
+                .map(|m| MemberJson {
+                    name: m.name.clone(),
+                    dir: m.dir.clone(),
+                    deps: m
+                        .deps
+                        .iter()
+                        .map(|d| self.workspace.members[d.member.index()].name.clone())
+                        .collect(),
+                })
+                .collect(),
             nodes: nodes
                 .iter()
                 .map(|&id| {
@@ -710,6 +831,7 @@ impl Graph {
                     NodeJson {
                         id: node.name.clone(),
                         task: node.task.clone(),
+                        member: node.member.map(|m| self.member(m).name.clone()),
                         kind: node.kind.label().to_owned(),
                         description: node.description.clone(),
                         deps: self

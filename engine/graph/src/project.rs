@@ -2,14 +2,19 @@
 //!
 //! Like `just` with its justfile, clab looks for `tasks.kdl` in the working directory and
 //! then in each parent; the directory holding it is the project root, against which every
-//! path in the file is resolved.
+//! path in the file is resolved. When that file belongs to a workspace member — a
+//! `tasks.kdl` further up lists its directory in `members` — the project is the workspace:
+//! its root is the workspace's, and the member is the *focus*, whose tasks bare names mean
+//! (see [`crate::Scope`]). `-f FILE` names the root file itself: no search upwards.
 
 use std::path::{Path, PathBuf};
+
+use globset::GlobBuilder;
 
 mod error;
 
 pub use self::error::{Error, Kind};
-use crate::Graph;
+use crate::{Graph, Scope, workspace::Workspace};
 use clab_model::source::SourceFile;
 use clab_syntax::{self as syntax, TaskFile, parse_cache::ParseCache};
 
@@ -25,6 +30,12 @@ pub struct Project {
     pub file: PathBuf,
     /// Where parses of the tasks file are cached (see [`ParseCache`]); `None`: never.
     pub cache_dir: Option<PathBuf>,
+    /// The member directory clab was started in (relative to the root), in a workspace.
+    pub focus: Option<String>,
+    /// `--filter` patterns: which members bare names expand to.
+    pub filters: Vec<String>,
+    /// `--since REF`: only members changed since the revision, and their dependents.
+    pub since: Option<String>,
 }
 
 impl Project {
@@ -43,25 +54,38 @@ impl Project {
                 });
             }
             let root = file.parent().map_or_else(|| dir.clone(), Path::to_path_buf);
-            return Ok(Project {
-                root,
-                file,
-                cache_dir: None,
-            });
+            return Ok(Project::at(root, file, None));
         }
         for candidate in dir.ancestors() {
             let file = candidate.join(TASKS_FILE);
             if file.is_file() {
-                return Ok(Project {
-                    root: candidate.to_path_buf(),
-                    file,
-                    cache_dir: None,
-                });
+                if let Some(project) = workspace_above(candidate) {
+                    return Ok(project);
+                }
+                return Ok(Project::at(candidate.to_path_buf(), file, None));
             }
         }
         Err(Error::NoTasksFile {
             searched: dir.display().to_string(),
         })
+    }
+
+    fn at(root: PathBuf, file: PathBuf, focus: Option<String>) -> Project {
+        Project {
+            root,
+            file,
+            cache_dir: None,
+            focus,
+            filters: Vec::new(),
+            since: None,
+        }
+    }
+
+    /// Select members: `--filter` patterns and `--since REF` (see [`crate::Scope`]).
+    pub fn with_selection(mut self, filters: Vec<String>, since: Option<String>) -> Project {
+        self.filters = filters;
+        self.since = since;
+        self
     }
 
     /// The name diagnostics show for the tasks file: relative to the root when possible.
@@ -81,29 +105,34 @@ impl Project {
 
     /// Read and parse the tasks file (from the parse cache when its text is unchanged).
     pub fn parse(&self) -> Result<TaskFile, Error> {
-        let source =
-            SourceFile::read_at_most(&self.file, self.display_name(), syntax::MAX_FILE_BYTES)
-                .map_err(|source| {
-                    let error = match source.kind() {
-                        std::io::ErrorKind::FileTooLarge => syntax::Error::TooLarge {
-                            file: self.display_name(),
-                            size: std::fs::metadata(&self.file).map_or(0, |m| m.len()),
-                            limit: syntax::MAX_FILE_BYTES,
-                        },
-                        _ => syntax::Error::Io {
-                            path: self.file.display().to_string(),
-                            source,
-                        },
-                    };
-                    Error::Syntax(syntax::Diagnostics {
-                        file: self.display_name(),
-                        errors: vec![error],
-                    })
-                })?;
+        Ok(self.parse_file(&self.file, self.display_name())?)
+    }
+
+    /// Read and parse one tasks file (the root's or a member's), through the parse cache.
+    fn parse_file(&self, path: &Path, name: String) -> Result<TaskFile, syntax::Diagnostics> {
+        let source = SourceFile::read_at_most(path, name.clone(), syntax::MAX_FILE_BYTES).map_err(
+            |source| {
+                let error = match source.kind() {
+                    std::io::ErrorKind::FileTooLarge => syntax::Error::TooLarge {
+                        file: name.clone(),
+                        size: std::fs::metadata(path).map_or(0, |m| m.len()),
+                        limit: syntax::MAX_FILE_BYTES,
+                    },
+                    _ => syntax::Error::Io {
+                        path: path.display().to_string(),
+                        source,
+                    },
+                };
+                syntax::Diagnostics {
+                    file: name,
+                    errors: vec![error],
+                }
+            },
+        )?;
         let cache = self
             .cache_dir
             .as_deref()
-            .map(|dir| ParseCache::new(dir, &self.file));
+            .map(|dir| ParseCache::new(dir, path));
         if let Some(file) = cache.as_ref().and_then(|cache| cache.load(&source)) {
             return Ok(file);
         }
@@ -114,9 +143,43 @@ impl Project {
         Ok(file)
     }
 
-    /// Read, parse and build the graph.
+    /// Read, parse and build the graph: in a workspace, every member's tasks too, scoped
+    /// to the focus and the selection.
     pub fn load(&self) -> Result<Graph, Error> {
-        Ok(crate::build(self.parse()?, &self.root)?)
+        let file = self.parse()?;
+        if file.members.is_empty() {
+            let flag = match (self.filters.is_empty(), &self.since) {
+                (false, _) => Some("--filter"),
+                (true, Some(_)) => Some("--since"),
+                (true, None) => None,
+            };
+            if let Some(flag) = flag {
+                return Err(single(crate::workspace::Error::NotAWorkspace { flag }).into());
+            }
+            return Ok(crate::build(file, &self.root)?);
+        }
+        let parse = |path: &Path, name: String| self.parse_file(path, name);
+        let workspace = Workspace::load(&self.root, &file, &parse)?;
+        let mut graph = crate::build_workspace(file, workspace, &self.root)?;
+        let focus = self
+            .focus
+            .as_deref()
+            .and_then(|dir| graph.workspace().members.iter().position(|m| m.dir == dir))
+            .map(crate::workspace::MemberId::new);
+        let mut selection = None;
+        if !self.filters.is_empty() {
+            selection = Some(graph.select_filters(&self.filters).map_err(single)?);
+        }
+        if let Some(rev) = &self.since {
+            let changed = crate::workspace::changed_files(&self.root, rev).map_err(single)?;
+            let since = graph.select_changed(&changed);
+            selection = Some(match selection {
+                Some(filtered) => filtered.and(&since),
+                None => since,
+            });
+        }
+        graph.set_scope(Scope { focus, selection });
+        Ok(graph)
     }
 
     /// [`load`](Self::load) for a command that runs the graph: also refuse rule files that
@@ -127,5 +190,58 @@ impl Project {
         let graph = self.load()?;
         clab_rules::check_compiles(graph.rule_files())?;
         Ok(graph)
+    }
+}
+
+/// The workspace whose members include `dir` (which holds a tasks.kdl): the nearest
+/// `tasks.kdl` above it with a `members` glob matching it, as a project focused on `dir`.
+/// A file above that does not parse is not a workspace here; loading it would report it.
+fn workspace_above(dir: &Path) -> Option<Project> {
+    for candidate in dir.ancestors().skip(1) {
+        let file = candidate.join(TASKS_FILE);
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        // Most files have no members: skip the parse.
+        if !text.contains("members") {
+            continue;
+        }
+        let Ok(parsed) = syntax::parse_task_file(SourceFile::new(&file, TASKS_FILE, text)) else {
+            continue;
+        };
+        let Some(relative) = dir
+            .strip_prefix(candidate)
+            .ok()
+            .and_then(|r| r.to_str())
+            .map(|r| r.replace('\\', "/"))
+        else {
+            continue;
+        };
+        let matches = |pattern: &str| {
+            let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
+            GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .is_ok_and(|glob| glob.compile_matcher().is_match(&relative))
+        };
+        let included = parsed
+            .members
+            .iter()
+            .any(|m| !m.value.starts_with('!') && matches(&m.value));
+        let excluded = parsed
+            .members
+            .iter()
+            .any(|m| m.value.strip_prefix('!').is_some_and(matches));
+        if included && !excluded {
+            return Some(Project::at(candidate.to_path_buf(), file, Some(relative)));
+        }
+    }
+    None
+}
+
+/// One workspace problem as the diagnostics of loading.
+fn single(error: crate::workspace::Error) -> crate::workspace::Diagnostics {
+    crate::workspace::Diagnostics {
+        errors: vec![error],
     }
 }

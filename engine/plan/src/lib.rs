@@ -73,7 +73,8 @@ pub type Error = inputs::Error;
 /// Computes cache keys for the nodes of one run.
 pub struct Planner {
     index: InputIndex,
-    env_inputs: BTreeMap<String, Option<String>>,
+    /// The hashed `env-inputs` of the root's nodes (`[0]`) and of each member's (`[1 + i]`).
+    env_inputs: Vec<BTreeMap<String, Option<String>>>,
     /// Large input sets by content, see `shared_inputs`.
     shared_inputs: Mutex<HashMap<Digest, SharedInputs>>,
     /// Bytes of files rule nodes scan, read while hashing (see [`take_text`](Self::take_text)).
@@ -164,7 +165,13 @@ impl Planner {
     fn finish(graph: &Graph, index: InputIndex) -> Result<Planner, Error> {
         Ok(Planner {
             index,
-            env_inputs: env_input_hashes(graph),
+            env_inputs: std::iter::once(None)
+                .chain(
+                    (0..graph.workspace().members.len())
+                        .map(|m| Some(clab_graph::workspace::MemberId::new(m))),
+                )
+                .map(|member| member_env_input_hashes(graph, member))
+                .collect(),
             shared_inputs: Mutex::new(HashMap::new()),
             texts: Mutex::new(KeptTexts::default()),
             prefilters: None,
@@ -273,7 +280,11 @@ impl Planner {
                 .iter()
                 .map(|(name, value)| (name.clone(), relative(value)))
                 .collect(),
-            env_inputs: self.env_inputs.clone(),
+            env_inputs: self
+                .env_inputs
+                .get(node.member.map_or(0, |m| m.index() + 1))
+                .cloned()
+                .unwrap_or_default(),
             inputs: shared.map,
             deps,
             extra,
@@ -551,20 +562,35 @@ pub fn manifest_json(store: &Store, parts: &KeyParts) -> Result<String, clab_sto
 /// Each `env-inputs` variable and each `dotenv` variable with the blake3 hex of its value
 /// (`None` when unset), as keys hold them: either may well be a secret, so its value is
 /// never kept. A `dotenv` variable that the process environment sets is hashed with that
-/// value, the one the commands see.
+/// value, the one the commands see. In a workspace: those of the root and of every member
+/// (what a no-op snapshot stamps); a node's key holds only its own
+/// ([`member_env_input_hashes`]).
 pub fn env_input_hashes(graph: &Graph) -> BTreeMap<String, Option<String>> {
+    let mut hashes = member_env_input_hashes(graph, None);
+    for m in 0..graph.workspace().members.len() {
+        let member = Some(clab_graph::workspace::MemberId::new(m));
+        hashes.extend(member_env_input_hashes(graph, member));
+    }
+    hashes
+}
+
+/// [`env_input_hashes`] for the nodes of one member (`None`: the root's): the root's
+/// variables, then the member's own.
+pub fn member_env_input_hashes(
+    graph: &Graph,
+    member: Option<clab_graph::workspace::MemberId>,
+) -> BTreeMap<String, Option<String>> {
     let hash = |v: &str| Digest::of_bytes(v.as_bytes()).to_hex().to_string();
     let mut hashes: BTreeMap<String, Option<String>> = graph
-        .file()
-        .env_inputs
-        .iter()
+        .env_inputs_of(member)
+        .into_iter()
         .map(|name| {
-            let value = std::env::var(&name.value).ok();
-            (name.value.clone(), value.as_deref().map(hash))
+            let value = std::env::var(name).ok();
+            (name.to_owned(), value.as_deref().map(hash))
         })
         .collect();
-    for (name, value) in graph.dotenv() {
-        hashes.insert(name.clone(), Some(hash(value)));
+    for (name, value) in graph.member_dotenv(member) {
+        hashes.insert(name.clone(), Some(hash(&value)));
     }
     hashes
 }

@@ -101,7 +101,10 @@ pub fn render(
         return Err(format!("`{}` is not an LLM step", node.name));
     };
     let root = graph.root();
-    let file = graph.file();
+    // A member's step takes its profiles and defaults from its own tasks.kdl first, then
+    // from the root's.
+    let file = graph.file_of(id);
+    let root_file = graph.file();
     let decl = &llm.decl;
 
     if let Some(problem) = &layers.config_unreadable {
@@ -115,13 +118,25 @@ pub fn render(
     )?);
     if let Some(name) = profile {
         // The graph refused unknown profiles; this guards the invariant without panicking.
-        let Some(named) = file.llm_profiles.get(name) else {
+        let Some(named) = file
+            .llm_profiles
+            .get(name)
+            .or_else(|| root_file.llm_profiles.get(name))
+        else {
             return Err(format!("llm profile `{name}` is not defined"));
         };
         stack.push(settings_layer(named, &format!("llm profile `{name}`"))?);
     }
     if let Some(defaults) = &file.llm_defaults {
         stack.push(settings_layer(defaults, "the top-level `llm` block")?);
+    }
+    if !std::ptr::eq(file, root_file)
+        && let Some(defaults) = &root_file.llm_defaults
+    {
+        stack.push(settings_layer(
+            defaults,
+            "the top-level `llm` block of the root tasks.kdl",
+        )?);
     }
     stack.push(layers.config_file.layer(profile));
     let config = Settings::stack(stack)
@@ -162,18 +177,19 @@ pub fn render(
         std::fs::read_to_string(root.join(path))
             .map_err(|err| format!("cannot read `{path}` for `{}`: {err}", node.name))
     };
-    let user = match (&decl.prompt, &decl.prompt_file) {
+    // The file paths were rendered (and rebased onto the root) by the graph.
+    let user = match (&decl.prompt, &llm.prompt_file) {
         (Some(prompt), _) => fill(&prompt.value, "the prompt")?,
         (None, Some(path)) => {
-            let path = fill(&path.value, "prompt-file")?;
+            let path = fill(path, "prompt-file")?;
             fill(&read(&path)?, &format!("`{path}`"))?
         }
         (None, None) => return Err(format!("`{}` has no prompt", node.name)),
     };
-    let system = match (&decl.system, &decl.system_file) {
+    let system = match (&decl.system, &llm.system_file) {
         (Some(system), _) => Some(fill(&system.value, "the system prompt")?),
         (None, Some(path)) => {
-            let path = fill(&path.value, "system-file")?;
+            let path = fill(path, "system-file")?;
             Some(fill(&read(&path)?, &format!("`{path}`"))?)
         }
         (None, None) => None,

@@ -21,6 +21,8 @@ use clab_model::source::{SourceFile, Spanned};
 
 const TOP_LEVEL: &[&str] = &[
     "project",
+    "members",
+    "uses",
     "env",
     "env-inputs",
     "dotenv",
@@ -441,6 +443,8 @@ impl Reader<'_> {
         let mut file = TaskFile {
             source: self.source.clone(),
             project: None,
+            members: Vec::new(),
+            uses: Vec::new(),
             env: BTreeMap::new(),
             env_inputs: Vec::new(),
             dotenv: Vec::new(),
@@ -463,6 +467,14 @@ impl Reader<'_> {
                 "env" => {
                     self.no_children(node);
                     self.env(node, &mut file.env);
+                }
+                "members" => {
+                    self.no_children(node);
+                    file.members.extend(self.strings(node));
+                }
+                "uses" => {
+                    self.no_children(node);
+                    file.uses.extend(self.strings(node));
                 }
                 "env-inputs" => {
                     self.no_children(node);
@@ -1381,6 +1393,31 @@ task "gen" {
         let step = file.tasks[0].llm.as_ref().unwrap();
         assert_eq!(step.attempts.as_ref().unwrap().value, 3);
         assert_eq!(step.profile.as_ref().unwrap().value, "fast");
+    }
+
+    #[test]
+    fn reads_members_and_uses() {
+        let file = parse(
+            r#"
+members "packages/*" "apps/*"
+uses "core"
+uses "lib"
+task "a" { run "x" }
+"#,
+        )
+        .unwrap();
+        let values = |items: &[Spanned<String>]| -> Vec<String> {
+            items.iter().map(|s| s.value.clone()).collect()
+        };
+        assert_eq!(values(&file.members), ["packages/*", "apps/*"]);
+        assert_eq!(values(&file.uses), ["core", "lib"]);
+        assert_eq!(
+            messages("members\nuses 1"),
+            [
+                "`members` takes one or more strings",
+                "`uses` takes strings"
+            ]
+        );
     }
 
     #[test]

@@ -78,6 +78,13 @@ pub struct TaskFile {
     pub source: SourceFile,
     /// `project "NAME"`.
     pub project: Option<Spanned<String>>,
+    /// `members "packages/*" …`: the directory globs of a workspace's members (root file
+    /// only; see docs/workspaces.md).
+    #[serde(default)]
+    pub members: Vec<Spanned<String>>,
+    /// `uses "core" …`: members this member depends on beyond what its manifests say.
+    #[serde(default)]
+    pub uses: Vec<Spanned<String>>,
     /// Top-level `env KEY="value"`: set for every task and part of every hash.
     pub env: BTreeMap<String, Spanned<String>>,
     /// `env-inputs "CC" …`: inherited variables whose values are hashed.

@@ -612,6 +612,8 @@ struct Index {
     outputs: PathPatterns,
     /// The tasks file, relative to the root.
     tasks_file: Option<String>,
+    /// A workspace's other files: members' tasks.kdl and the manifests, relative to the root.
+    workspace_files: Vec<String>,
     /// The rules directories, relative to the root.
     rules_dirs: Vec<String>,
     /// The `dotenv` files, relative to the root.
@@ -652,6 +654,7 @@ impl Index {
             inputs,
             outputs: PathPatterns::new(&outputs),
             tasks_file: relative(&project.root, &project.file),
+            workspace_files: graph.workspace_files(),
             rules_dirs,
             dotenv: graph
                 .file()
@@ -665,6 +668,9 @@ impl Index {
     /// Whether a change to `rel` means loading the graph again.
     fn is_reload(&self, rel: &str) -> bool {
         self.tasks_file.as_deref() == Some(rel)
+            || self.workspace_files.iter().any(|f| f == rel)
+            // A new member: any tasks.kdl appearing in a workspace.
+            || (!self.workspace_files.is_empty() && rel.ends_with("/tasks.kdl"))
             || self.dotenv.iter().any(|f| f == rel)
             || (rel.ends_with(".mdc")
                 && self.rules_dirs.iter().any(|dir| {

@@ -41,6 +41,11 @@ pub enum Error {
     #[diagnostic(transparent)]
     Graph(#[from] graph::Diagnostics),
 
+    /// The workspace's members, manifests or selection.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Workspace(#[from] crate::workspace::Diagnostics),
+
     /// A rule file would not compile as written (`run` and `watch` only).
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -78,6 +83,13 @@ impl Error {
             | Error::Rules(_)
             | Error::Target(_)
             | Error::Args(_) => Kind::Input,
+            Error::Workspace(diagnostics) => {
+                if diagnostics.errors.iter().any(|e| e.is_environment()) {
+                    Kind::Environment
+                } else {
+                    Kind::Input
+                }
+            }
             Error::Io { .. } => Kind::Environment,
         }
     }
