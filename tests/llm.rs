@@ -353,6 +353,10 @@ fn pytest_project(server: &MockServer) -> Test {
                 }}
                 task "gen" {{
                     for-each "src/*.py"
+                    // The check runs sandboxed, in a reduced environment: uv may write its
+                    // cache and works offline; Python leaves no bytecode beside the output.
+                    sandbox-writable "~/.cache/uv"
+                    env UV_OFFLINE="1" PYTHONDONTWRITEBYTECODE="1"
                     llm {{
                         prompt "Write pytest tests for {{{{file}}}}.\n{{{{context}}}}"
                         context "{{{{file}}}}"
@@ -477,6 +481,13 @@ async fn the_check_runs_without_the_api_key_the_provider_gets() {
     let test = project(&server, &check.replace('"', "\\\""), "gen/{{stem}}.py")
         .env("OPENAI_API_KEY", "sk-other-0123456789abcdefSECRET")
         .env("HOME", "/tmp");
+    // The check is sandboxed (writes confined): let it write its report.
+    let tasks = test.read("tasks.kdl").replacen(
+        "for-each \"src/*.py\"",
+        "for-each \"src/*.py\"; sandbox-writable \"check-env.txt\"",
+        1,
+    );
+    test.write("tasks.kdl", &tasks);
     test.run_with(&["run", "gen"]).status(0);
     assert_eq!(
         test.read("check-env.txt"),

@@ -12,6 +12,7 @@ mod remote;
 mod reporter;
 mod rule_nodes;
 mod rules;
+mod sandbox;
 mod run;
 mod schemas;
 mod templates;

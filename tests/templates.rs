@@ -151,6 +151,22 @@ fn python_uv_template_runs_green_then_from_the_cache_and_checks_the_lock_under_c
         .status(0)
         .stdout_has("8 tasks: 0 ran, 8 cached");
 
+    // The audit asks PyPI's vulnerability data about the locked packages where PyPI answers
+    // (pip-audit), and says it skipped where it does not (this machine's PyPI mirror serves
+    // no per-release JSON); it is never cached.
+    for _ in 0..2 {
+        let audit = test.run_with(&["run", "audit"]).status(0);
+        assert!(
+            audit
+                .stdout
+                .contains("::warning::not audited: PyPI's vulnerability data")
+                || audit.stdout.contains("No known vulnerabilities found"),
+            "{}",
+            audit.stdout
+        );
+        assert!(audit.stdout.contains("✓ audit"), "{}", audit.stdout);
+    }
+
     // Under CI, lock and sync check the committed lock (CI is part of the key).
     run_env(&test, &["run", "sync"], &ci)
         .status(0)

@@ -73,6 +73,11 @@ impl Reporter for Tty {
             Event::TaskOutput { task, line } => {
                 if self.verbose {
                     self.println(&format!("{} {line}", style(format!("[{task}]")).dim()));
+                } else if let Some(message) = task_warning(line) {
+                    self.println(&format!(
+                        "{} {task}: {message}",
+                        style("warning:").yellow().bold()
+                    ));
                 }
             }
             Event::TaskFinished {
@@ -156,5 +161,39 @@ impl Reporter for Tty {
                 self.println(&styled.to_string());
             }
         }
+    }
+}
+
+/// A line of task output meant for the user even when output is hidden: GitHub's workflow
+/// command form `::warning::MESSAGE` or `::notice::MESSAGE` (optionally with parameters,
+/// `::warning file=a.py::MESSAGE`), which GitHub Actions turns into an annotation too.
+fn task_warning(line: &str) -> Option<&str> {
+    let rest = line
+        .trim_start()
+        .strip_prefix("::warning")
+        .or_else(|| line.trim_start().strip_prefix("::notice"))?;
+    let rest = match rest.strip_prefix("::") {
+        Some(message) => message,
+        None if rest.starts_with(' ') => rest.split_once("::")?.1,
+        None => return None,
+    };
+    Some(rest.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::task_warning;
+
+    #[test]
+    fn workflow_warnings_in_task_output_are_found() {
+        assert_eq!(
+            task_warning("::warning::audit skipped: no answer"),
+            Some("audit skipped: no answer")
+        );
+        assert_eq!(task_warning("  ::notice::fyi  "), Some("fyi"));
+        assert_eq!(task_warning("::warning file=a.py,line=3::bad"), Some("bad"));
+        assert_eq!(task_warning("::warningless"), None);
+        assert_eq!(task_warning("::error::not a warning"), None);
+        assert_eq!(task_warning("plain output"), None);
     }
 }

@@ -47,6 +47,7 @@ pub mod process_tag;
 pub mod report_totals;
 pub mod rule_scan;
 pub mod runner;
+pub mod sandbox_policy;
 pub mod scheduler;
 pub mod snapshot;
 pub mod task_log;

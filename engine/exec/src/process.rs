@@ -75,6 +75,9 @@ pub struct CommandSpec {
     pub timeout: Option<Duration>,
     /// How long to wait between the polite signal and SIGKILL.
     pub grace: Duration,
+    /// Run it in this sandbox (`sandbox #true`): its environment is then the sandbox's
+    /// reduced one, with `env` on top.
+    pub sandbox: Option<clab_sandbox::Policy>,
 }
 
 /// How a command ended.
@@ -249,7 +252,16 @@ pub fn run_command_into(
     SPAWNED.store(true, Ordering::SeqCst);
     let tag = ProcessTag::next();
     let (reader, writer) = io::pipe().map_err(spawn_error)?;
+    let mut sandbox = match &spec.sandbox {
+        Some(policy) => policy
+            .prepare()
+            .map_err(|err| spawn_error(io::Error::other(sandbox_error(&err))))?,
+        None => None,
+    };
     let mut command = std::process::Command::new("/bin/sh");
+    if let Some(sandbox) = &mut sandbox {
+        sandbox.install(&mut command);
+    }
     command
         .arg("-c")
         .arg(&spec.line)
@@ -558,6 +570,15 @@ fn exit_of(status: ExitStatus) -> Exit {
     }
 }
 
+/// A sandbox error as one line: the error and its help.
+fn sandbox_error(err: &clab_sandbox::Error) -> String {
+    use miette::Diagnostic;
+    match err.help() {
+        Some(help) => format!("{err} ({help})"),
+        None => err.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,6 +590,7 @@ mod tests {
             env: BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]),
             timeout: None,
             grace: Duration::from_millis(200),
+            sandbox: None,
         }
     }
 

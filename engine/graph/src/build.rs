@@ -19,13 +19,13 @@ use miette::LabeledSpan;
 use petgraph::graph::DiGraph;
 
 use super::{
-    Coverage, Diagnostics, Error, Graph, LlmNode, Node, NodeId, NodeKind, cycle,
+    Coverage, Diagnostics, Error, Graph, LlmNode, Node, NodeId, NodeKind, Sandbox, cycle,
     quoting::{self, Fill},
 };
 use crate::workspace::{MemberId, Workspace, normalize, path_join};
 use clab_model::source::Spanned;
 use clab_rules::{CompiledRule, DEFAULT_RULES_DIR, RuleFile};
-use clab_syntax::{TaskDecl, TaskFile, did_you_mean, placeholders};
+use clab_syntax::{SandboxDecl, TaskDecl, TaskFile, did_you_mean, placeholders};
 
 /// Build the graph of `file`, whose relative paths are resolved against `root`.
 pub fn build(file: TaskFile, root: &Path) -> Result<Graph, Diagnostics> {
@@ -515,6 +515,8 @@ fn implicit_node(name: &str, description: &str, kind: NodeKind) -> Node {
         timeout: None,
         retry: 0,
         persistent: false,
+        sandbox: Sandbox::Default,
+        sandbox_writable: Vec::new(),
         junit: None,
         coverage: None,
         args_template: None,
@@ -919,6 +921,22 @@ fn make_node(
         timeout: task.timeout.as_ref().map(|t| t.value),
         retry: task.retry.as_ref().map_or(0, |r| r.value),
         persistent: task.persistent.as_ref().is_some_and(|p| p.value),
+        sandbox: match task.sandbox.as_ref().map(|s| s.value) {
+            None => Sandbox::Default,
+            Some(SandboxDecl::Off) => Sandbox::Off,
+            Some(SandboxDecl::On) => Sandbox::On,
+            Some(SandboxDecl::Required) => Sandbox::Required,
+        },
+        // `~/…` and absolute paths as written; others, like every path, from the member's
+        // directory.
+        sandbox_writable: task
+            .sandbox_writable
+            .iter()
+            .map(|path| match path.value.starts_with(['~', '/']) {
+                true => render(&path.value),
+                false => located(&path.value),
+            })
+            .collect(),
         junit: task.junit.as_ref().map(|j| located(&j.value)),
         coverage: task.coverage.as_ref().map(|c| Coverage {
             path: located(&c.path.value),

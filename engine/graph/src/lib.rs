@@ -179,6 +179,11 @@ pub struct Node {
     pub retry: u32,
     /// A long-running server.
     pub persistent: bool,
+    /// Whether its commands (a command node) or its check (an LLM step) run sandboxed:
+    /// [`Sandbox::Default`] is on for an LLM step's check, off for commands.
+    pub sandbox: Sandbox,
+    /// More paths the sandbox may write, as written (`~/…` or relative to the root).
+    pub sandbox_writable: Vec<String>,
     /// A JUnit report to read afterwards.
     pub junit: Option<String>,
     /// A coverage report and gate.
@@ -188,6 +193,32 @@ pub struct Node {
     pub args_template: Option<Vec<String>>,
     /// The span of the task's name in tasks.kdl.
     pub span: SourceSpan,
+}
+
+/// A node's `sandbox` setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sandbox {
+    /// Not written: sandboxed when the node runs model-written code (an LLM step's check).
+    #[default]
+    Default,
+    /// `sandbox #false`.
+    Off,
+    /// `sandbox #true`.
+    On,
+    /// `sandbox "required"`.
+    Required,
+}
+
+impl Sandbox {
+    /// The setting as the key holds it (`None`: the default, which old keys did not name).
+    pub fn key_text(self) -> Option<&'static str> {
+        match self {
+            Sandbox::Default => None,
+            Sandbox::Off => Some("off"),
+            Sandbox::On => Some("on"),
+            Sandbox::Required => Some("required"),
+        }
+    }
 }
 
 impl Node {

@@ -9,11 +9,17 @@
 //! sending back); a check that cannot be started is an error.
 //!
 //! A check runs code the model wrote, so it gets clab's environment without the provider's
-//! key variables ([`ShellCheck::without_env`], filled from [`super::LlmConfig::key_variables`]).
+//! key variables ([`ShellCheck::without_env`], filled from [`super::LlmConfig::key_variables`]),
+//! and, with a sandbox policy ([`ShellCheck::sandboxed`], the default for LLM steps), no
+//! network, writes only to the candidate, a private temp directory and what the task names,
+//! and the sandbox's reduced environment instead of clab's.
 
 use std::{path::Path, path::PathBuf, time::Duration};
 
-use super::{BoxFuture, Error, shell_run::ShellRun};
+use super::{
+    BoxFuture, Error,
+    shell_run::{ShellEnv, ShellRun},
+};
 
 /// The result of one check run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +47,7 @@ pub struct ShellCheck {
     timeout: Duration,
     unset: Vec<String>,
     env: Vec<(String, String)>,
+    sandbox: Option<clab_sandbox::Policy>,
 }
 
 impl ShellCheck {
@@ -58,6 +65,7 @@ impl ShellCheck {
             timeout,
             unset: Vec::new(),
             env: Vec::new(),
+            sandbox: None,
         }
     }
 
@@ -65,6 +73,13 @@ impl ShellCheck {
     /// are not plain (`CLAB_OUTPUT`, `CLAB_FILE`, …; see clab-graph's quoting rule).
     pub fn with_env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
         self.env.extend(vars);
+        self
+    }
+
+    /// The same check, run in a sandbox with `policy` (the candidate is added to the paths it
+    /// may write).
+    pub fn sandboxed(mut self, policy: clab_sandbox::Policy) -> Self {
+        self.sandbox = Some(policy);
         self
     }
 
@@ -101,12 +116,26 @@ impl Check for ShellCheck {
                 .filter(|(name, _)| !self.unset.contains(name))
                 .map(|(name, value)| (name.as_str(), value.as_str()))
                 .collect();
+            let mut sandbox = match &self.sandbox {
+                Some(policy) => {
+                    let mut policy = policy.clone();
+                    policy.writable.push(candidate.to_path_buf());
+                    policy.prepare().map_err(|source| Error::CheckSandbox {
+                        task: self.task.clone(),
+                        source,
+                    })?
+                }
+                None => None,
+            };
             let run = ShellRun::run(
                 &self.script(candidate),
                 &self.root,
                 None,
-                &env,
-                &self.unset,
+                ShellEnv {
+                    set: &env,
+                    unset: &self.unset,
+                    sandbox: sandbox.as_mut(),
+                },
                 self.timeout,
                 true,
             )

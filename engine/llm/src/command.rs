@@ -11,7 +11,7 @@ use std::{path::PathBuf, time::Duration};
 
 use super::{
     BoxFuture, ChatRequest, Completion, Failure, LlmConfig, Provider, ProviderKind, Role, Secret,
-    shell_run::{ShellRun, tail},
+    shell_run::{ShellEnv, ShellRun, tail},
 };
 
 /// A shell command that answers prompts.
@@ -106,8 +106,10 @@ impl Provider for CommandProvider {
                 &self.command,
                 &self.cwd,
                 Some(stdin),
-                &[("CLAB_LLM_MODEL", &self.model)],
-                &[],
+                ShellEnv {
+                    set: &[("CLAB_LLM_MODEL", &self.model)],
+                    ..ShellEnv::default()
+                },
                 self.timeout,
                 false,
             )

@@ -395,9 +395,22 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The check's sandbox could not be set up (`sandbox "required"` on a kernel that
+    /// lacks a feature, a writable path that cannot be opened).
+    #[error("cannot sandbox the check of task `{task}`")]
+    #[diagnostic(code(clab::llm::check_sandbox))]
+    CheckSandbox {
+        /// The task.
+        task: String,
+        /// Why.
+        #[source]
+        #[diagnostic_source]
+        source: clab_sandbox::Error,
+    },
+
     /// No answer passed the check.
     #[error(
-        "no llm answer for task `{task}` passed its check `{command}` in {attempts} attempts; the last check said:\n{output}"
+        "no llm answer for task `{task}` passed its check `{command}` in {attempts} {}; the last check said:\n{output}", if *attempts == 1 { "attempt" } else { "attempts" }
     )]
     #[diagnostic(
         code(clab::llm::check_failed),

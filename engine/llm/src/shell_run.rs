@@ -10,6 +10,18 @@ use tokio::io::AsyncWriteExt;
 
 use super::settings::format_duration;
 
+/// The environment of a shell line: clab's own (or, in a sandbox, the sandbox's reduced one),
+/// without `unset`, with `set`.
+#[derive(Debug, Default)]
+pub(crate) struct ShellEnv<'a> {
+    /// Variables to set.
+    pub(crate) set: &'a [(&'a str, &'a str)],
+    /// Variables to remove.
+    pub(crate) unset: &'a [String],
+    /// The sandbox to run in, if any.
+    pub(crate) sandbox: Option<&'a mut clab_sandbox::Prepared>,
+}
+
 /// What a finished (or timed-out) shell line produced.
 #[derive(Debug)]
 pub(crate) struct ShellRun {
@@ -38,15 +50,13 @@ impl ShellRun {
         }
     }
 
-    /// Run `script` with `sh -c` in `cwd`, in clab's environment with `envs` set and the
-    /// variables named in `unset` removed. With `merge_stderr`, stderr goes to stdout so the
-    /// two keep their interleaving.
+    /// Run `script` with `sh -c` in `cwd`, in the environment `env` describes. With
+    /// `merge_stderr`, stderr goes to stdout so the two keep their interleaving.
     pub(crate) async fn run(
         script: &str,
         cwd: &Path,
         stdin: Option<Vec<u8>>,
-        envs: &[(&str, &str)],
-        unset: &[String],
+        env: ShellEnv<'_>,
         timeout: Duration,
         merge_stderr: bool,
     ) -> std::io::Result<ShellRun> {
@@ -69,10 +79,14 @@ impl ShellRun {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        for name in unset {
+        if let Some(sandbox) = env.sandbox {
+            // Replaces clab's environment with the sandbox's reduced one; `set` goes on top.
+            sandbox.install(command.as_std_mut());
+        }
+        for name in env.unset {
             command.env_remove(name);
         }
-        for (name, value) in envs {
+        for (name, value) in env.set {
             command.env(name, value);
         }
         let mut child = command.spawn()?;
@@ -160,8 +174,10 @@ mod tests {
             "read line; echo \"got $line $FOO\"; echo oops >&2; exit 3",
             dir.path(),
             Some(b"hello\n".to_vec()),
-            &[("FOO", "bar")],
-            &[],
+            ShellEnv {
+                set: &[("FOO", "bar")],
+                ..ShellEnv::default()
+            },
             Duration::from_secs(10),
             false,
         )
@@ -180,8 +196,7 @@ mod tests {
             "echo a; echo b >&2; echo c",
             dir.path(),
             None,
-            &[],
-            &[],
+            ShellEnv::default(),
             Duration::from_secs(10),
             true,
         )
@@ -193,8 +208,7 @@ mod tests {
             "sleep 5; echo late",
             dir.path(),
             None,
-            &[],
-            &[],
+            ShellEnv::default(),
             Duration::from_millis(200),
             true,
         )
@@ -226,8 +240,7 @@ mod tests {
             script,
             dir.path(),
             None,
-            &[],
-            &[],
+            ShellEnv::default(),
             Duration::from_secs(60),
             true,
         );

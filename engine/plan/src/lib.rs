@@ -266,6 +266,15 @@ impl Planner {
             }
             NodeKind::Aggregate => Vec::new(),
         };
+        // A sandbox can fail what runs without one: it is part of the result. Only what the
+        // file says enters the key, so keys of tasks that say nothing are unchanged.
+        if let Some(mode) = node.sandbox.key_text() {
+            extra.insert("sandbox".to_owned(), mode.to_owned());
+        }
+        if !node.sandbox_writable.is_empty() {
+            let writable: Vec<String> = node.sandbox_writable.iter().map(relative).collect();
+            extra.insert("sandbox.writable".to_owned(), writable.join("\n"));
+        }
         let shared = self.shared_inputs(inputs);
         KeyParts {
             version: KEY_VERSION,

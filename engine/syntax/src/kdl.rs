@@ -11,7 +11,7 @@ use miette::SourceSpan;
 
 use super::{
     CacheDecl, CoverageDecl, Diagnostics, Error, LLM_SETTINGS, LlmSettings, LlmStepDecl, MAX_DEPTH,
-    MAX_FILE_BYTES, Scalar, TaskDecl, TaskFile,
+    MAX_FILE_BYTES, SandboxDecl, Scalar, TaskDecl, TaskFile,
     fast_kdl::{self, Fast},
     outline::Outline,
     parse_duration, placeholders, suggestion,
@@ -44,6 +44,8 @@ const TASK_CHILDREN: &[&str] = &[
     "timeout",
     "retry",
     "persistent",
+    "sandbox",
+    "sandbox-writable",
     "for-each",
     "junit",
     "coverage",
@@ -650,6 +652,8 @@ impl Reader<'_> {
             timeout: None,
             retry: None,
             persistent: None,
+            sandbox: None,
+            sandbox_writable: Vec::new(),
             for_each: Vec::new(),
             junit: None,
             coverage: None,
@@ -680,6 +684,8 @@ impl Reader<'_> {
                 "cwd" => task.cwd = self.one_string(child),
                 "cache" => task.cache = self.one_bool(child),
                 "persistent" => task.persistent = self.one_bool(child),
+                "sandbox" => task.sandbox = self.sandbox(child),
+                "sandbox-writable" => task.sandbox_writable.extend(self.strings(child)),
                 "timeout" => {
                     task.timeout =
                         self.one_string(child)
@@ -1020,6 +1026,29 @@ impl Reader<'_> {
         }
     }
 
+    /// `sandbox #true`, `#false` or `"required"`.
+    fn sandbox(&mut self, node: &KdlNode) -> Option<Spanned<SandboxDecl>> {
+        self.no_props(node);
+        const TAKES: &str = "takes #true, #false or \"required\"";
+        match node.entries() {
+            [entry] => match entry.value() {
+                KdlValue::Bool(true) => Some(Spanned::new(SandboxDecl::On, entry.span())),
+                KdlValue::Bool(false) => Some(Spanned::new(SandboxDecl::Off, entry.span())),
+                KdlValue::String(s) if s == "required" => {
+                    Some(Spanned::new(SandboxDecl::Required, entry.span()))
+                }
+                other => {
+                    self.bad_argument(node, TAKES, entry, &describe(other));
+                    None
+                }
+            },
+            _ => {
+                self.bad_argument_node(node, TAKES);
+                None
+            }
+        }
+    }
+
     fn one_u32(&mut self, node: &KdlNode) -> Option<Spanned<u32>> {
         self.no_props(node);
         match node.entries() {
@@ -1153,6 +1182,7 @@ const SINGLE_TASK_CHILDREN: &[&str] = &[
     "timeout",
     "retry",
     "persistent",
+    "sandbox",
     "junit",
     "coverage",
     "llm",

@@ -104,6 +104,17 @@ pub struct TaskFile {
     pub tasks: Vec<TaskDecl>,
 }
 
+/// What `sandbox` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SandboxDecl {
+    /// `sandbox #false`.
+    Off,
+    /// `sandbox #true`: with what the kernel offers (one warning for what it lacks).
+    On,
+    /// `sandbox "required"`: fully, or the task fails.
+    Required,
+}
+
 /// The top-level `cache { … }` block: where the shared remote cache is and whom to trust.
 /// Credentials never belong here: they come from the environment.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -145,6 +156,12 @@ pub struct TaskDecl {
     pub retry: Option<Spanned<u32>>,
     /// `persistent #true`: a long-running server, kept alive in watch mode.
     pub persistent: Option<Spanned<bool>>,
+    /// `sandbox #true`, `#false` or `"required"`: run the task's commands (or its LLM
+    /// step's check, sandboxed unless `#false`) without network and with writes confined.
+    pub sandbox: Option<Spanned<SandboxDecl>>,
+    /// `sandbox-writable "PATH" …`: more paths the sandbox may write (`~/` is the home
+    /// directory; others are relative to the root).
+    pub sandbox_writable: Vec<Spanned<String>>,
     /// `for-each "GLOB" …`: one node per matching file.
     pub for_each: Vec<Spanned<String>>,
     /// `junit "PATH"`: a JUnit XML report to read after the task.

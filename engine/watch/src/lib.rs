@@ -1057,6 +1057,7 @@ fn start_service(
                 env: env.clone(),
                 timeout: None,
                 grace,
+                sandbox: None,
             };
             let on_line = |text: &str| {
                 observer.notice(Notice::ServiceOutput {

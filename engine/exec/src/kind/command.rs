@@ -30,6 +30,8 @@ impl Kind for CommandKind {
         let cwd: PathBuf = cx.graph.root().join(&node.cwd);
         let attempts = node.retry + 1;
         let env = cx.graph.command_env(work.id);
+        // Only when the task asks (`sandbox #true`): commands are the user's own code.
+        let sandbox = crate::sandbox_policy::policy_of(cx, work.id, clab_sandbox::Mode::Off);
         let job = work.job;
         // A log the run will store goes whole to a file when long; any other keeps its end.
         let spill = cx
@@ -47,6 +49,7 @@ impl Kind for CommandKind {
                     env: env.clone(),
                     timeout: node.timeout,
                     grace: cx.grace,
+                    sandbox: sandbox.clone(),
                 };
                 let on_line = |text: &str| cx.output(work.id, text.to_owned());
                 let ran =

@@ -183,9 +183,14 @@ async fn call(
         attempts: prompt.attempts,
     };
     let check = prompt.check.as_ref().map(|command| {
-        ShellCheck::new(task, command.clone(), root, CHECK_TIMEOUT)
+        let check = ShellCheck::new(task, command.clone(), root, CHECK_TIMEOUT)
             .with_env(cx.graph.command_env(id))
-            .without_env(prompt.config.key_variables())
+            .without_env(prompt.config.key_variables());
+        // Model-written code: sandboxed unless the task says `sandbox #false`.
+        match crate::sandbox_policy::policy_of(cx, id, clab_sandbox::Mode::BestEffort) {
+            Some(policy) => check.sandboxed(policy),
+            None => check,
+        }
     });
     let check = check.as_ref().map(|c| c as &dyn Check);
     let result = generate(&client, &request, check, &mut calls).await;
