@@ -21,13 +21,14 @@
 //!   `null`, `inf` or `nan`;
 //! - values: quoted strings with the escapes `\" \\ \b \f \n \r \t \s \u{…}`; `#true`,
 //!   `#false`, `#null`; decimal integers and floats (sign, `_` separators, exponent);
+//! - single-line raw strings `#"…"#` (any number of `#`), taken verbatim;
 //! - `key=value` properties (node space allowed around `=`) and nested `{ … }` blocks.
 //!
 //! Blocks nest at most [`MAX_DEPTH`](crate::MAX_DEPTH) deep: the parser recurses once per
 //! block, and 4,000 nested braces overflowed the stack (issue 18). A deeper `{` ends the read
 //! with [`Fast::TooDeep`] at its offset — the same `{` the `outline` scan finds for the crate.
 //!
-//! Everything else returns `None`: identifier values, raw and multi-line strings, whitespace
+//! Everything else returns `None`: identifier values, multi-line strings, whitespace
 //! escapes, hex/octal/binary numbers, `#inf`/`#nan`, type annotations, `/-` slashdash
 //! comments, other Unicode spaces and newlines, and the code points KDL disallows.
 //!
@@ -262,12 +263,55 @@ impl Parser<'_> {
     fn value(&mut self) -> Option<KdlValue> {
         let value = match self.peek()? {
             b'"' => KdlValue::String(self.quoted_string()?),
+            b'#' if self.bytes.get(self.pos..)?.iter().find(|&&b| b != b'#') == Some(&b'"') => {
+                KdlValue::String(self.raw_string()?)
+            }
             b'#' => self.keyword()?,
             b'0'..=b'9' | b'+' | b'-' => self.number()?,
             _ => return None,
         };
         self.value_end()?;
         Some(value)
+    }
+
+    /// `#"…"#` (any number of `#`, the same on both sides) on one line, taken verbatim.
+    /// Multi-line raw strings (`#"""`) are left to the crate.
+    fn raw_string(&mut self) -> Option<String> {
+        let hashes = self
+            .bytes
+            .get(self.pos..)?
+            .iter()
+            .take_while(|&&b| b == b'#')
+            .count();
+        self.pos += hashes;
+        self.eat(b'"')?;
+        if self.bytes.get(self.pos..)?.starts_with(b"\"\"") {
+            return None;
+        }
+        let start = self.pos;
+        loop {
+            match self.peek()? {
+                b'"' if self
+                    .bytes
+                    .get(self.pos + 1..self.pos + 1 + hashes)
+                    .is_some_and(|closing| closing.iter().all(|&b| b == b'#')) =>
+                {
+                    let value = self.text.get(start..self.pos)?.to_owned();
+                    self.pos += 1 + hashes;
+                    return Some(value);
+                }
+                b'\t' => self.pos += 1,
+                0x00..=0x1f | 0x7f => return None,
+                0x80.. => {
+                    let c = self.text.get(self.pos..)?.chars().next()?;
+                    if is_newline_or_disallowed(c) {
+                        return None;
+                    }
+                    self.pos += c.len_utf8();
+                }
+                _ => self.pos += 1,
+            }
+        }
     }
 
     /// kdl's `value_terminator` check: a value or name must be followed by space, a newline,
@@ -791,6 +835,8 @@ pub(super) mod tests {
             "node 170141183460469231731687303715884105727 -170141183460469231731687303715884105727",
             "node 1.5 -0.25 1e10 1E-5 2.5e+3 1_0.0_1 1_e5 0.1e1_0 +7.0",
             "node #true #false #null",
+            "node #\"raw \\n 'q' \"quoted\" // not a comment\"# ##\"a \"# b\"## #\"\"#",
+            "node k=#\"v\"#{}",
             "node key=\"v\" k2 = 1 \"quoted key\"=#true k3=\t-2.5",
             "node a=1 a=2",
             "node{}",
@@ -841,8 +887,10 @@ pub(super) mod tests {
             "node a",
             "node a=b",
             "node -a",
-            "node #\"raw\"#",
+            "node #\"\"\"\nmulti\n\"\"\"#",
             "node \"\"\"\n  multi\n  \"\"\"",
+            "node #\"unclosed\n\"#",
+            "node #\"a\"## b",
             "node \"a\\   b\"",
             "node \"\\/\"",
             "node \"\\u{110000}\"",
