@@ -10,6 +10,7 @@ mod llm;
 mod reliability;
 mod remote;
 mod reporter;
+mod rule_composition;
 mod rule_nodes;
 mod rules;
 mod sandbox;
