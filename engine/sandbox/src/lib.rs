@@ -63,7 +63,7 @@ pub enum Mode {
 /// The variables a sandboxed command keeps from clab's environment, beside what its task
 /// declares (`env`, `dotenv`, `env-inputs`): enough to find programs and a locale, nothing
 /// that carries a credential. `TMPDIR`, `TMP` and `TEMP` are set to the private temp
-/// directory.
+/// directory, and `PYTHONPYCACHEPREFIX` below it unless the task sets it.
 pub const ENV_ALLOWLIST: &[&str] = &[
     "PATH",
     "HOME",
@@ -81,6 +81,10 @@ pub const ENV_ALLOWLIST: &[&str] = &[
     "SOURCE_DATE_EPOCH",
     "VIRTUAL_ENV",
 ];
+
+/// Python's variable for where bytecode goes, which the sandbox points into its temp
+/// directory unless the task sets it.
+const PYCACHE_PREFIX: &str = "PYTHONPYCACHEPREFIX";
 
 /// What a sandboxed command may do.
 #[derive(Clone, Debug, Default)]
@@ -246,6 +250,12 @@ impl Policy {
         env.retain(|(name, _)| !matches!(name.as_str(), "TMPDIR" | "TMP" | "TEMP"));
         for name in ["TMPDIR", "TMP", "TEMP"] {
             env.push((name.to_owned(), tmp.clone()));
+        }
+        // Python writes bytecode beside a module it compiles (`py_compile`, imports), which
+        // the sandbox refuses next to an output: into the temp directory instead.
+        if !env.iter().any(|(name, _)| name == PYCACHE_PREFIX) {
+            let prefix = temp.path().join("pycache").display().to_string();
+            env.push((PYCACHE_PREFIX.to_owned(), prefix));
         }
         Ok(Some(Prepared {
             env,
@@ -596,6 +606,21 @@ mod tests {
         assert!(cache.is_dir());
         let (ok, log) = run(&policy(&[&file]), &format!("echo hi > {}", file.display()));
         assert!(ok, "{log}");
+    }
+
+    #[test]
+    fn python_bytecode_goes_to_the_temp_dir_not_beside_the_module() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("gen/code.py");
+        std::fs::create_dir_all(module.parent().unwrap()).unwrap();
+        std::fs::write(&module, "x = 1\n").unwrap();
+        let (ok, log) = run(
+            &policy(&[&module]),
+            &format!("python3 -m py_compile {}", module.display()),
+        );
+        assert!(ok, "{log}");
+        let beside: Vec<_> = std::fs::read_dir(dir.path().join("gen")).unwrap().collect();
+        assert_eq!(beside.len(), 1, "only the module is left beside it");
     }
 
     #[test]
