@@ -351,6 +351,34 @@ fn a_persistent_task_restarts_when_its_input_changes() {
     wait_until("the second server to be gone", || !alive(second));
 }
 
+/// A service whose task asks for the sandbox runs in it under `clab watch` too.
+#[test]
+fn a_sandboxed_persistent_task_is_sandboxed_in_watch() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+            task "serve" {
+                persistent #true
+                sandbox #true
+                inputs "server.conf"
+                outputs "out/*.txt"
+                run "mkdir -p out; (echo x > escaped.txt) 2>/dev/null || echo denied > out/denied.txt; echo ok > out/served.txt; exec sleep 300"
+            }
+            task "default" { deps "serve" }
+            "#,
+    )
+    .file("server.conf", "a");
+    let mut watch = Watch::start(&test, &[]);
+    watch.expect("started `serve`");
+    wait_until("the service to write", || test.exists("out/served.txt"));
+    assert!(
+        test.exists("out/denied.txt"),
+        "the write outside was refused"
+    );
+    assert!(!test.exists("escaped.txt"));
+    assert_eq!(watch.interrupt(), 130);
+}
+
 #[test]
 fn sigint_stops_a_running_task_and_leaves_no_process() {
     let test = Test::new().file(

@@ -12,14 +12,23 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use clab_graph::{NodeId, Sandbox};
+use clab_graph::{Graph, NodeId, Sandbox};
 use clab_sandbox::{Mode, Policy, Support, expand_home, reduced_env};
 
 use crate::context::Context;
 
-/// The sandbox node `id` runs in; `default` is its mode when tasks.kdl says nothing.
+/// The sandbox node `id` runs in during a run; `default` is its mode when tasks.kdl says
+/// nothing. What the kernel lacks is said once per process.
 pub fn policy_of(cx: &Context, id: NodeId, default: Mode) -> Option<Policy> {
-    let node = cx.node(id);
+    let policy = policy(&cx.graph, id, default)?;
+    warn_once(cx, policy.mode);
+    Some(policy)
+}
+
+/// The sandbox node `id` of `graph` runs in (`clab watch`'s services too); `default` is its
+/// mode when tasks.kdl says nothing.
+pub fn policy(graph: &Graph, id: NodeId, default: Mode) -> Option<Policy> {
+    let node = graph.node(id);
     let mode = match node.sandbox {
         Sandbox::Default => default,
         Sandbox::Off => Mode::Off,
@@ -29,8 +38,7 @@ pub fn policy_of(cx: &Context, id: NodeId, default: Mode) -> Option<Policy> {
     if mode == Mode::Off {
         return None;
     }
-    warn_once(cx, mode);
-    let root = cx.graph.root();
+    let root = graph.root();
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let mut writable: Vec<PathBuf> = node
         .sandbox_writable
@@ -46,12 +54,11 @@ pub fn policy_of(cx: &Context, id: NodeId, default: Mode) -> Option<Policy> {
     writable.sort();
     writable.dedup();
     // What the key hashes the command may read: the `env-inputs` it names, as clab sees them.
-    let env_inputs = cx
-        .graph
+    let env_inputs = graph
         .env_inputs_of(node.member)
         .into_iter()
         .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)));
-    let declared: Vec<(String, String)> = env_inputs.chain(cx.graph.command_env(id)).collect();
+    let declared: Vec<(String, String)> = env_inputs.chain(graph.command_env(id)).collect();
     Some(Policy {
         mode,
         writable,

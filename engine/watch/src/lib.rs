@@ -1043,6 +1043,8 @@ fn start_service(
         state.root().join(&node.cwd)
     };
     let env = state.graph.command_env(id);
+    // A service runs in the sandbox only when its task asks (`sandbox #true`).
+    let sandbox = clab_exec::sandbox_policy::policy(&state.graph, id, clab_sandbox::Mode::Off);
     let grace = options.run.grace;
     let stop = Stop::new();
     let stopped = stop.clone();
@@ -1057,7 +1059,7 @@ fn start_service(
                 env: env.clone(),
                 timeout: None,
                 grace,
-                sandbox: None,
+                sandbox: sandbox.clone(),
             };
             let on_line = |text: &str| {
                 observer.notice(Notice::ServiceOutput {
