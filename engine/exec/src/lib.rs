@@ -214,6 +214,7 @@ pub async fn run(
         .map_or(0, |d| d.as_millis() as i64);
     let started_ns = clab_store::stat_cache::now_ns();
     start_up(&graph, &nodes, options, &*reporter);
+    clab_model::phase::mark("start_up");
     let mut cache = None;
     let mut history = None;
     // Nothing to look up or store (`echo hi` without inputs): the store only keeps history.
@@ -224,6 +225,7 @@ pub async fn run(
         let dir = options.cache_dir.clone();
         if cacheable {
             history = open_store(&dir, &*reporter);
+            clab_model::phase::mark("open_store");
         } else {
             // The store only keeps this run's history row: it opens (~0.4 ms) while the
             // commands run.
@@ -244,7 +246,9 @@ pub async fn run(
         {
             let stamp = snapshot::stamp(&graph, &targets, &nodes, &snapshot::env_inputs(&graph));
             let file = snapshot::path(store.dir(), &targets);
-            if let Some(found) = snapshot::load(&file, &stamp, &graph, &nodes) {
+            let found = snapshot::load(&file, &stamp, &graph, &nodes);
+            clab_model::phase::mark("snapshot_check");
+            if let Some(found) = found {
                 return replay(found, store, targets, options, &*reporter, started_ms).await;
             }
             snapshot = Some((file, stamp));
@@ -255,11 +259,14 @@ pub async fn run(
             let (walked, loaded) = std::thread::scope(|scope| {
                 let loading = scope.spawn(|| {
                     store.stat_cache()?;
+                    clab_model::phase::mark("stat_cache_loaded");
                     // A failed read-ahead only means lookups through SQL.
                     let _ = store.preload_results();
+                    clab_model::phase::mark("results_preloaded");
                     Ok::<(), clab_store::Error>(())
                 });
                 let walked = Planner::walk(&graph, &nodes);
+                clab_model::phase::mark("walked");
                 (walked, loading.join())
             });
             let planner = match loaded {
@@ -270,6 +277,7 @@ pub async fn run(
                 Ok(Err(err)) => Err(err.to_string()),
                 Err(_) => Err("loading the stat cache panicked".to_owned()),
             };
+            clab_model::phase::mark("hashed");
             report_store_warnings(&store, &*reporter);
             match planner {
                 Ok(planner) => cache = Some(Cache { store, planner }),
@@ -331,6 +339,7 @@ pub async fn run(
         interrupt,
     )
     .await;
+    clab_model::phase::mark("scheduled");
     if let Some(opening) = history_opening {
         history = opening.join().ok().flatten();
     }
@@ -369,6 +378,7 @@ pub async fn run(
                 started_ns,
             },
         );
+        clab_model::phase::mark("snapshot_saved");
     }
     if let Some(store) = history {
         let record = RunRecord {
@@ -388,6 +398,7 @@ pub async fn run(
             });
         }
         save_run(Arc::clone(&store), record, &*reporter).await;
+        clab_model::phase::mark("history_saved");
         report_store_warnings(&store, &*reporter);
     }
     // What the run built is freed on a thread of its own: on a cold rules run that is 10,000

@@ -217,6 +217,7 @@ impl Runner {
                 .map(|m| (m.keyed.key.as_str(), &m.keyed.parts)),
             previous: miss.as_ref().and_then(|m| m.previous.as_ref()),
         };
+        let timing = clab_model::phase::now();
         let result =
             catch_unwind(AssertUnwindSafe(|| kind.run(&self.cx, work))).unwrap_or_else(|_| {
                 let message = format!(
@@ -226,6 +227,7 @@ impl Runner {
                 Err((failed(&message), Default::default()))
             });
         let duration = started.elapsed();
+        clab_model::phase::add("command", timing);
         // Reports are read whether the node passed or not: failing tests are the point.
         let result = match result {
             Err((Status::Interrupted, log)) => Err((Status::Interrupted, log)),
@@ -262,7 +264,9 @@ impl Runner {
                 // Storing what the node made does not keep the next one waiting.
                 let this = Arc::clone(&self);
                 job.defer(move || {
+                    let timing = clab_model::phase::now();
                     let digest = this.after_success(id, miss, &mut log, duration);
+                    clab_model::phase::add("store", timing);
                     this.leave(id, digest, true);
                     this.finish(id, Status::Succeeded, duration, None);
                     done.finish(Outcome::Succeeded);
@@ -295,6 +299,14 @@ impl Runner {
 
     /// The node's inputs and key.
     fn compute_key(&self, id: NodeId) -> Result<Keyed, String> {
+        let timing = clab_model::phase::now();
+        let keyed = self.compute_key_timed(id);
+        clab_model::phase::add("key", timing);
+        keyed
+    }
+
+    /// [`compute_key`](Self::compute_key) without the phase timing.
+    fn compute_key_timed(&self, id: NodeId) -> Result<Keyed, String> {
         let planner = self.cx.planner().ok_or("no cache")?;
         let graph = &self.cx.graph;
         let rescan = self.upstream_touched(id);
@@ -424,7 +436,10 @@ impl Runner {
     fn try_restore(&self, id: NodeId, keyed: &Keyed) -> Option<Outcome> {
         let store = self.cx.store()?;
         let node = self.cx.node(id);
-        let (result, remote) = self.cx.load_result(id, &keyed.key)?;
+        let timing = clab_model::phase::now();
+        let found = self.cx.load_result(id, &keyed.key);
+        clab_model::phase::add("lookup", timing);
+        let (result, remote) = found?;
         let report = match store.restore_outputs(self.cx.graph.root(), &result) {
             Ok(report) => report,
             Err(err) => {
