@@ -39,6 +39,7 @@ use crate::{
     kind::{Kind, Kinds, Work},
     report_totals::{ReportTotals, Reports},
     scheduler::{Done, Job, Outcome, Visitor},
+    snapshot::Known,
     task_log::TaskLog,
 };
 
@@ -101,6 +102,8 @@ pub struct Runner {
     /// Keys of nodes the scheduler found not cached, for their visit.
     missed: Mutex<HashMap<NodeId, Keyed>>,
     reports: Reports,
+    /// Nodes the no-op snapshot vouches for: settled as hits without a key.
+    known: HashMap<NodeId, Known>,
 }
 
 impl Runner {
@@ -114,6 +117,38 @@ impl Runner {
             hits: Mutex::new(Vec::new()),
             missed: Mutex::new(HashMap::new()),
             reports: Reports::default(),
+            known: HashMap::new(),
+        }
+    }
+
+    /// The same runner, settling the `known` nodes (see [`crate::snapshot`]) as cache hits
+    /// with their recorded digests, without walking, hashing or keying them.
+    pub fn with_known(mut self, known: HashMap<NodeId, Known>) -> Self {
+        self.known = known;
+        self
+    }
+
+    /// Report a known node cached, and leave its recorded digest for its dependents.
+    fn settle_known(&self, id: NodeId, known: &Known) -> Outcome {
+        let log = known
+            .replay
+            .log
+            .zip(self.cx.store())
+            .and_then(|(digest, store)| crate::task_log::read_tail(store, &digest))
+            .filter(|text| !text.is_empty());
+        self.leave(id, Some(known.digest), false);
+        if let Some(store) = self.cx.store() {
+            store.count_hits(1);
+        }
+        self.cx.reporter.report(&Event::TaskFinished {
+            task: self.cx.node(id).name.clone(),
+            status: Status::Cached { remote: false },
+            duration_ms: known.replay.duration_ms,
+            log,
+        });
+        Outcome::Cached {
+            saved: Duration::from_millis(known.replay.duration_ms),
+            remote: false,
         }
     }
 
@@ -174,6 +209,9 @@ impl Runner {
     /// have its kind run it, and leave the storing of what it made, which reports the
     /// outcome, to [`Job::defer`]: the job's next command starts first.
     fn run_node(self: Arc<Self>, id: NodeId, job: &Job, done: Done) {
+        if let Some(known) = self.known.get(&id) {
+            return done.finish(self.settle_known(id, known));
+        }
         let node = self.cx.node(id);
         let kind = self.kind(id);
 
@@ -278,6 +316,9 @@ impl Runner {
     /// A cache hit restored on the scheduler's thread, or `None` (the key of a miss is kept
     /// for [`prepare`](Self::prepare), which then skips the lookup just made).
     fn settle_from_cache(&self, id: NodeId) -> Option<Outcome> {
+        if let Some(known) = self.known.get(&id) {
+            return Some(self.settle_known(id, known));
+        }
         if !self.may_settle_from_cache(id) {
             return None;
         }
@@ -294,7 +335,8 @@ impl Runner {
 
     /// Whether node `id` is looked up in the cache at all.
     fn may_settle_from_cache(&self, id: NodeId) -> bool {
-        self.cx.node(id).is_cacheable() && self.cx.cache.is_some() && self.cx.mode.read
+        self.known.contains_key(&id)
+            || self.cx.node(id).is_cacheable() && self.cx.cache.is_some() && self.cx.mode.read
     }
 
     /// The node's inputs and key.
