@@ -165,6 +165,12 @@ def layered(args: argparse.Namespace, root: Path) -> None:
     (root / "MID_INPUT").write_text(
         (f"src/{names[mid]}/f000.txt" if args.files > 0 else "") + "\n"
     )
+    # ... and for "one leaf input changed": the first file of the first task of the last
+    # layer, which no task depends on (one task reruns).
+    leaf = members[layers - 1][0]
+    (root / "LEAF_INPUT").write_text(
+        (f"src/{names[leaf]}/f000.txt" if args.files > 0 else "") + "\n"
+    )
 
 
 def kdl_string(s: str) -> str:

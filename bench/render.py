@@ -114,6 +114,12 @@ def table(name: str, reference: str, extra_rss: dict[str, str] | None = None) ->
     else:
         cmds += [r["command"] for r in data.values()]
     cmds.append("```")
+    loadavg = results / f"{name}.load"
+    if loadavg.exists():
+        seen = dict(line.split(" ", 1) for line in loadavg.read_text().splitlines() if " " in line)
+        first = lambda key: " / ".join(seen.get(key, "? ? ?").split()[:3])
+        cmds += ["", f"Load average (1 / 5 / 15 min) on the 2 cores: {first('before')} before,"
+                 f" {first('after')} after."]
     return "\n".join(rows + cmds) + "\n", {k: (median(v), ratios[k]) for k, v in data.items()}
 
 
@@ -199,8 +205,8 @@ def main() -> None:
                                               "ninja": "big-noop-ninja"})
     w(text)
     if noop:
-        checks.append(("no-op within 1.5× of ninja", f"{noop['clab'][1]:.2f}×",
-                       noop["clab"][1] <= 1.5))
+        checks.append(("no-op within 1× of ninja", f"{noop['clab'][1]:.2f}×",
+                       noop["clab"][1] <= 1.0))
         checks.append(("no-op faster than make", f"{noop['clab'][0] / noop['make'][0]:.2f}× make",
                        noop["clab"][0] < noop["make"][0]))
     w("### One input changed")
@@ -214,8 +220,26 @@ def main() -> None:
     text, one = table("big-one", "ninja")
     w(text)
     if one:
-        checks.append(("one input changed within 2× of ninja", f"{one['clab'][1]:.2f}×",
-                       one["clab"][1] <= 2.0))
+        checks.append(("one input changed within 1.5× of ninja", f"{one['clab'][1]:.2f}×",
+                       one["clab"][1] <= 1.5))
+
+    w("## f. A small project: 100 tasks × 10 input files")
+    w("")
+    w("`gen.py --tasks 100 --files 10 --size 4096 --layers 10` (issue 20): where fixed costs")
+    w("show. The no-op is answered by the snapshot; for one change, an input of a task in the")
+    w("last layer (no task depends on it) gets a new line before each run, so one task reruns.")
+    w("clab then walks, hashes and keys only that task: the snapshot vouches for the other 99.")
+    w("")
+    text, small_noop = table("small-noop", "ninja")
+    w(text)
+    text, small_one = table("small-one", "ninja")
+    w(text)
+    if small_noop:
+        checks.append(("small: no-op within 2× of ninja", f"{small_noop['clab'][1]:.2f}×",
+                       small_noop["clab"][1] <= 2.0))
+    if small_one:
+        checks.append(("small: one leaf input changed within 2.5× of ninja",
+                       f"{small_one['clab'][1]:.2f}×", small_one["clab"][1] <= 2.5))
 
     w("## b. One trivial task")
     w("")
@@ -226,8 +250,8 @@ def main() -> None:
     text, tri = table("trivial", "just", {"clab": "trivial-clab", "just": "trivial-just"})
     w(text)
     if tri:
-        checks.append(("trivial task within 1.5× of just", f"{tri['clab'][1]:.2f}×",
-                       tri["clab"][1] <= 1.5))
+        checks.append(("trivial task within 1× of just", f"{tri['clab'][1]:.2f}×",
+                       tri["clab"][1] <= 1.0))
 
     w("## c. Scheduling a 10,000-node graph")
     w("")

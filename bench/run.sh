@@ -5,7 +5,7 @@
 #   RUNS=10 bash bench/run.sh    # more timing runs per command (default 5)
 #   BENCH_DIR=/some/dir ...      # where workspaces go (default: a fresh mktemp -d, deleted at exit)
 #   KEEP=1 ...                   # keep the workspaces
-#   CASES="trivial sched" ...    # a subset: any of big trivial sched hash
+#   CASES="trivial sched" ...    # a subset: any of big small trivial sched hash
 #
 # Needs: cargo, python3, hyperfine, make, ninja, b3sum, GNU time (/usr/bin/time), just
 # (`cargo install just`). The numbers land in bench/results/*.json and docs/benchmarks.md.
@@ -15,7 +15,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 RUNS=${RUNS:-5}
 COLD_RUNS=${COLD_RUNS:-3}
-CASES=${CASES:-"big trivial sched hash"}
+CASES=${CASES:-"big small trivial sched hash"}
 results="$repo/bench/results"
 mkdir -p "$results"
 
@@ -40,6 +40,8 @@ export CLAB_NO_PROGRESS=1
 hf() { # hyperfine with the suite's defaults; $1 = result name, then hyperfine arguments
     local name=$1
     shift
+    # How busy the machine was (other jobs share it): the load average before and after.
+    echo "before $(cat /proc/loadavg)" >"$results/$name.load"
     # Record the exact commands (hyperfine's JSON only keeps the -n names).
     local args=("$@") i
     : >"$results/$name.cmds"
@@ -50,6 +52,7 @@ hf() { # hyperfine with the suite's defaults; $1 = result name, then hyperfine a
         esac
     done
     hyperfine --style basic --export-json "$results/$name.json" "$@"
+    echo "after $(cat /proc/loadavg)" >>"$results/$name.load"
 }
 
 # Peak RSS in KiB of one command run in a directory: rss NAME DIR CMD...
@@ -127,6 +130,29 @@ if [[ " $CASES " == *" big "* ]]; then
     rss big-noop-clab "$big/clab" $clab_run
     rss big-noop-ninja "$big/ninja" $ninja_run
     rss big-noop-make "$big/make" $make_run
+fi
+
+# ---------------------------------------------------------------------------------------
+# f. A small project (100 tasks x 10 inputs): no-op, and one leaf input changed (issue 20).
+if [[ " $CASES " == *" small "* ]]; then
+    echo "== f. 100 tasks x 10 files x 4 KiB, 10 layers"
+    small="$BENCH_DIR/small"
+    if [ ! -d "$small/clab" ]; then
+        python3 bench/gen.py --out "$small/clab" --tasks 100 --files 10 --size 4096 --layers 10
+        cp -a "$small/clab" "$small/ninja"
+    fi
+    leaf=$(cat "$small/clab/LEAF_INPUT")
+    small_clab="$CLAB -C $small/clab -q run all -j2"
+    small_ninja="ninja -C $small/ninja -j2"
+    $small_clab >/dev/null
+    $small_ninja >/dev/null
+    sleep 2
+    $small_clab >/dev/null # all hits, stats old enough: writes the no-op snapshot
+    hf small-noop -N --warmup 3 --runs $((RUNS * 6)) -n clab "$small_clab" -n ninja "$small_ninja"
+    # One input of a task no other task depends on gets a new line before each run.
+    hf small-one --warmup 2 --runs $((RUNS * 4)) \
+        --prepare "date +%s%N >> $small/clab/$leaf" -n clab "$small_clab" \
+        --prepare "date +%s%N >> $small/ninja/$leaf" -n ninja "$small_ninja"
 fi
 
 # ---------------------------------------------------------------------------------------

@@ -487,3 +487,136 @@ fn a_quiet_no_op_is_answered_by_the_snapshot_and_every_change_falls_back() {
     run_without_snapshot(&test);
     assert_eq!(runs(&test), ["check", "count", "gen", "upper"]);
 }
+
+/// `a` ← `c`, and `b` alone, each appending its name to `counter` when it really runs; `a`
+/// writes its inputs' distinct lines, so some edits leave its output as it was.
+fn three_tasks() -> Test {
+    Test::new()
+        .file("a/one.txt", "a1\n")
+        .file("b/one.txt", "b1\n")
+        .file("c/one.txt", "c1\n")
+        .file(
+            "tasks.kdl",
+            r#"
+            task "a" {
+                inputs "a/*.txt"
+                outputs "out/a.txt"
+                run "echo a >> counter" "mkdir -p out" "sort -u a/*.txt > out/a.txt"
+            }
+            task "b" {
+                inputs "b/*.txt"
+                outputs "out/b.txt"
+                run "echo b >> counter" "mkdir -p out" "cat b/*.txt > out/b.txt"
+            }
+            task "c" {
+                deps "a"
+                inputs "c/*.txt"
+                outputs "out/c.txt"
+                run "echo c >> counter" "cat out/a.txt c/*.txt > out/c.txt"
+            }
+            task "all" {
+                deps "b" "c"
+            }
+            "#,
+        )
+}
+
+/// Run `all` with `--json`; return how many nodes the no-op snapshot vouched for.
+fn known_after_run(test: &Test) -> usize {
+    let output = test.run_with(&["run", "all", "--json"]).status(0);
+    let text = output.stdout;
+    let Some(at) = text.find("\"snapshot_known\":") else {
+        return 0;
+    };
+    text[at + "\"snapshot_known\":".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn after_one_change_only_the_changed_task_and_its_dependents_are_hashed_and_keyed() {
+    let test = three_tasks();
+    test.run_with(&["run", "all"]).status(0);
+    assert_eq!(runs(&test), ["a", "b", "c"]);
+    quiet_second();
+    // All hits: the snapshot records every node.
+    test.run_with(&["run", "all"]).status(0);
+    test.run_with(&["run", "all", "--json"])
+        .status(0)
+        .stdout_has("\"from_snapshot\":true");
+
+    // One leaf input changed: `b` alone is keyed (and runs); `a` and `c` are known.
+    test.write("b/one.txt", "b2\n");
+    assert_eq!(known_after_run(&test), 2);
+    assert_eq!(runs(&test), ["b"]);
+    assert_eq!(test.read("out/b.txt"), "b2\n");
+    // Right after: `b`'s stats are too fresh to trust, so it is keyed again (a hit).
+    assert_eq!(known_after_run(&test), 2);
+    assert!(runs(&test).is_empty());
+
+    // A same-size edit with the old mtime put back: the ctime tells. `a` and its dependent
+    // `c` are keyed; both run (the digest `c` sees changed).
+    quiet_second();
+    test.run_with(&["run", "all"]).status(0);
+    let path = test.path().join("a/one.txt");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    test.write("a/one.txt", "a9\n");
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(known_after_run(&test), 1);
+    assert_eq!(runs(&test), ["a", "c"]);
+    assert_eq!(test.read("out/c.txt"), "a9\nc1\n");
+
+    // Reverted: both are restored from the cache, nothing runs.
+    test.write("a/one.txt", "a1\n");
+    known_after_run(&test);
+    assert!(runs(&test).is_empty());
+    assert_eq!(test.read("out/c.txt"), "a1\nc1\n");
+
+    // A new file matching a glob of a known task: its directory's stat tells.
+    quiet_second();
+    test.run_with(&["run", "all"]).status(0);
+    test.write("c/two.txt", "c2\n");
+    assert_eq!(known_after_run(&test), 2);
+    assert_eq!(runs(&test), ["c"]);
+    assert_eq!(test.read("out/c.txt"), "a1\nc1\nc2\n");
+
+    // A deleted input.
+    quiet_second();
+    test.run_with(&["run", "all"]).status(0);
+    std::fs::remove_file(test.path().join("c/two.txt")).unwrap();
+    assert_eq!(known_after_run(&test), 2);
+    // `c`'s inputs are those of an earlier run again: restored, not run.
+    assert!(runs(&test).is_empty());
+    assert_eq!(test.read("out/c.txt"), "a1\nc1\n");
+
+    // A deleted output of a known task is restored, not taken on trust.
+    quiet_second();
+    test.run_with(&["run", "all"]).status(0);
+    std::fs::remove_file(test.path().join("out/b.txt")).unwrap();
+    assert_eq!(known_after_run(&test), 2);
+    assert!(runs(&test).is_empty());
+    assert_eq!(test.read("out/b.txt"), "b2\n");
+}
+
+#[test]
+fn early_cutoff_holds_when_a_changed_task_writes_the_same_output() {
+    let test = three_tasks();
+    test.run_with(&["run", "all"]).status(0);
+    runs(&test);
+    quiet_second();
+    test.run_with(&["run", "all"]).status(0);
+    // A line `a` already had: `a` runs and writes the same bytes; `c` is keyed (its
+    // dependency was), finds the same key, and does not run; `b` is known.
+    test.write("a/one.txt", "a1\na1\n");
+    assert_eq!(known_after_run(&test), 1);
+    assert_eq!(runs(&test), ["a"]);
+    assert_eq!(test.read("out/c.txt"), "a1\nc1\n");
+}

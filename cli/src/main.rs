@@ -9,11 +9,15 @@ mod render;
 use clap::{CommandFactory, Parser};
 
 fn main() -> std::process::ExitCode {
+    clab_model::phase::start();
     // `COMPLETE=bash clab …` is the shell asking for completions (`clab completions SHELL`
     // prints the script that does): answer and exit before anything else runs.
     clap_complete::CompleteEnv::with_factory(args::Args::command).complete();
     let args = args::Args::parse();
+    clab_model::phase::mark("args");
     diagnostics::install(args.color);
     let result = commands::run(args);
-    exit::code(result)
+    let code = exit::code(result);
+    clab_model::phase::print();
+    code
 }

@@ -18,6 +18,7 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     let project =
         super::project(args)?.with_selection(run_args.filter.clone(), run_args.since.clone());
     let mut graph = project.load_runnable()?;
+    clab_model::phase::mark("load");
     let Some(names) = super::target_names(&graph, &run_args.tasks)? else {
         return Ok(Done::Usage);
     };
@@ -29,6 +30,7 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
         .map_err(clab_graph::project::Error::from)?;
     let graph = Arc::new(graph);
     let nodes = graph.closure(&targets);
+    clab_model::phase::mark("graph");
 
     if run_args.dry_run {
         return dry_run(args, run_args, &graph, &nodes);
@@ -68,12 +70,14 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
             super::remote_cache(&graph)?
         },
     };
+    clab_model::phase::mark("options");
     // One thread for the async side: the scheduler's loop, LLM calls' I/O, Ctrl-C. Commands,
     // rule scans and storing run on the job threads, settling on this one (a multi-threaded
     // runtime cost ~0.1 ms more to start, and a worker hand-off per settled batch).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    clab_model::phase::mark("runtime");
     let summary = runtime.block_on(async {
         let (interrupt_tx, interrupt_rx) = watch::channel(false);
         tokio::spawn(async move {
@@ -85,6 +89,7 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     // Nothing is left running: every command has been reaped (the job threads wait for
     // them) and everything stored. What remains — the task waiting for Ctrl-C, idle
     // workers — ends with the process; waiting for it took up to a millisecond.
+    clab_model::phase::mark("run");
     runtime.shutdown_background();
     Ok(if summary.interrupted {
         Done::Interrupted

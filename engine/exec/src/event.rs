@@ -162,6 +162,10 @@ pub struct Summary {
     /// from its snapshot (`exec::snapshot`) without hashing anything.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub from_snapshot: bool,
+    /// Nodes the no-op snapshot vouched for when it could not answer the whole run: settled
+    /// as hits without walking, hashing or keying them (issue 20).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub snapshot_known: usize,
 }
 
 impl Summary {

@@ -97,6 +97,20 @@ pub struct RunOptions {
     pub remote: Option<Arc<RemoteCache>>,
 }
 
+/// At most this many nodes not vouched for by the snapshot: walked before the stat cache is
+/// read, so that only their files' rows are read (at most [`FEW_FILES`] of them).
+const FEW_NODES: usize = 256;
+
+/// At most this many nodes to walk: on one thread.
+const FEW_WALKS: usize = 16;
+
+/// At most this many files: their stat-cache rows are read one by one, not the whole table.
+const FEW_FILES: usize = 2048;
+
+/// At most this many nodes to look up: through SQL, without reading every task's last
+/// result ahead.
+const FEW_LOOKUPS: usize = 64;
+
 /// How long the end of a run waits for uploads to the remote cache still in flight.
 const UPLOAD_FLUSH_LIMIT: Duration = Duration::from_secs(30);
 
@@ -215,16 +229,20 @@ pub async fn run(
         .map_or(0, |d| d.as_millis() as i64);
     let started_ns = clab_store::stat_cache::now_ns();
     start_up(&graph, &nodes, options, &*reporter);
+    clab_model::phase::mark("start_up");
     let mut cache = None;
     let mut history = None;
     // Nothing to look up or store (`echo hi` without inputs): the store only keeps history.
     let cacheable = nodes.iter().any(|&id| graph.node(id).is_cacheable());
     let mut snapshot = None;
+    // What the snapshot vouches for when it cannot answer the whole run.
+    let mut vouched: Option<snapshot::Loaded> = None;
     let mut history_opening = None;
     if options.cache.read || options.cache.write {
         let dir = options.cache_dir.clone();
         if cacheable {
             history = open_store(&dir, &*reporter);
+            clab_model::phase::mark("open_store");
         } else {
             // The store only keeps this run's history row: it opens (~0.4 ms) while the
             // commands run.
@@ -245,24 +263,56 @@ pub async fn run(
         {
             let stamp = snapshot::stamp(&graph, &targets, &nodes, &snapshot::env_inputs(&graph));
             let file = snapshot::path(store.dir(), &targets);
-            if let Some(found) = snapshot::load(&file, &stamp, &graph, &nodes) {
-                return replay(found, store, targets, options, &*reporter, started_ms).await;
+            let found = snapshot::load(&file, &stamp, &graph, &nodes);
+            clab_model::phase::mark("snapshot_check");
+            if let Some(all) = found.as_ref().and_then(|f| f.all_known(&graph, &nodes)) {
+                return replay(all, store, targets, options, &*reporter, started_ms).await;
             }
+            vouched = found;
             snapshot = Some((file, stamp));
         }
         sweep_in_background(&graph, &nodes, &options.cache_dir);
         if let Some(store) = history.as_ref().filter(|_| cacheable).map(Arc::clone) {
-            // The stat cache loads while the tree is walked.
-            let (walked, loaded) = std::thread::scope(|scope| {
-                let loading = scope.spawn(|| {
-                    store.stat_cache()?;
-                    // A failed read-ahead only means lookups through SQL.
-                    let _ = store.preload_results();
-                    Ok::<(), clab_store::Error>(())
-                });
-                let walked = Planner::walk(&graph, &nodes);
-                (walked, loading.join())
-            });
+            let few = vouched
+                .as_ref()
+                .map(|v| &v.unknown[..])
+                .filter(|unknown| unknown.len() <= FEW_NODES);
+            let (walked, loaded) = match few {
+                // A few nodes changed (the snapshot vouches for the rest): their walk is
+                // short, and then only their files' stat-cache rows are read.
+                Some(unknown) => {
+                    let walked = Planner::walk_with(&graph, unknown, unknown.len() > FEW_WALKS);
+                    clab_model::phase::mark("walked");
+                    let loaded = match &walked {
+                        Ok(walked) if walked.paths().len() <= FEW_FILES => {
+                            store.stat_cache_of(walked.paths()).map(drop)
+                        }
+                        _ => store.stat_cache().map(drop),
+                    };
+                    clab_model::phase::mark("stat_cache_loaded");
+                    if unknown.len() > FEW_LOOKUPS {
+                        // A failed read-ahead only means lookups through SQL.
+                        let _ = store.preload_results();
+                    }
+                    (walked, Ok(loaded))
+                }
+                // The stat cache loads while the tree is walked.
+                None => std::thread::scope(|scope| {
+                    let loading = scope.spawn(|| {
+                        store.stat_cache()?;
+                        clab_model::phase::mark("stat_cache_loaded");
+                        // A failed read-ahead only means lookups through SQL.
+                        let _ = store.preload_results();
+                        clab_model::phase::mark("results_preloaded");
+                        Ok::<(), clab_store::Error>(())
+                    });
+                    // Only the nodes the snapshot does not vouch for are walked and hashed.
+                    let planned = vouched.as_ref().map_or(&nodes[..], |v| &v.unknown[..]);
+                    let walked = Planner::walk(&graph, planned);
+                    clab_model::phase::mark("walked");
+                    (walked, loading.join())
+                }),
+            };
             let planner = match loaded {
                 Ok(Ok(())) => walked.map_err(|err| err.to_string()).and_then(|walked| {
                     let stats = store.stat_cache().map_err(|err| err.to_string())?;
@@ -271,6 +321,7 @@ pub async fn run(
                 Ok(Err(err)) => Err(err.to_string()),
                 Err(_) => Err("loading the stat cache panicked".to_owned()),
             };
+            clab_model::phase::mark("hashed");
             report_store_warnings(&store, &*reporter);
             match planner {
                 Ok(planner) => cache = Some(Cache { store, planner }),
@@ -317,7 +368,13 @@ pub async fn run(
         options.grace,
     )
     .with_remote(options.remote.clone());
-    let runner = Arc::new(Runner::new(cx, kinds));
+    let known = vouched
+        .as_ref()
+        .filter(|_| cx.planner().is_some())
+        .map(|l| l.known.clone())
+        .unwrap_or_default();
+    let known_count = known.len();
+    let runner = Arc::new(Runner::new(cx, kinds).with_known(known));
     let scheduling = Options {
         jobs: options.jobs,
         keep_going: options.keep_going,
@@ -332,6 +389,8 @@ pub async fn run(
         interrupt,
     )
     .await;
+    clab_model::phase::mark("scheduled");
+    summary.snapshot_known = known_count;
     if let Some(opening) = history_opening {
         history = opening.join().ok().flatten();
     }
@@ -357,7 +416,7 @@ pub async fn run(
         (&snapshot, &history, runner.context().planner())
         && !summary.interrupted
     {
-        // Kept only when every node was a hit (`save` checks each one); else removed.
+        // Pure hits and known nodes are kept; every other node is written dirty.
         snapshot::save(
             file,
             stamp,
@@ -365,11 +424,13 @@ pub async fn run(
                 graph: &graph,
                 nodes: &nodes,
                 hits: &runner.hits(),
+                loaded: vouched.as_ref(),
                 planner,
                 store,
                 started_ns,
             },
         );
+        clab_model::phase::mark("snapshot_saved");
     }
     if let Some(store) = history {
         let record = RunRecord {
@@ -389,6 +450,7 @@ pub async fn run(
             });
         }
         save_run(Arc::clone(&store), record, &*reporter).await;
+        clab_model::phase::mark("history_saved");
         report_store_warnings(&store, &*reporter);
     }
     // What the run built is freed on a thread of its own: on a cold rules run that is 10,000

@@ -39,6 +39,7 @@ use crate::{
     kind::{Kind, Kinds, Work},
     report_totals::{ReportTotals, Reports},
     scheduler::{Done, Job, Outcome, Visitor},
+    snapshot::Known,
     task_log::TaskLog,
 };
 
@@ -101,6 +102,8 @@ pub struct Runner {
     /// Keys of nodes the scheduler found not cached, for their visit.
     missed: Mutex<HashMap<NodeId, Keyed>>,
     reports: Reports,
+    /// Nodes the no-op snapshot vouches for: settled as hits without a key.
+    known: HashMap<NodeId, Known>,
 }
 
 impl Runner {
@@ -114,6 +117,38 @@ impl Runner {
             hits: Mutex::new(Vec::new()),
             missed: Mutex::new(HashMap::new()),
             reports: Reports::default(),
+            known: HashMap::new(),
+        }
+    }
+
+    /// The same runner, settling the `known` nodes (see [`crate::snapshot`]) as cache hits
+    /// with their recorded digests, without walking, hashing or keying them.
+    pub fn with_known(mut self, known: HashMap<NodeId, Known>) -> Self {
+        self.known = known;
+        self
+    }
+
+    /// Report a known node cached, and leave its recorded digest for its dependents.
+    fn settle_known(&self, id: NodeId, known: &Known) -> Outcome {
+        let log = known
+            .replay
+            .log
+            .zip(self.cx.store())
+            .and_then(|(digest, store)| crate::task_log::read_tail(store, &digest))
+            .filter(|text| !text.is_empty());
+        self.leave(id, Some(known.digest), false);
+        if let Some(store) = self.cx.store() {
+            store.count_hits(1);
+        }
+        self.cx.reporter.report(&Event::TaskFinished {
+            task: self.cx.node(id).name.clone(),
+            status: Status::Cached { remote: false },
+            duration_ms: known.replay.duration_ms,
+            log,
+        });
+        Outcome::Cached {
+            saved: Duration::from_millis(known.replay.duration_ms),
+            remote: false,
         }
     }
 
@@ -174,6 +209,9 @@ impl Runner {
     /// have its kind run it, and leave the storing of what it made, which reports the
     /// outcome, to [`Job::defer`]: the job's next command starts first.
     fn run_node(self: Arc<Self>, id: NodeId, job: &Job, done: Done) {
+        if let Some(known) = self.known.get(&id) {
+            return done.finish(self.settle_known(id, known));
+        }
         let node = self.cx.node(id);
         let kind = self.kind(id);
 
@@ -217,6 +255,7 @@ impl Runner {
                 .map(|m| (m.keyed.key.as_str(), &m.keyed.parts)),
             previous: miss.as_ref().and_then(|m| m.previous.as_ref()),
         };
+        let timing = clab_model::phase::now();
         let result =
             catch_unwind(AssertUnwindSafe(|| kind.run(&self.cx, work))).unwrap_or_else(|_| {
                 let message = format!(
@@ -226,6 +265,7 @@ impl Runner {
                 Err((failed(&message), Default::default()))
             });
         let duration = started.elapsed();
+        clab_model::phase::add("command", timing);
         // Reports are read whether the node passed or not: failing tests are the point.
         let result = match result {
             Err((Status::Interrupted, log)) => Err((Status::Interrupted, log)),
@@ -262,7 +302,9 @@ impl Runner {
                 // Storing what the node made does not keep the next one waiting.
                 let this = Arc::clone(&self);
                 job.defer(move || {
+                    let timing = clab_model::phase::now();
                     let digest = this.after_success(id, miss, &mut log, duration);
+                    clab_model::phase::add("store", timing);
                     this.leave(id, digest, true);
                     this.finish(id, Status::Succeeded, duration, None);
                     done.finish(Outcome::Succeeded);
@@ -274,6 +316,9 @@ impl Runner {
     /// A cache hit restored on the scheduler's thread, or `None` (the key of a miss is kept
     /// for [`prepare`](Self::prepare), which then skips the lookup just made).
     fn settle_from_cache(&self, id: NodeId) -> Option<Outcome> {
+        if let Some(known) = self.known.get(&id) {
+            return Some(self.settle_known(id, known));
+        }
         if !self.may_settle_from_cache(id) {
             return None;
         }
@@ -290,11 +335,20 @@ impl Runner {
 
     /// Whether node `id` is looked up in the cache at all.
     fn may_settle_from_cache(&self, id: NodeId) -> bool {
-        self.cx.node(id).is_cacheable() && self.cx.cache.is_some() && self.cx.mode.read
+        self.known.contains_key(&id)
+            || self.cx.node(id).is_cacheable() && self.cx.cache.is_some() && self.cx.mode.read
     }
 
     /// The node's inputs and key.
     fn compute_key(&self, id: NodeId) -> Result<Keyed, String> {
+        let timing = clab_model::phase::now();
+        let keyed = self.compute_key_timed(id);
+        clab_model::phase::add("key", timing);
+        keyed
+    }
+
+    /// [`compute_key`](Self::compute_key) without the phase timing.
+    fn compute_key_timed(&self, id: NodeId) -> Result<Keyed, String> {
         let planner = self.cx.planner().ok_or("no cache")?;
         let graph = &self.cx.graph;
         let rescan = self.upstream_touched(id);
@@ -424,7 +478,10 @@ impl Runner {
     fn try_restore(&self, id: NodeId, keyed: &Keyed) -> Option<Outcome> {
         let store = self.cx.store()?;
         let node = self.cx.node(id);
-        let (result, remote) = self.cx.load_result(id, &keyed.key)?;
+        let timing = clab_model::phase::now();
+        let found = self.cx.load_result(id, &keyed.key);
+        clab_model::phase::add("lookup", timing);
+        let (result, remote) = found?;
         let report = match store.restore_outputs(self.cx.graph.root(), &result) {
             Ok(report) => report,
             Err(err) => {

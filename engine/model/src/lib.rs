@@ -24,5 +24,6 @@
 pub mod atomic_write;
 pub mod duration;
 pub mod llm_call;
+pub mod phase;
 pub mod source;
 pub mod source_text;

@@ -106,6 +106,11 @@ pub struct WalkedPlanner {
 }
 
 impl WalkedPlanner {
+    /// The absolute paths of the input files found (see [`Store::stat_cache_of`]).
+    pub fn paths(&self) -> impl ExactSizeIterator<Item = &std::path::Path> {
+        self.walked.paths()
+    }
+
     /// Hash the found inputs through `stat_cache`, keeping the texts that rule nodes scan —
     /// those their prefilters match, when the prefilters alone decide (see
     /// [`PrefilterSet::decides_alone`]): 20 of 10,000 on the rules benchmark.
@@ -145,6 +150,16 @@ impl Planner {
     /// The first half of [`new`](Self::new): find the inputs of `nodes`, hash nothing yet
     /// (the stat cache can load meanwhile).
     pub fn walk(graph: &Graph, nodes: &[NodeId]) -> Result<WalkedPlanner, Error> {
+        Planner::walk_with(graph, nodes, true)
+    }
+
+    /// [`walk`](Self::walk), on one thread unless `parallel` (see
+    /// [`InputIndex::walk_sequential`]).
+    pub fn walk_with(
+        graph: &Graph,
+        nodes: &[NodeId],
+        parallel: bool,
+    ) -> Result<WalkedPlanner, Error> {
         let cacheable = || {
             nodes
                 .iter()
@@ -156,10 +171,12 @@ impl Planner {
             .filter(|node| matches!(node.kind, NodeKind::Rule(_)))
             .flat_map(|node| node.inputs.iter().cloned())
             .collect();
-        Ok(WalkedPlanner {
-            walked: InputIndex::walk(graph.root(), patterns)?,
-            scanned,
-        })
+        let walked = if parallel {
+            InputIndex::walk(graph.root(), patterns)?
+        } else {
+            InputIndex::walk_sequential(graph.root(), patterns)?
+        };
+        Ok(WalkedPlanner { walked, scanned })
     }
 
     fn finish(graph: &Graph, index: InputIndex) -> Result<Planner, Error> {
