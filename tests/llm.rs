@@ -8,9 +8,9 @@ use wiremock::{
 
 use crate::test::{Test, all_bytes_under, require_uv};
 
-const KEY: &str = "sk-test-0123456789abcdefSECRET";
+pub(crate) const KEY: &str = "sk-test-0123456789abcdefSECRET";
 
-fn answer(code: &str) -> serde_json::Value {
+pub(crate) fn answer(code: &str) -> serde_json::Value {
     serde_json::json!({
         "choices": [{ "message": { "role": "assistant", "content": format!("Here:\n```python\n{code}\n```\n") } }],
         "usage": { "prompt_tokens": 40, "completion_tokens": 12 }

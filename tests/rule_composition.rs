@@ -3,7 +3,7 @@
 //! renders and an edit to that file reruns exactly that step; unknown keys and a misspelt
 //! filter type are warned with a suggestion, and do not stop a run.
 
-use crate::test::Test;
+use crate::test::{Test, started_tasks};
 
 const BASE: &str = r#"---
 description: Python basics
@@ -134,13 +134,7 @@ fn an_at_file_reference_reaches_the_prompt_and_its_edit_reruns_only_that_step() 
 
     test.write("docs/style-guide.md", "Functions are short verbs.\n");
     let run = test.run_with(&["run", "code", "notes", "--json"]).status(0);
-    let started: Vec<String> = run
-        .stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["event"] == "task_started")
-        .map(|event| event["task"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let started = started_tasks(&run.stdout);
     assert_eq!(started, ["code"], "only the step that sees the file reruns");
     assert!(
         test.read("prompt-code.seen")

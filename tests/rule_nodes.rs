@@ -1,7 +1,7 @@
 //! Rules compiled into graph nodes: `rule:NAME` checks under the implicit `rules` aggregate,
 //! scanned incrementally, and rules attached to LLM steps as context.
 
-use crate::test::Test;
+use crate::test::{Test, started_tasks};
 
 const NO_PIP: &str = r#"---
 description: Standards for uv usage
@@ -132,13 +132,7 @@ fn editing_a_rule_reruns_its_node_and_the_llm_steps_it_reaches_and_nothing_else(
         &STYLE.replace("short", "plain"),
     );
     let run = test.run_with(&["run", "ci", "build", "--json"]).status(0);
-    let started: Vec<String> = run
-        .stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["event"] == "task_started")
-        .map(|event| event["task"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let started = started_tasks(&run.stdout);
     assert_eq!(started, ["docs"], "only the step the rule reaches reruns");
     assert!(
         test.read("prompt-docs.seen")
@@ -151,13 +145,7 @@ fn editing_a_rule_reruns_its_node_and_the_llm_steps_it_reaches_and_nothing_else(
         &NO_PIP.replace("Use uv add", "Please use uv add"),
     );
     let run = test.run_with(&["run", "ci", "build", "--json"]).status(0);
-    let mut started: Vec<String> = run
-        .stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["event"] == "task_started")
-        .map(|event| event["task"].as_str().unwrap_or_default().to_owned())
-        .collect();
+    let mut started = started_tasks(&run.stdout);
     started.sort();
     assert_eq!(started, ["code", "rule:no-pip-install"]);
     assert_eq!(

@@ -14,16 +14,10 @@ use std::{
 
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
 
-use crate::test::{Test, require_uv};
-
-const KEY: &str = "sk-test-0123456789abcdefSECRET";
-
-fn answer(code: &str) -> serde_json::Value {
-    serde_json::json!({
-        "choices": [{ "message": { "role": "assistant", "content": format!("```python\n{code}\n```\n") } }],
-        "usage": { "prompt_tokens": 40, "completion_tokens": 12 }
-    })
-}
+use crate::{
+    llm::{KEY, answer},
+    test::{Test, require_uv},
+};
 
 /// A project whose `gen` step writes `gen/calc.py` and runs `check` on it; `extra` goes into
 /// the task (`sandbox #false` …).

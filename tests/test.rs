@@ -239,3 +239,13 @@ pub(crate) fn wait_for_file(path: &Path) -> String {
     }
     panic!("{} never appeared", path.display());
 }
+
+/// The tasks a `--json` run started, in order (its `task_started` events).
+pub(crate) fn started_tasks(json_lines: &str) -> Vec<String> {
+    json_lines
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "task_started")
+        .map(|event| event["task"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}

@@ -300,16 +300,7 @@ impl Parser<'_> {
                     self.pos += 1 + hashes;
                     return Some(value);
                 }
-                b'\t' => self.pos += 1,
-                0x00..=0x1f | 0x7f => return None,
-                0x80.. => {
-                    let c = self.text.get(self.pos..)?.chars().next()?;
-                    if is_newline_or_disallowed(c) {
-                        return None;
-                    }
-                    self.pos += c.len_utf8();
-                }
-                _ => self.pos += 1,
+                _ => self.string_char()?,
             }
         }
     }
@@ -344,20 +335,28 @@ impl Parser<'_> {
                     value.push(self.escape()?);
                     run = self.pos;
                 }
-                b'\t' => self.pos += 1,
-                // Newlines end a single-line string (an error); the rest are disallowed or,
-                // for DEL, left to the crate.
-                0x00..=0x1f | 0x7f => return None,
-                0x80.. => {
-                    let c = self.text.get(self.pos..)?.chars().next()?;
-                    if is_newline_or_disallowed(c) {
-                        return None;
-                    }
-                    self.pos += c.len_utf8();
-                }
-                _ => self.pos += 1,
+                _ => self.string_char()?,
             }
         }
+    }
+
+    /// Step over one character inside a single-line string, or `None` where the subset
+    /// ends: newlines end a single-line string (an error); other control characters are
+    /// disallowed or, for DEL, left to the crate.
+    fn string_char(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'\t' => self.pos += 1,
+            0x00..=0x1f | 0x7f => return None,
+            0x80.. => {
+                let c = self.text.get(self.pos..)?.chars().next()?;
+                if is_newline_or_disallowed(c) {
+                    return None;
+                }
+                self.pos += c.len_utf8();
+            }
+            _ => self.pos += 1,
+        }
+        Some(())
     }
 
     /// The char after a `\` in a quoted string. Whitespace escapes are not handled.
