@@ -481,6 +481,9 @@ pub struct ConfigParseError {
 }
 
 #[cfg(test)]
+pub(crate) use clab_model::test_render as render;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -509,34 +512,5 @@ mod tests {
             "{}",
             std::mem::size_of::<Error>()
         );
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod render {
-    //! Fixed renderings for snapshots: colorless graphical at 80 columns, and miette's JSON.
-
-    /// The diagnostic as a colorless, 80-column graphical report.
-    pub(crate) fn graphical(diagnostic: &dyn miette::Diagnostic) -> String {
-        let mut out = String::new();
-        let handler =
-            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-                .with_width(80);
-        if let Err(err) = handler.render_report(&mut out, diagnostic) {
-            out.push_str(&format!("<render error: {err}>"));
-        }
-        out
-    }
-
-    /// The diagnostic as miette's JSON.
-    pub(crate) fn json(diagnostic: &dyn miette::Diagnostic) -> String {
-        let mut out = String::new();
-        if let Err(err) = miette::JSONReportHandler::new().render_report(&mut out, diagnostic) {
-            out.push_str(&format!("<render error: {err}>"));
-        }
-        match serde_json::from_str::<serde_json::Value>(&out) {
-            Ok(value) => serde_json::to_string_pretty(&value).unwrap_or(out),
-            Err(_) => out,
-        }
     }
 }

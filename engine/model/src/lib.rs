@@ -27,3 +27,5 @@ pub mod llm_call;
 pub mod phase;
 pub mod source;
 pub mod source_text;
+#[cfg(feature = "test-support")]
+pub mod test_render;
