@@ -488,6 +488,36 @@ fn a_quiet_no_op_is_answered_by_the_snapshot_and_every_change_falls_back() {
     assert_eq!(runs(&test), ["check", "count", "gen", "upper"]);
 }
 
+#[test]
+fn a_no_op_vouches_for_outputs_in_the_tree_and_a_restore_without_their_blob_reruns() {
+    let test = pipeline();
+    test.run_with(&["run", "check"]).status(0);
+    runs(&test);
+    arm_snapshot(&test);
+    // upper.txt's copy in the CAS is deleted; the file in the tree is as recorded.
+    let upper = test.read("build/upper.txt");
+    let mut deleted = 0;
+    for shard in std::fs::read_dir(test.path().join(".clab/cas")).unwrap() {
+        for blob in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let blob = blob.unwrap().path();
+            if std::fs::read(&blob).unwrap() == upper.as_bytes() {
+                std::fs::remove_file(&blob).unwrap();
+                deleted += 1;
+            }
+        }
+    }
+    assert_eq!(deleted, 1);
+    test.run_with(&["run", "check", "--json"])
+        .status(0)
+        .stdout_has("\"from_snapshot\":true");
+    assert!(runs(&test).is_empty());
+    // Once the file must be restored, the missing copy is a miss: `upper` runs again.
+    std::fs::remove_file(test.path().join("build/upper.txt")).unwrap();
+    run_without_snapshot(&test);
+    assert_eq!(runs(&test), ["upper"]);
+    assert_eq!(test.read("build/upper.txt"), upper);
+}
+
 /// `a` ← `c`, and `b` alone, each appending its name to `counter` when it really runs; `a`
 /// writes its inputs' distinct lines, so some edits leave its output as it was.
 fn three_tasks() -> Test {

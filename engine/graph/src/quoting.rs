@@ -92,6 +92,9 @@ pub(crate) fn render_command(
     lookup: impl Fn(&str) -> Option<Fill>,
 ) -> Result<String, Refused> {
     let placeholders = clab_syntax::placeholders::scan(template);
+    if placeholders.is_empty() {
+        return Ok(template.to_owned());
+    }
     let ranges: Vec<Range<usize>> = placeholders.iter().map(|p| p.range.clone()).collect();
     let quotings = quoting_at(template, &ranges);
     let mut out = String::with_capacity(template.len());
@@ -164,6 +167,9 @@ pub(crate) fn has_args_mark(line: &str) -> bool {
 /// pasted, others quoted (unquoted) or referred to through [`ARGS_VAR`] (in quotes). `Err`
 /// names an argument that is not plain where a mark stands inside `$(( … ))`.
 pub(crate) fn fill_args(line: &str, args: Option<&[String]>) -> Result<String, String> {
+    if !has_args_mark(line) {
+        return Ok(line.to_owned());
+    }
     let Some(args) = args.filter(|args| !args.is_empty()) else {
         let mut line = line.to_owned();
         for mark in [

@@ -616,7 +616,7 @@ pub(crate) fn path_join(dir: &str, file: &str) -> String {
     if dir.is_empty() {
         file.to_owned()
     } else {
-        format!("{dir}/{file}")
+        [dir, "/", file].concat()
     }
 }
 
