@@ -8,6 +8,11 @@ mod render;
 
 use clap::{CommandFactory, Parser};
 
+/// mimalloc, not glibc's malloc: loading a large graph is mostly small allocations, and
+/// glibc's allocator was a third of the instructions of `clab list` on 10,000 tasks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     clab_model::phase::start();
     // `COMPLETE=bash clab …` is the shell asking for completions (`clab completions SHELL`

@@ -31,6 +31,7 @@ pub(super) fn graph(project: &Project, args: &GraphArgs) -> Result<Done, Failure
             writeln!(out)?;
         }
     }
+    super::keep_until_exit(graph);
     Ok(Done::Success)
 }
 

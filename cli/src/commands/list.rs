@@ -12,6 +12,7 @@ pub(super) fn list(project: &Project) -> Result<Done, Failure> {
     let graph = project.load()?;
     let mut out = std::io::stdout().lock();
     write_list(&graph, &mut out)?;
+    super::keep_until_exit(graph);
     Ok(Done::Success)
 }
 

@@ -84,8 +84,17 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
             wait_for_interrupt().await;
             let _ = interrupt_tx.send(true);
         });
-        clab_exec::run(graph, names, nodes, &options, reporter, interrupt_rx).await
+        clab_exec::run(
+            Arc::clone(&graph),
+            names,
+            nodes,
+            &options,
+            reporter,
+            interrupt_rx,
+        )
+        .await
     });
+    super::keep_until_exit(graph);
     // Nothing is left running: every command has been reaped (the job threads wait for
     // them) and everything stored. What remains — the task waiting for Ctrl-C, idle
     // workers — ends with the process; waiting for it took up to a millisecond.

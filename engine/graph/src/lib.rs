@@ -233,11 +233,15 @@ impl Node {
     }
 }
 
+/// A hash map keyed by names clab made itself (not by an attacker): foldhash, not SipHash
+/// (building the 10,000-node graph hashed each name several times).
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The validated, acyclic task graph.
 #[derive(Debug)]
 pub struct Graph {
     dag: DiGraph<Node, ()>,
-    ids: HashMap<String, NodeId>,
+    ids: FastMap<String, NodeId>,
     tasks: BTreeMap<String, Vec<NodeId>>,
     root: PathBuf,
     file: Arc<TaskFile>,

@@ -21,6 +21,10 @@ pub struct Placeholder<'a> {
 /// Every placeholder in `template`, in order.
 pub fn scan(template: &str) -> Vec<Placeholder<'_>> {
     let mut found = Vec::new();
+    // Most templates have no brace at all: one byte search answers them.
+    if !template.contains('{') {
+        return found;
+    }
     let mut from = 0;
     while let Some(open) = template[from..].find("{{").map(|i| i + from) {
         let Some(close) = template[open + 2..].find("}}").map(|i| i + open + 2) else {
@@ -49,6 +53,9 @@ pub fn render<'t>(
     template: &'t str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, Placeholder<'t>> {
+    if !template.contains('{') {
+        return Ok(template.to_owned());
+    }
     let mut out = String::with_capacity(template.len());
     let mut last = 0;
     for placeholder in scan(template) {
