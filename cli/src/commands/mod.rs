@@ -82,8 +82,6 @@ fn completions(shell: clap_complete::Shell) -> Result<Done, Failure> {
     Ok(Done::Success)
 }
 
-/// The project's cache directory: `CLAB_CACHE_DIR` (relative to the root) or `.clab/`. The one
-/// place it is worked out; every command and the engine get it from here.
 /// Keep `value` until the process exits instead of freeing it piece by piece: the command
 /// is done with it and the process ends right after. Freeing the 10,000-node graph took a
 /// tenth of `clab list` (39 M of 373 M instructions, callgrind); exit returns the memory at
@@ -92,6 +90,8 @@ fn keep_until_exit<T>(value: T) {
     std::mem::forget(value);
 }
 
+/// The project's cache directory: `CLAB_CACHE_DIR` (relative to the root) or `.clab/`. The one
+/// place it is worked out; every command and the engine get it from here.
 fn cache_dir(project: &Project) -> PathBuf {
     let dir = std::env::var_os(clab_store::CACHE_DIR_ENV).map(PathBuf::from);
     clab_store::cache_dir(&project.root, dir.as_deref())
