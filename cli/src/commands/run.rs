@@ -17,6 +17,14 @@ use crate::{
 pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     let project =
         super::project(args)?.with_selection(run_args.filter.clone(), run_args.since.clone());
+    // With the targets on the command line, the no-op snapshot's file is known before the
+    // graph: it is read and its stats checked while the graph loads.
+    let snapshot =
+        (!run_args.tasks.is_empty() && !run_args.dry_run && !run_args.no_cache && !run_args.force)
+            .then(|| {
+                let file = clab_exec::snapshot::path(&super::cache_dir(&project), &run_args.tasks);
+                Arc::new(clab_exec::snapshot::Prefetch::start(file))
+            });
     let mut graph = project.load_runnable()?;
     clab_model::phase::mark("load");
     let Some(names) = super::target_names(&graph, &run_args.tasks)? else {
@@ -69,6 +77,7 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
         } else {
             super::remote_cache(&graph)?
         },
+        snapshot,
     };
     clab_model::phase::mark("options");
     // One thread for the async side: the scheduler's loop, LLM calls' I/O, Ctrl-C. Commands,

@@ -59,6 +59,7 @@ pub(super) fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure
             llm: super::run::llm_layers(None)?,
             // Watch mode works against the local cache; the remote cache is for CI runs.
             remote: None,
+            snapshot: None,
         },
         debounce,
         poll: watch_args.poll.then_some(POLL_INTERVAL),

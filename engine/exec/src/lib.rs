@@ -95,6 +95,9 @@ pub struct RunOptions {
     /// The shared remote cache, if one is configured (`cache { remote … }`,
     /// `CLAB_REMOTE_CACHE`); a run flushes its uploads before it ends.
     pub remote: Option<Arc<RemoteCache>>,
+    /// The no-op snapshot, read and checked while the graph loaded
+    /// ([`snapshot::Prefetch`]); `None`: read when the run needs it.
+    pub snapshot: Option<Arc<snapshot::Prefetch>>,
 }
 
 /// At most this many nodes not vouched for by the snapshot: walked before the stat cache is
@@ -263,7 +266,10 @@ pub async fn run(
         {
             let stamp = snapshot::stamp(&graph, &targets, &nodes, &snapshot::env_inputs(&graph));
             let file = snapshot::path(store.dir(), &targets);
-            let found = snapshot::load(&file, &stamp, &graph, &nodes);
+            let found = match &options.snapshot {
+                Some(prefetch) => prefetch.load(&file, &stamp, &graph, &nodes),
+                None => snapshot::load(&file, &stamp, &graph, &nodes),
+            };
             clab_model::phase::mark("snapshot_check");
             if let Some(all) = found.as_ref().and_then(|f| f.all_known(&graph, &nodes)) {
                 return replay(all, store, targets, options, &*reporter, started_ms).await;

@@ -28,6 +28,11 @@
 //! hashed and keyed, and the known ones are settled as hits with the digest recorded for
 //! them (`Runner::with_known`). A stamp that does not match means the normal run.
 //!
+//! The file's name depends only on the targets, so when they are on the command line the
+//! cli starts [`Prefetch`] before it loads the graph: the file is read and every check made
+//! on a thread of its own, and the run compares the stamp and settles the nodes once the
+//! graph is there. The checks are the same; they are made a few milliseconds earlier.
+//!
 //! After every run the snapshot is written again: known nodes keep their lines, nodes that
 //! were pure hits get fresh ones, and every other node (it ran, was restored, failed, or a
 //! stat could not be trusted) is written `dirty`. The racy-git rule applies per check: a
@@ -309,6 +314,64 @@ fn parse_node(rest: &str, lines: usize) -> Option<(String, Known)> {
 /// Read the snapshot at `file` and check it against the world: which of `nodes` (the run's,
 /// in dependency order) are known. `None` when there is no usable snapshot.
 pub fn load(file: &Path, stamp: &str, graph: &Graph, nodes: &[NodeId]) -> Option<Loaded> {
+    settle(read(file)?, stamp, graph, nodes)
+}
+
+/// A snapshot whose file was read and whose checks were made before the graph was there:
+/// all of [`load`] but the stamp and the nodes, started by [`Prefetch::start`] while the
+/// command loads the graph (the two took turns; on two cores they overlap).
+#[derive(Debug)]
+pub struct Prefetch {
+    file: PathBuf,
+    reading: std::sync::Mutex<Option<std::thread::JoinHandle<Option<Read>>>>,
+}
+
+impl Prefetch {
+    /// Start reading and checking the snapshot at `file` on a thread of its own.
+    pub fn start(file: PathBuf) -> Prefetch {
+        let path = file.clone();
+        let reading = std::thread::Builder::new()
+            .name("clab-snapshot".into())
+            .spawn(move || read(&path))
+            .ok();
+        Prefetch {
+            file,
+            reading: std::sync::Mutex::new(reading),
+        }
+    }
+
+    /// [`load`] through the prefetched read when it was of `file` (and not taken before).
+    pub fn load(
+        &self,
+        file: &Path,
+        stamp: &str,
+        graph: &Graph,
+        nodes: &[NodeId],
+    ) -> Option<Loaded> {
+        let reading = match self.reading.lock() {
+            Ok(mut reading) if self.file == file => reading.take(),
+            _ => None,
+        };
+        match reading {
+            Some(reading) => settle(reading.join().ok()??, stamp, graph, nodes),
+            None => load(file, stamp, graph, nodes),
+        }
+    }
+}
+
+/// A snapshot file read, its checks made: what [`settle`] needs besides the graph.
+struct Read {
+    text: String,
+    /// Where the stamp (the first line) lies in `text`.
+    stamp: std::ops::Range<usize>,
+    written_ms: i64,
+    check_lines: Vec<std::ops::Range<usize>>,
+    holds: Vec<bool>,
+    entries: HashMap<String, NodeLine>,
+}
+
+/// Read the snapshot at `file`, parse it and make its checks.
+fn read(file: &Path) -> Option<Read> {
     let text = fs::read_to_string(file).ok()?;
     let mut lines = text.split_inclusive('\n').scan(0, |at, line| {
         let start = *at;
@@ -316,14 +379,8 @@ pub fn load(file: &Path, stamp: &str, graph: &Graph, nodes: &[NodeId]) -> Option
         let line = line.strip_suffix('\n').unwrap_or(line);
         Some((start..start + line.len(), line))
     });
-    if lines.next()?.1 != stamp {
-        return None;
-    }
+    let stamp = lines.next()?.0;
     let written_ms: i64 = lines.next()?.1.strip_prefix("written ")?.parse().ok()?;
-    let now = now_ms();
-    if written_ms > now {
-        return None;
-    }
     let mut checks = Vec::new();
     let mut check_lines = Vec::new();
     let mut entries: HashMap<String, NodeLine> = HashMap::new();
@@ -345,12 +402,36 @@ pub fn load(file: &Path, stamp: &str, graph: &Graph, nodes: &[NodeId]) -> Option
             check_lines.push(range);
         }
     }
+    let holds: Vec<bool> = checks.par_iter().map(Check::holds).collect();
+    drop(checks);
+    Some(Read {
+        text,
+        stamp,
+        written_ms,
+        check_lines,
+        holds,
+        entries,
+    })
+}
+
+/// Which of `nodes` a read snapshot vouches for, if it was written for `stamp`.
+fn settle(read: Read, stamp: &str, graph: &Graph, nodes: &[NodeId]) -> Option<Loaded> {
+    let Read {
+        text,
+        stamp: stamp_at,
+        written_ms,
+        check_lines,
+        holds,
+        mut entries,
+    } = read;
+    let now = now_ms();
+    if text[stamp_at] != *stamp || written_ms > now {
+        return None;
+    }
     let check_section = match (check_lines.first(), check_lines.last()) {
         (Some(first), Some(last)) => first.start..(last.end + 1).min(text.len()),
         _ => 0..0,
     };
-    let holds: Vec<bool> = checks.par_iter().map(Check::holds).collect();
-    drop(checks);
     let mut loaded = Loaded {
         lines: check_lines,
         checks: check_section,
@@ -1008,6 +1089,33 @@ mod tests {
         );
         let last = p.load(&file);
         assert_eq!(p.known(&last), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_prefetched_read_settles_as_a_load_does_and_only_for_its_file() {
+        let p = project();
+        let hits = [p.hit("a"), p.hit("b"), p.hit("c")];
+        let file = p.save(&hits, &p.nodes, None, true);
+        let stamp = fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned();
+        let prefetch = Prefetch::start(file.clone());
+        let loaded = prefetch.load(&file, &stamp, &p.graph, &p.nodes).unwrap();
+        assert_eq!(p.known(&loaded), ["a", "b", "c"]);
+        // Taken once: a second load reads the file again, and sees the world as it is now.
+        fs::write(p.dir.path().join("a/two.txt"), "2").unwrap();
+        let again = prefetch.load(&file, &stamp, &p.graph, &p.nodes).unwrap();
+        assert_eq!(p.known(&again), ["c"]);
+        // Another stamp: nothing is vouched for.
+        let other = Prefetch::start(file.clone());
+        assert!(other.load(&file, "0", &p.graph, &p.nodes).is_none());
+        // Another file than the one prefetched: read as it is asked.
+        let elsewhere = Prefetch::start(file.with_extension("other"));
+        let loaded = elsewhere.load(&file, &stamp, &p.graph, &p.nodes).unwrap();
+        assert_eq!(p.known(&loaded), ["c"]);
     }
 
     #[test]
