@@ -21,7 +21,8 @@ pub(super) fn graph(project: &Project, args: &GraphArgs) -> Result<Done, Failure
         ),
         None => graph.topological_order(),
     };
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout flushes each line.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.format {
         GraphFormat::Dot => write_dot(&graph, &nodes, &mut out)?,
         GraphFormat::Mermaid => write_mermaid(&graph, &nodes, &mut out)?,
@@ -31,6 +32,7 @@ pub(super) fn graph(project: &Project, args: &GraphArgs) -> Result<Done, Failure
             writeln!(out)?;
         }
     }
+    out.flush()?;
     super::keep_until_exit(graph);
     Ok(Done::Success)
 }

@@ -10,8 +10,10 @@ use crate::exit::{Done, Failure};
 /// Print the tasks of the project.
 pub(super) fn list(project: &Project) -> Result<Done, Failure> {
     let graph = project.load()?;
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout flushes each line, and the 10,000-task list was 10,000 writes.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     write_list(&graph, &mut out)?;
+    out.flush()?;
     super::keep_until_exit(graph);
     Ok(Done::Success)
 }
