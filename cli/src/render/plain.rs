@@ -73,8 +73,11 @@ impl Reporter for Plain {
                 log,
             } => {
                 let reason = self.reasons.lock().ok().and_then(|mut r| r.remove(task));
-                let line = status_line(task, status, *duration_ms, reason.as_deref());
                 let failed = matches!(status, Status::Failed { .. });
+                if self.quiet && !failed && !self.github {
+                    return;
+                }
+                let line = status_line(task, status, *duration_ms, reason.as_deref());
                 if self.github {
                     let held = self
                         .held
@@ -96,9 +99,6 @@ impl Reporter for Plain {
                             Annotation::new(Level::Error, "clab task failed", &message);
                         self.print(&annotation.to_string());
                     }
-                    return;
-                }
-                if self.quiet && !failed {
                     return;
                 }
                 if self.quiet

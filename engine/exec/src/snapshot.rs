@@ -367,7 +367,7 @@ struct Read {
     written_ms: i64,
     check_lines: Vec<std::ops::Range<usize>>,
     holds: Vec<bool>,
-    entries: HashMap<String, NodeLine>,
+    entries: foldhash::HashMap<String, NodeLine>,
 }
 
 /// Read the snapshot at `file`, parse it and make its checks.
@@ -383,7 +383,7 @@ fn read(file: &Path) -> Option<Read> {
     let written_ms: i64 = lines.next()?.1.strip_prefix("written ")?.parse().ok()?;
     let mut checks = Vec::new();
     let mut check_lines = Vec::new();
-    let mut entries: HashMap<String, NodeLine> = HashMap::new();
+    let mut entries = foldhash::HashMap::<String, NodeLine>::default();
     let mut nodes_begun = false;
     for (range, line) in lines {
         if let Some(rest) = line.strip_prefix("node ") {
