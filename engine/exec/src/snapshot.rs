@@ -370,45 +370,63 @@ struct Read {
     entries: foldhash::HashMap<String, NodeLine>,
 }
 
-/// Read the snapshot at `file`, parse it and make its checks.
+/// Read the snapshot at `file`, parse it and make its checks: the check lines are parsed
+/// and checked in parallel, beside the node lines' parse (a serial parse first held the
+/// stats back by ~3 ms on the 2,000-task workspace).
 fn read(file: &Path) -> Option<Read> {
     let text = fs::read_to_string(file).ok()?;
-    let mut lines = text.split_inclusive('\n').scan(0, |at, line| {
-        let start = *at;
-        *at += line.len();
-        let line = line.strip_suffix('\n').unwrap_or(line);
-        Some((start..start + line.len(), line))
-    });
-    let stamp = lines.next()?.0;
-    let written_ms: i64 = lines.next()?.1.strip_prefix("written ")?.parse().ok()?;
-    let mut checks = Vec::new();
-    let mut check_lines = Vec::new();
-    let mut entries = foldhash::HashMap::<String, NodeLine>::default();
-    let mut nodes_begun = false;
-    for (range, line) in lines {
-        if let Some(rest) = line.strip_prefix("node ") {
-            let (name, mut known) = parse_node(rest, check_lines.len())?;
-            known.line = range;
-            entries.insert(name, NodeLine { known: Some(known) });
-            nodes_begun = true;
-        } else if let Some(name) = line.strip_prefix("dirty ") {
-            entries.insert(name.to_owned(), NodeLine { known: None });
-            nodes_begun = true;
-        } else if nodes_begun {
-            // Checks come first: a file written otherwise is not one of ours.
-            return None;
-        } else {
-            checks.push(Check::parse(line)?);
-            check_lines.push(range);
-        }
+    clab_model::phase::mark("snapshot:read");
+    let mut ranges = Vec::new();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.strip_suffix('\n').unwrap_or(line);
+        ranges.push(at..at + body.len());
+        at += line.len();
     }
-    let holds: Vec<bool> = checks.par_iter().map(Check::holds).collect();
-    drop(checks);
+    let mut ranges = ranges.into_iter();
+    let stamp = ranges.next()?;
+    let written_ms: i64 = text[ranges.next()?]
+        .strip_prefix("written ")?
+        .parse()
+        .ok()?;
+    let ranges: Vec<_> = ranges.collect();
+    // Checks come first, then the node lines.
+    let first_node = ranges
+        .iter()
+        .position(|r| text[r.clone()].starts_with("node ") || text[r.clone()].starts_with("dirty "))
+        .unwrap_or(ranges.len());
+    let (check_lines, node_lines) = ranges.split_at(first_node);
+    let parse_nodes = || {
+        let mut entries = foldhash::HashMap::<String, NodeLine>::default();
+        for range in node_lines {
+            let line = &text[range.clone()];
+            if let Some(rest) = line.strip_prefix("node ") {
+                let (name, mut known) = parse_node(rest, check_lines.len())?;
+                known.line = range.clone();
+                entries.insert(name, NodeLine { known: Some(known) });
+            } else if let Some(name) = line.strip_prefix("dirty ") {
+                entries.insert(name.to_owned(), NodeLine { known: None });
+            } else {
+                // A check after the nodes: a file written otherwise is not one of ours.
+                return None;
+            }
+        }
+        Some(entries)
+    };
+    let check = || {
+        check_lines
+            .par_iter()
+            .map(|r| Check::parse(&text[r.clone()]).map(|check| check.holds()))
+            .collect::<Option<Vec<bool>>>()
+    };
+    let (holds, entries) = rayon::join(check, parse_nodes);
+    let (holds, entries) = (holds?, entries?);
+    clab_model::phase::mark("snapshot:checked");
     Some(Read {
+        check_lines: check_lines.to_vec(),
         text,
         stamp,
         written_ms,
-        check_lines,
         holds,
         entries,
     })
