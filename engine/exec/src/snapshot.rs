@@ -314,7 +314,7 @@ fn parse_node(rest: &str, lines: usize) -> Option<(String, Known)> {
 /// Read the snapshot at `file` and check it against the world: which of `nodes` (the run's,
 /// in dependency order) are known. `None` when there is no usable snapshot.
 pub fn load(file: &Path, stamp: &str, graph: &Graph, nodes: &[NodeId]) -> Option<Loaded> {
-    settle(read(file)?, stamp, graph, nodes)
+    settle(read(file, Some(stamp))?, stamp, graph, nodes)
 }
 
 /// A snapshot whose file was read and whose checks were made before the graph was there:
@@ -332,7 +332,7 @@ impl Prefetch {
         let path = file.clone();
         let reading = std::thread::Builder::new()
             .name("clab-snapshot".into())
-            .spawn(move || read(&path))
+            .spawn(move || read(&path, None))
             .ok();
         Prefetch {
             file,
@@ -372,8 +372,9 @@ struct Read {
 
 /// Read the snapshot at `file`, parse it and make its checks: the check lines are parsed
 /// and checked in parallel, beside the node lines' parse (a serial parse first held the
-/// stats back by ~3 ms on the 2,000-task workspace).
-fn read(file: &Path) -> Option<Read> {
+/// stats back by ~3 ms on the 2,000-task workspace). With `stamp`, a file written for
+/// another stamp is left at its first line.
+fn read(file: &Path, stamp: Option<&str>) -> Option<Read> {
     let text = fs::read_to_string(file).ok()?;
     clab_model::phase::mark("snapshot:read");
     let mut ranges = Vec::new();
@@ -384,7 +385,10 @@ fn read(file: &Path) -> Option<Read> {
         at += line.len();
     }
     let mut ranges = ranges.into_iter();
-    let stamp = ranges.next()?;
+    let stamp_at = ranges.next()?;
+    if stamp.is_some_and(|stamp| text[stamp_at.clone()] != *stamp) {
+        return None;
+    }
     let written_ms: i64 = text[ranges.next()?]
         .strip_prefix("written ")?
         .parse()
@@ -425,7 +429,7 @@ fn read(file: &Path) -> Option<Read> {
     Some(Read {
         check_lines: check_lines.to_vec(),
         text,
-        stamp,
+        stamp: stamp_at,
         written_ms,
         holds,
         entries,
