@@ -21,10 +21,10 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     // graph: it is read and its stats checked while the graph loads.
     let snapshot =
         (!run_args.tasks.is_empty() && !run_args.dry_run && !run_args.no_cache && !run_args.force)
-            .then(|| {
-                let file = clab_exec::snapshot::path(&super::cache_dir(&project), &run_args.tasks);
-                Arc::new(clab_exec::snapshot::Prefetch::start(file))
-            });
+            .then(|| clab_exec::snapshot::path(&super::cache_dir(&project), &run_args.tasks))
+            // No thread for a run without a snapshot (a trivial task never has one).
+            .filter(|file| file.is_file())
+            .map(|file| Arc::new(clab_exec::snapshot::Prefetch::start(file)));
     let mut graph = project.load_runnable()?;
     clab_model::phase::mark("load");
     let Some(names) = super::target_names(&graph, &run_args.tasks)? else {
