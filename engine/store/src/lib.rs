@@ -680,6 +680,41 @@ impl Store {
         Ok(())
     }
 
+    /// [`save_result`](Self::save_result) for each of `results`, answered in their order, in
+    /// one transaction: a batch of entries fetched from a remote cache commits once, not once
+    /// per entry. Should the transaction fail, each result is saved on its own.
+    pub fn save_results(&self, results: &[(&str, &CachedResult)]) -> Vec<Result<(), Error>> {
+        let mut answers: Vec<Result<(), Error>> = Vec::with_capacity(results.len());
+        let mut rows = Vec::with_capacity(results.len());
+        for (key, result) in results {
+            match self.result_row(key, result) {
+                Ok(row) => {
+                    rows.push(row);
+                    answers.push(Ok(()));
+                }
+                Err(e) => answers.push(Err(e)),
+            }
+        }
+        if rows.is_empty() {
+            return answers;
+        }
+        let committed = self.with_conn(|conn| {
+            let transaction = conn.transaction()?;
+            for row in &rows {
+                insert_result(&transaction, row)?;
+            }
+            transaction.commit()
+        });
+        if committed.is_err() {
+            for (answer, (key, result)) in answers.iter_mut().zip(results) {
+                if answer.is_ok() {
+                    *answer = self.save_result(key, result);
+                }
+            }
+        }
+        answers
+    }
+
     /// [`save_result`](Self::save_result) and [`save_manifest`](Self::save_manifest) of the
     /// result's task, in one transaction: a node that ran writes both.
     pub fn save_result_and_manifest(
@@ -2529,6 +2564,29 @@ mod tests {
             report.to_string(),
             "removed 0 entries and 0 blobs (0 B); 0 B left"
         );
+    }
+
+    #[test]
+    fn save_results_saves_each_in_order_and_refuses_one_without_its_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let store = open(root);
+        write(root, "out/a.txt", "alpha", 0o644);
+        let entry = store.store_output(root, "out/a.txt").unwrap();
+        let good = CachedResult::new("a", "ok", 1, vec![entry.clone()], None);
+        let mut lost = entry.clone();
+        lost.hash = Digest::of_bytes(b"never stored");
+        let bad = CachedResult::new("b", "ok", 1, vec![lost], None);
+        let saved = store.save_results(&[("k1", &good), ("k2", &bad), ("k3", &good)]);
+        assert!(saved[0].is_ok() && saved[2].is_ok(), "{saved:?}");
+        assert!(
+            matches!(saved[1], Err(Error::MissingBlob { .. })),
+            "{saved:?}"
+        );
+        assert_eq!(store.load_result("k1").unwrap().unwrap().outputs, [entry]);
+        assert!(store.load_result("k2").unwrap().is_none());
+        assert!(store.load_result("k3").unwrap().is_some());
+        assert!(store.save_results(&[]).is_empty());
     }
 
     #[test]
