@@ -109,20 +109,27 @@ impl Context {
     /// miss, or a lookup that failed (reported as a warning; the node runs).
     pub fn load_result(&self, id: NodeId, key: &str) -> Option<(CachedResult, bool)> {
         let store = self.store()?;
-        match store.load_result(key) {
-            Ok(Some(result)) => return Some((result, false)),
-            Ok(None) => {}
+        if let Some(result) = self.load_local(id, key)? {
+            return Some((result, false));
+        }
+        match self.remote.as_ref()?.fetch(key, store) {
+            Fetch::Hit(result) => Some((result, true)),
+            Fetch::Miss(_) => None,
+        }
+    }
+
+    /// The local store's result under `key`: `Some(None)` a miss (the remote may be asked),
+    /// `None` no store or a lookup that failed (reported as a warning; the node runs).
+    pub fn load_local(&self, id: NodeId, key: &str) -> Option<Option<CachedResult>> {
+        match self.store()?.load_result(key) {
+            Ok(found) => Some(found),
             Err(err) => {
                 self.warn(format!(
                     "cache lookup for `{}` failed: {err}",
                     self.node(id).name
                 ));
-                return None;
+                None
             }
-        }
-        match self.remote.as_ref()?.fetch(key, store) {
-            Fetch::Hit(result) => Some((result, true)),
-            Fetch::Miss(_) => None,
         }
     }
 

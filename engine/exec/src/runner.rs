@@ -28,17 +28,19 @@ use clab_plan::{
     inputs::{InputFile, expand_outputs},
     outputs::digest_entries,
 };
+use clab_remote::{Fetch, MissReason};
 use clab_store::{
     Digest, KeyLock,
     cached_result::{CachedResult, OutputEntry},
 };
+use rayon::prelude::*;
 
 use crate::{
     context::{Context, failed},
     event::{Event, Status},
     kind::{Kind, Kinds, Work},
     report_totals::{ReportTotals, Reports},
-    scheduler::{Done, Job, Outcome, Visitor},
+    scheduler::{Done, Job, Outcome, PARALLEL_SETTLE, Visitor, settle_each},
     snapshot::Known,
     task_log::TaskLog,
 };
@@ -476,12 +478,138 @@ impl Runner {
     /// Restore a cached result for the node's key — from the local store, else from the
     /// remote cache — if there is one and it restores cleanly.
     fn try_restore(&self, id: NodeId, keyed: &Keyed) -> Option<Outcome> {
-        let store = self.cx.store()?;
-        let node = self.cx.node(id);
         let timing = clab_model::phase::now();
         let found = self.cx.load_result(id, &keyed.key);
         clab_model::phase::add("lookup", timing);
         let (result, remote) = found?;
+        self.restore_found(id, keyed, result, remote)
+    }
+
+    /// [`Visitor::settle_batch`] with a remote cache: the nodes' keys and local lookups (and
+    /// restores of local hits) first, then one [`RemoteCache::fetch_many`] for the local
+    /// misses, so their fetches overlap instead of waiting on the remote one by one (two at a
+    /// time on two cores), then the restores of what it found. Each node ends as
+    /// [`settle_from_cache`](Self::settle_from_cache) would have left it.
+    ///
+    /// [`RemoteCache::fetch_many`]: clab_remote::RemoteCache::fetch_many
+    fn settle_with_remote(&self, ids: &[NodeId]) -> Vec<Option<Outcome>> {
+        enum First {
+            Settled(Option<Outcome>),
+            Remote(Box<Keyed>),
+        }
+        let (Some(remote), Some(store)) = (self.cx.remote.as_ref(), self.cx.store()) else {
+            return settle_each(self, ids);
+        };
+        let first = |id: NodeId| {
+            if self.known.contains_key(&id) || !self.may_settle_from_cache(id) {
+                return First::Settled(self.settle_from_cache(id));
+            }
+            let Ok(keyed) = self.compute_key(id) else {
+                return First::Settled(None);
+            };
+            let timing = clab_model::phase::now();
+            let local = self.cx.load_local(id, &keyed.key);
+            clab_model::phase::add("lookup", timing);
+            match local {
+                Some(None) => First::Remote(Box::new(keyed)),
+                Some(Some(result)) => {
+                    let outcome = self.restore_found(id, &keyed, result, false);
+                    if outcome.is_none() {
+                        self.keep_missed(id, keyed);
+                    }
+                    First::Settled(outcome)
+                }
+                None => {
+                    self.keep_missed(id, keyed);
+                    First::Settled(None)
+                }
+            }
+        };
+        let parallel = ids.len() >= PARALLEL_SETTLE;
+        let mut firsts: Vec<First> = if parallel {
+            ids.par_iter().map(|&id| first(id)).collect()
+        } else {
+            ids.iter().map(|&id| first(id)).collect()
+        };
+        let keys: Vec<String> = firsts
+            .iter()
+            .filter_map(|first| match first {
+                First::Remote(keyed) => Some(keyed.key.clone()),
+                First::Settled(_) => None,
+            })
+            .collect();
+        if keys.is_empty() {
+            return firsts
+                .into_iter()
+                .map(|first| match first {
+                    First::Settled(outcome) => outcome,
+                    First::Remote(_) => None,
+                })
+                .collect();
+        }
+        let timing = clab_model::phase::now();
+        let fetched = remote.fetch_many(&keys, store);
+        clab_model::phase::add("lookup", timing);
+        let mut fetched = fetched.into_iter();
+        let mut restores = Vec::with_capacity(keys.len());
+        for (index, first) in firsts.iter_mut().enumerate() {
+            if let First::Remote(_) = first {
+                let fetch = fetched
+                    .next()
+                    .unwrap_or(Fetch::Miss(MissReason::Unavailable));
+                let taken = std::mem::replace(first, First::Settled(None));
+                if let First::Remote(keyed) = taken {
+                    restores.push((index, ids[index], keyed, fetch));
+                }
+            }
+        }
+        let then = |(index, id, keyed, fetch): (usize, NodeId, Box<Keyed>, Fetch)| {
+            let outcome = match fetch {
+                Fetch::Hit(result) => self.restore_found(id, &keyed, result, true),
+                Fetch::Miss(_) => None,
+            };
+            if outcome.is_none() {
+                self.keep_missed(id, *keyed);
+            }
+            (index, outcome)
+        };
+        let outcomes: Vec<(usize, Option<Outcome>)> = if restores.len() >= PARALLEL_SETTLE {
+            restores.into_par_iter().map(then).collect()
+        } else {
+            restores.into_iter().map(then).collect()
+        };
+        let mut answers: Vec<Option<Outcome>> = firsts
+            .into_iter()
+            .map(|first| match first {
+                First::Settled(outcome) => outcome,
+                First::Remote(_) => None,
+            })
+            .collect();
+        for (index, outcome) in outcomes {
+            answers[index] = outcome;
+        }
+        answers
+    }
+
+    /// Keep the key of a node that missed for [`prepare`](Self::prepare), which then skips
+    /// the lookup just made.
+    fn keep_missed(&self, id: NodeId, keyed: Keyed) {
+        if let Ok(mut missed) = self.missed.lock() {
+            missed.insert(id, keyed);
+        }
+    }
+
+    /// Restore `result`, found for the node's key (on the remote cache: `remote`), and
+    /// report the node cached; `None` when its outputs cannot be restored (warned; it runs).
+    fn restore_found(
+        &self,
+        id: NodeId,
+        keyed: &Keyed,
+        result: CachedResult,
+        remote: bool,
+    ) -> Option<Outcome> {
+        let store = self.cx.store()?;
+        let node = self.cx.node(id);
         let report = match store.restore_outputs(self.cx.graph.root(), &result) {
             Ok(report) => report,
             Err(err) => {
@@ -660,6 +788,14 @@ impl Visitor for Runner {
 
     fn settle(&self, id: NodeId) -> Option<Outcome> {
         self.settle_from_cache(id)
+    }
+
+    fn settle_batch(&self, ids: &[NodeId]) -> Vec<Option<Outcome>> {
+        // One node, or no remote cache to wait on: nothing to overlap.
+        if ids.len() < 2 || self.cx.remote.is_none() || !self.cx.mode.read {
+            return settle_each(self, ids);
+        }
+        self.settle_with_remote(ids)
     }
 
     fn may_settle(&self, id: NodeId) -> bool {

@@ -81,6 +81,16 @@ pub trait Visitor: Send + Sync + 'static {
         None
     }
 
+    /// [`settle`](Self::settle) for nodes that became ready together, answered in their
+    /// order. The default is [`settle_each`]; a visitor whose answers wait on I/O (a remote
+    /// cache) overrides it to overlap the waits.
+    fn settle_batch(&self, ids: &[NodeId]) -> Vec<Option<Outcome>>
+    where
+        Self: Sized,
+    {
+        settle_each(self, ids)
+    }
+
     /// Whether [`settle`](Self::settle) could answer for node `id` at all. Nodes it cannot
     /// settle go straight to the queue.
     fn may_settle(&self, id: NodeId) -> bool {
@@ -543,15 +553,7 @@ impl State<'_> {
                     self.enqueue(id);
                 }
             }
-            // Keys and cache lookups of a batch are independent: a large batch (the first
-            // layer of a no-op run) uses every core. A few nodes becoming ready while
-            // commands run are settled here: waking the pool would take cores the commands
-            // need.
-            let outcomes: Vec<Option<Outcome>> = if nodes.len() >= PARALLEL_SETTLE {
-                nodes.par_iter().map(|&id| visitor.settle(id)).collect()
-            } else {
-                nodes.iter().map(|&id| visitor.settle(id)).collect()
-            };
+            let outcomes = visitor.settle_batch(&nodes);
             for (id, outcome) in nodes.into_iter().zip(outcomes) {
                 match outcome {
                     Some(outcome) => self.finish(id, &outcome),
@@ -616,7 +618,19 @@ impl State<'_> {
 }
 
 /// The smallest batch settled on rayon's pool rather than on the scheduler's thread.
-const PARALLEL_SETTLE: usize = 16;
+pub(crate) const PARALLEL_SETTLE: usize = 16;
+
+/// [`Visitor::settle`] for each of `ids`, in order. Keys and cache lookups of a batch are
+/// independent: a large batch (the first layer of a no-op run) uses every core. A few nodes
+/// becoming ready while commands run are settled on the calling thread: waking the pool
+/// would take cores the commands need.
+pub fn settle_each<V: Visitor>(visitor: &V, ids: &[NodeId]) -> Vec<Option<Outcome>> {
+    if ids.len() >= PARALLEL_SETTLE {
+        ids.par_iter().map(|&id| visitor.settle(id)).collect()
+    } else {
+        ids.iter().map(|&id| visitor.settle(id)).collect()
+    }
+}
 
 /// A node waiting for a job thread, ordered by critical-path length, then file order.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -20,7 +20,9 @@
 //!
 //! - [`RemoteCache::fetch`] → [`Fetch::Hit`] (blobs downloaded into the local CAS, each
 //!   verified against its digest first, result saved locally; restore as for a local hit) or
-//!   [`Fetch::Miss`] with a [`MissReason`].
+//!   [`Fetch::Miss`] with a [`MissReason`]; [`RemoteCache::fetch_many`] the same for a batch
+//!   of keys, fetched concurrently (the runner asks it for the local misses among the nodes
+//!   that became ready together), their rows saved in one transaction.
 //! - [`RemoteCache::upload`]: write-behind, bounded, blobs first then the signed manifest.
 //! - [`RemoteCache::finish`] → [`RemoteStats`]; [`RemoteCache::warnings`] → [`Warning`]s.
 //! - [`signing::public_key_line`]: the one line `clab cache public-key` prints.

@@ -19,11 +19,25 @@
 //!   names it misses and the next good store of that content writes it afresh (issue 18: a
 //!   corrupt blob was detected on every restore and never replaced).
 //!
+//! - A restore ([`Cas::restore`]) copies a blob into a temp file (`.tmp-*`) in the blob's own
+//!   shard, verified while copying, sets its mode through the descriptor and renames it onto
+//!   the output — across directories, atomic on one file system; when the output is on
+//!   another file system the verified copy is written again beside it (`.clab-tmp-*`).
+//!   Why the shard: a file's inode is allocated in its directory's block group, and ext4
+//!   without a journal (this machine's disk) steps, to allocate one, over every inode of the
+//!   group freed in the last 30 s. Outputs are restored right after they were deleted
+//!   (`rm -rf out`, a checkout replaced), into the directory whose group holds exactly those
+//!   freed inodes: creating 2,000 temp files beside their outputs cost 0.2–1.5 s of system
+//!   time (quadratic), in the shards (spread over block groups, see [`Cas::create_root`])
+//!   ~0.1 s. Restoring 2,000 outputs right after deleting them (`clab run` of the 2,000-task
+//!   benchmark after `rm -rf out`): 1,335 → 364 ms (hyperfine medians of 5, load 1.5).
+//!
 //! Layout version: `CAS_VERSION` (1). Blobs hold raw bytes, uncompressed; the file mode of an
 //! output is kept in the result's manifest, not on the blob.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -179,31 +193,57 @@ impl Cas {
     ) -> Result<u64, Error> {
         let path = self.path_of(digest);
         let mut file = File::open(&path).map_err(|source| Error::blob_io(digest, &path, source))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buffer = vec![0u8; COPY_BUFFER];
-        let mut size = 0u64;
-        loop {
-            let n = match file.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(Error::io("read", &path, source)),
-            };
-            hasher.update(&buffer[..n]);
-            out.write_all(&buffer[..n])
-                .map_err(|source| Error::io("write", out_path, source))?;
-            size += n as u64;
+        copy_verified(&mut file, &path, digest, out, out_path)
+    }
+
+    /// Writes the blob `digest` to `dest` with permission bits `mode`: copied (verified while
+    /// copying) into a temp file, given its mode through the open descriptor, and renamed onto
+    /// `dest` (its parent directory is created when missing). Returns the file, open on what
+    /// is now `dest`, and where its temp file was.
+    ///
+    /// The temp file is created in the blob's shard ([`RestoreTemp::Shard`]), not beside
+    /// `dest`: see the module documentation for why. A `dest` on another file system than the
+    /// CAS cannot be renamed onto: the verified copy is then written again beside `dest`
+    /// ([`RestoreTemp::Beside`], named [`clab_model::atomic_write::TEMP_PREFIX`]`…`), and the
+    /// caller should ask for that at once next time. On a mismatch (`corrupt_blob`) nothing is
+    /// left at `dest` or in the shard, and the damaged blob is deleted.
+    pub fn restore(
+        &self,
+        digest: &Digest,
+        dest: &Path,
+        mode: u32,
+        temp_in: RestoreTemp,
+    ) -> Result<(File, RestoreTemp), Error> {
+        let path = self.path_of(digest);
+        let mut blob = File::open(&path).map_err(|source| Error::blob_io(digest, &path, source))?;
+        let mut temp = match temp_in {
+            RestoreTemp::Shard => self.temp_file_in(path.parent().unwrap_or(&self.root))?,
+            RestoreTemp::Beside => temp_file_beside(dest)?,
+        };
+        let temp_path = temp.path().to_owned();
+        copy_verified(&mut blob, &path, digest, temp.as_file_mut(), &temp_path)?;
+        temp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|source| Error::io("set the mode of", &temp_path, source))?;
+        match persist_creating_parent(temp, dest) {
+            Ok(file) => Ok((file, temp_in)),
+            Err((Some(mut temp), e)) if e.kind() == io::ErrorKind::CrossesDevices => {
+                // The copy in the shard is verified: copy it beside `dest`.
+                let mut beside = temp_file_beside(dest)?;
+                let beside_path = beside.path().to_owned();
+                temp.seek(io::SeekFrom::Start(0))
+                    .and_then(|_| io::copy(temp.as_file_mut(), beside.as_file_mut()))
+                    .map_err(|source| Error::io("write", &beside_path, source))?;
+                beside
+                    .as_file()
+                    .set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(|source| Error::io("set the mode of", &beside_path, source))?;
+                let file = persist_creating_parent(beside, dest)
+                    .map_err(|(_, source)| Error::io("rename a temp file to", dest, source))?;
+                Ok((file, RestoreTemp::Beside))
+            }
+            Err((_, source)) => Err(Error::io("rename a temp file to", dest, source)),
         }
-        let actual = Digest::from(hasher.finalize());
-        if actual != *digest {
-            discard_damaged(&file, &path);
-            return Err(Error::CorruptBlob {
-                digest: *digest,
-                actual,
-                path,
-            });
-        }
-        Ok(size)
     }
 
     /// Deletes a blob; a blob that is already gone is not an error.
@@ -330,6 +370,103 @@ impl Cas {
     }
 }
 
+/// Where [`Cas::restore`] creates its temp file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreTemp {
+    /// In the blob's shard, renamed across directories onto the destination.
+    Shard,
+    /// Beside the destination (the CAS is on another file system).
+    Beside,
+}
+
+/// Copies the blob `file` (at `path`) into `out` while hashing it; `corrupt_blob` (after
+/// writing, and the blob deleted) if it does not hash to `digest`. Returns the size. A blob
+/// smaller than the copy buffer is read whole (one `read` of its size + 1): no 256 KiB
+/// zeroed buffer per output.
+fn copy_verified(
+    file: &mut File,
+    path: &Path,
+    digest: &Digest,
+    out: &mut impl Write,
+    out_path: &Path,
+) -> Result<u64, Error> {
+    let expected = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    if expected < COPY_BUFFER as u64 {
+        let mut bytes = Vec::with_capacity(expected as usize + 1);
+        file.read_to_end(&mut bytes)
+            .map_err(|source| Error::io("read", path, source))?;
+        hasher.update(&bytes);
+        out.write_all(&bytes)
+            .map_err(|source| Error::io("write", out_path, source))?;
+        size = bytes.len() as u64;
+    } else {
+        let mut buffer = vec![0u8; COPY_BUFFER];
+        loop {
+            let n = match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(Error::io("read", path, source)),
+            };
+            hasher.update(&buffer[..n]);
+            out.write_all(&buffer[..n])
+                .map_err(|source| Error::io("write", out_path, source))?;
+            size += n as u64;
+        }
+    }
+    let actual = Digest::from(hasher.finalize());
+    if actual != *digest {
+        discard_damaged(file, path);
+        return Err(Error::CorruptBlob {
+            digest: *digest,
+            actual,
+            path: path.to_owned(),
+        });
+    }
+    Ok(size)
+}
+
+/// A temp file beside `dest` (named [`clab_model::atomic_write::TEMP_PREFIX`]`…`, which
+/// output expansion skips), its directory created when missing.
+pub(crate) fn temp_file_beside(dest: &Path) -> Result<tempfile::NamedTempFile, Error> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let create = || {
+        tempfile::Builder::new()
+            .prefix(clab_model::atomic_write::TEMP_PREFIX)
+            .tempfile_in(parent)
+    };
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(parent).map_err(|source| Error::io("create", parent, source))?;
+            create()
+        }
+        created => created,
+    }
+    .map_err(|source| Error::io("create a temp file in", parent, source))
+}
+
+/// Renames `temp` onto `dest`, creating `dest`'s directory when the first rename finds it
+/// missing (one `mkdir` per missing directory instead of one per output). On failure the
+/// temp file comes back (unless creating the directory failed) with the cause.
+fn persist_creating_parent(
+    temp: tempfile::NamedTempFile,
+    dest: &Path,
+) -> Result<File, (Option<tempfile::NamedTempFile>, io::Error)> {
+    match temp.persist(dest) {
+        Ok(file) => Ok(file),
+        Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
+            let parent = dest.parent().unwrap_or(Path::new("."));
+            if let Err(error) = fs::create_dir_all(parent) {
+                return Err((None, error));
+            }
+            e.file.persist(dest).map_err(|e| (Some(e.file), e.error))
+        }
+        Err(e) => Err((Some(e.file), e.error)),
+    }
+}
+
 /// Delete the blob at `path` that `file` (open on it) was found damaged in, unless the path
 /// now names another file (a writer replaced it meanwhile). Best effort.
 fn discard_damaged(file: &File, path: &Path) {
@@ -419,6 +556,110 @@ mod tests {
             assert_eq!(cas.put_file(&src).unwrap(), (digest, size));
         }
         assert_eq!(cas.list().unwrap().len(), 3);
+    }
+
+    /// Every file below `dir`, relative, sorted (temp files included).
+    fn files_below(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(next) = stack.pop() {
+            for entry in fs::read_dir(&next).into_iter().flatten().flatten() {
+                if entry.file_type().unwrap().is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    let rel = entry.path().strip_prefix(dir).unwrap().to_owned();
+                    found.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn restore_writes_the_blob_with_its_mode_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(dir.path().join("cas"));
+        // Read whole and streamed; modes outside any umask.
+        for (len, mode) in [(5_000u32, 0o777), (600_000, 0o600), (0, 0o666)] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let digest = cas.put_bytes(&data).unwrap();
+            // The directory is missing: the restore creates it.
+            let dest = dir.path().join(format!("out/{len}/file.bin"));
+            for temp_in in [RestoreTemp::Shard, RestoreTemp::Beside] {
+                let (file, used) = cas.restore(&digest, &dest, mode, temp_in).unwrap();
+                assert_eq!(used, temp_in);
+                assert_eq!(fs::read(&dest).unwrap(), data);
+                let meta = fs::metadata(&dest).unwrap();
+                assert_eq!(meta.permissions().mode() & 0o7777, mode);
+                // The descriptor is open on the file now at `dest` (its stat is recorded).
+                use std::os::unix::fs::MetadataExt;
+                assert_eq!(file.metadata().unwrap().ino(), meta.ino());
+                // A blob is never touched by its restore: it keeps its bytes.
+                assert_eq!(cas.read(&digest).unwrap(), data);
+            }
+        }
+        let leftover: Vec<String> = files_below(dir.path())
+            .into_iter()
+            .filter(|name| name.contains("tmp"))
+            .collect();
+        assert!(leftover.is_empty(), "{leftover:?}");
+    }
+
+    #[test]
+    fn restore_refuses_a_corrupt_blob_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(dir.path().join("cas"));
+        for (len, temp_in) in [
+            (4096usize, RestoreTemp::Shard),
+            (300_000, RestoreTemp::Beside),
+        ] {
+            let data = vec![7u8; len];
+            let digest = cas.put_bytes(&data).unwrap();
+            let mut bad = data.clone();
+            bad[len / 2] = 8;
+            fs::write(cas.path_of(&digest), &bad).unwrap();
+            let dest = dir.path().join("out/a.bin");
+            let err = cas.restore(&digest, &dest, 0o644, temp_in).unwrap_err();
+            assert!(matches!(err, Error::CorruptBlob { .. }), "{err:?}");
+            // Nothing at the destination, no temp file anywhere, the damaged blob deleted.
+            assert!(!dest.exists());
+            assert_eq!(files_below(dir.path()), Vec::<String>::new(), "{temp_in:?}");
+            let err = cas.restore(&digest, &dest, 0o644, temp_in).unwrap_err();
+            assert!(matches!(err, Error::MissingBlob { .. }), "{err:?}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn restore_across_file_systems_goes_beside_the_destination() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        // /dev/shm is a tmpfs on Linux; where it shares the temp dir's device there is no
+        // second file system to cross, and the case cannot be built.
+        let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
+            eprintln!("no /dev/shm: the cross-device case is not built here");
+            return;
+        };
+        let dev = |p: &Path| fs::metadata(p).unwrap().dev();
+        if dev(dir.path()) == dev(other.path()) {
+            eprintln!("/dev/shm is on the temp dir's device: nothing to cross");
+            return;
+        }
+        let cas = Cas::new(dir.path().join("cas"));
+        let digest = cas.put_bytes(b"across").unwrap();
+        let dest = other.path().join("out/a.txt");
+        let (_, used) = cas
+            .restore(&digest, &dest, 0o751, RestoreTemp::Shard)
+            .unwrap();
+        assert_eq!(used, RestoreTemp::Beside);
+        assert_eq!(fs::read(&dest).unwrap(), b"across");
+        assert_eq!(
+            fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
+            0o751
+        );
+        assert_eq!(files_below(other.path()), ["out/a.txt"]);
+        assert!(!files_below(dir.path()).iter().any(|f| f.contains("tmp")));
     }
 
     #[test]

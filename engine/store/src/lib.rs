@@ -23,7 +23,7 @@
 //! <cache dir>/
 //!   cache.db            SQLite, WAL; schema in `db` (SCHEMA_VERSION)
 //!   cas/ab/cdef…        blobs by blake3 hex; layout in `cas` (CAS_VERSION)
-//!   cas/.tmp-*          in-flight writes (never read; swept by prune)
+//!   cas/.tmp-*, cas/ab/.tmp-*  in-flight writes and restores (never read; swept by prune)
 //!   locks/keys          one byte-range lock per cache key being built (`key_lock`)
 //! ```
 //!
@@ -32,8 +32,9 @@
 //! - A result row is committed only after every blob it names is in the CAS
 //!   (`save_result` checks), so a reader that finds a row finds its blobs, short of `prune` or
 //!   a user deleting files; `load_result` treats a row with a missing blob as a miss.
-//! - Every file the store writes (blobs, restored outputs) goes to a temp file in the same
-//!   directory tree and is renamed into place.
+//! - Every file the store writes (blobs, restored outputs) goes to a temp file and is renamed
+//!   into place: blobs from their shard (or `cas/`), restored outputs from their blob's shard,
+//!   or from beside them when the cache is on another file system ([`Cas::restore`]).
 //! - Two clab processes may share one store: SQLite's WAL and busy timeout order writers, and
 //!   `lock_key` keeps the same key from being built twice at once.
 //! - `Store` is `Send + Sync`; its methods are synchronous (call them from `spawn_blocking`).
@@ -58,7 +59,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,7 +67,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub use byte_size::{ByteSize, SizeError};
 pub use cached_result::{CachedResult, OutputEntry, RestoreReport};
-pub use cas::Cas;
+pub use cas::{Cas, RestoreTemp};
 /// The name prefix of every temp file clab writes beside a user's files: restores in progress
 /// here, and `clab_model::atomic_write` (LLM outputs, reports). Output globs must never match
 /// such a name; `clab_plan::inputs::sweep_temp_files` removes stale ones at the start of a run.
@@ -408,6 +409,9 @@ pub struct Store {
     db_file: Mutex<Option<(u64, u64)>>,
     /// Warnings since the last [`Store::take_warnings`] (a database healed during use).
     warnings: Mutex<Vec<Warning>>,
+    /// Restores write their temp files beside the output, not in the CAS: set once a rename
+    /// from the CAS crossed file systems (`CLAB_CACHE_DIR` elsewhere).
+    restore_beside: AtomicBool,
 }
 
 /// A node's inputs map (path → content hash), as manifests share it.
@@ -455,6 +459,7 @@ impl Store {
             generation: AtomicU64::new(0),
             db_file: Mutex::new(db_file),
             warnings: Mutex::new(Vec::new()),
+            restore_beside: AtomicBool::new(false),
         };
         if warning.is_some() {
             // The results a snapshot vouches for went with the damaged database.
@@ -673,6 +678,41 @@ impl Store {
         let row = self.result_row(key, result)?;
         self.with_conn(|conn| insert_result(conn, &row))?;
         Ok(())
+    }
+
+    /// [`save_result`](Self::save_result) for each of `results`, answered in their order, in
+    /// one transaction: a batch of entries fetched from a remote cache commits once, not once
+    /// per entry. Should the transaction fail, each result is saved on its own.
+    pub fn save_results(&self, results: &[(&str, &CachedResult)]) -> Vec<Result<(), Error>> {
+        let mut answers: Vec<Result<(), Error>> = Vec::with_capacity(results.len());
+        let mut rows = Vec::with_capacity(results.len());
+        for (key, result) in results {
+            match self.result_row(key, result) {
+                Ok(row) => {
+                    rows.push(row);
+                    answers.push(Ok(()));
+                }
+                Err(e) => answers.push(Err(e)),
+            }
+        }
+        if rows.is_empty() {
+            return answers;
+        }
+        let committed = self.with_conn(|conn| {
+            let transaction = conn.transaction()?;
+            for row in &rows {
+                insert_result(&transaction, row)?;
+            }
+            transaction.commit()
+        });
+        if committed.is_err() {
+            for (answer, (key, result)) in answers.iter_mut().zip(results) {
+                if answer.is_ok() {
+                    *answer = self.save_result(key, result);
+                }
+            }
+        }
+        answers
     }
 
     /// [`save_result`](Self::save_result) and [`save_manifest`](Self::save_manifest) of the
@@ -943,8 +983,9 @@ impl Store {
 
     /// Makes the outputs of `result` present under `root`: an output that already has the
     /// recorded hash (checked through the stat cache) and mode is left alone; a missing or
-    /// changed one is written from the CAS (verified while copying) to a temp file beside it,
-    /// given its mode, and renamed into place.
+    /// changed one is written from the CAS (verified while copying) to a temp file in the
+    /// blob's shard (beside it when the CAS is on another file system), given its mode, and
+    /// renamed into place ([`Cas::restore`]).
     pub fn restore_outputs(
         &self,
         root: &Path,
@@ -961,18 +1002,19 @@ impl Store {
                 report.kept.push(rel);
                 continue;
             }
-            let parent = abs.parent().unwrap_or(root);
-            fs::create_dir_all(parent).map_err(|source| Error::io("create", parent, source))?;
-            let mut temp = restore_temp_file(parent)?;
             let started_ns = now_ns();
-            let temp_path = temp.path().to_owned();
-            self.cas
-                .copy_to(&output.hash, temp.as_file_mut(), &temp_path)?;
-            fs::set_permissions(&temp_path, fs::Permissions::from_mode(output.mode))
-                .map_err(|source| Error::io("set the mode of", &temp_path, source))?;
-            temp.persist(&abs)
-                .map_err(|e| Error::io("rename a temp file to", &abs, e.error))?;
-            if let Ok(meta) = fs::metadata(&abs) {
+            let temp_in = if self.restore_beside.load(Ordering::Relaxed) {
+                RestoreTemp::Beside
+            } else {
+                RestoreTemp::Shard
+            };
+            let (file, used) = self.cas.restore(&output.hash, &abs, output.mode, temp_in)?;
+            if used != temp_in {
+                // The CAS is on another file system than this output: go beside at once.
+                self.restore_beside.store(true, Ordering::Relaxed);
+            }
+            // Stat'ed through the descriptor after the rename (which set the ctime).
+            if let Ok(meta) = file.metadata() {
                 stat_cache.record(
                     &abs,
                     &FileStat::from_metadata(&meta),
@@ -1565,14 +1607,6 @@ impl Drop for Store {
         // reported only by an explicit `flush_stat_cache`.
         let _ = self.flush_stat_cache();
     }
-}
-
-/// The temp file a restore writes beside its output (named [`TEMP_PREFIX`]`…`).
-fn restore_temp_file(parent: &Path) -> Result<tempfile::NamedTempFile, Error> {
-    tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(parent)
-        .map_err(|source| Error::io("create a temp file in", parent, source))
 }
 
 /// Whether `abs` already holds `output` (hash via the stat cache, and mode).
@@ -2533,12 +2567,35 @@ mod tests {
     }
 
     #[test]
+    fn save_results_saves_each_in_order_and_refuses_one_without_its_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let store = open(root);
+        write(root, "out/a.txt", "alpha", 0o644);
+        let entry = store.store_output(root, "out/a.txt").unwrap();
+        let good = CachedResult::new("a", "ok", 1, vec![entry.clone()], None);
+        let mut lost = entry.clone();
+        lost.hash = Digest::of_bytes(b"never stored");
+        let bad = CachedResult::new("b", "ok", 1, vec![lost], None);
+        let saved = store.save_results(&[("k1", &good), ("k2", &bad), ("k3", &good)]);
+        assert!(saved[0].is_ok() && saved[2].is_ok(), "{saved:?}");
+        assert!(
+            matches!(saved[1], Err(Error::MissingBlob { .. })),
+            "{saved:?}"
+        );
+        assert_eq!(store.load_result("k1").unwrap().unwrap().outputs, [entry]);
+        assert!(store.load_result("k2").unwrap().is_none());
+        assert!(store.load_result("k3").unwrap().is_some());
+        assert!(store.save_results(&[]).is_empty());
+    }
+
+    #[test]
     fn restore_temp_files_carry_the_prefix_issue_18() {
         // Output expansion skips the prefix and the run sweeps stale ones
         // (`clab_plan::inputs::sweep_temp_files`).
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("out")).unwrap();
-        let temp = restore_temp_file(&dir.path().join("out")).unwrap();
+        let temp = cas::temp_file_beside(&dir.path().join("out/a.txt")).unwrap();
         let name = temp
             .path()
             .file_name()
