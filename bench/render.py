@@ -262,7 +262,8 @@ def main() -> None:
     w("")
     text, sched = table("sched", "clab graph --format json")
     w(text)
-    w("After one real run (everything cached), beside ninja on the same graph:")
+    w("After one real run (everything cached, and `.clab/` holds the parse cache), beside")
+    w("ninja on the same graph:")
     w("")
     text, sched_noop = table("sched-noop", "ninja (no-op)")
     w(text)
@@ -285,6 +286,10 @@ def main() -> None:
         d = sched["clab run --dry-run (cold stat cache)"][0] * 1000
         checks.append(("10k graph: dry-run (parse, hash, plan) under 50 ms", f"{d:.0f} ms",
                        d < 50))
+    if sched_noop and "clab graph --format json (parse cache)" in sched_noop:
+        g = sched_noop["clab graph --format json (parse cache)"][0] * 1000
+        checks.append(("10k graph: parse + build under 50 ms, once `.clab/` exists (the parse cache)",
+                       f"{g:.0f} ms", g < 50))
     if sched_noop:
         d = sched_noop["clab run --dry-run (warm)"][0] * 1000
         checks.append(("10k graph: dry-run with a warm stat cache under 50 ms", f"{d:.0f} ms",

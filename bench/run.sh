@@ -186,6 +186,8 @@ if [[ " $CASES " == *" sched "* ]]; then
     ninja -C "$sched-ninja" -j2 >/dev/null
     sleep 2
     hf sched-noop --warmup 1 --runs "$RUNS" \
+        -n "clab list (parse cache)" "$CLAB -C $sched list" \
+        -n "clab graph --format json (parse cache)" "$CLAB -C $sched graph --format json" \
         -n "clab run --dry-run (warm)" "$CLAB -C $sched run --dry-run all" \
         -n "clab run (no-op)" "$CLAB -C $sched -q run all -j2" \
         -n "ninja (no-op)" "ninja -C $sched-ninja -j2"
