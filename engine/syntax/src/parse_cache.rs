@@ -98,6 +98,8 @@ impl ParseCache {
         if let Ok(encoded) = postcard::to_stdvec(file) {
             bytes.extend_from_slice(&encoded);
             let _ = clab_model::atomic_write::write_atomic_unsynced(&self.entry, &bytes);
+            // Format 1's entry for the same file (JSON), never read again.
+            let _ = fs::remove_file(self.entry.with_extension("json"));
         }
     }
 }
@@ -237,6 +239,17 @@ task "ask" {
         assert!(cache.load(&source(TASKS)).is_none());
         fs::write(&cache.entry, b"garbage").unwrap();
         assert!(cache.load(&source(TASKS)).is_none());
+    }
+
+    #[test]
+    fn storing_removes_the_json_entry_of_format_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ParseCache::new(dir.path(), Path::new("/p/tasks.kdl"));
+        let legacy = cache.entry.with_extension("json");
+        fs::write(&legacy, "{}").unwrap();
+        cache.store(&parse_task_file(source(TASKS)).unwrap());
+        assert!(cache.entry.exists());
+        assert!(!legacy.exists());
     }
 
     #[test]
