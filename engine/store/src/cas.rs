@@ -324,19 +324,7 @@ impl Cas {
 
     /// A temp file in `dir` (`cas/` or a shard), created if missing.
     fn temp_file_in(&self, dir: &Path) -> Result<tempfile::NamedTempFile, Error> {
-        let create = || {
-            tempfile::Builder::new()
-                .prefix(TEMP_PREFIX)
-                .tempfile_in(dir)
-        };
-        match create() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(dir).map_err(|source| Error::io("create", dir, source))?;
-                create()
-            }
-            created => created,
-        }
-        .map_err(|source| Error::io("create a temp file in", dir, source))
+        temp_file_named(dir, TEMP_PREFIX)
     }
 
     /// If the blob exists with `size` bytes, refresh its mtime (a writer is about to reference
@@ -432,19 +420,20 @@ fn copy_verified(
 /// output expansion skips), its directory created when missing.
 pub(crate) fn temp_file_beside(dest: &Path) -> Result<tempfile::NamedTempFile, Error> {
     let parent = dest.parent().unwrap_or(Path::new("."));
-    let create = || {
-        tempfile::Builder::new()
-            .prefix(clab_model::atomic_write::TEMP_PREFIX)
-            .tempfile_in(parent)
-    };
+    temp_file_named(parent, clab_model::atomic_write::TEMP_PREFIX)
+}
+
+/// A temp file named `prefix…` in `dir`, the directory created when missing.
+fn temp_file_named(dir: &Path, prefix: &str) -> Result<tempfile::NamedTempFile, Error> {
+    let create = || tempfile::Builder::new().prefix(prefix).tempfile_in(dir);
     match create() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(parent).map_err(|source| Error::io("create", parent, source))?;
+            fs::create_dir_all(dir).map_err(|source| Error::io("create", dir, source))?;
             create()
         }
         created => created,
     }
-    .map_err(|source| Error::io("create a temp file in", parent, source))
+    .map_err(|source| Error::io("create a temp file in", dir, source))
 }
 
 /// Renames `temp` onto `dest`, creating `dest`'s directory when the first rename finds it
