@@ -140,21 +140,9 @@ impl Cas {
             return Ok((self.put_bytes(&bytes)?, bytes.len() as u64));
         }
         let mut temp = self.temp_file()?;
+        let temp_path = temp.path().to_owned();
         let mut hasher = blake3::Hasher::new();
-        let mut buffer = vec![0u8; COPY_BUFFER];
-        let mut size = 0u64;
-        loop {
-            let n = match source.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(Error::io("read", path, source)),
-            };
-            hasher.update(&buffer[..n]);
-            temp.write_all(&buffer[..n])
-                .map_err(|source| Error::io("write", temp.path(), source))?;
-            size += n as u64;
-        }
+        let size = copy_hashing(&mut source, path, &mut temp, &temp_path, &mut hasher)?;
         let digest = Digest::from(hasher.finalize());
         if self.refresh_existing(&self.path_of(&digest), size) {
             // The temp file is removed when dropped.
@@ -380,30 +368,17 @@ fn copy_verified(
 ) -> Result<u64, Error> {
     let expected = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
     let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
-    if expected < COPY_BUFFER as u64 {
+    let size = if expected < COPY_BUFFER as u64 {
         let mut bytes = Vec::with_capacity(expected as usize + 1);
         file.read_to_end(&mut bytes)
             .map_err(|source| Error::io("read", path, source))?;
         hasher.update(&bytes);
         out.write_all(&bytes)
             .map_err(|source| Error::io("write", out_path, source))?;
-        size = bytes.len() as u64;
+        bytes.len() as u64
     } else {
-        let mut buffer = vec![0u8; COPY_BUFFER];
-        loop {
-            let n = match file.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(Error::io("read", path, source)),
-            };
-            hasher.update(&buffer[..n]);
-            out.write_all(&buffer[..n])
-                .map_err(|source| Error::io("write", out_path, source))?;
-            size += n as u64;
-        }
-    }
+        copy_hashing(file, path, out, out_path, &mut hasher)?
+    };
     let actual = Digest::from(hasher.finalize());
     if actual != *digest {
         discard_damaged(file, path);
@@ -414,6 +389,31 @@ fn copy_verified(
         });
     }
     Ok(size)
+}
+
+/// Copies `from` (at `path`) to `out` (at `out_path`) through a [`COPY_BUFFER`], feeding
+/// `hasher`; returns the number of bytes.
+fn copy_hashing(
+    from: &mut impl Read,
+    path: &Path,
+    out: &mut impl Write,
+    out_path: &Path,
+    hasher: &mut blake3::Hasher,
+) -> Result<u64, Error> {
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    let mut size = 0u64;
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) => return Ok(size),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(Error::io("read", path, source)),
+        };
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n])
+            .map_err(|source| Error::io("write", out_path, source))?;
+        size += n as u64;
+    }
 }
 
 /// A temp file beside `dest` (named [`clab_model::atomic_write::TEMP_PREFIX`]`…`, which
