@@ -165,8 +165,11 @@ def main() -> None:
     w("")
     elapsed = results / "elapsed.txt"
     took = f"{int(elapsed.read_text()) // 60 + 1} minutes" if elapsed.exists() else "a few minutes"
-    w(f"The measurements took about {took} here (plus generating the workspaces, ~1 GiB in")
-    w("all, and building clab), most of it in the cold builds of case a.")
+    w(f"The last `bench/run.sh` took about {took} here (plus generating the workspaces, ~1 GiB")
+    w("in all, and building clab); a whole suite spends most of its time in the cold builds of")
+    w("case a. The table above describes that last run; a run of some cases (`CASES=…`),")
+    w("`bench/workspace.sh` and `bench/remote.sh` each rewrite only their own sections, so")
+    w("sections can come from different runs: compare ratios within a section.")
     w("`bench/gen.py --help` describes the generated workspaces; every tool does")
     w("the same work: each task concatenates its input files into its output and appends")
     w("`cksum` of its dependencies' outputs, so a changed input reruns the same downstream")
