@@ -17,6 +17,32 @@ pub(crate) fn answer(code: &str) -> serde_json::Value {
     })
 }
 
+/// A model server on 127.0.0.1 that answers every request with `code`.
+pub(crate) async fn answering(code: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer(code)))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A model server on 127.0.0.1 that answers the first request with `first` and every later
+/// one with `then` (a repair after a failed check).
+pub(crate) async fn answering_first(first: &str, then: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer(first)))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer(then)))
+        .mount(&server)
+        .await;
+    server
+}
+
 fn project(server: &MockServer, check: &str, output: &str) -> Test {
     Test::new()
         .file("src/calc.py", "def add(a, b):\n    return a + b\n")
@@ -170,16 +196,7 @@ async fn a_429_with_retry_after_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_check_sends_its_output_back() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer("bad")))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer("good")))
-        .mount(&server)
-        .await;
+    let server = answering_first("bad", "good").await;
     let check = r#"grep -q good {{output}} || { echo CHECK-SAYS-NO-GOOD; exit 1; }"#;
     let test = project(&server, &check.replace('"', "\\\""), "gen/{{stem}}.py");
     test.run_with(&["run", "gen"])
@@ -412,16 +429,7 @@ async fn pytest_checks_the_generated_test_file_at_its_output_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_pytest_answer_is_repaired_on_the_second_attempt() {
     require_uv();
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer(FAILING_TEST)))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer(PASSING_TEST)))
-        .mount(&server)
-        .await;
+    let server = answering_first(FAILING_TEST, PASSING_TEST).await;
     let test = pytest_project(&server).file("tests/generated/test_gen_calc.py", "# old\n");
     test.run_with(&["run", "gen"])
         .status(0)

@@ -12,10 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use wiremock::{Mock, MockServer, ResponseTemplate, matchers::method};
+use wiremock::MockServer;
 
 use crate::{
-    llm::{KEY, answer},
+    llm::{KEY, answering, answering_first},
     test::{Test, require_uv},
 };
 
@@ -50,15 +50,6 @@ fn project(server: &MockServer, check: &str, extra: &str) -> Test {
             ),
         )
         .env("TEST_LLM_KEY", KEY)
-}
-
-async fn answering(code: &str) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer(code)))
-        .mount(&server)
-        .await;
-    server
 }
 
 /// Whether `listener` was connected to (it is non-blocking).
@@ -210,16 +201,7 @@ async fn the_python_uv_templates_real_check_passes_in_the_sandbox() {
 
     let unsafe_test = "import subprocess\n\nfrom demo_app import mean\n\n\ndef test_mean() -> None:\n    subprocess.run(\"echo hi\", shell=True)\n    assert mean([2.0]) == 2.0";
     let good_test = "from demo_app import mean\n\n\ndef test_mean_of_one() -> None:\n    assert mean([2.0]) == 2.0";
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer(unsafe_test)))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(answer(good_test)))
-        .mount(&server)
-        .await;
+    let server = answering_first(unsafe_test, good_test).await;
 
     let mut command = test.command(&["run", "gen-tests"]);
     command
