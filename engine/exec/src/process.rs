@@ -298,10 +298,19 @@ pub fn run_command_into(
             break Exit::TimedOut(spec.timeout.unwrap_or_default());
         }
         let fds = [output.fd(), shell.fd(), stop.fd()];
-        let limit = match (shell.fd(), stop.fd()) {
+        let mut limit = match (shell.fd(), stop.fd()) {
             (Some(_), Some(_)) => left,
             _ => checked(left),
         };
+        // The watchdog starts from the wait of a command that runs when it is due.
+        if let Some(due) = Watchdog::due() {
+            match due.checked_duration_since(Instant::now()) {
+                Some(until) if !until.is_zero() => {
+                    limit = Some(limit.map_or(until, |limit| limit.min(until)));
+                }
+                _ => Watchdog::start_if_due(),
+            }
+        }
         let ready = wait_for(&fds, limit);
         shell.exited = ready[1];
         if ready[0] {

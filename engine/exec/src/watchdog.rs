@@ -1,8 +1,9 @@
 //! [`Watchdog`]: a small process that outlives clab only to kill what clab's commands left,
 //! however clab ended — `kill -9` included (issue 18).
 //!
-//! Started once per clab process, [`START_AFTER`] into a run that runs commands (a run over
-//! sooner costs no process; a kill sooner is left to the next run's reaping): `/bin/sh` in
+//! Started once per clab process, [`START_AFTER`] into a run that runs commands, by the wait
+//! of a command running then (a run over sooner costs no process and no thread; a kill
+//! sooner is left to the next run's reaping): `/bin/sh` in
 //! a process group of its own (Ctrl-C at the terminal does not reach it), its stdin the read
 //! end of a pipe whose write end only clab holds (close-on-exec: no command inherits it).
 //! When clab ends, the
@@ -23,10 +24,10 @@ use std::{
     io::{PipeWriter, Write},
     process::{Command, Stdio},
     sync::{
-        Mutex,
+        Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicI32, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::process_tag::{ProcessTag, TAG_VAR};
@@ -51,69 +52,89 @@ pub struct Watchdog {
     busy: bool,
 }
 
-static WATCHDOG: Mutex<Option<Watchdog>> = Mutex::new(None);
+/// The watchdog, once started, and when it is due to start.
+struct Slot {
+    dog: Option<Watchdog>,
+    /// When a run that runs commands wants it started (by the command waiting then).
+    due: Option<Instant>,
+    /// A start was made (the watchdog may have failed to start: it is not tried again).
+    started: bool,
+}
 
-/// Whether a start was begun (the watchdog may still be starting, or have failed to).
-static STARTED: AtomicBool = AtomicBool::new(false);
+static SLOT: Mutex<Slot> = Mutex::new(Slot {
+    dog: None,
+    due: None,
+    started: false,
+});
+
+fn slot() -> MutexGuard<'static, Slot> {
+    SLOT.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// How long a run goes before its watchdog starts: a `kill -9` sooner is left to the next
 /// run's reaping, and a short run (a save hook's) costs no process.
 pub const START_AFTER: Duration = Duration::from_millis(100);
 
-/// Whether a command runs (or is about to): a watchdog that starts finds out from this.
+/// Whether a command runs (or is about to).
 static WANT_BUSY: AtomicBool = AtomicBool::new(false);
 
 /// The watchdog's pid, once it runs (0 before).
 static PID: AtomicI32 = AtomicI32::new(0);
 
 impl Watchdog {
-    /// Start the watchdog on a thread of its own, [`START_AFTER`] from now if a command runs
-    /// then, unless it was started (or is about to be) already: the first command does not
-    /// wait for it, and a run over in less time never starts one (Linux; elsewhere nothing).
-    /// A watchdog that cannot start is no error: the next clab's reaping covers a crash.
+    /// Have the watchdog start [`START_AFTER`] from now if a command runs then, unless it
+    /// started already: the command waiting at that moment starts it ([`Watchdog::due`]), so
+    /// the first command does not wait for it, a run over in less time never starts one, and
+    /// no thread sleeps for it (Linux; elsewhere nothing). A watchdog that cannot start is no
+    /// error: the next clab's reaping covers a crash.
     pub fn start_soon() {
-        if !cfg!(target_os = "linux") || STARTED.swap(true, Ordering::SeqCst) {
+        if !cfg!(target_os = "linux") {
             return;
         }
-        let started = std::thread::Builder::new()
-            .name("clab-watchdog".into())
-            .spawn(|| {
-                std::thread::sleep(START_AFTER);
-                let mut slot = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner());
-                if !WANT_BUSY.load(Ordering::SeqCst) {
-                    // Nothing runs: the next run schedules it again.
-                    STARTED.store(false, Ordering::SeqCst);
-                    return;
-                }
-                *slot = Watchdog::start();
-                if let Some(dog) = slot.as_mut() {
-                    dog.mark(true);
-                }
-            });
-        if started.is_err() {
-            STARTED.store(false, Ordering::SeqCst);
+        let mut slot = slot();
+        if !slot.started && slot.due.is_none() {
+            slot.due = Some(Instant::now() + START_AFTER);
         }
     }
 
-    /// A command is about to start: the watchdog must run (started now, when no run started
-    /// it: a watch-mode service) and know clab is busy.
+    /// When a waiting command should call [`Watchdog::start_if_due`]: `None` when nothing
+    /// is to start.
+    pub fn due() -> Option<Instant> {
+        // Locked: being started, or told `idle` — nothing for this waiter to do.
+        SLOT.try_lock().ok().and_then(|slot| slot.due)
+    }
+
+    /// Start the watchdog if it is due and a command runs. Called by a command's wait.
+    pub fn start_if_due() {
+        let mut slot = slot();
+        match slot.due {
+            Some(due) if !slot.started && Instant::now() >= due => {}
+            _ => return,
+        }
+        slot.due = None;
+        if !WANT_BUSY.load(Ordering::SeqCst) {
+            return;
+        }
+        slot.started = true;
+        slot.dog = Watchdog::start();
+        if let Some(dog) = slot.dog.as_mut() {
+            dog.mark(true);
+        }
+    }
+
+    /// A command is about to start: the watchdog must run (started now, when no run asked
+    /// for it: a watch-mode service) and know clab is busy.
     pub fn ensure() {
         if !cfg!(target_os = "linux") {
             return;
         }
         WANT_BUSY.store(true, Ordering::SeqCst);
-        if !STARTED.swap(true, Ordering::SeqCst) {
-            let mut dog = Watchdog::start();
-            if let Some(dog) = dog.as_mut() {
-                dog.mark(true);
-            }
-            *WATCHDOG.lock().unwrap_or_else(|e| e.into_inner()) = dog;
-            return;
+        let mut slot = slot();
+        if !slot.started && slot.due.is_none() {
+            slot.started = true;
+            slot.dog = Watchdog::start();
         }
-        // Locked: being started (it reads `WANT_BUSY` when done), or told `idle` now.
-        if let Ok(mut slot) = WATCHDOG.try_lock()
-            && let Some(dog) = slot.as_mut()
-        {
+        if let Some(dog) = slot.dog.as_mut() {
             dog.mark(true);
         }
     }
@@ -135,10 +156,14 @@ impl Watchdog {
     /// No command runs and none left anything running: if clab ends now, there is nothing
     /// for the watchdog to do.
     pub fn idle() {
-        let mut slot = WATCHDOG.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = slot();
         WANT_BUSY.store(false, Ordering::SeqCst);
-        if let Some(dog) = slot.as_mut() {
+        if let Some(dog) = slot.dog.as_mut() {
             dog.mark(false);
+        }
+        if !slot.started {
+            // Not due any more: the next run that runs commands asks again.
+            slot.due = None;
         }
     }
 
