@@ -78,6 +78,8 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
             super::remote_cache(&graph)?
         },
         snapshot,
+        // Ctrl-C and SIGTERM are this run's only interrupts.
+        interrupt_by_signal: true,
     };
     clab_model::phase::mark("options");
     // One thread for the async side: the scheduler's loop, LLM calls' I/O, Ctrl-C. Commands,

@@ -60,6 +60,8 @@ pub(super) fn watch(args: &Args, watch_args: &WatchArgs) -> Result<Done, Failure
             // Watch mode works against the local cache; the remote cache is for CI runs.
             remote: None,
             snapshot: None,
+            // A restart interrupts a run through its channel.
+            interrupt_by_signal: false,
         },
         debounce,
         poll: watch_args.poll.then_some(POLL_INTERVAL),

@@ -55,7 +55,7 @@ pub mod watchdog;
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -98,6 +98,10 @@ pub struct RunOptions {
     /// The no-op snapshot, read and checked while the graph loaded
     /// ([`snapshot::Prefetch`]); `None`: read when the run needs it.
     pub snapshot: Option<Arc<snapshot::Prefetch>>,
+    /// The run's interrupt comes only from SIGINT or SIGTERM (`clab run`, not watch mode's
+    /// restarts): a lone node may then be visited on the scheduler's own thread, where the
+    /// signal handler stops it ([`scheduler::Options::visit_lone_here`]).
+    pub interrupt_by_signal: bool,
 }
 
 /// At most this many nodes not vouched for by the snapshot: walked before the stat cache is
@@ -278,7 +282,8 @@ pub async fn run(
             vouched = found;
             snapshot = Some((file, stamp));
         }
-        meanwhile.sweep = sweep_in_background(&graph, &nodes, &options.cache_dir);
+        (meanwhile.sweep, meanwhile.sweeping) =
+            sweep_in_background(&graph, &nodes, &options.cache_dir);
         if let Some(store) = history.as_ref().filter(|_| cacheable).map(Arc::clone) {
             let few = vouched
                 .as_ref()
@@ -385,8 +390,18 @@ pub async fn run(
     let scheduling = Options {
         jobs: options.jobs,
         keep_going: options.keep_going,
+        visit_lone_here: options.interrupt_by_signal,
     };
-    let scheduled = schedule(
+    let sweeping = meanwhile.sweeping.take();
+    let opened: Arc<Mutex<Option<Arc<Store>>>> = Arc::default();
+    let work: Option<scheduler::Deferred> = (!meanwhile.is_empty()).then(|| {
+        let (opened, reporter) = (Arc::clone(&opened), Arc::clone(&reporter));
+        Box::new(move || {
+            let store = meanwhile.run(&*reporter);
+            *opened.lock().unwrap_or_else(|e| e.into_inner()) = store;
+        }) as scheduler::Deferred
+    });
+    let mut summary = schedule(
         &graph,
         &nodes,
         targets.clone(),
@@ -394,16 +409,18 @@ pub async fn run(
         Arc::clone(&runner),
         &*reporter,
         interrupt,
-    );
-    let (mut summary, opened) = if meanwhile.is_empty() {
-        (scheduled.await, None)
-    } else {
-        tokio::join!(scheduled, meanwhile.run(&*reporter))
-    };
+        work,
+    )
+    .await;
     clab_model::phase::mark("scheduled");
     summary.snapshot_known = known_count;
-    if opened.is_some() {
-        history = opened;
+    if let Some(store) = opened.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        history = Some(store);
+    }
+    if let Some(sweep) = sweeping {
+        // Usually long done; a run shorter than its sweep waits for it here rather than
+        // leave the stale files to the next run, which would be as short.
+        let _ = sweep.join();
     }
     end_processes(&*reporter);
     let reports = runner.report_totals();
@@ -524,18 +541,22 @@ fn start_up(graph: &Graph, nodes: &[NodeId], options: &RunOptions, reporter: &dy
 
 /// Remove, on a thread of its own, the temp files a killed clab left where outputs are
 /// written and in the cache directory (stale ones only: see `inputs::sweep_temp_files`).
-/// Nothing waits for it: output globs skip such files anyway.
+/// Nothing waits for it until the run is over (output globs skip such files anyway).
 ///
 /// A sweep of the cache directory alone (no node has outputs: one directory listing) is
 /// returned to be done by the caller's thread while the commands run, rather than started on
 /// a thread of its own, which cost more than the listing.
-fn sweep_in_background(graph: &Graph, nodes: &[NodeId], cache_dir: &Path) -> Option<Sweep> {
+fn sweep_in_background(
+    graph: &Graph,
+    nodes: &[NodeId],
+    cache_dir: &Path,
+) -> (Option<Sweep>, Option<std::thread::JoinHandle<()>>) {
     let mut patterns: Vec<String> = nodes
         .iter()
         .flat_map(|&id| graph.node(id).outputs.iter().cloned())
         .collect();
     if patterns.is_empty() && !cache_dir.is_dir() {
-        return None;
+        return (None, None);
     }
     patterns.sort();
     patterns.dedup();
@@ -545,12 +566,12 @@ fn sweep_in_background(graph: &Graph, nodes: &[NodeId], cache_dir: &Path) -> Opt
         cache_dir: cache_dir.to_path_buf(),
     };
     if sweep.patterns.is_empty() {
-        return Some(sweep);
+        return (Some(sweep), None);
     }
-    let _ = std::thread::Builder::new()
+    let sweeping = std::thread::Builder::new()
         .name("clab-sweep".into())
         .spawn(move || sweep.run());
-    None
+    (None, sweeping.ok())
 }
 
 /// A sweep of clab's leftover temp files: below the output patterns' directories, and in the
@@ -586,6 +607,8 @@ struct Meanwhile {
     open_history: Option<PathBuf>,
     /// A sweep small enough to do here.
     sweep: Option<Sweep>,
+    /// The sweep on a thread of its own, joined when the run is over.
+    sweeping: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Meanwhile {
@@ -593,10 +616,9 @@ impl Meanwhile {
         self.open_history.is_none() && self.sweep.is_none()
     }
 
-    /// Yield once first, so that the scheduler, polled beside this, starts the first
-    /// commands before the work here begins. Returns the store opened, if any.
-    async fn run(self, reporter: &dyn Reporter) -> Option<Arc<Store>> {
-        tokio::task::yield_now().await;
+    /// Do it (the scheduler calls this once the first commands have started). Returns the
+    /// store opened, if any.
+    fn run(self, reporter: &dyn Reporter) -> Option<Arc<Store>> {
         let opened = self.open_history.and_then(|dir| open_store(&dir, reporter));
         if let Some(sweep) = self.sweep {
             sweep.run();

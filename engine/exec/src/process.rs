@@ -192,6 +192,60 @@ impl Stop {
     }
 }
 
+/// Raises a [`Stop`] from the signal handler of SIGINT and SIGTERM while it is held; see
+/// [`Stop::raise_on_interrupt`].
+#[derive(Debug)]
+pub struct InterruptHook {
+    ids: Vec<signal_hook_registry::SigId>,
+    fired: Arc<AtomicBool>,
+}
+
+impl InterruptHook {
+    /// Whether a signal came while it was held.
+    pub fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for InterruptHook {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook_registry::unregister(id);
+        }
+    }
+}
+
+impl Stop {
+    /// Raise this signal the moment SIGINT or SIGTERM arrives, from the signal handler
+    /// itself, until the hook is dropped: for a command waited for on the thread that would
+    /// otherwise notice the interrupt (the async runtime's, which cannot while it waits).
+    /// The runtime's own handlers still run. Without a pipe, nothing is hooked.
+    pub fn raise_on_interrupt(&self) -> InterruptHook {
+        let fired = Arc::new(AtomicBool::new(false));
+        let mut ids = Vec::new();
+        if self.0.pipe.is_some() {
+            for signal in [nix::libc::SIGINT, nix::libc::SIGTERM] {
+                let (stop, fired) = (Arc::clone(&self.0), Arc::clone(&fired));
+                let action = move || {
+                    // Async-signal-safe: atomic stores and one write(2), nothing allocated.
+                    fired.store(true, Ordering::SeqCst);
+                    if !stop.raised.swap(true, Ordering::SeqCst)
+                        && let Some((_, writer)) = &stop.pipe
+                    {
+                        let _ = nix::unistd::write(writer, &[1]);
+                    }
+                };
+                // SAFETY: the action only stores atomics and writes one byte to a pipe,
+                // both async-signal-safe; what it captures lives until it is unregistered.
+                if let Ok(id) = unsafe { signal_hook_registry::register(signal, action) } {
+                    ids.push(id);
+                }
+            }
+        }
+        InterruptHook { ids, fired }
+    }
+}
+
 impl Default for Stop {
     fn default() -> Self {
         Stop::new()

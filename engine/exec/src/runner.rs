@@ -798,6 +798,11 @@ impl Visitor for Runner {
         self.settle_with_remote(ids)
     }
 
+    fn may_visit_on_scheduler(&self, id: NodeId) -> bool {
+        // An LLM call blocks on the run's runtime, which that thread drives.
+        !matches!(self.cx.graph.node(id).kind, NodeKind::Llm(_))
+    }
+
     fn may_settle(&self, id: NodeId) -> bool {
         self.may_settle_from_cache(id)
     }
@@ -894,8 +899,12 @@ task "all" { deps "use"; }
         let options = Options {
             jobs: 2,
             keep_going: false,
+            visit_lone_here: false,
         };
-        let summary = schedule(&graph, &nodes, names, &options, runner, &Silent, interrupt).await;
+        let summary = schedule(
+            &graph, &nodes, names, &options, runner, &Silent, interrupt, None,
+        )
+        .await;
         store.flush_stat_cache().unwrap();
         summary
     }

@@ -91,6 +91,14 @@ pub trait Visitor: Send + Sync + 'static {
         settle_each(self, ids)
     }
 
+    /// Whether node `id` may be visited on the scheduler's own thread, inside its async
+    /// runtime, when it is the only node to run: a visit that waits on that runtime (an LLM
+    /// call's I/O) may not. The default is no.
+    fn may_visit_on_scheduler(&self, id: NodeId) -> bool {
+        let _ = id;
+        false
+    }
+
     /// Whether [`settle`](Self::settle) could answer for node `id` at all. Nodes it cannot
     /// settle go straight to the queue.
     fn may_settle(&self, id: NodeId) -> bool {
@@ -239,6 +247,22 @@ impl Queue {
         }
     }
 
+    /// The one node waiting, if `may` visit it without a job thread (none is started, so
+    /// none was handed it).
+    fn take_lone(&self, may: impl Fn(NodeId) -> bool) -> Option<NodeId> {
+        let mut waiting = self.lock();
+        match (
+            waiting.ready.peek(),
+            waiting.handed.is_empty(),
+            waiting.stopping,
+        ) {
+            (Some(&Ready { id, .. }), true, false) if waiting.ready.len() == 1 && may(id) => {
+                waiting.ready.pop().map(|Ready { id, .. }| id)
+            }
+            _ => None,
+        }
+    }
+
     fn close(&self) {
         self.lock().closed = true;
         self.changed.notify_all();
@@ -251,7 +275,8 @@ pub struct Job {
     deferred: Cell<Option<Deferred>>,
 }
 
-type Deferred = Box<dyn FnOnce() + Send>;
+/// Work for a thread to do later.
+pub type Deferred = Box<dyn FnOnce() + Send>;
 
 impl Job {
     /// A job with nothing deferred.
@@ -321,6 +346,12 @@ pub struct Options {
     pub jobs: usize,
     /// Run everything that does not depend on a failure.
     pub keep_going: bool,
+    /// When one node is all there is to run, visit it on the scheduler's thread (if the
+    /// visitor [may](Visitor::may_visit_on_scheduler)) rather than start a job thread for
+    /// it. Only for runs whose `interrupt` is a signal's (SIGINT/SIGTERM): while it waits
+    /// there, the signal handler stops the node; an interrupt sent through the channel
+    /// alone would wait for it.
+    pub visit_lone_here: bool,
 }
 
 /// Run `nodes` (a dependency-closed set, e.g. [`Graph::closure`]) to completion. The caller
@@ -328,6 +359,10 @@ pub struct Options {
 ///
 /// `interrupt` turning true (Ctrl-C) stops the run: no new nodes start, running ones are
 /// told to stop, and the summary says it was interrupted.
+///
+/// `meanwhile` is work for the scheduler's thread once the first commands have started (or,
+/// when nothing is visited, before returning): it is done while they run.
+#[allow(clippy::too_many_arguments)]
 pub async fn schedule<V: Visitor>(
     graph: &Graph,
     nodes: &[NodeId],
@@ -336,6 +371,7 @@ pub async fn schedule<V: Visitor>(
     visitor: Arc<V>,
     reporter: &dyn Reporter,
     mut interrupt: watch::Receiver<bool>,
+    mut meanwhile: Option<Deferred>,
 ) -> Summary {
     let started = Instant::now();
     let jobs = options.jobs.max(1);
@@ -391,18 +427,50 @@ pub async fn schedule<V: Visitor>(
         stopping: false,
     };
     let mut listening = true;
+    // A node visited on this thread whose outcome has not arrived.
+    let mut lone = false;
 
     loop {
         if !state.stopping && !state.fresh.is_empty() {
-            // Settling blocks (it restores files); tell a multi-threaded runtime so. On a
-            // current-thread runtime `block_in_place` would panic, and there is nothing to
-            // hand over anyway. Job threads keep taking queued nodes meanwhile.
-            match tokio::runtime::Handle::current().runtime_flavor() {
-                tokio::runtime::RuntimeFlavor::CurrentThread => state.settle_fresh(&*visitor),
-                _ => tokio::task::block_in_place(|| state.settle_fresh(&*visitor)),
+            // Settling blocks (it restores files). Job threads keep taking queued nodes
+            // meanwhile.
+            blocking(|| state.settle_fresh(&*visitor));
+        }
+        // One node is all there is to do (the rest, if any, wait on it) and no job thread
+        // runs yet: visit it here, without starting a thread and handing it over. The
+        // trivial run of one command is all this: it starts no thread.
+        if options.visit_lone_here
+            && threads.started == 0
+            && state.queued == 1
+            && !lone
+            && let Some(id) = queue.take_lone(|id| visitor.may_visit_on_scheduler(id))
+        {
+            lone = true;
+            let job = Job::new(stop.clone());
+            let done = Done {
+                id,
+                queue: Arc::clone(&queue),
+                outcomes: Some(threads.outcomes.clone()),
+            };
+            // This thread is the one that notices Ctrl-C; while it waits for the command,
+            // the signal handler raises the stop itself.
+            let hook = stop.raise_on_interrupt();
+            if let Some(work) = meanwhile.take() {
+                // Done by the visit once its command has started.
+                job.defer(work);
+            }
+            blocking(|| {
+                let visitor = Arc::clone(&visitor);
+                let _ = catch_unwind(AssertUnwindSafe(|| visitor.visit(id, &job, done)));
+                job.run_deferred();
+            });
+            if hook.fired() {
+                state.summary.interrupted = true;
+                state.stop();
+                stop.raise();
             }
         }
-        if let Err(err) = threads.start(state.queued) {
+        if let Err(err) = threads.start(state.queued - usize::from(lone)) {
             reporter.report(&Event::Warning {
                 message: format!("cannot start a job: {err}"),
             });
@@ -412,11 +480,16 @@ pub async fn schedule<V: Visitor>(
         if state.queued == 0 && (state.stopping || state.fresh.is_empty()) {
             break;
         }
+        if let Some(work) = meanwhile.take() {
+            // The first commands have started on the job threads.
+            blocking(work);
+        }
         tokio::select! {
             finished = outcomes.recv() => {
                 // (`threads` holds a sender: the channel stays open.)
                 let Some((id, outcome)) = finished else { break };
                 state.queued -= 1;
+                lone = false;
                 // A visit that gave no outcome (it panicked) leaves its node to be reported
                 // as skipped below.
                 let Some(outcome) = outcome else { continue };
@@ -437,6 +510,9 @@ pub async fn schedule<V: Visitor>(
         }
     }
     threads.close();
+    if let Some(work) = meanwhile.take() {
+        blocking(work);
+    }
 
     let State {
         done,
@@ -461,6 +537,15 @@ pub async fn schedule<V: Visitor>(
     }
     summary.wall_ms = started.elapsed().as_millis() as u64;
     summary
+}
+
+/// Run blocking `work` on the runtime's thread: a multi-threaded runtime is told so; on a
+/// current-thread runtime `block_in_place` would panic, and there is nothing to hand over.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => work(),
+        _ => tokio::task::block_in_place(work),
+    }
 }
 
 /// The job threads: started as nodes are queued, up to `jobs` (a run that restores
@@ -670,7 +755,7 @@ fn block_dependents(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Mutex, atomic::AtomicBool};
 
     use super::*;
     use crate::event::Silent;
@@ -727,8 +812,11 @@ mod tests {
         let options = Options {
             jobs: 1,
             keep_going: false,
+            visit_lone_here: false,
         };
-        let run = schedule(&graph, &nodes, names, &options, visitor, &Silent, interrupt);
+        let run = schedule(
+            &graph, &nodes, names, &options, visitor, &Silent, interrupt, None,
+        );
         tokio::time::timeout(Duration::from_secs(10), run)
             .await
             .expect("the run never ended")
@@ -763,6 +851,161 @@ task "d" { run "d"; deps "all"; }
         .await;
         let visited = visitor.unwrap().visited.lock().unwrap().clone();
         (summary, visited)
+    }
+
+    /// Records the thread of each visit, and of the `meanwhile` work.
+    struct Threads {
+        graph: Arc<Graph>,
+        visits: Mutex<Vec<(String, std::thread::ThreadId)>>,
+        llm_like: &'static str,
+    }
+
+    impl Visitor for Threads {
+        fn visit(self: Arc<Self>, id: NodeId, job: &Job, done: Done) {
+            // As a command does once its shell has started.
+            job.run_deferred();
+            let name = self.graph.node(id).name.clone();
+            let here = std::thread::current().id();
+            self.visits.lock().unwrap().push((name, here));
+            done.finish(Outcome::Succeeded);
+        }
+
+        fn settle(&self, _id: NodeId) -> Option<Outcome> {
+            None
+        }
+
+        fn may_visit_on_scheduler(&self, id: NodeId) -> bool {
+            self.graph.node(id).name != self.llm_like
+        }
+    }
+
+    /// Schedule `targets` of `text` with two jobs and lone visits allowed; the visits, the
+    /// scheduler's thread, and the thread and order of the `meanwhile` work.
+    async fn lone_visits(
+        text: &str,
+        targets: &[&str],
+        llm_like: &'static str,
+    ) -> (
+        Summary,
+        Vec<(String, std::thread::ThreadId)>,
+        std::thread::ThreadId,
+        usize,
+    ) {
+        let file = parse_task_file(SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)).unwrap();
+        let graph = Arc::new(clab_graph::build(file, std::path::Path::new("/p")).unwrap());
+        let names: Vec<String> = targets.iter().map(|&t| t.to_owned()).collect();
+        let nodes = graph.closure(&graph.resolve_targets(&names).unwrap());
+        let visitor = Arc::new(Threads {
+            graph: Arc::clone(&graph),
+            visits: Mutex::new(Vec::new()),
+            llm_like,
+        });
+        let (_tx, interrupt) = watch::channel(false);
+        let options = Options {
+            jobs: 2,
+            keep_going: false,
+            visit_lone_here: true,
+        };
+        // How many visits were recorded when the `meanwhile` work ran (it must run once).
+        let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let work: Deferred = {
+            let (seen, visitor) = (Arc::clone(&seen), Arc::clone(&visitor));
+            Box::new(move || {
+                seen.lock()
+                    .unwrap()
+                    .push(visitor.visits.lock().unwrap().len())
+            })
+        };
+        let summary = schedule(
+            &graph,
+            &nodes,
+            names,
+            &options,
+            Arc::clone(&visitor),
+            &Silent,
+            interrupt,
+            Some(work),
+        )
+        .await;
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "the meanwhile work ran {} times", seen.len());
+        let visits = visitor.visits.lock().unwrap().clone();
+        (summary, visits, std::thread::current().id(), seen[0])
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_node_is_visited_on_the_schedulers_thread_with_the_meanwhile_work_first() {
+        let text = r#"
+task "a" { run "a"; }
+task "b" { run "b"; deps "a"; }
+"#;
+        let (summary, visits, here, seen) = lone_visits(text, &["b"], "").await;
+        assert_eq!(summary.ran(), 2);
+        let names: Vec<&str> = visits.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        // A chain is one lone node after the other: no job thread at all.
+        assert!(visits.iter().all(|(_, thread)| *thread == here));
+        // Done by the first visit, once its command would have started.
+        assert_eq!(seen, 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn nodes_that_may_run_together_or_may_not_block_the_scheduler_go_to_job_threads() {
+        let text = r#"
+task "a" { run "a"; }
+task "b" { run "b"; }
+task "both" { deps "a" "b"; }
+"#;
+        let (summary, visits, here, seen) = lone_visits(text, &["both"], "").await;
+        assert_eq!(summary.ran(), 2);
+        assert!(visits.iter().all(|(_, thread)| *thread != here));
+        // On the scheduler's thread once the job threads had the nodes: after none, one or
+        // both visits, depending on how fast they were.
+        assert!(seen <= 2);
+        let (summary, visits, here, _) =
+            lone_visits("task \"gen\" { run \"g\"; }", &["gen"], "gen").await;
+        assert_eq!(summary.ran(), 1);
+        assert_ne!(
+            visits[0].1, here,
+            "a visit that may not block the scheduler did"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_meanwhile_work_runs_when_nothing_is_visited() {
+        let file = parse_task_file(SourceFile::new(
+            "/p/tasks.kdl",
+            "tasks.kdl",
+            "task \"x\" { run \"x\"; }",
+        ))
+        .unwrap();
+        let graph = Arc::new(clab_graph::build(file, std::path::Path::new("/p")).unwrap());
+        let nodes = graph.closure(&graph.resolve_targets(&["x".to_owned()]).unwrap());
+        let (_tx, interrupt) = watch::channel(false);
+        let options = Options {
+            jobs: 2,
+            keep_going: false,
+            visit_lone_here: true,
+        };
+        let ran = Arc::new(AtomicBool::new(false));
+        let work: Deferred = {
+            let ran = Arc::clone(&ran);
+            Box::new(move || ran.store(true, std::sync::atomic::Ordering::SeqCst))
+        };
+        let visitor = fake(Arc::clone(&graph), vec!["x"], vec![]);
+        let summary = schedule(
+            &graph,
+            &nodes,
+            vec![],
+            &options,
+            visitor,
+            &Silent,
+            interrupt,
+            Some(work),
+        )
+        .await;
+        assert_eq!(summary.cached, 1);
+        assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
