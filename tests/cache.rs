@@ -591,6 +591,7 @@ fn after_one_change_only_the_changed_task_and_its_dependents_are_hashed_and_keye
     // `c` are keyed; both run (the digest `c` sees changed).
     quiet_second();
     test.run_with(&["run", "all"]).status(0);
+    assert_no_repeated_checks(&test);
     let path = test.path().join("a/one.txt");
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
     test.write("a/one.txt", "a9\n");
@@ -613,6 +614,7 @@ fn after_one_change_only_the_changed_task_and_its_dependents_are_hashed_and_keye
     // A new file matching a glob of a known task: its directory's stat tells.
     quiet_second();
     test.run_with(&["run", "all"]).status(0);
+    assert_no_repeated_checks(&test);
     test.write("c/two.txt", "c2\n");
     assert_eq!(known_after_run(&test), 2);
     assert_eq!(runs(&test), ["c"]);
@@ -621,6 +623,7 @@ fn after_one_change_only_the_changed_task_and_its_dependents_are_hashed_and_keye
     // A deleted input.
     quiet_second();
     test.run_with(&["run", "all"]).status(0);
+    assert_no_repeated_checks(&test);
     std::fs::remove_file(test.path().join("c/two.txt")).unwrap();
     assert_eq!(known_after_run(&test), 2);
     // `c`'s inputs are those of an earlier run again: restored, not run.
@@ -630,10 +633,40 @@ fn after_one_change_only_the_changed_task_and_its_dependents_are_hashed_and_keye
     // A deleted output of a known task is restored, not taken on trust.
     quiet_second();
     test.run_with(&["run", "all"]).status(0);
+    assert_no_repeated_checks(&test);
     std::fs::remove_file(test.path().join("out/b.txt")).unwrap();
     assert_eq!(known_after_run(&test), 2);
     assert!(runs(&test).is_empty());
     assert_eq!(test.read("out/b.txt"), "b2\n");
+    // Each run after a change appended the changed nodes' checks: those the snapshot had
+    // already (the ignore files above the inputs) were not written again.
+    assert_no_repeated_checks(&test);
+}
+
+/// The no-op snapshot of `test` lists each check once.
+fn assert_no_repeated_checks(test: &Test) {
+    let dir = test.path().join(".clab");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("noop-")
+        })
+        .expect("a no-op snapshot");
+    let text = std::fs::read_to_string(file).unwrap();
+    let checks: Vec<&str> = text
+        .lines()
+        .skip(2)
+        .take_while(|line| !line.starts_with("node ") && !line.starts_with("dirty "))
+        .collect();
+    assert!(checks.len() > 4, "{text}");
+    let mut seen = std::collections::BTreeSet::new();
+    for check in &checks {
+        assert!(seen.insert(*check), "written twice: {check}\n{text}");
+    }
 }
 
 #[test]

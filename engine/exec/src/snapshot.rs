@@ -761,7 +761,11 @@ fn appended(
     out.push('\n');
     out.push_str(&format!("written {now}\n"));
     out.push_str(&loaded.text[loaded.checks.clone()]);
-    let mut added: HashMap<&str, usize, foldhash::fast::RandomState> = HashMap::default();
+    // Every check line by its number: a fresh node's check that the loaded snapshot already
+    // has (the ignore files above the glob bases, which most nodes share) is not written
+    // again — appended runs after one-file edits used to repeat them, run after run.
+    let mut numbered: Option<HashMap<&str, usize, foldhash::fast::RandomState>> = None;
+    let mut next = loaded.lines.len();
     let mut node_lines = String::new();
     for &id in nodes {
         let node = graph.node(id);
@@ -773,14 +777,20 @@ fn appended(
         if let Some(known) = loaded.known.get(&id) {
             node_lines.push_str(&loaded.text[known.line.clone()]);
         } else if let (Some(hit), Some(Some(checks))) = (hits.get(&id), fresh.get(&id)) {
+            let numbered = numbered.get_or_insert_with(|| {
+                let text = &loaded.text;
+                (loaded.lines.iter().enumerate())
+                    .map(|(i, range)| (&text[range.clone()], i))
+                    .collect()
+            });
             let numbers: Vec<usize> = checks
                 .iter()
                 .map(|line| {
-                    let next = loaded.lines.len() + added.len();
-                    *added.entry(line.as_str()).or_insert_with(|| {
+                    *numbered.entry(line.as_str()).or_insert_with(|| {
                         out.push_str(line);
                         out.push('\n');
-                        next
+                        next += 1;
+                        next - 1
                     })
                 })
                 .collect();
