@@ -14,6 +14,9 @@
 #   TASKS=200 FILES=5 ...               # a smaller workspace (a quick check of the script)
 #   CLAB=/path/to/clab ...              # this binary instead of building target/release/clab
 #   NO_RENDER=1 ...                     # leave docs/benchmarks.md alone (bench/run.sh renders)
+#   BENCH_DIR=/some/dir REUSE=1 ...     # keep the workspaces, and on the next run reuse them and
+#                                       # turbo's populated cache (its populating run is ~25 min
+#                                       # on 2 cores); clab's entries are always written afresh
 #
 # Every restore is checked, not assumed: before each timed run the previous run's outputs
 # are compared byte for byte with the populating build's (clab's out/ for all three tools:
@@ -111,12 +114,19 @@ pids=()
 cleanup() {
     local pid
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    if [ -n "${cleanup_dir:-}" ]; then rm -rf "$cleanup_dir"; elif [ -z "${KEEP:-}" ]; then rm -rf "$W"; fi
+    if [ -n "${cleanup_dir:-}" ]; then rm -rf "$cleanup_dir"; elif [ -z "${KEEP:-}${REUSE:-}" ]; then rm -rf "$W"; fi
 }
 trap cleanup EXIT
-rm -rf "$W"
+# Reused: the same workload, generated and populated by an earlier run with REUSE=1.
+reusing=
+if [ -n "${REUSE:-}" ] && [ -e "$W/turbo-populated" ] &&
+    [ "$(cat "$W/workload" 2>/dev/null)" = "$TASKS $FILES $SIZE $LAYERS" ]; then
+    reusing=1
+else
+    rm -rf "$W"
+fi
 mkdir -p "$W"
-echo "workspaces in $W"
+echo "workspaces in $W${reusing:+ (reused, with the populated turbo cache)}"
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -188,11 +198,14 @@ start_turbo_cache() {
     TURBO_API_URL="http://127.0.0.1:$port"
 }
 
-echo "== generating $TASKS tasks x $FILES files x $SIZE bytes, $LAYERS layers"
-python3 "$repo/bench/gen.py" --out "$W/src" --tasks "$TASKS" --files "$FILES" --size "$SIZE" \
-    --layers "$LAYERS"
-python3 "$repo/bench/gen_turbo.py" --from "$W/src" --out "$W/turbo-src" \
-    --npm-version "$(npm --version 2>/dev/null || echo 10.0.0)"
+if [ -z "$reusing" ]; then
+    echo "== generating $TASKS tasks x $FILES files x $SIZE bytes, $LAYERS layers"
+    python3 "$repo/bench/gen.py" --out "$W/src" --tasks "$TASKS" --files "$FILES" --size "$SIZE" \
+        --layers "$LAYERS"
+    python3 "$repo/bench/gen_turbo.py" --from "$W/src" --out "$W/turbo-src" \
+        --npm-version "$(npm --version 2>/dev/null || echo 10.0.0)"
+    echo "$TASKS $FILES $SIZE $LAYERS" >"$W/workload"
+fi
 
 start_nginx
 start_turbo_cache
@@ -205,17 +218,21 @@ turbo_args=(run build --ui=stream --output-logs=none)
 
 echo "== populating the remotes"
 # clab: one run in the checkout that is then the local case; uploads are flushed before exit.
+rm -rf "$W/local" "$W/ref-out" "$W/fresh" "$W/nginx/data" && mkdir -p "$W/nginx/data"
 cp -a "$W/src" "$W/local"
 "${clab_env[@]}" "$CLAB" -C "$W/local" -q run all -j2
 cp -a "$W/local/out" "$W/ref-out"
 echo "nginx holds $(find "$W/nginx/data" -type f | wc -l) objects"
-# turbo: one run of the monorepo writing the remote only.
-cp -a "$W/turbo-src" "$W/turbo-fresh"
-"${turbo_env[@]}" "$TURBO" --cwd "$W/turbo-fresh" "${turbo_args[@]}" --cache=remote:rw \
-    --cache-dir="$W/turbo-fresh/.turbo/cache" | tee "$W/turbo-populate.log" | tail -4
-grep -Eq "Tasks: +$TASKS successful, $TASKS total" "$W/turbo-populate.log" ||
-    { echo "bench/remote.sh: turbo's populating run failed" >&2; exit 1; }
-verify turbo "$W" # turbo's packages write the same bytes as clab's tasks
+# turbo: one run of the monorepo writing the remote only (unless reused).
+if [ -z "$reusing" ]; then
+    cp -a "$W/turbo-src" "$W/turbo-fresh"
+    "${turbo_env[@]}" "$TURBO" --cwd "$W/turbo-fresh" "${turbo_args[@]}" --cache=remote:rw \
+        --cache-dir="$W/turbo-fresh/.turbo/cache" | tee "$W/turbo-populate.log" | tail -4
+    grep -Eq "Tasks: +$TASKS successful, $TASKS total" "$W/turbo-populate.log" ||
+        { echo "bench/remote.sh: turbo's populating run failed" >&2; exit 1; }
+    verify turbo "$W" # turbo's packages write the same bytes as clab's tasks
+    : >"$W/turbo-populated"
+fi
 echo "turborepo-remote-cache holds $(find "$W/turbo-cache/data" -type f | wc -l) artifacts"
 
 # ---------------------------------------------------------------------------------------
