@@ -74,7 +74,6 @@ fn write_tasks(
 ) -> std::io::Result<()> {
     for task in &file.tasks {
         let name = format!("{qualifier}{}", task.name.value);
-        let nodes = graph.tasks().get(&name).map_or(0, Vec::len);
         let mut notes = Vec::new();
         if let Some(description) = &task.description {
             notes.push(description.value.clone());
@@ -84,6 +83,7 @@ fn write_tasks(
             notes.push(format!("after {}", deps.join(", ")));
         }
         if !task.for_each.is_empty() {
+            let nodes = graph.tasks().get(&name).map_or(0, Vec::len);
             notes.push(format!(
                 "for each of {nodes} file{}",
                 if nodes == 1 { "" } else { "s" }
