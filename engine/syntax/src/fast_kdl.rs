@@ -1039,7 +1039,7 @@ pub(super) mod tests {
     }
 
     /// Not a test: measures both parsers on a 2,000-task file. Run with
-    /// `cargo test --release -p clab-engine --lib fast_kdl -- --ignored --nocapture`; set
+    /// `cargo test --release -p clab-syntax --lib fast_kdl -- --ignored --nocapture`; set
     /// `FAST_KDL_SAMPLE` to a file (e.g. one `bench/gen.py` wrote) to time that instead.
     #[test]
     #[ignore = "timing only"]
