@@ -1,17 +1,19 @@
 //! A fast path for reading `tasks.kdl`: a hand-written KDL v2 parser for the subset task files
-//! use, which builds the same [`KdlDocument`] as [`KdlDocument::parse`].
+//! use, which builds the same [`Tree`] as converting [`KdlDocument::parse`]'s document
+//! ([`Tree::from_document`]).
 //!
 //! Why it exists: the `kdl` crate (6.7, a winnow parser that keeps every byte of formatting)
 //! reads about 2 MB/s — ~190 ms for a 2,000-task file — and that parse sits on the critical
 //! path of every cold `clab run`. This parser reads the same file in a few milliseconds.
 //!
-//! In: the text of a `tasks.kdl`. Out: `Some(document)` whose node names, entries (values,
-//! property names), children and every span (document, children, node, node name, property
-//! name, entry) equal those `KdlDocument::parse` gives for the same text; or `None` as soon as
-//! the text leaves the subset or is malformed, and the caller parses it again with the `kdl`
-//! crate, which also reports any errors. The invariant: never `Some` where the crate fails,
-//! never a different value. Formatting (whitespace, comments, value representations) is not
-//! kept: nothing downstream prints the document back.
+//! In: the text of a `tasks.kdl` (or one node of it, [`read_into`]). Out: a [`Tree`] whose
+//! node names, entries (values, property names), children and every span (document,
+//! children, node, node name, property name, entry) equal those `KdlDocument::parse` gives
+//! for the same text; or [`Fast::Outside`] as soon as the text leaves the subset or is
+//! malformed, and the caller parses it again with the `kdl` crate, which also reports any
+//! errors. The invariant: never a tree where the crate fails, never a different value.
+//! Formatting (whitespace, comments, value representations) is not kept: nothing downstream
+//! prints the document back. Names and strings without escapes borrow the text.
 //!
 //! The subset:
 //! - a leading BOM; spaces and tabs; `\n` and `\r\n`; `;`; `//` and (nested) `/* */`
@@ -44,17 +46,22 @@
 //!   last node (so from after the line space following `{`), and is empty — at the offset
 //!   where its first node would start — when it has no nodes.
 
-use kdl::{KdlDocument, KdlEntry, KdlIdentifier, KdlNode, KdlValue};
+use std::{borrow::Cow, ops::Range};
+
+#[cfg(test)]
+use kdl::KdlDocument;
 use miette::SourceSpan;
+
+use crate::tree::{Builder, Entry, List, Name, Span, Tree, Value};
 
 /// Plain identifiers KDL reads as something else.
 const KEYWORDS: &[&str] = &["true", "false", "null", "inf", "nan"];
 
 /// What the fast path made of a text.
 #[derive(Debug)]
-pub(super) enum Fast {
-    /// The text is inside the subset: its document.
-    Document(KdlDocument),
+pub(super) enum Fast<T> {
+    /// The text is inside the subset: what was read.
+    Read(T),
     /// A block nests deeper than `MAX_DEPTH`: the offset of its `{`.
     TooDeep(usize),
     /// The text leaves the subset (or is malformed): ask the `kdl` crate.
@@ -62,32 +69,61 @@ pub(super) enum Fast {
 }
 
 /// Read `text` if it is inside the subset and nests no deeper than `MAX_DEPTH`.
-pub(super) fn read(text: &str) -> Fast {
+pub(super) fn read(text: &str) -> Fast<Tree<'_>> {
+    // Room for the nodes and entries of a file like `bench/gen.py`'s (it has 32 bytes of
+    // text per node in a block, 96 per top-level node and 15 per entry), so that the vectors
+    // are not grown by doubling: pages reserved but never written cost nothing.
+    let len = text.len();
+    let mut builder = Builder::with_capacity(len / 24, len / 64, len / 12);
+    match read_into(text, 0..text.len(), &mut builder) {
+        Fast::Read(span) => Fast::Read(builder.finish(span)),
+        Fast::TooDeep(at) => Fast::TooDeep(at),
+        Fast::Outside => Fast::Outside,
+    }
+}
+
+/// Read the nodes of `text[range]` (as if it were a whole text: a BOM may open it) onto
+/// the top level of `builder`, spans in the whole `text`; `Read` holds the span of the nodes
+/// read. Unless the text was read, `builder` is left as it was.
+pub(super) fn read_into<'a>(
+    text: &'a str,
+    range: Range<usize>,
+    builder: &mut Builder<'a>,
+) -> Fast<SourceSpan> {
+    let (Some(text), Some(rest)) = (text.get(..range.end), text.get(range.clone())) else {
+        return Fast::Outside;
+    };
+    // Spans are `u32` (see `tree`).
+    if u32::try_from(text.len()).is_err() {
+        return Fast::Outside;
+    }
+    let mark = builder.mark();
     let mut parser = Parser {
         text,
         bytes: text.as_bytes(),
-        pos: 0,
+        pos: range.start,
         depth: 0,
         too_deep: None,
-        open_nodes: Vec::new(),
-        open_entries: Vec::new(),
+        builder,
     };
-    if text.starts_with('\u{feff}') {
-        parser.pos = '\u{feff}'.len_utf8();
+    if rest.starts_with('\u{feff}') {
+        parser.pos += '\u{feff}'.len_utf8();
     }
-    let document = parser.nodes(Block::File);
-    match (document, parser.too_deep) {
+    let span = parser.nodes(Block::File);
+    let outcome = match (span, parser.too_deep) {
         (_, Some(at)) => Fast::TooDeep(at),
-        (Some(document), None) if parser.pos == text.len() => Fast::Document(document),
+        (Some(span), None) if parser.pos == text.len() => return Fast::Read(span.into()),
         _ => Fast::Outside,
-    }
+    };
+    builder.rollback(mark);
+    outcome
 }
 
 /// Parse `text` if it is inside the subset; `None` means "ask the `kdl` crate" (or too deep).
 #[cfg(test)]
-pub(super) fn parse(text: &str) -> Option<KdlDocument> {
+pub(super) fn parse(text: &str) -> Option<Tree<'_>> {
     match read(text) {
-        Fast::Document(document) => Some(document),
+        Fast::Read(tree) => Some(tree),
         Fast::TooDeep(_) | Fast::Outside => None,
     }
 }
@@ -105,7 +141,7 @@ enum Block {
 ///
 /// Between tokens `pos` is on a char boundary: tokens start and end with ASCII bytes, and
 /// only comments are skipped byte by byte. Slicing uses `str::get`, so it cannot panic.
-struct Parser<'a> {
+struct Parser<'a, 'b> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
@@ -113,16 +149,11 @@ struct Parser<'a> {
     depth: usize,
     /// The `{` that went past `MAX_DEPTH`, once met.
     too_deep: Option<usize>,
-    /// The nodes of every list still being read, innermost last: a finished list moves its
-    /// own into a vector of exactly its length. Pushing onto each list's own vector left most
-    /// of them at capacity 4 (a node is 448 bytes, an entry 384), and a 10,000-task file took
-    /// 135 MB, half the time of a first `clab list` going to page faults.
-    open_nodes: Vec<KdlNode>,
-    /// The entries of the nodes being read, the same way.
-    open_entries: Vec<KdlEntry>,
+    /// Where the nodes and entries go.
+    builder: &'b mut Builder<'a>,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a, '_> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -135,25 +166,24 @@ impl Parser<'_> {
         (self.peek() == Some(byte)).then(|| self.pos += 1)
     }
 
-    fn span_from(&self, start: usize) -> SourceSpan {
-        (start..self.pos).into()
+    fn span_from(&self, start: usize) -> Span {
+        Span::new(start, self.pos)
     }
 
     /// `nodes := line-space* (node (terminator line-space* node)*)? terminator? line-space*`,
-    /// stopping before the `}` of a children block.
-    fn nodes(&mut self, block: Block) -> Option<KdlDocument> {
+    /// stopping before the `}` of a children block. The nodes are left open on the builder;
+    /// returns their span.
+    fn nodes(&mut self, block: Block) -> Option<Span> {
         self.line_space()?;
         let start = self.pos;
         let mut end = start;
-        let first = self.open_nodes.len();
         loop {
             match (self.peek(), block) {
                 (None, Block::File) | (Some(b'}'), Block::Children) => break,
                 (None, Block::Children) | (Some(b'}'), Block::File) => return None,
                 _ => {}
             }
-            let node = self.node()?;
-            self.open_nodes.push(node);
+            self.node()?;
             end = self.pos;
             match self.peek() {
                 // The top of the loop decides whether the list may end here.
@@ -165,25 +195,26 @@ impl Parser<'_> {
             }
             self.line_space()?;
         }
-        let mut document = KdlDocument::new();
-        *document.nodes_mut() = self.open_nodes.drain(first..).collect();
-        document.set_span(SourceSpan::from(start..end));
-        Some(document)
+        Some(Span::new(start, end))
     }
 
-    /// One node: its name, entries and children, and the node space after them. Stops at
-    /// its terminator, a `}` or the end of the text, which the caller checks.
-    fn node(&mut self) -> Option<KdlNode> {
+    /// One node: its name, entries and children, and the node space after them, left open
+    /// on the builder. Stops at its terminator, a `}` or the end of the text, which the
+    /// caller checks.
+    fn node(&mut self) -> Option<()> {
         let start = self.pos;
-        let mut node = KdlNode::new(self.identifier()?);
-        let first = self.open_entries.len();
+        let name = self.identifier()?;
+        // The entries of a node come before its children's: they are contiguous.
+        let first_entry = self.builder.entry_end();
+        let mut children = None;
+        let mut entries = None;
         loop {
             let before_space = self.pos;
             self.node_space()?;
             match self.peek() {
                 Some(b'{') => {
-                    *node.entries_mut() = self.open_entries.drain(first..).collect();
-                    node.set_children(self.children()?);
+                    entries = Some((first_entry, self.builder.entry_end()));
+                    children = Some(self.children()?);
                     self.node_space()?;
                     break;
                 }
@@ -192,20 +223,19 @@ impl Parser<'_> {
                 // Entries are separated from the name and from each other by node space.
                 Some(_) if self.pos > before_space => {
                     let entry = self.entry()?;
-                    self.open_entries.push(entry);
+                    self.builder.entry(entry);
                 }
                 Some(_) => return None,
             }
         }
-        if self.open_entries.len() > first {
-            *node.entries_mut() = self.open_entries.drain(first..).collect();
-        }
-        node.set_span(self.span_from(start));
-        Some(node)
+        let span = self.span_from(start);
+        let entries = entries.unwrap_or((first_entry, self.builder.entry_end()));
+        self.builder.node(name, span, entries, children);
+        Some(())
     }
 
     /// `{ nodes }`, at most `MAX_DEPTH` deep.
-    fn children(&mut self) -> Option<KdlDocument> {
+    fn children(&mut self) -> Option<List> {
         let open = self.pos;
         self.eat(b'{')?;
         if self.depth >= crate::MAX_DEPTH {
@@ -213,15 +243,16 @@ impl Parser<'_> {
             return None;
         }
         self.depth += 1;
-        let document = self.nodes(Block::Children);
+        let first = self.builder.open_len();
+        let span = self.nodes(Block::Children);
         self.depth -= 1;
-        let document = document?;
+        let list = self.builder.list(first, span?);
         self.eat(b'}')?;
-        Some(document)
+        Some(list)
     }
 
     /// An argument (a value) or a property (`key=value`).
-    fn entry(&mut self) -> Option<KdlEntry> {
+    fn entry(&mut self) -> Option<Entry<'a>> {
         let start = self.pos;
         let key = match self.peek()? {
             b'"' => {
@@ -231,9 +262,8 @@ impl Parser<'_> {
                 self.node_space()?;
                 if self.peek() != Some(b'=') {
                     self.pos = after_string;
-                    let mut entry = KdlEntry::new(KdlValue::String(string.value().to_owned()));
-                    entry.set_span(self.span_from(start));
-                    return Some(entry);
+                    let value = Value::String(string.into_value());
+                    return Some(Entry::new(None, value, self.span_from(start)));
                 }
                 string
             }
@@ -244,20 +274,18 @@ impl Parser<'_> {
                 key
             }
             _ => {
-                let mut entry = KdlEntry::new(self.value()?);
-                entry.set_span(self.span_from(start));
-                return Some(entry);
+                let value = self.value()?;
+                return Some(Entry::new(None, value, self.span_from(start)));
             }
         };
         self.eat(b'=')?;
         self.node_space()?;
-        let mut entry = KdlEntry::new_prop(key, self.value()?);
-        entry.set_span(self.span_from(start));
-        Some(entry)
+        let value = self.value()?;
+        Some(Entry::new(Some(key), value, self.span_from(start)))
     }
 
     /// A node name or property key: a quoted string or a plain identifier.
-    fn identifier(&mut self) -> Option<KdlIdentifier> {
+    fn identifier(&mut self) -> Option<Name<'a>> {
         let start = self.pos;
         let value = match self.peek()? {
             b'"' => self.quoted_string()?,
@@ -269,22 +297,20 @@ impl Parser<'_> {
                 if KEYWORDS.contains(&word) {
                     return None;
                 }
-                word.to_owned()
+                Cow::Borrowed(word)
             }
             _ => return None,
         };
         self.value_end()?;
-        let mut identifier = KdlIdentifier::from(value);
-        identifier.set_span(self.span_from(start));
-        Some(identifier)
+        Some(Name::new(value, self.span_from(start)))
     }
 
     /// A value after `=` or as an argument: a quoted string, keyword or decimal number.
-    fn value(&mut self) -> Option<KdlValue> {
+    fn value(&mut self) -> Option<Value<'a>> {
         let value = match self.peek()? {
-            b'"' => KdlValue::String(self.quoted_string()?),
+            b'"' => Value::String(self.quoted_string()?),
             b'#' if self.bytes.get(self.pos..)?.iter().find(|&&b| b != b'#') == Some(&b'"') => {
-                KdlValue::String(self.raw_string()?)
+                Value::String(self.raw_string()?)
             }
             b'#' => self.keyword()?,
             b'0'..=b'9' | b'+' | b'-' => self.number()?,
@@ -296,7 +322,7 @@ impl Parser<'_> {
 
     /// `#"…"#` (any number of `#`, the same on both sides) on one line, taken verbatim.
     /// Multi-line raw strings (`#"""`) are left to the crate.
-    fn raw_string(&mut self) -> Option<String> {
+    fn raw_string(&mut self) -> Option<Cow<'a, str>> {
         let hashes = self
             .bytes
             .get(self.pos..)?
@@ -316,9 +342,9 @@ impl Parser<'_> {
                     .get(self.pos + 1..self.pos + 1 + hashes)
                     .is_some_and(|closing| closing.iter().all(|&b| b == b'#')) =>
                 {
-                    let value = self.text.get(start..self.pos)?.to_owned();
+                    let value = self.text.get(start..self.pos)?;
                     self.pos += 1 + hashes;
-                    return Some(value);
+                    return Some(Cow::Borrowed(value));
                 }
                 _ => self.string_char()?,
             }
@@ -337,20 +363,35 @@ impl Parser<'_> {
         }
     }
 
-    /// `"…"` on one line, with the simple escapes and `\u{…}`.
-    fn quoted_string(&mut self) -> Option<String> {
+    /// `"…"` on one line, with the simple escapes and `\u{…}`; borrowed unless it has an
+    /// escape.
+    fn quoted_string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
-        let mut value = String::new();
+        let text = self.text;
+        let mut value: Option<String> = None;
         let mut run = self.pos;
         loop {
+            // Printable ASCII other than `"` and `\` is most of every string: one tight loop.
+            let rest = self.bytes.get(self.pos..)?;
+            self.pos += rest
+                .iter()
+                .position(|&b| !matches!(b, b' ' | b'!' | b'#'..=b'[' | b']'..=b'~'))
+                .unwrap_or(rest.len());
             match self.peek()? {
                 b'"' => {
-                    value.push_str(self.text.get(run..self.pos)?);
+                    let last = text.get(run..self.pos)?;
                     self.pos += 1;
-                    return Some(value);
+                    return Some(match value {
+                        None => Cow::Borrowed(last),
+                        Some(mut value) => {
+                            value.push_str(last);
+                            Cow::Owned(value)
+                        }
+                    });
                 }
                 b'\\' => {
-                    value.push_str(self.text.get(run..self.pos)?);
+                    let value = value.get_or_insert_default();
+                    value.push_str(text.get(run..self.pos)?);
                     self.pos += 1;
                     value.push(self.escape()?);
                     run = self.pos;
@@ -411,14 +452,14 @@ impl Parser<'_> {
     }
 
     /// `#true`, `#false` or `#null`.
-    fn keyword(&mut self) -> Option<KdlValue> {
+    fn keyword(&mut self) -> Option<Value<'a>> {
         let rest = self.bytes.get(self.pos..)?;
         let (value, len) = if rest.starts_with(b"#true") {
-            (KdlValue::Bool(true), 5)
+            (Value::Bool(true), 5)
         } else if rest.starts_with(b"#false") {
-            (KdlValue::Bool(false), 6)
+            (Value::Bool(false), 6)
         } else if rest.starts_with(b"#null") {
-            (KdlValue::Null, 5)
+            (Value::Null, 5)
         } else {
             return None;
         };
@@ -429,7 +470,7 @@ impl Parser<'_> {
     /// `sign? integer ('.' integer)? (('e' | 'E') sign? integer)?`. Like the crate, each
     /// digit group must fit an `i128`, a float is the text without `_` read by `str::parse`,
     /// and an integer is an `i128`.
-    fn number(&mut self) -> Option<KdlValue> {
+    fn number(&mut self) -> Option<Value<'a>> {
         let start = self.pos;
         let negative = match self.peek() {
             Some(b'-') => {
@@ -458,9 +499,9 @@ impl Parser<'_> {
         }
         if float {
             let text = self.text.get(start..self.pos)?.replace('_', "");
-            return text.parse::<f64>().ok().map(KdlValue::Float);
+            return text.parse::<f64>().ok().map(Value::Float);
         }
-        Some(KdlValue::Integer(if negative {
+        Some(Value::Integer(if negative {
             -magnitude
         } else {
             magnitude
@@ -661,7 +702,6 @@ pub(super) mod tests {
 
     #[derive(Debug, PartialEq)]
     struct NodeDump {
-        ty: Option<String>,
         name: IdentifierDump,
         span: (usize, usize),
         entries: Vec<EntryDump>,
@@ -676,7 +716,6 @@ pub(super) mod tests {
 
     #[derive(Debug, PartialEq)]
     struct EntryDump {
-        ty: Option<String>,
         name: Option<IdentifierDump>,
         value: ValueDump,
         span: (usize, usize),
@@ -696,16 +735,15 @@ pub(super) mod tests {
         (span.offset(), span.len())
     }
 
-    fn dump(document: &KdlDocument) -> DocumentDump {
+    fn dump(document: crate::tree::Document<'_, '_>) -> DocumentDump {
         DocumentDump {
             span: span(document.span()),
-            nodes: document.nodes().iter().map(dump_node).collect(),
+            nodes: document.nodes().map(dump_node).collect(),
         }
     }
 
-    fn dump_node(node: &KdlNode) -> NodeDump {
+    fn dump_node(node: crate::tree::Node<'_, '_>) -> NodeDump {
         NodeDump {
-            ty: node.ty().map(|ty| ty.value().to_owned()),
             name: dump_identifier(node.name()),
             span: span(node.span()),
             entries: node.entries().iter().map(dump_entry).collect(),
@@ -713,30 +751,38 @@ pub(super) mod tests {
         }
     }
 
-    fn dump_identifier(identifier: &KdlIdentifier) -> IdentifierDump {
+    fn dump_identifier(identifier: &Name<'_>) -> IdentifierDump {
         IdentifierDump {
             value: identifier.value().to_owned(),
             span: span(identifier.span()),
         }
     }
 
-    fn dump_entry(entry: &KdlEntry) -> EntryDump {
+    fn dump_entry(entry: &Entry<'_>) -> EntryDump {
         EntryDump {
-            ty: entry.ty().map(|ty| ty.value().to_owned()),
             name: entry.name().map(dump_identifier),
             value: match entry.value() {
-                KdlValue::String(s) => ValueDump::String(s.clone()),
-                KdlValue::Integer(i) => ValueDump::Integer(*i),
-                KdlValue::Float(f) => ValueDump::Float(f.to_bits()),
-                KdlValue::Bool(b) => ValueDump::Bool(*b),
-                KdlValue::Null => ValueDump::Null,
+                Value::String(s) => ValueDump::String(s.to_string()),
+                Value::Integer(i) => ValueDump::Integer(*i),
+                Value::Float(f) => ValueDump::Float(f.to_bits()),
+                Value::Bool(b) => ValueDump::Bool(*b),
+                Value::Null => ValueDump::Null,
             },
             span: span(entry.span()),
         }
     }
 
+    /// Whether a node or entry of `document` has a type annotation (which the tree drops).
+    fn has_types(document: &KdlDocument) -> bool {
+        document.nodes().iter().any(|node| {
+            node.ty().is_some()
+                || node.entries().iter().any(|entry| entry.ty().is_some())
+                || node.children().is_some_and(has_types)
+        })
+    }
+
     /// Whether the fast path took `text`; panics if it took text the crate rejects or read
-    /// it differently.
+    /// it differently from the crate's document converted to a tree.
     fn check(text: &str) -> bool {
         let Some(fast) = parse(text) else {
             return false;
@@ -744,7 +790,16 @@ pub(super) mod tests {
         let slow = KdlDocument::parse(text).unwrap_or_else(|err| {
             panic!("the fast path accepted {text:?}, which kdl rejects: {err:?}")
         });
-        assert_eq!(dump(&fast), dump(&slow), "the fast path misread {text:?}");
+        assert!(
+            !has_types(&slow),
+            "the fast path dropped a type in {text:?}"
+        );
+        let converted = Tree::from_document(&slow);
+        assert_eq!(
+            dump(fast.document()),
+            dump(converted.document()),
+            "the fast path misread {text:?}"
+        );
         true
     }
 
@@ -784,10 +839,10 @@ pub(super) mod tests {
     pub(crate) fn assert_same_task_file(text: &str) {
         let source = SourceFile::new("tasks.kdl", "tasks.kdl", text);
         let fast = outcome(parse_task_file(source.clone()));
-        let slow = outcome(read_task_file(
-            source,
-            KdlDocument::parse(text).map_err(crate::kdl::Unread::from),
-        ));
+        let tree = KdlDocument::parse(text)
+            .map(|document| Tree::from_document(&document))
+            .map_err(crate::kdl::Unread::from);
+        let slow = outcome(read_task_file(&source, tree));
         assert_eq!(fast, slow, "the models differ for {text:?}");
     }
 
@@ -984,7 +1039,7 @@ pub(super) mod tests {
     }
 
     /// Not a test: measures both parsers on a 2,000-task file. Run with
-    /// `cargo test --release -p clab-engine --lib fast_kdl -- --ignored --nocapture`; set
+    /// `cargo test --release -p clab-syntax --lib fast_kdl -- --ignored --nocapture`; set
     /// `FAST_KDL_SAMPLE` to a file (e.g. one `bench/gen.py` wrote) to time that instead.
     #[test]
     #[ignore = "timing only"]

@@ -1,12 +1,17 @@
-//! The KDL reader: walks a `KdlDocument` node by node into a [`TaskFile`].
+//! The KDL reader: walks the [`Tree`] of a task file node by node into a [`TaskFile`].
 //!
 //! Each node is checked against the format's vocabulary (unknown names get a "did you mean"),
 //! its arguments against their expected types, and every problem is collected so one run of
 //! `clab check` shows them all.
 
-use std::{collections::BTreeMap, ops::Range, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap, hash_map},
+    fmt,
+    ops::Range,
+    sync::Arc,
+};
 
-use kdl::{KdlDiagnostic, KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
+use kdl::{KdlDiagnostic, KdlDocument, KdlError};
 use miette::SourceSpan;
 
 use super::{
@@ -15,6 +20,7 @@ use super::{
     fast_kdl::{self, Fast},
     outline::Outline,
     parse_duration, placeholders, suggestion,
+    tree::{Builder, Document, Entry, Node, Tree, Value},
 };
 use crate::looks_like_api_key;
 use clab_model::source::{SourceFile, Spanned};
@@ -82,14 +88,14 @@ pub fn parse_task_file(source: SourceFile) -> Result<TaskFile, Diagnostics> {
     // The fast path reads the common subset of KDL in a fraction of the crate's time; anything
     // else, errors included, goes to the crate.
     let parsed = match fast_kdl::read(source.text()) {
-        Fast::Document(document) => Ok(document),
+        Fast::Read(tree) => Ok(tree),
         Fast::TooDeep(at) => Err(Unread {
             problems: vec![Problem::TooDeep(at)],
             partial: false,
         }),
         Fast::Outside => parse_with_crate(source.text()),
     };
-    read_task_file(source, parsed)
+    read_task_file(&source, parsed)
 }
 
 /// Why a text gave no document.
@@ -134,7 +140,7 @@ const CRATE_STACK_PER_BYTE: usize = 6 * 1024;
 /// outline), a large text in pieces of whole top-level nodes of at most [`CRATE_CHUNK`]
 /// bytes, on a thread whose stack covers the worst such a piece can cost, and no further
 /// pieces once more than `MAX_DIAGNOSTICS` problems are found.
-fn parse_with_crate(text: &str) -> Result<KdlDocument, Unread> {
+fn parse_with_crate(text: &str) -> Result<Tree<'_>, Unread> {
     let outline = Outline::scan(text);
     if let Some(at) = outline.too_deep {
         return Err(Unread {
@@ -193,8 +199,8 @@ fn pieces(nodes: &[Range<usize>]) -> Vec<Range<usize>> {
 }
 
 /// Parse each piece and put the nodes together, spans in the whole text.
-fn parse_pieces(text: &str, pieces: &[Range<usize>]) -> Result<KdlDocument, Unread> {
-    let mut document = KdlDocument::new();
+fn parse_pieces<'a>(text: &'a str, pieces: &[Range<usize>]) -> Result<Tree<'a>, Unread> {
+    let mut builder = Builder::default();
     let mut span: Option<Range<usize>> = None;
     let mut problems = Vec::new();
     for (i, piece) in pieces.iter().enumerate() {
@@ -207,23 +213,25 @@ fn parse_pieces(text: &str, pieces: &[Range<usize>]) -> Result<KdlDocument, Unre
         let Some(piece_text) = text.get(piece.clone()) else {
             continue;
         };
+        // Once a piece has failed, the others are read only for their problems.
+        let into = problems.is_empty().then_some(&mut builder);
         let parsed = if piece.len() <= CRATE_CHUNK {
-            KdlDocument::parse(piece_text).map_err(Unread::from)
+            KdlDocument::parse(piece_text)
+                .map(|part| match into {
+                    Some(builder) => builder.push_document(&part, piece.start),
+                    None => SourceSpan::from(0..0),
+                })
+                .map_err(Unread::from)
         } else {
-            parse_large_node(text, piece.clone())
+            parse_large_node(text, piece.clone(), into)
         };
         match parsed {
-            Ok(mut part) => {
-                if problems.is_empty() {
-                    shift_document(&mut part, piece.start);
-                    let part_span = part.span();
-                    let part_span = part_span.offset()..part_span.offset() + part_span.len();
-                    span = Some(match span {
-                        Some(whole) => whole.start..part_span.end,
-                        None => part_span,
-                    });
-                    document.nodes_mut().append(part.nodes_mut());
-                }
+            Ok(part_span) => {
+                let part_span = part_span.offset()..part_span.offset() + part_span.len();
+                span = Some(match span {
+                    Some(whole) => whole.start..part_span.end,
+                    None => part_span,
+                });
             }
             Err(unread) => {
                 for mut problem in unread.problems {
@@ -241,21 +249,25 @@ fn parse_pieces(text: &str, pieces: &[Range<usize>]) -> Result<KdlDocument, Unre
             partial: false,
         });
     }
-    if let Some(span) = span {
-        document.set_span(span);
-    }
-    Ok(document)
+    Ok(builder.finish(span.unwrap_or(0..0).into()))
 }
 
-/// A single top-level node longer than [`CRATE_CHUNK`]: read by the fast path if it can;
-/// otherwise the crate reads its first [`CRATE_CHUNK`] bytes, and the errors it finds before
-/// that cut are reported, or else that the node is too large. Spans are relative to the node.
-fn parse_large_node(text: &str, node: Range<usize>) -> Result<KdlDocument, Unread> {
-    let node_text = &text[node.clone()];
-    if let Fast::Document(document) = fast_kdl::read(node_text) {
-        return Ok(document);
+/// A single top-level node longer than [`CRATE_CHUNK`]: read by the fast path if it can
+/// (onto `builder`, when given; `Ok` holds the node's span in the whole text); otherwise the
+/// crate reads its first [`CRATE_CHUNK`] bytes, and the errors it finds before that cut are
+/// reported, or else that the node is too large. The errors' spans are relative to the node.
+fn parse_large_node<'a>(
+    text: &'a str,
+    node: Range<usize>,
+    builder: Option<&mut Builder<'a>>,
+) -> Result<SourceSpan, Unread> {
+    let mut scratch = Builder::default();
+    let builder = builder.unwrap_or(&mut scratch);
+    if let Fast::Read(span) = fast_kdl::read_into(text, node.clone(), builder) {
+        return Ok(span);
     }
-    let mut cut = CRATE_CHUNK;
+    let node_text = text.get(node.clone()).unwrap_or_default();
+    let mut cut = CRATE_CHUNK.min(node_text.len());
     while !node_text.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -288,44 +300,19 @@ fn shift(span: SourceSpan, by: usize) -> SourceSpan {
     SourceSpan::new((span.offset() + by).into(), span.len())
 }
 
-/// Move every span of `document` `by` bytes on (a piece's document into the whole text).
-fn shift_document(document: &mut KdlDocument, by: usize) {
-    document.set_span(shift(document.span(), by));
-    for node in document.nodes_mut() {
-        node.set_span(shift(node.span(), by));
-        let name = node.name_mut();
-        name.set_span(shift(name.span(), by));
-        if let Some(ty) = node.ty_mut() {
-            ty.set_span(shift(ty.span(), by));
-        }
-        for entry in node.entries_mut() {
-            entry.set_span(shift(entry.span(), by));
-            if let Some(name) = entry.name_mut() {
-                name.set_span(shift(name.span(), by));
-            }
-            if let Some(ty) = entry.ty_mut() {
-                ty.set_span(shift(ty.span(), by));
-            }
-        }
-        if let Some(children) = node.children_mut() {
-            shift_document(children, by);
-        }
-    }
-}
-
 /// Read an already parsed document (or report why there is none) into the model.
 pub(super) fn read_task_file(
-    source: SourceFile,
-    parsed: Result<KdlDocument, Unread>,
+    source: &SourceFile,
+    parsed: Result<Tree<'_>, Unread>,
 ) -> Result<TaskFile, Diagnostics> {
     let mut reader = Reader {
-        source: &source,
+        source,
         errors: Vec::new(),
         secrets: Vec::new(),
     };
     let mut partial = false;
     let file = match parsed {
-        Ok(document) => Some(reader.document(&document)),
+        Ok(tree) => Some(reader.document(tree.document())),
         Err(unread) => {
             partial = unread.partial;
             for problem in unread.problems {
@@ -362,7 +349,7 @@ pub(super) fn read_task_file(
     match file {
         Some(file) if reader.errors.is_empty() => Ok(file),
         _ => Err(Diagnostics::bounded(
-            &source,
+            source,
             reader.errors,
             partial,
             &reader.secrets,
@@ -394,12 +381,12 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Whether `name` is met the first time in `once`'s node; a second time is an error that
     /// points at both (issue 18: a repeated `timeout` was silently the last one).
-    fn first(&mut self, once: &mut Once, name: &str, span: SourceSpan) -> bool {
+    fn first(&mut self, once: &mut Once<'_>, name: &str, span: SourceSpan) -> bool {
         match once.seen.get(name) {
             Some(&first) => {
                 self.errors.push(Error::DuplicateProperty {
                     name: name.to_owned(),
-                    node: once.node.clone(),
+                    node: once.within.to_string(),
                     src: self.source.source_code(),
                     span,
                     first,
@@ -441,7 +428,7 @@ impl Reader<'_> {
         }
     }
 
-    fn document(&mut self, document: &KdlDocument) -> TaskFile {
+    fn document(&mut self, document: Document<'_, '_>) -> TaskFile {
         let mut file = TaskFile {
             source: self.source.clone(),
             project: None,
@@ -459,13 +446,14 @@ impl Reader<'_> {
             tasks: Vec::with_capacity(
                 document
                     .nodes()
-                    .iter()
                     .filter(|node| node.name().value() == "task")
                     .count(),
             ),
         };
-        let mut seen: BTreeMap<String, SourceSpan> = BTreeMap::new();
-        let mut once = Once::new("the file");
+        // Task names, borrowed from the tree (cloning 10,000 names into a map was 10,000
+        // allocations).
+        let mut seen: HashMap<&str, SourceSpan> = HashMap::with_capacity(file.tasks.capacity());
+        let mut once = Once::new(Within::File);
         for node in document.nodes() {
             match node.name().value() {
                 "project" => {
@@ -480,28 +468,28 @@ impl Reader<'_> {
                 }
                 "members" => {
                     self.no_children(node);
-                    file.members.extend(self.strings(node));
+                    self.strings(node, &mut file.members);
                 }
                 "uses" => {
                     self.no_children(node);
-                    file.uses.extend(self.strings(node));
+                    self.strings(node, &mut file.uses);
                 }
                 "env-inputs" => {
                     self.no_children(node);
-                    file.env_inputs.extend(self.strings(node));
+                    self.strings(node, &mut file.env_inputs);
                 }
                 "dotenv" => {
                     self.no_children(node);
-                    file.dotenv.extend(self.strings(node));
+                    self.strings(node, &mut file.dotenv);
                 }
                 "rules" => {
                     self.no_children(node);
-                    file.rules_dirs.extend(self.strings(node));
+                    self.strings(node, &mut file.rules_dirs);
                 }
                 "llm" => {
                     let name = match node.entries() {
                         [entry] => match entry.value() {
-                            KdlValue::String(name) => format!("llm \"{name}\""),
+                            Value::String(name) => format!("llm \"{name}\""),
                             _ => "llm".to_owned(),
                         },
                         _ => "llm".to_owned(),
@@ -517,7 +505,15 @@ impl Reader<'_> {
                 }
                 "task" => {
                     if let Some(task) = self.task(node) {
-                        if let Some(&first) = seen.get(&task.name.value) {
+                        // `task` took the node's one string for its name.
+                        let first = only_string(node).and_then(|name| match seen.entry(name) {
+                            hash_map::Entry::Occupied(first) => Some(*first.get()),
+                            hash_map::Entry::Vacant(slot) => {
+                                slot.insert(task.name.span);
+                                None
+                            }
+                        });
+                        if let Some(first) = first {
                             self.errors.push(Error::DuplicateTask {
                                 name: task.name.value.clone(),
                                 src: self.source.source_code(),
@@ -525,7 +521,6 @@ impl Reader<'_> {
                                 first,
                             });
                         } else {
-                            seen.insert(task.name.value.clone(), task.name.span);
                             file.tasks.push(task);
                         }
                     }
@@ -537,7 +532,7 @@ impl Reader<'_> {
     }
 
     /// `cache { remote "URL"; read-only #true; trusted-key "ed25519:…" }`.
-    fn cache_block(&mut self, node: &KdlNode) -> CacheDecl {
+    fn cache_block(&mut self, node: Node<'_, '_>) -> CacheDecl {
         self.no_props(node);
         if let Some(extra) = node.entries().first() {
             self.bad_argument(
@@ -548,7 +543,7 @@ impl Reader<'_> {
             );
         }
         let mut cache = CacheDecl::default();
-        let mut once = Once::new("the `cache` block");
+        let mut once = Once::new(Within::CacheBlock);
         for child in children(node) {
             let key = child.name().value();
             match key {
@@ -563,7 +558,7 @@ impl Reader<'_> {
                 }
                 "trusted-key" => {
                     self.no_children(child);
-                    cache.trusted_keys.extend(self.strings(child));
+                    self.strings(child, &mut cache.trusted_keys);
                 }
                 _ => self.unknown_node(child, "cache setting", CACHE_CHILDREN),
             }
@@ -571,7 +566,7 @@ impl Reader<'_> {
         cache
     }
 
-    fn llm_block(&mut self, node: &KdlNode, file: &mut TaskFile) {
+    fn llm_block(&mut self, node: Node<'_, '_>, file: &mut TaskFile) {
         self.no_props(node);
         let name = match node.entries() {
             [] => None,
@@ -585,7 +580,7 @@ impl Reader<'_> {
             span: node.span(),
             values: BTreeMap::new(),
         };
-        let mut once = Once::new("the `llm` block");
+        let mut once = Once::new(Within::LlmBlock);
         for child in children(node) {
             let key = child.name().value();
             match LLM_SETTINGS.iter().find(|&&s| s == key) {
@@ -605,7 +600,7 @@ impl Reader<'_> {
         }
     }
 
-    fn setting(&mut self, node: &KdlNode, setting: &'static str, settings: &mut LlmSettings) {
+    fn setting(&mut self, node: Node<'_, '_>, setting: &'static str, settings: &mut LlmSettings) {
         self.no_children(node);
         self.no_props(node);
         let [entry] = node.entries() else {
@@ -613,17 +608,17 @@ impl Reader<'_> {
             return;
         };
         let value = match entry.value() {
-            KdlValue::String(s) => Scalar::String(s.clone()),
-            KdlValue::Integer(i) => match i64::try_from(*i) {
+            Value::String(s) => Scalar::String(s.to_string()),
+            Value::Integer(i) => match i64::try_from(*i) {
                 Ok(i) => Scalar::Integer(i),
                 Err(_) => {
                     self.bad_argument(node, "takes a smaller number", entry, "out of range");
                     return;
                 }
             },
-            KdlValue::Float(f) => Scalar::Float(*f),
-            KdlValue::Bool(b) => Scalar::Bool(*b),
-            KdlValue::Null => {
+            Value::Float(f) => Scalar::Float(*f),
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Null => {
                 self.bad_argument(node, "takes a value", entry, "#null");
                 return;
             }
@@ -643,11 +638,12 @@ impl Reader<'_> {
             .insert(setting, Spanned::new(value, entry.span()));
     }
 
-    fn task(&mut self, node: &KdlNode) -> Option<TaskDecl> {
+    fn task(&mut self, node: Node<'_, '_>) -> Option<TaskDecl> {
         self.no_props(node);
         let name = self.one_string(node)?;
         let mut task = TaskDecl {
-            name,
+            // Set at the end: until then `once` borrows it.
+            name: Spanned::new(String::new(), name.span),
             span: node.span(),
             description: None,
             run: Vec::new(),
@@ -668,7 +664,7 @@ impl Reader<'_> {
             llm: None,
         };
         let mut run_span = None;
-        let mut once = Once::new(format!("task `{}`", task.name.value));
+        let mut once = Once::new(Within::Task(&name.value));
         for child in children(node) {
             let key = child.name().value();
             if key != "llm" {
@@ -683,17 +679,17 @@ impl Reader<'_> {
                 "description" => task.description = self.one_string(child),
                 "run" => {
                     run_span.get_or_insert(child.span());
-                    task.run.extend(self.strings(child));
+                    self.strings(child, &mut task.run);
                 }
-                "deps" => task.deps.extend(self.strings(child)),
-                "inputs" => task.inputs.extend(self.strings(child)),
-                "outputs" => task.outputs.extend(self.strings(child)),
+                "deps" => self.strings(child, &mut task.deps),
+                "inputs" => self.strings(child, &mut task.inputs),
+                "outputs" => self.strings(child, &mut task.outputs),
                 "env" => self.env(child, &mut task.env),
                 "cwd" => task.cwd = self.one_string(child),
                 "cache" => task.cache = self.one_bool(child),
                 "persistent" => task.persistent = self.one_bool(child),
                 "sandbox" => task.sandbox = self.sandbox(child),
-                "sandbox-writable" => task.sandbox_writable.extend(self.strings(child)),
+                "sandbox-writable" => self.strings(child, &mut task.sandbox_writable),
                 "timeout" => {
                     task.timeout =
                         self.one_string(child)
@@ -706,13 +702,15 @@ impl Reader<'_> {
                             });
                 }
                 "retry" => task.retry = self.one_u32(child),
-                "for-each" => task.for_each.extend(self.strings(child)),
+                "for-each" => self.strings(child, &mut task.for_each),
                 "junit" => task.junit = self.one_string(child),
                 "coverage" => task.coverage = self.coverage(child),
-                "llm" => task.llm = Some(self.llm_step(child, &task.name.value)),
+                "llm" => task.llm = Some(self.llm_step(child, &name.value)),
                 _ => self.unknown_node(child, "task child", TASK_CHILDREN),
             }
         }
+        drop(once);
+        task.name = name;
         if let (Some(run), Some(llm)) = (run_span, &task.llm) {
             self.errors.push(Error::RunAndLlm {
                 task: task.name.value.clone(),
@@ -729,54 +727,44 @@ impl Reader<'_> {
     /// `for-each` tasks, `{{args}}` in `run`, `{{output}}` in an LLM check.
     fn check_placeholders(&mut self, task: &TaskDecl) {
         let for_each = !task.for_each.is_empty();
-        let available = |extra: &[&'static str]| {
-            let mut names = vec!["root"];
-            if for_each {
-                names.extend(placeholders::FOR_EACH);
-            }
-            names.extend(extra);
-            names
-        };
+        let available = |extra| Available { for_each, extra };
         let plain = available(&[]);
         // `{{args}}`: where `clab run TASK -- ARGS` puts its arguments.
         let run = available(&["args"]);
         for field in &task.run {
-            self.check_field(field, &run);
+            self.check_field(field, run);
         }
-        let mut fields: Vec<&Spanned<String>> = Vec::new();
-        fields.extend(&task.inputs);
-        fields.extend(&task.outputs);
-        fields.extend(&task.cwd);
-        fields.extend(&task.junit);
-        fields.extend(task.env.values());
-        fields.extend(task.coverage.as_ref().map(|c| &c.path));
+        let fields = (task.inputs.iter())
+            .chain(&task.outputs)
+            .chain(&task.cwd)
+            .chain(&task.junit)
+            .chain(task.env.values())
+            .chain(task.coverage.as_ref().map(|c| &c.path));
         for field in fields {
-            self.check_field(field, &plain);
+            self.check_field(field, plain);
         }
         if let Some(llm) = &task.llm {
-            let mut fields: Vec<&Spanned<String>> = Vec::new();
-            fields.extend(&llm.prompt_file);
-            fields.extend(&llm.system_file);
-            fields.extend(&llm.context);
-            fields.extend(&llm.output);
+            let fields = (llm.prompt_file.iter())
+                .chain(&llm.system_file)
+                .chain(&llm.context)
+                .chain(&llm.output);
             for field in fields {
-                self.check_field(field, &plain);
+                self.check_field(field, plain);
             }
-            let check = available(&["output"]);
             if let Some(field) = &llm.check {
-                self.check_field(field, &check);
+                self.check_field(field, available(&["output"]));
             }
             // Prompts may also use {{context}} and {{rules}}; prompt files are checked when read.
             let prompt = available(&["context", "rules", "output"]);
             for field in llm.prompt.iter().chain(&llm.system) {
-                self.check_field(field, &prompt);
+                self.check_field(field, prompt);
             }
         }
     }
 
-    fn check_field(&mut self, field: &Spanned<String>, available: &[&str]) {
+    fn check_field(&mut self, field: &Spanned<String>, available: Available) {
         for placeholder in placeholders::scan(&field.value) {
-            if available.contains(&placeholder.name) {
+            if available.contains(placeholder.name) {
                 continue;
             }
             // The span of a string entry starts at its opening quote.
@@ -787,7 +775,7 @@ impl Reader<'_> {
                     placeholder.name
                 )
             } else {
-                suggestion(placeholder.name, available)
+                suggestion(placeholder.name, &available.names())
             };
             self.errors.push(Error::UnknownPlaceholder {
                 name: placeholder.name.to_owned(),
@@ -798,7 +786,7 @@ impl Reader<'_> {
         }
     }
 
-    fn llm_step(&mut self, node: &KdlNode, task: &str) -> LlmStepDecl {
+    fn llm_step(&mut self, node: Node<'_, '_>, task: &str) -> LlmStepDecl {
         self.no_props(node);
         if let Some(entry) = node.entries().first() {
             self.bad_argument(
@@ -827,7 +815,7 @@ impl Reader<'_> {
             max_context_tokens: None,
             rules: Vec::new(),
         };
-        let mut once = Once::new(format!("the `llm` step of task `{task}`"));
+        let mut once = Once::new(Within::LlmStep(task));
         for child in children(node) {
             let key = child.name().value();
             if let Some(&setting) = LLM_SETTINGS.iter().find(|&&s| s == key) {
@@ -848,7 +836,7 @@ impl Reader<'_> {
                 "prompt-file" => step.prompt_file = self.one_string(child),
                 "system" => step.system = self.one_string(child),
                 "system-file" => step.system_file = self.one_string(child),
-                "context" => step.context.extend(self.strings(child)),
+                "context" => self.strings(child, &mut step.context),
                 "output" => step.output = self.one_string(child),
                 "extract" => {
                     step.extract = self.one_string(child);
@@ -868,7 +856,7 @@ impl Reader<'_> {
                 "check" => step.check = self.one_string(child),
                 "attempts" => step.attempts = self.one_u32(child),
                 "max-context-tokens" => step.max_context_tokens = self.one_u32(child),
-                "rules" => step.rules.extend(self.strings(child)),
+                "rules" => self.strings(child, &mut step.rules),
                 _ => {
                     let mut valid = LLM_STEP.to_vec();
                     valid.extend(LLM_SETTINGS);
@@ -903,7 +891,7 @@ impl Reader<'_> {
         step
     }
 
-    fn coverage(&mut self, node: &KdlNode) -> Option<CoverageDecl> {
+    fn coverage(&mut self, node: Node<'_, '_>) -> Option<CoverageDecl> {
         let mut path = None;
         let mut decl_fail_under = None;
         let mut show_missing = true;
@@ -918,17 +906,17 @@ impl Reader<'_> {
                 continue;
             };
             match (name.value(), entry.value()) {
-                ("fail-under", KdlValue::Integer(n)) if (0..=100).contains(n) => {
+                ("fail-under", Value::Integer(n)) if (0..=100).contains(n) => {
                     decl_fail_under = Some(Spanned::new(*n as f64, entry.span()));
                 }
-                ("fail-under", KdlValue::Float(f)) if (0.0..=100.0).contains(f) => {
+                ("fail-under", Value::Float(f)) if (0.0..=100.0).contains(f) => {
                     decl_fail_under = Some(Spanned::new(*f, entry.span()));
                 }
                 ("fail-under", _) => {
                     self.bad_argument(node, "takes `fail-under` from 0 to 100", entry, "here");
                 }
-                ("show-missing", KdlValue::Bool(b)) => show_missing = *b,
-                ("skip-covered", KdlValue::Bool(b)) => skip_covered = *b,
+                ("show-missing", Value::Bool(b)) => show_missing = *b,
+                ("skip-covered", Value::Bool(b)) => skip_covered = *b,
                 ("show-missing" | "skip-covered", _) => {
                     self.bad_argument(node, "takes #true or #false", entry, "not a boolean");
                 }
@@ -947,7 +935,7 @@ impl Reader<'_> {
         })
     }
 
-    fn env(&mut self, node: &KdlNode, env: &mut BTreeMap<String, Spanned<String>>) {
+    fn env(&mut self, node: Node<'_, '_>, env: &mut BTreeMap<String, Spanned<String>>) {
         if node.entries().is_empty() {
             self.bad_argument_node(node, "takes one or more KEY=\"value\" properties");
         }
@@ -962,11 +950,11 @@ impl Reader<'_> {
                 continue;
             };
             let value = match entry.value() {
-                KdlValue::String(s) => s.clone(),
-                KdlValue::Integer(i) => i.to_string(),
-                KdlValue::Float(f) => f.to_string(),
-                KdlValue::Bool(b) => b.to_string(),
-                KdlValue::Null => {
+                Value::String(s) => s.to_string(),
+                Value::Integer(i) => i.to_string(),
+                Value::Float(f) => f.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Null => {
                     self.bad_argument(node, "takes string values", entry, "#null");
                     continue;
                 }
@@ -991,18 +979,22 @@ impl Reader<'_> {
         }
     }
 
-    fn strings(&mut self, node: &KdlNode) -> Vec<Spanned<String>> {
+    /// The node's strings, added to `out` (which grows once, to its exact length).
+    fn strings(&mut self, node: Node<'_, '_>, out: &mut Vec<Spanned<String>>) {
         self.no_props(node);
         if node.entries().is_empty() {
             self.bad_argument_node(node, "takes one or more strings");
         }
-        node.entries()
-            .iter()
-            .filter_map(|entry| self.string_entry(node, entry, "takes strings"))
-            .collect()
+        // Exact for the first list; a repeated node (`deps` on several lines) grows as usual.
+        if out.is_empty() {
+            out.reserve_exact(node.entries().len());
+        }
+        for entry in node.entries() {
+            out.extend(self.string_entry(node, entry, "takes strings"));
+        }
     }
 
-    fn one_string(&mut self, node: &KdlNode) -> Option<Spanned<String>> {
+    fn one_string(&mut self, node: Node<'_, '_>) -> Option<Spanned<String>> {
         self.no_props(node);
         match node.entries() {
             [entry] => self.string_entry(node, entry, "takes one string"),
@@ -1017,11 +1009,11 @@ impl Reader<'_> {
         }
     }
 
-    fn one_bool(&mut self, node: &KdlNode) -> Option<Spanned<bool>> {
+    fn one_bool(&mut self, node: Node<'_, '_>) -> Option<Spanned<bool>> {
         self.no_props(node);
         match node.entries() {
             [entry] => match entry.value() {
-                KdlValue::Bool(b) => Some(Spanned::new(*b, entry.span())),
+                Value::Bool(b) => Some(Spanned::new(*b, entry.span())),
                 other => {
                     self.bad_argument(node, "takes #true or #false", entry, &describe(other));
                     None
@@ -1035,14 +1027,14 @@ impl Reader<'_> {
     }
 
     /// `sandbox #true`, `#false` or `"required"`.
-    fn sandbox(&mut self, node: &KdlNode) -> Option<Spanned<SandboxDecl>> {
+    fn sandbox(&mut self, node: Node<'_, '_>) -> Option<Spanned<SandboxDecl>> {
         self.no_props(node);
         const TAKES: &str = "takes #true, #false or \"required\"";
         match node.entries() {
             [entry] => match entry.value() {
-                KdlValue::Bool(true) => Some(Spanned::new(SandboxDecl::On, entry.span())),
-                KdlValue::Bool(false) => Some(Spanned::new(SandboxDecl::Off, entry.span())),
-                KdlValue::String(s) if s == "required" => {
+                Value::Bool(true) => Some(Spanned::new(SandboxDecl::On, entry.span())),
+                Value::Bool(false) => Some(Spanned::new(SandboxDecl::Off, entry.span())),
+                Value::String(s) if s == "required" => {
                     Some(Spanned::new(SandboxDecl::Required, entry.span()))
                 }
                 other => {
@@ -1057,11 +1049,11 @@ impl Reader<'_> {
         }
     }
 
-    fn one_u32(&mut self, node: &KdlNode) -> Option<Spanned<u32>> {
+    fn one_u32(&mut self, node: Node<'_, '_>) -> Option<Spanned<u32>> {
         self.no_props(node);
         match node.entries() {
             [entry] => match entry.value() {
-                KdlValue::Integer(i) => match u32::try_from(*i) {
+                Value::Integer(i) => match u32::try_from(*i) {
                     Ok(n) => Some(Spanned::new(n, entry.span())),
                     Err(_) => {
                         self.bad_argument(node, "takes a whole number ≥ 0", entry, "out of range");
@@ -1082,12 +1074,12 @@ impl Reader<'_> {
 
     fn string_entry(
         &mut self,
-        node: &KdlNode,
-        entry: &KdlEntry,
+        node: Node<'_, '_>,
+        entry: &Entry<'_>,
         expected: &str,
     ) -> Option<Spanned<String>> {
         match entry.value() {
-            KdlValue::String(s) => Some(Spanned::new(s.clone(), entry.span())),
+            Value::String(s) => Some(Spanned::new(s.to_string(), entry.span())),
             other => {
                 self.bad_argument(node, expected, entry, &describe(other));
                 None
@@ -1095,7 +1087,7 @@ impl Reader<'_> {
         }
     }
 
-    fn no_props(&mut self, node: &KdlNode) {
+    fn no_props(&mut self, node: Node<'_, '_>) {
         for entry in node.entries() {
             if let Some(name) = entry.name() {
                 self.unknown_property(node, name.value(), entry, &[]);
@@ -1103,7 +1095,7 @@ impl Reader<'_> {
         }
     }
 
-    fn no_children(&mut self, node: &KdlNode) {
+    fn no_children(&mut self, node: Node<'_, '_>) {
         if let Some(children) = node.children() {
             self.errors.push(Error::BadArgument {
                 node: node.name().value().to_owned(),
@@ -1115,7 +1107,7 @@ impl Reader<'_> {
         }
     }
 
-    fn unknown_node(&mut self, node: &KdlNode, context: &'static str, valid: &[&str]) {
+    fn unknown_node(&mut self, node: Node<'_, '_>, context: &'static str, valid: &[&str]) {
         let name = node.name().value();
         let shown = self.shown(name, node.name().span());
         if shown != name {
@@ -1130,7 +1122,13 @@ impl Reader<'_> {
         });
     }
 
-    fn unknown_property(&mut self, node: &KdlNode, name: &str, entry: &KdlEntry, valid: &[&str]) {
+    fn unknown_property(
+        &mut self,
+        node: Node<'_, '_>,
+        name: &str,
+        entry: &Entry<'_>,
+        valid: &[&str],
+    ) {
         let help = if valid.is_empty() {
             format!("`{}` takes no properties", node.name().value())
         } else {
@@ -1149,7 +1147,7 @@ impl Reader<'_> {
         });
     }
 
-    fn bad_argument(&mut self, node: &KdlNode, expected: &str, entry: &KdlEntry, found: &str) {
+    fn bad_argument(&mut self, node: Node<'_, '_>, expected: &str, entry: &Entry<'_>, found: &str) {
         self.errors.push(Error::BadArgument {
             node: node.name().value().to_owned(),
             expected: expected.to_owned(),
@@ -1159,7 +1157,7 @@ impl Reader<'_> {
         });
     }
 
-    fn bad_argument_node(&mut self, node: &KdlNode, expected: &str) {
+    fn bad_argument_node(&mut self, node: Node<'_, '_>, expected: &str) {
         self.errors.push(Error::BadArgument {
             node: node.name().value().to_owned(),
             expected: expected.to_owned(),
@@ -1210,31 +1208,91 @@ const SINGLE_LLM_STEP_CHILDREN: &[&str] = &[
     "max-context-tokens",
 ];
 
+/// The placeholders a field may use: `{{root}}`, the file ones in a `for-each` task, and
+/// the field's own.
+#[derive(Debug, Clone, Copy)]
+struct Available {
+    for_each: bool,
+    extra: &'static [&'static str],
+}
+
+impl Available {
+    fn contains(self, name: &str) -> bool {
+        name == "root"
+            || (self.for_each && placeholders::FOR_EACH.contains(&name))
+            || self.extra.contains(&name)
+    }
+
+    /// All of them, in the order suggestions are looked for.
+    fn names(self) -> Vec<&'static str> {
+        let mut names = vec!["root"];
+        if self.for_each {
+            names.extend(placeholders::FOR_EACH);
+        }
+        names.extend(self.extra);
+        names
+    }
+}
+
 /// The single-valued names met so far in one node, and where.
-struct Once {
-    node: String,
+struct Once<'n> {
+    within: Within<'n>,
     seen: BTreeMap<String, SourceSpan>,
 }
 
-impl Once {
-    fn new(node: impl Into<String>) -> Once {
+impl<'n> Once<'n> {
+    fn new(within: Within<'n>) -> Once<'n> {
         Once {
-            node: node.into(),
+            within,
             seen: BTreeMap::new(),
         }
     }
 }
 
-fn children(node: &KdlNode) -> impl Iterator<Item = &KdlNode> {
+/// The node whose children [`Once`] watches, as a message names it (written out only for
+/// an error: formatting it for every task was an allocation per task).
+#[derive(Debug, Clone, Copy)]
+enum Within<'n> {
+    File,
+    CacheBlock,
+    LlmBlock,
+    Task(&'n str),
+    LlmStep(&'n str),
+}
+
+impl fmt::Display for Within<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Within::File => f.write_str("the file"),
+            Within::CacheBlock => f.write_str("the `cache` block"),
+            Within::LlmBlock => f.write_str("the `llm` block"),
+            Within::Task(task) => write!(f, "task `{task}`"),
+            Within::LlmStep(task) => write!(f, "the `llm` step of task `{task}`"),
+        }
+    }
+}
+
+/// The node's one argument, when it is a string, borrowed from the tree.
+fn only_string<'t>(node: Node<'t, '_>) -> Option<&'t str> {
+    match node.entries() {
+        [entry] => match entry.value() {
+            Value::String(value) => Some(value),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn children<'t, 'a>(node: Node<'t, 'a>) -> impl Iterator<Item = Node<'t, 'a>> {
     node.children().into_iter().flat_map(|doc| doc.nodes())
 }
 
-fn describe(value: &KdlValue) -> String {
+fn describe(value: &Value<'_>) -> String {
     match value {
-        KdlValue::String(_) => "a string".into(),
-        KdlValue::Integer(_) | KdlValue::Float(_) => "a number".into(),
-        KdlValue::Bool(_) => "a boolean".into(),
-        KdlValue::Null => "#null".into(),
+        Value::String(_) => "a string".into(),
+        Value::Integer(_) | Value::Float(_) => "a number".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Null => "#null".into(),
     }
 }
 
@@ -1723,12 +1781,16 @@ task "t" {
             .stack_size(256 << 20)
             .spawn({
                 let text = text.clone();
-                move || KdlDocument::parse(&text).map_err(Unread::from)
+                move || {
+                    KdlDocument::parse(&text)
+                        .map(|document| read_task_file(&source, Ok(Tree::from_document(&document))))
+                        .map_err(Unread::from)
+                }
             })
             .unwrap()
             .join()
             .unwrap();
-        let whole = read_task_file(source, whole).expect("parses");
+        let whole = whole.expect("kdl parses").expect("parses");
         assert_eq!(
             serde_json::to_value(&pieced).unwrap(),
             serde_json::to_value(&whole).unwrap()

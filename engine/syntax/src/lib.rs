@@ -47,6 +47,7 @@ mod kdl;
 mod outline;
 pub mod parse_cache;
 pub mod placeholders;
+mod tree;
 
 use std::{collections::BTreeMap, time::Duration};
 
