@@ -882,7 +882,7 @@ fn make_node(
             None => None,
         };
         NodeKind::Llm(Box::new(LlmNode {
-            decl: llm.clone(),
+            decl: (**llm).clone(),
             output,
             context: render_all(&llm.context),
             prompt_file: llm.prompt_file.as_ref().map(|f| located_pattern(&f.value)),

@@ -705,7 +705,7 @@ impl Reader<'_> {
                 "for-each" => self.strings(child, &mut task.for_each),
                 "junit" => task.junit = self.one_string(child),
                 "coverage" => task.coverage = self.coverage(child),
-                "llm" => task.llm = Some(self.llm_step(child, &name.value)),
+                "llm" => task.llm = Some(Box::new(self.llm_step(child, &name.value))),
                 _ => self.unknown_node(child, "task child", TASK_CHILDREN),
             }
         }

@@ -170,7 +170,7 @@ pub struct TaskDecl {
     /// `coverage "PATH" fail-under=N`: a coverage report and its gate.
     pub coverage: Option<CoverageDecl>,
     /// `llm { … }`: the task is an LLM step.
-    pub llm: Option<LlmStepDecl>,
+    pub llm: Option<Box<LlmStepDecl>>,
 }
 
 /// `coverage "PATH" fail-under=80 show-missing=#true skip-covered=#true`.
