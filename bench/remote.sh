@@ -17,6 +17,10 @@
 #   BENCH_DIR=/some/dir REUSE=1 ...     # keep the workspaces, and on the next run reuse them and
 #                                       # turbo's populated cache (its populating run is ~25 min
 #                                       # on 2 cores); clab's entries are always written afresh
+#   SKIP_TURBO=1 ...                    # clab's two rows only, for iterating (no turbo, no
+#                                       # turborepo-remote-cache, no populate run of 5+ min);
+#                                       # results go to the bench directory and print, and
+#                                       # bench/results/ and docs/benchmarks.md stay as they are
 #
 # Every restore is checked, not assumed: before each timed run the previous run's outputs
 # are compared byte for byte with the populating build's (clab's out/ for all three tools:
@@ -32,6 +36,7 @@ set -euo pipefail
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 repo=$(cd "$(dirname "$0")/.." && pwd)
 results="$repo/bench/results"
+SKIP_TURBO=${SKIP_TURBO:-}
 
 # ---------------------------------------------------------------------------------------
 # `remote.sh prepare KIND W` and `remote.sh verify KIND W`: hyperfine's prepare step and the
@@ -88,15 +93,15 @@ TASKS=${TASKS:-2000}
 FILES=${FILES:-20}
 SIZE=${SIZE:-4096}
 LAYERS=${LAYERS:-10}
-mkdir -p "$results"
-
-for tool in hyperfine python3 node turbo turborepo-remote-cache; do
+tools=(hyperfine python3)
+[ -n "$SKIP_TURBO" ] || tools+=(node turbo turborepo-remote-cache)
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null || { echo "bench/remote.sh: $tool is missing" >&2; exit 2; }
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "bench/remote.sh: nginx is missing (apt-get install -y nginx)" >&2; exit 2; }
 # turbo's npm package is a node launcher of a native binary: time the binary itself.
-TURBO=$(node -e 'try { const p = require.resolve("@turbo/linux-64/bin/turbo", { paths: [require("path").dirname(require("fs").realpathSync(process.argv[1]))] }); console.log(p) } catch { console.log(process.argv[1]) }' "$(command -v turbo)")
+[ -n "$SKIP_TURBO" ] || TURBO=$(node -e 'try { const p = require.resolve("@turbo/linux-64/bin/turbo", { paths: [require("path").dirname(require("fs").realpathSync(process.argv[1]))] }); console.log(p) } catch { console.log(process.argv[1]) }' "$(command -v turbo)")
 
 if [ -z "${CLAB:-}" ]; then
     echo "== building clab (release)"
@@ -110,6 +115,8 @@ if [ -z "${BENCH_DIR:-}" ]; then
     [ -n "${KEEP:-}" ] || cleanup_dir=$BENCH_DIR
 fi
 W="$BENCH_DIR/remote"
+# A run without turbo is not the page's measurement: its results stay in the bench directory.
+[ -z "$SKIP_TURBO" ] || results="$W/results"
 pids=()
 cleanup() {
     local pid
@@ -125,7 +132,7 @@ if [ -n "${REUSE:-}" ] && [ -e "$W/turbo-populated" ] &&
 else
     rm -rf "$W"
 fi
-mkdir -p "$W"
+mkdir -p "$W" "$results"
 echo "workspaces in $W${reusing:+ (reused, with the populated turbo cache)}"
 
 free_port() {
@@ -202,17 +209,20 @@ if [ -z "$reusing" ]; then
     echo "== generating $TASKS tasks x $FILES files x $SIZE bytes, $LAYERS layers"
     python3 "$repo/bench/gen.py" --out "$W/src" --tasks "$TASKS" --files "$FILES" --size "$SIZE" \
         --layers "$LAYERS"
-    python3 "$repo/bench/gen_turbo.py" --from "$W/src" --out "$W/turbo-src" \
+    [ -n "$SKIP_TURBO" ] || python3 "$repo/bench/gen_turbo.py" --from "$W/src" --out "$W/turbo-src" \
         --npm-version "$(npm --version 2>/dev/null || echo 10.0.0)"
     echo "$TASKS $FILES $SIZE $LAYERS" >"$W/workload"
 fi
 
 start_nginx
-start_turbo_cache
-echo "nginx at $NGINX_URL, turborepo-remote-cache at $TURBO_API_URL"
+echo "nginx at $NGINX_URL"
+if [ -z "$SKIP_TURBO" ]; then
+    start_turbo_cache
+    echo "turborepo-remote-cache at $TURBO_API_URL"
+fi
 
 clab_env=(env "CLAB_REMOTE_CACHE=$NGINX_URL")
-turbo_env=(env "TURBO_API=$TURBO_API_URL" "TURBO_TOKEN=$TURBO_TOKEN_VALUE"
+turbo_env=(env "TURBO_API=${TURBO_API_URL:-}" "TURBO_TOKEN=$TURBO_TOKEN_VALUE"
     "TURBO_TEAM=$TURBO_TEAM_VALUE" TURBO_TELEMETRY_DISABLED=1)
 turbo_args=(run build --ui=stream --output-logs=none)
 
@@ -223,8 +233,8 @@ cp -a "$W/src" "$W/local"
 "${clab_env[@]}" "$CLAB" -C "$W/local" -q run all -j2
 cp -a "$W/local/out" "$W/ref-out"
 echo "nginx holds $(find "$W/nginx/data" -type f | wc -l) objects"
-# turbo: one run of the monorepo writing the remote only (unless reused).
-if [ -z "$reusing" ]; then
+# turbo: one run of the monorepo writing the remote only (unless skipped, or reused).
+if [ -z "$SKIP_TURBO" ] && [ -z "$reusing" ]; then
     cp -a "$W/turbo-src" "$W/turbo-fresh"
     "${turbo_env[@]}" "$TURBO" --cwd "$W/turbo-fresh" "${turbo_args[@]}" --cache=remote:rw \
         --cache-dir="$W/turbo-fresh/.turbo/cache" | tee "$W/turbo-populate.log" | tail -4
@@ -233,17 +243,21 @@ if [ -z "$reusing" ]; then
     verify turbo "$W" # turbo's packages write the same bytes as clab's tasks
     : >"$W/turbo-populated"
 fi
-echo "turborepo-remote-cache holds $(find "$W/turbo-cache/data" -type f | wc -l) artifacts"
+[ -n "$SKIP_TURBO" ] ||
+    echo "turborepo-remote-cache holds $(find "$W/turbo-cache/data" -type f | wc -l) artifacts"
 
 # ---------------------------------------------------------------------------------------
 local_cmd="$CLAB -C $W/local -q run all -j2"
 remote_cmd="${clab_env[*]} $CLAB -C $W/fresh -q run all -j2"
-turbo_cmd="${turbo_env[*]} $TURBO --cwd $W/turbo-fresh ${turbo_args[*]} --cache=remote:r --cache-dir=$W/turbo-fresh/.turbo/cache"
+turbo_cmd="${turbo_env[*]} ${TURBO:-turbo} --cwd $W/turbo-fresh ${turbo_args[*]} --cache=remote:r --cache-dir=$W/turbo-fresh/.turbo/cache"
 names=("clab, local restore" "clab, remote restore (nginx)" "turbo, remote restore")
+kinds=(local remote turbo)
+[ -z "$SKIP_TURBO" ] || kinds=(local remote)
 {
     printf '%s\t%s\n' prepare "bash bench/remote.sh prepare local \$W" "${names[0]}" "$local_cmd"
     printf '%s\t%s\n' prepare "bash bench/remote.sh prepare remote \$W" "${names[1]}" "$remote_cmd"
-    printf '%s\t%s\n' prepare "bash bench/remote.sh prepare turbo \$W" "${names[2]}" "$turbo_cmd"
+    [ -n "$SKIP_TURBO" ] ||
+        printf '%s\t%s\n' prepare "bash bench/remote.sh prepare turbo \$W" "${names[2]}" "$turbo_cmd"
 } >"$results/remote.cmds"
 
 {
@@ -252,37 +266,50 @@ names=("clab, local restore" "clab, remote restore (nginx)" "turbo, remote resto
     echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "commit=$(cd "$repo" && git rev-parse --short HEAD)$(cd "$repo" && git diff --quiet HEAD -- engine cli || echo '+dirty')"
     echo "clab=$($CLAB --version 2>/dev/null || echo '?')"
-    echo "turbo=$("$TURBO" --version)"
-    echo "turborepo-remote-cache=$(node -p 'require(require("path").dirname(require("fs").realpathSync(process.argv[1])) + "/../package.json").version' "$(command -v turborepo-remote-cache)" 2>/dev/null || echo '?')"
+    if [ -n "$SKIP_TURBO" ]; then
+        echo "turbo=skipped (SKIP_TURBO=1)"
+    else
+        echo "turbo=$("$TURBO" --version)"
+        echo "turborepo-remote-cache=$(node -p 'require(require("path").dirname(require("fs").realpathSync(process.argv[1])) + "/../package.json").version' "$(command -v turborepo-remote-cache)" 2>/dev/null || echo '?')"
+        echo "node=$(node --version)"
+    fi
     echo "nginx=$("$NGINX" -v 2>&1 | sed 's/.*version: //')"
-    echo "node=$(node --version)"
     echo "hyperfine=$(hyperfine --version)"
     echo "workload=$TASKS tasks x $FILES files x $SIZE bytes, $LAYERS layers"
-    echo "objects=$(find "$W/nginx/data" -type f | wc -l) on nginx ($(du -sm "$W/nginx/data" | cut -f1) MB), $(find "$W/turbo-cache/data" -type f | wc -l) on turborepo-remote-cache ($(du -sm "$W/turbo-cache/data" | cut -f1) MB)"
+    objects="$(find "$W/nginx/data" -type f | wc -l) on nginx ($(du -sm "$W/nginx/data" | cut -f1) MB)"
+    [ -n "$SKIP_TURBO" ] ||
+        objects+=", $(find "$W/turbo-cache/data" -type f | wc -l) on turborepo-remote-cache ($(du -sm "$W/turbo-cache/data" | cut -f1) MB)"
+    echo "objects=$objects"
     echo "runs=$RUNS (+$WARMUP warmup)"
     echo "load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$results/remote-machine.txt"
 
 echo "== measuring"
 rm -f "$W"/*.ran
+commands=()
+for i in "${!kinds[@]}"; do
+    kind=${kinds[$i]}
+    cmd_var=${kind}_cmd
+    commands+=(--prepare "bash $self prepare $kind $W" -n "${names[$i]}" "${!cmd_var}")
+done
 hyperfine -N --style basic --output=inherit --warmup "$WARMUP" --runs "$RUNS" \
     --export-json "$results/remote.json" \
-    --prepare "bash $self prepare local $W" -n "${names[0]}" "$local_cmd" \
-    --prepare "bash $self prepare remote $W" -n "${names[1]}" "$remote_cmd" \
-    --prepare "bash $self prepare turbo $W" -n "${names[2]}" "$turbo_cmd" \
+    "${commands[@]}" \
     >"$W/hyperfine.log" 2>&1 || { tail -40 "$W/hyperfine.log" >&2; exit 1; }
 echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$results/remote-machine.txt"
-for kind in local remote turbo; do verify "$kind" "$W"; done
+for kind in "${kinds[@]}"; do verify "$kind" "$W"; done
 
 # Every run's own summary: nothing ran, everything came from where it should.
-python3 - "$W/hyperfine.log" "$TASKS" "$((RUNS + WARMUP))" "$results/remote-check.txt" <<'PY'
+python3 - "$W/hyperfine.log" "$TASKS" "$((RUNS + WARMUP))" "$results/remote-check.txt" "${kinds[@]}" <<'PY'
 import re, sys
 log, n, runs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+kinds = sys.argv[5:]
 expect = {
     "local": re.compile(rf"^{n} tasks: 0 ran, {n} cached in "),
     "remote": re.compile(rf"^{n} tasks: 0 ran, {n} cached \({n} remote\) in "),
     "turbo": re.compile(rf"^\s*Cached:\s+{n} cached, {n} total"),
 }
+expect = {k: v for k, v in expect.items() if k in kinds}
 summary = re.compile(r"^(\d+ tasks: |\s*Cached:\s)")
 kind, seen, good, bad = None, {}, {k: 0 for k in expect}, []
 for line in open(log, errors="replace"):
@@ -306,6 +333,6 @@ grep -E '^(Benchmark|  Time|  Range|    [0-9.]+ ± )' "$W/hyperfine.log" || true
 # The log of the last run of each (the verification of every run is above).
 cp "$W/hyperfine.log" "$results/remote.log"
 
-if [ -z "${NO_RENDER:-}" ]; then
+if [ -z "${NO_RENDER:-}" ] && [ -z "$SKIP_TURBO" ]; then
     python3 "$repo/bench/render.py" "$results" "$repo/docs/benchmarks.md"
 fi

@@ -28,9 +28,9 @@ use clab_plan::{
     inputs::{InputFile, expand_outputs},
     outputs::digest_entries,
 };
-use clab_remote::{Fetch, MissReason};
+use clab_remote::{Fetch, Fetched, MissReason};
 use clab_store::{
-    Digest, KeyLock,
+    Digest, KeyLock, VerifiedBlob,
     cached_result::{CachedResult, OutputEntry},
 };
 use rayon::prelude::*;
@@ -554,18 +554,22 @@ impl Runner {
         let mut restores = Vec::with_capacity(keys.len());
         for (index, first) in firsts.iter_mut().enumerate() {
             if let First::Remote(_) = first {
-                let fetch = fetched
-                    .next()
-                    .unwrap_or(Fetch::Miss(MissReason::Unavailable));
+                let fetched = fetched.next().unwrap_or_else(|| Fetched {
+                    fetch: Fetch::Miss(MissReason::Unavailable),
+                    downloaded: HashMap::new(),
+                });
                 let taken = std::mem::replace(first, First::Settled(None));
                 if let First::Remote(keyed) = taken {
-                    restores.push((index, ids[index], keyed, fetch));
+                    restores.push((index, ids[index], keyed, fetched));
                 }
             }
         }
-        let then = |(index, id, keyed, fetch): (usize, NodeId, Box<Keyed>, Fetch)| {
-            let outcome = match fetch {
-                Fetch::Hit(result) => self.restore_found(id, &keyed, result, true),
+        let then = |(index, id, keyed, fetched): (usize, NodeId, Box<Keyed>, Fetched)| {
+            let outcome = match fetched.fetch {
+                // The blobs it downloaded are written from memory, not read back.
+                Fetch::Hit(result) => {
+                    self.restore_found_from(id, &keyed, result, true, &fetched.downloaded)
+                }
                 Fetch::Miss(_) => None,
             };
             if outcome.is_none() {
@@ -608,9 +612,24 @@ impl Runner {
         result: CachedResult,
         remote: bool,
     ) -> Option<Outcome> {
+        self.restore_found_from(id, keyed, result, remote, &HashMap::new())
+    }
+
+    /// [`restore_found`](Self::restore_found) with the blobs just downloaded for it
+    /// (verified; see [`Store::restore_outputs_from`]).
+    ///
+    /// [`Store::restore_outputs_from`]: clab_store::Store::restore_outputs_from
+    fn restore_found_from(
+        &self,
+        id: NodeId,
+        keyed: &Keyed,
+        result: CachedResult,
+        remote: bool,
+        downloaded: &HashMap<Digest, VerifiedBlob>,
+    ) -> Option<Outcome> {
         let store = self.cx.store()?;
         let node = self.cx.node(id);
-        let report = match store.restore_outputs(self.cx.graph.root(), &result) {
+        let report = match store.restore_outputs_from(self.cx.graph.root(), &result, downloaded) {
             Ok(report) => report,
             Err(err) => {
                 self.cx.warn(format!(

@@ -43,6 +43,7 @@ use std::time::SystemTime;
 
 use super::Error;
 use super::digest::Digest;
+use super::verified_blob::VerifiedBlob;
 
 /// The version of the on-disk CAS layout described in this module's documentation.
 pub const CAS_VERSION: u32 = 1;
@@ -108,9 +109,21 @@ impl Cas {
     /// Stores `bytes`, returning their digest. Idempotent.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, Error> {
         let digest = Digest::of_bytes(bytes);
-        let dest = self.path_of(&digest);
+        self.put_hashed(&digest, bytes)?;
+        Ok(digest)
+    }
+
+    /// Stores a blob already verified in memory (a download), without hashing it again.
+    /// Idempotent.
+    pub fn put_verified(&self, blob: &VerifiedBlob) -> Result<(), Error> {
+        self.put_hashed(blob.digest(), blob.bytes())
+    }
+
+    /// Stores `bytes`, which hash to `digest`.
+    fn put_hashed(&self, digest: &Digest, bytes: &[u8]) -> Result<(), Error> {
+        let dest = self.path_of(digest);
         if self.refresh_existing(&dest, bytes.len() as u64) {
-            return Ok(digest);
+            return Ok(());
         }
         // The digest is known first: write beside the blob's final name, so the rename stays
         // within one directory.
@@ -118,8 +131,7 @@ impl Cas {
         let mut temp = self.temp_file_in(shard)?;
         temp.write_all(bytes)
             .map_err(|source| Error::io("write", temp.path(), source))?;
-        self.finish(temp, &digest)?;
-        Ok(digest)
+        self.finish(temp, digest)
     }
 
     /// Stores the file at `path` (read once: copied to a temp file while hashing), returning its
@@ -204,12 +216,45 @@ impl Cas {
     ) -> Result<(File, RestoreTemp), Error> {
         let path = self.path_of(digest);
         let mut blob = File::open(&path).map_err(|source| Error::blob_io(digest, &path, source))?;
+        self.restore_with(digest, dest, mode, temp_in, |temp, temp_path| {
+            copy_verified(&mut blob, &path, digest, temp, temp_path).map(drop)
+        })
+    }
+
+    /// [`restore`](Self::restore) of a blob in memory, verified when it was made: written
+    /// as it is, nothing read from the CAS or hashed (a download restored at once; the CAS
+    /// holds the blob too, or will).
+    pub fn restore_verified(
+        &self,
+        blob: &VerifiedBlob,
+        dest: &Path,
+        mode: u32,
+        temp_in: RestoreTemp,
+    ) -> Result<(File, RestoreTemp), Error> {
+        self.restore_with(blob.digest(), dest, mode, temp_in, |temp, temp_path| {
+            temp.write_all(blob.bytes())
+                .map_err(|source| Error::io("write", temp_path, source))
+        })
+    }
+
+    /// [`restore`](Self::restore) with the blob's bytes written into the temp file by `fill`.
+    fn restore_with(
+        &self,
+        digest: &Digest,
+        dest: &Path,
+        mode: u32,
+        temp_in: RestoreTemp,
+        fill: impl FnOnce(&mut File, &Path) -> Result<(), Error>,
+    ) -> Result<(File, RestoreTemp), Error> {
         let mut temp = match temp_in {
-            RestoreTemp::Shard => self.temp_file_in(path.parent().unwrap_or(&self.root))?,
+            RestoreTemp::Shard => {
+                let path = self.path_of(digest);
+                self.temp_file_in(path.parent().unwrap_or(&self.root))?
+            }
             RestoreTemp::Beside => temp_file_beside(dest)?,
         };
         let temp_path = temp.path().to_owned();
-        copy_verified(&mut blob, &path, digest, temp.as_file_mut(), &temp_path)?;
+        fill(temp.as_file_mut(), &temp_path)?;
         temp.as_file()
             .set_permissions(fs::Permissions::from_mode(mode))
             .map_err(|source| Error::io("set the mode of", &temp_path, source))?;
@@ -588,6 +633,39 @@ mod tests {
                 assert_eq!(cas.read(&digest).unwrap(), data);
             }
         }
+        let leftover: Vec<String> = files_below(dir.path())
+            .into_iter()
+            .filter(|name| name.contains("tmp"))
+            .collect();
+        assert!(leftover.is_empty(), "{leftover:?}");
+    }
+
+    #[test]
+    fn a_verified_blob_is_stored_and_restored_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(dir.path().join("cas"));
+        let data: Vec<u8> = (0..82_000u32).map(|i| (i % 251) as u8).collect();
+        let digest = Digest::of_bytes(&data);
+        let blob = VerifiedBlob::verify(bytes::Bytes::from(data.clone()), &digest).unwrap();
+        // Restored before the CAS holds it: the bytes come from memory, not from the CAS.
+        let dest = dir.path().join("out/t.bin");
+        for temp_in in [RestoreTemp::Shard, RestoreTemp::Beside] {
+            let (file, used) = cas.restore_verified(&blob, &dest, 0o640, temp_in).unwrap();
+            assert_eq!(used, temp_in);
+            assert_eq!(fs::read(&dest).unwrap(), data);
+            assert_eq!(
+                file.metadata().unwrap().permissions().mode() & 0o7777,
+                0o640
+            );
+        }
+        assert!(!cas.contains(&digest));
+        // Stored as `put_bytes` would store it, and read back verified.
+        cas.put_verified(&blob).unwrap();
+        assert_eq!(
+            cas.path_of(&digest),
+            cas.path_of(&cas.put_bytes(&data).unwrap())
+        );
+        assert_eq!(cas.read(&digest).unwrap(), data);
         let leftover: Vec<String> = files_below(dir.path())
             .into_iter()
             .filter(|name| name.contains("tmp"))

@@ -53,6 +53,7 @@ pub mod digest;
 pub mod key_lock;
 pub mod run_record;
 pub mod stat_cache;
+pub mod verified_blob;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
@@ -76,6 +77,7 @@ use clab_model::llm_call::{CallOutcome, LlmCall};
 pub use digest::Digest;
 pub use key_lock::KeyLock;
 pub use run_record::RunRecord;
+pub use verified_blob::VerifiedBlob;
 
 use crate::stat_cache::{FileStat, StatCache, StatEntry, now_ns};
 
@@ -991,6 +993,19 @@ impl Store {
         root: &Path,
         result: &CachedResult,
     ) -> Result<RestoreReport, Error> {
+        self.restore_outputs_from(root, result, &HashMap::new())
+    }
+
+    /// [`restore_outputs`](Self::restore_outputs), with the blobs of `downloaded` (by
+    /// digest; bytes just downloaded and verified) written from memory
+    /// ([`Cas::restore_verified`]) instead of read back from the CAS and hashed again. The
+    /// other outputs come from the CAS as always.
+    pub fn restore_outputs_from(
+        &self,
+        root: &Path,
+        result: &CachedResult,
+        downloaded: &HashMap<Digest, VerifiedBlob>,
+    ) -> Result<RestoreReport, Error> {
         let stat_cache = self.stat_cache()?;
         let root = absolute_root(root)?;
         let root = root.as_path();
@@ -1008,7 +1023,12 @@ impl Store {
             } else {
                 RestoreTemp::Shard
             };
-            let (file, used) = self.cas.restore(&output.hash, &abs, output.mode, temp_in)?;
+            let (file, used) = match downloaded.get(&output.hash) {
+                Some(blob) => self
+                    .cas
+                    .restore_verified(blob, &abs, output.mode, temp_in)?,
+                None => self.cas.restore(&output.hash, &abs, output.mode, temp_in)?,
+            };
             if used != temp_in {
                 // The CAS is on another file system than this output: go beside at once.
                 self.restore_beside.store(true, Ordering::Relaxed);
@@ -1890,6 +1910,48 @@ mod tests {
             })
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn restore_outputs_from_writes_downloaded_blobs_from_memory_and_the_rest_from_the_cas() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        write(dir.path(), "out/local.txt", "local", 0o644);
+        let local = store.store_output(dir.path(), "out/local.txt").unwrap();
+        // A downloaded output: verified in memory, its blob not (yet) in the CAS — so the
+        // restore can only have written it from memory.
+        let digest = Digest::of_bytes(b"downloaded");
+        let blob = VerifiedBlob::verify(bytes::Bytes::from_static(b"downloaded"), &digest).unwrap();
+        let remote = OutputEntry {
+            path: "out/remote.bin".into(),
+            hash: digest,
+            mode: 0o755,
+            size: 10,
+        };
+        let result = CachedResult::new("t", "ok", 1, vec![local, remote], None);
+        fs::remove_file(dir.path().join("out/local.txt")).unwrap();
+        let downloaded = HashMap::from([(digest, blob)]);
+
+        let report = store
+            .restore_outputs_from(dir.path(), &result, &downloaded)
+            .unwrap();
+        assert_eq!(report.restored, ["out/local.txt", "out/remote.bin"]);
+        assert_eq!(
+            fs::read(dir.path().join("out/local.txt")).unwrap(),
+            b"local"
+        );
+        let path = dir.path().join("out/remote.bin");
+        assert_eq!(fs::read(&path).unwrap(), b"downloaded");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
+        assert!(!store.cas().contains(&digest));
+        // Recorded in the stat cache as restored: the next restore keeps it untouched.
+        let again = store
+            .restore_outputs_from(dir.path(), &result, &HashMap::new())
+            .unwrap();
+        assert_eq!(again.kept, ["out/local.txt", "out/remote.bin"]);
     }
 
     trait InoForTest {
