@@ -593,6 +593,15 @@ mod tests {
     }
 
     /// Every file below `dir`, relative, sorted (temp files included).
+    /// No restore or store left a temp file anywhere below `dir`.
+    fn assert_no_temp_files(dir: &Path) {
+        let leftover: Vec<String> = files_below(dir)
+            .into_iter()
+            .filter(|name| name.contains("tmp"))
+            .collect();
+        assert!(leftover.is_empty(), "{leftover:?}");
+    }
+
     fn files_below(dir: &Path) -> Vec<String> {
         let mut found = Vec::new();
         let mut stack = vec![dir.to_owned()];
@@ -633,11 +642,7 @@ mod tests {
                 assert_eq!(cas.read(&digest).unwrap(), data);
             }
         }
-        let leftover: Vec<String> = files_below(dir.path())
-            .into_iter()
-            .filter(|name| name.contains("tmp"))
-            .collect();
-        assert!(leftover.is_empty(), "{leftover:?}");
+        assert_no_temp_files(dir.path());
     }
 
     #[test]
@@ -666,11 +671,7 @@ mod tests {
             cas.path_of(&cas.put_bytes(&data).unwrap())
         );
         assert_eq!(cas.read(&digest).unwrap(), data);
-        let leftover: Vec<String> = files_below(dir.path())
-            .into_iter()
-            .filter(|name| name.contains("tmp"))
-            .collect();
-        assert!(leftover.is_empty(), "{leftover:?}");
+        assert_no_temp_files(dir.path());
     }
 
     #[test]
