@@ -443,6 +443,8 @@ pub async fn schedule<V: Visitor>(
             && threads.started == 0
             && state.queued == 1
             && !lone
+            // (An interrupt already sent goes the usual way, through the select below.)
+            && !*interrupt.borrow()
             && let Some(id) = queue.take_lone(|id| visitor.may_visit_on_scheduler(id))
         {
             lone = true;
