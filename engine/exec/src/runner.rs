@@ -525,6 +525,10 @@ impl Runner {
                 }
             }
         };
+        let settled = |first: First| match first {
+            First::Settled(outcome) => outcome,
+            First::Remote(_) => None,
+        };
         let parallel = ids.len() >= PARALLEL_SETTLE;
         let mut firsts: Vec<First> = if parallel {
             ids.par_iter().map(|&id| first(id)).collect()
@@ -539,13 +543,7 @@ impl Runner {
             })
             .collect();
         if keys.is_empty() {
-            return firsts
-                .into_iter()
-                .map(|first| match first {
-                    First::Settled(outcome) => outcome,
-                    First::Remote(_) => None,
-                })
-                .collect();
+            return firsts.into_iter().map(settled).collect();
         }
         let timing = clab_model::phase::now();
         let fetched = remote.fetch_many(&keys, store);
@@ -582,13 +580,7 @@ impl Runner {
         } else {
             restores.into_iter().map(then).collect()
         };
-        let mut answers: Vec<Option<Outcome>> = firsts
-            .into_iter()
-            .map(|first| match first {
-                First::Settled(outcome) => outcome,
-                First::Remote(_) => None,
-            })
-            .collect();
+        let mut answers: Vec<Option<Outcome>> = firsts.into_iter().map(settled).collect();
         for (index, outcome) in outcomes {
             answers[index] = outcome;
         }

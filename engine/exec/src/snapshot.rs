@@ -422,17 +422,17 @@ fn read(file: &Path, stamp: Option<&str>) -> Option<Read> {
         }
         Some(entries)
     };
-    let holds = |r: &Range<usize>| Check::parse(&text[r.clone()]).map(|check| check.holds());
+    let holds_at = |r: &Range<usize>| Check::parse(&text[r.clone()]).map(|check| check.holds());
     let (holds, entries) = if check_lines.len() < PARALLEL_CHECKS {
         // One thread: rayon's pool would start two more, whose spinning while idle took the
         // cores from the thread loading the graph meanwhile (a 100-task no-op: the checks
         // done 4.4 ms after the file was read, the graph loaded in 2.6 ms).
-        (check_lines.iter().map(holds).collect(), parse_nodes())
+        (check_lines.iter().map(holds_at).collect(), parse_nodes())
     } else {
         let check = || {
             check_lines
                 .par_iter()
-                .map(holds)
+                .map(holds_at)
                 .collect::<Option<Vec<bool>>>()
         };
         rayon::join(check, parse_nodes)

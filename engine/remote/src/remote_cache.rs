@@ -214,6 +214,7 @@ impl RemoteCache {
         let trusted = self.trusted.clone();
         let downloads = Arc::clone(&self.downloads);
         let owned: Vec<String> = keys.to_vec();
+        let count = keys.len();
         let keep = Arc::new(AtomicU64::new(KEEP_BATCH_MAX));
         let answers = self.block_on(async move {
             let entries = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
@@ -234,12 +235,10 @@ impl RemoteCache {
                     (index, answer)
                 });
             }
-            let mut answers: Vec<Option<Result<Downloaded, Rejection>>> = Vec::new();
+            let mut answers: Vec<Option<Result<Downloaded, Rejection>>> =
+                std::iter::repeat_with(|| None).take(count).collect();
             while let Some(joined) = fetches.join_next().await {
                 if let Ok((index, answer)) = joined {
-                    if answers.len() <= index {
-                        answers.resize_with(index + 1, || None);
-                    }
                     answers[index] = Some(answer);
                 }
             }
