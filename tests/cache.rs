@@ -417,6 +417,49 @@ fn cache_dir_override_stats_prune_clean_and_history() {
         .stdout_lacks("cached");
 }
 
+#[test]
+fn a_run_with_nothing_to_cache_keeps_its_history_without_the_database() {
+    let test = pipeline().file(
+        "tasks.kdl",
+        r#"
+            task "hi" { run "echo hi" }
+            task "gen" {
+                inputs "src/*.txt"
+                outputs "build/sorted.txt"
+                run "mkdir -p build" "sort src/*.txt > build/sorted.txt"
+            }
+            "#,
+    );
+    test.run_with(&["run", "hi"]).status(0);
+    test.run_with(&["run", "hi", "--", "again"]).status(0);
+    // A task without inputs looks nothing up: its history row is a journal file, and
+    // cache.db is never opened (its WAL set-up and checkpoint cost more than `echo hi`).
+    assert!(!test.exists(".clab/cache.db"));
+    assert!(
+        test.exists(".clab/.gitignore"),
+        "the cache stays out of git"
+    );
+    let journal = || {
+        std::fs::read_dir(test.path().join(".clab/history"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(journal(), 2);
+    // The next run that writes history imports the journal first, then adds its own row.
+    test.run_with(&["run", "gen"]).status(0);
+    assert_eq!(journal(), 0);
+    test.run_with(&["run", "hi"]).status(0);
+    let history = test.run_with(&["history"]).status(0);
+    let targets: Vec<&str> = history
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().last())
+        .collect();
+    assert_eq!(targets, ["hi", "gen", "hi", "hi"], "{}", history.stdout);
+    assert_eq!(journal(), 0, "`clab history` imported the last one");
+}
+
 /// Files must be older than the racy-git margin (1 s) before their stats are trusted.
 fn quiet_second() {
     std::thread::sleep(std::time::Duration::from_millis(1100));

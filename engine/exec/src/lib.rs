@@ -55,7 +55,7 @@ pub mod watchdog;
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -134,14 +134,7 @@ pub fn open_store(dir: &Path, reporter: &dyn Reporter) -> Option<Arc<Store>> {
                     message: warning.to_string(),
                 });
             }
-            // Keep the cache out of version control without touching the user's .gitignore.
-            let ignore = dir.join(".gitignore");
-            if !ignore.exists() {
-                let _ = clab_model::atomic_write::write_atomic_unsynced(
-                    &ignore,
-                    b"# created by clab\n*\n",
-                );
-            }
+            clab_store::ignore_in_git(dir);
             Some(Arc::new(opened.store))
         }
         Err(err) => {
@@ -245,7 +238,9 @@ pub async fn run(
     clab_model::phase::mark("start_up");
     let mut cache = None;
     let mut history = None;
-    // Nothing to look up or store (`echo hi` without inputs): the store only keeps history.
+    // Nothing to look up or store (`echo hi` without inputs): the run's history row goes to
+    // the journal (`clab_store::history`), and `cache.db` is not opened at all.
+    let mut journal = None;
     let cacheable = nodes.iter().any(|&id| graph.node(id).is_cacheable());
     let mut snapshot = None;
     // What the snapshot vouches for when it cannot answer the whole run.
@@ -258,10 +253,8 @@ pub async fn run(
         if cacheable {
             history = open_store(&dir, &*reporter);
             clab_model::phase::mark("open_store");
-        } else {
-            // The store only keeps this run's history row: it opens (~0.4 ms) while the
-            // commands run.
-            meanwhile.open_history = Some(dir);
+        } else if options.cache.write {
+            journal = Some(dir);
         }
         if let Some(store) = &history
             && cacheable
@@ -393,14 +386,9 @@ pub async fn run(
         visit_lone_here: options.interrupt_by_signal,
     };
     let sweeping = meanwhile.sweeping.take();
-    let opened: Arc<Mutex<Option<Arc<Store>>>> = Arc::default();
-    let work: Option<scheduler::Deferred> = (!meanwhile.is_empty()).then(|| {
-        let (opened, reporter) = (Arc::clone(&opened), Arc::clone(&reporter));
-        Box::new(move || {
-            let store = meanwhile.run(&*reporter);
-            *opened.lock().unwrap_or_else(|e| e.into_inner()) = store;
-        }) as scheduler::Deferred
-    });
+    let work: Option<scheduler::Deferred> = meanwhile
+        .sweep
+        .map(|sweep| Box::new(move || sweep.run()) as scheduler::Deferred);
     let mut summary = schedule(
         &graph,
         &nodes,
@@ -414,9 +402,6 @@ pub async fn run(
     .await;
     clab_model::phase::mark("scheduled");
     summary.snapshot_known = known_count;
-    if let Some(store) = opened.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        history = Some(store);
-    }
     if let Some(sweep) = sweeping {
         // Usually long done; a run shorter than its sweep waits for it here rather than
         // leave the stale files to the next run, which would be as short.
@@ -460,7 +445,7 @@ pub async fn run(
         );
         clab_model::phase::mark("snapshot_saved");
     }
-    if let Some(store) = history {
+    if history.is_some() || journal.is_some() {
         let record = RunRecord {
             started_ms,
             targets,
@@ -470,16 +455,24 @@ pub async fn run(
             duration_ms: summary.wall_ms,
             extra: history_extra(&reports, summary.remote_cache.as_ref()),
         };
-        if let Some(flush) = early_flush
-            && let Ok(Err(err)) = flush.await
+        if let Some(store) = history {
+            if let Some(flush) = early_flush
+                && let Ok(Err(err)) = flush.await
+            {
+                reporter.report(&Event::Warning {
+                    message: format!("cannot save the stat cache: {err}"),
+                });
+            }
+            save_run(&store, record, &*reporter);
+            report_store_warnings(&store, &*reporter);
+        } else if let Some(dir) = journal
+            && let Err(err) = clab_store::history::record_pending(&dir, &record)
         {
             reporter.report(&Event::Warning {
-                message: format!("cannot save the stat cache: {err}"),
+                message: format!("cannot record the run in the cache: {err}"),
             });
         }
-        save_run(&store, record, &*reporter);
         clab_model::phase::mark("history_saved");
-        report_store_warnings(&store, &*reporter);
     }
     // What the run built is freed on a thread of its own: on a cold rules run that is 10,000
     // texts and hashes, milliseconds of one core nobody needs to wait for (the process may
@@ -593,38 +586,17 @@ impl Sweep {
     }
 }
 
-/// What the scheduler's thread does once the first commands have started, while it would
-/// otherwise wait for one to end: open the store that keeps only the history row (a run with
-/// nothing to cache), and sweep the cache directory. Done there rather than on threads of
-/// their own: a thread start and a hand-off cost about what the work does, and on a machine
-/// whose cores are busy each hand-off may wait for a core. Meanwhile the scheduler starts no
-/// further node and sees no Ctrl-C: for the ~0.4 ms of an open, or — should another process
-/// hold `cache.db` locked — up to the busy timeout, which the end of the run waited for
-/// anyway when the open had a thread of its own.
+/// The sweep of the cache directory's stale temp files, and where it runs: a small one on
+/// the scheduler's thread once the first commands have started, while it would otherwise wait
+/// for one to end (a thread start and a hand-off cost about what the work does, and on a
+/// machine whose cores are busy each hand-off may wait for a core); one with output patterns
+/// to sweep below on a thread of its own.
 #[derive(Default)]
 struct Meanwhile {
-    /// The cache directory whose store is to be opened.
-    open_history: Option<PathBuf>,
-    /// A sweep small enough to do here.
+    /// A sweep small enough to do on the scheduler's thread.
     sweep: Option<Sweep>,
     /// The sweep on a thread of its own, joined when the run is over.
     sweeping: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Meanwhile {
-    fn is_empty(&self) -> bool {
-        self.open_history.is_none() && self.sweep.is_none()
-    }
-
-    /// Do it (the scheduler calls this once the first commands have started). Returns the
-    /// store opened, if any.
-    fn run(self, reporter: &dyn Reporter) -> Option<Arc<Store>> {
-        let opened = self.open_history.and_then(|dir| open_store(&dir, reporter));
-        if let Some(sweep) = self.sweep {
-            sweep.run();
-        }
-        opened
-    }
 }
 
 /// After the last command of a run: kill what commands left running outside their process

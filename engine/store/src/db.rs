@@ -40,6 +40,13 @@
 //!              (`input_set`) instead of holding a copy each; pruned with its last manifest
 //! ```
 //!
+//! Version 3 adds:
+//!
+//! ```text
+//! runs.journal TEXT NULL (unique)    the history journal's file name of a run imported from
+//!                                    it (`history`): imported once, however many importers
+//! ```
+//!
 //! Corruption: if SQLite says the file is not a database, is malformed or has an unsupported
 //! file format ([`is_corruption`]) — at open (also as found by the open-time check,
 //! `check_integrity`) or on any later query (`Store::heal`, after `PRAGMA quick_check`
@@ -59,7 +66,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use super::{Error, Warning};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// How long a statement waits for another process's write lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,6 +135,10 @@ CREATE TABLE input_sets (
     json       TEXT NOT NULL,
     updated_ms INTEGER NOT NULL
 );
+"#,
+    r#"
+ALTER TABLE runs ADD COLUMN journal TEXT;
+CREATE UNIQUE INDEX runs_by_journal ON runs (journal);
 "#,
 ];
 
@@ -410,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_database_gains_input_sets_and_keeps_its_rows() {
+    fn a_version_1_database_is_migrated_to_the_latest_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cache.db");
         {
@@ -421,10 +432,16 @@ mod tests {
                 [],
             )
             .unwrap();
+            conn.execute(
+                "INSERT INTO runs (started_ms, targets, ran, cached, failed, duration_ms)
+                 VALUES (1, '[]', 1, 0, 0, 2)",
+                [],
+            )
+            .unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
         }
         let (conn, _) = open(&path).unwrap();
-        assert_eq!(version(&conn), 2);
+        assert_eq!(version(&conn), SCHEMA_VERSION);
         let manifests: i64 = conn
             .query_row("SELECT count(*) FROM manifests", [], |row| row.get(0))
             .unwrap();
@@ -434,6 +451,16 @@ mod tests {
             [],
         )
         .unwrap();
+        // Version 3: a run row imported from the history journal names its file, once.
+        let journal: Option<String> = conn
+            .query_row("SELECT journal FROM runs", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(journal, None, "rows from before keep no journal name");
+        let insert = "INSERT OR IGNORE INTO runs
+            (started_ms, targets, ran, cached, failed, duration_ms, journal)
+            VALUES (2, '[]', 1, 0, 0, 2, 'x.json')";
+        assert_eq!(conn.execute(insert, []).unwrap(), 1);
+        assert_eq!(conn.execute(insert, []).unwrap(), 0, "the same file twice");
     }
 
     #[test]

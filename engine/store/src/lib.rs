@@ -50,6 +50,7 @@ pub mod cached_result;
 pub mod cas;
 pub mod db;
 pub mod digest;
+pub mod history;
 pub mod key_lock;
 pub mod run_record;
 pub mod stat_cache;
@@ -96,6 +97,15 @@ pub fn cache_dir(root: &Path, override_dir: Option<&Path>) -> PathBuf {
     match override_dir {
         Some(dir) if !dir.as_os_str().is_empty() => root.join(dir),
         _ => root.join(DEFAULT_DIR),
+    }
+}
+
+/// Keep the cache directory out of version control without touching the user's `.gitignore`:
+/// a `.gitignore` of its own that ignores everything, written if missing.
+pub fn ignore_in_git(cache_dir: &Path) {
+    let ignore = cache_dir.join(".gitignore");
+    if !ignore.exists() {
+        let _ = clab_model::atomic_write::write_atomic_unsynced(&ignore, b"# created by clab\n*\n");
     }
 }
 
@@ -289,6 +299,16 @@ pub enum Warning {
         moved_to: PathBuf,
         /// What SQLite reported.
         reason: String,
+    },
+    /// A file in the history journal was not a run record; it was moved aside.
+    #[error(
+        "history record `{}` is unreadable; moved it aside (it is not imported)",
+        path.display()
+    )]
+    #[diagnostic(code(clab::store::bad_history_record), severity(Warning))]
+    BadHistoryRecord {
+        /// Where the file is now (`….bad`).
+        path: PathBuf,
     },
 }
 
@@ -1156,13 +1176,11 @@ impl Store {
 
     // ── history ──────────────────────────────────────────────────────────────────────────────
 
-    /// Appends a run to the history; returns its id.
+    /// Appends a run to the history (after the runs waiting in the journal, see
+    /// [`history`]); returns its id.
     pub fn record_run(&self, run: &RunRecord) -> Result<i64, Error> {
-        let targets = serde_json::to_string(&run.targets).map_err(|source| Error::Json {
-            what: "run targets",
-            source,
-        })?;
-        let extra = run.extra.as_ref().map(|v| v.to_string());
+        self.import_history()?;
+        let (targets, extra) = run_columns(run)?;
         self.with_conn(|conn| {
             conn.execute(
                 "INSERT INTO runs (started_ms, targets, ran, cached, failed, duration_ms, extra)
@@ -1181,8 +1199,60 @@ impl Store {
         })
     }
 
-    /// The `n` most recent runs, newest first.
+    /// Moves the runs waiting in the history journal into the `runs` table, oldest first, in
+    /// one transaction; a record already imported (its file name is in `runs.journal`) is
+    /// not imported again. Files are removed once the transaction committed. A file that is
+    /// not a record is moved aside and queued as a warning ([`take_warnings`](Self::take_warnings)).
+    fn import_history(&self) -> Result<(), Error> {
+        let dir = self.dir.join(history::DIR);
+        let (pending, bad) = history::pending(&dir);
+        if !bad.is_empty() {
+            let mut warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+            warnings.extend(
+                bad.into_iter()
+                    .map(|path| Warning::BadHistoryRecord { path }),
+            );
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let rows = pending
+            .iter()
+            .map(|p| run_columns(&p.run).map(|columns| (p, columns)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO runs
+                        (started_ms, targets, ran, cached, failed, duration_ms, extra, journal)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for (p, (targets, extra)) in &rows {
+                    let run = &p.run;
+                    insert.execute(params![
+                        run.started_ms,
+                        targets,
+                        run.ran,
+                        run.cached,
+                        run.failed,
+                        run.duration_ms as i64,
+                        extra,
+                        p.name
+                    ])?;
+                }
+            }
+            tx.commit()
+        })?;
+        for p in &pending {
+            let _ = fs::remove_file(dir.join(&p.name));
+        }
+        Ok(())
+    }
+
+    /// The `n` most recent runs, newest first (the journal's included).
     pub fn recent_runs(&self, n: usize) -> Result<Vec<RunRecord>, Error> {
+        self.import_history()?;
         let rows = self.with_conn(|conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT started_ms, targets, ran, cached, failed, duration_ms, extra
@@ -1770,6 +1840,15 @@ fn stat_row(row: &rusqlite::Row<'_>) -> Option<(Box<[u8]>, StatEntry)> {
     ))
 }
 
+/// A run's `targets` and `extra` columns, as JSON text.
+fn run_columns(run: &RunRecord) -> Result<(String, Option<String>), Error> {
+    let targets = serde_json::to_string(&run.targets).map_err(|source| Error::Json {
+        what: "run targets",
+        source,
+    })?;
+    Ok((targets, run.extra.as_ref().map(|v| v.to_string())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2126,6 +2205,50 @@ mod tests {
         assert_eq!(hash_all(dir.path(), &files, cache), 2);
         assert_eq!(cache.counts().hashed, 0, "no file is read on the warm pass");
         assert_eq!(cache.counts().reused, 2);
+    }
+
+    #[test]
+    fn the_history_journal_is_imported_once_in_order_before_new_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |started_ms: i64| RunRecord {
+            started_ms,
+            targets: vec!["hi".into()],
+            ran: 1,
+            cached: 0,
+            failed: 0,
+            duration_ms: 2,
+            extra: None,
+        };
+        let cache_dir = dir.path().join(".clab");
+        let journal = cache_dir.join(history::DIR);
+        history::record_pending(&cache_dir, &run(1)).unwrap();
+        history::record_pending(&cache_dir, &run(2)).unwrap();
+        fs::write(journal.join("9-9.json"), b"garbage").unwrap();
+        // A second store's import of the same file (it committed, then died before removing
+        // the file) must not make a second row.
+        let kept = fs::read(journal.join(format!("1-{}.json", std::process::id()))).unwrap();
+        let store = open(dir.path());
+        store.record_run(&run(3)).unwrap();
+        fs::write(journal.join(format!("1-{}.json", std::process::id())), kept).unwrap();
+        let runs = store.recent_runs(10).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.started_ms).collect::<Vec<_>>(),
+            [3, 2, 1],
+            "journal rows first, oldest first, each once"
+        );
+        assert_eq!(
+            fs::read_dir(&journal)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect::<Vec<_>>(),
+            ["9-9.json.bad"],
+            "imported files are gone; the unreadable one is kept aside"
+        );
+        let warnings = store.take_warnings();
+        assert!(
+            matches!(&warnings[..], [Warning::BadHistoryRecord { path }] if path.ends_with("9-9.json.bad")),
+            "{warnings:?}"
+        );
     }
 
     #[test]
