@@ -49,8 +49,10 @@ pub(crate) enum ColorChoice {
     Never,
 }
 
-/// The subcommands.
+/// The subcommands. Each one's arguments are defined only when it is the one run (`defer`):
+/// building every subcommand's arguments was half of the argument parsing of `clab run`.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(crate) enum Command {
     /// Run tasks and what they depend on.
     Run(RunArgs),
@@ -103,7 +105,10 @@ pub(crate) enum Command {
     },
 }
 
-/// `clab run`.
+// `clab run`. This doc line is also `clab run --help`'s first line: the arguments are
+// deferred (`Command`), so this struct's help is applied after the variant's. Keep the two
+// the same (also for `WatchArgs` and `GraphArgs`).
+/// Run tasks and what they depend on.
 #[derive(Debug, Default, ClapArgs)]
 pub(crate) struct RunArgs {
     /// Tasks to run (task names, `member:task`, or node ids such as `gen[src/a.py]`); none:
@@ -159,7 +164,8 @@ pub(crate) struct RunArgs {
     pub args: Vec<String>,
 }
 
-/// `clab watch`.
+// `clab watch` (its help line: see `RunArgs`).
+/// Run tasks, then run them again whenever a file they depend on changes.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct WatchArgs {
     /// Tasks to run (task names or node ids); none: `default`.
@@ -276,7 +282,8 @@ pub(crate) enum RuleTypeArg {
     Manual,
 }
 
-/// `clab graph`.
+// `clab graph` (its help line: see `RunArgs`).
+/// Print the task graph.
 #[derive(Debug, ClapArgs)]
 pub(crate) struct GraphArgs {
     /// Only this task and what it depends on.

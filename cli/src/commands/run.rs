@@ -58,9 +58,12 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     }
     let reporter: Arc<dyn Reporter> = Arc::new(render::Fanout(reporters));
 
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // One node needs one job: the cores are not asked for (the standard library reads the
+    // cgroup's CPU quota from /proc and /sys, a dozen system calls).
+    let jobs = args.jobs.unwrap_or_else(|| match nodes.len() {
+        0 | 1 => 1,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    });
     let options = RunOptions {
         jobs,
         keep_going: run_args.keep_going,

@@ -40,7 +40,7 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::process_tag::{ProcessTag, everyone, start_time, tag_of};
+use crate::process_tag::{ProcessTag, everyone, own_start_time, start_time, tag_of};
 
 /// The version of the record format.
 pub const RECORD_VERSION: u32 = 1;
@@ -143,7 +143,7 @@ impl ProcessRecord {
         let pid = std::process::id();
         let header = format!(
             "clab-processes {RECORD_VERSION}\n{pid} {} {}\n",
-            start_time(pid as i32).unwrap_or(0),
+            own_start_time(),
             ProcessTag::prefix()
         );
         clab_model::atomic_write::write_atomic_unsynced(&path, header.as_bytes()).ok()?;

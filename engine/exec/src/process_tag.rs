@@ -61,11 +61,7 @@ impl ProcessTag {
     /// clock ticks since boot, from `/proc`) tells this clab from a later one with its pid.
     pub fn prefix() -> &'static str {
         static PREFIX: OnceLock<String> = OnceLock::new();
-        PREFIX.get_or_init(|| {
-            let pid = std::process::id();
-            let started = start_time(pid as i32).unwrap_or(0);
-            format!("{pid}.{started}.")
-        })
+        PREFIX.get_or_init(|| format!("{}.{}.", std::process::id(), own_start_time()))
     }
 
     /// The tag's text.
@@ -86,6 +82,12 @@ pub fn become_subreaper() {
             let _ = nix::sys::prctl::set_child_subreaper(true);
         });
     }
+}
+
+/// This process's [`start_time`], read once (0 when `/proc` cannot say).
+pub(crate) fn own_start_time() -> u64 {
+    static STARTED: OnceLock<u64> = OnceLock::new();
+    *STARTED.get_or_init(|| start_time(std::process::id() as i32).unwrap_or(0))
 }
 
 /// The start time of process `pid` (clock ticks since boot), from `/proc/PID/stat`.

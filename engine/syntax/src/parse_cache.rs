@@ -42,6 +42,12 @@ use clab_model::source::SourceFile;
 /// Bumped when the shape of [`TaskFile`] changes in a way serde would misread.
 const FORMAT: u32 = 2;
 
+/// Files shorter than this are parsed every time and never cached: reading an entry (an open,
+/// a stat, a read, and the running binary's `readlink` and stat for the stamp) costs more than
+/// parsing a few tasks (a one-task file: ~130,000 instructions and 7 system calls through the
+/// cache, ~20,000 instructions parsed; callgrind).
+pub const MIN_FILE_BYTES: u64 = 2048;
+
 /// The largest entry read back: the JSON of a file at the size limit is a few times its text.
 pub const MAX_ENTRY_BYTES: u64 = 8 * crate::MAX_FILE_BYTES;
 
@@ -64,7 +70,7 @@ impl ParseCache {
     /// build of clab.
     pub fn load(&self, source: &SourceFile) -> Option<TaskFile> {
         use std::io::{BufRead, Read};
-        if source.text().len() as u64 > crate::MAX_FILE_BYTES {
+        if !worth_caching(source.text()) {
             return None;
         }
         let entry = fs::File::open(&self.entry).ok()?;
@@ -90,7 +96,7 @@ impl ParseCache {
         let Some(dir) = self.entry.parent() else {
             return;
         };
-        if !dir.is_dir() || file.source.text().len() as u64 > crate::MAX_FILE_BYTES {
+        if !worth_caching(file.source.text()) || !dir.is_dir() {
             return;
         }
         let mut bytes = stamp(file.source.text()).into_bytes();
@@ -102,6 +108,12 @@ impl ParseCache {
             let _ = fs::remove_file(self.entry.with_extension("json"));
         }
     }
+}
+
+/// Whether a file of `text` is looked up and stored: not a small one (see [`MIN_FILE_BYTES`]),
+/// and not one over the parse limit (parsing refuses it anyway).
+fn worth_caching(text: &str) -> bool {
+    (MIN_FILE_BYTES..=crate::MAX_FILE_BYTES).contains(&(text.len() as u64))
 }
 
 /// The stamp of an entry made from `text` by this build.
@@ -200,6 +212,15 @@ task "ask" {
 }
 "#;
 
+    /// [`TASKS`] padded with comment lines past [`MIN_FILE_BYTES`].
+    fn tasks() -> String {
+        let mut text = TASKS.to_owned();
+        while (text.len() as u64) < MIN_FILE_BYTES {
+            text.push_str("// a line that makes the file worth caching\n");
+        }
+        text
+    }
+
     fn source(text: &str) -> SourceFile {
         SourceFile::new("/p/tasks.kdl", "tasks.kdl", text)
     }
@@ -208,12 +229,12 @@ task "ask" {
     fn a_stored_parse_loads_back_equal() {
         let dir = tempfile::tempdir().unwrap();
         let cache = ParseCache::new(dir.path(), Path::new("/p/tasks.kdl"));
-        let parsed = parse_task_file(source(TASKS)).unwrap();
+        let parsed = parse_task_file(source(&tasks())).unwrap();
         assert!(cache.load(&parsed.source).is_none());
         cache.store(&parsed);
-        let loaded = cache.load(&source(TASKS)).expect("a hit");
+        let loaded = cache.load(&source(&tasks())).expect("a hit");
         assert_eq!(format!("{loaded:?}"), format!("{parsed:?}"));
-        assert_eq!(loaded.source.text(), TASKS);
+        assert_eq!(loaded.source.text(), tasks());
         assert_eq!(
             loaded.tasks[0].inputs[1].span,
             parsed.tasks[0].inputs[1].span
@@ -224,8 +245,8 @@ task "ask" {
     fn any_change_to_the_text_misses() {
         let dir = tempfile::tempdir().unwrap();
         let cache = ParseCache::new(dir.path(), Path::new("/p/tasks.kdl"));
-        cache.store(&parse_task_file(source(TASKS)).unwrap());
-        let edited = TASKS.replace("echo gen", "echo gen ");
+        cache.store(&parse_task_file(source(&tasks())).unwrap());
+        let edited = tasks().replace("echo gen", "echo gen ");
         assert!(cache.load(&source(&edited)).is_none());
     }
 
@@ -233,12 +254,12 @@ task "ask" {
     fn a_damaged_entry_misses() {
         let dir = tempfile::tempdir().unwrap();
         let cache = ParseCache::new(dir.path(), Path::new("/p/tasks.kdl"));
-        cache.store(&parse_task_file(source(TASKS)).unwrap());
+        cache.store(&parse_task_file(source(&tasks())).unwrap());
         let bytes = fs::read(&cache.entry).unwrap();
         fs::write(&cache.entry, &bytes[..bytes.len() - 10]).unwrap();
-        assert!(cache.load(&source(TASKS)).is_none());
+        assert!(cache.load(&source(&tasks())).is_none());
         fs::write(&cache.entry, b"garbage").unwrap();
-        assert!(cache.load(&source(TASKS)).is_none());
+        assert!(cache.load(&source(&tasks())).is_none());
     }
 
     #[test]
@@ -247,7 +268,7 @@ task "ask" {
         let cache = ParseCache::new(dir.path(), Path::new("/p/tasks.kdl"));
         let legacy = cache.entry.with_extension("json");
         fs::write(&legacy, "{}").unwrap();
-        cache.store(&parse_task_file(source(TASKS)).unwrap());
+        cache.store(&parse_task_file(source(&tasks())).unwrap());
         assert!(cache.entry.exists());
         assert!(!legacy.exists());
     }
@@ -257,7 +278,7 @@ task "ask" {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join(".clab");
         let cache = ParseCache::new(&missing, Path::new("/p/tasks.kdl"));
-        cache.store(&parse_task_file(source(TASKS)).unwrap());
+        cache.store(&parse_task_file(source(&tasks())).unwrap());
         assert!(!missing.exists());
     }
 
@@ -266,13 +287,26 @@ task "ask" {
         let dir = tempfile::tempdir().unwrap();
         let cache = ParseCache::new(dir.path(), Path::new("/p/tasks.kdl"));
         let big = " ".repeat(usize::try_from(crate::MAX_FILE_BYTES).unwrap() + 1);
-        let mut parsed = parse_task_file(source(TASKS)).unwrap();
+        let mut parsed = parse_task_file(source(&tasks())).unwrap();
         parsed.source = source(&big);
         cache.store(&parsed);
         assert!(!cache.entry.exists());
         assert!(cache.load(&source(&big)).is_none());
         // A first line that is not a stamp is not read to its end.
         fs::write(&cache.entry, "x".repeat(1 << 20)).unwrap();
+        assert!(cache.load(&source(&tasks())).is_none());
+    }
+
+    #[test]
+    fn a_small_file_is_parsed_every_time_and_never_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ParseCache::new(dir.path(), Path::new("/p/tasks.kdl"));
+        let small = parse_task_file(source(TASKS)).unwrap();
+        cache.store(&small);
+        assert!(!cache.entry.exists());
+        // Not read either: an entry stored for the padded text does not answer the short one.
+        cache.store(&parse_task_file(source(&tasks())).unwrap());
+        assert!(cache.entry.exists());
         assert!(cache.load(&source(TASKS)).is_none());
     }
 }
