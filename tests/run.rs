@@ -334,3 +334,34 @@ fn directory_and_file_flags() {
         .status(2)
         .stderr_has("no `tasks.kdl` found");
 }
+
+/// clab's heap starts without transparent huge pages (a short run would zero 2 MiB pages it
+/// barely uses) and asks for them once its tasks file says the graph will be large; none of
+/// that reaches the commands it starts (their process flag and environment are untouched).
+#[cfg(target_os = "linux")]
+#[test]
+fn huge_pages_only_for_a_large_graph_and_never_for_the_commands() {
+    let probe = r#"task "probe" {
+        run "grep THP_enabled /proc/self/status" "echo vars $(env | grep -c '^MIMALLOC_')" "echo advised $(grep -c '^VmFlags:.* hg' /proc/$PPID/smaps)"
+    }
+    "#;
+    let small = Test::new().file("tasks.kdl", probe);
+    small
+        .run_with(&["run", "probe", "--no-cache"])
+        .status(0)
+        .stdout_has("THP_enabled:\t1")
+        .stdout_has("vars 0")
+        .stdout_has("advised 0");
+    if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage").is_dir() {
+        return; // A kernel without them: nothing to ask for.
+    }
+    // A tasks file past the size that marks a large graph (padding: comment lines).
+    let padding = "// a comment that makes the tasks file large\n".repeat(3_000);
+    let large = Test::new().file("tasks.kdl", &format!("{padding}{probe}"));
+    large
+        .run_with(&["run", "probe", "--no-cache"])
+        .status(0)
+        .stdout_has("THP_enabled:\t1")
+        .stdout_has("vars 0")
+        .stdout_lacks("advised 0");
+}

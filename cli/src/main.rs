@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod diagnostics;
 mod exit;
+mod huge_pages;
 mod render;
 
 use clap::{CommandFactory, Parser};
@@ -14,6 +15,7 @@ use clap::{CommandFactory, Parser};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    huge_pages::restore();
     clab_model::phase::start();
     // `COMPLETE=bash clab …` is the shell asking for completions (`clab completions SHELL`
     // prints the script that does): answer and exit before anything else runs.

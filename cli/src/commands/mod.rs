@@ -138,6 +138,11 @@ fn target_names(
 fn project(args: &Args) -> Result<Project, Failure> {
     let dir = args.directory.clone().unwrap_or_else(|| PathBuf::from("."));
     let project = Project::discover(&dir, args.file.as_deref())?;
+    if std::fs::metadata(&project.file)
+        .is_ok_and(|m| m.len() >= crate::huge_pages::LARGE_TASKS_FILE)
+    {
+        crate::huge_pages::for_large_heap();
+    }
     let cache_dir = cache_dir(&project);
     Ok(project.with_parse_cache(cache_dir))
 }
