@@ -1180,21 +1180,9 @@ impl Store {
     /// [`history`]); returns its id.
     pub fn record_run(&self, run: &RunRecord) -> Result<i64, Error> {
         self.import_history()?;
-        let (targets, extra) = run_columns(run)?;
+        let columns = run_columns(run)?;
         self.with_conn(|conn| {
-            conn.execute(
-                "INSERT INTO runs (started_ms, targets, ran, cached, failed, duration_ms, extra)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    run.started_ms,
-                    targets,
-                    run.ran,
-                    run.cached,
-                    run.failed,
-                    run.duration_ms as i64,
-                    extra
-                ],
-            )?;
+            insert_run(conn, run, &columns, None)?;
             Ok(conn.last_insert_rowid())
         })
     }
@@ -1222,25 +1210,8 @@ impl Store {
             .collect::<Result<Vec<_>, Error>>()?;
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO runs
-                        (started_ms, targets, ran, cached, failed, duration_ms, extra, journal)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?;
-                for (p, (targets, extra)) in &rows {
-                    let run = &p.run;
-                    insert.execute(params![
-                        run.started_ms,
-                        targets,
-                        run.ran,
-                        run.cached,
-                        run.failed,
-                        run.duration_ms as i64,
-                        extra,
-                        p.name
-                    ])?;
-                }
+            for (p, columns) in &rows {
+                insert_run(&tx, &p.run, columns, Some(&p.name))?;
             }
             tx.commit()
         })?;
@@ -1838,6 +1809,31 @@ fn stat_row(row: &rusqlite::Row<'_>) -> Option<(Box<[u8]>, StatEntry)> {
             written_ns: number(6)?,
         },
     ))
+}
+
+/// Inserts `run` into `runs` with its `columns` ([`run_columns`]) and, for a record from the
+/// history journal, its file name: a name already imported is not inserted again.
+fn insert_run(
+    conn: &Connection,
+    run: &RunRecord,
+    (targets, extra): &(String, Option<String>),
+    journal: Option<&str>,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO runs
+            (started_ms, targets, ran, cached, failed, duration_ms, extra, journal)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        run.started_ms,
+        targets,
+        run.ran,
+        run.cached,
+        run.failed,
+        run.duration_ms as i64,
+        extra,
+        journal
+    ])
 }
 
 /// A run's `targets` and `extra` columns, as JSON text.
