@@ -1,8 +1,8 @@
 //! The shared remote cache, end to end against real servers started on 127.0.0.1 (nginx with
 //! WebDAV, redis-server, moto's S3 server, turborepo-remote-cache): a fresh checkout at another
-//! path restores every task, a tampered blob is never restored, an untrusted signer's entries
-//! rerun, read-only writes nothing, and a server that is down costs one warning and changes
-//! neither the result nor the exit code. A missing server binary fails the test with the
+//! path restores every task, a tampered blob (carried in its manifest) is never restored, an
+//! untrusted signer's entries rerun, read-only writes nothing, and a server that is down costs
+//! one warning and changes neither the result nor the exit code. A missing server binary fails the test with the
 //! command that installs it (`.ci/run` installs all four).
 
 use clab_remote::test_servers::TestServer;
@@ -185,16 +185,28 @@ fn a_tampered_blob_is_never_restored() {
     let server = TestServer::nginx().expect("nginx");
     let writer = with_server(project(), &server, &[]);
     writer.run_with(&["run", "check"]).status(0);
-    // Rewrite every blob of the uppercased output on the server, keeping its size.
+    // Rewrite the uppercased output on the server, keeping its size: small, it travels in
+    // its entry's manifest, after the JSON line (and the empty log is carried by no one).
     let upper = std::fs::read(writer.path().join("build/upper.txt")).unwrap();
     let mut tampered = 0;
     for entry in walk(&server.data_dir().unwrap()) {
-        if std::fs::read(&entry).is_ok_and(|bytes| bytes == upper) {
-            std::fs::write(&entry, upper.to_ascii_lowercase()).unwrap();
+        let Ok(bytes) = std::fs::read(&entry) else {
+            continue;
+        };
+        let Some(newline) = bytes.iter().position(|b| *b == b'\n') else {
+            continue;
+        };
+        if bytes[newline + 1..] == upper {
+            let mut evil = bytes[..=newline].to_vec();
+            evil.extend(upper.to_ascii_lowercase());
+            std::fs::write(&entry, evil).unwrap();
             tampered += 1;
         }
     }
-    assert_eq!(tampered, 1, "the blob of build/upper.txt is on the server");
+    assert_eq!(
+        tampered, 1,
+        "the manifest carrying build/upper.txt is on the server"
+    );
 
     let reader = with_server(fresh_checkout(&writer), &server, &[]);
     let run = reader.run_with(&["run", "check"]).status(0);

@@ -10,9 +10,10 @@
 //!
 //! The runner knows nothing of what a node does: commands, LLM steps, rule scans and
 //! aggregates are [`Kind`]s ([`crate::kind`]). Every node leaves the digest of its outputs
-//! behind for its dependents' keys (early cutoff), and whether it touched files this run (so
+//! behind for its dependents' keys (early cutoff), and what files it wrote this run (so
 //! dependents walk their inputs again instead of trusting the index built before anything
-//! ran).
+//! ran — after a restore, only when a restored file can be one of their inputs:
+//! [`Planner::must_rescan`](clab_plan::Planner::must_rescan)).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -46,12 +47,24 @@ use crate::{
 };
 
 /// What each finished node left for its dependents.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Left {
     /// The digest of its outputs, when it succeeded.
     digest: Option<Digest>,
-    /// Whether it (or something before it) wrote files during this run.
-    touched: bool,
+    /// What it wrote during this run.
+    wrote: Wrote,
+}
+
+/// What files a node wrote during this run.
+#[derive(Clone, Default)]
+enum Wrote {
+    /// None (a hit whose outputs were all in place, or a node not visited yet).
+    #[default]
+    Nothing,
+    /// Exactly these outputs (relative `/` paths), restored from the cache.
+    Restored(Arc<[String]>),
+    /// It ran: anything it could write.
+    Anything,
 }
 
 /// A node restored from the cache.
@@ -138,7 +151,7 @@ impl Runner {
             .zip(self.cx.store())
             .and_then(|(digest, store)| crate::task_log::read_tail(store, &digest))
             .filter(|text| !text.is_empty());
-        self.leave(id, Some(known.digest), false);
+        self.leave(id, Some(known.digest), Wrote::Nothing);
         if let Some(store) = self.cx.store() {
             store.count_hits(1);
         }
@@ -176,13 +189,13 @@ impl Runner {
     fn left(&self, id: NodeId) -> Left {
         self.left
             .lock()
-            .map(|left| left[id.index()])
+            .map(|left| left[id.index()].clone())
             .unwrap_or_default()
     }
 
-    fn leave(&self, id: NodeId, digest: Option<Digest>, touched: bool) {
+    fn leave(&self, id: NodeId, digest: Option<Digest>, wrote: Wrote) {
         if let Ok(mut left) = self.left.lock() {
-            left[id.index()] = Left { digest, touched };
+            left[id.index()] = Left { digest, wrote };
         }
     }
 
@@ -202,9 +215,26 @@ impl Runner {
         found
     }
 
-    /// Whether a dependency (or something before it) wrote files during this run.
-    fn upstream_touched(&self, id: NodeId) -> bool {
-        self.upstream(id).iter().any(|&dep| self.left(dep).touched)
+    /// Whether node `id` must walk its inputs again rather than trust the run's index: a
+    /// dependency ran (it may have written anything), or restored files that can be among
+    /// the node's inputs ([`Planner::must_rescan`](clab_plan::Planner::must_rescan)).
+    fn must_rescan(&self, id: NodeId, planner: &clab_plan::Planner) -> bool {
+        let mut restored = Vec::new();
+        for dep in self.upstream(id) {
+            match self.left(dep).wrote {
+                Wrote::Nothing => {}
+                Wrote::Anything => return true,
+                Wrote::Restored(paths) => restored.push(paths),
+            }
+        }
+        if restored.is_empty() {
+            return false;
+        }
+        let written: Vec<&str> = restored
+            .iter()
+            .flat_map(|paths| paths.iter().map(String::as_str))
+            .collect();
+        planner.must_rescan(&self.cx.graph, id, &written)
     }
 
     /// Visit node `id` on a job thread: prepare it (look it up, restore it, or lock its key),
@@ -307,7 +337,7 @@ impl Runner {
                     let timing = clab_model::phase::now();
                     let digest = this.after_success(id, miss, &mut log, duration);
                     clab_model::phase::add("store", timing);
-                    this.leave(id, digest, true);
+                    this.leave(id, digest, Wrote::Anything);
                     this.finish(id, Status::Succeeded, duration, None);
                     done.finish(Outcome::Succeeded);
                 });
@@ -353,7 +383,7 @@ impl Runner {
     fn compute_key_timed(&self, id: NodeId) -> Result<Keyed, String> {
         let planner = self.cx.planner().ok_or("no cache")?;
         let graph = &self.cx.graph;
-        let rescan = self.upstream_touched(id);
+        let rescan = self.must_rescan(id, planner);
         let inputs = planner
             .inputs(graph, id, rescan, self.cx.stat_cache())
             .map_err(|err| format!("{err}"))?;
@@ -638,7 +668,12 @@ impl Runner {
             .and_then(|digest| crate::task_log::read_tail(store, &digest))
             .filter(|text| !text.is_empty());
         let restored = !report.restored.is_empty();
-        self.leave(id, Some(digest_entries(&result.outputs)), restored);
+        let wrote = if restored {
+            Wrote::Restored(report.restored.into())
+        } else {
+            Wrote::Nothing
+        };
+        self.leave(id, Some(digest_entries(&result.outputs)), wrote);
         if let Ok(mut hits) = self.hits.lock() {
             hits.push(Hit {
                 id,

@@ -42,7 +42,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use globset::{GlobSet, GlobSetBuilder};
@@ -546,6 +546,84 @@ impl InputIndex {
             });
         }
         Ok(Some(files))
+    }
+
+    /// Whether files written during the run at `written` (relative `/` paths: the outputs
+    /// restored by a task's dependencies) can change what [`select`](Self::select) answers for
+    /// `patterns`, so that the task must [`reselect`](Self::reselect) rather than trust the
+    /// walk. `false` only when it surely cannot: no written path matches an include pattern
+    /// (a glob, or a literal path equal to it), none is an ignore file (`.gitignore`,
+    /// `.ignore`, under `.git/`), none was written through a symlinked directory, no include
+    /// pattern's literal part goes through a symlink, and the walk met no symlink below a
+    /// glob's base (a symlink there may name a written file). Excludes are not consulted
+    /// (they could only make the answer `false` more often). `plain` caches which relative
+    /// paths have no symlink among their existing components.
+    pub fn may_see<S: AsRef<str>, W: AsRef<str>>(
+        &self,
+        patterns: &[S],
+        written: &[W],
+        plain: &Mutex<HashMap<String, bool>>,
+    ) -> Result<bool, Error> {
+        if written.is_empty() {
+            return Ok(false);
+        }
+        let is_plain = |rel: &str| -> bool {
+            let mut cache = plain.lock().unwrap_or_else(|e| e.into_inner());
+            self.area.is_plain(rel, &mut cache)
+        };
+        for path in written {
+            let path = path.as_ref();
+            let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+            if name == ".gitignore"
+                || name == ".ignore"
+                || path.starts_with(".git/")
+                || path.contains("/.git/")
+                || !is_plain(parent)
+            {
+                return Ok(true);
+            }
+        }
+        for text in patterns {
+            let parsed = PathPattern::parse(text.as_ref())?;
+            if parsed.exclude {
+                continue;
+            }
+            match &parsed.pattern {
+                Pattern::Literal(literal) => {
+                    if written.iter().any(|p| p.as_ref() == literal) || !is_plain(literal) {
+                        return Ok(true);
+                    }
+                }
+                Pattern::Glob(glob) => {
+                    let base = glob_base(glob);
+                    let dir = self.area.root.join(&base);
+                    let start = self.area.with_symlinks.partition_point(|d| d < &dir);
+                    if self
+                        .area
+                        .with_symlinks
+                        .get(start)
+                        .is_some_and(|d| d.starts_with(&dir))
+                        || !is_plain(&base)
+                    {
+                        return Ok(true);
+                    }
+                    // A glob only matches below its literal base: compile it only when a
+                    // written path lies there.
+                    let below = |p: &str| {
+                        base.is_empty()
+                            || p.strip_prefix(base.as_str())
+                                .is_some_and(|rest| rest.starts_with('/'))
+                    };
+                    if written.iter().any(|p| below(p.as_ref())) {
+                        let matcher = compile_glob(glob, text.as_ref())?.compile_matcher();
+                        if written.iter().any(|p| matcher.is_match(p.as_ref())) {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// Whether what the walk saw of `patterns`' files still holds (see
@@ -1303,6 +1381,26 @@ impl WalkArea {
         self.outside.iter().any(|out| base.starts_with(out))
     }
 
+    /// Whether no existing component of `rel` (relative to the root; `""` is the root) is a
+    /// symlink, by `lstat` from the root down; a component that does not exist ends the check
+    /// (a restore creates plain directories). Each prefix decided is kept in `cache`.
+    fn is_plain(&self, rel: &str, cache: &mut HashMap<String, bool>) -> bool {
+        if rel.is_empty() {
+            return true;
+        }
+        if let Some(known) = cache.get(rel) {
+            return *known;
+        }
+        let (parent, _) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let plain = self.is_plain(parent, cache)
+            && match fs::symlink_metadata(self.root.join(rel)) {
+                Ok(meta) => !meta.file_type().is_symlink(),
+                Err(e) => e.kind() == io::ErrorKind::NotFound,
+            };
+        cache.insert(rel.to_owned(), plain);
+        plain
+    }
+
     /// Sorted lists, for lookups by path.
     fn sort(&mut self) {
         self.dirs.sort_unstable();
@@ -1724,6 +1822,100 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    #[test]
+    fn files_written_where_no_include_pattern_looks_need_no_rescan() {
+        let dir = tree(&[
+            ("src/t1/a.txt", "a"),
+            ("src/t2/b.txt", "b"),
+            ("lit.txt", "l"),
+        ]);
+        let patterns = ["src/t1/*.txt", "lit.txt", "!src/t1/skip.txt"];
+        let cache = StatCache::new();
+        let index =
+            InputIndex::build(dir.path(), ["src/t1/*.txt", "lit.txt", "src/**"], &cache).unwrap();
+        let plain = Mutex::new(HashMap::new());
+        let may_see = |written: &[&str]| index.may_see(&patterns, written, &plain).unwrap();
+        // Outputs elsewhere, beside the inputs but not matching, below the base but deeper
+        // than `*` reaches: the walk still holds.
+        assert!(!may_see(&[]));
+        assert!(!may_see(&["out/t1.txt", "out/t2.txt"]));
+        assert!(!may_see(&[
+            "src/t1/a.bin",
+            "src/t1/sub/c.txt",
+            "src/t2/b.txt"
+        ]));
+        assert!(!may_see(&["lit.txt.bak", "src/t10/x.txt"]));
+        // An output the node's glob or literal selects: rescan.
+        assert!(may_see(&["out/t1.txt", "src/t1/new.txt"]));
+        assert!(may_see(&["lit.txt"]));
+        // Even one an exclude would remove (excludes are not consulted).
+        assert!(may_see(&["src/t1/skip.txt"]));
+        // An ignore file anywhere, or anything under `.git/`: rescan.
+        assert!(may_see(&["out/.gitignore"]));
+        assert!(may_see(&["src/t2/.ignore"]));
+        assert!(may_see(&[".git/info/exclude"]));
+        // A glob whose base is the root sees every path it matches.
+        let everything = ["**/*.txt"];
+        let index = InputIndex::build(dir.path(), everything, &cache).unwrap();
+        assert!(index.may_see(&everything, &["out/x.txt"], &plain).unwrap());
+        assert!(!index.may_see(&everything, &["out/x.bin"], &plain).unwrap());
+    }
+
+    #[test]
+    fn symlinks_on_the_way_make_any_written_file_a_reason_to_rescan() {
+        use std::os::unix::fs::symlink;
+        let plain = || Mutex::new(HashMap::new());
+        // A symlinked input file may name an output: its directory holds a symlink.
+        let dir = tree(&[("src/a.txt", "a"), ("gen/b.txt", "b"), ("other/c.txt", "c")]);
+        symlink("../gen/b.txt", dir.path().join("src/b.txt")).unwrap();
+        let cache = StatCache::new();
+        let patterns = ["src/*.txt", "other/*.txt"];
+        let index = InputIndex::build(dir.path(), patterns, &cache).unwrap();
+        assert!(
+            index
+                .may_see(&["src/*.txt"], &["gen/b.txt"], &plain())
+                .unwrap()
+        );
+        assert!(
+            !index
+                .may_see(&["other/*.txt"], &["gen/b.txt"], &plain())
+                .unwrap()
+        );
+
+        // An output written through a symlinked directory lands elsewhere.
+        let dir = tree(&[("src/a.txt", "a")]);
+        symlink("src", dir.path().join("out")).unwrap();
+        let index = InputIndex::build(dir.path(), ["src/*.txt"], &cache).unwrap();
+        assert!(
+            index
+                .may_see(&["src/*.txt"], &["out/b.txt"], &plain())
+                .unwrap()
+        );
+        assert!(
+            !index
+                .may_see(&["src/*.txt"], &["elsewhere/b.txt"], &plain())
+                .unwrap()
+        );
+
+        // A glob base or a literal reached through a symlink.
+        let dir = tree(&[("real/a.txt", "a"), ("real/lit.txt", "l")]);
+        symlink("real", dir.path().join("alias")).unwrap();
+        symlink("real/lit.txt", dir.path().join("lit.txt")).unwrap();
+        let index = InputIndex::build(dir.path(), ["alias/*.txt", "lit.txt", "real/*.txt"], &cache)
+            .unwrap();
+        assert!(
+            index
+                .may_see(&["alias/*.txt"], &["x/y.txt"], &plain())
+                .unwrap()
+        );
+        assert!(index.may_see(&["lit.txt"], &["x/y.txt"], &plain()).unwrap());
+        assert!(
+            !index
+                .may_see(&["real/*.txt"], &["x/y.txt"], &plain())
+                .unwrap()
+        );
     }
 
     #[test]

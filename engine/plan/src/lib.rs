@@ -85,6 +85,8 @@ pub struct Planner {
     selections: Mutex<HashMap<Vec<String>, Arc<[InputFile]>>>,
     /// The shared inputs of those selections by address (and length).
     shared_by_address: Mutex<HashMap<usize, (usize, SharedInputs)>>,
+    /// Relative paths found free of symlinks, see [`must_rescan`](Self::must_rescan).
+    plain: Mutex<HashMap<String, bool>>,
 }
 
 /// A node's inputs map, with the JSON and digest of a large one.
@@ -194,6 +196,7 @@ impl Planner {
             prefilters: None,
             selections: Mutex::new(HashMap::new()),
             shared_by_address: Mutex::new(HashMap::new()),
+            plain: Mutex::new(HashMap::new()),
         })
     }
 
@@ -221,6 +224,17 @@ impl Planner {
     /// The run's input index.
     pub fn index(&self) -> &InputIndex {
         &self.index
+    }
+
+    /// Whether node `id` must rescan its inputs ([`inputs`](Self::inputs) with `rescan`)
+    /// after its dependencies restored the outputs at `written` during this run: whether
+    /// those files can change what the run's walk found for it
+    /// ([`InputIndex::may_see`]). A pattern that does not parse answers `true` (the rescan
+    /// reports it).
+    pub fn must_rescan<W: AsRef<str>>(&self, graph: &Graph, id: NodeId, written: &[W]) -> bool {
+        self.index
+            .may_see(&graph.node(id).inputs, written, &self.plain)
+            .unwrap_or(true)
     }
 
     /// The input files of a node. With `rescan`, walk its patterns again instead of using

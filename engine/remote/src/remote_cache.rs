@@ -413,7 +413,7 @@ async fn fetch_manifest(
         Err(CallError::Integrity(_)) => return Err((MissReason::BadSignature, None)),
     };
     client.stats_mut().bytes_down += bytes.len() as u64;
-    let manifest = Manifest::parse(&bytes).map_err(|reason| (reason, None))?;
+    let manifest = Manifest::parse(bytes).map_err(|reason| (reason, None))?;
     manifest
         .check(key, trusted)
         .map_err(|reason| (reason, Some(manifest.task.clone())))?;
@@ -423,9 +423,10 @@ async fn fetch_manifest(
 /// A hit's result and the blobs kept of those it downloaded.
 type Downloaded = (CachedResult, HashMap<Digest, VerifiedBlob>);
 
-/// Fetches the entry of `key`: its manifest, checked, then each blob the local CAS lacks,
-/// verified and put in the CAS. With `keep` (the bytes the batch may still keep), the blobs
-/// that fit are also kept in memory (see [`Fetched`]).
+/// Fetches the entry of `key`: its manifest, checked, its inline blobs, each verified (all of
+/// them, whether the local CAS has them or not), then each other blob the local CAS lacks,
+/// downloaded and verified; the blobs the CAS lacked are put in it. With `keep` (the bytes
+/// the batch may still keep), those that fit are also kept in memory (see [`Fetched`]).
 async fn fetch_entry(
     client: Arc<Client>,
     key: String,
@@ -437,8 +438,30 @@ async fn fetch_entry(
     let manifest = fetch_manifest(&client, &key, &trusted).await?;
     let task = Some(manifest.task.clone());
     let blobs = manifest.blobs().map_err(|reason| (reason, task.clone()))?;
+    // Every inline blob hashed before any enters the CAS: one that fails misses the entry.
+    let carried = manifest
+        .inline_blobs()
+        .map_err(|reason| (reason, task.clone()))?;
+    let mut downloaded = HashMap::new();
+    for blob in &carried {
+        if cas.contains(blob.digest()) {
+            continue;
+        }
+        // Small (`INLINE_BLOB_MAX`): written on this I/O thread, as `fetch_blob` does.
+        cas.put_verified(blob).map_err(|e| {
+            let detail = e.to_string();
+            (MissReason::LocalStore { detail }, task.clone())
+        })?;
+        client.stats_mut().blobs_down += 1;
+        if keep_fits(keep.as_deref(), blob) {
+            downloaded.insert(*blob.digest(), blob.clone());
+        }
+    }
     let mut transfers = JoinSet::new();
     for (digest, size) in blobs {
+        if carried.iter().any(|blob| *blob.digest() == digest) {
+            continue;
+        }
         if cas.contains(&digest) {
             // Local blobs are verified when restored (`Cas::copy_to`).
             continue;
@@ -460,19 +483,10 @@ async fn fetch_entry(
             .cloned();
         transfers.spawn(async move {
             let blob = fetch_blob(&client, &cas, digest, size, &downloads).await?;
-            // Kept while the batch's budget lasts (the size was checked against the
-            // manifest's, so what is taken from the budget is what is held).
-            let kept = keep.is_some_and(|keep| {
-                let len = blob.len() as u64;
-                keep.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                    left.checked_sub(len)
-                })
-                .is_ok()
-            });
+            let kept = keep_fits(keep.as_deref(), &blob);
             Ok(kept.then_some(blob))
         });
     }
-    let mut downloaded = HashMap::new();
     while let Some(joined) = transfers.join_next().await {
         match joined.unwrap_or(Err(MissReason::Unavailable)) {
             Ok(Some(blob)) => {
@@ -486,6 +500,21 @@ async fn fetch_entry(
         }
     }
     Ok((manifest.to_result(), downloaded))
+}
+
+/// Whether `blob` may be kept in memory for the restore, taking its bytes from the batch's
+/// budget `keep` if so (the size was checked against the manifest's, so what is taken from
+/// the budget is what is held).
+fn keep_fits(keep: Option<&AtomicU64>, blob: &VerifiedBlob) -> bool {
+    keep.is_some_and(|keep| {
+        let len = blob.len() as u64;
+        len <= KEEP_BLOB_MAX
+            && keep
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                    left.checked_sub(len)
+                })
+                .is_ok()
+    })
 }
 
 /// Blobs smaller than this are verified and written on the I/O thread that downloaded them
@@ -619,9 +648,19 @@ mod tests {
             (stats.entries_up, stats.blobs_up, stats.upload_failed),
             (1, 3, 0)
         );
+        // The 5-byte output and the log travel in the manifest; the 300 KB output on its own.
         let objects = backend.objects();
-        assert_eq!(objects.len(), 4, "{:?}", objects.keys());
-        assert!(objects.contains_key("ac/k1"));
+        let big = project.result.outputs[1].hash;
+        assert_eq!(
+            objects.keys().cloned().collect::<Vec<_>>(),
+            ["ac/k1".to_owned(), format!("cas/{big}")]
+        );
+        let manifest = Manifest::parse(objects["ac/k1"].clone()).unwrap();
+        let mut carried: Vec<Digest> = manifest.inline.iter().map(|b| b.digest).collect();
+        let mut small = vec![project.result.outputs[0].hash, project.result.log.unwrap()];
+        carried.sort();
+        small.sort();
+        assert_eq!(carried, small);
 
         let (other, store) = empty_store();
         let reader = remote(&backend, |_| {});
@@ -645,12 +684,12 @@ mod tests {
         assert!(stats.bytes_down > 300_000);
         assert!(reader.warnings().is_empty(), "{:?}", reader.warnings());
 
-        // A second upload of the same blobs skips them.
+        // A second upload skips the blob the remote has (the carried ones go in the manifest).
         let again = remote(&backend, |_| {});
         let stats = upload(&again, &project);
         assert_eq!(
             (stats.blobs_up, stats.blobs_present, stats.entries_up),
-            (0, 3, 1)
+            (2, 1, 1)
         );
     }
 
@@ -659,7 +698,8 @@ mod tests {
         let backend = Arc::new(MemoryBackend::new());
         let project = project();
         upload(&remote(&backend, |_| {}), &project);
-        let digest = project.result.outputs[0].hash;
+        // The 300 KB output: too big to be carried in the manifest.
+        let digest = project.result.outputs[1].hash;
         let path = format!("cas/{digest}");
         let original = backend.objects()[&path].clone();
         // Same size, other bytes; then other size.
@@ -695,6 +735,42 @@ mod tests {
     }
 
     #[test]
+    fn a_tampered_inline_blob_is_never_kept_and_nothing_is_downloaded() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        upload(&remote(&backend, |_| {}), &project);
+        let manifest = backend.objects()["ac/k1"].clone();
+        // The carried bytes are `alpha` then the log: one of `alpha`'s changed on the server.
+        let at = manifest.len() - b"alphabuilt\n".len();
+        assert_eq!(&manifest[at..], b"alphabuilt\n");
+        let mut evil = manifest.to_vec();
+        evil[at] = b'A';
+        backend.set("ac/k1", evil);
+        let calls = backend.calls();
+        let (_dir, store) = empty_store();
+        let reader = remote(&backend, |_| {});
+        let digest = project.result.outputs[0].hash;
+        let fetched = reader.fetch_many(&["k1".to_owned()], &store);
+        assert_eq!(
+            fetched[0].fetch,
+            Fetch::Miss(MissReason::BlobMismatch { digest })
+        );
+        assert!(fetched[0].downloaded.is_empty());
+        assert_eq!(backend.calls(), calls + 1, "only the manifest was read");
+        assert!(!store.cas().contains(&digest));
+        assert!(!store.cas().contains(&project.result.log.unwrap()));
+        assert!(store.load_result("k1").unwrap().is_none());
+        assert_eq!(reader.warnings().len(), 1, "{:?}", reader.warnings());
+        assert_eq!(reader.stats().misses_of("blob_mismatch"), 1);
+        // Even when the reader holds the blob already, the carried bytes must match.
+        store.cas().put_bytes(b"alpha").unwrap();
+        assert_eq!(
+            reader.fetch("k1", &store),
+            Fetch::Miss(MissReason::BlobMismatch { digest })
+        );
+    }
+
+    #[test]
     fn fetch_many_answers_in_order_and_checks_each_entry_as_fetch_does() {
         let backend = Arc::new(MemoryBackend::new());
         let project = project();
@@ -707,8 +783,11 @@ mod tests {
         writer.upload("k1", &project.result, project.store.cas());
         writer.upload("k2", &k2, project.store.cas());
         writer.finish(deadline());
-        // k2's only output is tampered with on the server.
-        backend.set(&format!("cas/{}", c.hash), b"gamme".to_vec());
+        // k2's only output (carried in its manifest) is tampered with on the server.
+        let mut evil = backend.objects()["ac/k2"].to_vec();
+        assert!(evil.ends_with(b"\ngamma"));
+        *evil.last_mut().unwrap() = b'e';
+        backend.set("ac/k2", evil);
 
         let (other, store) = empty_store();
         let reader = remote(&backend, |_| {});
@@ -853,7 +932,7 @@ mod tests {
         assert_eq!(reader.probe("k2"), Err(MissReason::NotFound));
 
         // A signed manifest changed on the server fails its signature, with a warning.
-        let mut manifest = Manifest::parse(&backend.objects()["ac/k1"]).unwrap();
+        let mut manifest = Manifest::parse(backend.objects()["ac/k1"].clone()).unwrap();
         manifest.duration_ms = 1;
         backend.set("ac/k1", manifest.to_bytes());
         let (_dir, store) = empty_store();
@@ -959,13 +1038,11 @@ mod tests {
             Box::pin(async move {
                 if name.namespace() == crate::backend::Namespace::Ac {
                     let objects = self.inner.objects();
-                    let manifest = Manifest::parse(&bytes).unwrap();
-                    if manifest
-                        .blobs()
-                        .unwrap()
-                        .keys()
-                        .any(|d| !objects.contains_key(&format!("cas/{d}")))
-                    {
+                    let manifest = Manifest::parse(bytes.clone()).unwrap();
+                    if manifest.blobs().unwrap().keys().any(|d| {
+                        !objects.contains_key(&format!("cas/{d}"))
+                            && !manifest.inline.iter().any(|b| b.digest == *d)
+                    }) {
                         self.early_manifests.fetch_add(1, Ordering::AcqRel);
                     }
                 }
@@ -993,7 +1070,7 @@ mod tests {
         let remote =
             RemoteCache::with_backend(config, Arc::clone(&slow) as Arc<dyn Backend>).unwrap();
         let project = project();
-        // Six entries of ten distinct blobs each.
+        // Six entries of ten distinct blobs each, half carried in the manifest, half too big.
         let mut results = Vec::new();
         for entry in 0..6 {
             let outputs = (0..10)
@@ -1001,7 +1078,11 @@ mod tests {
                     let rel = format!("gen/{entry}/{i}.txt");
                     let path = project.dir.path().join(&rel);
                     fs::create_dir_all(path.parent().unwrap()).unwrap();
-                    fs::write(&path, format!("{entry}-{i}")).unwrap();
+                    let mut bytes = format!("{entry}-{i}").into_bytes();
+                    if i >= 5 {
+                        bytes.resize(crate::entry::INLINE_BLOB_MAX as usize + 1, b'.');
+                    }
+                    fs::write(&path, bytes).unwrap();
                     project
                         .store
                         .store_output(project.dir.path(), &rel)
@@ -1034,7 +1115,7 @@ mod tests {
             0,
             "a manifest went up before its blobs"
         );
-        assert_eq!(slow.inner.objects().len(), 66);
+        assert_eq!(slow.inner.objects().len(), 6 + 30);
     }
 
     /// A backend that serves reads from a memory backend and refuses every write.

@@ -18,13 +18,13 @@ pub struct RemoteStats {
     pub misses: BTreeMap<String, u64>,
     /// Bytes downloaded (manifests and blobs).
     pub bytes_down: u64,
-    /// Blobs downloaded and verified.
+    /// Blobs downloaded and verified (those carried in manifests included).
     pub blobs_down: u64,
     /// Time spent in fetches, summed over fetches (they may overlap).
     pub fetch_ms: u64,
     /// Entries uploaded (manifest written).
     pub entries_up: u64,
-    /// Blobs uploaded.
+    /// Blobs uploaded (those carried in manifests included).
     pub blobs_up: u64,
     /// Blobs not uploaded because the remote already had them.
     pub blobs_present: u64,

@@ -1,16 +1,17 @@
 //! `Uploader`: write-behind uploads of finished tasks' entries, off the run's critical path.
 //!
 //! In: `(key, CachedResult, local Cas)` from [`RemoteCache::upload`](crate::RemoteCache::upload),
-//! which returns at once. Out: the entry on the remote — every blob first (each skipped when
-//! the remote already has it: known from this run, or `exists`), then the manifest, signed when
+//! which returns at once. Out: the entry on the remote — every blob not carried inline in the
+//! manifest first (each skipped when the remote already has it: known from this run, or
+//! `exists`), then the manifest with the small blobs inline ([`inline_choice`]), signed when
 //! a signing key is set — and, from [`flush`](Uploader::flush), what was done by a deadline.
 //!
 //! Invariants:
 //! - At most `parallelism` transfers (blob or manifest) are in flight at once, across entries.
 //! - A manifest is written only after each of its blobs was confirmed on the remote, so a
 //!   reader never finds a manifest whose blobs were never uploaded.
-//! - Blobs are read from the local CAS with verification (`Cas::read`): a corrupt local blob
-//!   fails the entry rather than spreading.
+//! - Blobs are read from the local CAS with verification (`Cas::read`, `Cas::read_verified`):
+//!   a corrupt local blob fails the entry rather than spreading.
 //! - Nothing is retried; a failure is counted (`upload_failed`) and feeds the breaker. Once
 //!   the breaker is open, uploads fail at once without calling the remote.
 
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use clab_store::{CachedResult, Cas, Digest};
+use clab_store::{CachedResult, Cas, Digest, VerifiedBlob};
 use serde::Serialize;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
@@ -28,7 +29,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::ObjectName;
 use crate::client::Client;
-use crate::entry::Manifest;
+use crate::entry::{Manifest, inline_choice};
 use crate::signing::SigningKey;
 
 /// What the uploads of a run came to.
@@ -146,7 +147,17 @@ async fn upload_entry(
 ) -> Result<(), ()> {
     // The empty blob is never sent: every reader can make it (see `entry`), and some servers
     // cannot store it (nginx's WebDAV answers 500 to a PUT with an empty body).
-    let digests: BTreeSet<Digest> = result.blobs().filter(|d| *d != Digest::empty()).collect();
+    let carried = {
+        let result = result.clone();
+        let cas = cas.clone();
+        tokio::task::spawn_blocking(move || carried_blobs(&result, &cas))
+            .await
+            .map_err(|_| ())??
+    };
+    let digests: BTreeSet<Digest> = result
+        .blobs()
+        .filter(|d| *d != Digest::empty() && !carried.iter().any(|blob| blob.digest() == d))
+        .collect();
     let mut blobs = JoinSet::new();
     for digest in digests {
         let client = Arc::clone(client);
@@ -161,6 +172,7 @@ async fn upload_entry(
         }
     }
     let mut manifest = Manifest::from_result(name.name(), result);
+    manifest.carry(&carried);
     if let Some(signer) = &signer {
         manifest.sign(signer);
     }
@@ -171,8 +183,24 @@ async fn upload_entry(
         .call(client.backend.put(name, bytes))
         .await
         .map_err(|_| ())?;
-    client.stats_mut().bytes_up += size;
+    let mut stats = client.stats_mut();
+    stats.bytes_up += size;
+    stats.blobs_up += carried.len() as u64;
     Ok(())
+}
+
+/// The blobs of `result` its manifest carries ([`inline_choice`]), read from `cas`, verified.
+/// A log whose size cannot be read is left to be uploaded on its own (which reports it).
+fn carried_blobs(result: &CachedResult, cas: &Cas) -> Result<Vec<VerifiedBlob>, ()> {
+    let log = result.log.and_then(|log| {
+        let size = std::fs::metadata(cas.path_of(&log)).ok()?.len();
+        Some((log, size))
+    });
+    let sizes = result.outputs.iter().map(|o| (o.hash, o.size)).chain(log);
+    inline_choice(sizes)
+        .iter()
+        .map(|digest| cas.read_verified(digest).map_err(|_| ()))
+        .collect()
 }
 
 async fn upload_blob(

@@ -138,7 +138,11 @@ mod scenarios {
     pub(super) fn round_trip(server: TestServer) {
         let project = project();
         upload(&remote(&server, signing(1)), &project);
-        assert_eq!(server.object_count().unwrap(), 5, "4 blobs and a manifest");
+        assert_eq!(
+            server.object_count().unwrap(),
+            2,
+            "a manifest carrying the 3 small blobs, and the 300 KB one"
+        );
 
         let (other, store) = checkout();
         let reader = remote(&server, trusting(1));
@@ -157,13 +161,13 @@ mod scenarios {
         assert_eq!((stats.hits, stats.blobs_down), (1, 4));
         assert!(reader.warnings().is_empty(), "{:?}", reader.warnings());
 
-        // Uploading again finds every blob there already.
+        // Uploading again finds the big blob there already (the small ones are carried).
         let again = remote(&server, signing(1));
         again.upload(KEY, &project.result, project.store.cas());
         let stats = again.finish(deadline());
         assert_eq!(
             (stats.blobs_up, stats.blobs_present, stats.entries_up),
-            (0, 4, 1)
+            (3, 1, 1)
         );
     }
 
@@ -201,6 +205,39 @@ mod scenarios {
             ),
             "{warnings:?}"
         );
+
+        // The executable, carried in the manifest (last: the biggest of the small blobs),
+        // changed inside the signed manifest: refused before any blob is downloaded.
+        let tool = project
+            .result
+            .outputs
+            .iter()
+            .find(|o| o.path == "out/bin/tool")
+            .unwrap()
+            .hash;
+        // A backend of its own: a Redis connection lives in the runtime that opened it.
+        let attacker = raw_backend(&server);
+        let name = ObjectName::ac(KEY).unwrap();
+        block_on(async {
+            let mut manifest = attacker.get(name.clone()).await.unwrap().unwrap().to_vec();
+            assert!(manifest.ends_with(b"\necho hi\n"));
+            let at = manifest.len() - 3;
+            manifest[at] = b'H';
+            attacker.put(name, manifest.into()).await.unwrap();
+        });
+        let (other, store) = checkout();
+        let reader = remote(&server, |_| {});
+        assert_eq!(
+            reader.fetch(KEY, &store),
+            Fetch::Miss(MissReason::BlobMismatch { digest: tool })
+        );
+        assert!(
+            !store.cas().contains(&tool),
+            "the tampered blob entered the CAS"
+        );
+        assert!(store.load_result(KEY).unwrap().is_none());
+        assert!(!other.path().join("out").exists(), "nothing was restored");
+        assert_eq!(reader.stats().blobs_down, 0, "{:?}", reader.stats());
     }
 
     pub(super) fn untrusted_signer(server: TestServer) {

@@ -183,6 +183,12 @@ impl Cas {
         Ok(bytes)
     }
 
+    /// Reads a whole blob, verifying its digest, as a [`VerifiedBlob`] (hashed once).
+    pub fn read_verified(&self, digest: &Digest) -> Result<VerifiedBlob, Error> {
+        let bytes = self.read(digest)?;
+        Ok(VerifiedBlob::hashed(*digest, bytes.into()))
+    }
+
     /// Streams a blob into `out` while hashing it; fails with `corrupt_blob` (after writing) if
     /// the bytes do not match, so the caller must discard `out` on error. Returns the size.
     pub fn copy_to(
@@ -562,6 +568,14 @@ mod tests {
         assert_eq!(cas.path_of(&digest), expected);
         assert!(expected.is_file());
         assert_eq!(cas.read(&digest).unwrap(), b"hello blob");
+        let blob = cas.read_verified(&digest).unwrap();
+        assert_eq!((blob.digest(), blob.bytes()), (&digest, &b"hello blob"[..]));
+        // A damaged blob is not read as a verified one.
+        fs::write(&expected, b"hello blub").unwrap();
+        assert!(matches!(
+            cas.read_verified(&digest),
+            Err(Error::CorruptBlob { .. })
+        ));
         // Idempotent: a second put returns the same digest and leaves one blob.
         assert_eq!(cas.put_bytes(b"hello blob").unwrap(), digest);
         assert_eq!(cas.list().unwrap().len(), 1);

@@ -33,6 +33,12 @@ impl VerifiedBlob {
         })
     }
 
+    /// `bytes`, which the caller has just hashed to `digest` (`Cas::read_verified`).
+    pub(crate) fn hashed(digest: Digest, bytes: Bytes) -> VerifiedBlob {
+        debug_assert_eq!(Digest::of_bytes(&bytes), digest);
+        VerifiedBlob { digest, bytes }
+    }
+
     /// The digest the bytes hash to.
     pub fn digest(&self) -> &Digest {
         &self.digest
