@@ -12,7 +12,7 @@
 //! - clab is a child subreaper ([`become_subreaper`]): an orphan of a command is re-parented
 //!   to clab, not to init, so it stays among clab's descendants;
 //! - so the processes a command left are the descendants of clab that carry its tag
-//!   ([`signal_tagged`]), and a clab that was killed is known by the prefix of its tags
+//!   (`signal_tagged`), and a clab that was killed is known by the prefix of its tags
 //!   (`process_record` and `watchdog` find its processes by it).
 //!
 //! Linux only (`/proc`); elsewhere nothing is found and process groups are all there is.
@@ -71,7 +71,7 @@ impl ProcessTag {
 }
 
 /// Make clab a child subreaper (Linux): orphans of its commands become its children instead
-/// of init's, so they stay among its descendants, where [`signal_tagged`] looks. Harmless to
+/// of init's, so they stay among its descendants, where `signal_tagged` looks. Harmless to
 /// call again. Zombies of such orphans that end by themselves stay until clab exits (clab
 /// cannot `wait` for "any child" without taking the exit status the runtime waits for).
 pub fn become_subreaper() {

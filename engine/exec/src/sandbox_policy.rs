@@ -5,7 +5,7 @@
 //! In: the run's [`Context`] and a node. Out: a [`clab_sandbox::Policy`], or `None` when the
 //! node runs unsandboxed. An LLM step's check is sandboxed unless it says `sandbox #false`;
 //! a command only with `sandbox #true` or `"required"`. When the kernel offers less than a
-//! full sandbox, the run says so once ([`warn_once`]).
+//! full sandbox, the run says so once (`warn_once`).
 
 use std::{
     path::{Path, PathBuf},

@@ -1,4 +1,4 @@
-//! [`TaskFile`](clab_syntax::TaskFile) → [`Graph`]: names resolved, `for-each` expanded,
+//! [`clab_syntax::TaskFile`] → [`Graph`]: names resolved, `for-each` expanded,
 //! placeholders rendered, globs checked, and no cycles.
 //!
 //! ```text

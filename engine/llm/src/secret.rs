@@ -40,8 +40,8 @@ impl Secret {
     }
 
     /// `text` with every occurrence of the key replaced by `****` (servers sometimes echo the
-    /// key they were given in their error message) — and, for a key of [`PARTIAL_KEY_LEN`]
-    /// characters or more, every run of [`PARTIAL_ECHO_LEN`] or more characters that is also
+    /// key they were given in their error message) — and, for a key of `PARTIAL_KEY_LEN`
+    /// characters or more, every run of `PARTIAL_ECHO_LEN` or more characters that is also
     /// a run of the key: a tool that prints `key is sk-proj-AbC…` or the key's last eight
     /// characters leaks them as surely (issue 18).
     pub fn redact(&self, text: &str) -> String {

@@ -3,7 +3,7 @@
 //! done many times (keys, storing).
 //!
 //! In: [`mark`] calls at phase ends and [`add`] calls around repeated work (a static name
-//! each), from any thread. Out: on stderr, written by [`print`], one `phase <name> <ms since
+//! each), from any thread. Out: on stderr, written by [`print()`], one `phase <name> <ms since
 //! start>` line per mark in the order made, then one `total <name> <ms> <count>` line per
 //! name added to. Invariants: when the variable is unset a call costs one atomic load and
 //! records nothing; nothing here is written to a cache or affects a result.

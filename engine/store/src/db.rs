@@ -48,9 +48,9 @@
 //! ```
 //!
 //! Corruption: if SQLite says the file is not a database, is malformed or has an unsupported
-//! file format ([`is_corruption`]) — at open (also as found by the open-time check,
+//! file format (`is_corruption`) — at open (also as found by the open-time check,
 //! `check_integrity`) or on any later query (`Store::heal`, after `PRAGMA quick_check`
-//! confirms it, [`confirm_damage`]) — the file and its `-wal`/`-shm` companions are renamed to
+//! confirms it, `confirm_damage`) — the file and its `-wal`/`-shm` companions are renamed to
 //! `cache.db.corrupt-<unix seconds>` (`…-wal`, `…-shm`) and a fresh database is created; the
 //! caller gets one warning and the run goes on with an empty cache. Any other failure (a
 //! permission error, a locked file past the busy timeout) is an error, not a reason to discard

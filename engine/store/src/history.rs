@@ -4,7 +4,7 @@
 //! In: a [`RunRecord`] and the cache directory ([`record_pending`]). Out: one file,
 //! `<cache dir>/history/<started ms>-<pid>.json` (the record's JSON, written through a temp
 //! file and a rename), which the next [`Store`](crate::Store) that writes or reads the
-//! history imports into the `runs` table ([`pending`], then `Store::import_history`).
+//! history imports into the `runs` table (`pending`, then `Store::import_history`).
 //!
 //! Why: a run of a task without inputs (`echo hi`) looks nothing up and stores nothing; the
 //! history row was its only use of SQLite, and opening `cache.db` (WAL and shared-memory files

@@ -126,7 +126,7 @@ fn stamp(text: &str) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
-/// [`binary_identity`] as text, for other caches keyed by the build.
+/// `binary_identity` as text, for other caches keyed by the build.
 pub fn binary_stamp() -> String {
     binary_identity()
         .iter()
