@@ -138,9 +138,7 @@ fn target_names(
 fn project(args: &Args) -> Result<Project, Failure> {
     let dir = args.directory.clone().unwrap_or_else(|| PathBuf::from("."));
     let project = Project::discover(&dir, args.file.as_deref())?;
-    if std::fs::metadata(&project.file)
-        .is_ok_and(|m| m.len() >= crate::huge_pages::LARGE_TASKS_FILE)
-    {
+    if crate::huge_pages::large_graph_ahead(&project.file) {
         crate::huge_pages::for_large_heap();
     }
     let cache_dir = cache_dir(&project);
