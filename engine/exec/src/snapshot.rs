@@ -1051,6 +1051,9 @@ mod tests {
         let check = Check::parse(&line).unwrap();
         assert!(matches!(check, Check::Stat { follow: true, .. }));
         assert!(check.holds());
+        // File times come from the kernel's coarse clock, up to a tick (≤ 10 ms) behind
+        // `now_ns`: written at once, the file could still read as older than `trusted_before`.
+        std::thread::sleep(std::time::Duration::from_millis(30));
         fs::write(&file, "y").unwrap();
         assert!(!check.holds(), "same size, new mtime");
         // Too fresh to trust: not recorded at all.
