@@ -469,7 +469,7 @@ fn a_run_with_nothing_to_cache_keeps_its_history_without_the_database() {
     );
     test.run_with(&["run", "hi"]).status(0);
     test.run_with(&["run", "hi", "--", "again"]).status(0);
-    // A task without inputs looks nothing up: its history row is a journal file, and
+    // A task without inputs looks nothing up: its history row is a line in the journal, and
     // cache.db is never opened (its WAL set-up and checkpoint cost more than `echo hi`).
     assert!(!test.exists(".clab/cache.db"));
     assert!(
@@ -477,8 +477,9 @@ fn a_run_with_nothing_to_cache_keeps_its_history_without_the_database() {
         "the cache stays out of git"
     );
     let journal = || {
-        std::fs::read_dir(test.path().join(".clab/history"))
+        std::fs::read_to_string(test.path().join(".clab/history.jsonl"))
             .unwrap()
+            .lines()
             .count()
     };
     assert_eq!(journal(), 2);
@@ -495,6 +496,34 @@ fn a_run_with_nothing_to_cache_keeps_its_history_without_the_database() {
         .collect();
     assert_eq!(targets, ["hi", "gen", "hi", "hi"], "{}", history.stdout);
     assert_eq!(journal(), 0, "`clab history` imported the last one");
+}
+
+#[test]
+fn a_full_history_journal_is_imported_by_the_run_that_fills_it() {
+    let test = pipeline().file("tasks.kdl", r#"task "hi" { run "echo hi" }"#);
+    test.run_with(&["run", "hi"]).status(0);
+    // Runs that never open cache.db: the journal grows until one finds it full.
+    let line = std::fs::read_to_string(test.path().join(".clab/history.jsonl")).unwrap();
+    let lines = 256 * 1024 / line.len() + 1;
+    let mut many = String::new();
+    for i in 0..lines {
+        many.push_str(&line.replace("\"id\":\"", &format!("\"id\":\"{i}x")));
+    }
+    test.write(".clab/history.jsonl", &many);
+    assert!(!test.exists(".clab/cache.db"));
+    test.run_with(&["run", "hi"]).status(0);
+    assert!(
+        test.exists(".clab/cache.db"),
+        "the full journal was imported"
+    );
+    assert_eq!(test.read(".clab/history.jsonl"), "");
+    let history = test.run_with(&["history", "-n", "100000"]).status(0);
+    assert_eq!(
+        history.stdout.lines().skip(1).count(),
+        lines + 1,
+        "every line is one run: {}",
+        &history.stdout[..200]
+    );
 }
 
 /// Files must be older than the racy-git margin (1 s) before their stats are trusted.

@@ -43,8 +43,8 @@
 //! Version 3 adds:
 //!
 //! ```text
-//! runs.journal TEXT NULL (unique)    the history journal's file name of a run imported from
-//!                                    it (`history`): imported once, however many importers
+//! runs.journal TEXT NULL (unique)    the history journal's id of a run imported from it
+//!                                    (`history`): imported once, however many importers
 //! ```
 //!
 //! Corruption: if SQLite says the file is not a database, is malformed or has an unsupported

@@ -300,15 +300,19 @@ pub enum Warning {
         /// What SQLite reported.
         reason: String,
     },
-    /// A file in the history journal was not a run record; it was moved aside.
+    /// Lines of the history journal were not run records; they were moved aside.
     #[error(
-        "history record `{}` is unreadable; moved it aside (it is not imported)",
+        "{} of the history journal {} unreadable; moved to `{}` (not imported)",
+        if *lines == 1 { "1 line".to_owned() } else { format!("{lines} lines") },
+        if *lines == 1 { "is" } else { "are" },
         path.display()
     )]
     #[diagnostic(code(clab::store::bad_history_record), severity(Warning))]
     BadHistoryRecord {
-        /// Where the file is now (`….bad`).
+        /// Where they are now ([`history::BAD_FILE`]).
         path: PathBuf,
+        /// How many lines.
+        lines: usize,
     },
 }
 
@@ -1188,37 +1192,39 @@ impl Store {
     }
 
     /// Moves the runs waiting in the history journal into the `runs` table, oldest first, in
-    /// one transaction; a record already imported (its file name is in `runs.journal`) is
-    /// not imported again. Files are removed once the transaction committed. A file that is
-    /// not a record is moved aside and queued as a warning ([`take_warnings`](Self::take_warnings)).
-    fn import_history(&self) -> Result<(), Error> {
-        let dir = self.dir.join(history::DIR);
-        let (pending, bad) = history::pending(&dir);
-        if !bad.is_empty() {
-            let mut warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
-            warnings.extend(
-                bad.into_iter()
-                    .map(|path| Warning::BadHistoryRecord { path }),
-            );
-        }
-        if pending.is_empty() {
+    /// one transaction, and empties the journal; a record already imported (its id is in
+    /// `runs.journal`) is not imported again. Lines that are not records are set aside and
+    /// queued as a warning ([`take_warnings`](Self::take_warnings)).
+    pub fn import_history(&self) -> Result<(), Error> {
+        let Some(journal) = history::Journal::take(&self.dir)? else {
             return Ok(());
+        };
+        let aside = journal.set_bad_aside();
+        if let Some(path) = aside.clone() {
+            let mut warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+            warnings.push(Warning::BadHistoryRecord {
+                path,
+                lines: journal.bad.len(),
+            });
         }
-        let rows = pending
+        let rows = journal
+            .records
             .iter()
             .map(|p| run_columns(&p.run).map(|columns| (p, columns)))
             .collect::<Result<Vec<_>, Error>>()?;
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for (p, columns) in &rows {
-                insert_run(&tx, &p.run, columns, Some(&p.name))?;
+                insert_run(&tx, &p.run, columns, Some(&p.id))?;
             }
             tx.commit()
         })?;
-        for p in &pending {
-            let _ = fs::remove_file(dir.join(&p.name));
+        if aside.is_none() && !journal.bad.is_empty() {
+            // Lines that could not be set aside stay where they are (the records beside them
+            // are imported again next time, as no-ops).
+            return Ok(());
         }
-        Ok(())
+        journal.clear()
     }
 
     /// The `n` most recent runs, newest first (the journal's included).
@@ -1812,7 +1818,7 @@ fn stat_row(row: &rusqlite::Row<'_>) -> Option<(Box<[u8]>, StatEntry)> {
 }
 
 /// Inserts `run` into `runs` with its `columns` ([`run_columns`]) and, for a record from the
-/// history journal, its file name: a name already imported is not inserted again.
+/// history journal, its id: an id already imported is not inserted again.
 fn insert_run(
     conn: &Connection,
     run: &RunRecord,
@@ -2216,16 +2222,18 @@ mod tests {
             extra: None,
         };
         let cache_dir = dir.path().join(".clab");
-        let journal = cache_dir.join(history::DIR);
-        history::record_pending(&cache_dir, &run(1)).unwrap();
+        let journal = cache_dir.join(history::FILE);
         history::record_pending(&cache_dir, &run(2)).unwrap();
-        fs::write(journal.join("9-9.json"), b"garbage").unwrap();
-        // A second store's import of the same file (it committed, then died before removing
-        // the file) must not make a second row.
-        let kept = fs::read(journal.join(format!("1-{}.json", std::process::id()))).unwrap();
+        history::record_pending(&cache_dir, &run(1)).unwrap();
+        let mut file = fs::OpenOptions::new().append(true).open(&journal).unwrap();
+        std::io::Write::write_all(&mut file, b"garbage\n").unwrap();
+        // A second store's import of the same lines (it committed, then died before emptying
+        // the journal) must not make a second row.
+        let kept = fs::read(&journal).unwrap();
         let store = open(dir.path());
         store.record_run(&run(3)).unwrap();
-        fs::write(journal.join(format!("1-{}.json", std::process::id())), kept).unwrap();
+        assert_eq!(fs::read(&journal).unwrap(), b"", "emptied");
+        fs::write(&journal, kept).unwrap();
         let runs = store.recent_runs(10).unwrap();
         assert_eq!(
             runs.iter().map(|r| r.started_ms).collect::<Vec<_>>(),
@@ -2233,17 +2241,21 @@ mod tests {
             "journal rows first, oldest first, each once"
         );
         assert_eq!(
-            fs::read_dir(&journal)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .collect::<Vec<_>>(),
-            ["9-9.json.bad"],
-            "imported files are gone; the unreadable one is kept aside"
+            fs::read_to_string(cache_dir.join(history::BAD_FILE)).unwrap(),
+            "garbage\ngarbage\n",
+            "the unreadable line is kept aside (here: read twice)"
         );
         let warnings = store.take_warnings();
         assert!(
-            matches!(&warnings[..], [Warning::BadHistoryRecord { path }] if path.ends_with("9-9.json.bad")),
+            matches!(&warnings[..], [Warning::BadHistoryRecord { path, lines: 1 }, Warning::BadHistoryRecord { .. }] if path.ends_with(history::BAD_FILE)),
             "{warnings:?}"
+        );
+        assert_eq!(
+            warnings[0].to_string(),
+            format!(
+                "1 line of the history journal is unreadable; moved to `{}` (not imported)",
+                cache_dir.join(history::BAD_FILE).display()
+            )
         );
     }
 
