@@ -344,12 +344,15 @@ fn the_next_run_reaps_what_a_killed_clab_left_issue_18() {
         run.stdout
     );
     assert_eq!(survivors(&pids, Duration::from_secs(2)), Vec::<u32>::new());
+    // The slots stay for the next clab, holding no record (empty, or blanked: line ends).
+    let slots: Vec<String> = std::fs::read_dir(test.path().join(".clab/processes"))
+        .expect("the slots")
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    assert!(!slots.is_empty());
     assert!(
-        std::fs::read_dir(test.path().join(".clab/processes"))
-            .map(|dir| dir.count())
-            .unwrap_or(0)
-            == 0,
-        "the record was removed"
+        slots.iter().all(|text| text.bytes().all(|b| b == b'\n')),
+        "no record is left: {slots:?}"
     );
 }
 

@@ -465,12 +465,24 @@ pub async fn run(
             }
             save_run(&store, record, &*reporter);
             report_store_warnings(&store, &*reporter);
-        } else if let Some(dir) = journal
-            && let Err(err) = clab_store::history::record_pending(&dir, &record)
-        {
-            reporter.report(&Event::Warning {
-                message: format!("cannot record the run in the cache: {err}"),
-            });
+        } else if let Some(dir) = journal {
+            match clab_store::history::record_pending(&dir, &record) {
+                Ok(clab_store::history::Appended::Kept) => {}
+                // Runs that never open `cache.db` would let the journal grow without end.
+                Ok(clab_store::history::Appended::Full) => {
+                    if let Some(store) = open_store(&dir, &*reporter) {
+                        if let Err(err) = store.import_history() {
+                            reporter.report(&Event::Warning {
+                                message: format!("cannot import the history journal: {err}"),
+                            });
+                        }
+                        report_store_warnings(&store, &*reporter);
+                    }
+                }
+                Err(err) => reporter.report(&Event::Warning {
+                    message: format!("cannot record the run in the cache: {err}"),
+                }),
+            }
         }
         clab_model::phase::mark("history_saved");
     }
@@ -505,7 +517,7 @@ fn history_extra(
 /// cannot be read but no LLM step needs it (one that does fails with the reason).
 fn start_up(graph: &Graph, nodes: &[NodeId], options: &RunOptions, reporter: &dyn Reporter) {
     process_tag::become_subreaper();
-    let reaped = process_record::reap_stale(&options.cache_dir);
+    let reaped = process_record::ProcessRecord::start(&options.cache_dir);
     if !reaped.clabs.is_empty() && reaped.killed > 0 {
         let pids: Vec<String> = reaped.clabs.iter().map(u32::to_string).collect();
         reporter.report(&Event::Warning {
@@ -519,7 +531,6 @@ fn start_up(graph: &Graph, nodes: &[NodeId], options: &RunOptions, reporter: &dy
             ),
         });
     }
-    process_record::ProcessRecord::keep_in(&options.cache_dir);
     if let Some(problem) = &options.llm.config_unreadable {
         let llm_steps = nodes
             .iter()
