@@ -335,9 +335,10 @@ fn directory_and_file_flags() {
         .stderr_has("no `tasks.kdl` found");
 }
 
-/// clab's heap starts without transparent huge pages (a short run would zero 2 MiB pages it
-/// barely uses) and asks for them once its tasks file says the graph will be large; none of
-/// that reaches the commands it starts (their process flag and environment are untouched).
+/// clab's heap is the C library's for a short run (mimalloc would zero 2 MiB pages it barely
+/// uses) and mimalloc's, with transparent huge pages, once its tasks file says the graph will
+/// be large; none of that reaches the commands it starts (their process flag and environment
+/// are untouched).
 #[cfg(target_os = "linux")]
 #[test]
 fn huge_pages_only_for_a_large_graph_and_never_for_the_commands() {

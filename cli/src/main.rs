@@ -4,18 +4,16 @@ mod args;
 mod commands;
 mod diagnostics;
 mod exit;
-mod huge_pages;
+mod heap;
 mod render;
 
 use clap::{CommandFactory, Parser};
 
-/// mimalloc, not glibc's malloc: loading a large graph is mostly small allocations, and
-/// glibc's allocator was a third of the instructions of `clab list` on 10,000 tasks.
+/// The C library's `malloc` for a small run, mimalloc for a large graph (see `heap`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: heap::Heap = heap::Heap;
 
 fn main() -> std::process::ExitCode {
-    huge_pages::restore();
     clab_model::phase::start();
     // `COMPLETE=bash clab …` is the shell asking for completions (`clab completions SHELL`
     // prints the script that does): answer and exit before anything else runs.

@@ -138,8 +138,8 @@ fn target_names(
 fn project(args: &Args) -> Result<Project, Failure> {
     let dir = args.directory.clone().unwrap_or_else(|| PathBuf::from("."));
     let project = Project::discover(&dir, args.file.as_deref())?;
-    if crate::huge_pages::large_graph_ahead(&project.file) {
-        crate::huge_pages::for_large_heap();
+    if crate::heap::large_graph_ahead(&project.file) {
+        crate::heap::for_large_graph();
     }
     let cache_dir = cache_dir(&project);
     Ok(project.with_parse_cache(cache_dir))
