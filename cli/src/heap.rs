@@ -1,17 +1,22 @@
 //! clab's heap: the C library's `malloc` for a small run, mimalloc once a large graph is ahead.
 //!
 //! mimalloc builds a large graph fast (glibc's allocator was a third of the instructions of
-//! `clab list` on 10,000 tasks: 25 → 48 ms with glibc alone), but its first allocation costs a
-//! short run more than the run's whole heap: an arena reserved and its bitmaps written, fresh
-//! 64 KiB pages faulted in, transparent huge pages asked for, and a purge at exit. A run of
-//! `echo hi` touched ~95 more pages with mimalloc than with glibc's `malloc` and took ~0.3 ms
-//! longer of its ~2.6 ms (hyperfine, 300 runs each, side by side).
+//! `clab list` on 10,000 tasks: 25 → 48 ms with glibc alone), but it costs a short run more
+//! than the run's whole heap: its start-up reads ~40 options from the environment (~150 k
+//! instructions) and `/proc/sys/vm/overcommit_memory` and
+//! `/sys/kernel/mm/transparent_hugepage/enabled` (two opens of kernel files, the dearest
+//! system calls of a trivial run), and its first allocation reserves an arena, writes its
+//! bitmaps and faults in fresh 64 KiB pages (a run of `echo hi`: 377 page faults against 283
+//! with glibc's `malloc`).
 //!
 //! So [`Heap`] hands out the C library's memory until [`for_large_graph`] is called — when
 //! the tasks file says the graph will be large ([`large_graph_ahead`]: a file of 128 KiB or
 //! more, or a workspace root) — and mimalloc's from then on, with huge pages as mimalloc
-//! asks for them. A block goes back to the allocator that made it: after the switch, a free
-//! asks mimalloc whether the block lies in its heap (`mi_is_in_heap_region`, a page-map
+//! asks for them. mimalloc is built without its constructor (`MI_PRIM_HAS_PROCESS_ATTACH`,
+//! set for C code in `.cargo/config.toml`) and started by the switch; built with its
+//! constructor (a `CFLAGS` of the builder's own), it started before `main` and the switch
+//! only sets the flag. A block goes back to the allocator that made it: after the switch, a
+//! free asks mimalloc whether the block lies in its heap (`mi_is_in_heap_region`, a page-map
 //! lookup); before it, mimalloc has made none, and nothing is asked.
 //!
 //! Why not a crate: this is a dispatch between two allocators the program already links,
@@ -91,9 +96,44 @@ unsafe impl GlobalAlloc for Heap {
     }
 }
 
-/// New blocks come from mimalloc from now on: a large graph is about to be built.
+/// New blocks come from mimalloc from now on: a large graph is about to be built. Only the
+/// main thread switches (mimalloc's start-up makes the calling thread's heap its main heap,
+/// which must outlive every other thread); called elsewhere, this does nothing.
 pub(crate) fn for_large_graph() {
+    if !on_main_thread() {
+        return;
+    }
+    start_mimalloc();
     LARGE.store(true, Ordering::Relaxed);
+}
+
+/// Whether this is the process's first thread.
+fn on_main_thread() -> bool {
+    // SAFETY: two system calls without arguments that cannot fail.
+    unsafe { libc::gettid() == libc::getpid() }
+}
+
+unsafe extern "C" {
+    /// What mimalloc's constructor runs: its options read, its memory configuration
+    /// detected, the calling thread's heap set up.
+    fn _mi_auto_process_init();
+    /// Whether mimalloc has been initialized (by its constructor, or lazily).
+    static _mi_process_is_initialized: bool;
+}
+
+/// Initialize mimalloc now, unless its constructor already did: built with
+/// `MI_PRIM_HAS_PROCESS_ATTACH` (`.cargo/config.toml`), mimalloc has none.
+fn start_mimalloc() {
+    static START: std::sync::Once = std::sync::Once::new();
+    START.call_once(|| {
+        // SAFETY: mimalloc's own initialization, called once, before any block of mimalloc's
+        // is made (`LARGE` is set after it), and skipped if it already ran.
+        unsafe {
+            if !_mi_process_is_initialized {
+                _mi_auto_process_init();
+            }
+        }
+    });
 }
 
 /// Whether the tasks file at `path` will build a graph worth mimalloc: a large file, or a
@@ -127,33 +167,25 @@ mod tests {
     }
 
     #[test]
-    fn each_block_goes_back_to_the_allocator_that_made_it() {
-        // The tests' own global allocator is the default one; exercise `Heap` directly,
-        // across the switch (which then stays on for this test process's other `Heap`s).
+    fn before_the_switch_blocks_are_the_c_librarys_and_a_test_thread_does_not_switch() {
+        // The tests' threads are not the main thread: the switch (and every block of
+        // mimalloc's, freed across it) is exercised end to end by a large graph's run
+        // (`tests/run.rs`: `a_large_graph_runs_on_mimalloc_with_huge_pages…`).
+        assert!(!on_main_thread());
+        for_large_graph();
+        assert!(
+            !LARGE.load(Ordering::Relaxed),
+            "only the main thread switches"
+        );
         let layout = Layout::from_size_align(100, 16).unwrap();
-        // SAFETY: blocks of `layout`, each freed once, by the allocator under test.
+        // SAFETY: a block of `layout`, grown and freed once, by the allocator under test.
         unsafe {
-            let before = Heap.alloc(layout);
-            assert!(!before.is_null());
-            assert!(!Heap::is_mimallocs(before));
-            before.write_bytes(7, 100);
-            for_large_graph();
-            let after = Heap.alloc(layout);
-            assert!(Heap::is_mimallocs(after), "mimalloc's after the switch");
-            assert!(!Heap::is_mimallocs(before), "the C library's still");
-            let grown = Heap.realloc(before, layout, 4096);
-            assert!(
-                !Heap::is_mimallocs(grown),
-                "a block grows where it was made"
-            );
+            let block = Heap.alloc(layout);
+            assert!(!block.is_null() && !Heap::is_mimallocs(block));
+            block.write_bytes(7, 100);
+            let grown = Heap.realloc(block, layout, 4096);
             assert_eq!(*grown.add(99), 7);
             Heap.dealloc(grown, Layout::from_size_align(4096, 16).unwrap());
-            let grown = Heap.realloc(after, layout, 4096);
-            assert!(Heap::is_mimallocs(grown));
-            Heap.dealloc(grown, Layout::from_size_align(4096, 16).unwrap());
-            let zeroed = Heap.alloc_zeroed(layout);
-            assert!(Heap::is_mimallocs(zeroed) && *zeroed.add(50) == 0);
-            Heap.dealloc(zeroed, layout);
         }
     }
 }
