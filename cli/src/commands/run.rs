@@ -4,7 +4,14 @@ use clab_exec::event::Reporter;
 use clab_exec::{CacheMode, RunOptions};
 use clab_graph::{Graph, NodeId};
 use clab_plan::{Plan, PlanStatus, llm_prompt::LlmLayers};
-use std::{io::Write, sync::Arc, time::Duration};
+use std::{
+    io::Write,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::sync::watch;
 
 use crate::{
@@ -88,14 +95,27 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
     // One thread for the async side: the scheduler's loop, LLM calls' I/O, Ctrl-C. Commands,
     // rule scans and storing run on the job threads, settling on this one (a multi-threaded
     // runtime cost ~0.1 ms more to start, and a worker hand-off per settled batch).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    // Its I/O driver (an epoll, an eventfd, and the signal driver's socket pair: ~50 µs of a
+    // trivial run) only for runs that do I/O on it: LLM calls. Without it, Ctrl-C is watched
+    // by `poll_for_interrupt`.
+    let llm = nodes
+        .iter()
+        .any(|&id| matches!(graph.node(id).kind, clab_graph::NodeKind::Llm(_)));
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_time();
+    if llm {
+        builder.enable_io();
+    }
+    let runtime = builder.build()?;
     clab_model::phase::mark("runtime");
     let summary = runtime.block_on(async {
         let (interrupt_tx, interrupt_rx) = watch::channel(false);
         tokio::spawn(async move {
-            wait_for_interrupt().await;
+            if llm {
+                wait_for_interrupt().await;
+            } else {
+                poll_for_interrupt().await;
+            }
             let _ = interrupt_tx.send(true);
         });
         clab_exec::run(
@@ -122,6 +142,31 @@ pub(super) fn run(args: &Args, run_args: &RunArgs) -> Result<Done, Failure> {
         Done::Success
     })
 }
+
+/// Ctrl-C or SIGTERM, on a runtime without an I/O driver: the signal handler sets a flag that
+/// is looked at every [`INTERRUPT_POLL`]. (A lone command's wait does not depend on it: the
+/// handler the scheduler holds around that wait stops the command at once.)
+async fn poll_for_interrupt() {
+    static RAISED: AtomicBool = AtomicBool::new(false);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the action is an atomic store, async-signal-safe; it captures nothing.
+        let registered = unsafe {
+            signal_hook_registry::register(signal, || RAISED.store(true, Ordering::Relaxed))
+        };
+        if registered.is_err() {
+            // Without signal handlers, Ctrl-C keeps its default meaning: the process ends.
+            return std::future::pending().await;
+        }
+    }
+    let mut ticks = tokio::time::interval(INTERRUPT_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !RAISED.load(Ordering::Relaxed) {
+        ticks.tick().await;
+    }
+}
+
+/// How often [`poll_for_interrupt`] looks: well within the grace period a command gets.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
 
 /// Ctrl-C or SIGTERM.
 pub(super) async fn wait_for_interrupt() {
