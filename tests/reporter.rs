@@ -219,6 +219,43 @@ fn an_interrupted_task_counts_as_interrupted_not_skipped() {
     assert_eq!(summary["interrupted"], true, "{summary}");
 }
 
+/// Commands on job threads (two at once): Ctrl-C reaches them through the run's interrupt,
+/// which a run without LLM steps watches without an I/O driver.
+#[test]
+fn ctrl_c_stops_commands_running_side_by_side() {
+    let test = Test::new().file(
+        "tasks.kdl",
+        r#"
+        task "a" { run "echo > a.started; sleep 30" }
+        task "b" { run "echo > b.started; sleep 30" }
+        task "both" { deps "a" "b" }
+        "#,
+    );
+    let child = test
+        .command(&["run", "both", "-j2", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn clab");
+    crate::test::wait_for_file(&test.path().join("a.started"));
+    crate::test::wait_for_file(&test.path().join("b.started"));
+    let sent = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("wait");
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(130));
+    let summary = finished(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(summary["interrupted_tasks"], 2, "{summary}");
+    assert_eq!(summary["interrupted"], true, "{summary}");
+}
+
 #[test]
 fn ai_off_names_itself_even_after_a_failed_attempt() {
     let test = Test::new().file(
