@@ -99,8 +99,8 @@ pub const MANIFEST_JSON_MAX: u64 = 8 * 1024 * 1024;
 
 /// The largest manifest a reader downloads, and a writer uploads: [`MANIFEST_JSON_MAX`] bytes
 /// of JSON, the `\n`, and [`INLINE_TOTAL_MAX`] bytes of carried blobs. An output costs about
-/// 100 bytes of JSON plus its path (`{"path":…,"digest":<64 hex>,"size":…,"mode":…}`), so 8 MiB
-/// holds some 40,000 outputs with 100-byte paths; a task with more is not shared. Bigger
+/// 100 bytes of JSON plus its path (`{"path":…,"digest":<64 hex>,"size":…,"mode":…}`), so
+/// 8 MiB holds some 40,000 outputs with 100-byte paths; a task with more is not shared. Bigger
 /// answers are a miss ([`MissReason::TooLarge`]): a hostile or broken server cannot make a
 /// reader hold more than this per manifest (16 are fetched at once: at most ~132 MiB).
 pub const MANIFEST_MAX: u64 = MANIFEST_JSON_MAX + 1 + INLINE_TOTAL_MAX;

@@ -15,8 +15,8 @@
 //! - Nothing is retried; a failure is counted (`upload_failed`) and feeds the breaker. Once
 //!   the breaker is open, uploads fail at once without calling the remote.
 //! - An entry readers would refuse as too large (a manifest over
-//!   [`MANIFEST_MAX`](crate::entry::MANIFEST_MAX), a log over
-//!   [`LOG_BLOB_MAX`](crate::entry::LOG_BLOB_MAX) uploaded on its own) is not uploaded at
+//!   [`MANIFEST_MAX`], a log over
+//!   [`LOG_BLOB_MAX`] uploaded on its own) is not uploaded at
 //!   all: it counts as failed, without a call.
 
 use std::collections::BTreeSet;

@@ -1,8 +1,9 @@
 //! `Warning`: something about the remote cache the user should hear once; the run goes on.
 //!
 //! In: outages (from the [`Breaker`](crate::breaker::Breaker)), rejected entries (tampered
-//! with, broken, or over their size bound) and local store failures. Out: warnings with miette codes, `severity(Warning)`, texts that never hold a
-//! credential (URLs redacted, causes scrubbed), serializable for `--json`.
+//! with, broken, or over their size bound) and local store failures. Out: warnings with miette
+//! codes, `severity(Warning)`, texts that never hold a credential (URLs redacted, causes
+//! scrubbed), serializable for `--json`.
 
 use serde::Serialize;
 

@@ -185,9 +185,9 @@ impl Backend for DalBackend {
     /// One `GET` of the whole object, streamed: a length over `max` (the response's
     /// `Content-Length`, which OpenDAL's S3 reader always has and holds the body to) is
     /// refused before the body is read; otherwise the body is gathered under `max`
-    /// ([`BoundedBody`]), so a store without the length still stops one chunk past it. Not a
-    /// ranged read: OpenDAL refuses a range answered with fewer bytes than asked for, which
-    /// every object smaller than its bound would be.
+    /// (`bounded_body::BoundedBody`), so a store without the length still stops one chunk
+    /// past it. Not a ranged read: OpenDAL refuses a range answered with fewer bytes than
+    /// asked for, which every object smaller than its bound would be.
     fn get(
         &self,
         name: ObjectName,

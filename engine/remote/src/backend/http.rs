@@ -4,9 +4,10 @@
 //! In: `http(s)://host[:port]/prefix` (a query or fragment is ignored). Credentials, from the
 //! environment only: the URL's `user:password` when the URL itself comes from
 //! `CLAB_REMOTE_CACHE` (HTTP basic auth), or `CLAB_REMOTE_CACHE_TOKEN` (a bearer token). Out:
-//! 200 → the bytes (no more than the caller's bound: see [`read_bounded`]), 404 → none; `PUT` succeeds on any 2xx. Works with any server that stores a
-//! `PUT` body under its path and serves it back: nginx with `dav_methods PUT;
-//! create_full_put_path on;` is what the tests run. bazel-remote is not compatible: it checks
+//! 200 → the bytes (no more than the caller's bound: see `bounded_body::read_bounded`), 404 →
+//! none; `PUT` succeeds on any 2xx. Works with any server that stores a `PUT` body under its
+//! path and serves it back: nginx with `dav_methods PUT; create_full_put_path on;` is what the
+//! tests run. bazel-remote is not compatible: it checks
 //! that a `cas/` object's name is the SHA-256 of its bytes (clab names blobs by blake3) and
 //! that `ac/` holds Bazel `ActionResult` protobufs.
 
@@ -100,7 +101,7 @@ pub(crate) fn base_of(url: &Url) -> Result<String, OpenError> {
 
 impl Backend for HttpBackend {
     /// One `GET`: a `Content-Length` over `max` is refused before the body is read; a body
-    /// without one is read chunk by chunk and cut off past `max` ([`read_bounded`]).
+    /// without one is read chunk by chunk and cut off past `max` (`bounded_body::read_bounded`).
     fn get(
         &self,
         name: ObjectName,

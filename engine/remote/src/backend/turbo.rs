@@ -137,8 +137,9 @@ pub fn artifact_tag(key: &[u8], id: &str, team_id: &str, body: &[u8]) -> [u8; 32
 }
 
 impl Backend for TurboBackend {
-    /// One `GET`, its body bounded as for the HTTP layout ([`read_bounded`]): an artifact is
-    /// the object's bytes as they are (no wrapping), so its bound is the object's.
+    /// One `GET`, its body bounded as for the HTTP layout (`bounded_body::read_bounded`):
+    /// an artifact is the object's bytes as they are (no wrapping), so its bound is the
+    /// object's.
     fn get(
         &self,
         name: ObjectName,
