@@ -1,13 +1,15 @@
 //! The shared remote cache, end to end against real servers started on 127.0.0.1 (nginx with
 //! WebDAV, redis-server, moto's S3 server, turborepo-remote-cache): a fresh checkout at another
 //! path restores every task, a tampered blob (carried in its manifest) is never restored, an
-//! untrusted signer's entries rerun, read-only writes nothing, and a server that is down costs
-//! one warning and changes neither the result nor the exit code. A missing server binary fails the test with the
-//! command that installs it (`.ci/run` installs all four).
+//! untrusted signer's entries rerun, read-only writes nothing, a server that is down costs one
+//! warning and changes neither the result nor the exit code, and a server answering gigabytes
+//! for a manifest costs a rerun and one warning, never the memory to hold them. A missing
+//! server binary fails the test with the command that installs it (`.ci/run` installs all
+//! four).
 
 use clab_remote::test_servers::TestServer;
 
-use crate::test::{Test, all_bytes_under};
+use crate::test::{Run, Test, all_bytes_under};
 
 /// base64 of the 32-byte ed25519 seed 0, 1, …, 31.
 const SIGNING_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -314,6 +316,111 @@ fn cache_stats_has_a_remote_section() {
         .status(0)
         .stdout_has(&format!("remote:   {} (read-write)", server.url()))
         .stdout_has("entries (");
+}
+
+/// Runs `clab args` in `test` and returns what it printed and its peak resident memory in
+/// bytes (`VmHWM` of `/proc/<pid>/status`, read every few milliseconds until it exits: the
+/// high-water mark only grows, so the last reading is within a few milliseconds of the end).
+fn run_with_peak_memory(test: &Test, args: &[&str]) -> (Run, u64) {
+    let out = tempfile::tempdir().unwrap();
+    let (stdout, stderr) = (out.path().join("stdout"), out.path().join("stderr"));
+    let mut child = test
+        .command(args)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("run clab");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib: u64 = 0;
+    let status = loop {
+        if let Some(kib) = std::fs::read_to_string(&status_file)
+            .ok()
+            .as_deref()
+            .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:")))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let run = Run {
+        status: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&stdout).unwrap(),
+        stderr: std::fs::read_to_string(&stderr).unwrap(),
+    };
+    assert!(peak_kib > 0, "no reading of clab's memory");
+    (run, peak_kib * 1024)
+}
+
+/// Every manifest on the server replaced by 2 GiB (sparse files in its data directory):
+/// nginx sends their `Content-Length`, the Turborepo cache streams them chunked without one.
+/// Each is a miss with one warning for all, every task reruns (exit 0, same outputs), and
+/// clab's peak memory stays far below what one such manifest would take.
+fn an_oversized_manifest_is_a_miss_and_never_held(
+    server: TestServer,
+    is_manifest: fn(&std::path::Path) -> bool,
+) {
+    let writer = with_server(project(), &server, &[]);
+    writer.run_with(&["run", "check"]).status(0);
+    let mut replaced = 0;
+    for file in walk(&server.data_dir().unwrap()) {
+        if is_manifest(&file) {
+            std::fs::File::create(&file)
+                .unwrap()
+                .set_len(2 << 30)
+                .unwrap();
+            replaced += 1;
+        }
+    }
+    assert_eq!(replaced, 4, "the four manifests are on the server");
+
+    let reader = with_server(fresh_checkout(&writer), &server, &[]);
+    let (run, peak) = run_with_peak_memory(&reader, &["run", "check"]);
+    let run = run.status(0).stdout_has("4 tasks: 4 ran in");
+    let output = format!("{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        output
+            .matches("was rejected: remote manifest is larger than")
+            .count(),
+        1,
+        "one warning\n{output}"
+    );
+    assert!(output.contains("(and 3 more entries)"), "{output}");
+    assert!(
+        !output.contains("is unavailable"),
+        "not an outage\n{output}"
+    );
+    assert_eq!(ran(&reader), ["check", "gen", "tool", "upper"]);
+    same_outputs(&writer, &reader);
+    eprintln!("clab's peak memory: {} MiB\n{output}", peak >> 20);
+    assert!(
+        peak < 256 << 20,
+        "clab's peak memory was {} MiB",
+        peak >> 20
+    );
+}
+
+#[test]
+fn an_oversized_manifest_from_nginx_is_a_miss_and_never_held() {
+    an_oversized_manifest_is_a_miss_and_never_held(TestServer::nginx().expect("nginx"), |path| {
+        path.parent().is_some_and(|dir| dir.ends_with("cache/ac"))
+    });
+}
+
+#[test]
+fn an_oversized_manifest_from_the_turborepo_cache_is_a_miss_and_never_held() {
+    an_oversized_manifest_is_a_miss_and_never_held(
+        TestServer::turbo(None).expect("turborepo-remote-cache"),
+        |path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("clab-ac-") && !name.ends_with(".tag"))
+        },
+    );
 }
 
 /// Every file under `dir`.

@@ -3,8 +3,10 @@
 //!
 //! In: backend futures. Out: their values, or [`CallError::Unavailable`] (the call failed,
 //! timed out, or was skipped because the breaker is open — the failure is recorded for the
-//! run's one unavailability warning) or [`CallError::Integrity`] (the server answered but the
-//! object failed a protocol check; not an outage). Also holds what fetches and uploads share:
+//! run's one unavailability warning), [`CallError::Integrity`] (the server answered but the
+//! object failed a protocol check; not an outage) or [`CallError::TooLarge`] (the object
+//! holds more than the call's bound; not an outage: the breaker neither counts it as a
+//! failure nor as a success). Also holds what fetches and uploads share:
 //! the [`RemoteStats`], recorded [`Warning`]s and the blobs known to be on the remote.
 
 use std::collections::HashSet;
@@ -27,6 +29,9 @@ pub(crate) enum CallError {
     Integrity(String),
     /// The server refused a write (text scrubbed).
     WriteDenied,
+    /// The object holds more bytes than the call's bound: the object's fault, not the
+    /// server's, so not an outage either.
+    TooLarge,
 }
 
 /// The backend with its guards and the run's shared state.
@@ -87,6 +92,7 @@ impl Client {
                 }
                 Err(CallError::WriteDenied)
             }
+            Ok(Err(BackendError::TooLarge { .. })) => Err(CallError::TooLarge),
             Ok(Err(error)) => Err(CallError::Integrity(error.to_string())),
             Err(_) => {
                 self.breaker

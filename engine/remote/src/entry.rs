@@ -61,6 +61,11 @@
 //! for serde_json to scan and copy and for base64 to decode per entry — the reader slices
 //! the body it received.
 //!
+//! Bounds: a reader downloads at most [`MANIFEST_MAX`] bytes of a manifest, a blob's size as
+//! its manifest gives it, and [`LOG_BLOB_MAX`] of a log whose size the manifest does not
+//! give; an object over its bound is a miss ([`MissReason::TooLarge`]), found without
+//! holding more than the bound. A writer does not upload an entry a reader would refuse so.
+//!
 //! Blobs are verified by the fetcher ([`crate::RemoteCache::fetch`]): each is hashed (and its
 //! size compared) before it enters the local CAS, and the result is handed back only when all
 //! of them did. Writers upload every `cas/` blob before the manifest, so a reader that finds a
@@ -88,6 +93,24 @@ pub const INLINE_BLOB_MAX: u64 = 128 * 1024;
 
 /// The most bytes of blobs one manifest carries inline.
 pub const INLINE_TOTAL_MAX: u64 = 256 * 1024;
+
+/// The most bytes of JSON a manifest may have (see [`MANIFEST_MAX`]).
+pub const MANIFEST_JSON_MAX: u64 = 8 * 1024 * 1024;
+
+/// The largest manifest a reader downloads, and a writer uploads: [`MANIFEST_JSON_MAX`] bytes
+/// of JSON, the `\n`, and [`INLINE_TOTAL_MAX`] bytes of carried blobs. An output costs about
+/// 100 bytes of JSON plus its path (`{"path":…,"digest":<64 hex>,"size":…,"mode":…}`), so
+/// 8 MiB holds some 40,000 outputs with 100-byte paths; a task with more is not shared. Bigger
+/// answers are a miss ([`MissReason::TooLarge`]): a hostile or broken server cannot make a
+/// reader hold more than this per manifest (16 are fetched at once: at most ~132 MiB).
+pub const MANIFEST_MAX: u64 = MANIFEST_JSON_MAX + 1 + INLINE_TOTAL_MAX;
+
+/// The largest log a reader downloads, and a writer uploads, when the manifest does not give
+/// its size (a log that is not also an output and is not carried inline: manifests give
+/// outputs' sizes, not the log's). A log can be any size (`exec::task_log` spills long ones
+/// to disk and stores them whole; issue 18 saw 100 MB); 256 MiB leaves room for that, and is
+/// half of Redis's largest value. Every other blob is bounded by the size its manifest gives.
+pub const LOG_BLOB_MAX: u64 = 256 * 1024 * 1024;
 
 /// The value of a manifest's `format` field.
 pub const FORMAT_NAME: &str = "clab-remote-entry";

@@ -84,7 +84,7 @@ pub mod uploader;
 pub mod warning;
 
 pub use backend::{Backend, BackendError, Env, ObjectName, Timeouts};
-pub use entry::{FORMAT_VERSION, Manifest};
+pub use entry::{FORMAT_VERSION, LOG_BLOB_MAX, MANIFEST_MAX, Manifest};
 pub use miss_reason::MissReason;
 pub use remote_cache::{Fetch, Fetched, RemoteCache, RemoteInfo};
 pub use remote_config::{

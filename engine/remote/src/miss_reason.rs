@@ -31,6 +31,17 @@ pub enum MissReason {
         /// The digest the manifest names.
         digest: Digest,
     },
+    /// A remote object holds more bytes than it may: a manifest more than
+    /// [`MANIFEST_MAX`](crate::entry::MANIFEST_MAX), a blob more than the size its manifest
+    /// gives (a log, whose size manifests do not give, more than
+    /// [`LOG_BLOB_MAX`](crate::entry::LOG_BLOB_MAX)). The download stopped at the bound.
+    TooLarge {
+        /// The blob's digest; none for the manifest.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        digest: Option<Digest>,
+        /// The bound, in bytes.
+        max: u64,
+    },
     /// A blob the manifest names is not on the remote (an upload cut short, an eviction).
     BlobMissing {
         /// The digest the manifest names.
@@ -65,6 +76,7 @@ impl MissReason {
             MissReason::UntrustedSigner { .. } => "untrusted_signer",
             MissReason::BadSignature => "bad_signature",
             MissReason::BlobMismatch { .. } => "blob_mismatch",
+            MissReason::TooLarge { .. } => "too_large",
             MissReason::BlobMissing { .. } => "blob_missing",
             MissReason::BadManifest { .. } => "bad_manifest",
             MissReason::NewerFormat { .. } => "newer_format",
@@ -74,13 +86,15 @@ impl MissReason {
     }
 
     /// Whether this miss means someone tampered with (or damaged) the remote: these cost a
-    /// warning; the others are ordinary.
+    /// warning; the others are ordinary. An object over its bound is one of them: clab never
+    /// writes one (its uploader refuses entries a reader would refuse as too large).
     pub fn is_integrity_failure(&self) -> bool {
         matches!(
             self,
             MissReason::BadSignature
                 | MissReason::BlobMismatch { .. }
                 | MissReason::BadManifest { .. }
+                | MissReason::TooLarge { .. }
         )
     }
 }
@@ -103,6 +117,17 @@ impl fmt::Display for MissReason {
                     short(digest)
                 )
             }
+            MissReason::TooLarge { digest: None, max } => {
+                write!(f, "remote manifest is larger than {max} bytes")
+            }
+            MissReason::TooLarge {
+                digest: Some(digest),
+                max,
+            } => write!(
+                f,
+                "remote blob `{}` is larger than {max} bytes",
+                short(digest)
+            ),
             MissReason::BlobMissing { digest } => {
                 write!(f, "remote blob `{}` is missing", short(digest))
             }
@@ -149,6 +174,40 @@ mod tests {
         assert_eq!(
             serde_json::to_value(MissReason::NotFound).unwrap(),
             serde_json::json!({"reason": "not_found"})
+        );
+    }
+
+    #[test]
+    fn too_large_names_the_object_and_its_bound() {
+        let digest = Digest::of_bytes(b"x");
+        let blob = MissReason::TooLarge {
+            digest: Some(digest),
+            max: 300_000,
+        };
+        assert_eq!(
+            blob.to_string(),
+            format!(
+                "remote blob `{}` is larger than 300000 bytes",
+                &digest.to_hex()[..12]
+            )
+        );
+        let manifest = MissReason::TooLarge {
+            digest: None,
+            max: 10,
+        };
+        assert_eq!(
+            manifest.to_string(),
+            "remote manifest is larger than 10 bytes"
+        );
+        assert_eq!(manifest.code(), "too_large");
+        assert!(manifest.is_integrity_failure(), "it costs a warning");
+        assert_eq!(
+            serde_json::to_value(&manifest).unwrap(),
+            serde_json::json!({"reason": "too_large", "max": 10})
+        );
+        assert_eq!(
+            serde_json::to_value(&blob).unwrap()["digest"],
+            digest.to_hex()
         );
     }
 }

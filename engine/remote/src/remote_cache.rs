@@ -11,6 +11,9 @@
 //!   (bad configuration, which the user must fix).
 //! - A blob enters the local CAS only after its bytes hashed to the digest its manifest names
 //!   (and had the size it says); a fetch is a hit only if every blob did.
+//! - Every download is bounded ([`MANIFEST_MAX`] for a manifest, the size its manifest gives
+//!   for a blob, [`LOG_BLOB_MAX`] for a log of unknown size): an object over its bound is a
+//!   [`MissReason::TooLarge`] with a warning, not an outage, and is never held whole.
 //! - The methods are synchronous and may be called from many threads at once; the remote
 //!   cache owns a small tokio runtime (2 workers) for its I/O. Call them from ordinary or
 //!   blocking threads (`spawn_blocking`), not from inside an async task.
@@ -29,7 +32,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::{self, Backend, ObjectName};
 use crate::client::{CallError, Client};
-use crate::entry::Manifest;
+use crate::entry::{LOG_BLOB_MAX, MANIFEST_MAX, Manifest};
 use crate::miss_reason::MissReason;
 use crate::remote_config::{ConfigError, RemoteConfig};
 use crate::remote_stats::RemoteStats;
@@ -404,13 +407,20 @@ async fn fetch_manifest(
     trusted: &TrustedKeys,
 ) -> Result<Manifest, Rejection> {
     let name = ObjectName::ac(key).ok_or((MissReason::NotFound, None))?;
-    let bytes = match client.call(client.backend.get(name)).await {
+    let bytes = match client.call(client.backend.get(name, MANIFEST_MAX)).await {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err((MissReason::NotFound, None)),
         Err(CallError::Unavailable | CallError::WriteDenied) => {
             return Err((MissReason::Unavailable, None));
         }
         Err(CallError::Integrity(_)) => return Err((MissReason::BadSignature, None)),
+        Err(CallError::TooLarge) => {
+            let reason = MissReason::TooLarge {
+                digest: None,
+                max: MANIFEST_MAX,
+            };
+            return Err((reason, None));
+        }
     };
     client.stats_mut().bytes_down += bytes.len() as u64;
     let manifest = Manifest::parse(bytes).map_err(|reason| (reason, None))?;
@@ -523,7 +533,8 @@ fn keep_fits(keep: Option<&AtomicU64>, blob: &VerifiedBlob) -> bool {
 /// restore instead of 2,300–2,700, and ~60 ms more CPU (median of 5 alternating runs each).
 const INLINE_PUT: u64 = 1024 * 1024;
 
-/// Downloads one blob, verifies it, and puts it in the local CAS; returns it.
+/// Downloads one blob (no more than the `size` its manifest gives, or [`LOG_BLOB_MAX`] for a
+/// log, whose size is not given), verifies it, and puts it in the local CAS; returns it.
 async fn fetch_blob(
     client: &Client,
     cas: &Cas,
@@ -535,8 +546,10 @@ async fn fetch_blob(
         .acquire()
         .await
         .map_err(|_| MissReason::Unavailable)?;
+    // The size the manifest gives (signed, when it is); a log's is not given.
+    let max = size.unwrap_or(LOG_BLOB_MAX);
     let bytes: Bytes = match client
-        .call(client.backend.get(ObjectName::cas(&digest)))
+        .call(client.backend.get(ObjectName::cas(&digest), max))
         .await
     {
         Ok(Some(bytes)) => bytes,
@@ -545,6 +558,12 @@ async fn fetch_blob(
             return Err(MissReason::Unavailable);
         }
         Err(CallError::Integrity(_)) => return Err(MissReason::BlobMismatch { digest }),
+        Err(CallError::TooLarge) => {
+            return Err(MissReason::TooLarge {
+                digest: Some(digest),
+                max,
+            });
+        }
     };
     {
         let mut stats = client.stats_mut();
@@ -732,6 +751,76 @@ mod tests {
             Fetch::Miss(MissReason::BlobMissing { digest })
         );
         assert!(reader.warnings().is_empty());
+    }
+
+    #[test]
+    fn an_object_over_its_bound_is_a_miss_with_one_warning_and_not_an_outage() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        upload(&remote(&backend, |_| {}), &project);
+        // The 300 KB output, one byte longer on the server than its manifest says.
+        let digest = project.result.outputs[1].hash;
+        let path = format!("cas/{digest}");
+        let mut longer = backend.objects()[&path].to_vec();
+        longer.push(0);
+        backend.set(&path, longer);
+        let reader = remote(&backend, |_| {});
+        let (other, store) = empty_store();
+        let too_large = MissReason::TooLarge {
+            digest: Some(digest),
+            max: 300_000,
+        };
+        // More fetches than the breaker's threshold: none of them is an outage.
+        for _ in 0..4 {
+            assert_eq!(reader.fetch("k1", &store), Fetch::Miss(too_large.clone()));
+        }
+        assert!(!store.cas().contains(&digest));
+        assert!(store.load_result("k1").unwrap().is_none());
+        assert!(!other.path().join("out").exists());
+
+        // A manifest over its bound, then one exactly at it (read, and found to be no
+        // manifest).
+        let manifest = backend.objects()["ac/k1"].clone();
+        backend.set("ac/k1", vec![b' '; MANIFEST_MAX as usize + 1]);
+        assert_eq!(
+            reader.fetch("k1", &store),
+            Fetch::Miss(MissReason::TooLarge {
+                digest: None,
+                max: MANIFEST_MAX
+            })
+        );
+        assert_eq!(
+            reader.probe("k1"),
+            Err(MissReason::TooLarge {
+                digest: None,
+                max: MANIFEST_MAX
+            })
+        );
+        backend.set("ac/k1", vec![b' '; MANIFEST_MAX as usize]);
+        assert!(matches!(
+            reader.fetch("k1", &store),
+            Fetch::Miss(MissReason::BadManifest { .. })
+        ));
+
+        let stats = reader.stats();
+        assert!(!stats.circuit_open && stats.failures == 0, "{stats:?}");
+        assert_eq!(stats.misses_of("too_large"), 5, "{stats:?}");
+        let warnings = reader.warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(
+            warnings[0],
+            Warning::Rejected {
+                key: "k1".to_owned(),
+                task: Some("build".to_owned()),
+                reason: too_large,
+                others: 4,
+            }
+        );
+
+        // Put right, the entry restores: the remote was never given up on.
+        backend.set("ac/k1", manifest);
+        backend.set(&path, project.store.cas().read(&digest).unwrap());
+        assert!(matches!(reader.fetch("k1", &store), Fetch::Hit(_)));
     }
 
     #[test]
@@ -1025,8 +1114,9 @@ mod tests {
         fn get(
             &self,
             name: ObjectName,
+            max: u64,
         ) -> crate::backend::BoxFuture<'_, Result<Option<Bytes>, crate::BackendError>> {
-            self.inner.get(name)
+            self.inner.get(name, max)
         }
 
         fn put(
@@ -1126,8 +1216,9 @@ mod tests {
         fn get(
             &self,
             name: ObjectName,
+            max: u64,
         ) -> crate::backend::BoxFuture<'_, Result<Option<Bytes>, crate::BackendError>> {
-            self.0.get(name)
+            self.0.get(name, max)
         }
 
         fn put(

@@ -14,6 +14,10 @@
 //!   a corrupt local blob fails the entry rather than spreading.
 //! - Nothing is retried; a failure is counted (`upload_failed`) and feeds the breaker. Once
 //!   the breaker is open, uploads fail at once without calling the remote.
+//! - An entry readers would refuse as too large (a manifest over
+//!   [`MANIFEST_MAX`], a log over
+//!   [`LOG_BLOB_MAX`] uploaded on its own) is not uploaded at
+//!   all: it counts as failed, without a call.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,7 +33,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::ObjectName;
 use crate::client::Client;
-use crate::entry::{Manifest, inline_choice};
+use crate::entry::{LOG_BLOB_MAX, MANIFEST_MAX, Manifest, inline_choice};
 use crate::signing::SigningKey;
 
 /// What the uploads of a run came to.
@@ -147,17 +151,33 @@ async fn upload_entry(
 ) -> Result<(), ()> {
     // The empty blob is never sent: every reader can make it (see `entry`), and some servers
     // cannot store it (nginx's WebDAV answers 500 to a PUT with an empty body).
-    let carried = {
+    let (carried, log_size) = {
         let result = result.clone();
         let cas = cas.clone();
-        tokio::task::spawn_blocking(move || carried_blobs(&result, &cas))
-            .await
-            .map_err(|_| ())??
+        tokio::task::spawn_blocking(move || {
+            let log_size = result
+                .log
+                .and_then(|log| Some((log, std::fs::metadata(cas.path_of(&log)).ok()?.len())));
+            carried_blobs(&result, &cas, log_size).map(|carried| (carried, log_size))
+        })
+        .await
+        .map_err(|_| ())??
     };
     let digests: BTreeSet<Digest> = result
         .blobs()
         .filter(|d| *d != Digest::empty() && !carried.iter().any(|blob| blob.digest() == d))
         .collect();
+    // The manifest is made before any blob goes up, so that an entry readers would refuse as
+    // too large costs no upload at all.
+    let mut manifest = Manifest::from_result(name.name(), result);
+    manifest.carry(&carried);
+    if let Some(signer) = &signer {
+        manifest.sign(signer);
+    }
+    let bytes = Bytes::from(manifest.to_bytes());
+    if !within_read_bounds(&bytes, &manifest, &digests, log_size) {
+        return Err(());
+    }
     let mut blobs = JoinSet::new();
     for digest in digests {
         let client = Arc::clone(client);
@@ -171,12 +191,6 @@ async fn upload_entry(
             return Err(());
         }
     }
-    let mut manifest = Manifest::from_result(name.name(), result);
-    manifest.carry(&carried);
-    if let Some(signer) = &signer {
-        manifest.sign(signer);
-    }
-    let bytes = Bytes::from(manifest.to_bytes());
     let size = bytes.len() as u64;
     let _permit = semaphore.acquire().await.map_err(|_| ())?;
     client
@@ -189,13 +203,30 @@ async fn upload_entry(
     Ok(())
 }
 
-/// The blobs of `result` its manifest carries ([`inline_choice`]), read from `cas`, verified.
-/// A log whose size cannot be read is left to be uploaded on its own (which reports it).
-fn carried_blobs(result: &CachedResult, cas: &Cas) -> Result<Vec<VerifiedBlob>, ()> {
-    let log = result.log.and_then(|log| {
-        let size = std::fs::metadata(cas.path_of(&log)).ok()?.len();
-        Some((log, size))
+/// Whether readers would take the entry whose stored manifest is `bytes`, with the blobs
+/// `uploaded` on their own and the log of `log_size`: a manifest within [`MANIFEST_MAX`], and
+/// a log uploaded on its own, whose size the manifest does not give, within [`LOG_BLOB_MAX`].
+/// (Every other blob is bounded by the size the manifest gives: its own.)
+fn within_read_bounds(
+    bytes: &[u8],
+    manifest: &Manifest,
+    uploaded: &BTreeSet<Digest>,
+    log_size: Option<(Digest, u64)>,
+) -> bool {
+    let unsized_log = log_size.filter(|(log, _)| {
+        uploaded.contains(log) && !manifest.outputs.iter().any(|o| o.digest == *log)
     });
+    bytes.len() as u64 <= MANIFEST_MAX && unsized_log.is_none_or(|(_, size)| size <= LOG_BLOB_MAX)
+}
+
+/// The blobs of `result` its manifest carries ([`inline_choice`]), read from `cas`, verified;
+/// `log` is the log and its size. A log whose size cannot be read is left to be uploaded on
+/// its own (which reports it).
+fn carried_blobs(
+    result: &CachedResult,
+    cas: &Cas,
+    log: Option<(Digest, u64)>,
+) -> Result<Vec<VerifiedBlob>, ()> {
     let sizes = result.outputs.iter().map(|o| (o.hash, o.size)).chain(log);
     inline_choice(sizes)
         .iter()
@@ -241,4 +272,99 @@ async fn upload_blob(
     stats.blobs_up += 1;
     stats.bytes_up += size;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::MemoryBackend;
+    use crate::{RemoteCache, RemoteConfig};
+    use clab_store::{OutputEntry, Store};
+
+    #[test]
+    fn an_entry_readers_would_refuse_as_too_large_is_not_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join(".clab")).unwrap().store;
+        // Empty outputs: no blob to upload, the manifest alone; 50,000 of them with 150-byte
+        // paths make some 12 MB of JSON.
+        let outputs = (0..50_000)
+            .map(|i| OutputEntry {
+                path: format!("out/{i:0>146}"),
+                hash: Digest::empty(),
+                size: 0,
+                mode: 0o644,
+            })
+            .collect();
+        let huge = CachedResult::new("many", "ok", 1, outputs, None);
+        assert!(Manifest::from_result("k", &huge).to_bytes().len() as u64 > MANIFEST_MAX);
+        let backend = Arc::new(MemoryBackend::new());
+        let remote = RemoteCache::with_backend(
+            RemoteConfig::new(None),
+            Arc::clone(&backend) as Arc<dyn crate::Backend>,
+        )
+        .unwrap();
+        remote.upload("k", &huge, store.cas());
+        let stats = remote.finish(Instant::now() + std::time::Duration::from_secs(30));
+        assert_eq!((stats.entries_up, stats.upload_failed), (0, 1), "{stats:?}");
+        assert_eq!(backend.calls(), 0, "not a byte went up");
+    }
+
+    #[test]
+    fn read_bounds_are_the_manifest_s_and_an_unsized_log_s() {
+        let log = Digest::of_bytes(b"log");
+        let output = Digest::of_bytes(b"output");
+        let result = CachedResult::new(
+            "t",
+            "ok",
+            1,
+            vec![OutputEntry {
+                path: "out".into(),
+                hash: output,
+                size: 6,
+                mode: 0o644,
+            }],
+            Some(log),
+        );
+        let manifest = Manifest::from_result("k", &result);
+        let both = BTreeSet::from([log, output]);
+        assert!(within_read_bounds(b"{}", &manifest, &both, Some((log, 3))));
+        assert!(within_read_bounds(
+            b"{}",
+            &manifest,
+            &both,
+            Some((log, LOG_BLOB_MAX))
+        ));
+        assert!(!within_read_bounds(
+            b"{}",
+            &manifest,
+            &both,
+            Some((log, LOG_BLOB_MAX + 1))
+        ));
+        // Carried (not uploaded on its own), or also an output (its size given): no bound.
+        let only_output = BTreeSet::from([output]);
+        assert!(within_read_bounds(
+            b"{}",
+            &manifest,
+            &only_output,
+            Some((log, LOG_BLOB_MAX + 1))
+        ));
+        let as_output = Manifest::from_result(
+            "k",
+            &CachedResult::new("t", "ok", 1, result.outputs.clone(), Some(output)),
+        );
+        assert!(within_read_bounds(
+            b"{}",
+            &as_output,
+            &only_output,
+            Some((output, LOG_BLOB_MAX + 1))
+        ));
+        let json = vec![b' '; MANIFEST_MAX as usize + 1];
+        assert!(!within_read_bounds(&json, &manifest, &both, None));
+        assert!(within_read_bounds(
+            &json[1..],
+            &manifest,
+            &both,
+            Some((log, 3))
+        ));
+    }
 }

@@ -1,8 +1,9 @@
 //! `Warning`: something about the remote cache the user should hear once; the run goes on.
 //!
-//! In: outages (from the [`Breaker`](crate::breaker::Breaker)), rejected entries and local
-//! store failures. Out: warnings with miette codes, `severity(Warning)`, texts that never hold a
-//! credential (URLs redacted, causes scrubbed), serializable for `--json`.
+//! In: outages (from the [`Breaker`](crate::breaker::Breaker)), rejected entries (tampered
+//! with, broken, or over their size bound) and local store failures. Out: warnings with miette
+//! codes, `severity(Warning)`, texts that never hold a credential (URLs redacted, causes
+//! scrubbed), serializable for `--json`.
 
 use serde::Serialize;
 
@@ -52,7 +53,8 @@ pub enum Warning {
     },
 
     /// An entry failed an integrity check (a blob that does not match its digest, a bad
-    /// signature, a broken manifest): someone tampered with the remote, or it is damaged. One
+    /// signature, a broken manifest, an object over its size bound): someone tampered with
+    /// the remote, or it is damaged. One
     /// warning per reason: later entries rejected for the same reason only count in `others`.
     #[error(
         "remote cache entry `{key}`{} was rejected: {reason}{}",
@@ -172,6 +174,15 @@ mod tests {
                 task: None,
                 reason: MissReason::BadSignature,
                 others: 4,
+            },
+            Warning::Rejected {
+                key: "3b7e4d2a".into(),
+                task: Some("build".into()),
+                reason: MissReason::TooLarge {
+                    digest: Some(digest),
+                    max: 300_000,
+                },
+                others: 1,
             },
             Warning::LocalStore {
                 key: "3b7e4d2a".into(),

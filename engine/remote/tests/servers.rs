@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clab_remote::backend::{self, Backend, ObjectName, Timeouts};
+use clab_remote::backend::{self, Backend, BackendError, ObjectName, Timeouts};
 use clab_remote::secret::Scrubber;
 use clab_remote::test_servers::{ServerError, TestServer};
 use clab_remote::{
@@ -219,7 +219,12 @@ mod scenarios {
         let attacker = raw_backend(&server);
         let name = ObjectName::ac(KEY).unwrap();
         block_on(async {
-            let mut manifest = attacker.get(name.clone()).await.unwrap().unwrap().to_vec();
+            let mut manifest = attacker
+                .get(name.clone(), clab_remote::MANIFEST_MAX)
+                .await
+                .unwrap()
+                .unwrap()
+                .to_vec();
             assert!(manifest.ends_with(b"\necho hi\n"));
             let at = manifest.len() - 3;
             manifest[at] = b'H';
@@ -238,6 +243,76 @@ mod scenarios {
         assert!(store.load_result(KEY).unwrap().is_none());
         assert!(!other.path().join("out").exists(), "nothing was restored");
         assert_eq!(reader.stats().blobs_down, 0, "{:?}", reader.stats());
+    }
+
+    /// Objects over their bound: each backend reads an object up to its bound and refuses it
+    /// one byte under; a blob replaced by a larger one with the same name, and a manifest
+    /// replaced by 64 MiB, are misses with one warning, nothing restored, no outage.
+    pub(super) fn oversized_objects(server: TestServer) {
+        let project = project();
+        upload(&remote(&server, |_| {}), &project);
+        let digest = project.result.outputs[1].hash;
+        let blob = project.store.cas().read(&digest).unwrap();
+        assert_eq!(blob.len(), 300_000);
+        let name = ObjectName::cas(&digest);
+        let attacker = raw_backend(&server);
+        block_on(async {
+            let whole = attacker.get(name.clone(), 300_000).await.unwrap();
+            assert_eq!(whole.as_deref(), Some(&blob[..]));
+            assert_eq!(
+                attacker.get(name.clone(), 299_999).await,
+                Err(BackendError::too_large(&name, 299_999))
+            );
+            let missing = ObjectName::cas(&clab_store::Digest::of_bytes(b"nowhere"));
+            assert_eq!(attacker.get(missing, 10).await, Ok(None));
+            // A larger blob under the same name.
+            let mut larger = blob.clone();
+            larger.resize(4 << 20, 7);
+            attacker.put(name.clone(), larger.into()).await.unwrap();
+        });
+
+        let (other, store) = checkout();
+        let reader = remote(&server, |_| {});
+        assert_eq!(
+            reader.fetch(KEY, &store),
+            Fetch::Miss(MissReason::TooLarge {
+                digest: Some(digest),
+                max: 300_000
+            })
+        );
+        assert!(!store.cas().contains(&digest), "the blob entered the CAS");
+        assert!(store.load_result(KEY).unwrap().is_none());
+        assert!(!other.path().join("out").exists(), "nothing was restored");
+
+        // The manifest replaced by 64 MiB (a backend of its own: a Redis connection lives in
+        // the runtime that opened it).
+        let attacker = raw_backend(&server);
+        let manifest = ObjectName::ac(KEY).unwrap();
+        block_on(attacker.put(manifest, vec![b'{'; 64 << 20].into())).unwrap();
+        assert_eq!(
+            reader.fetch(KEY, &store),
+            Fetch::Miss(MissReason::TooLarge {
+                digest: None,
+                max: clab_remote::MANIFEST_MAX
+            })
+        );
+        let stats = reader.stats();
+        assert!(!stats.circuit_open && stats.failures == 0, "{stats:?}");
+        assert_eq!(stats.misses_of("too_large"), 2, "{stats:?}");
+        assert!(stats.bytes_down < 1 << 20, "{stats:?}");
+        let warnings = reader.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            matches!(
+                &warnings[0],
+                Warning::Rejected {
+                    reason: MissReason::TooLarge { .. },
+                    others: 1,
+                    ..
+                }
+            ),
+            "{warnings:?}"
+        );
     }
 
     pub(super) fn untrusted_signer(server: TestServer) {
@@ -367,6 +442,11 @@ macro_rules! server_tests {
             #[test]
             fn a_tampered_blob_is_never_restored() {
                 scenarios::tampered_blob(start());
+            }
+
+            #[test]
+            fn an_object_over_its_bound_is_a_miss_and_not_an_outage() {
+                scenarios::oversized_objects(start());
             }
 
             #[test]
@@ -596,5 +676,88 @@ fn a_silent_server_times_out_and_is_given_up_on() {
         warnings[0].to_string().contains("timed out"),
         "{}",
         warnings[0]
+    );
+}
+
+/// A server that answers every request with a chunked body that does not end (64 KiB chunks
+/// until the client hangs up, or 512 MiB went out, then the connection is cut); returns its
+/// port and how many body bytes it managed to send.
+fn endless_http_server() -> (u16, Arc<std::sync::atomic::AtomicU64>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&sent);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { break };
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+                framed.extend_from_slice(&chunk);
+                framed.extend_from_slice(b"\r\n");
+                // Endless as far as a bound of a few MiB can tell; stopping at 512 MiB keeps
+                // a client without a bound (this test failing) from exhausting the machine.
+                let mut left: u64 = 512 << 20;
+                while left > 0 && stream.write_all(&framed).is_ok() {
+                    counter.fetch_add(chunk.len() as u64, Ordering::AcqRel);
+                    left -= chunk.len() as u64;
+                }
+            });
+        }
+    });
+    (port, sent)
+}
+
+/// A manifest `GET` answered with an endless body (no `Content-Length`) stops at the bound:
+/// a miss with a warning, fast, not an outage, and the server could send only about the
+/// bound (plus what the sockets buffer) before clab hung up.
+#[test]
+fn an_endless_body_is_cut_off_at_its_bound() {
+    use std::sync::atomic::Ordering;
+    let (port, sent) = endless_http_server();
+    for scheme in ["http", "turbo+http"] {
+        let mut config = RemoteConfig::new(Some(
+            RemoteUrl::parse(&format!("{scheme}://127.0.0.1:{port}/cache")).unwrap(),
+        ));
+        config.timeouts = Timeouts {
+            connect: Duration::from_secs(1),
+            request: Duration::from_secs(20),
+        };
+        let reader = RemoteCache::from_config(config).unwrap().unwrap();
+        let (_other, store) = checkout();
+        let started = Instant::now();
+        assert_eq!(
+            reader.fetch(KEY, &store),
+            Fetch::Miss(MissReason::TooLarge {
+                digest: None,
+                max: clab_remote::MANIFEST_MAX
+            }),
+            "{scheme}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{scheme}: took {:?}",
+            started.elapsed()
+        );
+        let stats = reader.stats();
+        assert!(!stats.circuit_open && stats.failures == 0, "{stats:?}");
+        assert_eq!(reader.warnings().len(), 1, "{:?}", reader.warnings());
+    }
+    // Give the writers a moment to notice the closed connections.
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = sent.load(Ordering::Acquire);
+    assert!(
+        sent < 2 * clab_remote::MANIFEST_MAX + (32 << 20),
+        "the server sent {sent} bytes"
     );
 }

@@ -18,15 +18,18 @@
 //!   (an action must expose them to the job). Entries there are write-once: rewriting a
 //!   manifest fails. Untested here.
 //!
-//! Out: a [`Backend`]; OpenDAL's `NotFound` is `None`/`false`, any other error a
+//! Out: a [`Backend`]; a `get` is one streamed `GET` refused on its length or cut off at its
+//! bound; OpenDAL's `NotFound` is `None`/`false`, any other error a
 //! [`BackendError::Transport`] with OpenDAL's text, scrubbed. OpenDAL's HTTP services use the
 //! remote cache's shared reqwest client (its connect and request timeouts) through
 //! `opendal-http-transport-reqwest`.
 
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use opendal::{ErrorKind, HttpTransporter, OperationContext, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
 
+use super::bounded_body::{BoundedBody, Exceeded};
 use super::{Backend, BackendError, BoxFuture, Env, ObjectName, OpenError};
 use crate::remote_url::RemoteUrl;
 use crate::secret::Scrubber;
@@ -179,13 +182,41 @@ fn operator(url: &RemoteUrl, env: &Env) -> Result<Operator, opendal::Error> {
 }
 
 impl Backend for DalBackend {
-    fn get(&self, name: ObjectName) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
+    /// One `GET` of the whole object, streamed: a length over `max` (the response's
+    /// `Content-Length`, which OpenDAL's S3 reader always has and holds the body to) is
+    /// refused before the body is read; otherwise the body is gathered under `max`
+    /// (`bounded_body::BoundedBody`), so a store without the length still stops one chunk
+    /// past it. Not a ranged read: OpenDAL refuses a range answered with fewer bytes than
+    /// asked for, which every object smaller than its bound would be.
+    fn get(
+        &self,
+        name: ObjectName,
+        max: u64,
+    ) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
-            match self.operator.read(&name.path()).await {
-                Ok(buffer) => Ok(Some(buffer.to_bytes())),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(self.error(e)),
+            let opened = async {
+                let reader = self.operator.reader(&name.path()).await?;
+                let mut stream = reader.into_stream(..).await?;
+                let length = match stream.metadata().await {
+                    Ok(metadata) => Some(metadata.content_length()),
+                    Err(e) if e.kind() == ErrorKind::Unsupported => None,
+                    Err(e) => return Err(e),
+                };
+                Ok((stream, length))
+            };
+            let (mut stream, length) = match opened.await {
+                Ok(opened) => opened,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(self.error(e)),
+            };
+            let too_large = |_: Exceeded| BackendError::too_large(&name, max);
+            let mut body = BoundedBody::new(length, max).map_err(too_large)?;
+            while let Some(buffer) = stream.try_next().await.map_err(|e| self.error(e))? {
+                for chunk in buffer {
+                    body.push(chunk).map_err(too_large)?;
+                }
             }
+            Ok(Some(body.finish()))
         })
     }
 

@@ -4,9 +4,10 @@
 //! In: `http(s)://host[:port]/prefix` (a query or fragment is ignored). Credentials, from the
 //! environment only: the URL's `user:password` when the URL itself comes from
 //! `CLAB_REMOTE_CACHE` (HTTP basic auth), or `CLAB_REMOTE_CACHE_TOKEN` (a bearer token). Out:
-//! 200 → the bytes, 404 → none; `PUT` succeeds on any 2xx. Works with any server that stores a
-//! `PUT` body under its path and serves it back: nginx with `dav_methods PUT;
-//! create_full_put_path on;` is what the tests run. bazel-remote is not compatible: it checks
+//! 200 → the bytes (no more than the caller's bound: see `bounded_body::read_bounded`), 404 →
+//! none; `PUT` succeeds on any 2xx. Works with any server that stores a `PUT` body under its
+//! path and serves it back: nginx with `dav_methods PUT; create_full_put_path on;` is what the
+//! tests run. bazel-remote is not compatible: it checks
 //! that a `cas/` object's name is the SHA-256 of its bytes (clab names blobs by blake3) and
 //! that `ac/` holds Bazel `ActionResult` protobufs.
 
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use reqwest::{Client, RequestBuilder, StatusCode};
 use url::Url;
 
+use super::bounded_body::read_bounded;
 use super::{Backend, BackendError, BoxFuture, Env, ObjectName, OpenError, describe_reqwest};
 use crate::remote_url::RemoteUrl;
 use crate::secret::{Scrubber, Secret};
@@ -98,7 +100,13 @@ pub(crate) fn base_of(url: &Url) -> Result<String, OpenError> {
 }
 
 impl Backend for HttpBackend {
-    fn get(&self, name: ObjectName) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
+    /// One `GET`: a `Content-Length` over `max` is refused before the body is read; a body
+    /// without one is read chunk by chunk and cut off past `max` (`bounded_body::read_bounded`).
+    fn get(
+        &self,
+        name: ObjectName,
+        max: u64,
+    ) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
             let response = self
                 .request(reqwest::Method::GET, &name)
@@ -107,10 +115,9 @@ impl Backend for HttpBackend {
                 .map_err(|e| self.transport(e))?;
             match response.status() {
                 StatusCode::NOT_FOUND => Ok(None),
-                status if status.is_success() => {
-                    let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
-                    Ok(Some(bytes))
-                }
+                status if status.is_success() => read_bounded(response, &name, max, &self.scrubber)
+                    .await
+                    .map(Some),
                 status => Err(BackendError::status("GET", &name, status.as_u16())),
             }
         })

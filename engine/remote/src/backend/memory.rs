@@ -69,15 +69,23 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
-    fn get(&self, name: ObjectName) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
+    fn get(
+        &self,
+        name: ObjectName,
+        max: u64,
+    ) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
             self.enter()?;
-            Ok(self
+            let bytes = self
                 .objects
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&name.path())
-                .cloned())
+                .cloned();
+            match bytes {
+                Some(bytes) if bytes.len() as u64 > max => Err(BackendError::too_large(&name, max)),
+                bytes => Ok(bytes),
+            }
         })
     }
 
@@ -98,5 +106,32 @@ impl Backend for MemoryBackend {
                 .unwrap_or_else(|e| e.into_inner())
                 .contains_key(&name.path()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_is_bounded() {
+        let backend = MemoryBackend::new();
+        let name = ObjectName::ac("k").unwrap();
+        backend.set("ac/k", "12345");
+        let get = |max| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(backend.get(name.clone(), max))
+        };
+        assert_eq!(get(5), Ok(Some(Bytes::from_static(b"12345"))));
+        assert_eq!(get(4), Err(BackendError::too_large(&name, 4)));
+        assert_eq!(
+            get(4).unwrap_err().to_string(),
+            "`ac/k` holds more than 4 bytes"
+        );
+        assert!(!get(0).unwrap_err().is_outage());
+        backend.remove("ac/k");
+        assert_eq!(get(0), Ok(None));
     }
 }

@@ -1,6 +1,10 @@
 //! Backends: where remote entries live, chosen by the URL's scheme, behind one [`Backend`]
 //! trait of three byte-object operations (`get`, `put`, `exists`) on names `ac/<key>` and
-//! `cas/<digest>` ([`ObjectName`]).
+//! `cas/<digest>` ([`ObjectName`]). Every `get` is bounded: the caller says how many bytes the
+//! object may hold, and an object over that is [`BackendError::TooLarge`] after at most one
+//! chunk more than the bound was read (HTTP, S3 and the other OpenDAL stores: refused on the
+//! response's `Content-Length`, else streamed and cut off; Redis: `GETRANGE`). A hostile or
+//! broken server cannot make clab hold more than the bound of any object it asked for.
 //!
 //! | URL | backend | module |
 //! |---|---|---|
@@ -24,6 +28,7 @@
 //! Bazel layout is exactly three verbs on two paths, which a shared reqwest client does in a
 //! few lines, with the same connect and request timeouts as every other backend.
 
+mod bounded_body;
 pub mod dal;
 pub mod http;
 pub mod memory;
@@ -136,6 +141,15 @@ pub enum BackendError {
     /// read but not write. Not an outage: reads go on.
     #[error("{0}")]
     WriteDenied(String),
+    /// The object holds more bytes than the caller's bound (no more than one chunk past the
+    /// bound was read). Not an outage: the object is at fault, not the server.
+    #[error("`{object}` holds more than {max} bytes")]
+    TooLarge {
+        /// The object.
+        object: String,
+        /// The bound it broke.
+        max: u64,
+    },
 }
 
 impl BackendError {
@@ -144,8 +158,18 @@ impl BackendError {
     pub fn is_outage(&self) -> bool {
         !matches!(
             self,
-            BackendError::Integrity(_) | BackendError::WriteDenied(_)
+            BackendError::Integrity(_)
+                | BackendError::WriteDenied(_)
+                | BackendError::TooLarge { .. }
         )
+    }
+
+    /// The error of `name` holding more than `max` bytes.
+    pub fn too_large(name: &ObjectName, max: u64) -> BackendError {
+        BackendError::TooLarge {
+            object: name.path(),
+            max,
+        }
     }
 
     /// The error of an unexpected HTTP status: a refused `PUT` is [`WriteDenied`](Self::WriteDenied).
@@ -164,8 +188,11 @@ impl BackendError {
 
 /// Byte objects by name: the only thing clab needs of a remote store.
 pub trait Backend: Send + Sync + fmt::Debug {
-    /// The object's bytes, or `None` if there is none.
-    fn get(&self, name: ObjectName) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>>;
+    /// The object's bytes, or `None` if there is none; [`BackendError::TooLarge`] if it holds
+    /// more than `max` bytes, found in the same single request, without holding more than
+    /// `max` of them (nor reading more than one chunk past).
+    fn get(&self, name: ObjectName, max: u64)
+    -> BoxFuture<'_, Result<Option<Bytes>, BackendError>>;
     /// Stores `bytes` under the name, replacing what was there.
     fn put(&self, name: ObjectName, bytes: Bytes) -> BoxFuture<'_, Result<(), BackendError>>;
     /// Whether an object is stored under the name.

@@ -1,8 +1,9 @@
-//! Redis through the `redis` crate: `GET`, `SET` and `EXISTS` on `clab/ac/<key>` and
-//! `clab/cas/<digest>`.
+//! Redis through the `redis` crate: `GETRANGE` (a `GET` bounded by the caller), `SET` and
+//! `EXISTS` on `clab/ac/<key>` and `clab/cas/<digest>`.
 //!
 //! In: `redis://[user:password@]host[:port][/db]` (`rediss://` for TLS); the password may also
-//! come from `REDIS_PASSWORD` (and the user from `REDIS_USERNAME`). Out: whole values (mind
+//! come from `REDIS_PASSWORD` (and the user from `REDIS_USERNAME`). Out: whole values up to
+//! the caller's bound, never more than one byte past it (mind
 //! Redis's 512 MB limit per value, and its memory: set `maxmemory` with an LRU policy on a
 //! server used as a cache).
 //!
@@ -96,13 +97,33 @@ fn key_of(name: &ObjectName) -> String {
 }
 
 impl Backend for RedisBackend {
-    fn get(&self, name: ObjectName) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
+    /// One `GETRANGE key 0 max`: at most `max + 1` bytes come back, and `max + 1` mean the
+    /// value is too large. `GETRANGE` answers a missing key with an empty string: clab never
+    /// stores an empty value (the empty blob is never uploaded, a manifest is never empty),
+    /// so an empty answer is none.
+    fn get(
+        &self,
+        name: ObjectName,
+        max: u64,
+    ) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
             let mut connection = self.connection().await?;
-            connection
-                .get::<_, Option<Bytes>>(key_of(&name))
+            // Redis takes a signed 64-bit end; values are at most 512 MB anyway.
+            let end = i64::try_from(max).unwrap_or(i64::MAX);
+            let bytes: Bytes = redis::cmd("GETRANGE")
+                .arg(key_of(&name))
+                .arg(0)
+                .arg(end)
+                .query_async(&mut connection)
                 .await
-                .map_err(|e| self.error(e))
+                .map_err(|e| self.error(e))?;
+            if bytes.len() as u64 > max {
+                Err(BackendError::too_large(&name, max))
+            } else if bytes.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(bytes))
+            }
         })
     }
 

@@ -10,7 +10,9 @@
 //! Mapping: every clab object is one artifact, `PUT/GET/HEAD <base>/v8/artifacts/<id>` with
 //! `Content-Type: application/octet-stream`: a manifest's id is `clab-ac-<key>`, a blob's
 //! `clab-cas-<digest>`. The prefixes keep clab's objects apart from turbo's own artifacts
-//! (16 hex characters) in a cache both tools share; turbo never reads a clab artifact.
+//! (16 hex characters) in a cache both tools share; turbo never reads a clab artifact. An
+//! artifact's body is the object's bytes as they are (no tar, no wrapping), so a `GET` is
+//! bounded by the object's own bound, as for the HTTP layout.
 //!
 //! Artifact tags: with `TURBO_REMOTE_CACHE_SIGNATURE_KEY` set, each upload carries
 //! `x-artifact-tag`: base64 (standard, padded) of HMAC-SHA256 keyed with the variable's bytes
@@ -26,6 +28,7 @@ use hmac::{Hmac, Mac};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use sha2::Sha256;
 
+use super::bounded_body::read_bounded;
 use super::http::base_of;
 use super::{
     Backend, BackendError, BoxFuture, Env, Namespace, ObjectName, OpenError, describe_reqwest,
@@ -134,7 +137,14 @@ pub fn artifact_tag(key: &[u8], id: &str, team_id: &str, body: &[u8]) -> [u8; 32
 }
 
 impl Backend for TurboBackend {
-    fn get(&self, name: ObjectName) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
+    /// One `GET`, its body bounded as for the HTTP layout (`bounded_body::read_bounded`):
+    /// an artifact is the object's bytes as they are (no wrapping), so its bound is the
+    /// object's.
+    fn get(
+        &self,
+        name: ObjectName,
+        max: u64,
+    ) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
             let id = Self::artifact_id(&name);
             let response = self
@@ -150,7 +160,7 @@ impl Backend for TurboBackend {
                         .get(TAG_HEADER)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
-                    let bytes = response.bytes().await.map_err(|e| self.transport(e))?;
+                    let bytes = read_bounded(response, &name, max, &self.scrubber).await?;
                     if let Some(expected) = self.tag(&id, &bytes) {
                         match tag {
                             None => {
