@@ -10,8 +10,9 @@
 //! with glibc's `malloc`).
 //!
 //! So [`Heap`] hands out the C library's memory until [`for_large_graph`] is called — when
-//! the tasks file says the graph will be large ([`large_graph_ahead`]: a file of 128 KiB or
-//! more, or a workspace root) — and mimalloc's from then on, with huge pages as mimalloc
+//! the root tasks file, as it is read (`Project::with_text_hook`), says the graph will be
+//! large ([`large_graph_ahead`]: a file of 128 KiB or more, or a workspace root) — and
+//! mimalloc's from then on, with huge pages as mimalloc
 //! asks for them. mimalloc is built without its constructor (`MI_PRIM_HAS_PROCESS_ATTACH`,
 //! set for C code in `.cargo/config.toml`) and started by the switch; built with its
 //! constructor (a `CFLAGS` of the builder's own), it started before `main` and the switch
@@ -136,16 +137,20 @@ fn start_mimalloc() {
     });
 }
 
-/// Whether the tasks file at `path` will build a graph worth mimalloc: a large file, or a
+/// Switch to mimalloc ([`for_large_graph`]) if the root tasks file's `text`, just read,
+/// says the graph will be large ([`large_graph_ahead`]).
+pub(crate) fn for_tasks_text(text: &str) {
+    if large_graph_ahead(text) {
+        for_large_graph();
+    }
+}
+
+/// Whether a root tasks file of `text` will build a graph worth mimalloc: a large file, or a
 /// workspace root (`members`; the bench's 100 members' `clab list`: 10.3 ms with mimalloc's
 /// huge pages, 15.3 without). A guess from the text, not a parse: a wrong one costs a little
 /// time, nothing else.
-pub(crate) fn large_graph_ahead(path: &std::path::Path) -> bool {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.len() >= LARGE_TASKS_FILE => true,
-        Ok(_) => std::fs::read_to_string(path).is_ok_and(|text| text.contains("members")),
-        Err(_) => false,
-    }
+fn large_graph_ahead(text: &str) -> bool {
+    text.len() as u64 >= LARGE_TASKS_FILE || text.contains("members")
 }
 
 #[cfg(test)]
@@ -154,16 +159,11 @@ mod tests {
 
     #[test]
     fn a_large_file_or_a_workspace_root_is_a_large_graph_ahead() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tasks.kdl");
-        assert!(!large_graph_ahead(&file), "no file");
-        std::fs::write(&file, "task \"hi\" { run \"echo hi\" }\n").unwrap();
-        assert!(!large_graph_ahead(&file));
-        std::fs::write(&file, "members \"pkgs/*\"\n").unwrap();
-        assert!(large_graph_ahead(&file));
-        let large = "// padding\n".repeat(LARGE_TASKS_FILE as usize / 10);
-        std::fs::write(&file, large).unwrap();
-        assert!(large_graph_ahead(&file));
+        assert!(!large_graph_ahead("task \"hi\" { run \"echo hi\" }\n"));
+        assert!(large_graph_ahead("members \"pkgs/*\"\n"));
+        assert!(large_graph_ahead(
+            &"// padding\n".repeat(LARGE_TASKS_FILE as usize / 10)
+        ));
     }
 
     #[test]

@@ -138,9 +138,7 @@ fn target_names(
 fn project(args: &Args) -> Result<Project, Failure> {
     let dir = args.directory.clone().unwrap_or_else(|| PathBuf::from("."));
     let project = Project::discover(&dir, args.file.as_deref())?;
-    if crate::heap::large_graph_ahead(&project.file) {
-        crate::heap::for_large_graph();
-    }
+    let project = project.with_text_hook(crate::heap::for_tasks_text);
     let cache_dir = cache_dir(&project);
     Ok(project.with_parse_cache(cache_dir))
 }

@@ -36,6 +36,9 @@ pub struct Project {
     pub filters: Vec<String>,
     /// `--since REF`: only members changed since the revision, and their dependents.
     pub since: Option<String>,
+    /// Called with the root tasks file's text as soon as it is read, before it is parsed
+    /// (the CLI picks its allocator for the graph ahead there; see `with_text_hook`).
+    pub text_hook: Option<fn(&str)>,
 }
 
 impl Project {
@@ -78,6 +81,7 @@ impl Project {
             focus,
             filters: Vec::new(),
             since: None,
+            text_hook: None,
         }
     }
 
@@ -95,6 +99,14 @@ impl Project {
             .unwrap_or(&self.file)
             .display()
             .to_string()
+    }
+
+    /// Call `hook` with the root tasks file's text when it is read, before it is parsed or
+    /// looked up in the parse cache: what the text says about the graph ahead (its size, a
+    /// workspace's `members`) without a second read of the file.
+    pub fn with_text_hook(mut self, hook: fn(&str)) -> Project {
+        self.text_hook = Some(hook);
+        self
     }
 
     /// Cache parses of the tasks file in `dir` (the project's cache directory).
@@ -129,6 +141,11 @@ impl Project {
                 }
             },
         )?;
+        if let Some(hook) = self.text_hook
+            && path == self.file
+        {
+            hook(source.text());
+        }
         let cache = self
             .cache_dir
             .as_deref()
@@ -243,5 +260,37 @@ fn workspace_above(dir: &Path) -> Option<Project> {
 fn single(error: crate::workspace::Error) -> crate::workspace::Diagnostics {
     crate::workspace::Diagnostics {
         errors: vec![error],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+
+    fn count(text: &str) {
+        assert!(text.contains("task \"hi\""), "the root file's text: {text}");
+        SEEN.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn the_text_hook_sees_the_root_file_once_per_read_before_the_parse_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "task \"hi\" {{ run \"echo hi\" }}\n{}",
+            "// pad\n".repeat(400)
+        );
+        std::fs::write(dir.path().join(TASKS_FILE), text).unwrap();
+        let project = Project::discover(dir.path(), None)
+            .unwrap()
+            .with_text_hook(count)
+            .with_parse_cache(dir.path().join(".clab"));
+        project.load().unwrap();
+        assert_eq!(SEEN.load(Ordering::Relaxed), 1);
+        // The second load is answered by the parse cache; the hook still sees the text.
+        project.load().unwrap();
+        assert_eq!(SEEN.load(Ordering::Relaxed), 2);
     }
 }

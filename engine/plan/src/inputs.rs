@@ -842,6 +842,10 @@ fn resolve_literal(
 /// a missing output is an error), and nothing is hashed (`Store::store_output` does that).
 /// `.git/` and `.clab/` are still skipped and symlinks still not followed out of the root.
 pub fn expand_outputs<S: AsRef<str>>(root: &Path, patterns: &[S]) -> Result<Vec<String>, Error> {
+    if patterns.is_empty() {
+        // A task without outputs (most commands): not even the root is resolved.
+        return Ok(Vec::new());
+    }
     let root = fs::canonicalize(root).map_err(|source| Error::Io {
         path: root.display().to_string(),
         source,
@@ -972,6 +976,9 @@ pub fn sweep_temp_files<S: AsRef<str>>(
                 remove(&entry.path());
             }
         }
+    }
+    if patterns.is_empty() {
+        return removed;
     }
     let Ok(canonical_root) = fs::canonicalize(root) else {
         return removed;
