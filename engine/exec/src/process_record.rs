@@ -47,7 +47,6 @@
 use std::{
     collections::{HashMap, HashSet},
     fs::{self, File, OpenOptions},
-    io::Read,
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::Mutex,
@@ -246,11 +245,26 @@ enum Left {
     Unknown,
 }
 
-fn read_slot(mut file: &File) -> Left {
-    let mut text = String::new();
-    if file.read_to_string(&mut text).is_err() {
-        return Left::Unknown;
+fn read_slot(file: &File) -> Left {
+    // Read from the start with `pread`s into a page-sized buffer: a record is a few lines,
+    // and `read_to_string` would first ask the file for its size and position.
+    let mut bytes = vec![0; 4096];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read_at(&mut bytes[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Left::Unknown,
+        }
     }
+    bytes.truncate(len);
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Left::Unknown;
+    };
     if text.bytes().all(|b| b == b'\n') {
         return Left::Empty;
     }

@@ -105,9 +105,33 @@ fn parent_of(pid: i32) -> Option<i32> {
     stat_fields(pid)?.get(1)?.parse().ok()
 }
 
+/// A small file of `/proc`, read whole. `std::fs::read` sizes its buffer from the file's
+/// size, which `/proc` reports as 0: a `statx` and five reads for `/proc/PID/stat`. One page
+/// holds these files: an `open`, a read, the read that says end of file, and a `close`.
+fn read_proc(path: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    // Not `read_to_end`: on a `File` it asks for the size and position first.
+    let mut bytes = vec![0; 4096];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            bytes.resize(len * 2, 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    bytes.truncate(len);
+    Some(bytes)
+}
+
 /// The fields of `/proc/PID/stat` after the command name: state, ppid, pgrp, …
 fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(&format!("/proc/{pid}/stat"))?;
     // The command name is in parentheses and may hold anything, `)` included.
     let end = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(stat.get(end + 2..)?).ok()?;
@@ -133,14 +157,11 @@ fn children_of(pid: i32) -> Option<Vec<i32>> {
     let mut children = Vec::new();
     let mut any = false;
     for task in tasks.flatten() {
-        let Ok(text) = std::fs::read_to_string(task.path().join("children")) else {
+        let Some(text) = task.path().join("children").to_str().and_then(read_proc) else {
             continue;
         };
         any = true;
-        children.extend(
-            text.split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok()),
-        );
+        children.extend(pids_in(&text));
     }
     any.then_some(children)
 }
@@ -150,13 +171,15 @@ fn children_of(pid: i32) -> Option<Vec<i32>> {
 /// itself. One small read, cheap enough for the end of every command.
 pub(crate) fn adopted() -> Vec<i32> {
     let pid = std::process::id();
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .map(|text| {
-            text.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect()
-        })
+    read_proc(&format!("/proc/{pid}/task/{pid}/children"))
+        .map(|text| pids_in(&text).collect())
         .unwrap_or_default()
+}
+
+/// The pids in a `children` file (separated by spaces).
+fn pids_in(text: &[u8]) -> impl Iterator<Item = i32> + '_ {
+    text.split(u8::is_ascii_whitespace)
+        .filter_map(|p| std::str::from_utf8(p).ok()?.parse().ok())
 }
 
 /// [`signal_tagged`] for the processes outside group `group`.
