@@ -382,3 +382,55 @@ fn a_large_graph_runs_on_mimalloc_with_huge_pages_and_the_commands_see_none_of_i
         assert_eq!(large.read(&format!("out{i}.txt")), format!("{i}\n"));
     }
 }
+
+/// A simple command runs without `sh` (as GNU make does); what it prints, exits with and sees
+/// is what `sh -c` would have given: the shell's `echo` for options, its "not found" and 127,
+/// a script without `#!` run by the shell, and the `PWD` the shell would export.
+#[test]
+fn a_simple_command_behaves_as_under_the_shell() {
+    let test = Test::new()
+        .file(
+            "tasks.kdl",
+            r#"
+            task "opts" { run "echo -e x" }
+            task "missing" { run "no-such-command-here arg" }
+            task "script" { run "./plain" }
+            task "pwd" { run "env" }
+            task "sub" { cwd "sub"; run "env" }
+            "#,
+        )
+        .file("plain", "echo from-a-script-without-shebang\n")
+        .file("sub/keep", "");
+    let plain = test.path().join("plain");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    test.run_with(&["run", "opts", "-v"])
+        .status(0)
+        .stdout_has("[opts] -e x\n");
+    let missing = test.run_with(&["run", "missing", "-v"]).status(1);
+    missing.stdout_has("not found").stdout_has("exit 127");
+    test.run_with(&["run", "script", "-v"])
+        .status(0)
+        .stdout_has("from-a-script-without-shebang");
+    let real = std::fs::canonicalize(test.path()).unwrap();
+    let env = |task: &str| {
+        let out = test
+            .command(&["run", task, "-v", "--no-cache"])
+            .env("PWD", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let root = env("pwd");
+    assert!(
+        root.contains(&format!("PWD={}\n", real.display())),
+        "{root}"
+    );
+    let sub = env("sub");
+    assert!(
+        sub.contains(&format!("PWD={}\n", real.join("sub").display())),
+        "{sub}"
+    );
+}

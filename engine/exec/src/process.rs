@@ -1,7 +1,8 @@
 //! Running one shell command in its own process group.
 //!
 //! Each command is `sh -c LINE` in a new process group, so a signal reaches everything the
-//! command started and nothing else. stdout and stderr share one pipe, so the captured log
+//! command started and nothing else. A simple command (`direct_argv`) is started without
+//! the shell, which would only have looked it up and exec'd it in its own place. stdout and stderr share one pipe, so the captured log
 //! keeps the order the task wrote it in. When the shell exits, whatever it left running in
 //! its group is killed: a task cannot leave orphans behind. A timeout sends SIGTERM to the
 //! group, a [`Stop`] SIGINT; either is followed by SIGKILL after the grace period.
@@ -288,6 +289,144 @@ pub fn run_command(
     Ok((ran.exit, log.to_bytes().unwrap_or_default()))
 }
 
+/// The program and arguments of `line` when it is a simple command that `sh -c` would only
+/// look up and exec in its own place — what GNU make does to skip the shell. Starting `dash`
+/// first cost ~0.7 ms of a run of `cat tasks.kdl` (hyperfine: 3.28 → 2.56 ms); `None` when
+/// the line needs the shell.
+///
+/// A simple command here is words of letters, digits and `_ . / , : = + @ % - ^`, separated
+/// by spaces: no quotes, escapes, variables, globs, redirections, pipes, lists, comments or
+/// `~`. Its first word must not be an assignment nor a shell keyword or builtin: those mean
+/// something else, or nothing, as programs — and the shell runs `echo`, `true` or `printf`
+/// without starting a program at all, faster than `/bin/echo` starts.
+pub(crate) fn direct_argv(line: &str) -> Option<Vec<&str>> {
+    const SIMPLE: &[u8] = b"_./,:=+@%-^";
+    if !line
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b' ' || SIMPLE.contains(&b))
+    {
+        return None;
+    }
+    let argv: Vec<&str> = line.split(' ').filter(|w| !w.is_empty()).collect();
+    let program = *argv.first()?;
+    if program.contains('=') || SHELL_WORDS.contains(&program) {
+        return None;
+    }
+    Some(argv)
+}
+
+/// The `PWD` that `sh` started in `cwd` would export, where it differs from the one the
+/// command inherits: `sh` keeps an inherited `PWD` that names `cwd` (a path through a
+/// symlink included) and otherwise sets the directory's real path.
+fn shell_pwd(cwd: &std::path::Path, env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let inherited = env
+        .get("PWD")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("PWD").map(PathBuf::from));
+    let same = |a: &std::path::Path, b: &std::path::Path| match (
+        std::fs::metadata(a),
+        std::fs::metadata(b),
+    ) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    };
+    if let Some(pwd) = inherited
+        && pwd.is_absolute()
+        && !pwd.components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::CurDir
+            )
+        })
+        && same(&pwd, cwd)
+    {
+        return None;
+    }
+    Some(std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf()))
+}
+
+/// The keywords and builtins of POSIX `sh`, `dash` and `bash` that a simple command may start
+/// with (see [`direct_argv`]).
+const SHELL_WORDS: &[&str] = &[
+    ".",
+    ":",
+    "[",
+    "alias",
+    "bg",
+    "bind",
+    "break",
+    "builtin",
+    "case",
+    "cd",
+    "chdir",
+    "command",
+    "compgen",
+    "complete",
+    "continue",
+    "declare",
+    "dirs",
+    "disown",
+    "do",
+    "done",
+    "echo",
+    "elif",
+    "else",
+    "enable",
+    "esac",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "false",
+    "fc",
+    "fg",
+    "fi",
+    "for",
+    "function",
+    "getopts",
+    "hash",
+    "help",
+    "history",
+    "if",
+    "in",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "logout",
+    "mapfile",
+    "popd",
+    "printf",
+    "pushd",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "select",
+    "set",
+    "shift",
+    "shopt",
+    "source",
+    "suspend",
+    "test",
+    "then",
+    "time",
+    "times",
+    "trap",
+    "true",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "until",
+    "wait",
+    "while",
+];
+
 /// [`run_command`], writing the output into `log`.
 pub fn run_command_into(
     spec: &CommandSpec,
@@ -312,23 +451,61 @@ pub fn run_command_into(
             .map_err(|err| spawn_error(io::Error::other(sandbox_error(&err))))?,
         None => None,
     };
-    let mut command = std::process::Command::new("/bin/sh");
+    // A simple command runs without the shell when nothing sandboxes it (`direct_argv`).
+    let direct = sandbox
+        .is_none()
+        .then(|| direct_argv(&spec.line))
+        .flatten()
+        .filter(|_| spec.cwd.is_absolute());
+    let mut command = match &direct {
+        Some(argv) => {
+            let mut command = std::process::Command::new(argv[0]);
+            command.args(&argv[1..]);
+            if let Some(pwd) = shell_pwd(&spec.cwd, &spec.env) {
+                command.env("PWD", pwd);
+            }
+            command
+        }
+        None => {
+            let mut command = std::process::Command::new("/bin/sh");
+            command.arg("-c").arg(&spec.line);
+            command
+        }
+    };
     if let Some(sandbox) = &mut sandbox {
         sandbox.install(&mut command);
     }
     command
-        .arg("-c")
-        .arg(&spec.line)
         .current_dir(&spec.cwd)
         .envs(&spec.env)
         .env(TAG_VAR, tag.as_str())
         .stdin(Stdio::null())
         .stdout(writer.try_clone().map_err(spawn_error)?)
-        .stderr(writer)
+        .stderr(writer.try_clone().map_err(spawn_error)?)
         .process_group(0);
-    let mut child = command.spawn().map_err(spawn_error)?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        // Not found, not executable, a script without `#!`: the shell says so, or runs it,
+        // exactly as it would have.
+        Err(_) if direct.is_some() => {
+            command = std::process::Command::new("/bin/sh");
+            command
+                .arg("-c")
+                .arg(&spec.line)
+                .current_dir(&spec.cwd)
+                .envs(&spec.env)
+                .env(TAG_VAR, tag.as_str())
+                .stdin(Stdio::null())
+                .stdout(writer.try_clone().map_err(spawn_error)?)
+                .stderr(writer.try_clone().map_err(spawn_error)?)
+                .process_group(0);
+            command.spawn().map_err(spawn_error)?
+        }
+        Err(err) => return Err(spawn_error(err)),
+    };
     // Our copies of the pipe's write end must go, or the reader never sees end-of-file.
     drop(command);
+    drop(writer);
     let pgid = Pid::from_raw(child.id() as i32);
     ProcessRecord::started(&tag, pgid.as_raw());
     let mut output = Output::new(reader.into(), log);
@@ -645,6 +822,80 @@ fn sandbox_error(err: &clab_sandbox::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_simple_command_runs_without_the_shell_and_anything_else_with_it() {
+        assert_eq!(
+            direct_argv("  uv run  pytest -q tests/a_b.py "),
+            Some(vec!["uv", "run", "pytest", "-q", "tests/a_b.py"])
+        );
+        assert_eq!(
+            direct_argv("cargo build --release -p clab"),
+            Some(vec!["cargo", "build", "--release", "-p", "clab"])
+        );
+        for shell in [
+            "",
+            "   ",
+            "echo hi",
+            "true",
+            "false",
+            "echo $HOME",
+            "echo 'a b'",
+            "echo \"a\"",
+            "ls *.py",
+            "cat a > b",
+            "a && b",
+            "a; b",
+            "a | b",
+            "a &",
+            "cd build",
+            "export A=1",
+            "A=1 make",
+            "exit 3",
+            "echo -e x",
+            "echo --help",
+            "pwd",
+            "test -f x",
+            "ls ~",
+            "echo a\\b",
+            "echo a\tb",
+            "echo a\nb",
+            "echo # note",
+            "make (x)",
+        ] {
+            assert_eq!(direct_argv(shell), None, "{shell:?} needs the shell");
+        }
+    }
+
+    #[test]
+    fn the_pwd_a_shell_would_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        let link = real.with_extension("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let env =
+            |pwd: &std::path::Path| BTreeMap::from([("PWD".to_owned(), pwd.display().to_string())]);
+        // An inherited PWD that names the directory (through a symlink too) is kept.
+        assert_eq!(shell_pwd(&real, &env(&link)), None);
+        assert_eq!(shell_pwd(&link, &env(&real)), None);
+        // Otherwise the directory's real path.
+        assert_eq!(
+            shell_pwd(&link, &env(std::path::Path::new("/"))),
+            Some(real.clone())
+        );
+        let parent = link.parent().unwrap();
+        let dotted = parent
+            .join("..")
+            .join(parent.strip_prefix("/").unwrap())
+            .join(link.file_name().unwrap());
+        assert!(dotted.is_dir());
+        assert_eq!(
+            shell_pwd(&link, &env(&dotted)),
+            Some(real.clone()),
+            "a PWD with .. is not kept"
+        );
+        std::fs::remove_file(link).unwrap();
+    }
 
     fn spec(line: &str) -> CommandSpec {
         CommandSpec {
