@@ -34,7 +34,12 @@ echo "workspaces in $BENCH_DIR"
 
 echo "== building clab (release)"
 cargo build --release -q -p clab
-CLAB="$repo/target/release/clab"
+# Timed as installed: `cargo install` copies the binary, as just's and ninja's were copied
+# into place. The linker's output sits in the page cache in small pages, and starting it cost
+# ~26 more page faults than starting a copy (297 against 271 for `clab run` of `echo hi`;
+# ~0.1-0.4 ms on this machine, `perf stat`).
+CLAB="$BENCH_DIR/clab"
+install -m 755 "$repo/target/release/clab" "$CLAB"
 export CLAB_NO_PROGRESS=1
 
 hf() { # hyperfine with the suite's defaults; $1 = result name, then hyperfine arguments
