@@ -61,6 +61,10 @@ pub struct Fetched {
     pub downloaded: HashMap<Digest, VerifiedBlob>,
 }
 
+/// What [`RemoteCache::fetch_many_restoring`] hands each hit to: the index of its key, its
+/// result, and the blobs it downloaded (verified, by digest; see [`Fetched`]).
+pub type OnHit = dyn Fn(usize, &CachedResult, &HashMap<Digest, VerifiedBlob>) + Send + Sync;
+
 /// The answer of a fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetch {
@@ -208,6 +212,31 @@ impl RemoteCache {
     /// and comes with the blobs it downloaded (see [`Fetched`]). The fetch time counted is
     /// the batch's wall time.
     pub fn fetch_many(&self, keys: &[String], store: &Store) -> Vec<Fetched> {
+        self.fetch_many_with(keys, store, None)
+    }
+
+    /// [`fetch_many`](Self::fetch_many) that hands each hit to `on_hit` as soon as its entry
+    /// is verified and its blobs are in the local CAS — before the rest of the batch arrives
+    /// and before the hits' rows are saved — with the blobs it downloaded (as [`Fetched`]
+    /// would hold them); the blobs are dropped when `on_hit` returns, and the answers come
+    /// back without them. For writing a hit's outputs while the others download: the batch
+    /// then holds about [`ENTRIES_IN_FLIGHT`] entries' bytes at a time instead of all of
+    /// them. `on_hit` runs on the remote cache's I/O threads, with the index of the key.
+    pub fn fetch_many_restoring(
+        &self,
+        keys: &[String],
+        store: &Store,
+        on_hit: Arc<OnHit>,
+    ) -> Vec<Fetched> {
+        self.fetch_many_with(keys, store, Some(on_hit))
+    }
+
+    fn fetch_many_with(
+        &self,
+        keys: &[String],
+        store: &Store,
+        on_hit: Option<Arc<OnHit>>,
+    ) -> Vec<Fetched> {
         let started = Instant::now();
         let client = Arc::clone(&self.client);
         let cas = store.cas().clone();
@@ -226,12 +255,30 @@ impl RemoteCache {
                 let downloads = Arc::clone(&downloads);
                 let entries = Arc::clone(&entries);
                 let keep = Arc::clone(&keep);
+                let on_hit = on_hit.clone();
                 fetches.spawn(async move {
                     let Ok(_permit) = entries.acquire_owned().await else {
                         return (index, Err((MissReason::Unavailable, None)));
                     };
-                    let answer =
-                        fetch_entry(client, key, cas, trusted, downloads, Some(keep)).await;
+                    let answer = fetch_entry(
+                        client,
+                        key,
+                        cas,
+                        trusted,
+                        downloads,
+                        Some(Arc::clone(&keep)),
+                    )
+                    .await;
+                    let answer = match (answer, on_hit) {
+                        (Ok((result, downloaded)), Some(on_hit)) => {
+                            on_hit(index, &result, &downloaded);
+                            // Written: their bytes go back to the batch's budget.
+                            let held: u64 = downloaded.values().map(|b| b.len() as u64).sum();
+                            keep.fetch_add(held, Ordering::AcqRel);
+                            Ok((result, HashMap::new()))
+                        }
+                        (answer, _) => answer,
+                    };
                     (index, answer)
                 });
             }
@@ -816,6 +863,71 @@ mod tests {
         assert_eq!(stats.misses_of("blob_mismatch"), 1);
         assert_eq!(stats.misses_of("not_found"), 1);
         assert_eq!(reader.warnings().len(), 1, "{:?}", reader.warnings());
+    }
+
+    #[test]
+    fn fetch_many_restoring_hands_each_verified_hit_over_at_once_and_keeps_nothing() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        let root = project.dir.path();
+        fs::write(root.join("out/c.txt"), "gamma").unwrap();
+        let c = project.store.store_output(root, "out/c.txt").unwrap();
+        let k2 = CachedResult::new("other", "ok", 7, vec![c.clone()], None);
+        project.store.save_result("k2", &k2).unwrap();
+        let writer = remote(&backend, |_| {});
+        writer.upload("k1", &project.result, project.store.cas());
+        writer.upload("k2", &k2, project.store.cas());
+        writer.finish(deadline());
+        // k2's output is tampered with on the server: never handed over.
+        let mut evil = backend.objects()["ac/k2"].to_vec();
+        *evil.last_mut().unwrap() = b'e';
+        backend.set("ac/k2", evil);
+
+        let (other, store) = empty_store();
+        let store = Arc::new(store);
+        let reader = remote(&backend, |_| {});
+        let keys = ["k2", "missing", "k1"].map(String::from);
+        let handed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let on_hit: Arc<OnHit> = {
+            let (store, handed) = (Arc::clone(&store), Arc::clone(&handed));
+            let dest = other.path().to_owned();
+            Arc::new(
+                move |index, result: &CachedResult, downloaded: &HashMap<_, _>| {
+                    // Every blob is in the CAS already; the outputs restore from the bytes.
+                    assert!(result.blobs().all(|d| store.cas().contains(&d)));
+                    let report = store.restore_outputs_from(&dest, result, downloaded);
+                    let mut kept: Vec<Digest> = downloaded.keys().copied().collect();
+                    kept.sort();
+                    handed.lock().unwrap().push((index, kept, report.is_ok()));
+                },
+            )
+        };
+        let fetched = reader.fetch_many_restoring(&keys, &store, on_hit);
+        // Only the good hit was handed over, once, with the blobs it downloaded.
+        let mut expected: Vec<Digest> = project
+            .result
+            .blobs()
+            .filter(|d| *d != Digest::empty())
+            .collect();
+        expected.sort();
+        expected.dedup();
+        assert_eq!(*handed.lock().unwrap(), [(2, expected, true)]);
+        assert_eq!(fs::read(other.path().join("out/a.txt")).unwrap(), b"alpha");
+        assert_eq!(
+            fs::read(other.path().join("out/b.bin")).unwrap(),
+            vec![7u8; 300_000]
+        );
+        // The answers are those of `fetch_many`, without the bytes (dropped once written).
+        assert_eq!(
+            fetched[0].fetch,
+            Fetch::Miss(MissReason::BlobMismatch { digest: c.hash })
+        );
+        assert_eq!(fetched[1].fetch, Fetch::Miss(MissReason::NotFound));
+        assert!(matches!(&fetched[2].fetch, Fetch::Hit(r) if r.outputs == project.result.outputs));
+        assert!(fetched.iter().all(|f| f.downloaded.is_empty()));
+        assert!(store.load_result("k1").unwrap().is_some());
+        assert!(store.load_result("k2").unwrap().is_none());
+        assert!(!other.path().join("out/c.txt").exists());
     }
 
     #[test]

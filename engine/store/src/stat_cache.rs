@@ -733,7 +733,10 @@ mod tests {
         }
         let cache = StatCache::new();
         let results = cache.hash_files(&[hashed.as_path()]);
-        assert_eq!(results[0].as_ref().unwrap().0, Digest::of_bytes(b"some input"));
+        assert_eq!(
+            results[0].as_ref().unwrap().0,
+            Digest::of_bytes(b"some input")
+        );
         assert_eq!(atime(&hashed), before, "hashing stamped the access time");
         // Hashed again after a change (the entry no longer matches): still unstamped.
         fs::write(&hashed, "other input").unwrap();
