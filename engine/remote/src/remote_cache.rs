@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -242,50 +242,58 @@ impl RemoteCache {
         let cas = store.cas().clone();
         let trusted = self.trusted.clone();
         let downloads = Arc::clone(&self.downloads);
-        let owned: Vec<String> = keys.to_vec();
+        let owned: Arc<[String]> = keys.into();
         let count = keys.len();
         let keep = Arc::new(AtomicU64::new(KEEP_BATCH_MAX));
+        // At most `ENTRIES_IN_FLIGHT` tasks, each taking the next key when done with one:
+        // a task per key (each parked on a semaphore) cost a task allocation and wake-ups
+        // for every entry of a 200-entry batch.
+        let next = Arc::new(AtomicUsize::new(0));
         let answers = self.block_on(async move {
-            let entries = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
             let mut fetches = JoinSet::new();
-            for (index, key) in owned.into_iter().enumerate() {
+            for _ in 0..count.min(ENTRIES_IN_FLIGHT) {
                 let client = Arc::clone(&client);
                 let cas = cas.clone();
                 let trusted = trusted.clone();
                 let downloads = Arc::clone(&downloads);
-                let entries = Arc::clone(&entries);
                 let keep = Arc::clone(&keep);
                 let on_hit = on_hit.clone();
+                let owned = Arc::clone(&owned);
+                let next = Arc::clone(&next);
                 fetches.spawn(async move {
-                    let Ok(_permit) = entries.acquire_owned().await else {
-                        return (index, Err((MissReason::Unavailable, None)));
-                    };
-                    let answer = fetch_entry(
-                        client,
-                        key,
-                        cas,
-                        trusted,
-                        downloads,
-                        Some(Arc::clone(&keep)),
-                    )
-                    .await;
-                    let answer = match (answer, on_hit) {
-                        (Ok((result, downloaded)), Some(on_hit)) => {
-                            on_hit(index, &result, &downloaded);
-                            // Written: their bytes go back to the batch's budget.
-                            let held: u64 = downloaded.values().map(|b| b.len() as u64).sum();
-                            keep.fetch_add(held, Ordering::AcqRel);
-                            Ok((result, HashMap::new()))
-                        }
-                        (answer, _) => answer,
-                    };
-                    (index, answer)
+                    let mut answered = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(key) = owned.get(index) else {
+                            return answered;
+                        };
+                        let answer = fetch_entry(
+                            Arc::clone(&client),
+                            key.clone(),
+                            cas.clone(),
+                            trusted.clone(),
+                            Arc::clone(&downloads),
+                            Some(Arc::clone(&keep)),
+                        )
+                        .await;
+                        let answer = match (answer, &on_hit) {
+                            (Ok((result, downloaded)), Some(on_hit)) => {
+                                on_hit(index, &result, &downloaded);
+                                // Written: their bytes go back to the batch's budget.
+                                let held: u64 = downloaded.values().map(|b| b.len() as u64).sum();
+                                keep.fetch_add(held, Ordering::AcqRel);
+                                Ok((result, HashMap::new()))
+                            }
+                            (answer, _) => answer,
+                        };
+                        answered.push((index, answer));
+                    }
                 });
             }
             let mut answers: Vec<Option<Result<Downloaded, Rejection>>> =
                 std::iter::repeat_with(|| None).take(count).collect();
             while let Some(joined) = fetches.join_next().await {
-                if let Ok((index, answer)) = joined {
+                for (index, answer) in joined.into_iter().flatten() {
                     answers[index] = Some(answer);
                 }
             }
