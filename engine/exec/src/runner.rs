@@ -29,10 +29,10 @@ use clab_plan::{
     inputs::{InputFile, expand_outputs},
     outputs::digest_entries,
 };
-use clab_remote::{Fetch, Fetched, MissReason};
+use clab_remote::{Fetch, Fetched, MissReason, OnHit};
 use clab_store::{
     Digest, KeyLock, VerifiedBlob,
-    cached_result::{CachedResult, OutputEntry},
+    cached_result::{CachedResult, OutputEntry, RestoreReport},
 };
 use rayon::prelude::*;
 
@@ -575,29 +575,51 @@ impl Runner {
         if keys.is_empty() {
             return firsts.into_iter().map(settled).collect();
         }
+        // Each hit's outputs are written as soon as its entry is verified, from the bytes
+        // just downloaded, while the rest of the batch downloads; the bytes are dropped then.
+        let early: Arc<Vec<Mutex<Option<RestoreResult>>>> =
+            Arc::new(keys.iter().map(|_| Mutex::new(None)).collect());
         let timing = clab_model::phase::now();
-        let fetched = remote.fetch_many(&keys, store);
+        let fetched = match self.cx.cache.as_ref() {
+            Some(cache) => {
+                let on_hit = restore_on_hit(
+                    Arc::clone(&cache.store),
+                    self.cx.graph.root().to_owned(),
+                    Arc::clone(&early),
+                );
+                remote.fetch_many_restoring(&keys, store, on_hit)
+            }
+            None => remote.fetch_many(&keys, store),
+        };
         clab_model::phase::add("lookup", timing);
-        let mut fetched = fetched.into_iter();
+        let mut fetched = fetched.into_iter().enumerate();
         let mut restores = Vec::with_capacity(keys.len());
         for (index, first) in firsts.iter_mut().enumerate() {
             if let First::Remote(_) = first {
-                let fetched = fetched.next().unwrap_or_else(|| Fetched {
-                    fetch: Fetch::Miss(MissReason::Unavailable),
-                    downloaded: HashMap::new(),
+                let (key_index, fetched) = fetched.next().unwrap_or_else(|| {
+                    let missed = Fetched {
+                        fetch: Fetch::Miss(MissReason::Unavailable),
+                        downloaded: HashMap::new(),
+                    };
+                    (usize::MAX, missed)
                 });
                 let taken = std::mem::replace(first, First::Settled(None));
                 if let First::Remote(keyed) = taken {
-                    restores.push((index, ids[index], keyed, fetched));
+                    let restored = early
+                        .get(key_index)
+                        .and_then(|slot| slot.lock().ok()?.take());
+                    restores.push((index, ids[index], keyed, fetched, restored));
                 }
             }
         }
-        let then = |(index, id, keyed, fetched): (usize, NodeId, Box<Keyed>, Fetched)| {
+        let then = |(index, id, keyed, fetched, restored): Restore| {
             let outcome = match fetched.fetch {
-                // The blobs it downloaded are written from memory, not read back.
-                Fetch::Hit(result) => {
-                    self.restore_found_from(id, &keyed, result, true, &fetched.downloaded)
-                }
+                // Written when it arrived (`restored`); else from the blobs it downloaded,
+                // from memory, not read back.
+                Fetch::Hit(result) => match restored {
+                    Some(report) => self.finish_restore(id, &keyed, result, true, report),
+                    None => self.restore_found_from(id, &keyed, result, true, &fetched.downloaded),
+                },
                 Fetch::Miss(_) => None,
             };
             if outcome.is_none() {
@@ -650,8 +672,23 @@ impl Runner {
         downloaded: &HashMap<Digest, VerifiedBlob>,
     ) -> Option<Outcome> {
         let store = self.cx.store()?;
+        let report = store.restore_outputs_from(self.cx.graph.root(), &result, downloaded);
+        self.finish_restore(id, keyed, result, remote, report)
+    }
+
+    /// [`restore_found_from`](Self::restore_found_from) once the outputs were restored (or
+    /// not: `report`): the node reported cached, or `None` (warned; it runs).
+    fn finish_restore(
+        &self,
+        id: NodeId,
+        keyed: &Keyed,
+        result: CachedResult,
+        remote: bool,
+        report: RestoreResult,
+    ) -> Option<Outcome> {
+        let store = self.cx.store()?;
         let node = self.cx.node(id);
-        let report = match store.restore_outputs_from(self.cx.graph.root(), &result, downloaded) {
+        let report = match report {
             Ok(report) => report,
             Err(err) => {
                 self.cx.warn(format!(
@@ -852,6 +889,33 @@ impl Visitor for Runner {
     fn may_settle(&self, id: NodeId) -> bool {
         self.may_settle_from_cache(id)
     }
+}
+
+/// How restoring a result's outputs went.
+type RestoreResult = Result<RestoreReport, clab_store::Error>;
+
+/// A remote hit on its way to [`Runner::finish_restore`]: its place in the batch, the node,
+/// its key, the answer, and its outputs' restore if it was done when the entry arrived.
+type Restore = (usize, NodeId, Box<Keyed>, Fetched, Option<RestoreResult>);
+
+/// The [`OnHit`] of a batch fetched from the remote cache: writes the hit's outputs under
+/// `root` at once ([`Store::restore_outputs_from`], from the downloaded bytes) and leaves how
+/// it went in `early`, at the index of the hit's key, for [`Runner::finish_restore`].
+///
+/// [`Store::restore_outputs_from`]: clab_store::Store::restore_outputs_from
+fn restore_on_hit(
+    store: Arc<clab_store::Store>,
+    root: std::path::PathBuf,
+    early: Arc<Vec<Mutex<Option<RestoreResult>>>>,
+) -> Arc<OnHit> {
+    Arc::new(
+        move |index: usize, result: &CachedResult, downloaded: &HashMap<Digest, VerifiedBlob>| {
+            let report = store.restore_outputs_from(&root, result, downloaded);
+            if let Some(Ok(mut slot)) = early.get(index).map(|slot| slot.lock()) {
+                *slot = Some(report);
+            }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -63,6 +63,10 @@ pub struct Fetched {
     /// A hit's downloaded blobs, by digest (empty for a miss).
     pub downloaded: HashMap<Digest, VerifiedBlob>,
 }
+
+/// What [`RemoteCache::fetch_many_restoring`] hands each hit to: the index of its key, its
+/// result, and the blobs it downloaded (verified, by digest; see [`Fetched`]).
+pub type OnHit = dyn Fn(usize, &CachedResult, &HashMap<Digest, VerifiedBlob>) + Send + Sync;
 
 /// The answer of a fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,37 +215,88 @@ impl RemoteCache {
     /// and comes with the blobs it downloaded (see [`Fetched`]). The fetch time counted is
     /// the batch's wall time.
     pub fn fetch_many(&self, keys: &[String], store: &Store) -> Vec<Fetched> {
+        self.fetch_many_with(keys, store, None)
+    }
+
+    /// [`fetch_many`](Self::fetch_many) that hands each hit to `on_hit` as soon as its entry
+    /// is verified and its blobs are in the local CAS — before the rest of the batch arrives
+    /// and before the hits' rows are saved — with the blobs it downloaded (as [`Fetched`]
+    /// would hold them); the blobs are dropped when `on_hit` returns, and the answers come
+    /// back without them. For writing a hit's outputs while the others download: the batch
+    /// then holds about [`ENTRIES_IN_FLIGHT`] entries' bytes at a time instead of all of
+    /// them. `on_hit` runs on the remote cache's I/O threads, with the index of the key.
+    pub fn fetch_many_restoring(
+        &self,
+        keys: &[String],
+        store: &Store,
+        on_hit: Arc<OnHit>,
+    ) -> Vec<Fetched> {
+        self.fetch_many_with(keys, store, Some(on_hit))
+    }
+
+    fn fetch_many_with(
+        &self,
+        keys: &[String],
+        store: &Store,
+        on_hit: Option<Arc<OnHit>>,
+    ) -> Vec<Fetched> {
         let started = Instant::now();
         let client = Arc::clone(&self.client);
         let cas = store.cas().clone();
         let trusted = self.trusted.clone();
         let downloads = Arc::clone(&self.downloads);
-        let owned: Vec<String> = keys.to_vec();
+        let owned: Arc<[String]> = keys.into();
         let count = keys.len();
         let keep = Arc::new(AtomicU64::new(KEEP_BATCH_MAX));
+        // At most `ENTRIES_IN_FLIGHT` tasks, each taking the next key when done with one:
+        // a task per key (each parked on a semaphore) cost a task allocation and wake-ups
+        // for every entry of a 200-entry batch.
+        let next = Arc::new(AtomicUsize::new(0));
         let answers = self.block_on(async move {
-            let entries = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
             let mut fetches = JoinSet::new();
-            for (index, key) in owned.into_iter().enumerate() {
+            for _ in 0..count.min(ENTRIES_IN_FLIGHT) {
                 let client = Arc::clone(&client);
                 let cas = cas.clone();
                 let trusted = trusted.clone();
                 let downloads = Arc::clone(&downloads);
-                let entries = Arc::clone(&entries);
                 let keep = Arc::clone(&keep);
+                let on_hit = on_hit.clone();
+                let owned = Arc::clone(&owned);
+                let next = Arc::clone(&next);
                 fetches.spawn(async move {
-                    let Ok(_permit) = entries.acquire_owned().await else {
-                        return (index, Err((MissReason::Unavailable, None)));
-                    };
-                    let answer =
-                        fetch_entry(client, key, cas, trusted, downloads, Some(keep)).await;
-                    (index, answer)
+                    let mut answered = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(key) = owned.get(index) else {
+                            return answered;
+                        };
+                        let answer = fetch_entry(
+                            Arc::clone(&client),
+                            key.clone(),
+                            cas.clone(),
+                            trusted.clone(),
+                            Arc::clone(&downloads),
+                            Some(Arc::clone(&keep)),
+                        )
+                        .await;
+                        let answer = match (answer, &on_hit) {
+                            (Ok((result, downloaded)), Some(on_hit)) => {
+                                on_hit(index, &result, &downloaded);
+                                // Written: their bytes go back to the batch's budget.
+                                let held: u64 = downloaded.values().map(|b| b.len() as u64).sum();
+                                keep.fetch_add(held, Ordering::AcqRel);
+                                Ok((result, HashMap::new()))
+                            }
+                            (answer, _) => answer,
+                        };
+                        answered.push((index, answer));
+                    }
                 });
             }
             let mut answers: Vec<Option<Result<Downloaded, Rejection>>> =
                 std::iter::repeat_with(|| None).take(count).collect();
             while let Some(joined) = fetches.join_next().await {
-                if let Ok((index, answer)) = joined {
+                for (index, answer) in joined.into_iter().flatten() {
                     answers[index] = Some(answer);
                 }
             }
@@ -905,6 +960,71 @@ mod tests {
         assert_eq!(stats.misses_of("blob_mismatch"), 1);
         assert_eq!(stats.misses_of("not_found"), 1);
         assert_eq!(reader.warnings().len(), 1, "{:?}", reader.warnings());
+    }
+
+    #[test]
+    fn fetch_many_restoring_hands_each_verified_hit_over_at_once_and_keeps_nothing() {
+        let backend = Arc::new(MemoryBackend::new());
+        let project = project();
+        let root = project.dir.path();
+        fs::write(root.join("out/c.txt"), "gamma").unwrap();
+        let c = project.store.store_output(root, "out/c.txt").unwrap();
+        let k2 = CachedResult::new("other", "ok", 7, vec![c.clone()], None);
+        project.store.save_result("k2", &k2).unwrap();
+        let writer = remote(&backend, |_| {});
+        writer.upload("k1", &project.result, project.store.cas());
+        writer.upload("k2", &k2, project.store.cas());
+        writer.finish(deadline());
+        // k2's output is tampered with on the server: never handed over.
+        let mut evil = backend.objects()["ac/k2"].to_vec();
+        *evil.last_mut().unwrap() = b'e';
+        backend.set("ac/k2", evil);
+
+        let (other, store) = empty_store();
+        let store = Arc::new(store);
+        let reader = remote(&backend, |_| {});
+        let keys = ["k2", "missing", "k1"].map(String::from);
+        let handed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let on_hit: Arc<OnHit> = {
+            let (store, handed) = (Arc::clone(&store), Arc::clone(&handed));
+            let dest = other.path().to_owned();
+            Arc::new(
+                move |index, result: &CachedResult, downloaded: &HashMap<_, _>| {
+                    // Every blob is in the CAS already; the outputs restore from the bytes.
+                    assert!(result.blobs().all(|d| store.cas().contains(&d)));
+                    let report = store.restore_outputs_from(&dest, result, downloaded);
+                    let mut kept: Vec<Digest> = downloaded.keys().copied().collect();
+                    kept.sort();
+                    handed.lock().unwrap().push((index, kept, report.is_ok()));
+                },
+            )
+        };
+        let fetched = reader.fetch_many_restoring(&keys, &store, on_hit);
+        // Only the good hit was handed over, once, with the blobs it downloaded.
+        let mut expected: Vec<Digest> = project
+            .result
+            .blobs()
+            .filter(|d| *d != Digest::empty())
+            .collect();
+        expected.sort();
+        expected.dedup();
+        assert_eq!(*handed.lock().unwrap(), [(2, expected, true)]);
+        assert_eq!(fs::read(other.path().join("out/a.txt")).unwrap(), b"alpha");
+        assert_eq!(
+            fs::read(other.path().join("out/b.bin")).unwrap(),
+            vec![7u8; 300_000]
+        );
+        // The answers are those of `fetch_many`, without the bytes (dropped once written).
+        assert_eq!(
+            fetched[0].fetch,
+            Fetch::Miss(MissReason::BlobMismatch { digest: c.hash })
+        );
+        assert_eq!(fetched[1].fetch, Fetch::Miss(MissReason::NotFound));
+        assert!(matches!(&fetched[2].fetch, Fetch::Hit(r) if r.outputs == project.result.outputs));
+        assert!(fetched.iter().all(|f| f.downloaded.is_empty()));
+        assert!(store.load_result("k1").unwrap().is_some());
+        assert!(store.load_result("k2").unwrap().is_none());
+        assert!(!other.path().join("out/c.txt").exists());
     }
 
     #[test]
