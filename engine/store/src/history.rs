@@ -4,7 +4,7 @@
 //! In: a [`RunRecord`] and the cache directory ([`record_pending`]). Out: one line appended
 //! to `<cache dir>/history.jsonl` — `{"id":"<started ms>-<pid>","run":{…}}` — which the next
 //! [`Store`](crate::Store) that writes or reads the history imports into the `runs` table
-//! ([`Journal::take`], then `Store::import_history`) and empties.
+//! (`Journal::take`, then [`Store::import_history`](crate::Store::import_history)) and empties.
 //!
 //! Why: a run of a task without inputs (`echo hi`) looks nothing up and stores nothing; the
 //! history row was its only use of SQLite, and opening `cache.db` (WAL and shared-memory files
