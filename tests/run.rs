@@ -397,6 +397,7 @@ fn a_simple_command_behaves_as_under_the_shell() {
             task "script" { run "./plain" }
             task "pwd" { run "env" }
             task "sub" { cwd "sub"; run "env" }
+            task "own" { env PWD="/elsewhere"; run "env" }
             "#,
         )
         .file("plain", "echo from-a-script-without-shebang\n")
@@ -433,4 +434,7 @@ fn a_simple_command_behaves_as_under_the_shell() {
         sub.contains(&format!("PWD={}\n", real.join("sub").display())),
         "{sub}"
     );
+    // A task's own PWD that names another directory is replaced, as `sh` replaces it.
+    let own = env("own");
+    assert!(own.contains(&format!("PWD={}\n", real.display())), "{own}");
 }

@@ -457,48 +457,48 @@ pub fn run_command_into(
         .then(|| direct_argv(&spec.line))
         .flatten()
         .filter(|_| spec.cwd.is_absolute());
+    let shell = || {
+        let mut command = std::process::Command::new("/bin/sh");
+        command.arg("-c").arg(&spec.line);
+        command
+    };
+    // Where it runs, what it sees, where its output goes: the same for either way to start it.
+    let settle = |command: &mut std::process::Command| -> Result<(), SpawnError> {
+        command
+            .current_dir(&spec.cwd)
+            .envs(&spec.env)
+            .env(TAG_VAR, tag.as_str())
+            .stdin(Stdio::null())
+            .stdout(writer.try_clone().map_err(spawn_error)?)
+            .stderr(writer.try_clone().map_err(spawn_error)?)
+            .process_group(0);
+        Ok(())
+    };
     let mut command = match &direct {
         Some(argv) => {
             let mut command = std::process::Command::new(argv[0]);
             command.args(&argv[1..]);
-            if let Some(pwd) = shell_pwd(&spec.cwd, &spec.env) {
-                command.env("PWD", pwd);
-            }
             command
         }
-        None => {
-            let mut command = std::process::Command::new("/bin/sh");
-            command.arg("-c").arg(&spec.line);
-            command
-        }
+        None => shell(),
     };
     if let Some(sandbox) = &mut sandbox {
         sandbox.install(&mut command);
     }
-    command
-        .current_dir(&spec.cwd)
-        .envs(&spec.env)
-        .env(TAG_VAR, tag.as_str())
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone().map_err(spawn_error)?)
-        .stderr(writer.try_clone().map_err(spawn_error)?)
-        .process_group(0);
+    settle(&mut command)?;
+    if direct.is_some()
+        && let Some(pwd) = shell_pwd(&spec.cwd, &spec.env)
+    {
+        // Over the task's own `PWD` too, as `sh` would.
+        command.env("PWD", pwd);
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         // Not found, not executable, a script without `#!`: the shell says so, or runs it,
-        // exactly as it would have.
+        // exactly as it would have. (Never sandboxed: `direct` is `None` then.)
         Err(_) if direct.is_some() => {
-            command = std::process::Command::new("/bin/sh");
-            command
-                .arg("-c")
-                .arg(&spec.line)
-                .current_dir(&spec.cwd)
-                .envs(&spec.env)
-                .env(TAG_VAR, tag.as_str())
-                .stdin(Stdio::null())
-                .stdout(writer.try_clone().map_err(spawn_error)?)
-                .stderr(writer.try_clone().map_err(spawn_error)?)
-                .process_group(0);
+            command = shell();
+            settle(&mut command)?;
             command.spawn().map_err(spawn_error)?
         }
         Err(err) => return Err(spawn_error(err)),

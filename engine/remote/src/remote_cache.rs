@@ -914,24 +914,30 @@ mod tests {
         );
     }
 
-    #[test]
-    fn fetch_many_answers_in_order_and_checks_each_entry_as_fetch_does() {
-        let backend = Arc::new(MemoryBackend::new());
+    /// `backend` holding the project's `k1` and a `k2` whose only output (`out/c.txt`,
+    /// carried in its manifest) was tampered with on the server; `c` is that output.
+    fn k1_and_a_tampered_k2(backend: &Arc<MemoryBackend>) -> (Project, clab_store::OutputEntry) {
         let project = project();
         let root = project.dir.path();
         fs::write(root.join("out/c.txt"), "gamma").unwrap();
         let c = project.store.store_output(root, "out/c.txt").unwrap();
         let k2 = CachedResult::new("other", "ok", 7, vec![c.clone()], None);
         project.store.save_result("k2", &k2).unwrap();
-        let writer = remote(&backend, |_| {});
+        let writer = remote(backend, |_| {});
         writer.upload("k1", &project.result, project.store.cas());
         writer.upload("k2", &k2, project.store.cas());
         writer.finish(deadline());
-        // k2's only output (carried in its manifest) is tampered with on the server.
         let mut evil = backend.objects()["ac/k2"].to_vec();
         assert!(evil.ends_with(b"\ngamma"));
         *evil.last_mut().unwrap() = b'e';
         backend.set("ac/k2", evil);
+        (project, c)
+    }
+
+    #[test]
+    fn fetch_many_answers_in_order_and_checks_each_entry_as_fetch_does() {
+        let backend = Arc::new(MemoryBackend::new());
+        let (_project, c) = k1_and_a_tampered_k2(&backend);
 
         let (other, store) = empty_store();
         let reader = remote(&backend, |_| {});
@@ -965,20 +971,7 @@ mod tests {
     #[test]
     fn fetch_many_restoring_hands_each_verified_hit_over_at_once_and_keeps_nothing() {
         let backend = Arc::new(MemoryBackend::new());
-        let project = project();
-        let root = project.dir.path();
-        fs::write(root.join("out/c.txt"), "gamma").unwrap();
-        let c = project.store.store_output(root, "out/c.txt").unwrap();
-        let k2 = CachedResult::new("other", "ok", 7, vec![c.clone()], None);
-        project.store.save_result("k2", &k2).unwrap();
-        let writer = remote(&backend, |_| {});
-        writer.upload("k1", &project.result, project.store.cas());
-        writer.upload("k2", &k2, project.store.cas());
-        writer.finish(deadline());
-        // k2's output is tampered with on the server: never handed over.
-        let mut evil = backend.objects()["ac/k2"].to_vec();
-        *evil.last_mut().unwrap() = b'e';
-        backend.set("ac/k2", evil);
+        let (project, c) = k1_and_a_tampered_k2(&backend);
 
         let (other, store) = empty_store();
         let store = Arc::new(store);
