@@ -42,7 +42,7 @@ impl Heap {
     /// Whether `ptr`, a block this allocator handed out, is mimalloc's.
     fn is_mimallocs(ptr: *mut u8) -> bool {
         // SAFETY: a lookup of an address in mimalloc's page map; it reads no memory at `ptr`.
-        LARGE.load(Ordering::Relaxed)
+        LARGE.load(Ordering::Acquire)
             && unsafe { libmimalloc_sys::mi_is_in_heap_region(ptr.cast_const().cast()) }
     }
 }
@@ -54,7 +54,7 @@ unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract, passed on.
         unsafe {
-            if LARGE.load(Ordering::Relaxed) {
+            if LARGE.load(Ordering::Acquire) {
                 MiMalloc.alloc(layout)
             } else {
                 System.alloc(layout)
@@ -65,7 +65,7 @@ unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract, passed on.
         unsafe {
-            if LARGE.load(Ordering::Relaxed) {
+            if LARGE.load(Ordering::Acquire) {
                 MiMalloc.alloc_zeroed(layout)
             } else {
                 System.alloc_zeroed(layout)
@@ -105,7 +105,9 @@ pub(crate) fn for_large_graph() {
         return;
     }
     start_mimalloc();
-    LARGE.store(true, Ordering::Relaxed);
+    // Release: a thread that sees the switch sees mimalloc started (its loads are Acquire;
+    // on x86 both are plain moves).
+    LARGE.store(true, Ordering::Release);
 }
 
 /// Whether this is the process's first thread.
@@ -174,7 +176,7 @@ mod tests {
         assert!(!on_main_thread());
         for_large_graph();
         assert!(
-            !LARGE.load(Ordering::Relaxed),
+            !LARGE.load(Ordering::Acquire),
             "only the main thread switches"
         );
         let layout = Layout::from_size_align(100, 16).unwrap();
