@@ -200,23 +200,37 @@ fn an_interrupted_task_counts_as_interrupted_not_skipped() {
         task "after" { deps "long"; run "true" }
         "#,
     );
+    let summary = interrupted(&test, &["run", "after", "--json"], &["long.started"]);
+    assert_eq!(summary["interrupted_tasks"], 1, "{summary}");
+    assert_eq!(summary["skipped"], 1, "{summary}");
+    assert_eq!(summary["interrupted"], true, "{summary}");
+}
+
+/// The `--json` summary of `clab ARGS` sent SIGINT once `started` files exist: it must exit
+/// 130 within 5 s (the commands sleep 30 s).
+fn interrupted(test: &Test, args: &[&str], started: &[&str]) -> serde_json::Value {
     let child = test
-        .command(&["run", "after", "--json"])
+        .command(args)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn clab");
-    crate::test::wait_for_file(&test.path().join("long.started"));
+    for file in started {
+        crate::test::wait_for_file(&test.path().join(file));
+    }
+    let sent = std::time::Instant::now();
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
     let output = child.wait_with_output().expect("wait");
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
     assert_eq!(output.status.code(), Some(130));
-    let summary = finished(&String::from_utf8_lossy(&output.stdout));
-    assert_eq!(summary["interrupted_tasks"], 1, "{summary}");
-    assert_eq!(summary["skipped"], 1, "{summary}");
-    assert_eq!(summary["interrupted"], true, "{summary}");
+    finished(&String::from_utf8_lossy(&output.stdout))
 }
 
 /// Commands on job threads (two at once): Ctrl-C reaches them through the run's interrupt,
@@ -231,27 +245,11 @@ fn ctrl_c_stops_commands_running_side_by_side() {
         task "both" { deps "a" "b" }
         "#,
     );
-    let child = test
-        .command(&["run", "both", "-j2", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn clab");
-    crate::test::wait_for_file(&test.path().join("a.started"));
-    crate::test::wait_for_file(&test.path().join("b.started"));
-    let sent = std::time::Instant::now();
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let output = child.wait_with_output().expect("wait");
-    assert!(
-        sent.elapsed() < std::time::Duration::from_secs(5),
-        "{:?}",
-        sent.elapsed()
+    let summary = interrupted(
+        &test,
+        &["run", "both", "-j2", "--json"],
+        &["a.started", "b.started"],
     );
-    assert_eq!(output.status.code(), Some(130));
-    let summary = finished(&String::from_utf8_lossy(&output.stdout));
     assert_eq!(summary["interrupted_tasks"], 2, "{summary}");
     assert_eq!(summary["interrupted"], true, "{summary}");
 }

@@ -57,7 +57,9 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::process_tag::{ProcessTag, everyone, own_start_time, start_time, tag_of};
+use crate::process_tag::{
+    ProcessTag, everyone, group_of, own_start_time, read_whole, start_time, tag_of,
+};
 
 /// The version of the record format.
 pub const RECORD_VERSION: u32 = 1;
@@ -246,23 +248,8 @@ enum Left {
 }
 
 fn read_slot(file: &File) -> Left {
-    // Read from the start with `pread`s into a page-sized buffer: a record is a few lines,
-    // and `read_to_string` would first ask the file for its size and position.
-    let mut bytes = vec![0; 4096];
-    let mut len = 0;
-    loop {
-        if len == bytes.len() {
-            bytes.resize(len * 2, 0);
-        }
-        match file.read_at(&mut bytes[len..], len as u64) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return Left::Unknown,
-        }
-    }
-    bytes.truncate(len);
-    let Ok(text) = String::from_utf8(bytes) else {
+    // Just opened: read from the start (the record's writes are `pwrite`s at offsets).
+    let Some(text) = read_whole(file).and_then(|bytes| String::from_utf8(bytes).ok()) else {
         return Left::Unknown;
     };
     if text.bytes().all(|b| b == b'\n') {
@@ -401,13 +388,6 @@ fn kill_left(stale: &[Found]) -> usize {
         }
     }
     killed
-}
-
-fn group_of(pid: i32) -> Option<i32> {
-    let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let end = stat.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(stat.get(end + 2..)?).ok()?;
-    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// A record as read back.

@@ -96,7 +96,7 @@ pub(crate) fn start_time(pid: i32) -> Option<u64> {
 }
 
 /// The process group of `pid`.
-fn group_of(pid: i32) -> Option<i32> {
+pub(crate) fn group_of(pid: i32) -> Option<i32> {
     stat_fields(pid)?.get(2)?.parse().ok()
 }
 
@@ -109,9 +109,13 @@ fn parent_of(pid: i32) -> Option<i32> {
 /// size, which `/proc` reports as 0: a `statx` and five reads for `/proc/PID/stat`. One page
 /// holds these files: an `open`, a read, the read that says end of file, and a `close`.
 fn read_proc(path: &str) -> Option<Vec<u8>> {
+    read_whole(&std::fs::File::open(path).ok()?)
+}
+
+/// A small file read from its position to its end into a page-sized buffer. Not
+/// `read_to_end`: on a `File` it asks for the size and position first.
+pub(crate) fn read_whole(mut file: &std::fs::File) -> Option<Vec<u8>> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
-    // Not `read_to_end`: on a `File` it asks for the size and position first.
     let mut bytes = vec![0; 4096];
     let mut len = 0;
     loop {

@@ -620,19 +620,23 @@ fn fake_http_server(reply: Option<&'static str>) -> u16 {
     port
 }
 
+/// A remote cache at `url` that gives a connection `connect` and a request `request`.
+fn reader_with_timeouts(url: &str, connect: Duration, request: Duration) -> RemoteCache {
+    let mut config = RemoteConfig::new(Some(RemoteUrl::parse(url).unwrap()));
+    config.timeouts = Timeouts { connect, request };
+    RemoteCache::from_config(config).unwrap().unwrap()
+}
+
 #[test]
 fn a_server_answering_errors_is_unavailable_after_three_calls() {
     let port = fake_http_server(Some(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     ));
-    let mut config = RemoteConfig::new(Some(
-        RemoteUrl::parse(&format!("http://127.0.0.1:{port}/cache")).unwrap(),
-    ));
-    config.timeouts = Timeouts {
-        connect: Duration::from_secs(1),
-        request: Duration::from_secs(2),
-    };
-    let reader = RemoteCache::from_config(config).unwrap().unwrap();
+    let reader = reader_with_timeouts(
+        &format!("http://127.0.0.1:{port}/cache"),
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+    );
     let (_other, store) = checkout();
     for _ in 0..5 {
         assert_eq!(
@@ -650,14 +654,11 @@ fn a_server_answering_errors_is_unavailable_after_three_calls() {
 #[test]
 fn a_silent_server_times_out_and_is_given_up_on() {
     let port = fake_http_server(None);
-    let mut config = RemoteConfig::new(Some(
-        RemoteUrl::parse(&format!("http://127.0.0.1:{port}/cache")).unwrap(),
-    ));
-    config.timeouts = Timeouts {
-        connect: Duration::from_millis(500),
-        request: Duration::from_millis(500),
-    };
-    let reader = RemoteCache::from_config(config).unwrap().unwrap();
+    let reader = reader_with_timeouts(
+        &format!("http://127.0.0.1:{port}/cache"),
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+    );
     let (_other, store) = checkout();
     let started = Instant::now();
     for _ in 0..5 {
@@ -726,14 +727,11 @@ fn an_endless_body_is_cut_off_at_its_bound() {
     use std::sync::atomic::Ordering;
     let (port, sent) = endless_http_server();
     for scheme in ["http", "turbo+http"] {
-        let mut config = RemoteConfig::new(Some(
-            RemoteUrl::parse(&format!("{scheme}://127.0.0.1:{port}/cache")).unwrap(),
-        ));
-        config.timeouts = Timeouts {
-            connect: Duration::from_secs(1),
-            request: Duration::from_secs(20),
-        };
-        let reader = RemoteCache::from_config(config).unwrap().unwrap();
+        let reader = reader_with_timeouts(
+            &format!("{scheme}://127.0.0.1:{port}/cache"),
+            Duration::from_secs(1),
+            Duration::from_secs(20),
+        );
         let (_other, store) = checkout();
         let started = Instant::now();
         assert_eq!(
