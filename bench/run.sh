@@ -186,6 +186,12 @@ if [[ " $CASES " == *" sched "* ]]; then
         -n "clab graph --format json" "$CLAB -C $sched graph --format json" \
         -n "clab list" "$CLAB -C $sched list" \
         -n "clab run --dry-run (cold stat cache)" "$CLAB -C $sched run --dry-run all"
+    # The same two commands as a user runs them: once, after the machine was idle. Back to
+    # back, a process reuses the memory the last one freed; after a pause a virtual machine
+    # may have handed it back to its host, and every fresh page is faulted in from there.
+    hf sched-paused -N --runs "$RUNS" --prepare "sleep 3" \
+        -n "clab list (after 3 s idle)" "$CLAB -C $sched list" \
+        -n "clab graph --format json (after 3 s idle)" "$CLAB -C $sched graph --format json"
     # A no-op run of the whole graph after a real one (everything cached), beside ninja.
     $CLAB -C "$sched" -q run all -j2 >/dev/null
     ninja -C "$sched-ninja" -j2 >/dev/null

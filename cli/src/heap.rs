@@ -12,8 +12,15 @@
 //! So [`Heap`] hands out the C library's memory until [`for_large_graph`] is called — when
 //! the root tasks file, as it is read (`Project::with_text_hook`), says the graph will be
 //! large ([`large_graph_ahead`]: a file of 128 KiB or more, or a workspace root) — and
-//! mimalloc's from then on, with huge pages as mimalloc
-//! asks for them. mimalloc is built without its constructor (`MI_PRIM_HAS_PROCESS_ATTACH`,
+//! mimalloc's from then on. Neither asks for transparent huge pages: mimalloc is built
+//! with `MI_NO_THP` (`.cargo/config.toml`). On a virtual machine that hands free memory back
+//! to its host (a CI runner, this project's), each fresh 2 MiB page is faulted in from the
+//! host — ~5 ms of zeroing each — so a `clab list` of 10,000 tasks run once after a pause
+//! took 110–190 ms with them and 40–50 ms without, and a fresh checkout's restore from a
+//! remote cache ~995 → ~800 ms (medians of 8 alternating runs). Run back to back, as a
+//! benchmark loop does, the host pages are reused and huge pages looked better (`list`
+//! 34.7 → 42.6 ms without them): that loop is not how a user runs clab. mimalloc is built
+//! without its constructor (`MI_PRIM_HAS_PROCESS_ATTACH`,
 //! set for C code in `.cargo/config.toml`) and started by the switch; built with its
 //! constructor (a `CFLAGS` of the builder's own), it started before `main` and the switch
 //! only sets the flag. A block goes back to the allocator that made it: after the switch, a
@@ -148,9 +155,9 @@ pub(crate) fn for_tasks_text(text: &str) {
 }
 
 /// Whether a root tasks file of `text` will build a graph worth mimalloc: a large file, or a
-/// workspace root (`members`; the bench's 100 members' `clab list`: 10.3 ms with mimalloc's
-/// huge pages, 15.3 without). A guess from the text, not a parse: a wrong one costs a little
-/// time, nothing else.
+/// workspace root (`members`; the bench's 100 members' `clab list`: 10.3 ms with mimalloc, then
+/// with huge pages, 15.3 with the C library's allocator). A guess from the text, not a parse:
+/// a wrong one costs a little time, nothing else.
 fn large_graph_ahead(text: &str) -> bool {
     text.len() as u64 >= LARGE_TASKS_FILE || text.contains("members")
 }
@@ -172,7 +179,7 @@ mod tests {
     fn before_the_switch_blocks_are_the_c_librarys_and_a_test_thread_does_not_switch() {
         // The tests' threads are not the main thread: the switch (and every block of
         // mimalloc's, freed across it) is exercised end to end by a large graph's run
-        // (`tests/run.rs`: `a_large_graph_runs_on_mimalloc_with_huge_pages…`).
+        // (`tests/run.rs`: `a_large_graph_runs_on_mimalloc_without_huge_pages…`).
         assert!(!on_main_thread());
         for_large_graph();
         assert!(
