@@ -131,6 +131,23 @@ fn a_fresh_checkout_restores_everything(server: TestServer) {
         .run_with(&["run", "check"])
         .status(0)
         .stdout_has("4 tasks: 0 ran, 4 cached in");
+    // Their blobs too, in packs (a pack for each batch of downloads): with the outputs
+    // deleted and the server stopped, everything is restored from `.clab/`.
+    let packs = std::fs::read_dir(reader.path().join(".clab/cas/packs")).unwrap();
+    assert!(
+        packs
+            .filter_map(Result::ok)
+            .any(|entry| entry.path().extension().is_some_and(|ext| ext == "pack")),
+        "no pack was written"
+    );
+    drop(server);
+    std::fs::remove_dir_all(reader.path().join("build")).unwrap();
+    let offline = reader
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 0 ran, 4 cached in");
+    assert!(!offline.stderr.contains("unavailable"), "{}", offline.stderr);
+    same_outputs(&writer, &reader);
 }
 
 #[test]

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use clab_store::{CachedResult, Cas, Digest, Store, VerifiedBlob};
+use clab_store::{CachedResult, Cas, Digest, PackWriter, Store, VerifiedBlob};
 use serde::Serialize;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
@@ -219,8 +219,9 @@ impl RemoteCache {
     }
 
     /// [`fetch_many`](Self::fetch_many) that hands each hit to `on_hit` as soon as its entry
-    /// is verified and its blobs are in the local CAS — before the rest of the batch arrives
-    /// and before the hits' rows are saved — with the blobs it downloaded (as [`Fetched`]
+    /// is verified and its blobs are stored locally — in the local CAS, or in the batch's pack
+    /// (visible once the batch ends) and then among the blobs handed over; before the rest of
+    /// the batch arrives and before the hits' rows are saved — with the blobs it downloaded (as [`Fetched`]
     /// would hold them); the blobs are dropped when `on_hit` returns, and the answers come
     /// back without them. For writing a hit's outputs while the others download: the batch
     /// then holds about [`ENTRIES_IN_FLIGHT`] entries' bytes at a time instead of all of
@@ -248,6 +249,8 @@ impl RemoteCache {
         let owned: Arc<[String]> = keys.into();
         let count = keys.len();
         let keep = Arc::new(AtomicU64::new(KEEP_BATCH_MAX));
+        let pack = Arc::new(cas.pack_writer());
+        let batch_pack = Arc::clone(&pack);
         // At most `ENTRIES_IN_FLIGHT` tasks, each taking the next key when done with one:
         // a task per key (each parked on a semaphore) cost a task allocation and wake-ups
         // for every entry of a 200-entry batch.
@@ -260,6 +263,7 @@ impl RemoteCache {
                 let trusted = trusted.clone();
                 let downloads = Arc::clone(&downloads);
                 let keep = Arc::clone(&keep);
+                let pack = Arc::clone(&pack);
                 let on_hit = on_hit.clone();
                 let owned = Arc::clone(&owned);
                 let next = Arc::clone(&next);
@@ -276,7 +280,10 @@ impl RemoteCache {
                             cas.clone(),
                             trusted.clone(),
                             Arc::clone(&downloads),
-                            Some(Arc::clone(&keep)),
+                            Some(Batch {
+                                keep: Arc::clone(&keep),
+                                pack: Arc::clone(&pack),
+                            }),
                         )
                         .await;
                         let answer = match (answer, &on_hit) {
@@ -304,6 +311,20 @@ impl RemoteCache {
         });
         let mut answers = answers.unwrap_or_default();
         answers.resize_with(keys.len(), || None);
+        // The hits' blobs visible before their rows are saved (a pack that cannot be finished
+        // leaves the hits restored but not kept: saving them then fails, warned below).
+        if let Err(e) = batch_pack.finish() {
+            let first_hit = keys
+                .iter()
+                .zip(&answers)
+                .find(|(_, a)| matches!(a, Some(Ok(_))));
+            if let Some((key, _)) = first_hit {
+                self.client.warn(Warning::LocalStore {
+                    key: key.clone(),
+                    cause: e.to_string(),
+                });
+            }
+        }
         // The hits' rows in one transaction.
         let hits: Vec<(&str, &CachedResult)> = keys
             .iter()
@@ -498,8 +519,9 @@ async fn fetch_entry(
     cas: Cas,
     trusted: TrustedKeys,
     downloads: Arc<Semaphore>,
-    keep: Option<Arc<AtomicU64>>,
+    batch: Option<Batch>,
 ) -> Result<Downloaded, Rejection> {
+    let keep = batch.as_ref().map(|batch| Arc::clone(&batch.keep));
     let manifest = fetch_manifest(&client, &key, &trusted).await?;
     let task = Some(manifest.task.clone());
     let blobs = manifest.blobs().map_err(|reason| (reason, task.clone()))?;
@@ -508,17 +530,25 @@ async fn fetch_entry(
         .inline_blobs()
         .map_err(|reason| (reason, task.clone()))?;
     let mut downloaded = HashMap::new();
+    let log = manifest.log;
     for blob in &carried {
         if cas.contains(blob.digest()) {
             continue;
         }
-        // Small (`INLINE_BLOB_MAX`): written on this I/O thread, as `fetch_blob` does.
-        cas.put_verified(blob).map_err(|e| {
+        // Small (`INLINE_BLOB_MAX`): written on this I/O thread, as `fetch_blob` does. Into
+        // the batch's pack when the blob is also kept for the restore (the pack is visible
+        // only once the batch ends), and it is not the log (read by its file: `clab log`).
+        let kept = keep_fits(keep.as_deref(), blob);
+        let put = match &batch {
+            Some(batch) if kept && Some(*blob.digest()) != log => batch.pack.put(blob),
+            _ => cas.put_verified(blob),
+        };
+        put.map_err(|e| {
             let detail = e.to_string();
             (MissReason::LocalStore { detail }, task.clone())
         })?;
         client.stats_mut().blobs_down += 1;
-        if keep_fits(keep.as_deref(), blob) {
+        if kept {
             downloaded.insert(*blob.digest(), blob.clone());
         }
     }
@@ -565,6 +595,15 @@ async fn fetch_entry(
         }
     }
     Ok((manifest.to_result(), downloaded))
+}
+
+/// What the entries of one [`RemoteCache::fetch_many`] share: the bytes they may still keep in
+/// memory for the restore, and the pack their small blobs are written into (see
+/// `clab_store::Cas::pack_writer`), finished before the hits are saved.
+#[derive(Clone)]
+struct Batch {
+    keep: Arc<AtomicU64>,
+    pack: Arc<PackWriter>,
 }
 
 /// Whether `blob` may be kept in memory for the restore, taking its bytes from the batch's
@@ -983,8 +1022,13 @@ mod tests {
             let dest = other.path().to_owned();
             Arc::new(
                 move |index, result: &CachedResult, downloaded: &HashMap<_, _>| {
-                    // Every blob is in the CAS already; the outputs restore from the bytes.
-                    assert!(result.blobs().all(|d| store.cas().contains(&d)));
+                    // Every blob is in the CAS already, or in the batch's pack (visible when
+                    // the batch ends) and handed over; the outputs restore from the bytes.
+                    assert!(
+                        result
+                            .blobs()
+                            .all(|d| store.cas().contains(&d) || downloaded.contains_key(&d))
+                    );
                     let report = store.restore_outputs_from(&dest, result, downloaded);
                     let mut kept: Vec<Digest> = downloaded.keys().copied().collect();
                     kept.sort();
@@ -993,6 +1037,7 @@ mod tests {
             )
         };
         let fetched = reader.fetch_many_restoring(&keys, &store, on_hit);
+        assert!(project.result.blobs().all(|d| store.cas().contains(&d)));
         // Only the good hit was handed over, once, with the blobs it downloaded.
         let mut expected: Vec<Digest> = project
             .result
@@ -1061,6 +1106,7 @@ mod tests {
         // Past the batch's budget, blobs are still fetched and stored, just not kept.
         let (_dir, store) = empty_store();
         let keep = Arc::new(AtomicU64::new(10));
+        let pack = Arc::new(store.cas().pack_writer());
         let reader = remote(&backend, |_| {});
         let answer = reader
             .block_on(fetch_entry(
@@ -1069,12 +1115,18 @@ mod tests {
                 store.cas().clone(),
                 reader.trusted.clone(),
                 Arc::clone(&reader.downloads),
-                Some(Arc::clone(&keep)),
+                Some(Batch {
+                    keep: Arc::clone(&keep),
+                    pack: Arc::clone(&pack),
+                }),
             ))
             .unwrap()
             .unwrap();
         let small: Vec<&Digest> = answer.1.keys().collect();
         let log = project.result.log.unwrap();
+        // Kept blobs go into the batch's pack, but the log; the others are files of their own.
+        let packed = small.iter().filter(|d| ***d != log).count();
+        assert_eq!(pack.finish().unwrap(), packed);
         assert_eq!(small.len(), 1, "{small:?}");
         assert!(
             small.iter().all(|d| **d == digests[0] || **d == log),

@@ -54,6 +54,7 @@ pub mod history;
 pub mod key_lock;
 pub mod run_record;
 pub mod stat_cache;
+mod pack;
 pub mod verified_blob;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -77,6 +78,7 @@ pub use clab_model::atomic_write::TEMP_PREFIX;
 use clab_model::llm_call::{CallOutcome, LlmCall};
 pub use digest::Digest;
 pub use key_lock::KeyLock;
+pub use pack::PackWriter;
 pub use run_record::RunRecord;
 pub use verified_blob::VerifiedBlob;
 
@@ -769,10 +771,10 @@ impl Store {
             .remove(key);
         let mut size = 0u64;
         for digest in result.blobs().collect::<BTreeSet<_>>() {
-            let path = self.cas.path_of(&digest);
-            let meta =
-                fs::metadata(&path).map_err(|source| Error::blob_io(&digest, &path, source))?;
-            size += meta.len();
+            size += self
+                .cas
+                .size_of(&digest)
+                .ok_or(Error::MissingBlob { digest })?;
         }
         let mut outputs = result.outputs.clone();
         outputs.sort();
