@@ -146,7 +146,11 @@ fn a_fresh_checkout_restores_everything(server: TestServer) {
         .run_with(&["run", "check"])
         .status(0)
         .stdout_has("4 tasks: 0 ran, 4 cached in");
-    assert!(!offline.stderr.contains("unavailable"), "{}", offline.stderr);
+    assert!(
+        !offline.stderr.contains("unavailable"),
+        "{}",
+        offline.stderr
+    );
     same_outputs(&writer, &reader);
 }
 
