@@ -359,6 +359,7 @@ impl Cas {
             }
         }
         self.packs.forget(pack);
+        self.packs.invalidate();
         for path in [pack.with_extension("idx"), pack.to_owned()] {
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -816,6 +817,8 @@ mod tests {
         };
         let pack = cas.packs.find(&a).unwrap().pack;
         fs::remove_file(&pack).unwrap();
+        // Seen by the next process (this one looks at the directory again within 100 ms).
+        let cas = Cas::new(dir.path().join("cas"));
         assert!(!cas.contains(&a));
         assert!(cas.list().unwrap().is_empty());
         let index = pack.with_extension("idx");

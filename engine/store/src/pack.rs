@@ -30,7 +30,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::Error;
 use super::digest::Digest;
@@ -64,8 +64,14 @@ pub(crate) struct Packs {
 struct Index {
     /// The directory's mtime when it was last read (`None`: never read, or missing).
     read_at: Option<SystemTime>,
+    /// When the directory was last looked at.
+    checked: Option<Instant>,
     blobs: HashMap<Digest, Packed>,
 }
+
+/// How long a look at the packs' directory holds: a restore asks for 2,000 blobs within a
+/// fraction of a second, and looked at the directory for each (4,000 `statx` calls).
+const RECHECK: Duration = Duration::from_millis(100);
 
 impl Packs {
     /// The packs under `cas_root/packs`.
@@ -113,26 +119,36 @@ impl Packs {
         index.blobs.retain(|_, packed| *packed.pack != *pack);
     }
 
-    /// Reads the indexes at the next lookup (a pack was just written).
-    fn invalidate(&self) {
-        self.index
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .read_at = None;
+    /// Reads the indexes at the next lookup (a pack was just written, or deleted).
+    pub(crate) fn invalidate(&self) {
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        index.read_at = None;
+        index.checked = None;
     }
 
-    /// Reads the indexes again if the directory changed since they were read. (Another
-    /// process's pack written within the same tick of the file system's clock as the last
-    /// read goes unseen until the next change: its blobs look missing, and are fetched again.)
+    /// Reads the indexes again if the directory changed since they were read, looking at it
+    /// at most once per [`RECHECK`]. (Another process's pack written since the last look, or
+    /// within the same tick of the file system's clock as the last read, goes unseen until the
+    /// next: its blobs look missing, and are fetched again or their task runs.)
     fn refresh(&self) {
+        {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            if index.checked.is_some_and(|at| at.elapsed() < RECHECK) {
+                return;
+            }
+        }
         let Ok(modified) = fs::metadata(&self.dir).and_then(|m| m.modified()) else {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            *index = Index::default();
+            *index = Index {
+                checked: Some(Instant::now()),
+                ..Index::default()
+            };
             return;
         };
         {
-            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
             if index.read_at == Some(modified) {
+                index.checked = Some(Instant::now());
                 return;
             }
         }
@@ -140,6 +156,7 @@ impl Packs {
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
         *index = Index {
             read_at: Some(modified),
+            checked: Some(Instant::now()),
             blobs,
         };
     }
