@@ -327,7 +327,7 @@ impl Cas {
     }
 
     /// Deletes a blob; a blob that is already gone is not an error. A packed blob takes its
-    /// pack with it, the pack's other blobs written out as files first ([`unpack`](Self::unpack)).
+    /// pack with it, the pack's other blobs written out as files first.
     pub fn remove(&self, digest: &Digest) -> Result<(), Error> {
         let path = self.path_of(digest);
         match fs::remove_file(&path) {
@@ -336,21 +336,41 @@ impl Cas {
             Err(source) => return Err(Error::io("remove", &path, source)),
         }
         match self.packs.find(digest) {
-            Some(packed) => self.unpack(&packed.pack, Some(digest)),
+            Some(packed) => self.unpack(&packed.pack, &|d| d == digest),
             None => Ok(()),
         }
     }
 
-    /// Writes the blobs of the pack `pack` (but `except`) out as files, then deletes the pack
-    /// and its index. A blob that fails its digest is not written out.
-    fn unpack(&self, pack: &Path, except: Option<&Digest>) -> Result<(), Error> {
-        let file = File::open(pack).map_err(|source| Error::io("open", pack, source));
-        if let Ok(file) = &file {
+    /// [`remove`](Self::remove) of every blob in `digests`; a pack whose blobs all go is
+    /// deleted as it is, without writing the others out first.
+    pub fn remove_all(&self, digests: &std::collections::HashSet<Digest>) -> Result<(), Error> {
+        let mut packs = std::collections::BTreeSet::new();
+        for digest in digests {
+            let path = self.path_of(digest);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(Error::io("remove", &path, source)),
+            }
+            if let Some(packed) = self.packs.find(digest) {
+                packs.insert(packed.pack);
+            }
+        }
+        for pack in packs {
+            self.unpack(&pack, &|d| digests.contains(d))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the blobs of the pack `pack` that `gone` does not name out as files, then
+    /// deletes the pack and its index. A blob that fails its digest is not written out.
+    fn unpack(&self, pack: &Path, gone: &dyn Fn(&Digest) -> bool) -> Result<(), Error> {
+        if let Ok(file) = File::open(pack) {
             for (digest, packed) in self.packs.blobs_of(pack) {
-                if Some(&digest) == except || self.path_of(&digest).is_file() {
+                if gone(&digest) || self.path_of(&digest).is_file() {
                     continue;
                 }
-                let Ok(bytes) = pack::read_at(file, packed.offset, packed.len) else {
+                let Ok(bytes) = pack::read_at(&file, packed.offset, packed.len) else {
                     continue;
                 };
                 if Digest::of_bytes(&bytes) == digest {
@@ -392,7 +412,7 @@ impl Cas {
         let actual = Digest::of_bytes(&bytes);
         if actual != *digest {
             // Best effort: the damaged blob is not restored either way.
-            let _ = self.unpack(&packed.pack, Some(digest));
+            let _ = self.unpack(&packed.pack, &|d| d == digest);
             return Err(Error::CorruptBlob {
                 digest: *digest,
                 actual,
@@ -794,6 +814,14 @@ mod tests {
         assert!(!pack.exists() && !pack.with_extension("idx").exists());
         assert_eq!(cas.read(&b).unwrap(), b"beta!");
         assert!(cas.path_of(&b).is_file() && cas.path_of(&c).is_file());
+
+        // A pack whose blobs all go is deleted without writing any out.
+        let [x, y] = packed(&cas, &[b"x", b"y"])[..] else {
+            panic!()
+        };
+        cas.remove_all(&[x, y].into()).unwrap();
+        assert!(!cas.contains(&x) && !cas.contains(&y));
+        assert!(!cas.path_of(&x).exists() && !cas.path_of(&y).exists());
 
         let [d, e] = packed(&cas, &[b"delta", b"epsilon"])[..] else {
             panic!()

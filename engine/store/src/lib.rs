@@ -54,7 +54,7 @@ pub mod history;
 pub mod key_lock;
 pub mod run_record;
 pub mod stat_cache;
-mod pack;
+pub mod pack;
 pub mod verified_blob;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -1650,8 +1650,8 @@ impl Store {
             entries: (removed_keys.len() + undecodable.len()) as u64,
             ..PruneReport::default()
         };
+        self.cas.remove_all(&doomed.iter().copied().collect())?;
         for digest in &doomed {
-            self.cas.remove(digest)?;
             report.blobs += 1;
             report.freed_bytes += blobs.get(digest).map_or(0, |(size, _)| *size);
         }

@@ -8,9 +8,9 @@
 //!
 //! Layout, under `cas/packs/`:
 //! - `<id>.pack`: the blobs' bytes, one after another.
-//! - `<id>.idx`: [`INDEX_MAGIC`], then for each blob its 32-byte digest, its offset in the pack
-//!   and its length (little-endian `u64`s). `<id>` is the first 32 hex digits of the digest of
-//!   the index's entries.
+//! - `<id>.idx`: the line `clab-pack 1`, then for each blob its 32-byte digest, its offset in
+//!   the pack and its length (little-endian `u64`s). `<id>` is the first 32 hex digits of the
+//!   digest of the index's entries.
 //!
 //! Invariants:
 //! - Both are written as temp files (`.tmp-*`) and renamed: the index first, the pack last. A
@@ -19,7 +19,7 @@
 //! - Readers verify a packed blob as they verify a loose one ([`crate::cas`]).
 //! - A pack is never rewritten. A blob in it that is damaged, or removed (`prune`), takes the
 //!   pack with it: the pack's other blobs are first written out as loose blobs
-//!   ([`crate::cas::Cas::unpack`]).
+//!   (`Cas::unpack`).
 //!
 //! Only the remote cache's batched fetch writes packs (`Cas::pack_writer`); everything else
 //! writes loose blobs. A pack is found by looking for the blob's loose file first: packs cost
