@@ -378,16 +378,17 @@ impl Cas {
                 }
             }
         }
-        self.packs.forget(pack);
+        let removed = [pack.with_extension("idx"), pack.to_owned()]
+            .into_iter()
+            .try_for_each(|path| match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(Error::io("remove", &path, source)),
+            });
+        // Read again at the next lookup, the pack gone (or, if it could not be removed, still
+        // there, its blobs now files as well).
         self.packs.invalidate();
-        for path in [pack.with_extension("idx"), pack.to_owned()] {
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => return Err(Error::io("remove", &path, source)),
-            }
-        }
-        Ok(())
+        removed
     }
 
     /// The blob's file, open, or where it is packed; `missing_blob` when neither.

@@ -113,12 +113,6 @@ impl Packs {
             .collect()
     }
 
-    /// Forgets the pack `pack` (deleted) until the directory is read again.
-    pub(crate) fn forget(&self, pack: &Path) {
-        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-        index.blobs.retain(|_, packed| *packed.pack != *pack);
-    }
-
     /// Reads the indexes at the next lookup (a pack was just written, or deleted).
     pub(crate) fn invalidate(&self) {
         let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
