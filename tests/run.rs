@@ -338,8 +338,9 @@ fn directory_and_file_flags() {
 /// clab's heap is the C library's for a short run and mimalloc's once its tasks file says the
 /// graph will be large; neither asks for transparent huge pages (each fresh 2 MiB page cost
 /// ~5 ms on a VM that returns free memory to its host), and none of it reaches the commands
-/// it starts (their process flag and environment are untouched). A large graph's run on several job threads (each starting mimalloc's heap
-/// of its own after the switch, and freeing blocks the C library made before it) goes right.
+/// it starts (their process flag and environment are untouched). A large graph's run on
+/// several job threads (each starting mimalloc's heap of its own after the switch, and freeing
+/// blocks the C library made before it) goes right.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_large_graph_runs_on_mimalloc_without_huge_pages_and_the_commands_see_none_of_it() {
