@@ -39,6 +39,7 @@
 //! Layout version: `CAS_VERSION` (1). Blobs hold raw bytes, uncompressed; the file mode of an
 //! output is kept in the result's manifest, not on the blob.
 
+use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -329,29 +330,15 @@ impl Cas {
     /// Deletes a blob; a blob that is already gone is not an error. A packed blob takes its
     /// pack with it, the pack's other blobs written out as files first.
     pub fn remove(&self, digest: &Digest) -> Result<(), Error> {
-        let path = self.path_of(digest);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(Error::io("remove", &path, source)),
-        }
-        match self.packs.find(digest) {
-            Some(packed) => self.unpack(&packed.pack, &|d| d == digest),
-            None => Ok(()),
-        }
+        self.remove_all(&HashSet::from([*digest]))
     }
 
     /// [`remove`](Self::remove) of every blob in `digests`; a pack whose blobs all go is
     /// deleted as it is, without writing the others out first.
-    pub fn remove_all(&self, digests: &std::collections::HashSet<Digest>) -> Result<(), Error> {
-        let mut packs = std::collections::BTreeSet::new();
+    pub fn remove_all(&self, digests: &HashSet<Digest>) -> Result<(), Error> {
+        let mut packs = BTreeSet::new();
         for digest in digests {
-            let path = self.path_of(digest);
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => return Err(Error::io("remove", &path, source)),
-            }
+            remove_if_present(&self.path_of(digest))?;
             if let Some(packed) = self.packs.find(digest) {
                 packs.insert(packed.pack);
             }
@@ -378,13 +365,8 @@ impl Cas {
                 }
             }
         }
-        let removed = [pack.with_extension("idx"), pack.to_owned()]
-            .into_iter()
-            .try_for_each(|path| match fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(source) => Err(Error::io("remove", &path, source)),
-            });
+        let removed =
+            remove_if_present(&pack.with_extension("idx")).and_then(|()| remove_if_present(pack));
         // Read again at the next lookup, the pack gone (or, if it could not be removed, still
         // there, its blobs now files as well).
         self.packs.invalidate();
@@ -460,7 +442,7 @@ impl Cas {
                 });
             }
         }
-        let loose: std::collections::HashSet<Digest> = blobs.iter().map(|b| b.digest).collect();
+        let loose: HashSet<Digest> = blobs.iter().map(|b| b.digest).collect();
         for (digest, packed) in self.packs.all() {
             if loose.contains(&digest) {
                 continue;
@@ -546,6 +528,15 @@ impl Cas {
         temp.persist(&dest)
             .map_err(|e| Error::io("rename a temp file to", &dest, e.error))?;
         Ok(())
+    }
+}
+
+/// Deletes the file at `path`; one already gone is not an error.
+fn remove_if_present(path: &Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::io("remove", path, source)),
     }
 }
 

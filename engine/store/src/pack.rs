@@ -274,22 +274,9 @@ impl PackWriter {
     /// Appends `blob` to the pack (once, whatever the number of puts).
     pub fn put(&self, blob: &VerifiedBlob) -> Result<(), Error> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if open.is_none() {
-            fs::create_dir_all(self.packs.dir())
-                .map_err(|source| Error::io("create", self.packs.dir(), source))?;
-            let temp = tempfile::Builder::new()
-                .prefix(crate::cas::TEMP_PREFIX)
-                .tempfile_in(self.packs.dir())
-                .map_err(|source| Error::io("create a temp file in", self.packs.dir(), source))?;
-            *open = Some(OpenPack {
-                temp,
-                len: 0,
-                entries: Vec::new(),
-                written: HashSet::new(),
-            });
-        }
-        let Some(pack) = open.as_mut() else {
-            return Ok(());
+        let pack = match open.as_mut() {
+            Some(pack) => pack,
+            None => open.insert(self.start()?),
         };
         if !pack.written.insert(*blob.digest()) {
             return Ok(());
@@ -305,6 +292,22 @@ impl PackWriter {
         pack.entries
             .push((*blob.digest(), offset, blob.len() as u64));
         Ok(())
+    }
+
+    /// The pack's temp file, created (with `cas/packs/`) at the first put.
+    fn start(&self) -> Result<OpenPack, Error> {
+        let dir = self.packs.dir();
+        fs::create_dir_all(dir).map_err(|source| Error::io("create", dir, source))?;
+        let temp = tempfile::Builder::new()
+            .prefix(crate::cas::TEMP_PREFIX)
+            .tempfile_in(dir)
+            .map_err(|source| Error::io("create a temp file in", dir, source))?;
+        Ok(OpenPack {
+            temp,
+            len: 0,
+            entries: Vec::new(),
+            written: HashSet::new(),
+        })
     }
 
     /// Makes the pack visible (its index, then the pack, renamed to their names); returns how
