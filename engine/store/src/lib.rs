@@ -55,6 +55,7 @@ pub mod key_lock;
 pub mod run_record;
 pub mod stat_cache;
 pub mod pack;
+mod parent_dir;
 pub mod verified_blob;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

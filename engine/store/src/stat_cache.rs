@@ -25,6 +25,7 @@
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::io::{self, Read};
+use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 
 use crate::Digest;
+use crate::parent_dir::{ParentDir, open_unstamped};
 
 /// Files this large or larger are hashed with blake3's mmap + rayon path; smaller ones are read
 /// into memory (measured in `docs/cache.md`: below ~1 MiB the thread fan-out costs more than it
@@ -74,6 +76,14 @@ pub type Sieve<'a> = dyn Fn(&[u8]) -> bool + Sync + 'a;
 /// Fewer files than this are stat'ed and hashed on the calling thread.
 const PARALLEL_MIN: usize = 64;
 
+/// The most files of one directory stat'ed and hashed as one piece of parallel work: a
+/// directory of 10,000 files is still spread over the threads.
+const RUN_MAX: usize = 32;
+
+/// Fewer files of one directory than this are looked up by path: opening the directory
+/// costs about a path lookup.
+const PARENT_DIR_MIN: usize = 3;
+
 /// Safety margin subtracted from the entry's write time for the racy-git rule.
 pub const RACY_MARGIN_NS: i64 = 1_000_000_000;
 
@@ -101,6 +111,18 @@ impl FileStat {
             ctime_ns: metadata.ctime() * 1_000_000_000 + metadata.ctime_nsec(),
             inode: metadata.ino(),
             mode: metadata.mode(),
+        }
+    }
+
+    /// Reads the fields from `stat` (as `fstatat` gives them).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn from_stat(stat: &rustix::fs::Stat) -> FileStat {
+        FileStat {
+            size: stat.st_size as u64,
+            mtime_ns: stat.st_mtime * 1_000_000_000 + stat.st_mtime_nsec as i64,
+            ctime_ns: stat.st_ctime * 1_000_000_000 + stat.st_ctime_nsec as i64,
+            inode: stat.st_ino,
+            mode: stat.st_mode,
         }
     }
 
@@ -283,10 +305,10 @@ impl StatCache {
     ) -> Vec<io::Result<Hashed>> {
         let started_ns = now_ns();
         let kept_total = AtomicU64::new(0);
-        let one = |(i, path): (usize, &&Path)| {
+        let one = |dir: &ParentDir, i: usize, path: &Path| {
             let keeping = keep.get(i).copied().unwrap_or(false);
             let (hash, stat, bytes) = if let Some(entry) = self.entry_of(path) {
-                let stat = FileStat::from_metadata(&fs::metadata(path)?);
+                let stat = dir.stat(path)?;
                 if entry.matches(&stat) {
                     return Ok((
                         Hashed {
@@ -298,13 +320,19 @@ impl StatCache {
                     ));
                 }
                 if keeping && stat.size < MMAP_THRESHOLD {
-                    let bytes = read_small(&mut open_unstamped(path)?, stat.size)?;
+                    let bytes = read_small(&mut dir.open_unstamped(path)?, stat.size)?;
                     (Digest::of_bytes(&bytes), stat, Some(bytes))
+                } else if stat.size < MMAP_THRESHOLD {
+                    (
+                        hash_small(&mut dir.open_unstamped(path)?, stat.size)?,
+                        stat,
+                        None,
+                    )
                 } else {
                     (hash_contents(path, stat.size)?, stat, None)
                 }
             } else {
-                stat_and_hash(path, keeping)?
+                stat_and_hash(dir, path, keeping)?
             };
             // Dropped here, on the thread that read them, when nothing needs them: a cold rule
             // run keeps 20 texts instead of 10,000.
@@ -320,11 +348,21 @@ impl StatCache {
             });
             Ok((Hashed { hash, stat, kept }, true))
         };
+        // The files of a run share their directory, opened once (`ParentDir`).
+        let run = |run: Range<usize>| -> Vec<io::Result<(Hashed, bool)>> {
+            let dir = match paths[run.start].parent() {
+                Some(parent) if run.len() >= PARENT_DIR_MIN => ParentDir::open(parent),
+                _ => ParentDir::none(),
+            };
+            run.map(|i| one(&dir, i, paths[i])).collect()
+        };
+        let runs = runs_by_parent(paths);
         // Starting rayon's threads costs more than a few stats.
         let results: Vec<io::Result<(Hashed, bool)>> = if paths.len() < PARALLEL_MIN {
-            paths.iter().enumerate().map(one).collect()
+            runs.into_iter().flat_map(run).collect()
         } else {
-            paths.par_iter().enumerate().map(one).collect()
+            let runs: Vec<Vec<_>> = runs.into_par_iter().map(run).collect();
+            runs.into_iter().flatten().collect()
         };
         let mut fresh = Vec::with_capacity(paths.len());
         let mut reused = 0;
@@ -410,37 +448,32 @@ pub fn hash_contents(path: &Path, size: u64) -> io::Result<Digest> {
     hash_small(&mut open_unstamped(path)?, size)
 }
 
-/// Opens a file to read it for its hash without stamping its access time (`O_NOATIME`), as
-/// git opens its objects: a fresh checkout's files have an access time no later than their
-/// modification time, so under `relatime` the first read of each would write its inode —
-/// `touch_atime` was ~4% of a 40,000-input remote restore's CPU (`perf record`). The kernel
-/// allows the flag only to the file's owner (or with `CAP_FOWNER`); after one refusal
-/// (`EPERM`) this process opens plainly, as before.
-pub(crate) fn open_unstamped(path: &Path) -> io::Result<fs::File> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        static REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        if !REFUSED.load(Ordering::Relaxed) {
-            match fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_NOATIME)
-                .open(path)
-            {
-                Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => {
-                    REFUSED.store(true, Ordering::Relaxed);
-                }
-                opened => return opened,
+/// Runs of consecutive `paths` in one directory, each at most [`RUN_MAX`] long (as indexes
+/// into `paths`): a walk lists a directory's files together.
+fn runs_by_parent(paths: &[&Path]) -> Vec<Range<usize>> {
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    let mut parent = None;
+    for (i, path) in paths.iter().enumerate() {
+        let this = path.parent();
+        match runs.last_mut() {
+            Some(run) if this == parent && run.len() < RUN_MAX => run.end = i + 1,
+            _ => {
+                runs.push(i..i + 1);
+                parent = this;
             }
         }
     }
-    fs::File::open(path)
+    runs
 }
 
 /// Stats a file through its descriptor and hashes it: for a file without an entry, which is
 /// read anyway (one path lookup instead of two). With `keep`, a small file's bytes come back.
-fn stat_and_hash(path: &Path, keep: bool) -> io::Result<(Digest, FileStat, Option<Vec<u8>>)> {
-    let mut file = open_unstamped(path)?;
+fn stat_and_hash(
+    dir: &ParentDir,
+    path: &Path,
+    keep: bool,
+) -> io::Result<(Digest, FileStat, Option<Vec<u8>>)> {
+    let mut file = dir.open_unstamped(path)?;
     let stat = FileStat::from_metadata(&file.metadata()?);
     if stat.size >= MMAP_THRESHOLD {
         return Ok((hash_contents(path, stat.size)?, stat, None));
@@ -519,14 +552,17 @@ mod tests {
                 "stat said {said}"
             );
         }
-        let (hash, stat, bytes) = stat_and_hash(&path, true).unwrap();
-        assert_eq!((hash, stat.size), (whole, 5000));
-        assert_eq!(bytes.as_deref(), Some(text.as_bytes()));
-        fs::write(&path, "").unwrap();
-        assert_eq!(
-            stat_and_hash(&path, false).unwrap().0,
-            Digest::of_bytes(b"")
-        );
+        for parent in [ParentDir::open(dir.path()), ParentDir::none()] {
+            fs::write(&path, &text).unwrap();
+            let (hash, stat, bytes) = stat_and_hash(&parent, &path, true).unwrap();
+            assert_eq!((hash, stat.size), (whole, 5000));
+            assert_eq!(bytes.as_deref(), Some(text.as_bytes()));
+            fs::write(&path, "").unwrap();
+            assert_eq!(
+                stat_and_hash(&parent, &path, false).unwrap().0,
+                Digest::of_bytes(b"")
+            );
+        }
     }
 
     #[test]
@@ -643,6 +679,68 @@ mod tests {
         fs::write(&path, &data).unwrap();
         let hash = hash_contents(&path, data.len() as u64).unwrap();
         assert_eq!(hash, Digest::of_bytes(&data));
+    }
+
+    #[test]
+    fn runs_follow_the_directories_and_are_cut_at_their_bound() {
+        let owned: Vec<PathBuf> = (0..RUN_MAX + 2)
+            .map(|i| PathBuf::from(format!("/p/a/{i}")))
+            .chain(["/p/b/x", "/p/a/y", "/p/a/z", "/top"].map(PathBuf::from))
+            .collect();
+        let paths: Vec<&Path> = owned.iter().map(PathBuf::as_path).collect();
+        let n = RUN_MAX;
+        assert_eq!(
+            runs_by_parent(&paths),
+            [0..n, n..n + 2, n + 2..n + 3, n + 3..n + 5, n + 5..n + 6]
+        );
+    }
+
+    #[test]
+    fn many_files_in_many_directories_hash_in_order_and_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut owned = Vec::new();
+        // A directory with more files than a run, one with one, a missing file, a symlink, and
+        // the first directory again: enough files for the parallel path.
+        for (sub, count) in [("big", RUN_MAX * 2 + 5), ("one", 1), ("big2", 40)] {
+            fs::create_dir(dir.path().join(sub)).unwrap();
+            for i in 0..count {
+                let path = dir.path().join(sub).join(format!("f{i}"));
+                fs::write(&path, format!("{sub} {i}")).unwrap();
+                backdate(&path, 3600);
+                owned.push(path);
+            }
+        }
+        owned.push(dir.path().join("big/missing"));
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("big/link");
+            std::os::unix::fs::symlink("f0", &link).unwrap();
+            owned.push(link);
+        }
+        owned.push(dir.path().join("big/f1"));
+        let paths: Vec<&Path> = owned.iter().map(PathBuf::as_path).collect();
+        assert!(paths.len() >= PARALLEL_MIN);
+        let expected: Vec<Option<Digest>> = paths
+            .iter()
+            .map(|path| fs::read(path).ok().map(|bytes| Digest::of_bytes(&bytes)))
+            .collect();
+        let cache = StatCache::new();
+        for pass in 0..2 {
+            let got: Vec<Option<Digest>> = cache
+                .hash_files(&paths)
+                .into_iter()
+                .map(|result| result.ok().map(|(hash, _)| hash))
+                .collect();
+            assert_eq!(got, expected, "pass {pass}");
+        }
+        let found = expected.iter().flatten().count() as u64;
+        assert_eq!(
+            cache.counts(),
+            StatCounts {
+                hashed: found,
+                reused: found
+            }
+        );
     }
 
     #[test]
