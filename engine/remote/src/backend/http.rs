@@ -38,8 +38,12 @@ enum Auth {
 #[derive(Debug)]
 pub struct HttpBackend {
     client: Client,
-    /// `scheme://host:port/prefix` without credentials, query or trailing slash.
-    base: String,
+    /// `scheme://host:port/prefix` without credentials, query or trailing slash, parsed once:
+    /// each request's URL is this with its path extended (parsing a whole URL per request,
+    /// host and all, was ~1% of a 2,000-entry restore's CPU).
+    base: Url,
+    /// `base`'s path, without the trailing slash the parser gives an empty one.
+    prefix: String,
     auth: Auth,
     scrubber: Scrubber,
 }
@@ -60,18 +64,21 @@ impl HttpBackend {
             (None, Some(token)) => Auth::Bearer(token.clone()),
             (None, None) => Auth::None,
         };
+        let base = base_of(url.url())?;
+        let base = Url::parse(&base).map_err(|e| OpenError(format!("bad URL {base}: {e}")))?;
         Ok(HttpBackend {
             client,
-            base: base_of(url.url())?,
+            prefix: base.path().trim_end_matches('/').to_owned(),
+            base,
             auth,
             scrubber,
         })
     }
 
     fn request(&self, method: reqwest::Method, name: &ObjectName) -> RequestBuilder {
-        let request = self
-            .client
-            .request(method, format!("{}/{}", self.base, name.path()));
+        let mut url = self.base.clone();
+        url.set_path(&format!("{}/{}", self.prefix, name.path()));
+        let request = self.client.request(method, url);
         match &self.auth {
             Auth::None => request,
             Auth::Basic { user, password } => {
