@@ -415,7 +415,7 @@ impl StatCache {
                 .as_encoded_bytes()
                 .cmp(b.0.as_os_str().as_encoded_bytes())
         });
-        taken.dedup_by(|later, first| later.0 == first.0);
+        taken.dedup_by(|later, first| later.0.as_os_str() == first.0.as_os_str());
         taken
     }
 
