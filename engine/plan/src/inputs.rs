@@ -1197,6 +1197,56 @@ pub(super) fn minimal_dirs(mut bases: Vec<String>) -> Vec<String> {
     kept
 }
 
+/// Where the base directories of a walk really are (`fs::canonicalize`), resolving only what
+/// can be a symlink: a base's parent is resolved once for all its children, and a child that
+/// is a plain directory is its parent's real path and its name — one `lstat`. Canonicalizing
+/// each of 2,000 bases (`src/t0` … `src/t1999`) cost ~12 `readlink`s apiece, 24,000 system
+/// calls on the walk's critical path.
+struct RealDirs<'a> {
+    root: &'a Path,
+    canonical_root: &'a Path,
+    /// By relative path: the real directory, or `None` when there is no directory there.
+    known: HashMap<String, Option<PathBuf>>,
+}
+
+impl<'a> RealDirs<'a> {
+    fn new(root: &'a Path, canonical_root: &'a Path) -> RealDirs<'a> {
+        RealDirs {
+            root,
+            canonical_root,
+            known: HashMap::new(),
+        }
+    }
+
+    /// The real path of the directory `rel` (a relative `/` path) below the root, following
+    /// symlinks; `None` when it is missing or not a directory.
+    fn of(&mut self, rel: &str) -> Option<PathBuf> {
+        if rel.is_empty() {
+            return Some(self.canonical_root.to_owned());
+        }
+        if let Some(known) = self.known.get(rel) {
+            return known.clone();
+        }
+        let path = self.root.join(rel);
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let real = if matches!(name, "" | "." | "..") {
+            // Not a plain name: resolved whole, as the path says.
+            fs::canonicalize(&path).ok().filter(|real| real.is_dir())
+        } else {
+            self.of(parent)
+                .and_then(|parent| match fs::symlink_metadata(&path) {
+                    Ok(meta) if meta.is_dir() => Some(parent.join(name)),
+                    Ok(meta) if meta.file_type().is_symlink() => {
+                        fs::canonicalize(&path).ok().filter(|real| real.is_dir())
+                    }
+                    _ => None,
+                })
+        };
+        self.known.insert(rel.to_owned(), real.clone());
+        real
+    }
+}
+
 /// Walks `bases` below `root`, yielding (relative `/` path, absolute path) of each file.
 fn walk(
     root: &Path,
@@ -1211,22 +1261,27 @@ fn walk(
         ..WalkArea::default()
     };
     let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut real_dirs = RealDirs::new(root, canonical_root);
     for base in bases {
         let dir = if base.is_empty() {
             root.to_owned()
         } else {
             root.join(base)
         };
-        if !dir.is_dir() {
-            area.missing.push(dir.clone());
-        } else if !base.is_empty()
-            && !fs::canonicalize(&dir).is_ok_and(|real| real.starts_with(canonical_root))
-        {
-            // A symlink on the way leads out of the root: not walked, refused by the
-            // patterns that need it.
-            area.outside.push(dir.clone());
+        if base.is_empty() {
+            if dir.is_dir() {
+                dirs.push(dir.clone());
+            } else {
+                area.missing.push(dir.clone());
+            }
         } else {
-            dirs.push(dir.clone());
+            match real_dirs.of(base) {
+                None => area.missing.push(dir.clone()),
+                // A symlink on the way leads out of the root: not walked, refused by the
+                // patterns that need it.
+                Some(real) if !real.starts_with(canonical_root) => area.outside.push(dir.clone()),
+                Some(_) => dirs.push(dir.clone()),
+            }
         }
         area.bases.push(dir);
     }
@@ -2097,6 +2152,43 @@ mod tests {
             expand_outputs(dir.path(), &["srcl/**"]).unwrap_err(),
             Error::OutsideRoot { .. }
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn real_dirs_agree_with_canonicalize_and_lstat_only_what_is_new() {
+        let outside = tree(&[("sub/x.txt", "x")]);
+        let dir = tree(&[("src/a/b/c.txt", "c"), ("src/file.txt", "f")]);
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("src/link")).unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let mut real = RealDirs::new(&root, &root);
+        for rel in [
+            "src",
+            "src/a",
+            "src/a/b",
+            "src/link",
+            "src/link/b",
+            "out",
+            "out/sub",
+        ] {
+            assert_eq!(
+                real.of(rel),
+                Some(fs::canonicalize(root.join(rel)).unwrap()),
+                "{rel}"
+            );
+        }
+        for rel in [
+            "missing",
+            "src/missing/deeper",
+            "src/file.txt",
+            "out/nothing",
+        ] {
+            assert_eq!(real.of(rel), None, "{rel}");
+        }
+        // Known now: asked again, nothing is looked at (a removed directory still resolves).
+        fs::remove_dir_all(root.join("src/a/b")).unwrap();
+        assert_eq!(real.of("src/a/b"), Some(root.join("src/a/b")));
     }
 
     #[test]
