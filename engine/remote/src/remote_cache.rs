@@ -223,9 +223,9 @@ impl RemoteCache {
     /// visible once the batch ends, and then among the blobs handed over) — before the rest
     /// of the batch arrives and before the hits' rows are saved — with the blobs it downloaded
     /// (as [`Fetched`] would hold them); the blobs are dropped when `on_hit` returns, and the
-    /// answers come back without them. For writing a hit's outputs while the others download: the batch
-    /// then holds about [`ENTRIES_IN_FLIGHT`] entries' bytes at a time instead of all of
-    /// them. `on_hit` runs on the remote cache's I/O threads, with the index of the key.
+    /// answers come back without them. For writing a hit's outputs while the others download:
+    /// the batch then holds about [`ENTRIES_IN_FLIGHT`] entries' bytes at a time instead of
+    /// all of them. `on_hit` runs on the remote cache's I/O threads, with the index of the key.
     pub fn fetch_many_restoring(
         &self,
         keys: &[String],

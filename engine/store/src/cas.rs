@@ -634,7 +634,7 @@ pub(crate) fn temp_file_beside(dest: &Path) -> Result<tempfile::NamedTempFile, E
 }
 
 /// A temp file named `prefix…` in `dir`, the directory created when missing.
-fn temp_file_named(dir: &Path, prefix: &str) -> Result<tempfile::NamedTempFile, Error> {
+pub(crate) fn temp_file_named(dir: &Path, prefix: &str) -> Result<tempfile::NamedTempFile, Error> {
     let create = || tempfile::Builder::new().prefix(prefix).tempfile_in(dir);
     match create() {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

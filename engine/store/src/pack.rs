@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Error;
+use super::cas::{TEMP_PREFIX, temp_file_named};
 use super::digest::Digest;
 use super::verified_blob::VerifiedBlob;
 
@@ -296,14 +297,8 @@ impl PackWriter {
 
     /// The pack's temp file, created (with `cas/packs/`) at the first put.
     fn start(&self) -> Result<OpenPack, Error> {
-        let dir = self.packs.dir();
-        fs::create_dir_all(dir).map_err(|source| Error::io("create", dir, source))?;
-        let temp = tempfile::Builder::new()
-            .prefix(crate::cas::TEMP_PREFIX)
-            .tempfile_in(dir)
-            .map_err(|source| Error::io("create a temp file in", dir, source))?;
         Ok(OpenPack {
-            temp,
+            temp: temp_file_named(self.packs.dir(), TEMP_PREFIX)?,
             len: 0,
             entries: Vec::new(),
             written: HashSet::new(),
@@ -322,10 +317,7 @@ impl PackWriter {
         let id = &id[..32];
         let index_path = dir.join(format!("{id}.idx"));
         let pack_path = dir.join(format!("{id}.pack"));
-        let mut index_temp = tempfile::Builder::new()
-            .prefix(crate::cas::TEMP_PREFIX)
-            .tempfile_in(dir)
-            .map_err(|source| Error::io("create a temp file in", dir, source))?;
+        let mut index_temp = temp_file_named(dir, TEMP_PREFIX)?;
         index_temp
             .write_all(&index)
             .map_err(|source| Error::io("write", index_temp.path(), source))?;

@@ -319,15 +319,9 @@ impl StatCache {
                         false,
                     ));
                 }
-                if keeping && stat.size < MMAP_THRESHOLD {
+                if stat.size < MMAP_THRESHOLD {
                     let bytes = read_small(&mut dir.open_unstamped(path)?, stat.size)?;
-                    (Digest::of_bytes(&bytes), stat, Some(bytes))
-                } else if stat.size < MMAP_THRESHOLD {
-                    (
-                        hash_small(&mut dir.open_unstamped(path)?, stat.size)?,
-                        stat,
-                        None,
-                    )
+                    (Digest::of_bytes(&bytes), stat, keeping.then_some(bytes))
                 } else {
                     (hash_contents(path, stat.size)?, stat, None)
                 }
