@@ -66,7 +66,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use super::{Error, Warning};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// How long a statement waits for another process's write lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -139,6 +139,15 @@ CREATE TABLE input_sets (
     r#"
 ALTER TABLE runs ADD COLUMN journal TEXT;
 CREATE UNIQUE INDEX runs_by_journal ON runs (journal);
+"#,
+    // The stat cache as one row per directory (`stat_rows`); the old rows are dropped, so
+    // the first run after the upgrade hashes its inputs again.
+    r#"
+DROP TABLE stat_cache;
+CREATE TABLE stat_dirs (
+    dir     BLOB PRIMARY KEY,
+    entries BLOB NOT NULL
+);
 "#,
 ];
 
@@ -486,8 +495,8 @@ mod tests {
             let blob = vec![7u8; 32];
             for i in 0..2000 {
                 conn.execute(
-                    "INSERT INTO stat_cache VALUES (?1, 1, 1, 1, 1, ?2, 1)",
-                    rusqlite::params![format!("/some/long/path/number/{i}"), blob],
+                    "INSERT INTO stat_dirs VALUES (?1, ?2)",
+                    rusqlite::params![format!("/some/long/path/number/{i}/"), blob],
                 )
                 .unwrap();
             }
@@ -506,7 +515,7 @@ mod tests {
             "{warning:?}"
         );
         let rows: i64 = conn
-            .query_row("SELECT count(*) FROM stat_cache", [], |row| row.get(0))
+            .query_row("SELECT count(*) FROM stat_dirs", [], |row| row.get(0))
             .unwrap();
         assert_eq!(rows, 0);
     }

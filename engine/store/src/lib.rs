@@ -56,11 +56,13 @@ pub mod run_record;
 pub mod stat_cache;
 pub mod pack;
 mod parent_dir;
+mod stat_rows;
 pub mod verified_blob;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -1343,10 +1345,11 @@ impl Store {
             .get_or_init(|| StatCache::from_keyed(entries)))
     }
 
-    /// The stat cache holding only the rows of `paths` (absolute, as inputs are hashed), when
-    /// it was not loaded yet: a run after a change hashes the inputs of a few nodes, and
-    /// reading every row (40,000 on the 2,000-task benchmark, ~20 ms) would cost more than
-    /// looking those up. A file without a row is hashed, as after any miss.
+    /// The stat cache holding only the rows of the directories of `paths` (absolute, as inputs
+    /// are hashed), when it was not loaded yet: a run after a change hashes the inputs of a few
+    /// nodes, and reading every row (40,000 entries on the 2,000-task benchmark) would cost
+    /// more than looking their directories up. A file without an entry is hashed, as after any
+    /// miss.
     pub fn stat_cache_of<'p>(
         &self,
         paths: impl IntoIterator<Item = &'p Path>,
@@ -1354,17 +1357,20 @@ impl Store {
         if let Some(cache) = self.stat_cache.get() {
             return Ok(cache);
         }
-        let paths: Vec<&str> = paths.into_iter().filter_map(Path::to_str).collect();
+        let mut dirs: Vec<&[u8]> = paths
+            .into_iter()
+            .map(|path| stat_rows::split(path.as_os_str().as_encoded_bytes()).0)
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
         let entries = self.with_conn(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT path, size, mtime_ns, ctime_ns, inode, hash, written_ns
-                 FROM stat_cache WHERE path = ?1",
-            )?;
+            let mut statement =
+                conn.prepare_cached("SELECT entries FROM stat_dirs WHERE dir = ?1")?;
             let mut entries = crate::stat_cache::Entries::default();
-            for path in &paths {
-                let mut rows = statement.query([path])?;
+            for dir in &dirs {
+                let mut rows = statement.query([dir])?;
                 while let Some(row) = rows.next()? {
-                    entries.extend(stat_row(row));
+                    add_stat_row(&mut entries, dir, row.get_ref(0)?);
                 }
             }
             Ok(entries)
@@ -1374,26 +1380,28 @@ impl Store {
             .get_or_init(|| StatCache::from_keyed(entries)))
     }
 
-    /// Every stat-cache row, read without an intermediate copy (40,000 of them on a no-op run).
+    /// Every stat-cache entry, read without an intermediate copy of the rows (40,000 entries
+    /// in 2,000 rows on a no-op run of the benchmark).
     fn load_stat_entries(&self) -> Result<crate::stat_cache::Entries, Error> {
         self.with_conn(|conn| Self::read_stat_entries(conn))
     }
 
     fn read_stat_entries(conn: &Connection) -> rusqlite::Result<crate::stat_cache::Entries> {
-        let mut statement = conn.prepare(
-            "SELECT path, size, mtime_ns, ctime_ns, inode, hash, written_ns FROM stat_cache",
-        )?;
+        let mut statement = conn.prepare("SELECT dir, entries FROM stat_dirs")?;
         let mut entries = crate::stat_cache::Entries::default();
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            entries.extend(stat_row(row));
+            if let Ok(dir) = row.get_ref(0)?.as_blob() {
+                add_stat_row(&mut entries, dir, row.get_ref(1)?);
+            }
         }
         Ok(entries)
     }
 
     /// Writes the stat-cache entries recorded since the last flush, in one transaction;
-    /// returns how many. Also writes the deferred cache usage (`flush_usage`). Call it once at
-    /// the end of a run.
+    /// returns how many. Each directory's row is read, the new entries merged in and the row
+    /// written back. Also writes the deferred cache usage (`flush_usage`). Call it once at the
+    /// end of a run.
     pub fn flush_stat_cache(&self) -> Result<usize, Error> {
         let usage = self.flush_usage();
         let Some(cache) = self.stat_cache.get() else {
@@ -1403,58 +1411,91 @@ impl Store {
         if dirty.is_empty() {
             return usage.map(|()| 0);
         }
+        // By directory, then name: a path's bytes sort a directory's files apart whenever a
+        // subdirectory's name falls between theirs.
+        let mut files: Vec<(&[u8], &[u8], StatEntry)> = dirty
+            .iter()
+            .map(|(path, entry)| {
+                let (dir, name) = stat_rows::split(path.as_os_str().as_encoded_bytes());
+                (dir, name, *entry)
+            })
+            .collect();
+        files.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         let written = self.with_conn(|conn| {
             let tx = conn.transaction()?;
-            let mut written = 0;
             {
-                let mut statement = tx.prepare(
-                    "INSERT OR REPLACE INTO stat_cache
-                     (path, size, mtime_ns, ctime_ns, inode, hash, written_ns)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                for (path, e) in &dirty {
-                    let Some(path) = path.to_str() else { continue };
-                    statement.execute(params![
-                        path,
-                        e.size as i64,
-                        e.mtime_ns,
-                        e.ctime_ns,
-                        e.inode as i64,
-                        &e.hash.as_bytes()[..],
-                        e.written_ns
-                    ])?;
-                    written += 1;
+                let mut read = tx.prepare("SELECT entries FROM stat_dirs WHERE dir = ?1")?;
+                let mut write =
+                    tx.prepare("INSERT OR REPLACE INTO stat_dirs (dir, entries) VALUES (?1, ?2)")?;
+                let mut changed = Vec::new();
+                for chunk in files.chunk_by(|a, b| a.0 == b.0) {
+                    let dir = chunk[0].0;
+                    changed.clear();
+                    changed.extend(chunk.iter().map(|&(_, name, entry)| (name, entry)));
+                    let stored: Option<Vec<u8>> = read
+                        .query_row([dir], |row| row.get(0))
+                        .optional()?
+                        .flatten();
+                    let stored = stored.as_deref().and_then(stat_rows::decode);
+                    let row = stat_rows::merge(stored.unwrap_or_default(), &changed);
+                    write.execute(params![dir, stat_rows::encode(&row)])?;
                 }
             }
             tx.commit()?;
-            Ok(written)
+            Ok(files.len())
         })?;
         usage.map(|()| written)
     }
 
-    /// Deletes stat-cache rows whose file no longer exists; returns how many.
+    /// Deletes the stat-cache entries of files that no longer exist (and rows that do not
+    /// decode); returns how many entries.
     fn prune_stat_cache(&self) -> Result<u64, Error> {
-        let paths: Vec<String> = self.with_conn(|conn| {
-            let mut statement = conn.prepare("SELECT path FROM stat_cache")?;
+        let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = self.with_conn(|conn| {
+            let mut statement = conn.prepare("SELECT dir, entries FROM stat_dirs")?;
             statement
-                .query_map([], |row| row.get(0))
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
                 .and_then(|rows| rows.collect())
         })?;
-        let gone: Vec<String> = paths
-            .into_iter()
-            .filter(|p| matches!(fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound))
-            .collect();
-        if gone.is_empty() {
+        let mut gone = 0u64;
+        // Per row: `None` to delete it, else the entries to keep.
+        let mut rewrites: Vec<(&[u8], Option<Vec<u8>>)> = Vec::new();
+        for (dir, blob) in &rows {
+            let Some(files) = blob.as_deref().and_then(stat_rows::decode) else {
+                rewrites.push((dir, None));
+                continue;
+            };
+            let count = files.len();
+            let kept: Vec<(&[u8], StatEntry)> = files
+                .into_iter()
+                .filter(|(name, _)| {
+                    let path = stat_rows::join(dir, name);
+                    let path = Path::new(std::ffi::OsStr::from_bytes(&path));
+                    !matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+                })
+                .collect();
+            if kept.len() < count {
+                gone += (count - kept.len()) as u64;
+                let blob = (!kept.is_empty()).then(|| stat_rows::encode(&kept));
+                rewrites.push((dir, blob));
+            }
+        }
+        if rewrites.is_empty() {
             return Ok(0);
         }
         self.with_conn(|conn| {
             let tx = conn.transaction()?;
-            for path in &gone {
-                tx.execute("DELETE FROM stat_cache WHERE path = ?1", params![path])?;
+            for (dir, blob) in &rewrites {
+                match blob {
+                    Some(blob) => tx.execute(
+                        "UPDATE stat_dirs SET entries = ?2 WHERE dir = ?1",
+                        params![dir, blob],
+                    )?,
+                    None => tx.execute("DELETE FROM stat_dirs WHERE dir = ?1", params![dir])?,
+                };
             }
             tx.commit()
         })?;
-        Ok(gone.len() as u64)
+        Ok(gone)
     }
 
     // ── locks ────────────────────────────────────────────────────────────────────────────────
@@ -1523,7 +1564,7 @@ impl Store {
             let tx = conn.transaction()?;
             let entries = tx.execute("DELETE FROM results", [])?;
             tx.execute_batch(
-                "DELETE FROM manifests; DELETE FROM input_sets; DELETE FROM stat_cache;
+                "DELETE FROM manifests; DELETE FROM input_sets; DELETE FROM stat_dirs;
                  DELETE FROM counters;",
             )?;
             tx.commit()?;
@@ -1801,23 +1842,20 @@ fn insert_manifest(
     .execute(params![task, key, json, now_ms()])
 }
 
-/// A stat-cache row (`path, size, mtime_ns, ctime_ns, inode, hash, written_ns`) as an
-/// entry; `None` for a row that does not read as one (it is skipped: a miss).
-fn stat_row(row: &rusqlite::Row<'_>) -> Option<(Box<[u8]>, StatEntry)> {
-    let path = row.get_ref(0).ok()?.as_str().ok()?;
-    let hash = Digest::from_slice(row.get_ref(5).ok()?.as_blob().ok()?)?;
-    let number = |i| row.get::<_, i64>(i).ok();
-    Some((
-        Box::from(path.as_bytes()),
-        StatEntry {
-            size: number(1)? as u64,
-            mtime_ns: number(2)?,
-            ctime_ns: number(3)?,
-            inode: number(4)? as u64,
-            hash,
-            written_ns: number(6)?,
-        },
-    ))
+/// Adds the entries of the `stat_dirs` row of `dir` to `entries`; a row that does not decode
+/// adds nothing (its files are hashed again: a miss).
+fn add_stat_row(
+    entries: &mut crate::stat_cache::Entries,
+    dir: &[u8],
+    blob: rusqlite::types::ValueRef<'_>,
+) {
+    let Some(files) = blob.as_blob().ok().and_then(stat_rows::decode) else {
+        return;
+    };
+    entries.reserve(files.len());
+    for (name, entry) in files {
+        entries.insert(stat_rows::join(dir, name), entry);
+    }
 }
 
 /// Inserts `run` into `runs` with its `columns` ([`run_columns`]) and, for a record from the
@@ -2213,6 +2251,65 @@ mod tests {
     }
 
     #[test]
+    fn stat_entries_kept_by_directory_survive_partial_loads_and_prunes_issue_16() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ["a/x", "a/y", "a/sub/z", "b/w"];
+        for f in files {
+            write(dir.path(), f, f, 0o644);
+            backdate(&dir.path().join(f));
+        }
+        {
+            let store = open(dir.path());
+            hash_all(dir.path(), &files, store.stat_cache().unwrap());
+            assert_eq!(store.flush_stat_cache().unwrap(), 4);
+        }
+        // Three directories, three rows.
+        let store = open(dir.path());
+        let rows: i64 = store
+            .with_connection(|conn| {
+                conn.query_row("SELECT count(*) FROM stat_dirs", [], |r| r.get(0))
+            })
+            .unwrap();
+        assert_eq!(rows, 3);
+        // Loading the rows of `a/x` loads its directory's row: `a/y` comes with it, `b/w` not.
+        let x = dir.path().join("a/x");
+        let cache = store.stat_cache_of([x.as_path()]).unwrap();
+        assert_eq!(cache.len(), 2);
+        // A change to `a/x`, flushed from that partial cache, keeps `a/y` in the row.
+        write(dir.path(), "a/x", "changed", 0o644);
+        backdate(&x);
+        hash_all(dir.path(), &["a/x"], cache);
+        assert_eq!(cache.counts().hashed, 1);
+        assert_eq!(store.flush_stat_cache().unwrap(), 1);
+        drop(store);
+        let store = open(dir.path());
+        let cache = store.stat_cache().unwrap();
+        assert_eq!(cache.len(), 4);
+        assert_eq!(hash_all(dir.path(), &files, cache), 4);
+        assert_eq!(
+            cache.counts(),
+            stat_cache::StatCounts {
+                hashed: 0,
+                reused: 4
+            }
+        );
+        // A deleted file's entry goes; its directory's row keeps the others, and a row left
+        // without files goes too.
+        fs::remove_file(dir.path().join("a/y")).unwrap();
+        fs::remove_file(dir.path().join("b/w")).unwrap();
+        assert_eq!(store.prune(u64::MAX).unwrap().stat_entries, 2);
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.stat_cache().unwrap().len(), 2);
+        let rows: i64 = store
+            .with_connection(|conn| {
+                conn.query_row("SELECT count(*) FROM stat_dirs", [], |r| r.get(0))
+            })
+            .unwrap();
+        assert_eq!(rows, 2);
+    }
+
+    #[test]
     fn the_history_journal_is_imported_once_in_order_before_new_rows() {
         let dir = tempfile::tempdir().unwrap();
         let run = |started_ms: i64| RunRecord {
@@ -2585,11 +2682,12 @@ mod tests {
         }
         store
             .with_connection(|conn| {
-                let blob = vec![7u8; 32];
+                // Rows that do not decode (a loader skips them), as many pages as 3,000 entries.
+                let blob = vec![7u8; 72];
                 for i in 0..3000 {
                     conn.execute(
-                        "INSERT INTO stat_cache VALUES (?1, 1, 1, 1, 1, ?2, 1)",
-                        params![format!("/some/long/path/number/{i}/file.txt"), blob],
+                        "INSERT INTO stat_dirs VALUES (?1, ?2)",
+                        params![format!("/some/long/path/number/{i}/"), blob],
                     )?;
                 }
                 Ok(())
@@ -2643,7 +2741,7 @@ mod tests {
             ),
             (
                 "a stat-cache page",
-                Box::new(move |cache: &Path| (page(cache, "stat_cache") + 100, vec![0xa5; 3000])),
+                Box::new(move |cache: &Path| (page(cache, "stat_dirs") + 100, vec![0xa5; 3000])),
             ),
             (
                 "a page of the results index",
@@ -2718,7 +2816,7 @@ mod tests {
         populated_cache(&cache);
         {
             use std::io::{Seek, SeekFrom, Write};
-            let offset = (root_page(&cache, "stat_cache") - 1) * 4096;
+            let offset = (root_page(&cache, "stat_dirs") - 1) * 4096;
             let mut file = fs::File::options()
                 .write(true)
                 .open(cache.join("cache.db"))
