@@ -399,8 +399,15 @@ def main() -> None:
         r = remote.get("clab, remote restore (nginx)")
         t = remote.get("turbo, remote restore")
         if r:
+            # Met only when the means agree with the medians: on a noisy machine one run's
+            # medians alone have put this ratio on both sides of 2× (bench/notes.md).
+            runs = load("remote") or {}
+            local_run = runs.get("clab, local restore")
+            remote_run = runs.get("clab, remote restore (nginx)")
+            means = (remote_run["mean"] / local_run["mean"]
+                     if local_run and remote_run and local_run.get("mean") else r[1])
             checks.append(("shared cache: remote restore within 2× of a local restore",
-                           f"{r[1]:.2f}×", r[1] <= 2.0))
+                           f"{r[1]:.2f}× (means {means:.2f}×)", r[1] <= 2.0 and means <= 2.0))
         if r and t:
             speedup = t[0] / r[0]
             w(f"clab's remote restore is {speedup:.1f}× faster than turbo's.")
