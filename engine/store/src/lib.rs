@@ -1448,7 +1448,9 @@ impl Store {
     }
 
     /// Deletes the stat-cache entries of files that no longer exist (and rows that do not
-    /// decode); returns how many entries.
+    /// decode); returns how many entries. The files are looked at outside the transaction;
+    /// in it each row is read again and only the names found gone leave it, so entries
+    /// another process saved meanwhile stay.
     fn prune_stat_cache(&self) -> Result<u64, Error> {
         let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = self.with_conn(|conn| {
             let mut statement = conn.prepare("SELECT dir, entries FROM stat_dirs")?;
@@ -1456,46 +1458,62 @@ impl Store {
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
                 .and_then(|rows| rows.collect())
         })?;
-        let mut gone = 0u64;
-        // Per row: `None` to delete it, else the entries to keep.
-        let mut rewrites: Vec<(&[u8], Option<Vec<u8>>)> = Vec::new();
+        // Per row: the names of its files that are gone (none, for a row that does not decode:
+        // it goes whole).
+        let mut gone: Vec<(&[u8], HashSet<&[u8]>)> = Vec::new();
         for (dir, blob) in &rows {
             let Some(files) = blob.as_deref().and_then(stat_rows::decode) else {
-                rewrites.push((dir, None));
+                gone.push((dir, HashSet::new()));
                 continue;
             };
-            let count = files.len();
-            let kept: Vec<(&[u8], StatEntry)> = files
+            let names: HashSet<&[u8]> = files
                 .into_iter()
-                .filter(|(name, _)| {
+                .map(|(name, _)| name)
+                .filter(|name| {
                     let path = stat_rows::join(dir, name);
                     let path = Path::new(std::ffi::OsStr::from_bytes(&path));
-                    !matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
+                    matches!(fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
                 })
                 .collect();
-            if kept.len() < count {
-                gone += (count - kept.len()) as u64;
-                let blob = (!kept.is_empty()).then(|| stat_rows::encode(&kept));
-                rewrites.push((dir, blob));
+            if !names.is_empty() {
+                gone.push((dir, names));
             }
         }
-        if rewrites.is_empty() {
+        if gone.is_empty() {
             return Ok(0);
         }
         self.with_conn(|conn| {
-            let tx = conn.transaction()?;
-            for (dir, blob) in &rewrites {
-                match blob {
-                    Some(blob) => tx.execute(
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut removed = 0u64;
+            for (dir, names) in &gone {
+                let stored: Option<Option<Vec<u8>>> = tx
+                    .query_row(
+                        "SELECT entries FROM stat_dirs WHERE dir = ?1",
+                        [dir],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                let Some(stored) = stored else { continue };
+                let files = stored.as_deref().and_then(stat_rows::decode);
+                let kept: Vec<(&[u8], StatEntry)> = files
+                    .iter()
+                    .flatten()
+                    .filter(|(name, _)| !names.contains(name))
+                    .copied()
+                    .collect();
+                removed += (files.as_ref().map_or(0, Vec::len) - kept.len()) as u64;
+                if kept.is_empty() {
+                    tx.execute("DELETE FROM stat_dirs WHERE dir = ?1", params![dir])?;
+                } else if files.as_ref().is_some_and(|files| kept.len() < files.len()) {
+                    tx.execute(
                         "UPDATE stat_dirs SET entries = ?2 WHERE dir = ?1",
-                        params![dir, blob],
-                    )?,
-                    None => tx.execute("DELETE FROM stat_dirs WHERE dir = ?1", params![dir])?,
-                };
+                        params![dir, stat_rows::encode(&kept)],
+                    )?;
+                }
             }
-            tx.commit()
-        })?;
-        Ok(gone)
+            tx.commit()?;
+            Ok(removed)
+        })
     }
 
     // ── locks ────────────────────────────────────────────────────────────────────────────────
