@@ -351,7 +351,34 @@ fn ai_off_fails_uncached_steps_with_the_real_reason() {
 }
 
 /// A project whose `gen` step writes `tests/generated/test_gen_calc.py`, checked by pytest.
+/// Puts pytest in uv's cache, once per test binary: the projects below check answers with uv
+/// offline (their sandbox has no network), and a fresh machine's cache is empty — .ci/run
+/// passed on a machine whose cache an earlier session had filled, and failed on a new one.
+fn warm_uv_cache_with_pytest() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        let out = std::process::Command::new("uv")
+            .args([
+                "run",
+                "--no-project",
+                "--with",
+                "pytest",
+                "python",
+                "-c",
+                "import pytest",
+            ])
+            .output()
+            .expect("uv runs (require_uv checked it is on PATH)");
+        assert!(
+            out.status.success(),
+            "uv could not put pytest in its cache (it needs PyPI once): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 fn pytest_project(server: &MockServer) -> Test {
+    warm_uv_cache_with_pytest();
     Test::new()
         .file("src/calc.py", "def add(a, b):\n    return a + b\n")
         .file(
