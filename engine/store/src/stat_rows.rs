@@ -9,7 +9,7 @@
 //! 2,000-task benchmark — and saving those as 40,000 rows cost ~75 ms of CPU (SQLite's B-tree
 //! work per row, and a path index as large as the table) plus a 17 ms checkpoint, on the
 //! critical path of a restore from a shared cache into a fresh checkout. As 2,000 rows of
-//! twenty entries the same save costs a few milliseconds (measured in docs/benchmarks.md,
+//! twenty entries the restore's CPU fell by ~60 ms and its wall time by ~45 ms (bench/notes.md,
 //! shared cache, eighth round). What it costs instead: a change to one file rewrites its
 //! directory's row (a 1,000-file directory: ~80 KB).
 //!
@@ -50,20 +50,17 @@ pub(crate) fn join(dir: &[u8], name: &[u8]) -> Box<[u8]> {
 
 /// The `entries` BLOB of `files`, which must be sorted by name without repeats.
 pub(crate) fn encode(files: &[(&[u8], StatEntry)]) -> Vec<u8> {
-    let fits = |name: &&[u8]| u16::try_from(name.len()).is_ok();
-    let size = files
-        .iter()
-        .map(|(name, _)| FIXED + name.len())
-        .sum::<usize>();
-    let count = files.iter().filter(|(name, _)| fits(name)).count();
+    let stored = || {
+        files
+            .iter()
+            .filter(|(name, _)| name.len() <= usize::from(u16::MAX))
+    };
+    let size = stored().map(|(name, _)| FIXED + name.len()).sum::<usize>();
     let mut blob = Vec::with_capacity(5 + size);
     blob.push(FORMAT);
-    blob.extend_from_slice(&(count as u32).to_le_bytes());
-    for (name, entry) in files {
-        let Ok(len) = u16::try_from(name.len()) else {
-            continue;
-        };
-        blob.extend_from_slice(&len.to_le_bytes());
+    blob.extend_from_slice(&(stored().count() as u32).to_le_bytes());
+    for (name, entry) in stored() {
+        blob.extend_from_slice(&(name.len() as u16).to_le_bytes());
         blob.extend_from_slice(name);
         blob.extend_from_slice(&entry.size.to_le_bytes());
         blob.extend_from_slice(&entry.mtime_ns.to_le_bytes());
