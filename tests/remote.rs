@@ -1,11 +1,12 @@
 //! The shared remote cache, end to end against real servers started on 127.0.0.1 (nginx with
 //! WebDAV, redis-server, moto's S3 server, turborepo-remote-cache): a fresh checkout at another
-//! path restores every task, a tampered blob (carried in its manifest) is never restored, an
-//! untrusted signer's entries rerun, read-only writes nothing, a server that is down costs one
-//! warning and changes neither the result nor the exit code, and a server answering gigabytes
-//! for a manifest costs a rerun and one warning, never the memory to hold them. A missing
-//! server binary fails the test with the command that installs it (`.ci/run` installs all
-//! four).
+//! path restores every task (over plain HTTP, without root certificates too), a tampered blob
+//! (carried in its manifest) is never restored, an untrusted signer's entries rerun, read-only
+//! writes nothing, a server that is down — or an https remote on a machine without root
+//! certificates — costs one warning and changes neither the result nor the exit code, and a
+//! server answering gigabytes for a manifest costs a rerun and one warning, never the memory
+//! to hold them. A missing server binary fails the test with the command that installs it
+//! (`.ci/run` installs all four).
 
 use clab_remote::test_servers::TestServer;
 
@@ -301,6 +302,53 @@ fn a_stopped_server_costs_one_warning_and_the_same_exit_code() {
         r#"task "gen" { inputs "src/*.txt"; run "exit 3"; }"#,
     );
     test.run_with(&["run", "gen"]).status(1);
+}
+
+/// The environment of a machine without root certificates (a slim CI container): rustls
+/// finds none where these point.
+const NO_CA_CERTIFICATES: [(&str, &str); 2] = [
+    ("SSL_CERT_FILE", "/nonexistent/ca-certificates.crt"),
+    ("SSL_CERT_DIR", "/nonexistent/certs"),
+];
+
+#[test]
+fn a_plain_http_remote_needs_no_root_certificates() {
+    let server = TestServer::nginx().expect("nginx");
+    let writer = with_server(project(), &server, &NO_CA_CERTIFICATES);
+    let wrote = writer.run_with(&["run", "check"]).status(0);
+    assert!(
+        !(wrote.stdout.contains("warning") || wrote.stderr.contains("warning")),
+        "{}\n{}",
+        wrote.stdout,
+        wrote.stderr
+    );
+    let reader = with_server(fresh_checkout(&writer), &server, &NO_CA_CERTIFICATES);
+    reader
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 0 ran, 4 cached (4 remote)");
+    same_outputs(&writer, &reader);
+}
+
+#[test]
+fn an_https_remote_without_root_certificates_costs_one_warning_saying_so() {
+    // Nothing listens there: the client is never built before a request, and a request
+    // fails on the missing certificates before it would connect.
+    let test = project()
+        .env("CLAB_REMOTE_CACHE", "https://127.0.0.1:9/cache")
+        .env(NO_CA_CERTIFICATES[0].0, NO_CA_CERTIFICATES[0].1)
+        .env(NO_CA_CERTIFICATES[1].0, NO_CA_CERTIFICATES[1].1);
+    let run = test.run_with(&["run", "check"]).status(0);
+    let warnings: Vec<&str> = (run.stdout.lines().chain(run.stderr.lines()))
+        .filter(|line| line.contains("is unavailable"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        warnings[0].contains("No CA certificates were loaded"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(ran(&test), ["check", "gen", "tool", "upper"]);
 }
 
 #[test]

@@ -26,10 +26,11 @@
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use opendal::{ErrorKind, HttpTransporter, OperationContext, Operator};
+use opendal::{ErrorKind, HttpTransport, HttpTransporter, OperationContext, Operator};
 use opendal_http_transport_reqwest::ReqwestTransport;
 
 use super::bounded_body::{BoundedBody, Exceeded};
+use super::http_client::HttpClient;
 use super::{Backend, BackendError, BoxFuture, Env, ObjectName, OpenError};
 use crate::remote_url::RemoteUrl;
 use crate::secret::Scrubber;
@@ -43,15 +44,15 @@ pub struct DalBackend {
 
 impl DalBackend {
     /// The backend for `url` (scheme `s3`, `gs`, `azblob` or `ghac`).
-    pub fn new(
+    pub(crate) fn new(
         url: &RemoteUrl,
         env: &Env,
-        client: reqwest::Client,
+        client: HttpClient,
         scrubber: Scrubber,
     ) -> Result<DalBackend, OpenError> {
         let operator = operator(url, env).map_err(|e| OpenError(scrubber.scrub(&e.to_string())))?;
         let context = OperationContext::new()
-            .with_http_transport(HttpTransporter::new(ReqwestTransport::new(client)));
+            .with_http_transport(HttpTransporter::new(LazyTransport(client)));
         Ok(DalBackend {
             operator: operator.with_context(context),
             scrubber,
@@ -60,6 +61,23 @@ impl DalBackend {
 
     fn error(&self, error: opendal::Error) -> BackendError {
         BackendError::Transport(describe_dal(&error, &self.scrubber))
+    }
+}
+
+/// OpenDAL's HTTP transport over the remote cache's client, which is built on the first
+/// request (see `http_client`): a client that cannot be built fails each request.
+struct LazyTransport(HttpClient);
+
+impl HttpTransport for LazyTransport {
+    async fn fetch(
+        &self,
+        request: http::Request<opendal::Buffer>,
+    ) -> opendal::Result<http::Response<opendal::HttpBody>> {
+        let client = self
+            .0
+            .get()
+            .map_err(|e| opendal::Error::new(ErrorKind::Unexpected, e.to_string()))?;
+        ReqwestTransport::new(client.clone()).fetch(request).await
     }
 }
 
@@ -247,9 +265,9 @@ impl Backend for DalBackend {
 mod tests {
     use super::*;
 
-    fn client() -> reqwest::Client {
+    fn client() -> HttpClient {
         crate::install_crypto_provider();
-        reqwest::Client::new()
+        HttpClient::new(crate::backend::Timeouts::default(), true)
     }
 
     #[test]

@@ -12,10 +12,11 @@
 //! that `ac/` holds Bazel `ActionResult` protobufs.
 
 use bytes::Bytes;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use reqwest::{RequestBuilder, StatusCode};
 use url::Url;
 
 use super::bounded_body::read_bounded;
+use super::http_client::HttpClient;
 use super::{Backend, BackendError, BoxFuture, Env, ObjectName, OpenError, describe_reqwest};
 use crate::remote_url::RemoteUrl;
 use crate::secret::{Scrubber, Secret};
@@ -37,7 +38,7 @@ enum Auth {
 /// A Bazel-layout HTTP cache.
 #[derive(Debug)]
 pub struct HttpBackend {
-    client: Client,
+    client: HttpClient,
     /// `scheme://host:port/prefix` without credentials, query or trailing slash, parsed once:
     /// each request's URL is this with its path extended (parsing a whole URL per request,
     /// host and all, was ~1% of a 2,000-entry restore's CPU).
@@ -50,10 +51,10 @@ pub struct HttpBackend {
 
 impl HttpBackend {
     /// The backend for `url`.
-    pub fn new(
+    pub(crate) fn new(
         url: &RemoteUrl,
         env: &Env,
-        client: Client,
+        client: HttpClient,
         scrubber: Scrubber,
     ) -> Result<HttpBackend, OpenError> {
         let auth = match (url.username(), env.get(TOKEN_ENV)) {
@@ -75,17 +76,21 @@ impl HttpBackend {
         })
     }
 
-    fn request(&self, method: reqwest::Method, name: &ObjectName) -> RequestBuilder {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        name: &ObjectName,
+    ) -> Result<RequestBuilder, BackendError> {
         let mut url = self.base.clone();
         url.set_path(&format!("{}/{}", self.prefix, name.path()));
-        let request = self.client.request(method, url);
-        match &self.auth {
+        let request = self.client.get()?.request(method, url);
+        Ok(match &self.auth {
             Auth::None => request,
             Auth::Basic { user, password } => {
                 request.basic_auth(user, password.as_ref().map(Secret::expose))
             }
             Auth::Bearer(token) => request.bearer_auth(token.expose()),
-        }
+        })
     }
 
     fn transport(&self, error: reqwest::Error) -> BackendError {
@@ -116,7 +121,7 @@ impl Backend for HttpBackend {
     ) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
             let response = self
-                .request(reqwest::Method::GET, &name)
+                .request(reqwest::Method::GET, &name)?
                 .send()
                 .await
                 .map_err(|e| self.transport(e))?;
@@ -141,7 +146,7 @@ impl Backend for HttpBackend {
                     tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
                 }
                 let response = self
-                    .request(reqwest::Method::PUT, &name)
+                    .request(reqwest::Method::PUT, &name)?
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .body(bytes.clone())
                     .send()
@@ -162,7 +167,7 @@ impl Backend for HttpBackend {
     fn exists(&self, name: ObjectName) -> BoxFuture<'_, Result<bool, BackendError>> {
         Box::pin(async move {
             let response = self
-                .request(reqwest::Method::HEAD, &name)
+                .request(reqwest::Method::HEAD, &name)?
                 .send()
                 .await
                 .map_err(|e| self.transport(e))?;

@@ -31,6 +31,7 @@
 mod bounded_body;
 pub mod dal;
 pub mod http;
+mod http_client;
 pub mod memory;
 pub mod redis;
 pub mod turbo;
@@ -47,6 +48,7 @@ use clab_store::Digest;
 
 use crate::remote_url::RemoteUrl;
 use crate::secret::{Scrubber, Secret};
+use http_client::HttpClient;
 
 /// A boxed, sendable future (what a [`Backend`] returns).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -295,7 +297,10 @@ pub fn open(
     scrubber: &Scrubber,
 ) -> Result<Arc<dyn Backend>, OpenError> {
     crate::install_crypto_provider();
-    let client = http_client(timeouts)?;
+    // TLS only where the URL speaks it (OpenDAL's services: always, their endpoints and
+    // credential providers are mostly https).
+    let tls = !matches!(url.scheme(), "http" | "turbo+http");
+    let client = HttpClient::new(timeouts, tls);
     let backend: Arc<dyn Backend> = match url.scheme() {
         "http" | "https" => Arc::new(http::HttpBackend::new(url, env, client, scrubber.clone())?),
         "turbo+http" | "turbo+https" => Arc::new(turbo::TurboBackend::new(
@@ -316,18 +321,6 @@ pub fn open(
         other => return Err(OpenError(format!("unsupported scheme `{other}`"))),
     };
     Ok(backend)
-}
-
-/// The one HTTP client of a remote cache (connection pool, timeouts), shared by the reqwest
-/// backends and OpenDAL's HTTP services.
-fn http_client(timeouts: Timeouts) -> Result<reqwest::Client, OpenError> {
-    reqwest::Client::builder()
-        .connect_timeout(timeouts.connect)
-        .timeout(timeouts.request)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .user_agent(concat!("clab/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| OpenError(format!("cannot build an HTTP client: {}", e.without_url())))
 }
 
 /// The text of a reqwest error and its causes ("error sending request: client error

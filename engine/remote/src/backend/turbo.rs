@@ -25,11 +25,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use reqwest::{Client, RequestBuilder, StatusCode};
+use reqwest::{RequestBuilder, StatusCode};
 use sha2::Sha256;
 
 use super::bounded_body::read_bounded;
 use super::http::base_of;
+use super::http_client::HttpClient;
 use super::{
     Backend, BackendError, BoxFuture, Env, Namespace, ObjectName, OpenError, describe_reqwest,
 };
@@ -42,7 +43,7 @@ pub const TAG_HEADER: &str = "x-artifact-tag";
 /// A Turborepo remote cache.
 #[derive(Debug)]
 pub struct TurboBackend {
-    client: Client,
+    client: HttpClient,
     /// `scheme://host:port/prefix/v8/artifacts`.
     artifacts: String,
     token: Option<Secret>,
@@ -56,10 +57,10 @@ pub struct TurboBackend {
 
 impl TurboBackend {
     /// The backend for `url`.
-    pub fn new(
+    pub(crate) fn new(
         url: &RemoteUrl,
         env: &Env,
-        client: Client,
+        client: HttpClient,
         scrubber: Scrubber,
     ) -> Result<TurboBackend, OpenError> {
         let team = env.get("TURBO_TEAM").map(|t| t.expose().to_owned());
@@ -93,7 +94,7 @@ impl TurboBackend {
         }
     }
 
-    fn request(&self, method: reqwest::Method, id: &str) -> RequestBuilder {
+    fn request(&self, method: reqwest::Method, id: &str) -> Result<RequestBuilder, BackendError> {
         let mut url = format!("{}/{id}", self.artifacts);
         if !self.team_query.is_empty() {
             let query: String = url::form_urlencoded::Serializer::new(String::new())
@@ -101,11 +102,11 @@ impl TurboBackend {
                 .finish();
             url = format!("{url}?{query}");
         }
-        let request = self.client.request(method, url);
-        match &self.token {
+        let request = self.client.get()?.request(method, url);
+        Ok(match &self.token {
             Some(token) => request.bearer_auth(token.expose()),
             None => request,
-        }
+        })
     }
 
     /// The artifact tag of `body` under `id`, if a signature key is set.
@@ -148,7 +149,7 @@ impl Backend for TurboBackend {
         Box::pin(async move {
             let id = Self::artifact_id(&name);
             let response = self
-                .request(reqwest::Method::GET, &id)
+                .request(reqwest::Method::GET, &id)?
                 .send()
                 .await
                 .map_err(|e| self.transport(e))?;
@@ -187,7 +188,7 @@ impl Backend for TurboBackend {
         Box::pin(async move {
             let id = Self::artifact_id(&name);
             let mut request = self
-                .request(reqwest::Method::PUT, &id)
+                .request(reqwest::Method::PUT, &id)?
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
             if let Some(tag) = self.tag(&id, &bytes) {
                 request = request.header(TAG_HEADER, tag);
@@ -213,7 +214,7 @@ impl Backend for TurboBackend {
         Box::pin(async move {
             let id = Self::artifact_id(&name);
             let response = self
-                .request(reqwest::Method::HEAD, &id)
+                .request(reqwest::Method::HEAD, &id)?
                 .send()
                 .await
                 .map_err(|e| self.transport(e))?;
@@ -230,9 +231,9 @@ impl Backend for TurboBackend {
 mod tests {
     use super::*;
 
-    fn client() -> reqwest::Client {
+    fn client() -> HttpClient {
         crate::install_crypto_provider();
-        reqwest::Client::new()
+        HttpClient::new(crate::backend::Timeouts::default(), true)
     }
     use clab_store::Digest;
 
