@@ -56,6 +56,19 @@ fn second_run_executes_nothing() {
 }
 
 #[test]
+fn prune_says_how_many_records_of_deleted_files_it_dropped() {
+    let test = pipeline().file("src/more.txt", "c\n");
+    test.run_with(&["run", "gen"]).status(0);
+    std::fs::remove_file(test.path().join("src/more.txt")).unwrap();
+    test.run_with(&["cache", "prune", "--max-size", "1G"])
+        .status(0)
+        .stdout_has("and 1 record of a deleted file (");
+    test.run_with(&["cache", "prune", "--max-size", "1G"])
+        .status(0)
+        .stdout_lacks("deleted file");
+}
+
+#[test]
 fn a_dependency_writing_into_an_old_input_directory_is_seen() {
     // `use` globs a directory that `make` adds a file to during the run. The directory is
     // older than the planner's walk by more than the racy margin, so only its new ctime

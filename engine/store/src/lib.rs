@@ -385,7 +385,8 @@ pub struct PruneReport {
 
 impl std::fmt::Display for PruneReport {
     /// `removed 1 entry and 2 blobs (8 B); 0 B left`, each count with its plural; temp files
-    /// are named only when there were some.
+    /// and stat-cache records of deleted files are named only when there were some (the bytes
+    /// are the CAS's: a record is a few bytes of `cache.db`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let count =
             |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
@@ -395,6 +396,13 @@ impl std::fmt::Display for PruneReport {
         ];
         if self.temp_files > 0 {
             parts.push(count(self.temp_files, "temp file", "temp files"));
+        }
+        if self.stat_entries > 0 {
+            parts.push(count(
+                self.stat_entries,
+                "record of a deleted file",
+                "records of deleted files",
+            ));
         }
         let last = parts.pop().unwrap_or_default();
         write!(
@@ -2654,7 +2662,12 @@ mod tests {
         hash_all(dir.path(), &["a", "b"], store.stat_cache().unwrap());
         store.flush_stat_cache().unwrap();
         fs::remove_file(dir.path().join("a")).unwrap();
-        assert_eq!(store.prune(u64::MAX).unwrap().stat_entries, 1);
+        let report = store.prune(u64::MAX).unwrap();
+        assert_eq!(report.stat_entries, 1);
+        assert_eq!(
+            report.to_string(),
+            "removed 0 entries, 0 blobs and 1 record of a deleted file (0 B); 0 B left"
+        );
         assert_eq!(store.prune(u64::MAX).unwrap().stat_entries, 0);
     }
 
