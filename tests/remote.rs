@@ -1,12 +1,13 @@
 //! The shared remote cache, end to end against real servers started on 127.0.0.1 (nginx with
 //! WebDAV, redis-server, moto's S3 server, turborepo-remote-cache): a fresh checkout at another
-//! path restores every task (over plain HTTP, without root certificates too), a tampered blob
-//! (carried in its manifest) is never restored, an untrusted signer's entries rerun, read-only
-//! writes nothing, a server that is down — or an https remote on a machine without root
-//! certificates — costs one warning and changes neither the result nor the exit code, and a
-//! server answering gigabytes for a manifest costs a rerun and one warning, never the memory
-//! to hold them. A missing server binary fails the test with the command that installs it
-//! (`.ci/run` installs all four).
+//! path restores every task (nginx also over TLS; over plain HTTP without root certificates
+//! too), a tampered blob (carried in its manifest) is never restored, an untrusted signer's
+//! entries rerun, read-only writes nothing, a server that is down — or an https remote on a
+//! machine without root certificates, or one whose certificate no trusted CA signed — costs
+//! one warning and changes neither the result nor the exit code, and a server answering
+//! gigabytes for a manifest costs a rerun and one warning, never the memory to hold them. A
+//! missing server binary fails the test with the command that installs it (`.ci/run` installs
+//! all four, and `openssl`, which makes the TLS server's certificates).
 
 use clab_remote::test_servers::TestServer;
 
@@ -158,6 +159,26 @@ fn a_fresh_checkout_restores_everything(server: TestServer) {
 #[test]
 fn a_fresh_checkout_restores_everything_from_nginx() {
     a_fresh_checkout_restores_everything(TestServer::nginx().expect("nginx"));
+}
+
+#[test]
+fn a_fresh_checkout_restores_everything_from_nginx_over_tls() {
+    a_fresh_checkout_restores_everything(TestServer::nginx_tls().expect("nginx over TLS"));
+}
+
+#[test]
+fn a_server_certificate_from_an_unknown_ca_costs_one_warning() {
+    let server = TestServer::nginx_tls().expect("nginx over TLS");
+    // The server's URL without its `SSL_CERT_FILE`: only the system's roots are trusted.
+    let test = project().env("CLAB_REMOTE_CACHE", &server.url());
+    let run = test.run_with(&["run", "check"]).status(0);
+    let warnings: Vec<&str> = (run.stdout.lines().chain(run.stderr.lines()))
+        .filter(|line| line.contains("is unavailable"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(warnings[0].contains("UnknownIssuer"), "{}", warnings[0]);
+    assert_eq!(ran(&test), ["check", "gen", "tool", "upper"]);
+    assert_eq!(server.object_count().unwrap(), 0);
 }
 
 #[test]

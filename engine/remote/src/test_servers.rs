@@ -1,12 +1,13 @@
 //! Real cache servers on loopback for tests (feature `test-servers`): nginx with WebDAV
-//! `PUT`, redis-server, moto's S3 server and ducktors' turborepo-remote-cache.
+//! `PUT` (also over TLS, with a certificate `openssl` makes at start), redis-server, moto's S3
+//! server and ducktors' turborepo-remote-cache.
 //!
 //! In: nothing but the server binaries on `PATH`. Out: a [`TestServer`] listening on
 //! `127.0.0.1` at a free port, with its data in a temp directory, the remote cache URL
 //! ([`TestServer::url`]) and the environment a client needs ([`TestServer::env`]); it is
 //! stopped (killed) by [`TestServer::stop`] or when dropped. A missing binary is an error whose
 //! text says how to install it (`nginx not found: apt-get install -y nginx`), so a test that
-//! `expect`s the server fails rather than skips. `.ci/run` installs all four.
+//! `expect`s the server fails rather than skips. `.ci/run` installs all four, and `openssl`.
 //!
 //! Built to be compiled into other test crates (the clab binary's end-to-end tests): depend
 //! on `clab-remote` with `features = ["test-servers"]`.
@@ -25,6 +26,9 @@ use std::time::{Duration, Instant};
 pub enum ServerKind {
     /// nginx with `dav_methods PUT`: the Bazel HTTP layout under `/cache`.
     Nginx,
+    /// The same nginx over TLS, with a certificate for 127.0.0.1 from a CA made for it
+    /// (`openssl`); [`TestServer::env`] points `SSL_CERT_FILE` at the CA.
+    NginxTls,
     /// redis-server without persistence.
     Redis,
     /// moto's S3 server, with a bucket `clab`.
@@ -37,7 +41,7 @@ impl ServerKind {
     /// The binary that runs it.
     pub fn binary(self) -> &'static str {
         match self {
-            ServerKind::Nginx => "nginx",
+            ServerKind::Nginx | ServerKind::NginxTls => "nginx",
             ServerKind::Redis => "redis-server",
             ServerKind::Moto => "moto_server",
             ServerKind::Turbo => "turborepo-remote-cache",
@@ -47,7 +51,7 @@ impl ServerKind {
     /// How to install it on Debian.
     pub fn install_hint(self) -> &'static str {
         match self {
-            ServerKind::Nginx => "apt-get install -y nginx",
+            ServerKind::Nginx | ServerKind::NginxTls => "apt-get install -y nginx",
             ServerKind::Redis => "apt-get install -y redis-server",
             ServerKind::Moto => "python3 -m pip install 'moto[server]'",
             ServerKind::Turbo => "npm i -g turborepo-remote-cache",
@@ -153,6 +157,12 @@ impl TestServer {
         TestServer::start(ServerKind::Nginx, None, false)
     }
 
+    /// nginx as [`nginx`](Self::nginx), over TLS (`https://`); needs `openssl` to make its CA
+    /// and certificate.
+    pub fn nginx_tls() -> Result<TestServer, ServerError> {
+        TestServer::start(ServerKind::NginxTls, None, false)
+    }
+
     /// redis-server with `--save '' --appendonly no`.
     pub fn redis() -> Result<TestServer, ServerError> {
         TestServer::start(ServerKind::Redis, None, false)
@@ -229,9 +239,15 @@ impl TestServer {
         let mut command = Command::new(binary);
         let mut env = Vec::new();
         match kind {
-            ServerKind::Nginx => {
+            ServerKind::Nginx | ServerKind::NginxTls => {
+                let tls = kind == ServerKind::NginxTls;
+                if tls {
+                    make_certificates(&root)?;
+                    let ca = root.join("ca.pem").display().to_string();
+                    env = vec![("SSL_CERT_FILE".to_owned(), ca)];
+                }
                 let conf = root.join("nginx.conf");
-                fs::write(&conf, nginx_conf(&root, port)).map_err(io("write nginx.conf"))?;
+                fs::write(&conf, nginx_conf(&root, port, tls)).map_err(io("write nginx.conf"))?;
                 command
                     .arg("-p")
                     .arg(&root)
@@ -369,6 +385,7 @@ impl TestServer {
         let port = self.port;
         match self.kind {
             ServerKind::Nginx => format!("http://127.0.0.1:{port}/cache"),
+            ServerKind::NginxTls => format!("https://127.0.0.1:{port}/cache"),
             ServerKind::Redis => format!("redis://127.0.0.1:{port}/0"),
             ServerKind::Moto => format!(
                 "s3://{MOTO_BUCKET}/cache?endpoint=http://127.0.0.1:{port}&region=us-east-1"
@@ -385,7 +402,9 @@ impl TestServer {
     /// Where the server keeps objects on disk (nginx, turbo), if it does.
     pub fn data_dir(&self) -> Option<PathBuf> {
         match self.kind {
-            ServerKind::Nginx | ServerKind::Turbo => Some(self.dir.path().join("data")),
+            ServerKind::Nginx | ServerKind::NginxTls | ServerKind::Turbo => {
+                Some(self.dir.path().join("data"))
+            }
             ServerKind::Redis | ServerKind::Moto => None,
         }
     }
@@ -394,7 +413,7 @@ impl TestServer {
     /// directory, `DBSIZE`, the bucket's listing).
     pub fn object_count(&self) -> Result<usize, ServerError> {
         match self.kind {
-            ServerKind::Nginx | ServerKind::Turbo => {
+            ServerKind::Nginx | ServerKind::NginxTls | ServerKind::Turbo => {
                 let data = self.dir.path().join("data");
                 Ok(count_files(&data))
             }
@@ -495,8 +514,17 @@ fn count_files(dir: &Path) -> usize {
         .sum()
 }
 
-fn nginx_conf(root: &Path, port: u16) -> String {
+fn nginx_conf(root: &Path, port: u16, tls: bool) -> String {
     let root = root.display();
+    let listen = if tls {
+        format!(
+            "listen 127.0.0.1:{port} ssl;
+        ssl_certificate {root}/server.pem;
+        ssl_certificate_key {root}/server.key;"
+        )
+    } else {
+        format!("listen 127.0.0.1:{port};")
+    };
     format!(
         "master_process off;
 worker_processes 1;
@@ -511,7 +539,7 @@ http {{
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
     server {{
-        listen 127.0.0.1:{port};
+        {listen}
         client_max_body_size 0;
         location /cache/ {{
             root {root}/data;
@@ -523,4 +551,68 @@ http {{
 }}
 "
     )
+}
+
+/// A CA (`ca.pem`) and a certificate for 127.0.0.1 signed by it (`server.pem`, `server.key`)
+/// in `root`, made by `openssl` (P-256 keys, valid for two days).
+fn make_certificates(root: &Path) -> Result<(), ServerError> {
+    let openssl = find_binary("openssl").ok_or(ServerError::NotInstalled {
+        binary: "openssl",
+        hint: "apt-get install -y openssl",
+    })?;
+    fs::write(root.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n")
+        .map_err(io("write san.cnf"))?;
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [&[&str]; 3] = [
+        &[
+            &["req", "-x509"],
+            &key[..],
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+        &[
+            &["req"],
+            &key[..],
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "san.cnf",
+        ],
+    ];
+    let subjects = [Some("/CN=clab test CA"), Some("/CN=127.0.0.1"), None];
+    for (args, subject) in steps.iter().zip(subjects) {
+        let mut command = Command::new(&openssl);
+        command.args(*args).args(["-days", "2"]).current_dir(root);
+        if let Some(subject) = subject {
+            command.args(["-subj", subject]);
+        }
+        let output = command.output().map_err(io("run openssl"))?;
+        if !output.status.success() {
+            return Err(ServerError::Protocol(format!(
+                "openssl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+    }
+    Ok(())
 }
