@@ -172,9 +172,7 @@ fn a_server_certificate_from_an_unknown_ca_costs_one_warning() {
     // The server's URL without its `SSL_CERT_FILE`: only the system's roots are trusted.
     let test = project().env("CLAB_REMOTE_CACHE", &server.url());
     let run = test.run_with(&["run", "check"]).status(0);
-    let warnings: Vec<&str> = (run.stdout.lines().chain(run.stderr.lines()))
-        .filter(|line| line.contains("is unavailable"))
-        .collect();
+    let warnings = unavailable_warnings(&run);
     assert_eq!(warnings.len(), 1, "{}\n{}", run.stdout, run.stderr);
     assert!(warnings[0].contains("UnknownIssuer"), "{}", warnings[0]);
     assert_eq!(ran(&test), ["check", "gen", "tool", "upper"]);
@@ -325,6 +323,13 @@ fn a_stopped_server_costs_one_warning_and_the_same_exit_code() {
     test.run_with(&["run", "gen"]).status(1);
 }
 
+/// The lines of `run`'s output that say the remote is unavailable.
+fn unavailable_warnings(run: &Run) -> Vec<&str> {
+    (run.stdout.lines().chain(run.stderr.lines()))
+        .filter(|line| line.contains("is unavailable"))
+        .collect()
+}
+
 /// The environment of a machine without root certificates (a slim CI container): rustls
 /// finds none where these point.
 const NO_CA_CERTIFICATES: [(&str, &str); 2] = [
@@ -360,9 +365,7 @@ fn an_https_remote_without_root_certificates_costs_one_warning_saying_so() {
         .env(NO_CA_CERTIFICATES[0].0, NO_CA_CERTIFICATES[0].1)
         .env(NO_CA_CERTIFICATES[1].0, NO_CA_CERTIFICATES[1].1);
     let run = test.run_with(&["run", "check"]).status(0);
-    let warnings: Vec<&str> = (run.stdout.lines().chain(run.stderr.lines()))
-        .filter(|line| line.contains("is unavailable"))
-        .collect();
+    let warnings = unavailable_warnings(&run);
     assert_eq!(warnings.len(), 1, "{}\n{}", run.stdout, run.stderr);
     assert!(
         warnings[0].contains("No CA certificates were loaded"),
