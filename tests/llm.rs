@@ -350,7 +350,6 @@ fn ai_off_fails_uncached_steps_with_the_real_reason() {
     assert_eq!(test.read("o.txt"), "hi\n");
 }
 
-/// A project whose `gen` step writes `tests/generated/test_gen_calc.py`, checked by pytest.
 /// Puts pytest in uv's cache, once per test binary: the projects below check answers with uv
 /// offline (their sandbox has no network), and a fresh machine's cache is empty — .ci/run
 /// passed on a machine whose cache an earlier session had filled, and failed on a new one.
@@ -377,6 +376,7 @@ fn warm_uv_cache_with_pytest() {
     });
 }
 
+/// A project whose `gen` step writes `tests/generated/test_gen_calc.py`, checked by pytest.
 fn pytest_project(server: &MockServer) -> Test {
     warm_uv_cache_with_pytest();
     Test::new()
