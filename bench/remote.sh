@@ -2,6 +2,8 @@
 # Restoring the 2,000-task workspace from a shared cache on loopback, in one hyperfine run:
 #
 #   local   clab, the same checkout with its .clab/ and every output deleted
+#   carried clab, a fresh copy of the sources at another path with a copy of that .clab/
+#           (what a CI job that carries .clab/ in its own cache restores from)
 #   remote  clab, a fresh copy of the sources at another path (no .clab/, an empty out/),
 #           CLAB_REMOTE_CACHE pointing at nginx (WebDAV PUT)
 #   turbo   turbo, the same workload as an npm-workspaces monorepo (bench/gen_turbo.py),
@@ -21,6 +23,14 @@
 #                                       # turborepo-remote-cache, no populate run of 5+ min);
 #                                       # results go to the bench directory and print, and
 #                                       # bench/results/ and docs/benchmarks.md stay as they are
+#
+# Put BENCH_DIR on a file system like a CI runner's: ext4 with a journal (what mkfs.ext4
+# makes by default, and what stock Linux installs use). ext4 without a journal passes over inodes freed in the last
+# minute when it allocates, so a restore right after the previous copy was deleted pays
+# for the deletion: the carried row spent 36% of its samples there (bench/notes.md). The
+# file system is recorded beside the results. On a machine whose disk has no journal:
+#   truncate -s 30G /work/bench.img && mkfs.ext4 -q /work/bench.img && mkdir -p /mnt/bench &&
+#   mount -o loop /work/bench.img /mnt/bench && BENCH_DIR=/mnt/bench bash bench/remote.sh
 #
 # Every restore is checked, not assumed: before each timed run the previous run's outputs
 # are compared byte for byte with the populating build's (clab's out/ for all three tools:
@@ -54,7 +64,7 @@ if kind == "turbo":
     got = {p.parent.parent.name + ".txt": p for p in pkgs.glob("*/out/*")}
     extra = sorted(set(got) - set(expected))
 else:
-    out = w / ("local" if kind == "local" else "fresh") / "out"
+    out = w / {"local": "local", "carried": "carried"}.get(kind, "fresh") / "out"
     got = {p.name: p for p in out.iterdir()} if out.is_dir() else {}
     extra = sorted(set(got) - set(expected))
 missing = [n for n in expected if n not in got]
@@ -72,6 +82,8 @@ prepare() { # KIND W: check the previous run of KIND, then reset its state
     fi
     case $kind in
         local) rm -rf "$W/local/out" && mkdir "$W/local/out" ;;
+        carried) rm -rf "$W/carried" && cp -a "$W/src" "$W/carried" &&
+            cp -a "$W/local/.clab" "$W/carried/.clab" ;;
         remote) rm -rf "$W/fresh" && cp -a "$W/src" "$W/fresh" ;;
         turbo) rm -rf "$W/turbo-fresh" && cp -a "$W/turbo-src" "$W/turbo-fresh" ;;
     esac
@@ -135,6 +147,19 @@ fi
 mkdir -p "$W" "$results"
 echo "workspaces in $W${reusing:+ (reused, with the populated turbo cache)}"
 
+fs_of() { # DIR: its file system's type, and for ext4 whether it has a journal
+    local source type dev
+    read -r source type < <(findmnt -no SOURCE,FSTYPE -T "$1")
+    dev=$(basename "$source")
+    if [ "$type" = ext4 ] && [ -r "/sys/fs/ext4/$dev/journal_task" ]; then
+        if [ "$(cat "/sys/fs/ext4/$dev/journal_task")" = "<none>" ]; then
+            type="ext4 without a journal"
+        else
+            type="ext4 with a journal"
+        fi
+    fi
+    echo "$type ($source)"
+}
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -228,7 +253,8 @@ turbo_args=(run build --ui=stream --output-logs=none)
 
 echo "== populating the remotes"
 # clab: one run in the checkout that is then the local case; uploads are flushed before exit.
-rm -rf "$W/local" "$W/ref-out" "$W/fresh" "$W/nginx/data" && mkdir -p "$W/nginx/data"
+rm -rf "$W/local" "$W/ref-out" "$W/fresh" "$W/carried" "$W/nginx/data" &&
+    mkdir -p "$W/nginx/data"
 cp -a "$W/src" "$W/local"
 "${clab_env[@]}" "$CLAB" -C "$W/local" -q run all -j2
 cp -a "$W/local/out" "$W/ref-out"
@@ -248,17 +274,17 @@ fi
 
 # ---------------------------------------------------------------------------------------
 local_cmd="$CLAB -C $W/local -q run all -j2"
+carried_cmd="$CLAB -C $W/carried -q run all -j2"
 remote_cmd="${clab_env[*]} $CLAB -C $W/fresh -q run all -j2"
 turbo_cmd="${turbo_env[*]} ${TURBO:-turbo} --cwd $W/turbo-fresh ${turbo_args[*]} --cache=remote:r --cache-dir=$W/turbo-fresh/.turbo/cache"
-names=("clab, local restore" "clab, remote restore (nginx)" "turbo, remote restore")
-kinds=(local remote turbo)
-[ -z "$SKIP_TURBO" ] || kinds=(local remote)
-{
-    printf '%s\t%s\n' prepare "bash bench/remote.sh prepare local \$W" "${names[0]}" "$local_cmd"
-    printf '%s\t%s\n' prepare "bash bench/remote.sh prepare remote \$W" "${names[1]}" "$remote_cmd"
-    [ -n "$SKIP_TURBO" ] ||
-        printf '%s\t%s\n' prepare "bash bench/remote.sh prepare turbo \$W" "${names[2]}" "$turbo_cmd"
-} >"$results/remote.cmds"
+names=("clab, local restore" "clab, local restore, fresh checkout (.clab/ carried)"
+    "clab, remote restore (nginx)" "turbo, remote restore")
+kinds=(local carried remote turbo)
+[ -z "$SKIP_TURBO" ] || kinds=(local carried remote)
+for i in "${!kinds[@]}"; do
+    cmd_var=${kinds[$i]}_cmd
+    printf '%s\t%s\n' prepare "bash bench/remote.sh prepare ${kinds[$i]} \$W" "${names[$i]}" "${!cmd_var}"
+done >"$results/remote.cmds"
 
 {
     echo "date=$(date -u +%Y-%m-%dT%H:%MZ)"
@@ -276,6 +302,7 @@ kinds=(local remote turbo)
     echo "nginx=$("$NGINX" -v 2>&1 | sed 's/.*version: //')"
     echo "hyperfine=$(hyperfine --version)"
     echo "workload=$TASKS tasks x $FILES files x $SIZE bytes, $LAYERS layers"
+    echo "filesystem=$(fs_of "$W")"
     objects="$(find "$W/nginx/data" -type f | wc -l) on nginx ($(du -sm "$W/nginx/data" | cut -f1) MB)"
     [ -n "$SKIP_TURBO" ] ||
         objects+=", $(find "$W/turbo-cache/data" -type f | wc -l) on turborepo-remote-cache ($(du -sm "$W/turbo-cache/data" | cut -f1) MB)"
@@ -306,6 +333,7 @@ log, n, runs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 kinds = sys.argv[5:]
 expect = {
     "local": re.compile(rf"^{n} tasks: 0 ran, {n} cached in "),
+    "carried": re.compile(rf"^{n} tasks: 0 ran, {n} cached in "),
     "remote": re.compile(rf"^{n} tasks: 0 ran, {n} cached \({n} remote\) in "),
     "turbo": re.compile(rf"^\s*Cached:\s+{n} cached, {n} total"),
 }
