@@ -148,8 +148,9 @@ mkdir -p "$W" "$results"
 echo "workspaces in $W${reusing:+ (reused, with the populated turbo cache)}"
 
 fs_of() { # DIR: its file system's type, and for ext4 whether it has a journal
-    local source type dev
-    read -r source type < <(findmnt -no SOURCE,FSTYPE -T "$1")
+    local source="" type="" dev
+    read -r source type < <(findmnt -no SOURCE,FSTYPE -T "$1" 2>/dev/null) || true
+    [ -n "$type" ] || { echo "unknown (no findmnt)"; return; }
     dev=$(basename "$source")
     if [ "$type" = ext4 ] && [ -r "/sys/fs/ext4/$dev/journal_task" ]; then
         if [ "$(cat "/sys/fs/ext4/$dev/journal_task")" = "<none>" ]; then
