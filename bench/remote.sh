@@ -25,10 +25,11 @@
 #                                       # bench/results/ and docs/benchmarks.md stay as they are
 #
 # Put BENCH_DIR on a file system like a CI runner's: ext4 with a journal (what mkfs.ext4
-# makes by default, and what stock Linux installs use). ext4 without a journal passes over inodes freed in the last
-# minute when it allocates, so a restore right after the previous copy was deleted pays
-# for the deletion: the carried row spent 36% of its samples there (bench/notes.md). The
-# file system is recorded beside the results. On a machine whose disk has no journal:
+# makes by default, and what stock Linux installs use). ext4 without a journal passes
+# over inodes freed in the last minute when it allocates, so a restore right after the
+# previous copy was deleted pays for the deletion: the carried row spent 36% of its
+# samples there (bench/notes.md). The file system is recorded beside the results. On a
+# machine whose disk has no journal:
 #   truncate -s 30G /work/bench.img && mkfs.ext4 -q /work/bench.img && mkdir -p /mnt/bench &&
 #   mount -o loop /work/bench.img /mnt/bench && BENCH_DIR=/mnt/bench bash bench/remote.sh
 #
