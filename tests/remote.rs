@@ -2,7 +2,8 @@
 //! WebDAV, redis-server, moto's S3 server, turborepo-remote-cache): a fresh checkout at another
 //! path restores every task (nginx also over TLS; over plain HTTP without root certificates
 //! too), a tampered blob (carried in its manifest) is never restored, an untrusted signer's
-//! entries rerun, read-only writes nothing, a server that is down — or an https remote on a
+//! entries rerun (with one warning, and without being replaced by the reader's), a signing
+//! key that is not trusted uploads nothing, read-only writes nothing, a server that is down — or an https remote on a
 //! machine without root certificates, or one whose certificate no trusted CA signed — costs
 //! one warning and changes neither the result nor the exit code, and a server answering
 //! gigabytes for a manifest costs a rerun and one warning, never the memory to hold them. A
@@ -281,11 +282,71 @@ fn an_untrusted_signer_s_entries_rerun() {
         &server,
         &[("CLAB_CACHE_TRUSTED_KEYS", trusted.trim())],
     );
-    reader
+    let run = reader
         .run_with(&["run", "check"])
         .status(0)
         .stdout_has("4 tasks: 4 ran in");
     assert_eq!(ran(&reader), ["check", "gen", "tool", "upper"]);
+    // Why the remote did not serve them: one warning for the four.
+    let untrusted = lines_saying(&run, "is not trusted");
+    assert_eq!(untrusted.len(), 1, "{}", run.stdout);
+    assert!(
+        untrusted[0].contains("signed by untrusted key")
+            && untrusted[0].ends_with("(and 3 more entries)"),
+        "{}",
+        run.stdout
+    );
+
+    // The reader could not sign an entry it trusts, so it wrote none: the writer's entries
+    // are still there for those who trust its key.
+    let public_key = writer.run_with(&["cache", "public-key"]).status(0).stdout;
+    let third = with_server(
+        fresh_checkout(&writer),
+        &server,
+        &[("CLAB_CACHE_TRUSTED_KEYS", public_key.trim())],
+    );
+    third
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 0 ran, 4 cached (4 remote)");
+    same_outputs(&writer, &third);
+}
+
+#[test]
+fn a_signing_key_that_is_not_trusted_uploads_nothing_and_says_so() {
+    let server = TestServer::nginx().expect("nginx");
+    let other = Test::new().env("CLAB_CACHE_SIGNING_KEY", OTHER_SIGNING_KEY);
+    let trusted = other.run_with(&["cache", "public-key"]).status(0).stdout;
+    let test = with_server(
+        project(),
+        &server,
+        &[
+            ("CLAB_CACHE_SIGNING_KEY", SIGNING_KEY),
+            ("CLAB_CACHE_TRUSTED_KEYS", trusted.trim()),
+        ],
+    );
+    let run = test.run_with(&["run", "check"]).status(0);
+    assert_eq!(server.object_count().unwrap(), 0, "the server stays empty");
+    let warnings = lines_saying(&run, "gets no uploads");
+    assert_eq!(warnings.len(), 1, "{}", run.stdout);
+    assert!(
+        warnings[0].contains(&format!("`{}`", signer_of(SIGNING_KEY))),
+        "{}",
+        run.stdout
+    );
+    test.run_with(&["cache", "stats"])
+        .status(0)
+        .stdout_has("(read-only: the signing key is not a trusted key)");
+}
+
+/// The public key of `signing_key`, as `clab cache public-key` prints it.
+fn signer_of(signing_key: &str) -> String {
+    let test = Test::new().env("CLAB_CACHE_SIGNING_KEY", signing_key);
+    test.run_with(&["cache", "public-key"])
+        .status(0)
+        .stdout
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -325,8 +386,13 @@ fn a_stopped_server_costs_one_warning_and_the_same_exit_code() {
 
 /// The lines of `run`'s output that say the remote is unavailable.
 fn unavailable_warnings(run: &Run) -> Vec<&str> {
+    lines_saying(run, "is unavailable")
+}
+
+/// The lines of `run`'s output (stdout, then stderr) that contain `text`.
+fn lines_saying<'r>(run: &'r Run, text: &str) -> Vec<&'r str> {
     (run.stdout.lines().chain(run.stderr.lines()))
-        .filter(|line| line.contains("is unavailable"))
+        .filter(|line| line.contains(text))
         .collect()
 }
 

@@ -99,11 +99,7 @@ fn remote_section(project: &Project, store: &Store, out: &mut impl Write) -> Res
         return Ok(());
     };
     let info = remote.info();
-    let mode = if info.read_only {
-        "read-only"
-    } else {
-        "read-write"
-    };
+    let mode = info.read_only.map_or("read-write", |why| why.describe());
     writeln!(out, "remote:   {} ({mode})", info.url)?;
     if let Some(signer) = &info.signer {
         writeln!(out, "  signs with   {signer}")?;

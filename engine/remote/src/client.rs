@@ -121,9 +121,14 @@ impl Client {
     /// counted in that warning instead (a proxy answering HTML for every key is one warning).
     pub(crate) fn warn(&self, warning: Warning) {
         let mut warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
-        if let Warning::Rejected { reason, .. } = &warning {
+        if let Warning::Rejected { reason, .. } | Warning::Untrusted { reason, .. } = &warning {
             let same = warnings.iter_mut().find_map(|w| match w {
                 Warning::Rejected {
+                    reason: earlier,
+                    others,
+                    ..
+                }
+                | Warning::Untrusted {
                     reason: earlier,
                     others,
                     ..

@@ -86,7 +86,7 @@ pub mod warning;
 pub use backend::{Backend, BackendError, Env, ObjectName, Timeouts};
 pub use entry::{FORMAT_VERSION, LOG_BLOB_MAX, MANIFEST_MAX, Manifest};
 pub use miss_reason::MissReason;
-pub use remote_cache::{Fetch, Fetched, OnHit, RemoteCache, RemoteInfo};
+pub use remote_cache::{Fetch, Fetched, OnHit, ReadOnly, RemoteCache, RemoteInfo};
 pub use remote_config::{
     CacheSettings, ConfigError, READ_ONLY_ENV, REMOTE_CACHE_ENV, RemoteConfig,
 };

@@ -86,7 +86,7 @@ impl MissReason {
     }
 
     /// Whether this miss means someone tampered with (or damaged) the remote: these cost a
-    /// warning; the others are ordinary. An object over its bound is one of them: clab never
+    /// warning, as do [distrusted](Self::is_distrust) entries; the others are ordinary. An object over its bound is one of them: clab never
     /// writes one (its uploader refuses entries a reader would refuse as too large).
     pub fn is_integrity_failure(&self) -> bool {
         matches!(
@@ -95,6 +95,15 @@ impl MissReason {
                 | MissReason::BlobMismatch { .. }
                 | MissReason::BadManifest { .. }
                 | MissReason::TooLarge { .. }
+        )
+    }
+
+    /// Whether the trusted keys refused the entry: unsigned, or signed by a key they do not
+    /// hold (warned about once per run, as [`Warning::Untrusted`](crate::Warning::Untrusted)).
+    pub fn is_distrust(&self) -> bool {
+        matches!(
+            self,
+            MissReason::Unsigned | MissReason::UntrustedSigner { .. }
         )
     }
 }

@@ -6,8 +6,8 @@
 //! uploads, [`RemoteStats`] and [`Warning`]s.
 //!
 //! Invariants:
-//! - Nothing here fails a run: every remote problem is a [`MissReason`] (and, for outages and
-//!   tampering, a warning), never an `Err`. Only [`RemoteCache::from_config`] returns errors
+//! - Nothing here fails a run: every remote problem is a [`MissReason`] (and, for outages,
+//!   tampering and untrusted entries, a warning), never an `Err`. Only [`RemoteCache::from_config`] returns errors
 //!   (bad configuration, which the user must fix).
 //! - A blob enters the local CAS only after its bytes hashed to the digest its manifest names
 //!   (and had the size it says); a fetch is a hit only if every blob did.
@@ -17,6 +17,8 @@
 //! - The methods are synchronous and may be called from many threads at once; the remote
 //!   cache owns a small tokio runtime (2 workers) for its I/O. Call them from ordinary or
 //!   blocking threads (`spawn_blocking`), not from inside an async task.
+//! - With trusted keys set, only a job whose signing key is one of them uploads ([`ReadOnly`]):
+//!   no upload replaces an entry with one that readers trusting those keys would refuse.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,7 +38,7 @@ use crate::entry::{LOG_BLOB_MAX, MANIFEST_MAX, Manifest};
 use crate::miss_reason::MissReason;
 use crate::remote_config::{ConfigError, RemoteConfig};
 use crate::remote_stats::RemoteStats;
-use crate::signing::TrustedKeys;
+use crate::signing::{PublicKey, TrustedKeys};
 use crate::uploader::{FlushReport, Uploader};
 use crate::warning::Warning;
 
@@ -82,12 +84,39 @@ pub enum Fetch {
 pub struct RemoteInfo {
     /// The URL, redacted.
     pub url: String,
-    /// Whether uploads are off.
-    pub read_only: bool,
-    /// The public key uploads are signed with, if any.
+    /// Why uploads are off, if they are.
+    pub read_only: Option<ReadOnly>,
+    /// The public key of the signing key, if one is set (uploads are signed with it unless
+    /// they are off).
     pub signer: Option<String>,
     /// The trusted public keys (empty: any entry is accepted).
     pub trusted_keys: Vec<String>,
+}
+
+/// Why a remote cache uploads nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadOnly {
+    /// `read-only #true` in tasks.kdl, or `CLAB_REMOTE_CACHE_READ_ONLY`.
+    Configured,
+    /// Trusted keys are set and no signing key is: every reader that trusts them, this job
+    /// included, would refuse the entries, and an upload would only replace a trusted entry
+    /// under the same key with one they refuse.
+    Unsigned,
+    /// Trusted keys are set and the signing key is not one of them: the same, and a
+    /// mistake worth a warning.
+    SignerNotTrusted,
+}
+
+impl ReadOnly {
+    /// Why, in a few words, for `clab cache stats`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReadOnly::Configured => "read-only",
+            ReadOnly::Unsigned => "read-only: no signing key, and only signed entries are trusted",
+            ReadOnly::SignerNotTrusted => "read-only: the signing key is not a trusted key",
+        }
+    }
 }
 
 /// A run's remote cache (see the module documentation).
@@ -151,17 +180,37 @@ impl RemoteCache {
             config.timeouts,
             config.breaker_threshold,
         ));
-        let signer = config.signing_key.clone().filter(|_| !config.read_only);
+        let public_key = config.signing_key.as_ref().map(|k| k.public_key());
+        let trusted = |key: &PublicKey| config.trusted_keys.contains(key);
+        let read_only = if config.read_only {
+            Some(ReadOnly::Configured)
+        } else if config.trusted_keys.is_empty() {
+            None
+        } else {
+            match &public_key {
+                None => Some(ReadOnly::Unsigned),
+                Some(key) if !trusted(key) => {
+                    client.warn(Warning::SignerNotTrusted {
+                        url: url.redacted(),
+                        signer: key.to_string(),
+                    });
+                    Some(ReadOnly::SignerNotTrusted)
+                }
+                Some(_) => None,
+            }
+        };
         let info = RemoteInfo {
             url: url.redacted(),
-            read_only: config.read_only,
-            signer: signer.as_ref().map(|k| k.public_key().to_string()),
+            read_only,
+            signer: public_key
+                .filter(|_| read_only != Some(ReadOnly::Configured))
+                .map(|key| key.to_string()),
             trusted_keys: config.trusted_keys.iter().map(|k| k.to_string()).collect(),
         };
         let uploader = Uploader::new(
             Arc::clone(&client),
             runtime.handle().clone(),
-            signer,
+            config.signing_key.clone().filter(|_| read_only.is_none()),
             config.parallelism,
         );
         Ok(RemoteCache {
@@ -179,9 +228,9 @@ impl RemoteCache {
         &self.info
     }
 
-    /// Whether uploads are off.
+    /// Whether uploads are off (see [`ReadOnly`] for why they may be).
     pub fn read_only(&self) -> bool {
-        self.info.read_only
+        self.info.read_only.is_some()
     }
 
     /// Looks `key` up on the remote; on a hit, downloads and verifies every blob into
@@ -383,6 +432,13 @@ impl RemoteCache {
             Err((reason, task)) => {
                 if reason.is_integrity_failure() {
                     self.client.warn(Warning::Rejected {
+                        key: key.to_owned(),
+                        task,
+                        reason: reason.clone(),
+                        others: 0,
+                    });
+                } else if reason.is_distrust() {
+                    self.client.warn(Warning::Untrusted {
                         key: key.to_owned(),
                         task,
                         reason: reason.clone(),
@@ -1151,9 +1207,22 @@ mod tests {
         // Unsigned entry: a miss for a reader with trusted keys, a hit without.
         upload(&remote(&backend, |_| {}), &project);
         let (_dir, store) = empty_store();
+        let reader = remote(&backend, trusting);
         assert_eq!(
-            remote(&backend, trusting).fetch("k1", &store),
+            reader.fetch("k1", &store),
             Fetch::Miss(MissReason::Unsigned)
+        );
+        // A refusal of the same kind is counted in the first one's warning.
+        assert_eq!(
+            reader.fetch("k1", &store),
+            Fetch::Miss(MissReason::Unsigned)
+        );
+        let warnings = reader.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(
+            warnings[0].to_string(),
+            "remote cache entry `k1` (task `build`) is not trusted: remote entry is unsigned \
+             and trusted keys are set (and 1 more entry)"
         );
         assert!(matches!(
             remote(&backend, |_| {}).fetch("k1", &store),
@@ -1167,11 +1236,18 @@ mod tests {
             &project,
         );
         let (_dir, store) = empty_store();
+        let reader = remote(&backend, trusting);
         assert_eq!(
-            remote(&backend, trusting).fetch("k1", &store),
+            reader.fetch("k1", &store),
             Fetch::Miss(MissReason::UntrustedSigner {
                 signer: fork.public_key().to_string()
             })
+        );
+        assert!(
+            matches!(&reader.warnings()[..], [Warning::Untrusted { reason, .. }]
+                if reason.code() == "untrusted_signer"),
+            "{:?}",
+            reader.warnings()
         );
 
         // Signed by the trusted key: accepted.
@@ -1197,6 +1273,55 @@ mod tests {
         );
         assert_eq!(reader.warnings().len(), 1);
         assert_eq!(reader.stats().misses_of("bad_signature"), 1);
+    }
+
+    #[test]
+    fn a_job_that_cannot_sign_a_trusted_entry_uploads_nothing() {
+        let main = SigningKey::from_seed([1; 32]);
+        let trusting = |config: &mut RemoteConfig| {
+            config.trusted_keys = TrustedKeys::of([SigningKey::from_seed([1; 32]).public_key()]);
+        };
+        let project = project();
+
+        // No signing key: its entries would be refused, so none is written, quietly (a
+        // pull request's job or a laptop reading main's entries).
+        let backend = Arc::new(MemoryBackend::new());
+        let unsigned = remote(&backend, trusting);
+        assert_eq!(unsigned.info().read_only, Some(ReadOnly::Unsigned));
+        let stats = upload(&unsigned, &project);
+        assert_eq!((stats.entries_up, stats.upload_skipped_read_only), (0, 1));
+        assert_eq!(backend.calls(), 0);
+        assert!(unsigned.warnings().is_empty(), "{:?}", unsigned.warnings());
+
+        // A signing key that is not trusted: the same, with one warning naming its key.
+        let fork = SigningKey::from_seed([2; 32]);
+        let fork_key = fork.clone();
+        let untrusted = remote(&backend, move |config| {
+            trusting(config);
+            config.signing_key = Some(fork_key);
+        });
+        assert_eq!(untrusted.info().read_only, Some(ReadOnly::SignerNotTrusted));
+        let stats = upload(&untrusted, &project);
+        assert_eq!((stats.entries_up, stats.upload_skipped_read_only), (0, 1));
+        assert_eq!(backend.calls(), 0);
+        assert_eq!(
+            untrusted.warnings(),
+            [Warning::SignerNotTrusted {
+                url: "https://****:****@cache.example/clab".to_owned(),
+                signer: fork.public_key().to_string()
+            }]
+        );
+
+        // A trusted signing key writes; so does any job when no key is trusted.
+        let main_key = main.clone();
+        let signing = remote(&backend, move |config| {
+            trusting(config);
+            config.signing_key = Some(main_key);
+        });
+        assert_eq!(signing.info().read_only, None);
+        assert_eq!(upload(&signing, &project).entries_up, 1);
+        let trusting_nobody = remote(&Arc::new(MemoryBackend::new()), |_| {});
+        assert_eq!(upload(&trusting_nobody, &project).entries_up, 1);
     }
 
     #[test]

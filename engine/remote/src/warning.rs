@@ -1,7 +1,8 @@
 //! `Warning`: something about the remote cache the user should hear once; the run goes on.
 //!
 //! In: outages (from the [`Breaker`](crate::breaker::Breaker)), rejected entries (tampered
-//! with, broken, or over their size bound) and local store failures. Out: warnings with miette
+//! with, broken, or over their size bound), entries the trusted keys refused, a signing key
+//! that is not trusted, and local store failures. Out: warnings with miette
 //! codes, `severity(Warning)`, texts that never hold a credential (URLs redacted, causes
 //! scrubbed), serializable for `--json`.
 
@@ -77,6 +78,54 @@ pub enum Warning {
         reason: MissReason,
         /// How many more entries were rejected for the same kind of reason.
         others: u64,
+    },
+
+    /// Entries the trusted keys refused: unsigned, or signed by a key that is not trusted.
+    /// One warning per reason, like [`Warning::Rejected`].
+    #[error(
+        "remote cache entry `{key}`{} is not trusted: {reason}{}",
+        task_text(task),
+        others_text(*others)
+    )]
+    #[diagnostic(
+        code(clab::remote::untrusted),
+        severity(Warning),
+        help(
+            "the task ran; only entries signed by a trusted key are restored. A job that \
+             signs with a trusted key replaces them when it runs the task"
+        )
+    )]
+    Untrusted {
+        /// The cache key.
+        key: String,
+        /// The task the manifest names.
+        task: Option<String>,
+        /// Why it was refused.
+        reason: MissReason,
+        /// How many more entries were refused for the same kind of reason.
+        others: u64,
+    },
+
+    /// The signing key is set but is not one of the trusted keys: the job uploads nothing,
+    /// since every reader that trusts those keys, the job itself included, would refuse
+    /// what it signs.
+    #[error(
+        "remote cache `{url}` gets no uploads: the signing key's public key `{signer}` is not \
+         a trusted key"
+    )]
+    #[diagnostic(
+        code(clab::remote::signer_not_trusted),
+        severity(Warning),
+        help(
+            "add it with `trusted-key` in tasks.kdl (or to CLAB_CACHE_TRUSTED_KEYS), or set \
+             CLAB_CACHE_SIGNING_KEY to the key of a trusted one"
+        )
+    )]
+    SignerNotTrusted {
+        /// The remote's URL, redacted.
+        url: String,
+        /// The signing key's public key, `ed25519:…`.
+        signer: String,
     },
 
     /// Verified blobs could not be put in the local cache.
@@ -183,6 +232,16 @@ mod tests {
                     max: 300_000,
                 },
                 others: 1,
+            },
+            Warning::Untrusted {
+                key: "3b7e4d2a".into(),
+                task: Some("build".into()),
+                reason: MissReason::Unsigned,
+                others: 11,
+            },
+            Warning::SignerNotTrusted {
+                url: "https://cache.example.com/clab".into(),
+                signer: "ed25519:Uq0oAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxw=".into(),
             },
             Warning::LocalStore {
                 key: "3b7e4d2a".into(),
