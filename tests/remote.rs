@@ -350,6 +350,43 @@ fn signer_of(signing_key: &str) -> String {
 }
 
 #[test]
+fn a_server_that_wants_a_token_gets_it_and_a_run_without_it_says_where_it_comes_from() {
+    const TOKEN: &str = "t0ken-5ecret-4-nginx";
+    let server = TestServer::nginx_with_token(TOKEN).expect("nginx");
+    let writer = with_server(project(), &server, &[]);
+    let wrote = writer.run_with(&["run", "check"]).status(0);
+    assert!(server.object_count().unwrap() > 0, "nothing was uploaded");
+    let reader = with_server(fresh_checkout(&writer), &server, &[]);
+    let read = reader
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 0 ran, 4 cached (4 remote)");
+    for run in [&wrote, &read] {
+        assert!(!run.stdout.contains(TOKEN) && !run.stderr.contains(TOKEN));
+    }
+
+    // A first run without the token: one warning that names the variable, the same result.
+    let tokenless = Test::new()
+        .file("src/data.txt", "b\na\n")
+        .file("tasks.kdl", &writer.read("tasks.kdl"))
+        .env("CLAB_REMOTE_CACHE", &server.url());
+    let run = tokenless
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 4 ran in");
+    let warnings = unavailable_warnings(&run);
+    assert_eq!(warnings.len(), 1, "{}", run.stdout);
+    assert!(
+        warnings[0].contains("answered 401 to GET")
+            && warnings[0].contains(
+                "(credentials come from CLAB_REMOTE_CACHE_TOKEN, sent as a bearer token)"
+            ),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[test]
 fn read_only_writes_nothing() {
     let server = TestServer::nginx().expect("nginx");
     let test = with_server(project(), &server, &[("CLAB_REMOTE_CACHE_READ_ONLY", "1")]);

@@ -82,13 +82,13 @@ impl Client {
                 Ok(value)
             }
             Ok(Err(error)) if error.is_outage() => {
-                self.breaker.failure(&error.to_string());
+                self.breaker.failure(&self.describe(&error));
                 Err(CallError::Unavailable)
             }
-            Ok(Err(BackendError::WriteDenied(cause))) => {
+            Ok(Err(error @ BackendError::WriteDenied(_))) => {
                 let mut denied = self.write_denied.lock().unwrap_or_else(|e| e.into_inner());
                 if denied.is_none() {
-                    *denied = Some(cause);
+                    *denied = Some(self.describe(&error));
                 }
                 Err(CallError::WriteDenied)
             }
@@ -99,6 +99,19 @@ impl Client {
                     .failure(&format!("no answer within {} s", limit.as_secs()));
                 Err(CallError::Unavailable)
             }
+        }
+    }
+
+    /// The error's text for a warning: a refusal says where this kind of remote takes its
+    /// credentials from (a first run without the token meets a 401).
+    fn describe(&self, error: &BackendError) -> String {
+        if error.is_refusal() {
+            format!(
+                "{error} (credentials come from {})",
+                self.url.credential_variables()
+            )
+        } else {
+            error.to_string()
         }
     }
 

@@ -40,6 +40,22 @@ impl RemoteUrl {
         &self.0
     }
 
+    /// The environment variables this kind of remote takes its credentials from, for a
+    /// server that refuses a call as unauthorized.
+    pub fn credential_variables(&self) -> &'static str {
+        match self.scheme() {
+            "turbo+http" | "turbo+https" => "TURBO_TOKEN and TURBO_TEAM",
+            "s3" => "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            "gs" => "GOOGLE_APPLICATION_CREDENTIALS",
+            "azblob" => {
+                "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY"
+            }
+            "ghac" => "ACTIONS_RUNTIME_TOKEN, which the runner sets",
+            "redis" | "rediss" => "REDIS_USERNAME and REDIS_PASSWORD",
+            _ => "CLAB_REMOTE_CACHE_TOKEN, sent as a bearer token",
+        }
+    }
+
     /// Whether the URL carries a user name or a password.
     pub fn has_credentials(&self) -> bool {
         !self.0.username().is_empty() || self.0.password().is_some()

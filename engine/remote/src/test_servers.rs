@@ -157,6 +157,13 @@ impl TestServer {
         TestServer::start(ServerKind::Nginx, None, false)
     }
 
+    /// nginx as [`nginx`](Self::nginx) that answers 401 to any request without
+    /// `Authorization: Bearer <token>`; [`env`](Self::env) gives the client the token
+    /// (`CLAB_REMOTE_CACHE_TOKEN`).
+    pub fn nginx_with_token(token: &str) -> Result<TestServer, ServerError> {
+        TestServer::start(ServerKind::Nginx, Some(token), false)
+    }
+
     /// nginx as [`nginx`](Self::nginx), over TLS (`https://`); needs `openssl` to make its CA
     /// and certificate.
     pub fn nginx_tls() -> Result<TestServer, ServerError> {
@@ -193,9 +200,11 @@ impl TestServer {
         TestServer::start(ServerKind::Turbo, None, true)
     }
 
+    /// Starts a server of `kind`; `secret` is nginx's bearer token or the Turborepo cache's
+    /// signature key.
     fn start(
         kind: ServerKind,
-        signature_key: Option<&str>,
+        secret: Option<&str>,
         read_only: bool,
     ) -> Result<TestServer, ServerError> {
         let binary = find_binary(kind.binary()).ok_or(ServerError::NotInstalled {
@@ -205,7 +214,7 @@ impl TestServer {
         // A port found free can be taken before the server binds it: try a few.
         let mut last = None;
         for _ in 0..3 {
-            match TestServer::start_once(kind, &binary, signature_key, read_only) {
+            match TestServer::start_once(kind, &binary, secret, read_only) {
                 Ok(server) => return Ok(server),
                 Err(e @ ServerError::Start { .. }) => last = Some(e),
                 Err(e) => return Err(e),
@@ -217,7 +226,7 @@ impl TestServer {
     fn start_once(
         kind: ServerKind,
         binary: &Path,
-        signature_key: Option<&str>,
+        secret: Option<&str>,
         read_only: bool,
     ) -> Result<TestServer, ServerError> {
         let dir = tempfile::Builder::new()
@@ -246,8 +255,12 @@ impl TestServer {
                     let ca = root.join("ca.pem").display().to_string();
                     env = vec![("SSL_CERT_FILE".to_owned(), ca)];
                 }
+                if let Some(token) = secret {
+                    env.push(("CLAB_REMOTE_CACHE_TOKEN".to_owned(), token.to_owned()));
+                }
                 let conf = root.join("nginx.conf");
-                fs::write(&conf, nginx_conf(&root, port, tls)).map_err(io("write nginx.conf"))?;
+                fs::write(&conf, nginx_conf(&root, port, tls, secret))
+                    .map_err(io("write nginx.conf"))?;
                 command
                     .arg("-p")
                     .arg(&root)
@@ -307,7 +320,7 @@ impl TestServer {
                     ("TURBO_TOKEN".to_owned(), TURBO_TOKEN.to_owned()),
                     ("TURBO_TEAM".to_owned(), TURBO_TEAM.to_owned()),
                 ];
-                if let Some(key) = signature_key {
+                if let Some(key) = secret {
                     command.env("TURBO_REMOTE_CACHE_SIGNATURE_KEY", key);
                     env.push((
                         "TURBO_REMOTE_CACHE_SIGNATURE_KEY".to_owned(),
@@ -514,7 +527,7 @@ fn count_files(dir: &Path) -> usize {
         .sum()
 }
 
-fn nginx_conf(root: &Path, port: u16, tls: bool) -> String {
+fn nginx_conf(root: &Path, port: u16, tls: bool, token: Option<&str>) -> String {
     let root = root.display();
     let listen = if tls {
         format!(
@@ -525,6 +538,9 @@ fn nginx_conf(root: &Path, port: u16, tls: bool) -> String {
     } else {
         format!("listen 127.0.0.1:{port};")
     };
+    let token_check = token
+        .map(|token| format!("if ($http_authorization != \"Bearer {token}\") {{ return 401; }}"))
+        .unwrap_or_default();
     format!(
         "master_process off;
 worker_processes 1;
@@ -542,6 +558,7 @@ http {{
         {listen}
         client_max_body_size 0;
         location /cache/ {{
+            {token_check}
             root {root}/data;
             dav_methods PUT;
             create_full_put_path on;

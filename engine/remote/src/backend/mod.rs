@@ -166,6 +166,18 @@ impl BackendError {
         )
     }
 
+    /// Whether the server refused the call as unauthorized (401 or 403, or a refused write):
+    /// wrong or missing credentials, or a job that may not do this.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Status {
+                status: 401 | 403,
+                ..
+            } | BackendError::WriteDenied(_)
+        )
+    }
+
     /// The error of `name` holding more than `max` bytes.
     pub fn too_large(name: &ObjectName, max: u64) -> BackendError {
         BackendError::TooLarge {
