@@ -175,6 +175,12 @@ impl TestServer {
         TestServer::start(ServerKind::Redis, None, false)
     }
 
+    /// redis-server as [`redis`](Self::redis) with `--requirepass password`;
+    /// [`env`](Self::env) gives the client the password (`REDIS_PASSWORD`).
+    pub fn redis_with_password(password: &str) -> Result<TestServer, ServerError> {
+        TestServer::start(ServerKind::Redis, Some(password), false)
+    }
+
     /// moto's S3 server with the bucket [`MOTO_BUCKET`]; [`env`](Self::env) holds test
     /// `AWS_*` credentials (moto accepts any).
     pub fn moto() -> Result<TestServer, ServerError> {
@@ -200,8 +206,8 @@ impl TestServer {
         TestServer::start(ServerKind::Turbo, None, true)
     }
 
-    /// Starts a server of `kind`; `secret` is nginx's bearer token or the Turborepo cache's
-    /// signature key.
+    /// Starts a server of `kind`; `secret` is nginx's bearer token, Redis's password or the
+    /// Turborepo cache's signature key.
     fn start(
         kind: ServerKind,
         secret: Option<&str>,
@@ -285,6 +291,10 @@ impl TestServer {
                     .arg(&data)
                     .arg("--daemonize")
                     .arg("no");
+                if let Some(password) = secret {
+                    command.arg("--requirepass").arg(password);
+                    env.push(("REDIS_PASSWORD".to_owned(), password.to_owned()));
+                }
             }
             ServerKind::Moto => {
                 command
@@ -488,23 +498,35 @@ impl TestServer {
         Ok((status, body))
     }
 
+    /// A Redis command's reply (after `AUTH`, for a server with a password).
     fn redis_command(&self, args: &[&str]) -> Result<String, ServerError> {
         let mut stream =
             TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).map_err(io("connect to redis"))?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(io("set a read timeout"))?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        if let Some((_, password)) = self.env.iter().find(|(name, _)| name == "REDIS_PASSWORD") {
+            let reply = redis_call(&mut stream, &["AUTH", password])?;
+            if !reply.starts_with("+OK") {
+                return Err(ServerError::Protocol(format!("AUTH answered {reply:?}")));
+            }
         }
-        stream
-            .write_all(request.as_bytes())
-            .map_err(io("send a redis command"))?;
-        let mut reply = [0u8; 256];
-        let n = stream.read(&mut reply).map_err(io("read a redis reply"))?;
-        Ok(String::from_utf8_lossy(&reply[..n]).into_owned())
+        redis_call(&mut stream, args)
     }
+}
+
+/// Sends one Redis command on `stream` and reads its reply (one read of up to 256 bytes).
+fn redis_call(stream: &mut TcpStream, args: &[&str]) -> Result<String, ServerError> {
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    stream
+        .write_all(request.as_bytes())
+        .map_err(io("send a redis command"))?;
+    let mut reply = [0u8; 256];
+    let n = stream.read(&mut reply).map_err(io("read a redis reply"))?;
+    Ok(String::from_utf8_lossy(&reply[..n]).into_owned())
 }
 
 impl Drop for TestServer {

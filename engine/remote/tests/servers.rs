@@ -628,6 +628,41 @@ fn reader_with_timeouts(url: &str, connect: Duration, request: Duration) -> Remo
 }
 
 #[test]
+fn a_read_refused_for_its_credentials_says_where_they_come_from() {
+    const PASSWORD: &str = "pa55-for-redis";
+    let server = started(TestServer::redis_with_password(PASSWORD));
+    let project = project();
+    upload(&remote(&server, |_| {}), &project);
+    assert!(server.object_count().unwrap() > 0, "nothing was uploaded");
+    let (_with, store) = checkout();
+    assert!(matches!(
+        remote(&server, |_| {}).fetch(KEY, &store),
+        Fetch::Hit(_)
+    ));
+
+    // The same server asked without the password.
+    let (_without, store) = checkout();
+    let reader = RemoteCache::from_config(RemoteConfig::new(Some(
+        RemoteUrl::parse(&server.url()).unwrap(),
+    )))
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        reader.fetch(KEY, &store),
+        Fetch::Miss(MissReason::Unavailable)
+    );
+    let warnings = reader.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let text = warnings[0].to_string();
+    assert!(
+        text.contains("NOAUTH")
+            && text.contains("(credentials come from REDIS_USERNAME and REDIS_PASSWORD)"),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+}
+
+#[test]
 fn a_server_answering_errors_is_unavailable_after_three_calls() {
     let port = fake_http_server(Some(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

@@ -60,7 +60,12 @@ impl DalBackend {
     }
 
     fn error(&self, error: opendal::Error) -> BackendError {
-        BackendError::Transport(describe_dal(&error, &self.scrubber))
+        let text = describe_dal(&error, &self.scrubber);
+        if error.kind() == ErrorKind::PermissionDenied {
+            BackendError::Unauthorized(text)
+        } else {
+            BackendError::Transport(text)
+        }
     }
 }
 

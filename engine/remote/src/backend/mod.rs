@@ -139,6 +139,10 @@ pub enum BackendError {
     /// artifact whose `x-artifact-tag` does not verify): not an outage, a rejected object.
     #[error("{0}")]
     Integrity(String),
+    /// The server refused a read for its credentials, or their absence (Redis's `NOAUTH` or a
+    /// failed `AUTH`, an object store's permission denied): an outage, like a 401 to a `GET`.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The server refused a write (401 or 403 to a `PUT`, S3's `AccessDenied`): this job may
     /// read but not write. Not an outage: reads go on.
     #[error("{0}")]
@@ -174,7 +178,8 @@ impl BackendError {
             BackendError::Status {
                 status: 401 | 403,
                 ..
-            } | BackendError::WriteDenied(_)
+            } | BackendError::Unauthorized(_)
+                | BackendError::WriteDenied(_)
         )
     }
 

@@ -88,7 +88,14 @@ impl RedisBackend {
     }
 
     fn error(&self, error: redis::RedisError) -> BackendError {
-        BackendError::Transport(self.scrubber.scrub(&error.to_string()))
+        let text = self.scrubber.scrub(&error.to_string());
+        let refused = error.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(error.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+        if refused {
+            BackendError::Unauthorized(text)
+        } else {
+            BackendError::Transport(text)
+        }
     }
 }
 
