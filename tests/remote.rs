@@ -422,6 +422,28 @@ fn a_stopped_server_costs_one_warning_and_the_same_exit_code() {
 }
 
 /// The lines of `run`'s output that say the remote is unavailable.
+#[test]
+fn on_github_actions_a_remote_warning_is_an_annotation() {
+    let port = clab_remote::test_servers::free_port().unwrap();
+    let run = project()
+        .env("GITHUB_ACTIONS", "true")
+        .env(
+            "CLAB_REMOTE_CACHE",
+            &format!("http://127.0.0.1:{port}/cache"),
+        )
+        .run_with(&["run", "check"])
+        .status(0);
+    let warnings = unavailable_warnings(&run);
+    assert_eq!(warnings.len(), 1, "{}", run.stdout);
+    assert!(
+        warnings[0].starts_with(&format!(
+            "::warning title=clab::remote cache `http://127.0.0.1:{port}/cache` is unavailable"
+        )),
+        "{}",
+        warnings[0]
+    );
+}
+
 fn unavailable_warnings(run: &Run) -> Vec<&str> {
     lines_saying(run, "is unavailable")
 }

@@ -1,6 +1,6 @@
 //! Line-oriented output for CI logs and pipes: `[task] line` as tasks print, one status line
 //! per finished task. Under GitHub Actions each task's output is folded into a group and
-//! failures become `::error` annotations.
+//! failures become `::error` annotations, and warnings `::warning` ones.
 
 use std::{collections::HashMap, io::Write, sync::Mutex};
 
@@ -147,6 +147,10 @@ impl Reporter for Plain {
                 for line in table.render().lines() {
                     self.print(&format!("{} {line}", style(format!("[{task}]")).dim()));
                 }
+            }
+            Event::Warning { message } if self.github => {
+                // GitHub shows the command in the log as `Warning: …`, and on the run's page.
+                self.print(&Annotation::new(Level::Warning, "clab", message).to_string());
             }
             Event::Warning { message } => {
                 self.print(&format!("{} {message}", style("warning:").yellow().bold()));
