@@ -663,6 +663,28 @@ fn a_read_refused_for_its_credentials_says_where_they_come_from() {
 }
 
 #[test]
+fn an_s3_remote_without_credentials_says_where_they_come_from() {
+    let server = started(TestServer::moto());
+    let (_checkout, store) = checkout();
+    let reader = RemoteCache::from_config(RemoteConfig::new(Some(
+        RemoteUrl::parse(&server.url()).unwrap(),
+    )))
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        reader.fetch(KEY, &store),
+        Fetch::Miss(MissReason::Unavailable)
+    );
+    let warnings = reader.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let text = warnings[0].to_string();
+    assert!(
+        text.contains("(credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_server_answering_errors_is_unavailable_after_three_calls() {
     let port = fake_http_server(Some(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

@@ -61,7 +61,9 @@ impl DalBackend {
 
     fn error(&self, error: opendal::Error) -> BackendError {
         let text = describe_dal(&error, &self.scrubber);
-        if error.kind() == ErrorKind::PermissionDenied {
+        // OpenDAL reports credentials it found nowhere as an unexpected error whose text
+        // says "failed to load signing credential"; that is a refusal too.
+        if error.kind() == ErrorKind::PermissionDenied || text.contains("signing credential") {
             BackendError::Unauthorized(text)
         } else {
             BackendError::Transport(text)
