@@ -105,3 +105,29 @@ fn check_accepts_a_valid_file() {
         .status(0)
         .stdout_has("tasks.kdl: 1 task, 1 node, no problems");
 }
+
+#[test]
+fn a_remote_url_of_an_unknown_scheme_in_the_cache_block() {
+    insta::assert_snapshot!(check(
+        r#"
+        cache {
+            remote "htp://cache.example.com/clab"
+        }
+        task "a" { run "true" }
+        "#
+    ));
+}
+
+#[test]
+fn a_trusted_key_that_is_not_a_public_key() {
+    insta::assert_snapshot!(check(
+        r#"
+        cache {
+            remote "https://cache.example.com/clab"
+            trusted-key "ed25519:Uq0oAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxw="
+            trusted-key "ed25519:not-a-key"
+        }
+        task "a" { run "true" }
+        "#
+    ));
+}

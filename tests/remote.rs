@@ -423,6 +423,26 @@ fn a_stopped_server_costs_one_warning_and_the_same_exit_code() {
 
 /// The lines of `run`'s output that say the remote is unavailable.
 #[test]
+fn a_bad_remote_url_from_the_environment_is_not_pinned_on_tasks_kdl() {
+    let test = project().file(
+        "tasks.kdl",
+        r#"cache { remote "https://cache.example.com/clab"; }
+task "a" { run "true" }"#,
+    );
+    let run = test
+        .env("CLAB_REMOTE_CACHE", "ftp://cache.example.com/clab")
+        .run_with(&["check"])
+        .status(2);
+    assert!(
+        run.stderr
+            .contains("`ftp://cache.example.com/clab` has an unsupported scheme")
+            && !run.stderr.contains("[tasks.kdl"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn on_github_actions_a_remote_warning_is_an_annotation() {
     let port = clab_remote::test_servers::free_port().unwrap();
     let run = project()

@@ -1,7 +1,8 @@
 //! `clab check`: validate tasks.kdl (every problem at once) and the rule files, without
 //! running anything.
 //!
-//! A tasks.kdl problem is a configuration error (exit 2). The rules are validated whenever
+//! A tasks.kdl problem is a configuration error (exit 2), a bad `cache { }` value (or remote
+//! setting in the environment) too. The rules are validated whenever
 //! tasks.kdl parses (its `rules "DIR"` nodes say where they are), even when the graph does
 //! not build, so one run shows both; a rule error alone exits 1.
 
@@ -24,6 +25,10 @@ pub(super) fn check(project: &Project) -> Result<Done, Failure> {
         },
     };
     let rules = check_all(&location);
+    // The `cache { }` block (and the environment's remote settings) as a run would take it.
+    let graph = graph
+        .map_err(Failure::from)
+        .and_then(|graph| super::remote_cache(&graph).map(|_| graph));
     let graph = match graph {
         Ok(graph) => graph,
         Err(err) => {
@@ -34,7 +39,7 @@ pub(super) fn check(project: &Project) -> Result<Done, Failure> {
                     Summary::of(files, diagnostics).line(&location.display())
                 );
             }
-            return Err(err.into());
+            return Err(err);
         }
     };
     let members = &graph.workspace().members;

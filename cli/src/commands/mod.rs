@@ -1,5 +1,6 @@
 //! One module per subcommand; [`run()`] dispatches.
 
+mod at_setting;
 mod cache;
 mod check;
 mod explain;
@@ -111,9 +112,9 @@ fn remote_cache(graph: &clab_graph::Graph) -> Result<Option<Arc<RemoteCache>>, F
         })
         .unwrap_or_default();
     let config = RemoteConfig::from_env_and(&settings)
-        .map_err(|err| Failure::Config(miette::Report::new(err)))?;
+        .map_err(|err| Failure::Config(at_setting::report(err, graph.file())))?;
     let remote = RemoteCache::from_config(config)
-        .map_err(|err| Failure::Config(miette::Report::new(err)))?;
+        .map_err(|err| Failure::Config(at_setting::report(err, graph.file())))?;
     Ok(remote.map(Arc::new))
 }
 

@@ -34,10 +34,7 @@ pub const PUBLIC_KEY_PREFIX: &str = "ed25519:";
 pub enum KeyError {
     /// Not base64.
     #[error("{source_name} is not base64")]
-    #[diagnostic(
-        code(clab::remote::bad_key),
-        help("a signing key is 32 random bytes in base64: `head -c 32 /dev/urandom | base64`")
-    )]
+    #[diagnostic(code(clab::remote::bad_key), help("{}", key_help(source_name)))]
     NotBase64 {
         /// Where the text came from (`CLAB_CACHE_SIGNING_KEY`, `trusted-key`, …).
         source_name: String,
@@ -45,10 +42,7 @@ pub enum KeyError {
 
     /// Base64 of the wrong number of bytes.
     #[error("{source_name} holds {found} bytes; an ed25519 key is 32 bytes")]
-    #[diagnostic(
-        code(clab::remote::bad_key),
-        help("a signing key is 32 random bytes in base64: `head -c 32 /dev/urandom | base64`")
-    )]
+    #[diagnostic(code(clab::remote::bad_key), help("{}", key_help(source_name)))]
     WrongLength {
         /// Where the text came from.
         source_name: String,
@@ -74,6 +68,29 @@ pub enum KeyError {
         /// Where the text came from.
         source_name: String,
     },
+}
+
+/// What a key read from `source_name` should look like: a signing key's seed, or a public
+/// key as `clab cache public-key` prints it.
+fn key_help(source_name: &str) -> &'static str {
+    if source_name == SIGNING_KEY_ENV {
+        "a signing key is 32 random bytes in base64: `head -c 32 /dev/urandom | base64`"
+    } else {
+        "public keys look like `ed25519:<base64 of 32 bytes>`, as `clab cache public-key` prints \
+         them"
+    }
+}
+
+impl KeyError {
+    /// Where the text came from (`CLAB_CACHE_SIGNING_KEY`, `trusted-key`, …).
+    pub fn source_name(&self) -> &str {
+        match self {
+            KeyError::NotBase64 { source_name }
+            | KeyError::WrongLength { source_name, .. }
+            | KeyError::NoPrefix { source_name }
+            | KeyError::NotAPoint { source_name } => source_name,
+        }
+    }
 }
 
 fn decode_32(text: &str, source_name: &str) -> Result<[u8; 32], KeyError> {
