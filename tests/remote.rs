@@ -1,10 +1,11 @@
 //! The shared remote cache, end to end against real servers started on 127.0.0.1 (nginx with
 //! WebDAV, redis-server, moto's S3 server, turborepo-remote-cache): a fresh checkout at another
-//! path restores every task (nginx also over TLS; over plain HTTP without root certificates
-//! too), a tampered blob (carried in its manifest) is never restored, an untrusted signer's
-//! entries rerun (with one warning, and without being replaced by the reader's), a signing
-//! key that is not trusted uploads nothing, read-only writes nothing, a server that is down — or an https remote on a
-//! machine without root certificates, or one whose certificate no trusted CA signed — costs
+//! path restores every task (nginx also over TLS, and with a bearer token; over plain HTTP
+//! without root certificates too), a tampered blob (carried in its manifest) is never restored,
+//! an untrusted signer's entries rerun (with one warning, and without being replaced by the
+//! reader's), a signing key that is not trusted uploads nothing, read-only writes nothing, a
+//! server that is down — or an https remote on a machine without root certificates, or one
+//! whose certificate no trusted CA signed, or one that wants a token it was not given — costs
 //! one warning and changes neither the result nor the exit code, and a server answering
 //! gigabytes for a manifest costs a rerun and one warning, never the memory to hold them. A
 //! missing server binary fails the test with the command that installs it (`.ci/run` installs
@@ -81,6 +82,16 @@ fn fresh_checkout(test: &Test) -> Test {
     clone
 }
 
+/// A fresh checkout of `writer`'s sources that trusts the key `writer` signs with.
+fn trusting_checkout(writer: &Test, server: &TestServer) -> Test {
+    let public_key = writer.run_with(&["cache", "public-key"]).status(0).stdout;
+    with_server(
+        fresh_checkout(writer),
+        server,
+        &[("CLAB_CACHE_TRUSTED_KEYS", public_key.trim())],
+    )
+}
+
 const OUTPUTS: [&str; 4] = [
     "build/sorted.txt",
     "build/upper.txt",
@@ -116,12 +127,7 @@ fn a_fresh_checkout_restores_everything(server: TestServer) {
     assert_eq!(ran(&writer), ["check", "gen", "tool", "upper"]);
     assert!(server.object_count().unwrap() > 0, "nothing was uploaded");
 
-    let public_key = writer.run_with(&["cache", "public-key"]).status(0).stdout;
-    let reader = with_server(
-        fresh_checkout(&writer),
-        &server,
-        &[("CLAB_CACHE_TRUSTED_KEYS", public_key.trim())],
-    );
+    let reader = trusting_checkout(&writer, &server);
     reader
         .run_with(&["run", "check"])
         .status(0)
@@ -299,12 +305,7 @@ fn an_untrusted_signer_s_entries_rerun() {
 
     // The reader could not sign an entry it trusts, so it wrote none: the writer's entries
     // are still there for those who trust its key.
-    let public_key = writer.run_with(&["cache", "public-key"]).status(0).stdout;
-    let third = with_server(
-        fresh_checkout(&writer),
-        &server,
-        &[("CLAB_CACHE_TRUSTED_KEYS", public_key.trim())],
-    );
+    let third = trusting_checkout(&writer, &server);
     third
         .run_with(&["run", "check"])
         .status(0)
@@ -315,14 +316,13 @@ fn an_untrusted_signer_s_entries_rerun() {
 #[test]
 fn a_signing_key_that_is_not_trusted_uploads_nothing_and_says_so() {
     let server = TestServer::nginx().expect("nginx");
-    let other = Test::new().env("CLAB_CACHE_SIGNING_KEY", OTHER_SIGNING_KEY);
-    let trusted = other.run_with(&["cache", "public-key"]).status(0).stdout;
+    let trusted = signer_of(OTHER_SIGNING_KEY);
     let test = with_server(
         project(),
         &server,
         &[
             ("CLAB_CACHE_SIGNING_KEY", SIGNING_KEY),
-            ("CLAB_CACHE_TRUSTED_KEYS", trusted.trim()),
+            ("CLAB_CACHE_TRUSTED_KEYS", &trusted),
         ],
     );
     let run = test.run_with(&["run", "check"]).status(0);

@@ -86,8 +86,9 @@ impl MissReason {
     }
 
     /// Whether this miss means someone tampered with (or damaged) the remote: these cost a
-    /// warning, as do [distrusted](Self::is_distrust) entries; the others are ordinary. An object over its bound is one of them: clab never
-    /// writes one (its uploader refuses entries a reader would refuse as too large).
+    /// warning, as do [distrusted](Self::is_distrust) entries; the others are ordinary. An
+    /// object over its bound is one of them: clab never writes one (its uploader refuses
+    /// entries a reader would refuse as too large).
     pub fn is_integrity_failure(&self) -> bool {
         matches!(
             self,

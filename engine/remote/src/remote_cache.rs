@@ -7,8 +7,8 @@
 //!
 //! Invariants:
 //! - Nothing here fails a run: every remote problem is a [`MissReason`] (and, for outages,
-//!   tampering and untrusted entries, a warning), never an `Err`. Only [`RemoteCache::from_config`] returns errors
-//!   (bad configuration, which the user must fix).
+//!   tampering and untrusted entries, a warning), never an `Err`. Only
+//!   [`RemoteCache::from_config`] returns errors (bad configuration, which the user must fix).
 //! - A blob enters the local CAS only after its bytes hashed to the digest its manifest names
 //!   (and had the size it says); a fetch is a hit only if every blob did.
 //! - Every download is bounded ([`MANIFEST_MAX`] for a manifest, the size its manifest gives
@@ -38,7 +38,7 @@ use crate::entry::{LOG_BLOB_MAX, MANIFEST_MAX, Manifest};
 use crate::miss_reason::MissReason;
 use crate::remote_config::{ConfigError, RemoteConfig};
 use crate::remote_stats::RemoteStats;
-use crate::signing::{PublicKey, TrustedKeys};
+use crate::signing::TrustedKeys;
 use crate::uploader::{FlushReport, Uploader};
 use crate::warning::Warning;
 
@@ -181,7 +181,6 @@ impl RemoteCache {
             config.breaker_threshold,
         ));
         let public_key = config.signing_key.as_ref().map(|k| k.public_key());
-        let trusted = |key: &PublicKey| config.trusted_keys.contains(key);
         let read_only = if config.read_only {
             Some(ReadOnly::Configured)
         } else if config.trusted_keys.is_empty() {
@@ -189,7 +188,7 @@ impl RemoteCache {
         } else {
             match &public_key {
                 None => Some(ReadOnly::Unsigned),
-                Some(key) if !trusted(key) => {
+                Some(key) if !config.trusted_keys.contains(key) => {
                     client.warn(Warning::SignerNotTrusted {
                         url: url.redacted(),
                         signer: key.to_string(),

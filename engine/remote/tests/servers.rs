@@ -641,19 +641,7 @@ fn a_read_refused_for_its_credentials_says_where_they_come_from() {
     ));
 
     // The same server asked without the password.
-    let (_without, store) = checkout();
-    let reader = RemoteCache::from_config(RemoteConfig::new(Some(
-        RemoteUrl::parse(&server.url()).unwrap(),
-    )))
-    .unwrap()
-    .unwrap();
-    assert_eq!(
-        reader.fetch(KEY, &store),
-        Fetch::Miss(MissReason::Unavailable)
-    );
-    let warnings = reader.warnings();
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    let text = warnings[0].to_string();
+    let text = warning_without_credentials(&server);
     assert!(
         text.contains("NOAUTH")
             && text.contains("(credentials come from REDIS_USERNAME and REDIS_PASSWORD)"),
@@ -664,7 +652,15 @@ fn a_read_refused_for_its_credentials_says_where_they_come_from() {
 
 #[test]
 fn an_s3_remote_without_credentials_says_where_they_come_from() {
-    let server = started(TestServer::moto());
+    let text = warning_without_credentials(&started(TestServer::moto()));
+    assert!(
+        text.contains("(credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"),
+        "{text}"
+    );
+}
+
+/// The one warning of a fetch from `server` by a reader given none of its environment.
+fn warning_without_credentials(server: &TestServer) -> String {
     let (_checkout, store) = checkout();
     let reader = RemoteCache::from_config(RemoteConfig::new(Some(
         RemoteUrl::parse(&server.url()).unwrap(),
@@ -677,11 +673,7 @@ fn an_s3_remote_without_credentials_says_where_they_come_from() {
     );
     let warnings = reader.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    let text = warnings[0].to_string();
-    assert!(
-        text.contains("(credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"),
-        "{text}"
-    );
+    warnings[0].to_string()
 }
 
 #[test]
