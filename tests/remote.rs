@@ -4,7 +4,7 @@
 //! without root certificates too), a tampered blob (carried in its manifest) is never restored,
 //! an untrusted signer's entries rerun (with one warning, and without being replaced by the
 //! reader's), a signing key that is not trusted uploads nothing, read-only writes nothing, a
-//! server that is down — or an https remote on a machine without root certificates, or one
+//! server that is down or never answers — or an https remote on a machine without root certificates, or one
 //! whose certificate no trusted CA signed, or one that wants a token it was not given — costs
 //! one warning and changes neither the result nor the exit code, and a server answering
 //! gigabytes for a manifest costs a rerun and one warning, never the memory to hold them. A
@@ -439,6 +439,34 @@ task "a" { run "true" }"#,
             && !run.stderr.contains("[tasks.kdl"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn a_silent_server_costs_one_wait_not_one_per_task() {
+    // It accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(64).collect();
+        drop(held);
+    });
+    let test = project().env(
+        "CLAB_REMOTE_CACHE",
+        &format!("http://127.0.0.1:{port}/cache"),
+    );
+    let run = test
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 4 ran in");
+    // The four tasks wait on each other; the first lookup's silence gives the remote up.
+    let warnings = unavailable_warnings(&run);
+    assert_eq!(warnings.len(), 1, "{}", run.stdout);
+    assert!(
+        warnings[0].contains("the server sent nothing for 5 s (GET `ac/")
+            && warnings[0].ends_with("(1 failed call); not using it for the rest of this run"),
+        "{}",
+        warnings[0]
     );
 }
 

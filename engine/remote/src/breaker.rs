@@ -1,9 +1,10 @@
 //! `Breaker`: the circuit breaker of one run's remote cache.
 //!
 //! In: the outcome of every backend call. Out: whether to call the remote at all. After
-//! `threshold` consecutive failures (outages: connection refused, timeouts, 5xx — not a
-//! rejected object) the breaker opens and stays open for the rest of the run; a success
-//! in between resets the count. It also remembers the first failure's cause and the number of
+//! `threshold` consecutive failures (outages: connection refused, 5xx — not a rejected
+//! object) the breaker opens and stays open for the rest of the run; a success in between
+//! resets the count. A timeout opens it at once ([`Breaker::trip`]): a server that stalls once
+//! would cost every later call the same wait, one after another along a chain of tasks. It also remembers the first failure's cause and the number of
 //! failures, for the one [`Warning::Unavailable`](crate::Warning::Unavailable) of the run.
 
 use std::sync::Mutex;
@@ -66,6 +67,13 @@ impl Breaker {
         consecutive >= self.threshold && !self.open.swap(true, Ordering::AcqRel)
     }
 
+    /// A call failed in a way that will not get better within the run (it timed out: the
+    /// server stalls): counted as a failure, and the breaker opens at once.
+    pub fn trip(&self, cause: &str) {
+        self.failure(cause);
+        self.open.store(true, Ordering::Release);
+    }
+
     /// The run's outage, if any call failed.
     pub fn outage(&self) -> Option<Outage> {
         let failures = self.failures.load(Ordering::Acquire);
@@ -91,7 +99,7 @@ mod tests {
         let breaker = Breaker::new(3);
         assert!(breaker.outage().is_none());
         assert!(!breaker.failure("refused"));
-        assert!(!breaker.failure("timed out"));
+        assert!(!breaker.failure("503"));
         breaker.success();
         assert!(!breaker.failure("again"));
         assert!(!breaker.failure("again"));
@@ -106,6 +114,21 @@ mod tests {
             Some(Outage {
                 cause: "refused".into(),
                 failures: 6,
+                gave_up: true
+            })
+        );
+    }
+
+    #[test]
+    fn a_timeout_opens_it_at_once() {
+        let breaker = Breaker::new(3);
+        breaker.trip("no answer within 5 s");
+        assert!(breaker.is_open());
+        assert_eq!(
+            breaker.outage(),
+            Some(Outage {
+                cause: "no answer within 5 s".into(),
+                failures: 1,
                 gave_up: true
             })
         );

@@ -81,6 +81,10 @@ impl Client {
                 self.breaker.success();
                 Ok(value)
             }
+            Ok(Err(error @ BackendError::TimedOut(_))) => {
+                self.breaker.trip(&self.describe(&error));
+                Err(CallError::Unavailable)
+            }
             Ok(Err(error)) if error.is_outage() => {
                 self.breaker.failure(&self.describe(&error));
                 Err(CallError::Unavailable)
@@ -96,7 +100,7 @@ impl Client {
             Ok(Err(error)) => Err(CallError::Integrity(error.to_string())),
             Err(_) => {
                 self.breaker
-                    .failure(&format!("no answer within {} s", limit.as_secs()));
+                    .trip(&format!("no answer within {} s", limit.as_secs()));
                 Err(CallError::Unavailable)
             }
         }

@@ -466,6 +466,33 @@ impl TestServer {
         }
     }
 
+    /// Stops the server's process (`SIGSTOP`) without closing its socket: connections are
+    /// still accepted by the kernel, and nothing answers — a server that stalls.
+    pub fn pause(&self) -> Result<(), ServerError> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a [`pause`](Self::pause)d server go on (`SIGCONT`).
+    pub fn resume(&self) -> Result<(), ServerError> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), ServerError> {
+        let Some(child) = &self.child else {
+            return Err(ServerError::Protocol("the server is stopped".into()));
+        };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .map_err(io("run kill"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(ServerError::Protocol(format!("kill {signal} failed")))
+        }
+    }
+
     /// One plain HTTP/1.1 request to the server; returns the status and the body.
     pub fn http(&self, method: &str, path: &str) -> Result<(u16, String), ServerError> {
         let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port))

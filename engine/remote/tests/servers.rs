@@ -359,6 +359,36 @@ mod scenarios {
         assert_eq!(reader.fetch(KEY, &store), Fetch::Miss(MissReason::NotFound));
     }
 
+    /// The server stalls (`SIGSTOP`: connections are still accepted, nothing answers): the
+    /// first read waits the idle timeout, and the remote is given up on at once.
+    pub(super) fn stalled_server(server: TestServer) {
+        let project = project();
+        upload(&remote(&server, |_| {}), &project);
+        let reader = remote(&server, |config| {
+            config.timeouts.idle = Duration::from_millis(300);
+        });
+        server.pause().unwrap();
+        let (_other, store) = checkout();
+        for _ in 0..5 {
+            assert_eq!(
+                reader.fetch(KEY, &store),
+                Fetch::Miss(MissReason::Unavailable)
+            );
+        }
+        server.resume().unwrap();
+        let stats = reader.stats();
+        assert!(stats.circuit_open && stats.failures == 1, "{stats:?}");
+        let warnings = reader.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .to_string()
+                .contains("the server sent nothing for 300 ms"),
+            "{}",
+            warnings[0]
+        );
+    }
+
     /// The server dies mid-run: misses come fast, one warning, the breaker opens, and no
     /// credential shows in any text.
     pub(super) fn stopped_server(
@@ -462,6 +492,11 @@ macro_rules! server_tests {
             #[test]
             fn read_only_writes_nothing() {
                 scenarios::read_only_writes_nothing(start());
+            }
+
+            #[test]
+            fn a_stalled_server_costs_one_wait() {
+                scenarios::stalled_server(start());
             }
 
             #[test]
@@ -620,10 +655,23 @@ fn fake_http_server(reply: Option<&'static str>) -> u16 {
     port
 }
 
-/// A remote cache at `url` that gives a connection `connect` and a request `request`.
+/// A remote cache at `url` that gives a connection `connect` and a request `request` (and
+/// the server's silences the default idle timeout).
 fn reader_with_timeouts(url: &str, connect: Duration, request: Duration) -> RemoteCache {
+    reader_with(
+        url,
+        Timeouts {
+            connect,
+            request,
+            ..Timeouts::default()
+        },
+    )
+}
+
+/// A remote cache at `url` with `timeouts`.
+fn reader_with(url: &str, timeouts: Timeouts) -> RemoteCache {
     let mut config = RemoteConfig::new(Some(RemoteUrl::parse(url).unwrap()));
-    config.timeouts = Timeouts { connect, request };
+    config.timeouts = timeouts;
     RemoteCache::from_config(config).unwrap().unwrap()
 }
 
@@ -701,12 +749,17 @@ fn a_server_answering_errors_is_unavailable_after_three_calls() {
 }
 
 #[test]
-fn a_silent_server_times_out_and_is_given_up_on() {
+fn a_silent_server_is_given_up_on_after_its_first_silence() {
     let port = fake_http_server(None);
-    let reader = reader_with_timeouts(
+    // A minute per call, but 300 ms of silence: the idle timeout ends the call, and the
+    // first timeout gives the remote up for the run.
+    let reader = reader_with(
         &format!("http://127.0.0.1:{port}/cache"),
-        Duration::from_millis(500),
-        Duration::from_millis(500),
+        Timeouts {
+            connect: Duration::from_secs(1),
+            request: Duration::from_secs(60),
+            idle: Duration::from_millis(300),
+        },
     );
     let (_other, store) = checkout();
     let started = Instant::now();
@@ -716,16 +769,60 @@ fn a_silent_server_times_out_and_is_given_up_on() {
             Fetch::Miss(MissReason::Unavailable)
         );
     }
+    // (Not a measurement: without the idle timeout the first call alone takes a minute.)
     let elapsed = started.elapsed();
-    // Three timed-out calls, then none.
-    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
-    assert!(reader.stats().circuit_open);
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+    let stats = reader.stats();
+    assert!(stats.circuit_open && stats.failures == 1, "{stats:?}");
     let warnings = reader.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings[0].to_string().contains("timed out"),
+        warnings[0]
+            .to_string()
+            .contains("the server sent nothing for 300 ms (GET `ac/")
+            && warnings[0].to_string().contains("(1 failed call)"),
         "{}",
         warnings[0]
+    );
+}
+
+#[test]
+fn a_body_that_stalls_halfway_is_given_up_on_at_its_first_silence() {
+    use std::io::{Read, Write};
+    // The head and 10 of the 1,000 bytes it announces, then silence.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { break };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+            held.push(stream);
+        }
+    });
+    let reader = reader_with(
+        &format!("http://127.0.0.1:{port}/cache"),
+        Timeouts {
+            connect: Duration::from_secs(1),
+            request: Duration::from_secs(60),
+            idle: Duration::from_millis(300),
+        },
+    );
+    let (_other, store) = checkout();
+    for _ in 0..3 {
+        assert_eq!(
+            reader.fetch(KEY, &store),
+            Fetch::Miss(MissReason::Unavailable)
+        );
+    }
+    let stats = reader.stats();
+    assert!(stats.circuit_open && stats.failures == 1, "{stats:?}");
+    let warning = reader.warnings()[0].to_string();
+    assert!(
+        warning.contains("the server sent nothing for 300 ms"),
+        "{warning}"
     );
 }
 

@@ -15,7 +15,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{BackendError, ObjectName, describe_reqwest};
+use std::time::Duration;
+
+use super::{BackendError, ObjectName, reqwest_error, within_idle};
 use crate::secret::Scrubber;
 
 /// The most a buffer is sized to in advance; past it, it grows as bytes really arrive.
@@ -86,23 +88,29 @@ impl BoundedBody {
 }
 
 /// The body of `response` (a successful answer for `name`), read under `max`:
-/// [`BackendError::TooLarge`] when it holds more, a transport error when it breaks off.
+/// [`BackendError::TooLarge`] when it holds more, a transport error when it breaks off,
+/// [`BackendError::TimedOut`] when nothing comes for `idle`.
 pub(crate) async fn read_bounded(
     mut response: reqwest::Response,
     name: &ObjectName,
     max: u64,
+    idle: Duration,
     scrubber: &Scrubber,
 ) -> Result<Bytes, BackendError> {
     let too_large = |_: Exceeded| BackendError::too_large(name, max);
     let mut body = BoundedBody::new(response.content_length(), max).map_err(too_large)?;
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| BackendError::Transport(describe_reqwest(e, scrubber)))?
-    {
-        body.push(chunk).map_err(too_large)?;
+    loop {
+        let next = async {
+            response
+                .chunk()
+                .await
+                .map_err(|e| reqwest_error(e, scrubber))
+        };
+        match within_idle(idle, "GET", name, next).await? {
+            Some(chunk) => body.push(chunk).map_err(too_large)?,
+            None => return Ok(body.finish()),
+        }
     }
-    Ok(body.finish())
 }
 
 #[cfg(test)]

@@ -65,11 +65,17 @@ impl DalBackend {
         // says "failed to load signing credential"; that is a refusal too.
         if error.kind() == ErrorKind::PermissionDenied || text.contains("signing credential") {
             BackendError::Unauthorized(text)
+        } else if text.contains(SILENT) || text.contains("operation timed out") {
+            BackendError::TimedOut(text)
         } else {
             BackendError::Transport(text)
         }
     }
 }
+
+/// How [`LazyTransport`] says a read's answer did not come within the idle timeout (and how
+/// the error is known again once OpenDAL has wrapped it).
+const SILENT: &str = "the server sent nothing for";
 
 /// OpenDAL's HTTP transport over the remote cache's client, which is built on the first
 /// request (see `http_client`): a client that cannot be built fails each request.
@@ -84,7 +90,21 @@ impl HttpTransport for LazyTransport {
             .0
             .get()
             .map_err(|e| opendal::Error::new(ErrorKind::Unexpected, e.to_string()))?;
-        ReqwestTransport::new(client.clone()).fetch(request).await
+        let read = matches!(*request.method(), http::Method::GET | http::Method::HEAD);
+        let transport = ReqwestTransport::new(client.clone());
+        let fetch = transport.fetch(request);
+        if !read {
+            return fetch.await;
+        }
+        // A read's answer head within the idle timeout (its body is bounded by the request
+        // timeout only).
+        let idle = self.0.idle();
+        tokio::time::timeout(idle, fetch).await.unwrap_or_else(|_| {
+            Err(opendal::Error::new(
+                ErrorKind::Unexpected,
+                format!("{SILENT} {} ms", idle.as_millis()),
+            ))
+        })
     }
 }
 

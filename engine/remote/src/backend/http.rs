@@ -17,7 +17,9 @@ use url::Url;
 
 use super::bounded_body::read_bounded;
 use super::http_client::HttpClient;
-use super::{Backend, BackendError, BoxFuture, Env, ObjectName, OpenError, describe_reqwest};
+use super::{
+    Backend, BackendError, BoxFuture, Env, ObjectName, OpenError, reqwest_error, within_idle,
+};
 use crate::remote_url::RemoteUrl;
 use crate::secret::{Scrubber, Secret};
 
@@ -94,7 +96,7 @@ impl HttpBackend {
     }
 
     fn transport(&self, error: reqwest::Error) -> BackendError {
-        BackendError::Transport(describe_reqwest(error, &self.scrubber))
+        reqwest_error(error, &self.scrubber)
     }
 }
 
@@ -120,16 +122,17 @@ impl Backend for HttpBackend {
         max: u64,
     ) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
-            let response = self
-                .request(reqwest::Method::GET, &name)?
-                .send()
-                .await
-                .map_err(|e| self.transport(e))?;
+            let request = self.request(reqwest::Method::GET, &name)?;
+            let idle = self.client.idle();
+            let sent = async { request.send().await.map_err(|e| self.transport(e)) };
+            let response = within_idle(idle, "GET", &name, sent).await?;
             match response.status() {
                 StatusCode::NOT_FOUND => Ok(None),
-                status if status.is_success() => read_bounded(response, &name, max, &self.scrubber)
-                    .await
-                    .map(Some),
+                status if status.is_success() => {
+                    read_bounded(response, &name, max, idle, &self.scrubber)
+                        .await
+                        .map(Some)
+                }
                 status => Err(BackendError::status("GET", &name, status.as_u16())),
             }
         })
@@ -166,11 +169,9 @@ impl Backend for HttpBackend {
 
     fn exists(&self, name: ObjectName) -> BoxFuture<'_, Result<bool, BackendError>> {
         Box::pin(async move {
-            let response = self
-                .request(reqwest::Method::HEAD, &name)?
-                .send()
-                .await
-                .map_err(|e| self.transport(e))?;
+            let request = self.request(reqwest::Method::HEAD, &name)?;
+            let sent = async { request.send().await.map_err(|e| self.transport(e)) };
+            let response = within_idle(self.client.idle(), "HEAD", &name, sent).await?;
             match response.status() {
                 StatusCode::NOT_FOUND => Ok(false),
                 status if status.is_success() => Ok(true),

@@ -49,6 +49,11 @@ impl HttpClient {
         }
     }
 
+    /// How long a read may wait for the server to send something ([`Timeouts::idle`]).
+    pub(crate) fn idle(&self) -> Duration {
+        self.timeouts.idle
+    }
+
     /// The client, built by the first call; when it cannot be built, every call fails with
     /// the reason, as a transport error (an outage: warned once, and the breaker opens).
     pub(crate) fn get(&self) -> Result<&reqwest::Client, BackendError> {
@@ -98,6 +103,7 @@ mod tests {
         Timeouts {
             connect: Duration::from_secs(1),
             request: Duration::from_secs(5),
+            idle: Duration::from_secs(5),
         }
     }
 

@@ -139,6 +139,11 @@ pub enum BackendError {
     /// artifact whose `x-artifact-tag` does not verify): not an outage, a rejected object.
     #[error("{0}")]
     Integrity(String),
+    /// The call timed out: the server did not connect, answer or go on sending in time. An
+    /// outage that gives the remote up for the run at once (a server that stalls once
+    /// would stall every call).
+    #[error("{0}")]
+    TimedOut(String),
     /// The server refused a read for its credentials, or their absence (Redis's `NOAUTH` or a
     /// failed `AUTH`, an object store's permission denied): an outage, like a 401 to a `GET`.
     #[error("{0}")]
@@ -225,6 +230,10 @@ pub struct Timeouts {
     pub connect: Duration,
     /// For a whole call, connection included (default 30 s; blobs can be large).
     pub request: Duration,
+    /// The longest the server may send nothing while an answer is awaited (default 5 s):
+    /// over HTTP between two reads, from Redis for a whole reply. A server that stalls this
+    /// long is given up on for the run at once.
+    pub idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -232,6 +241,7 @@ impl Default for Timeouts {
         Timeouts {
             connect: Duration::from_secs(2),
             request: Duration::from_secs(30),
+            idle: Duration::from_secs(5),
         }
     }
 }
@@ -343,6 +353,41 @@ pub fn open(
 /// The text of a reqwest error and its causes ("error sending request: client error
 /// (Connect): tcp connect error: Connection refused"), without its URL (which can hold
 /// credentials) and scrubbed.
+/// `read` (a read's answer head, or the next piece of its body), given up as
+/// [`BackendError::TimedOut`] when the server sends nothing for `idle` — reqwest's own
+/// `read_timeout` also counts the time a `PUT` spends sending its body, so it is not used.
+pub(crate) async fn within_idle<T>(
+    idle: Duration,
+    op: &'static str,
+    name: &ObjectName,
+    read: impl Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    match tokio::time::timeout(idle, read).await {
+        Ok(result) => result,
+        Err(_) => {
+            let millis = idle.as_millis();
+            let idle = if millis.is_multiple_of(1000) {
+                format!("{} s", millis / 1000)
+            } else {
+                format!("{millis} ms")
+            };
+            Err(BackendError::TimedOut(format!(
+                "the server sent nothing for {idle} ({op} `{name}`)"
+            )))
+        }
+    }
+}
+
+/// A reqwest error as a [`BackendError`]: a timeout is [`BackendError::TimedOut`], anything else
+/// [`BackendError::Transport`].
+pub(crate) fn reqwest_error(error: reqwest::Error, scrubber: &Scrubber) -> BackendError {
+    if error.is_timeout() {
+        BackendError::TimedOut(describe_reqwest(error, scrubber))
+    } else {
+        BackendError::Transport(describe_reqwest(error, scrubber))
+    }
+}
+
 pub(crate) fn describe_reqwest(error: reqwest::Error, scrubber: &Scrubber) -> String {
     let error = error.without_url();
     let mut text = error.to_string();

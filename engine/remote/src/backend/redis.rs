@@ -12,15 +12,19 @@
 //! 10 s for a connection, and OpenDAL exposes neither; against a stopped server each call took
 //! about 10 s, so the breaker's three failures cost 28 s of a run. Here the connection manager
 //! has the remote's connect timeout, the request timeout per response, and no retries: a
-//! stopped server fails each call at once. The manager is created on first use (creating it
-//! connects), and is kept: it reconnects by itself after a broken connection.
+//! stopped server fails each call at once. A read (`GET`, `EXISTS`) must have its whole reply
+//! within the idle timeout, so a server that stalls costs that long once (the breaker then
+//! opens). The manager is created on first use (creating it connects), and is kept: it
+//! reconnects by itself after a broken connection.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use super::{Backend, BackendError, BoxFuture, Env, ObjectName, OpenError, Timeouts};
+use super::{Backend, BackendError, BoxFuture, Env, ObjectName, OpenError, Timeouts, within_idle};
 use crate::remote_url::RemoteUrl;
 use crate::secret::Scrubber;
 
@@ -32,6 +36,8 @@ pub struct RedisBackend {
     client: redis::Client,
     config: ConnectionManagerConfig,
     manager: OnceCell<ConnectionManager>,
+    /// How long a read may wait for its whole reply ([`Timeouts::idle`]).
+    idle: Duration,
     scrubber: Scrubber,
 }
 
@@ -72,6 +78,7 @@ impl RedisBackend {
         Ok(RedisBackend {
             client,
             config,
+            idle: timeouts.idle,
             manager: OnceCell::new(),
             scrubber,
         })
@@ -93,6 +100,8 @@ impl RedisBackend {
             || matches!(error.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
         if refused {
             BackendError::Unauthorized(text)
+        } else if error.is_timeout() {
+            BackendError::TimedOut(text)
         } else {
             BackendError::Transport(text)
         }
@@ -114,23 +123,26 @@ impl Backend for RedisBackend {
         max: u64,
     ) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
-            let mut connection = self.connection().await?;
-            // Redis takes a signed 64-bit end; values are at most 512 MB anyway.
-            let end = i64::try_from(max).unwrap_or(i64::MAX);
-            let bytes: Bytes = redis::cmd("GETRANGE")
-                .arg(key_of(&name))
-                .arg(0)
-                .arg(end)
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| self.error(e))?;
-            if bytes.len() as u64 > max {
-                Err(BackendError::too_large(&name, max))
-            } else if bytes.is_empty() {
-                Ok(None)
-            } else {
-                Ok(Some(bytes))
-            }
+            let read = async {
+                let mut connection = self.connection().await?;
+                // Redis takes a signed 64-bit end; values are at most 512 MB anyway.
+                let end = i64::try_from(max).unwrap_or(i64::MAX);
+                let bytes: Bytes = redis::cmd("GETRANGE")
+                    .arg(key_of(&name))
+                    .arg(0)
+                    .arg(end)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                if bytes.len() as u64 > max {
+                    Err(BackendError::too_large(&name, max))
+                } else if bytes.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some(bytes))
+                }
+            };
+            within_idle(self.idle, "GET", &name, read).await
         })
     }
 
@@ -146,11 +158,14 @@ impl Backend for RedisBackend {
 
     fn exists(&self, name: ObjectName) -> BoxFuture<'_, Result<bool, BackendError>> {
         Box::pin(async move {
-            let mut connection = self.connection().await?;
-            connection
-                .exists::<_, bool>(key_of(&name))
-                .await
-                .map_err(|e| self.error(e))
+            let read = async {
+                let mut connection = self.connection().await?;
+                connection
+                    .exists::<_, bool>(key_of(&name))
+                    .await
+                    .map_err(|e| self.error(e))
+            };
+            within_idle(self.idle, "EXISTS", &name, read).await
         })
     }
 }

@@ -32,7 +32,8 @@ use super::bounded_body::read_bounded;
 use super::http::base_of;
 use super::http_client::HttpClient;
 use super::{
-    Backend, BackendError, BoxFuture, Env, Namespace, ObjectName, OpenError, describe_reqwest,
+    Backend, BackendError, BoxFuture, Env, Namespace, ObjectName, OpenError, reqwest_error,
+    within_idle,
 };
 use crate::remote_url::RemoteUrl;
 use crate::secret::{Scrubber, Secret};
@@ -121,7 +122,7 @@ impl TurboBackend {
     }
 
     fn transport(&self, error: reqwest::Error) -> BackendError {
-        BackendError::Transport(describe_reqwest(error, &self.scrubber))
+        reqwest_error(error, &self.scrubber)
     }
 }
 
@@ -148,11 +149,10 @@ impl Backend for TurboBackend {
     ) -> BoxFuture<'_, Result<Option<Bytes>, BackendError>> {
         Box::pin(async move {
             let id = Self::artifact_id(&name);
-            let response = self
-                .request(reqwest::Method::GET, &id)?
-                .send()
-                .await
-                .map_err(|e| self.transport(e))?;
+            let request = self.request(reqwest::Method::GET, &id)?;
+            let idle = self.client.idle();
+            let sent = async { request.send().await.map_err(|e| self.transport(e)) };
+            let response = within_idle(idle, "GET", &name, sent).await?;
             match response.status() {
                 StatusCode::NOT_FOUND => Ok(None),
                 status if status.is_success() => {
@@ -161,7 +161,7 @@ impl Backend for TurboBackend {
                         .get(TAG_HEADER)
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
-                    let bytes = read_bounded(response, &name, max, &self.scrubber).await?;
+                    let bytes = read_bounded(response, &name, max, idle, &self.scrubber).await?;
                     if let Some(expected) = self.tag(&id, &bytes) {
                         match tag {
                             None => {
@@ -213,11 +213,9 @@ impl Backend for TurboBackend {
     fn exists(&self, name: ObjectName) -> BoxFuture<'_, Result<bool, BackendError>> {
         Box::pin(async move {
             let id = Self::artifact_id(&name);
-            let response = self
-                .request(reqwest::Method::HEAD, &id)?
-                .send()
-                .await
-                .map_err(|e| self.transport(e))?;
+            let request = self.request(reqwest::Method::HEAD, &id)?;
+            let sent = async { request.send().await.map_err(|e| self.transport(e)) };
+            let response = within_idle(self.client.idle(), "HEAD", &name, sent).await?;
             match response.status() {
                 StatusCode::NOT_FOUND => Ok(false),
                 status if status.is_success() => Ok(true),
