@@ -707,6 +707,17 @@ fn an_s3_remote_without_credentials_says_where_they_come_from() {
     );
 }
 
+#[test]
+fn the_turborepo_cache_s_reason_for_a_refusal_is_quoted() {
+    let server = started(TestServer::turbo(None));
+    let text = warning_without_credentials(&server);
+    assert!(
+        text.contains("the server answered 400 to GET `ac/")
+            && text.contains(": Missing Authorization header"),
+        "{text}"
+    );
+}
+
 /// The one warning of a fetch from `server` by a reader given none of its environment.
 fn warning_without_credentials(server: &TestServer) -> String {
     let (_checkout, store) = checkout();

@@ -126,7 +126,7 @@ pub enum BackendError {
     #[error("{0}")]
     Transport(String),
     /// The server answered with an unexpected status.
-    #[error("the server answered {status} to {op} `{object}`")]
+    #[error("the server answered {status} to {op} `{object}`{}", said_text(said))]
     Status {
         /// `GET`, `PUT` or `HEAD`.
         op: &'static str,
@@ -134,6 +134,9 @@ pub enum BackendError {
         object: String,
         /// The HTTP status.
         status: u16,
+        /// What the server said about it, when it says it in a form clab reads (the
+        /// Turborepo API's JSON `message`), shortened and scrubbed.
+        said: Option<String>,
     },
     /// The server answered, but what it sent fails a check of the protocol (a Turborepo
     /// artifact whose `x-artifact-tag` does not verify): not an outage, a rejected object.
@@ -198,13 +201,27 @@ impl BackendError {
 
     /// The error of an unexpected HTTP status: a refused `PUT` is [`WriteDenied`](Self::WriteDenied).
     pub fn status(op: &'static str, name: &ObjectName, status: u16) -> BackendError {
+        BackendError::status_saying(op, name, status, None)
+    }
+
+    /// [`status`](Self::status) with what the server said about it.
+    pub fn status_saying(
+        op: &'static str,
+        name: &ObjectName,
+        status: u16,
+        said: Option<String>,
+    ) -> BackendError {
         if op == "PUT" && matches!(status, 401 | 403) {
-            BackendError::WriteDenied(format!("the server answered {status} to PUT `{name}`"))
+            BackendError::WriteDenied(format!(
+                "the server answered {status} to PUT `{name}`{}",
+                said_text(&said)
+            ))
         } else {
             BackendError::Status {
                 op,
                 object: name.path(),
                 status,
+                said,
             }
         }
     }
@@ -353,6 +370,10 @@ pub fn open(
 /// The text of a reqwest error and its causes ("error sending request: client error
 /// (Connect): tcp connect error: Connection refused"), without its URL (which can hold
 /// credentials) and scrubbed.
+fn said_text(said: &Option<String>) -> String {
+    said.as_ref().map(|s| format!(": {s}")).unwrap_or_default()
+}
+
 /// `read` (a read's answer head, or the next piece of its body), given up as
 /// [`BackendError::TimedOut`] when the server sends nothing for `idle` — reqwest's own
 /// `read_timeout` also counts the time a `PUT` spends sending its body, so it is not used.

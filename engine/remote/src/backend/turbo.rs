@@ -41,6 +41,9 @@ use crate::secret::{Scrubber, Secret};
 /// The header an artifact's tag travels in.
 pub const TAG_HEADER: &str = "x-artifact-tag";
 
+/// The most of a server's message a warning quotes.
+const SAID_MAX: usize = 200;
+
 /// A Turborepo remote cache.
 #[derive(Debug)]
 pub struct TurboBackend {
@@ -121,6 +124,24 @@ impl TurboBackend {
         )))
     }
 
+    /// What the server says about a refusal: the `message` of its JSON body (turbo's API and
+    /// ducktors' server put it at `error.message` or `message`: "querystring should have
+    /// required property 'team'"), at most [`SAID_MAX`] characters, scrubbed; `None` for
+    /// anything else, or a body that does not come within the idle timeout.
+    async fn said(&self, response: reqwest::Response, name: &ObjectName) -> Option<String> {
+        let idle = self.client.idle();
+        let body = read_bounded(response, name, 4096, idle, &self.scrubber)
+            .await
+            .ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let message = json
+            .pointer("/error/message")
+            .or_else(|| json.get("message"))?
+            .as_str()?;
+        let short: String = message.chars().take(SAID_MAX).collect();
+        Some(self.scrubber.scrub(&short))
+    }
+
     fn transport(&self, error: reqwest::Error) -> BackendError {
         reqwest_error(error, &self.scrubber)
     }
@@ -179,7 +200,15 @@ impl Backend for TurboBackend {
                     }
                     Ok(Some(bytes))
                 }
-                status => Err(BackendError::status("GET", &name, status.as_u16())),
+                status => {
+                    let said = self.said(response, &name).await;
+                    Err(BackendError::status_saying(
+                        "GET",
+                        &name,
+                        status.as_u16(),
+                        said,
+                    ))
+                }
             }
         })
     }
@@ -198,13 +227,16 @@ impl Backend for TurboBackend {
                 .send()
                 .await
                 .map_err(|e| self.transport(e))?;
-            if response.status().is_success() {
+            let status = response.status();
+            if status.is_success() {
                 Ok(())
             } else {
-                Err(BackendError::status(
+                let said = self.said(response, &name).await;
+                Err(BackendError::status_saying(
                     "PUT",
                     &name,
-                    response.status().as_u16(),
+                    status.as_u16(),
+                    said,
                 ))
             }
         })
