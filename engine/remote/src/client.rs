@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use clab_store::Digest;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::backend::{Backend, BackendError, BoxFuture, Timeouts};
 use crate::breaker::Breaker;
@@ -46,6 +47,10 @@ pub(crate) struct Client {
     known: Mutex<HashSet<Digest>>,
     /// The first refused write's cause, for the one warning about it.
     write_denied: Mutex<Option<String>>,
+    /// The memory the blobs in transfer may hold, in MiB ([`Client::room_for`]).
+    memory: Semaphore,
+    /// Its size.
+    memory_mib: u32,
 }
 
 impl Client {
@@ -54,7 +59,9 @@ impl Client {
         url: RemoteUrl,
         timeouts: Timeouts,
         breaker_threshold: u32,
+        memory_mib: u32,
     ) -> Client {
+        let memory_mib = memory_mib.max(1);
         Client {
             backend,
             url,
@@ -64,7 +71,19 @@ impl Client {
             warnings: Mutex::new(Vec::new()),
             known: Mutex::new(HashSet::new()),
             write_denied: Mutex::new(None),
+            memory: Semaphore::new(memory_mib as usize),
+            memory_mib,
         }
+    }
+
+    /// Room for a blob of `bytes` in the transfers' memory, held until the permit is dropped
+    /// (`None` once the client is closed). A blob larger than all of it waits for all of it:
+    /// it moves alone.
+    pub(crate) async fn room_for(&self, bytes: u64) -> Option<SemaphorePermit<'_>> {
+        let mib = bytes
+            .div_ceil(1024 * 1024)
+            .clamp(1, u64::from(self.memory_mib));
+        self.memory.acquire_many(mib as u32).await.ok()
     }
 
     /// Runs one backend call under the request timeout and the breaker.

@@ -61,7 +61,15 @@ pub struct RemoteConfig {
     pub breaker_threshold: u32,
     /// Uploads (and downloads of one fetch) in flight at once.
     pub parallelism: usize,
+    /// How much memory the blobs in transfer may hold at once, in MiB (default
+    /// [`DEFAULT_TRANSFER_MEMORY_MIB`]).
+    pub transfer_memory_mib: u32,
 }
+
+/// The memory the blobs in transfer (downloads and uploads together) may hold at once: 512
+/// MiB. Each is held whole while it moves; without the bound, four 200 MB outputs restored at
+/// once held 800 MB, and eight 1 GB outputs would have held 8 GB.
+pub const DEFAULT_TRANSFER_MEMORY_MIB: u32 = 512;
 
 /// The remote cache's configuration is unusable. Never holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
@@ -148,6 +156,7 @@ impl RemoteConfig {
             timeouts: Timeouts::default(),
             breaker_threshold: DEFAULT_THRESHOLD,
             parallelism: DEFAULT_UPLOAD_PARALLELISM,
+            transfer_memory_mib: DEFAULT_TRANSFER_MEMORY_MIB,
         }
     }
 

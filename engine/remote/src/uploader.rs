@@ -19,7 +19,7 @@
 //!   [`LOG_BLOB_MAX`] uploaded on its own) is not uploaded at
 //!   all: it counts as failed, without a call.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -167,6 +167,13 @@ async fn upload_entry(
         .blobs()
         .filter(|d| *d != Digest::empty() && !carried.iter().any(|blob| blob.digest() == d))
         .collect();
+    // Each blob's size, for the transfers' memory (a log's: from its file).
+    let sizes: HashMap<Digest, u64> = result
+        .outputs
+        .iter()
+        .map(|output| (output.hash, output.size))
+        .chain(log_size)
+        .collect();
     // The manifest is made before any blob goes up, so that an entry readers would refuse as
     // too large costs no upload at all.
     let mut manifest = Manifest::from_result(name.name(), result);
@@ -183,7 +190,8 @@ async fn upload_entry(
         let client = Arc::clone(client);
         let semaphore = Arc::clone(semaphore);
         let cas = cas.clone();
-        blobs.spawn(async move { upload_blob(&client, &cas, digest, &semaphore).await });
+        let size = sizes.get(&digest).copied().unwrap_or(0);
+        blobs.spawn(async move { upload_blob(&client, &cas, digest, size, &semaphore).await });
     }
     while let Some(joined) = blobs.join_next().await {
         if !matches!(joined, Ok(Ok(()))) {
@@ -238,6 +246,7 @@ async fn upload_blob(
     client: &Arc<Client>,
     cas: &Cas,
     digest: Digest,
+    size: u64,
     semaphore: &Arc<Semaphore>,
 ) -> Result<(), ()> {
     if client.knows(&digest) {
@@ -257,6 +266,8 @@ async fn upload_blob(
         client.stats_mut().blobs_present += 1;
         return Ok(());
     }
+    // Held, whole, while it goes up.
+    let _room = client.room_for(size).await.ok_or(())?;
     let cas = cas.clone();
     let bytes = tokio::task::spawn_blocking(move || cas.read(&digest))
         .await
