@@ -13,9 +13,9 @@
 //!   bound, nor than [`PRESIZE_MAX`]: a lying `Content-Length` under a huge bound cannot make
 //!   clab reserve gigabytes), so a body of known length is copied once and never regrown.
 
-use bytes::{Bytes, BytesMut};
-
 use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 
 use super::{BackendError, ObjectName, reqwest_error, within_idle};
 use crate::secret::Scrubber;

@@ -122,7 +122,8 @@ impl fmt::Display for ObjectName {
 /// A backend call failed. The text never holds a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    /// The server could not be reached, the connection broke, or the call timed out.
+    /// The server could not be reached, or the connection broke (a timeout is
+    /// [`TimedOut`](Self::TimedOut)).
     #[error("{0}")]
     Transport(String),
     /// The server answered with an unexpected status.
@@ -367,9 +368,7 @@ pub fn open(
     Ok(backend)
 }
 
-/// The text of a reqwest error and its causes ("error sending request: client error
-/// (Connect): tcp connect error: Connection refused"), without its URL (which can hold
-/// credentials) and scrubbed.
+/// `: what the server said`, or nothing.
 fn said_text(said: &Option<String>) -> String {
     said.as_ref().map(|s| format!(": {s}")).unwrap_or_default()
 }
@@ -409,6 +408,9 @@ pub(crate) fn reqwest_error(error: reqwest::Error, scrubber: &Scrubber) -> Backe
     }
 }
 
+/// The text of a reqwest error and its causes ("error sending request: client error
+/// (Connect): tcp connect error: Connection refused"), without its URL (which can hold
+/// credentials) and scrubbed.
 pub(crate) fn describe_reqwest(error: reqwest::Error, scrubber: &Scrubber) -> String {
     let error = error.without_url();
     let mut text = error.to_string();
