@@ -99,6 +99,17 @@ const OUTPUTS: [&str; 4] = [
     "build/check.txt",
 ];
 
+/// `reader` (a checkout of `writer`'s sources) restores every task from the remote, running
+/// none, with `writer`'s outputs.
+#[track_caller]
+fn restores_everything(writer: &Test, reader: &Test) {
+    reader
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 0 ran, 4 cached (4 remote)");
+    same_outputs(writer, reader);
+}
+
 /// Every output of `b` equals `a`'s, byte for byte and mode for mode.
 #[track_caller]
 fn same_outputs(a: &Test, b: &Test) {
@@ -305,12 +316,7 @@ fn an_untrusted_signer_s_entries_rerun() {
 
     // The reader could not sign an entry it trusts, so it wrote none: the writer's entries
     // are still there for those who trust its key.
-    let third = trusting_checkout(&writer, &server);
-    third
-        .run_with(&["run", "check"])
-        .status(0)
-        .stdout_has("4 tasks: 0 ran, 4 cached (4 remote)");
-    same_outputs(&writer, &third);
+    restores_everything(&writer, &trusting_checkout(&writer, &server));
 }
 
 #[test]
@@ -366,23 +372,14 @@ fn a_server_that_wants_a_token_gets_it_and_a_run_without_it_says_where_it_comes_
     }
 
     // A first run without the token: one warning that names the variable, the same result.
-    let tokenless = Test::new()
-        .file("src/data.txt", "b\na\n")
-        .file("tasks.kdl", &writer.read("tasks.kdl"))
-        .env("CLAB_REMOTE_CACHE", &server.url());
-    let run = tokenless
-        .run_with(&["run", "check"])
-        .status(0)
-        .stdout_has("4 tasks: 4 ran in");
-    let warnings = unavailable_warnings(&run);
-    assert_eq!(warnings.len(), 1, "{}", run.stdout);
+    let tokenless = project().env("CLAB_REMOTE_CACHE", &server.url());
+    let warning = the_outage_of_a_run_of_everything(&tokenless);
     assert!(
-        warnings[0].contains("answered 401 to GET")
-            && warnings[0].contains(
+        warning.contains("answered 401 to GET")
+            && warning.contains(
                 "(credentials come from CLAB_REMOTE_CACHE_TOKEN, sent as a bearer token)"
             ),
-        "{}",
-        warnings[0]
+        "{warning}"
     );
 }
 
@@ -455,18 +452,12 @@ fn a_silent_server_costs_one_wait_not_one_per_task() {
         "CLAB_REMOTE_CACHE",
         &format!("http://127.0.0.1:{port}/cache"),
     );
-    let run = test
-        .run_with(&["run", "check"])
-        .status(0)
-        .stdout_has("4 tasks: 4 ran in");
     // The four tasks wait on each other; the first lookup's silence gives the remote up.
-    let warnings = unavailable_warnings(&run);
-    assert_eq!(warnings.len(), 1, "{}", run.stdout);
+    let warning = the_outage_of_a_run_of_everything(&test);
     assert!(
-        warnings[0].contains("the server sent nothing for 5 s (GET `ac/")
-            && warnings[0].ends_with("(1 failed call); not using it for the rest of this run"),
-        "{}",
-        warnings[0]
+        warning.contains("the server sent nothing for 5 s (GET `ac/")
+            && warning.ends_with("(1 failed call); not using it for the rest of this run"),
+        "{warning}"
     );
 }
 
@@ -490,6 +481,18 @@ fn on_github_actions_a_remote_warning_is_an_annotation() {
         "{}",
         warnings[0]
     );
+}
+
+/// The one "unavailable" warning of a run of `check` in `test` that runs every task, exit 0.
+#[track_caller]
+fn the_outage_of_a_run_of_everything(test: &Test) -> String {
+    let run = test
+        .run_with(&["run", "check"])
+        .status(0)
+        .stdout_has("4 tasks: 4 ran in");
+    let warnings = unavailable_warnings(&run);
+    assert_eq!(warnings.len(), 1, "{}", run.stdout);
+    warnings[0].to_owned()
 }
 
 fn unavailable_warnings(run: &Run) -> Vec<&str> {
@@ -522,11 +525,7 @@ fn a_plain_http_remote_needs_no_root_certificates() {
         wrote.stderr
     );
     let reader = with_server(fresh_checkout(&writer), &server, &NO_CA_CERTIFICATES);
-    reader
-        .run_with(&["run", "check"])
-        .status(0)
-        .stdout_has("4 tasks: 0 ran, 4 cached (4 remote)");
-    same_outputs(&writer, &reader);
+    restores_everything(&writer, &reader);
 }
 
 #[test]

@@ -1400,7 +1400,8 @@ mod tests {
         assert_eq!(remote.stats().upload_abandoned, report.abandoned + 1);
     }
 
-    /// A backend whose puts take a while and that records how many ran at once.
+    /// A backend whose puts, and gets of blobs, take a while, and that records how many puts
+    /// ran at once and the most blob bytes in transfer at once.
     #[derive(Debug, Default)]
     struct Slow {
         inner: MemoryBackend,
@@ -1408,6 +1409,20 @@ mod tests {
         most: std::sync::atomic::AtomicUsize,
         /// Manifests put before one of their blobs was there.
         early_manifests: std::sync::atomic::AtomicUsize,
+        bytes_in_flight: AtomicU64,
+        most_bytes: AtomicU64,
+    }
+
+    impl Slow {
+        /// Waits 20 ms, with `bytes` of blob `name` counted as in transfer meanwhile.
+        async fn transfer(&self, name: &ObjectName, bytes: u64) {
+            let blob = name.namespace() == crate::backend::Namespace::Cas;
+            let bytes = if blob { bytes } else { 0 };
+            let now = self.bytes_in_flight.fetch_add(bytes, Ordering::AcqRel) + bytes;
+            self.most_bytes.fetch_max(now, Ordering::AcqRel);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.bytes_in_flight.fetch_sub(bytes, Ordering::AcqRel);
+        }
     }
 
     impl Backend for Slow {
@@ -1416,7 +1431,14 @@ mod tests {
             name: ObjectName,
             max: u64,
         ) -> crate::backend::BoxFuture<'_, Result<Option<Bytes>, crate::BackendError>> {
-            self.inner.get(name, max)
+            Box::pin(async move {
+                let got = self.inner.get(name.clone(), max).await?;
+                if name.namespace() == crate::backend::Namespace::Cas {
+                    let size = got.as_ref().map_or(0, |bytes| bytes.len() as u64);
+                    self.transfer(&name, size).await;
+                }
+                Ok(got)
+            })
         }
 
         fn put(
@@ -1424,7 +1446,6 @@ mod tests {
             name: ObjectName,
             bytes: Bytes,
         ) -> crate::backend::BoxFuture<'_, Result<(), crate::BackendError>> {
-            use std::sync::atomic::Ordering;
             Box::pin(async move {
                 if name.namespace() == crate::backend::Namespace::Ac {
                     let objects = self.inner.objects();
@@ -1438,61 +1459,8 @@ mod tests {
                 }
                 let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
                 self.most.fetch_max(now, Ordering::AcqRel);
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.transfer(&name, bytes.len() as u64).await;
                 self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                self.inner.put(name, bytes).await
-            })
-        }
-
-        fn exists(
-            &self,
-            name: ObjectName,
-        ) -> crate::backend::BoxFuture<'_, Result<bool, crate::BackendError>> {
-            self.inner.exists(name)
-        }
-    }
-
-    /// A backend that records the most blob bytes in transfer at once (its gets and puts of
-    /// `cas/` objects each take a while).
-    #[derive(Debug, Default)]
-    struct Weighed {
-        inner: MemoryBackend,
-        in_flight: AtomicU64,
-        most: AtomicU64,
-    }
-
-    impl Weighed {
-        async fn weigh(&self, name: &ObjectName, bytes: u64) {
-            if name.namespace() == crate::backend::Namespace::Cas {
-                let now = self.in_flight.fetch_add(bytes, Ordering::AcqRel) + bytes;
-                self.most.fetch_max(now, Ordering::AcqRel);
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                self.in_flight.fetch_sub(bytes, Ordering::AcqRel);
-            }
-        }
-    }
-
-    impl Backend for Weighed {
-        fn get(
-            &self,
-            name: ObjectName,
-            max: u64,
-        ) -> crate::backend::BoxFuture<'_, Result<Option<Bytes>, crate::BackendError>> {
-            Box::pin(async move {
-                let got = self.inner.get(name.clone(), max).await?;
-                let size = got.as_ref().map_or(0, |bytes| bytes.len() as u64);
-                self.weigh(&name, size).await;
-                Ok(got)
-            })
-        }
-
-        fn put(
-            &self,
-            name: ObjectName,
-            bytes: Bytes,
-        ) -> crate::backend::BoxFuture<'_, Result<(), crate::BackendError>> {
-            Box::pin(async move {
-                self.weigh(&name, bytes.len() as u64).await;
                 self.inner.put(name, bytes).await
             })
         }
@@ -1528,17 +1496,17 @@ mod tests {
             })
             .collect();
         let result = CachedResult::new("big", "ok", 1, outputs, None);
-        let weighed = Arc::new(Weighed::default());
+        let slow = Arc::new(Slow::default());
         let remote = |configure: fn(&mut RemoteConfig)| {
             let mut config = RemoteConfig::new(None);
             configure(&mut config);
-            RemoteCache::with_backend(config, Arc::clone(&weighed) as Arc<dyn Backend>).unwrap()
+            RemoteCache::with_backend(config, Arc::clone(&slow) as Arc<dyn Backend>).unwrap()
         };
 
         let writer = remote(configure);
         writer.upload("k", &result, project.store.cas());
         assert_eq!(writer.finish(deadline()).blobs_up, 6);
-        let most_up = weighed.most.swap(0, Ordering::AcqRel);
+        let most_up = slow.most_bytes.swap(0, Ordering::AcqRel);
         assert_eq!(most_up, 2 * SIZE as u64, "bytes going up at once");
 
         let (_dir, store) = empty_store();
@@ -1546,7 +1514,7 @@ mod tests {
             remote(configure).fetch("k", &store),
             Fetch::Hit(_)
         ));
-        let most_down = weighed.most.load(Ordering::Acquire);
+        let most_down = slow.most_bytes.load(Ordering::Acquire);
         assert_eq!(most_down, 2 * SIZE as u64, "bytes coming down at once");
     }
 

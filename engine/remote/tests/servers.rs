@@ -761,9 +761,41 @@ fn a_server_answering_errors_is_unavailable_after_three_calls() {
 
 #[test]
 fn a_silent_server_is_given_up_on_after_its_first_silence() {
-    let port = fake_http_server(None);
-    // A minute per call, but 300 ms of silence: the idle timeout ends the call, and the
-    // first timeout gives the remote up for the run.
+    let warning = given_up_after_one_silence(fake_http_server(None));
+    assert!(
+        warning.contains("the server sent nothing for 300 ms (GET `ac/")
+            && warning.contains("(1 failed call)"),
+        "{warning}"
+    );
+}
+
+#[test]
+fn a_body_that_stalls_halfway_is_given_up_on_at_its_first_silence() {
+    use std::io::{Read, Write};
+    // The head and 10 of the 1,000 bytes it announces, then silence.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { break };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+            held.push(stream);
+        }
+    });
+    let warning = given_up_after_one_silence(port);
+    assert!(
+        warning.contains("the server sent nothing for 300 ms"),
+        "{warning}"
+    );
+}
+
+/// Five fetches from the server at `port` with a minute per call but 300 ms of silence
+/// allowed: the idle timeout ends the first call, which gives the remote up for the run.
+/// Returns the run's one warning.
+fn given_up_after_one_silence(port: u16) -> String {
     let reader = reader_with(
         &format!("http://127.0.0.1:{port}/cache"),
         Timeouts {
@@ -787,54 +819,7 @@ fn a_silent_server_is_given_up_on_after_its_first_silence() {
     assert!(stats.circuit_open && stats.failures == 1, "{stats:?}");
     let warnings = reader.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(
-        warnings[0]
-            .to_string()
-            .contains("the server sent nothing for 300 ms (GET `ac/")
-            && warnings[0].to_string().contains("(1 failed call)"),
-        "{}",
-        warnings[0]
-    );
-}
-
-#[test]
-fn a_body_that_stalls_halfway_is_given_up_on_at_its_first_silence() {
-    use std::io::{Read, Write};
-    // The head and 10 of the 1,000 bytes it announces, then silence.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().take(8) {
-            let Ok(mut stream) = stream else { break };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
-            held.push(stream);
-        }
-    });
-    let reader = reader_with(
-        &format!("http://127.0.0.1:{port}/cache"),
-        Timeouts {
-            connect: Duration::from_secs(1),
-            request: Duration::from_secs(60),
-            idle: Duration::from_millis(300),
-        },
-    );
-    let (_other, store) = checkout();
-    for _ in 0..3 {
-        assert_eq!(
-            reader.fetch(KEY, &store),
-            Fetch::Miss(MissReason::Unavailable)
-        );
-    }
-    let stats = reader.stats();
-    assert!(stats.circuit_open && stats.failures == 1, "{stats:?}");
-    let warning = reader.warnings()[0].to_string();
-    assert!(
-        warning.contains("the server sent nothing for 300 ms"),
-        "{warning}"
-    );
+    warnings[0].to_string()
 }
 
 /// A server that answers every request with a chunked body that does not end (64 KiB chunks
