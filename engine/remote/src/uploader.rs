@@ -97,14 +97,14 @@ impl Uploader {
         self.handle.spawn(async move {
             let started = Instant::now();
             let uploaded = upload_entry(&client, name, &result, &cas, signer, &semaphore).await;
-            {
-                let mut stats = client.stats_mut();
-                match uploaded {
-                    Ok(()) => stats.entries_up += 1,
-                    Err(()) => stats.upload_failed += 1,
-                }
-                stats.upload_ms += started.elapsed().as_millis() as u64;
+            let mut stats = client.stats_mut();
+            match uploaded {
+                Ok(()) => stats.entries_up += 1,
+                Err(()) => stats.upload_failed += 1,
             }
+            stats.upload_ms += started.elapsed().as_millis() as u64;
+            // Under the counts' lock, so that `flush` never sees the entry both counted and
+            // pending.
             pending.send_modify(|n| *n = n.saturating_sub(1));
         });
     }
@@ -126,8 +126,9 @@ impl Uploader {
         });
         let _ = waited;
         let first = !self.closed.swap(true, Ordering::AcqRel);
-        let abandoned = self.pending() as u64;
+        // Read under the counts' lock (see `upload`): an entry is counted or pending, not both.
         let mut stats = self.client.stats_mut();
+        let abandoned = self.pending() as u64;
         if first {
             stats.upload_abandoned += abandoned;
         }
