@@ -1506,8 +1506,12 @@ mod tests {
         let writer = remote(configure);
         writer.upload("k", &result, project.store.cas());
         assert_eq!(writer.finish(deadline()).blobs_up, 6);
+        // (At most two: a loaded machine may not overlap even those.)
         let most_up = slow.most_bytes.swap(0, Ordering::AcqRel);
-        assert_eq!(most_up, 2 * SIZE as u64, "bytes going up at once");
+        assert!(
+            (SIZE as u64..=2 * SIZE as u64).contains(&most_up),
+            "{most_up} bytes going up at once"
+        );
 
         let (_dir, store) = empty_store();
         assert!(matches!(
@@ -1515,7 +1519,10 @@ mod tests {
             Fetch::Hit(_)
         ));
         let most_down = slow.most_bytes.load(Ordering::Acquire);
-        assert_eq!(most_down, 2 * SIZE as u64, "bytes coming down at once");
+        assert!(
+            (SIZE as u64..=2 * SIZE as u64).contains(&most_down),
+            "{most_down} bytes coming down at once"
+        );
     }
 
     #[test]
