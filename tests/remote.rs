@@ -581,6 +581,13 @@ fn cache_stats_has_a_remote_section() {
         .status(0)
         .stdout_has(&format!("remote:   {} (read-write)", server.url()))
         .stdout_has("entries (");
+    // A checkout that got everything from the remote counts hits, not misses.
+    let reader = with_server(fresh_checkout(&test), &server, &[]);
+    restores_everything(&test, &reader);
+    reader
+        .run_with(&["cache", "stats"])
+        .status(0)
+        .stdout_has("hit rate: 100.0% (4 hits, 4 of them from the remote; 0 misses)");
 }
 
 /// Runs `clab args` in `test` and returns what it printed and its peak resident memory in

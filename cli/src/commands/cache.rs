@@ -38,6 +38,14 @@ pub(super) fn cache(project: &Project, command: &CacheCommand) -> Result<Done, F
             )?;
             writeln!(out, "database: {}", ByteSize(stats.db_bytes))?;
             match stats.hit_rate() {
+                Some(rate) if stats.remote_hits > 0 => writeln!(
+                    out,
+                    "hit rate: {:.1}% ({} hits, {} of them from the remote; {} misses)",
+                    rate * 100.0,
+                    stats.hits,
+                    stats.remote_hits,
+                    stats.misses
+                )?,
                 Some(rate) => writeln!(
                     out,
                     "hit rate: {:.1}% ({} hits, {} misses)",

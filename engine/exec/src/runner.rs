@@ -734,6 +734,9 @@ impl Runner {
                 node.name
             ));
         }
+        if remote {
+            store.count_remote_hit();
+        }
         Some(Outcome::Cached {
             saved: Duration::from_millis(result.duration_ms),
             remote,

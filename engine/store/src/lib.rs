@@ -352,10 +352,12 @@ pub struct StoreStats {
     pub blob_bytes: u64,
     /// Bytes of `cache.db` and its WAL.
     pub db_bytes: u64,
-    /// `load_result` calls that found an entry.
+    /// Lookups that found an entry, here or on the remote cache.
     pub hits: u64,
-    /// `load_result` calls that found none.
+    /// Lookups that found none, here or on the remote cache.
     pub misses: u64,
+    /// Of the hits, those the remote cache answered.
+    pub remote_hits: u64,
 }
 
 impl StoreStats {
@@ -464,6 +466,8 @@ pub type InputSet = Arc<BTreeMap<String, Digest>>;
 struct Usage {
     hits: AtomicI64,
     misses: AtomicI64,
+    /// Of the misses, those the remote cache then answered (see [`Store::count_remote_hit`]).
+    remote_hits: AtomicI64,
     used: Mutex<HashMap<String, i64>>,
 }
 
@@ -919,6 +923,12 @@ impl Store {
         }
     }
 
+    /// Count a lookup that missed here (counted by [`load_result`](Self::load_result)) and
+    /// that the remote cache then answered: [`StoreStats`] shows it as a hit, from the remote.
+    pub fn count_remote_hit(&self) {
+        self.usage.remote_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Count `n` cache hits that did not go through [`load_result`](Self::load_result).
     pub fn count_hits(&self, n: usize) {
         self.usage.hits.fetch_add(n as i64, Ordering::Relaxed);
@@ -993,13 +1003,19 @@ impl Store {
     pub fn flush_usage(&self) -> Result<(), Error> {
         let hits = self.usage.hits.swap(0, Ordering::Relaxed);
         let misses = self.usage.misses.swap(0, Ordering::Relaxed);
+        let remote_hits = self.usage.remote_hits.swap(0, Ordering::Relaxed);
         let used = std::mem::take(&mut *self.usage.used.lock().unwrap_or_else(|e| e.into_inner()));
-        if hits == 0 && misses == 0 && used.is_empty() {
+        if hits == 0 && misses == 0 && remote_hits == 0 && used.is_empty() {
             return Ok(());
         }
         self.with_conn(|conn| {
             let tx = conn.transaction()?;
-            for (name, n) in [("hits", hits), ("misses", misses)] {
+            let counts = [
+                ("hits", hits),
+                ("misses", misses),
+                ("remote_hits", remote_hits),
+            ];
+            for (name, n) in counts {
                 if n > 0 {
                     tx.execute(
                         "INSERT INTO counters (name, value) VALUES (?1, ?2)
@@ -1549,7 +1565,7 @@ impl Store {
         self.verify()?;
         let blobs = self.cas.list()?;
         self.flush_usage()?;
-        let (entries, hits, misses) = self.with_conn(|conn| {
+        let (entries, hits, misses, remote_hits) = self.with_conn(|conn| {
             let entries: i64 = conn.query_row("SELECT count(*) FROM results", [], |r| r.get(0))?;
             let counter = |name: &str| -> rusqlite::Result<u64> {
                 let value: Option<i64> = conn
@@ -1561,7 +1577,10 @@ impl Store {
                     .optional()?;
                 Ok(value.unwrap_or(0).max(0) as u64)
             };
-            Ok((entries, counter("hits")?, counter("misses")?))
+            let remote_hits = counter("remote_hits")?;
+            // Every remote hit was first a miss here.
+            let misses = counter("misses")?.saturating_sub(remote_hits);
+            Ok((entries, counter("hits")? + remote_hits, misses, remote_hits))
         })?;
         let db_bytes = ["", "-wal"]
             .iter()
@@ -1575,6 +1594,7 @@ impl Store {
             db_bytes,
             hits,
             misses,
+            remote_hits,
         })
     }
 
