@@ -442,12 +442,7 @@ task "a" { run "true" }"#,
 #[test]
 fn a_silent_server_costs_one_wait_not_one_per_task() {
     // It accepts connections and never answers.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let held: Vec<_> = listener.incoming().take(64).collect();
-        drop(held);
-    });
+    let port = clab_remote::test_servers::fake_http_server(None);
     let test = project().env(
         "CLAB_REMOTE_CACHE",
         &format!("http://127.0.0.1:{port}/cache"),

@@ -5,8 +5,9 @@
 
 use std::fmt;
 
-use clab_model::source::{SourceText, Spanned};
-use clab_remote::{ConfigError, KeyError, PublicKey, REMOTE_CACHE_ENV};
+use clab_model::source::SourceText;
+use clab_remote::signing::TRUSTED_KEY_SOURCE;
+use clab_remote::{ConfigError, PublicKey, REMOTE_CACHE_ENV};
 use clab_syntax::{CacheDecl, TaskFile};
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
 
@@ -44,18 +45,13 @@ fn setting_of(error: &ConfigError, decl: &CacheDecl) -> Option<SourceSpan> {
         ConfigError::UnsupportedScheme { .. } | ConfigError::Backend { .. } if !url_from_env => {
             remote()
         }
-        ConfigError::Key(key) if is_about_trusted_key(key) => decl
+        ConfigError::Key(key) if key.source_name() == TRUSTED_KEY_SOURCE => decl
             .trusted_keys
             .iter()
-            .find(|key| PublicKey::parse(&key.value, "trusted-key").is_err())
-            .map(|key: &Spanned<String>| key.span),
+            .find(|key| PublicKey::parse(&key.value, TRUSTED_KEY_SOURCE).is_err())
+            .map(|key| key.span),
         _ => None,
     }
-}
-
-/// Whether `error` is about a `trusted-key` of tasks.kdl (not one of the environment's).
-fn is_about_trusted_key(error: &KeyError) -> bool {
-    error.source_name() == "trusted-key"
 }
 
 impl fmt::Display for AtSetting {

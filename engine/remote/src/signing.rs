@@ -26,6 +26,9 @@ pub const SIGNING_KEY_ENV: &str = "CLAB_CACHE_SIGNING_KEY";
 /// The environment variable holding trusted public keys, comma-separated.
 pub const TRUSTED_KEYS_ENV: &str = "CLAB_CACHE_TRUSTED_KEYS";
 
+/// What a [`KeyError`] about a key of tasks.kdl's `cache { }` block names as its source.
+pub const TRUSTED_KEY_SOURCE: &str = "trusted-key";
+
 /// The prefix of a public key's text form.
 pub const PUBLIC_KEY_PREFIX: &str = "ed25519:";
 
@@ -245,7 +248,7 @@ impl TrustedKeys {
     pub fn parse(config: &[String], env: Option<&str>) -> Result<TrustedKeys, KeyError> {
         let mut keys = BTreeSet::new();
         for text in config {
-            keys.insert(PublicKey::parse(text, "trusted-key")?);
+            keys.insert(PublicKey::parse(text, TRUSTED_KEY_SOURCE)?);
         }
         for text in env
             .unwrap_or("")

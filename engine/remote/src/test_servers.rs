@@ -1,6 +1,7 @@
 //! Real cache servers on loopback for tests (feature `test-servers`): nginx with WebDAV
 //! `PUT` (also over TLS, with a certificate `openssl` makes at start), redis-server, moto's S3
-//! server and ducktors' turborepo-remote-cache.
+//! server and ducktors' turborepo-remote-cache; and a fake HTTP server that errs or stalls
+//! ([`fake_http_server`]).
 //!
 //! In: nothing but the server binaries on `PATH`. Out: a [`TestServer`] listening on
 //! `127.0.0.1` at a free port, with its data in a temp directory, the remote cache URL
@@ -125,6 +126,28 @@ impl fmt::Debug for TestServer {
             .field("dir", &self.dir.path())
             .finish()
     }
+}
+
+/// A server on a thread that accepts connections on 127.0.0.1 and answers each request with
+/// `reply` (or never, for `None`), keeping every connection open; returns its port. For a
+/// server that errs, stalls, or stops halfway through a body.
+pub fn fake_http_server(reply: Option<&'static str>) -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1");
+    let port = listener.local_addr().expect("a bound address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(64) {
+            let Ok(mut stream) = stream else { break };
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            if let Some(reply) = reply {
+                let _ = stream.write_all(reply.as_bytes());
+            }
+            held.push(stream);
+        }
+    });
+    port
 }
 
 /// Where `binary` is on `PATH`, or in an `sbin` directory (nginx lives in `/usr/sbin`, which

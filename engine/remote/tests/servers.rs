@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clab_remote::backend::{self, Backend, BackendError, ObjectName, Timeouts};
 use clab_remote::secret::Scrubber;
-use clab_remote::test_servers::{ServerError, TestServer};
+use clab_remote::test_servers::{ServerError, TestServer, fake_http_server};
 use clab_remote::{
     Env, Fetch, MissReason, RemoteCache, RemoteConfig, RemoteUrl, SigningKey, TrustedKeys, Warning,
 };
@@ -630,31 +630,6 @@ fn a_missing_server_binary_fails_with_an_install_hint() {
     );
 }
 
-/// A server on a thread that accepts connections and answers each request with `reply`
-/// (or never, for `None`); returns its port.
-fn fake_http_server(reply: Option<&'static str>) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().take(64) {
-            let Ok(mut stream) = stream else { break };
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let mut buffer = [0u8; 4096];
-            let _ = stream.read(&mut buffer);
-            match reply {
-                Some(reply) => {
-                    let _ = stream.write_all(reply.as_bytes());
-                }
-                // Keep the connection open and say nothing.
-                None => held.push(stream),
-            }
-        }
-    });
-    port
-}
-
 /// A remote cache at `url` that gives a connection `connect` and a request `request` (and
 /// the server's silences the default idle timeout).
 fn reader_with_timeouts(url: &str, connect: Duration, request: Duration) -> RemoteCache {
@@ -771,20 +746,10 @@ fn a_silent_server_is_given_up_on_after_its_first_silence() {
 
 #[test]
 fn a_body_that_stalls_halfway_is_given_up_on_at_its_first_silence() {
-    use std::io::{Read, Write};
     // The head and 10 of the 1,000 bytes it announces, then silence.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().take(8) {
-            let Ok(mut stream) = stream else { break };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
-            held.push(stream);
-        }
-    });
+    let port = fake_http_server(Some(
+        "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789",
+    ));
     let warning = given_up_after_one_silence(port);
     assert!(
         warning.contains("the server sent nothing for 300 ms"),

@@ -31,7 +31,7 @@ use opendal_http_transport_reqwest::ReqwestTransport;
 
 use super::bounded_body::{BoundedBody, Exceeded};
 use super::http_client::HttpClient;
-use super::{Backend, BackendError, BoxFuture, Env, ObjectName, OpenError};
+use super::{Backend, BackendError, BoxFuture, Env, ObjectName, OpenError, SILENCE, silence};
 use crate::remote_url::RemoteUrl;
 use crate::secret::Scrubber;
 
@@ -65,17 +65,13 @@ impl DalBackend {
         // says "failed to load signing credential"; that is a refusal too.
         if error.kind() == ErrorKind::PermissionDenied || text.contains("signing credential") {
             BackendError::Unauthorized(text)
-        } else if text.contains(SILENT) || text.contains("operation timed out") {
+        } else if text.contains(SILENCE) || text.contains("operation timed out") {
             BackendError::TimedOut(text)
         } else {
             BackendError::Transport(text)
         }
     }
 }
-
-/// How [`LazyTransport`] says a read's answer did not come within the idle timeout (and how
-/// the error is known again once OpenDAL has wrapped it).
-const SILENT: &str = "the server sent nothing for";
 
 /// OpenDAL's HTTP transport over the remote cache's client, which is built on the first
 /// request (see `http_client`): a client that cannot be built fails each request.
@@ -99,12 +95,9 @@ impl HttpTransport for LazyTransport {
         // A read's answer head within the idle timeout (its body is bounded by the request
         // timeout only).
         let idle = self.0.idle();
-        tokio::time::timeout(idle, fetch).await.unwrap_or_else(|_| {
-            Err(opendal::Error::new(
-                ErrorKind::Unexpected,
-                format!("{SILENT} {} ms", idle.as_millis()),
-            ))
-        })
+        tokio::time::timeout(idle, fetch)
+            .await
+            .unwrap_or_else(|_| Err(opendal::Error::new(ErrorKind::Unexpected, silence(idle))))
     }
 }
 

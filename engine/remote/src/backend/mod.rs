@@ -384,17 +384,23 @@ pub(crate) async fn within_idle<T>(
 ) -> Result<T, BackendError> {
     match tokio::time::timeout(idle, read).await {
         Ok(result) => result,
-        Err(_) => {
-            let millis = idle.as_millis();
-            let idle = if millis.is_multiple_of(1000) {
-                format!("{} s", millis / 1000)
-            } else {
-                format!("{millis} ms")
-            };
-            Err(BackendError::TimedOut(format!(
-                "the server sent nothing for {idle} ({op} `{name}`)"
-            )))
-        }
+        Err(_) => Err(BackendError::TimedOut(format!(
+            "{} ({op} `{name}`)",
+            silence(idle)
+        ))),
+    }
+}
+
+/// How a timed-out read begins its text (and how it is known again once a library wrapped it).
+pub(crate) const SILENCE: &str = "the server sent nothing for";
+
+/// "the server sent nothing for 5 s" (or "… for 300 ms").
+pub(crate) fn silence(idle: Duration) -> String {
+    let millis = idle.as_millis();
+    if millis.is_multiple_of(1000) {
+        format!("{SILENCE} {} s", millis / 1000)
+    } else {
+        format!("{SILENCE} {millis} ms")
     }
 }
 

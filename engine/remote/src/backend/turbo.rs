@@ -138,8 +138,9 @@ impl TurboBackend {
             .pointer("/error/message")
             .or_else(|| json.get("message"))?
             .as_str()?;
-        let short: String = message.chars().take(SAID_MAX).collect();
-        Some(self.scrubber.scrub(&short))
+        // Scrubbed whole first: a secret cut in two at the bound would escape the scrubber.
+        let scrubbed = self.scrubber.scrub(message);
+        Some(scrubbed.chars().take(SAID_MAX).collect())
     }
 
     fn transport(&self, error: reqwest::Error) -> BackendError {
